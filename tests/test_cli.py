@@ -1,0 +1,64 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fashion import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args, cwd=REPO):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_import_is_light():
+    code = ("import sys, fashion, fashion.cli, fashion.errors, fashion.atomic;"
+            "heavy = [m for m in ('torch', 'fastai', 'timm', 'faiss', 'sklearn', 'matplotlib', 'pandas') if m in sys.modules];"
+            "print(heavy)")
+    out = _run("-c", code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_fashion_help_lists_every_subcommand():
+    out = _run("-m", "fashion", "--help")
+    assert out.returncode == 0, out.stderr
+    for command in ("train", "neighbors", "search", "summary", "backbones", "make-sample"):
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "neighbors", "search", "summary", "backbones", "make-sample"])
+def test_each_subcommand_has_help_with_defaults(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([command, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert f"fashion {command}" in text
+    if command in ("train", "neighbors"):
+        assert "(default:" in text
+
+
+def test_measure_sim_script_help_and_misspelled_output_dir():
+    out = _run("measure_sim.py", "--help")
+    assert out.returncode == 0, out.stderr
+    assert "--output_dir" in out.stdout and "--ouput_dir" in out.stdout
+    args = cli.measure_sim_parser().parse_args(["--ouput_dir", "x", "-k", "5", "--index", "kdtree"])
+    assert (args.output_dir, args.k, args.index, args.input) == ("x", 5, "kdtree", None)
+
+
+def test_epochs_option_takes_one_or_three_numbers():
+    parser = cli.build_parser()
+    assert parser.parse_args(["train", "--output_dir", "o", "--epochs", "2"]).epochs == (2, 2, 2)
+    assert parser.parse_args(["train", "--output_dir", "o", "--epochs", "1,3,1"]).epochs == (1, 3, 1)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--output_dir", "o", "--epochs", "1,2"])
+
+
+def test_library_errors_become_one_line(tmp_path, capsys):
+    code = cli.main(["summary", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("fashion: error:") and "nowhere" in err
+    assert "\n" not in err and "Traceback" not in err
