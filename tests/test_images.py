@@ -1,0 +1,198 @@
+"""fashion.images: every mode, EXIF orientation, bbox crops and every kind of bad file."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fashion.errors import ImageError
+from fashion.images import IMAGE_EXTENSIONS, check_images, crop_bbox, open_image, to_rgb
+
+
+def save(image: Image.Image, path, **kwargs):
+    image.save(path, **kwargs)
+    return path
+
+
+def jpeg_bytes(size=(32, 24), color=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_extensions_are_lower_case_suffixes():
+    assert {".jpg", ".jpeg", ".png", ".webp", ".tif"} <= IMAGE_EXTENSIONS
+    assert all(ext.startswith(".") and ext == ext.lower() for ext in IMAGE_EXTENSIONS)
+
+
+def test_rgb_jpeg_opens_fully_loaded(tmp_path):
+    path = tmp_path / "a.jpg"
+    path.write_bytes(jpeg_bytes())
+    image = open_image(path)
+    assert image.mode == "RGB" and image.size == (32, 24)
+    os.remove(path)  # fully loaded: no lazy read from the file later
+    assert image.getpixel((5, 5))[0] > 150
+
+
+@pytest.mark.parametrize(
+    "mode, make, expected",
+    [
+        ("L", lambda: Image.new("L", (4, 3), 100), (100, 100, 100)),
+        ("1", lambda: Image.new("1", (4, 3), 1), (255, 255, 255)),
+        ("P", lambda: Image.new("RGB", (4, 3), (10, 200, 30)).quantize(4), (10, 200, 30)),
+        ("LA", lambda: Image.new("LA", (4, 3), (0, 0)), (255, 255, 255)),
+        ("RGBA", lambda: Image.new("RGBA", (4, 3), (0, 0, 255, 0)), (255, 255, 255)),
+        ("RGBA-opaque", lambda: Image.new("RGBA", (4, 3), (0, 0, 255, 255)), (0, 0, 255)),
+        ("CMYK", lambda: Image.new("CMYK", (4, 3), (0, 0, 0, 0)), (255, 255, 255)),
+        ("I;16", lambda: Image.new("I;16", (4, 3), 65535), (255, 255, 255)),
+        ("I;16-mid", lambda: Image.new("I;16", (4, 3), 257 * 100), (100, 100, 100)),
+    ],
+)
+def test_modes_become_rgb(tmp_path, mode, make, expected):
+    image = make()
+    fmt = "TIFF" if image.mode == "CMYK" else "PNG"
+    path = save(image, tmp_path / f"img.{fmt.lower()}", format=fmt)
+    out = open_image(path)
+    assert out.mode == "RGB" and out.size == (4, 3)
+    assert out.getpixel((1, 1)) == pytest.approx(expected, abs=2)
+
+
+def test_palette_with_transparency_composited_on_white(tmp_path):
+    image = Image.new("P", (4, 3), 0)
+    image.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    image.putpixel((0, 0), 1)
+    path = save(image, tmp_path / "t.png", transparency=0)  # index 0 (black) is transparent
+    out = open_image(path)
+    assert out.getpixel((2, 2)) == (255, 255, 255)
+    assert out.getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_pa_and_gif_transparency(tmp_path):
+    rgba = Image.new("RGBA", (4, 3), (0, 0, 0, 0))
+    rgba.putpixel((0, 0), (0, 255, 0, 255))
+    pa = rgba.convert("PA")
+    assert to_rgb(pa).getpixel((2, 2)) == (255, 255, 255)
+    path = save(rgba, tmp_path / "t.gif")
+    assert open_image(path).getpixel((2, 2)) == (255, 255, 255)
+
+
+def test_32bit_and_float_images_scaled():
+    assert to_rgb(Image.fromarray(np.full((2, 2), 70000, np.int32))).getpixel((0, 0)) == (255, 255, 255)
+    assert to_rgb(Image.fromarray(np.full((2, 2), 200, np.int32))).getpixel((0, 0)) == (200, 200, 200)
+    assert to_rgb(Image.fromarray(np.full((2, 2), 0.5, np.float32))).getpixel((0, 0))[0] in (127, 128)
+    ramp = Image.fromarray(np.array([[-5.0, 5.0]], np.float32))
+    assert [to_rgb(ramp).getpixel((x, 0))[0] for x in (0, 1)] == [0, 255]
+
+
+def test_exif_orientation_applied(tmp_path):
+    image = Image.new("RGB", (40, 20), (0, 0, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    path = save(image, tmp_path / "rot.jpg", exif=exif.tobytes())
+    assert Image.open(path).size == (40, 20)
+    assert open_image(path).size == (20, 40)
+
+
+def test_png_named_jpg_opens(tmp_path):
+    path = save(Image.new("RGB", (5, 6), (1, 2, 3)), tmp_path / "fake.jpg", format="PNG")
+    assert open_image(path).getpixel((0, 0)) == (1, 2, 3)
+
+
+def test_bbox_crop_clipped(tmp_path):
+    path = save(Image.new("RGB", (40, 30)), tmp_path / "a.png")
+    assert open_image(path, bbox=(10, 5, 20, 25)).size == (10, 20)
+    assert open_image(path, bbox=(-10, -10, 100, 100)).size == (40, 30)
+    assert open_image(path, bbox=(35, 0, 60, 10)).size == (5, 10)
+
+
+@pytest.mark.parametrize("bbox", [(50, 0, 60, 10), (10, 10, 10, 20), (20, 5, 10, 25), (0, 40, 10, 50)])
+def test_empty_bbox_is_an_error(tmp_path, bbox):
+    path = save(Image.new("RGB", (40, 30)), tmp_path / "a.png")
+    with pytest.raises(ImageError, match="empty"):
+        open_image(path, bbox=bbox)
+
+
+def test_bad_bbox_values():
+    with pytest.raises(ImageError, match="4 numbers"):
+        crop_bbox(Image.new("RGB", (4, 4)), ("a", 0, 1, 1))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageError, match="not found") as info:
+        open_image(tmp_path / "nope.jpg")
+    assert info.value.path == tmp_path / "nope.jpg"
+
+
+def test_zero_byte_file(tmp_path):
+    path = tmp_path / "empty.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(ImageError, match="empty file"):
+        open_image(path)
+
+
+def test_directory_is_an_error(tmp_path):
+    with pytest.raises(ImageError, match="directory"):
+        open_image(tmp_path)
+
+
+def test_random_bytes_unreadable(tmp_path):
+    path = tmp_path / "junk.jpg"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8).tobytes())
+    with pytest.raises(ImageError, match="cannot identify"):
+        open_image(path)
+
+
+def test_truncated_jpeg(tmp_path):
+    data = jpeg_bytes((64, 64))
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="truncated"):
+        open_image(path)
+
+
+def test_truncated_png(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, "PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(buffer.getvalue()[:-200])
+    with pytest.raises(ImageError):
+        open_image(path)
+
+
+@pytest.mark.parametrize("side", [12, 20])  # 144 px: Pillow only warns; 400 px: Pillow raises
+def test_decompression_bomb(tmp_path, monkeypatch, side):
+    path = save(Image.new("RGB", (side, side)), tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ImageError, match="too large"):
+        open_image(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    assert open_image(path).size == (side, side)
+
+
+def test_check_images_lists_bad_ones(tmp_path):
+    good = save(Image.new("RGB", (4, 4)), tmp_path / "good.png")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    bad = check_images([good, empty, tmp_path / "gone.jpg"], bboxes=[(0, 0, 2, 2), None, None])
+    assert [path for path, _ in bad] == [str(empty), str(tmp_path / "gone.jpg")]
+    assert check_images([good], [(10, 10, 20, 20)])[0][1].startswith("bbox")
+    with pytest.raises(ValueError):
+        check_images([good], [])
+
+
+def test_image_error_pickles(tmp_path):
+    import pickle
+
+    error = pickle.loads(pickle.dumps(ImageError(tmp_path / "x.jpg", "empty file (0 bytes)")))
+    assert error.reason == "empty file (0 bytes)"
+
+
+def test_one_pixel_and_cmyk_jpeg(tmp_path):
+    assert open_image(save(Image.new("RGB", (1, 1), (9, 9, 9)), tmp_path / "dot.png")).size == (1, 1)
+    path = save(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), tmp_path / "cmyk.jpg", quality=95)
+    red = open_image(path).getpixel((4, 4))
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
