@@ -1,0 +1,17 @@
+"""Smoke test: benchmarks/knn.py --quick runs and prints its table."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "knn.py"
+
+
+def test_knn_benchmark_quick():
+    methods = ["floor", "exact", "kdtree"]
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--methods", *methods],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for name in methods:
+        assert name in proc.stdout
+    assert "recall@k" in proc.stdout and "extrapolated" in proc.stdout and "ERROR" not in proc.stdout
