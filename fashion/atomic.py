@@ -60,6 +60,7 @@ def atomic_write(path: os.PathLike | str, mode: str = "wb", **open_kwargs) -> It
     except OSError as exc:
         raise _output_error(path, exc) from None
     try:
+        os.fchmod(fd, _default_mode())
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
             f.flush()
@@ -85,6 +86,7 @@ def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except OSError as exc:
         _silent_unlink(tmp)
@@ -149,6 +151,13 @@ def save_image(path: os.PathLike | str, image, **save_kwargs) -> Path:
     with atomic_write(path, "wb") as f:
         image.save(f, format=fmt, **save_kwargs)
     return path
+
+
+def _default_mode() -> int:
+    """rw for everyone the umask allows (mkstemp's 0600 would hide outputs from other users)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _silent_unlink(path) -> None:

@@ -65,7 +65,7 @@ def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default=None, help="use only this split (train, valid, test, query, gallery)")
     p.add_argument("--query-split", default=None,
                    help="queries from this split, gallery from the others; default: all-pairs (In-shop: query vs gallery)")
-    p.add_argument("--limit", type=_positive_int, default=None, help="use only the first N items")
+    p.add_argument("--limit", type=_positive_int, default=None, help="use a seeded random subset of N items (row order kept)")
     p.add_argument("--grids", type=int, default=12, help="how many neighbour grids to draw")
     p.add_argument("--layer", default="body", choices=("body", "head"),
                    help="embedding layer: pooled body features, or the trained head's penultimate features")
@@ -254,8 +254,11 @@ def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> in
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except FashionError as exc:
-        # one line, no traceback: the message already names the file, line or value at fault
+    except (FashionError, ValueError, TypeError, FileNotFoundError) as exc:
+        # One line, no traceback: the library's boundary errors name the file, line or value at fault.
+        # -vv keeps the traceback for debugging.
+        if args.verbose > 1:
+            raise
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

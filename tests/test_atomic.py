@@ -62,3 +62,15 @@ def test_unwritable_parent_gives_output_error(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(OutputError, match="cannot write"):
         atomic.write_text(blocker / "sub" / "a.txt", "x")
+
+
+def test_outputs_follow_the_umask_not_mkstemps_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic.write_text(tmp_path / "a.txt", "x")
+        with atomic.atomic_path(tmp_path / "b.npy") as tmp:
+            np.save(tmp, np.ones(1))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.npy").stat().st_mode) == 0o644
