@@ -1,0 +1,238 @@
+"""Embedding speed: the project's path vs a naive fp32 loop vs the compute floor (issue 6, item 4).
+
+    python benchmarks/embed.py                 # 768 images of clothing-dataset-small, batch 64, 224 px
+    python benchmarks/embed.py --quick         # 192 images, fewer repeats
+    python benchmarks/embed.py --limit 2000 --batch-size 32 --profile
+
+Measured in one run, on the same images (a seeded sample over all splits of clothing-dataset-small):
+
+- naive:   a plain fp32 PyTorch loop: decode + resize in the main process, NCHW float32, no workers.
+- project: ``fashion.embeddings.Embedder.embed``: DataLoader workers ship uint8, BatchNorm folded into
+  the convolutions, channels-last, bf16 autocast where the CPU has native bf16.
+- network only: the forward pass alone on a pre-decoded batch (fp32 NCHW / channels-last / bf16+CL,
+  and the project's forward with BatchNorm folded).
+- decode: Pillow decode + resize + crop per image in one process.
+- floor: model GFLOP per image (``torch.utils.flop_counter.FlopCounterMode``) ÷ the GFLOP/s of a large
+  fp32 and bf16 matrix product measured now.
+
+Retrieval precision@10 (all-pairs, cosine, labels = class folders) is computed from both paths'
+vectors: reduced precision must not cost quality (|Δ| ≤ 0.005). ``--profile`` prints the top
+functions of cProfile over the project path and the top operators of torch.profiler over its forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import platform
+import pstats
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(os.environ.get("FASHION_BENCH_DATA", "/work/shared/data/clothing-dataset-small"))
+
+
+def sample_images(root: Path, limit: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """(paths, labels) of ``limit`` JPEGs drawn with ``seed`` from ``root/<split>/<class>/*.jpg``."""
+    files = sorted(p for p in root.glob("*/*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not files:
+        sys.exit(f"no images under {root} (set FASHION_BENCH_DATA)")
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(files), size=min(limit, len(files)), replace=False))
+    return [os.fspath(files[i]) for i in pick], np.array([files[i].parent.name for i in pick])
+
+
+def precision_at_10(vectors: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
+    """All-pairs cosine precision@k, each image leaving itself out."""
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    top = np.argpartition(-sims, k, axis=1)[:, :k]
+    return float((labels[top] == labels[:, None]).mean())
+
+
+def naive_embed(body, cfg, paths: list[str], size: int, batch_size: int) -> np.ndarray:
+    """The plain loop: decode in the main process, fp32 NCHW, no workers, default threads."""
+    import torch
+
+    from fashion.embeddings import resize_center_crop
+    from fashion.images import open_image
+
+    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std).view(1, 3, 1, 1)
+    out = []
+    body.eval()
+    with torch.no_grad():
+        for start in range(0, len(paths), batch_size):
+            batch = [resize_center_crop(open_image(p), size) for p in paths[start:start + batch_size]]
+            x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float() / 255.0
+            feats = body((x - mean) / std).mean(dim=(2, 3))
+            out.append(torch.nn.functional.normalize(feats, dim=1).numpy())
+    return np.concatenate(out)
+
+
+def gemm_gflops(dtype, n: int = 2048, repeats: int = 5) -> float:
+    """Best GFLOP/s of an n×n×n matrix product in ``dtype`` (2·n³ FLOP)."""
+    import torch
+
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)  # warm-up (oneDNN/MKL kernel selection)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def model_gflop_per_image(body, size: int) -> float:
+    """Forward FLOP of one image (convolutions and matrix products), in GFLOP."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        body(torch.zeros(1, 3, size, size))
+    return counter.get_total_flops() / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def network_only(body, size: int, batch_size: int, repeats: int) -> dict[str, float]:
+    """img/s of the forward pass alone for fp32 NCHW, fp32 channels-last and bf16 + channels-last."""
+    import copy
+
+    import torch
+
+    x = torch.randn(batch_size, 3, size, size)
+    results = {}
+    for name, cl, bf16 in (("fp32 NCHW", False, False), ("fp32 channels-last", True, False),
+                           ("bf16 + channels-last", True, True)):
+        net = copy.deepcopy(body).eval()
+        xx = x
+        if cl:
+            net = net.to(memory_format=torch.channels_last)
+            xx = x.contiguous(memory_format=torch.channels_last)
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else torch.autocast("cpu", enabled=False)
+
+        def step():
+            with torch.inference_mode(), ctx:
+                net(xx)
+
+        step()  # warm-up
+        results[name] = batch_size / min(_timed(step) for _ in range(repeats))
+    return results
+
+
+def decode_rate(paths: list[str], size: int) -> tuple[float, float]:
+    """(img/s of open_image alone, img/s of open_image + resize + crop) in one process."""
+    from fashion.embeddings import resize_center_crop
+    from fashion.images import open_image
+
+    t_open = _timed(lambda: [open_image(p) for p in paths])
+    t_all = _timed(lambda: [resize_center_crop(open_image(p), size) for p in paths])
+    return len(paths) / t_open, len(paths) / t_all
+
+
+def profile_project(embedder, paths, batch_size: int, size: int) -> None:
+    """cProfile of the project path (main process) and torch.profiler of one forward pass."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = cProfile.Profile()
+    prof.enable()
+    embedder.embed(paths, batch_size=batch_size, progress=False)
+    prof.disable()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(15)
+    print("\n### cProfile, project path (main process, cumulative)\n```\n" + text.getvalue().strip() + "\n```")
+    x = torch.zeros((batch_size, 3, size, size), dtype=torch.uint8)
+    embedder.forward(x)
+    with profile(activities=[ProfilerActivity.CPU]) as p:
+        embedder.forward(x)
+    print("\n### torch.profiler, one project forward pass\n```\n"
+          + p.key_averages().table(sort_by="self_cpu_time_total", row_limit=12) + "\n```")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int, default=768, help="images to embed")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--arch", default="efficientnet_lite0")
+    parser.add_argument("--workers", type=int, default=None, help="project path DataLoader workers (default: auto)")
+    parser.add_argument("--quick", action="store_true", help="192 images, fewer repeats")
+    parser.add_argument("--profile", action="store_true", help="print cProfile and torch.profiler tables")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.limit = min(args.limit, 192)
+    repeats = 2 if args.quick else 4
+
+    import torch
+
+    from fashion.backbones import create_backbone
+    from fashion.embeddings import Embedder, bf16_supported, default_num_workers
+
+    paths, labels = sample_images(DATA, args.limit)
+    n = len(paths)
+    workers = default_num_workers() if args.workers is None else args.workers
+    print(f"# embed benchmark: {n} images of {DATA.name}, {args.arch} at {args.size} px, batch {args.batch_size}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, native bf16: {bf16_supported()}, "
+          f"project workers: {workers}")
+
+    naive_body, cfg = create_backbone(args.arch)
+    embedder = Embedder.from_backbone(args.arch, size=args.size)
+    warm = paths[: min(len(paths), args.batch_size)]
+    naive_embed(naive_body, cfg, warm, args.size, args.batch_size)  # warm-up both (kernel selection)
+    embedder.embed(warm, batch_size=args.batch_size, num_workers=0, progress=False)
+
+    # alternate the two paths and keep each one's best time: the machine is shared, loads come and go
+    t_naive = t_project = float("inf")
+    for _ in range(1 if args.quick else 2):
+        t0 = time.perf_counter()
+        naive_vectors = naive_embed(naive_body, cfg, paths, args.size, args.batch_size)
+        t_naive = min(t_naive, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        project_vectors = embedder.embed(paths, batch_size=args.batch_size, num_workers=workers,
+                                         progress=False).vectors
+        t_project = min(t_project, time.perf_counter() - t0)
+    p_naive, p_project = precision_at_10(naive_vectors, labels), precision_at_10(project_vectors, labels)
+    cosine = (naive_vectors * project_vectors).sum(1)
+
+    rate_open, rate_decode = decode_rate(paths[:min(n, 128)], args.size)
+    net = network_only(naive_body, args.size, args.batch_size, repeats)
+    gflop = model_gflop_per_image(naive_body, args.size)
+    fp32_gemm, bf16_gemm = gemm_gflops(torch.float32), gemm_gflops(torch.bfloat16)
+
+    print("\n| path | img/s | × naive | precision@10 |")
+    print("|---|---:|---:|---:|")
+    print(f"| naive: plain fp32 loop, NCHW, decode in main process | {n / t_naive:.1f} | 1.00 | {p_naive:.4f} |")
+    print(f"| project: Embedder.embed ({embedder.precision}, channels-last, {workers} workers) | "
+          f"{n / t_project:.1f} | {t_naive / t_project:.2f} | {p_project:.4f} |")
+    print(f"\nprecision@10 difference: {p_project - p_naive:+.4f} (must be within ±0.005); "
+          f"cosine(naive, project) per image: min {cosine.min():.4f}, mean {cosine.mean():.4f}")
+    print("\n| stage alone | img/s |")
+    print("|---|---:|")
+    print(f"| decode (open_image) | {rate_open:.1f} |")
+    print(f"| decode + resize + center crop | {rate_decode:.1f} |")
+    x = torch.zeros((args.batch_size, 3, args.size, args.size), dtype=torch.uint8)
+    net[f"project forward (BN folded, channels-last, {embedder.precision})"] = args.batch_size / min(
+        _timed(lambda: embedder.forward(x)) for _ in range(repeats))
+    for name, rate in net.items():
+        print(f"| network only, {name} | {rate:.1f} |")
+    print(f"\ncompute floor: {gflop:.3f} GFLOP/image; gemm {fp32_gemm:.0f} GFLOP/s fp32, {bf16_gemm:.0f} GFLOP/s "
+          f"bf16 → floor {fp32_gemm / gflop:.0f} img/s fp32, {bf16_gemm / gflop:.0f} img/s bf16; project path at "
+          f"{100 * (n / t_project) / ((bf16_gemm if embedder.precision == 'bf16' else fp32_gemm) / gflop):.0f}% "
+          "of its floor")
+    if args.profile:
+        profile_project(embedder, paths[: min(n, 4 * args.batch_size)], args.batch_size, args.size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

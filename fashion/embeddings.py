@@ -1,0 +1,568 @@
+"""Embed images with a network's body (or a trained head): (n, d) float32, L2-normalised, cached.
+
+::
+
+    embedder = Embedder.create(arch="efficientnet_lite0")          # pretrained backbone
+    embedder = Embedder.create(model="runs/train1", layer="head")   # a `fashion train` output dir
+    result = embedder.embed(items, batch_size=64, cache_dir="cache")
+    result.vectors  # (n, d) float32, unit rows; zero rows where result.ok is False
+    result.failures # [(path, reason), ...] of the images that could not be used
+
+Preprocessing: the image is opened with :func:`fashion.images.open_image` (EXIF-upright RGB, optional
+bbox crop), then for a pretrained backbone (``resize="crop"``, ImageNet evaluation style, fastai's
+validation ``Resize(size, method="crop")``) its shorter side is resized to ``size`` (bilinear) and the
+centre ``size × size`` cut out; for a trained model the transform it was trained with (``"squish"``:
+the whole image resized to ``size × size``, as `fashion train` does). Then it is normalised with the
+model's mean/std (from the backbone config or model.json, never literals).
+
+``layer="body"``: the body's feature map, global-average-pooled (what the original study used).
+``layer="head"``: the trained head's penultimate features (trained models only).
+
+Speed: workers decode and resize and ship uint8 tensors (4× less inter-process traffic than float);
+the main process normalises, runs the network in channels-last memory format and, where the CPU has
+native bf16 (AVX512-BF16/AMX), under bf16 autocast — measured in ``benchmarks/embed.py`` to leave
+retrieval precision@10 unchanged (within 0.005). ``precision="fp32"`` turns that off.
+
+Cache: ``cache_dir/<checksum[:16]>-<size>-<layer>-<precision>-<resize>[-bbox]/chunk_NNNNN.npz`` files, each
+written atomically, holding ``keys`` (path, mtime, file size, bbox), ``vectors``, ``ok`` and ``reasons``.
+A rerun reuses every cached key; a run killed half-way loses at most one chunk. Chunks hold a whole
+number of batches, so a resumed run feeds the network the same batches as an uninterrupted run and
+the vectors are bitwise identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import torch
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("body", "head")
+RESIZES = ("crop", "squish")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_CHUNK_SIZE = 1024
+
+
+def default_num_workers() -> int:
+    """DataLoader workers: one core is left to the network's threads; 0 (in-process) on one core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(4, max(0, cores - 1))
+
+
+def bf16_supported() -> bool:
+    """True when this CPU runs bf16 matrix products natively (oneDNN with AVX512-BF16 or AMX)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@dataclass
+class EmbeddingResult:
+    """Output of :meth:`Embedder.embed`.
+
+    vectors: (n, d) float32, unit L2 norm where ``ok``, zeros elsewhere; ok: (n,) bool;
+    failures: [(path, reason)] of the rows where ok is False, in item order;
+    n_cached / n_computed: rows served from the cache / run through the network; seconds: wall time.
+    """
+
+    vectors: np.ndarray
+    ok: np.ndarray
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    n_cached: int = 0
+    n_computed: int = 0
+    seconds: float = 0.0
+
+
+# ------------------------------------------------------------------------------------ preprocessing
+
+
+def resize_center_crop(image, size: int) -> np.ndarray:
+    """Shorter side to ``size`` (bilinear), then the central ``size × size``; returns uint8 (size, size, 3)."""
+    from PIL import Image
+
+    w, h = image.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        image = image.resize((nw, nh), Image.Resampling.BILINEAR)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return np.array(image.crop((left, top, left + size, top + size)), dtype=np.uint8)  # writable copy
+
+
+def resize_image(image, size: int, method: str = "crop") -> np.ndarray:
+    """uint8 (size, size, 3): "crop" = :func:`resize_center_crop`; "squish" = bilinear resize of the whole
+    image to size × size (aspect not kept: what `fashion train` uses, fastai ``ResizeMethod.Squish``)."""
+    from PIL import Image
+
+    if method == "crop":
+        return resize_center_crop(image, size)
+    if method == "squish":
+        return np.array(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    raise ValueError(f"resize must be one of {RESIZES}, got {method!r}")
+
+
+class _ImageDataset:
+    """torch map-style dataset: index → (uint8 (3, S, S) tensor, ok, reason, index).
+
+    Never raises for a bad image: it returns ``ok=False`` and the reason, so a worker process
+    survives corrupt files and the main process counts and lists them.
+    """
+
+    def __init__(self, paths: Sequence[str], bboxes: Sequence | None, size: int, resize: str = "crop"):
+        self.paths, self.bboxes, self.size, self.resize = list(paths), bboxes, size, resize
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        import torch
+
+        from .images import open_image
+
+        path = self.paths[i]
+        try:
+            bbox = None if self.bboxes is None else self.bboxes[i]
+            pixels = resize_image(open_image(path, bbox=bbox), self.size, self.resize)
+            return torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), True, "", i
+        except Exception as exc:  # noqa: BLE001 - any failure of one image must not end the run
+            reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+            return torch.zeros((3, self.size, self.size), dtype=torch.uint8), False, str(reason), i
+
+
+# ------------------------------------------------------------------------------------------- cache
+
+
+def _cache_key(path: str, bbox) -> str | None:
+    """Identity of one image's embedding input; None when the file cannot be stat'ed (never cached)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    box = "" if bbox is None else ",".join(str(int(round(float(v)))) for v in bbox)
+    return f"{os.path.abspath(path)}\x1f{st.st_mtime_ns}\x1f{st.st_size}\x1f{box}"
+
+
+class _ChunkCache:
+    """Directory of atomically written ``chunk_NNNNN.npz`` files mapping key → (vector, ok, reason)."""
+
+    def __init__(self, directory: Path):
+        from .atomic import ensure_dir
+
+        self.dir = ensure_dir(directory)
+        self.entries: dict[str, tuple[np.ndarray, bool, str]] = {}
+        self.next_chunk = 0
+        for chunk in sorted(self.dir.glob("chunk_*.npz")):
+            try:
+                self.next_chunk = max(self.next_chunk, int(chunk.stem.split("_")[1]) + 1)
+                with np.load(chunk, allow_pickle=False) as z:
+                    for key, vec, ok, reason in zip(z["keys"], z["vectors"], z["ok"], z["reasons"]):
+                        self.entries[str(key)] = (vec, bool(ok), str(reason))
+            except Exception as exc:  # noqa: BLE001 - a damaged chunk is recomputed, not fatal
+                log.warning("ignoring unreadable cache chunk %s: %s", chunk, exc)
+
+    def write(self, keys: list[str], vectors: np.ndarray, ok: np.ndarray, reasons: list[str]) -> None:
+        from .atomic import atomic_write
+
+        path = self.dir / f"chunk_{self.next_chunk:05d}.npz"
+        self.next_chunk += 1
+        with atomic_write(path, "wb") as f:
+            np.savez(f, keys=np.array(keys, dtype=str), vectors=vectors.astype(np.float32, copy=False),
+                     ok=np.asarray(ok, dtype=bool), reasons=np.array(reasons, dtype=str))
+        log.debug("wrote cache chunk %s (%d rows)", path, len(keys))
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def state_dict_sha256(module: "nn.Module") -> str:
+    """sha256 over the names, dtypes, shapes and bytes of a module's state dict (sorted by name)."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def file_sha256(path) -> str:
+    """sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _get(config: Any, key: str, default=None):
+    """Read ``key`` from a dict or an attribute of a dataclass/namespace."""
+    if isinstance(config, dict):
+        return config.get(key, default)
+    return getattr(config, key, default)
+
+
+def _penultimate(head: "nn.Module") -> "nn.Module":
+    """The head without its final classification layer (fastai's create_head ends with a Linear)."""
+    from torch import nn
+
+    if isinstance(head, nn.Sequential) and len(head) > 1 and isinstance(head[-1], nn.Linear):
+        return head[:-1]
+    raise ValueError(f"cannot find the penultimate layer of a {type(head).__name__} head "
+                     "(expected an nn.Sequential ending in nn.Linear)")
+
+
+def fold_batchnorm(module: "nn.Module", size: int = 64) -> int:
+    """Fold every eval-mode BatchNorm that directly follows a convolution into it, in place.
+
+    Inference only: ``bn(conv(x)) == conv'(x)`` with ``w' = w·γ/√(var+ε)``, ``b' = (b−μ)·γ/√(var+ε)+β``.
+    Pairs are found by running one dummy (1, 3, size, size) batch and matching each BatchNorm's input
+    tensor to the output of the convolution that produced it, so any architecture works. A timm
+    ``BatchNormAct2d`` keeps its activation (and dropout); a plain BatchNorm becomes ``nn.Identity``.
+    Returns the number of folded pairs. (torch.profiler showed batch_norm at ~27% of the forward time.)
+    """
+    import torch
+    from torch import nn
+
+    produced: dict[int, nn.Conv2d] = {}
+    pairs: list[tuple[str, nn.Conv2d, nn.BatchNorm2d]] = []
+    names = {m: n for n, m in module.named_modules()}
+
+    def after_conv(conv, _inputs, output):
+        produced[id(output)] = conv
+
+    def before_bn(bn, inputs):
+        conv = produced.get(id(inputs[0]))
+        if conv is not None and conv.out_channels == bn.num_features:
+            pairs.append((names[bn], conv, bn))
+
+    hooks = []
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(after_conv))
+        elif isinstance(m, nn.BatchNorm2d) and m.track_running_stats and m.affine:
+            hooks.append(m.register_forward_pre_hook(before_bn))
+    try:
+        module.eval()
+        with torch.inference_mode():
+            module(torch.zeros(1, 3, size, size))
+    finally:
+        for h in hooks:
+            h.remove()
+    with torch.no_grad():
+        for name, conv, bn in pairs:
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            conv.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+            rest = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None)) if m is not None]
+            parent_name, _, attr = name.rpartition(".")
+            parent = module.get_submodule(parent_name) if parent_name else module
+            setattr(parent, attr, nn.Sequential(*rest) if rest else nn.Identity())
+    return len(pairs)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    import torch
+
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+# ------------------------------------------------------------------------------------------ embedder
+
+
+class Embedder:
+    """A network body (+ optional head part) that maps images to L2-normalised float32 vectors.
+
+    Build it with :meth:`create`, :meth:`from_backbone` or :meth:`from_model_dir`. Attributes:
+    name (arch), size (px), mean/std (3-tuples), checksum (sha256 hex of the weights), layer
+    ("body"/"head"), precision ("fp32"/"bf16", resolved), source (where the weights came from),
+    model_dir (trained model directory or None), crop (bbox crop by default, from model.json).
+    """
+
+    def __init__(self, body: "nn.Module", *, name: str, size: int, mean, std, checksum: str,
+                 layer: str = "body", head: "nn.Module | None" = None, source: str = "",
+                 model_dir=None, precision: str = "auto", crop: bool = False, resize: str = "crop"):
+        if layer not in LAYERS:
+            raise ValueError(f"layer must be one of {LAYERS}, got {layer!r}")
+        if layer == "head" and head is None:
+            raise ValueError("layer='head' needs a trained model (--model DIR): a pretrained backbone has no "
+                             "trained head; use layer='body'")
+        if resize not in RESIZES:
+            raise ValueError(f"resize must be one of {RESIZES}, got {resize!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if int(size) < 8:
+            raise ValueError(f"size must be at least 8 pixels, got {size}")
+        self.name, self.size, self.layer, self.source = name, int(size), layer, source
+        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        self.checksum, self.model_dir, self.crop, self.resize = checksum, model_dir, bool(crop), resize
+        if precision == "auto":
+            precision = "bf16" if bf16_supported() else "fp32"
+        self.precision = precision
+        self._body, self._head = body.eval(), (head.eval() if head is not None else None)
+        self._prepared = False
+        self._dim: int | None = None
+
+    # ---------------------------------------------------------------------------------- builders
+
+    @classmethod
+    def create(cls, model=None, arch: str = "efficientnet_lite0", layer: str = "body", size: int | None = None,
+               precision: str = "auto", pretrained: bool = True, weights=None) -> "Embedder":
+        """A trained model directory when ``model`` is given, else the (pretrained) backbone ``arch``."""
+        if model is not None:
+            return cls.from_model_dir(model, layer=layer, size=size, precision=precision)
+        if layer != "body":
+            raise ValueError("layer='head' needs a trained model (--model DIR); a pretrained backbone "
+                             "has no trained head")
+        return cls.from_backbone(arch, pretrained=pretrained, weights=weights, size=size, precision=precision)
+
+    @classmethod
+    def from_backbone(cls, name: str = "efficientnet_lite0", pretrained: bool = True, weights=None,
+                      size: int | None = None, precision: str = "auto") -> "Embedder":
+        """Body of a registered backbone (``fashion.backbones.create_backbone``)."""
+        from .backbones import create_backbone
+
+        body, cfg = create_backbone(name, pretrained=pretrained, weights=weights)
+        checksum = file_sha256(weights) if weights is not None else state_dict_sha256(body)
+        return cls(body, name=cfg.name, size=size or cfg.input_size, mean=cfg.mean, std=cfg.std,
+                   checksum=checksum, source=cfg.source, precision=precision)
+
+    @classmethod
+    def from_model_dir(cls, path, layer: str = "body", size: int | None = None,
+                       precision: str = "auto") -> "Embedder":
+        """A `fashion train` output directory, via ``fashion.training.load_model``."""
+        from .training import load_model
+
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"model directory not found: {path}")
+        loaded = load_model(path)
+        config = loaded.config
+        weights = _weights_file(loaded, path)
+        size = size or _get(config, "final_size") or _get(config, "size")
+        head = loaded.head if layer == "head" else None
+        if head is not None:
+            head = getattr(loaded, "penultimate", None) or _penultimate(head)
+        return cls(loaded.body, name=str(_get(config, "arch", "?")), size=int(size),
+                   mean=_get(config, "mean"), std=_get(config, "std"), checksum=file_sha256(weights),
+                   layer=layer, head=head, source=f"trained:{path}", model_dir=os.fspath(path.resolve()),
+                   precision=precision, crop=_get(config, "crop", _train_setting(config, "crop")) == "bbox",
+                   # the transform the model was trained with (fashion.training squish-resizes)
+                   resize=_get(config, "resize", "squish"))
+
+    def describe(self) -> dict:
+        """JSON-ready description (for run.json) from which :meth:`create` can rebuild this embedder."""
+        return {"arch": self.name, "model_dir": self.model_dir, "layer": self.layer, "size": self.size,
+                "mean": list(self.mean), "std": list(self.std), "checksum": self.checksum,
+                "source": self.source, "precision": self.precision, "crop": self.crop, "resize": self.resize,
+                "dim": self.dim}
+
+    # ---------------------------------------------------------------------------------- forward
+
+    def _prepare(self) -> None:
+        import torch
+
+        if not self._prepared:
+            # a private copy: the caller's module (e.g. a trained classifier's body) stays untouched
+            self._body = copy.deepcopy(self._body).eval()
+            folded = fold_batchnorm(self._body, size=min(self.size, 64))
+            # channels-last lets oneDNN pick its fastest convolution kernels (2x on this CPU)
+            self._body = self._body.to(memory_format=torch.channels_last)
+            self._prepared = True
+            log.debug("%s: folded %d BatchNorms into convolutions", self.name, folded)
+
+    def forward(self, images: "torch.Tensor") -> "torch.Tensor":
+        """uint8 (N, 3, S, S) RGB → float32 (N, d) L2-normalised vectors."""
+        import torch
+
+        self._prepare()
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1) * 255.0
+        x = ((images.float() - mean * 255.0) / std).contiguous(memory_format=torch.channels_last)
+        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16"
+                    else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
+            fmap = self._body(x)
+            feats = fmap.float().mean(dim=(2, 3)) if self._head is None else self._head(fmap)
+        feats = feats.float()
+        return feats / feats.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    @property
+    def dim(self) -> int:
+        """Length d of the vectors (one dummy forward pass the first time)."""
+        import torch
+
+        if self._dim is None:
+            self._dim = int(self.forward(torch.zeros((1, 3, self.size, self.size), dtype=torch.uint8)).shape[1])
+        return self._dim
+
+    # ---------------------------------------------------------------------------------- embed
+
+    def cache_path(self, cache_dir, crop: bool = False) -> Path:
+        """This embedder's cache sub-directory of ``cache_dir``."""
+        tag = (f"{self.checksum[:16]}-{self.size}-{self.layer}-{self.precision}-{self.resize}"
+               + ("-bbox" if crop else ""))
+        return Path(cache_dir) / tag
+
+    def embed(self, items, batch_size: int = 64, cache_dir=None, num_workers: int | None = None,
+              crop: bool | None = None, progress: bool = True, chunk_size: int = DEFAULT_CHUNK_SIZE,
+              num_threads: int | None = None) -> EmbeddingResult:
+        """Embed every item; bad images are skipped, counted and listed, never fatal.
+
+        Args:
+            items: a DataFrame with a ``path`` column (and ``bbox`` for cropping) or a list of paths.
+            batch_size: images per forward pass.
+            cache_dir: where to keep/reuse chunked vectors (None: no cache).
+            num_workers: DataLoader worker processes (None: :func:`default_num_workers`).
+            crop: crop to the items' ``bbox`` (None: the model's training setting).
+            progress: show a progress bar (on a terminal).
+            chunk_size: cache rows per chunk, rounded up to whole batches.
+            num_threads: torch threads while embedding (None: unchanged).
+
+        Returns:
+            :class:`EmbeddingResult` with (n, d) vectors in item order.
+        """
+        start = time.perf_counter()
+        paths, bboxes = _paths_and_boxes(items, self.crop if crop is None else crop)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        n = len(paths)
+        keys = [_cache_key(p, None if bboxes is None else bboxes[i]) for i, p in enumerate(paths)]
+        cache = _ChunkCache(self.cache_path(cache_dir, bboxes is not None)) if cache_dir is not None else None
+        rows: list[tuple[np.ndarray | None, bool, str] | None] = [None] * n
+        if cache is not None:
+            for i, key in enumerate(keys):
+                if key is not None and key in cache.entries:
+                    rows[i] = cache.entries[key]
+        todo = [i for i in range(n) if rows[i] is None]
+        n_cached = n - len(todo)
+        if todo:
+            with _torch_threads(num_threads):
+                self._compute(todo, paths, bboxes, keys, rows, cache, batch_size, num_workers, progress,
+                              chunk_size)
+        result = self._assemble(paths, rows, n_cached, len(todo), time.perf_counter() - start)
+        log.info("embedded %d images in %.1f s: %d computed, %d from cache, %d skipped (unreadable)",
+                 n, result.seconds, len(todo), n_cached, len(result.failures))
+        return result
+
+    def _compute(self, todo, paths, bboxes, keys, rows, cache, batch_size, num_workers, progress,
+                 chunk_size) -> None:
+        """Run the network over the ``todo`` rows, filling ``rows`` and writing cache chunks."""
+        import torch
+        from torch.utils.data import DataLoader, Subset
+        from tqdm.auto import tqdm
+
+        dataset = Subset(_ImageDataset(paths, bboxes, self.size, self.resize), todo)
+        workers = default_num_workers() if num_workers is None else max(0, int(num_workers))
+        workers = min(workers, max(0, len(todo) // batch_size))  # no idle processes for tiny jobs
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                            persistent_workers=False, prefetch_factor=4 if workers else None)
+        per_chunk = max(1, -(-chunk_size // batch_size))  # whole batches: resumed runs see the same batches
+        pending: list[int] = []
+        with tqdm(total=len(todo), desc="embedding", unit="img", disable=None if progress else True) as bar:
+            for n_batch, (images, ok, reasons, index) in enumerate(loader, 1):
+                ok = ok.numpy().astype(bool)
+                vecs = np.zeros((len(ok), 0), dtype=np.float32)
+                if ok.any():
+                    vecs = self.forward(images[torch.from_numpy(ok)]).numpy()
+                    self._dim = vecs.shape[1]
+                j = 0
+                for row, good, reason in zip(index.tolist(), ok, reasons):
+                    rows[row] = (vecs[j] if good else None, bool(good), "" if good else reason)
+                    j += int(good)
+                    pending.append(row)
+                if cache is not None and (n_batch % per_chunk == 0):
+                    self._flush(cache, pending, keys, rows)
+                    pending = []
+                bar.update(len(ok))
+        if cache is not None and pending:
+            self._flush(cache, pending, keys, rows)
+
+    def _flush(self, cache: _ChunkCache, pending: list[int], keys, rows) -> None:
+        dim = self.dim
+        kept = [i for i in pending if keys[i] is not None]  # unstat-able files are retried next time
+        if not kept:
+            return
+        vectors = np.zeros((len(kept), dim), dtype=np.float32)
+        for j, i in enumerate(kept):
+            if rows[i][1]:
+                vectors[j] = rows[i][0]
+        cache.write([keys[i] for i in kept], vectors, np.array([rows[i][1] for i in kept]),
+                    [rows[i][2] for i in kept])
+
+    def _assemble(self, paths, rows, n_cached, n_computed, seconds) -> EmbeddingResult:
+        n = len(paths)
+        good = [r for r in rows if r[1]]
+        dim = len(good[0][0]) if good else self.dim
+        vectors = np.zeros((n, dim), dtype=np.float32)
+        ok = np.zeros(n, dtype=bool)
+        failures = []
+        for i, (vec, good_row, reason) in enumerate(rows):
+            if good_row:
+                vectors[i] = vec
+                ok[i] = True
+            else:
+                failures.append((paths[i], reason))
+        return EmbeddingResult(vectors, ok, failures, n_cached, n_computed, seconds)
+
+
+def _paths_and_boxes(items, crop: bool) -> tuple[list[str], list | None]:
+    """(absolute-or-given paths, bboxes or None) from a DataFrame or a sequence of paths."""
+    if hasattr(items, "columns"):
+        if "path" not in items.columns:
+            raise ValueError(f"items need a 'path' column, got columns {list(items.columns)}")
+        paths = [os.fspath(p) for p in items["path"]]
+        bboxes = None
+        if crop and "bbox" in items.columns:
+            bboxes = [None if _missing(b) else tuple(b) for b in items["bbox"]]
+        return paths, bboxes
+    if isinstance(items, (str, os.PathLike)):
+        raise TypeError("items must be a DataFrame or a list of paths, not a single path")
+    return [os.fspath(p) for p in items], None
+
+
+def _train_setting(config, key: str, default="none"):
+    """A training option recorded in model.json's ``train_config`` (dict), if any."""
+    train = _get(config, "train_config") or {}
+    return _get(train, key, default)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _weights_file(loaded, directory: Path) -> Path:
+    """The weights file a trained model was loaded from (its sha256 is the model checksum)."""
+    for attr in ("weights_path", "weights_file", "path"):
+        candidate = getattr(loaded, attr, None)
+        if candidate is not None and Path(candidate).is_file():
+            return Path(candidate)
+    for name in ("model.safetensors", "model.pth"):
+        if (directory / name).is_file():
+            return directory / name
+    raise FileNotFoundError(f"no weights file (model.safetensors or model.pth) in {directory}")

@@ -1,0 +1,237 @@
+"""Pictures and pages of a retrieval run: neighbour grids (PIL) and the ``index.html`` gallery.
+
+A grid follows the original study: the query top-left, then its K neighbours in rank order, left to
+right and top to bottom. Every tile is captioned with its label and distance and framed green (same label
+as the query) or red (different label); the query's frame is neutral grey.
+
+The gallery is one self-contained HTML page (inline CSS, no JavaScript, no network) that works from
+``file://``: every file name and label is HTML-escaped and every link percent-encoded, so a file called
+``<script>….png`` is shown as text and still loads.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+from urllib.parse import quote
+
+log = logging.getLogger(__name__)
+
+SAME_COLOR = (30, 160, 60)
+DIFFERENT_COLOR = (210, 40, 40)
+QUERY_COLOR = (120, 120, 120)
+PLACEHOLDER_COLOR = (200, 200, 200)
+BORDER = 4
+CAPTION_LINES = 2
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: bitmap font, fixed size
+        return ImageFont.load_default()
+
+
+def _fit_text(draw, text: str, font, width: int) -> str:
+    """``text`` shortened with an ellipsis until it fits ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _thumbnail(path, tile: int):
+    """(tile, tile) RGB image: the picture letterboxed on white, or a grey placeholder if it fails."""
+    from PIL import Image, ImageDraw
+
+    from .images import open_image
+    from .errors import ImageError
+
+    canvas = Image.new("RGB", (tile, tile), "white")
+    try:
+        img = open_image(path)
+    except (ImageError, OSError, ValueError) as exc:
+        log.debug("grid placeholder for %s: %s", path, exc)
+        canvas.paste(PLACEHOLDER_COLOR, (0, 0, tile, tile))
+        draw = ImageDraw.Draw(canvas)
+        font = _font(max(10, tile // 12))
+        draw.text((tile // 2, tile // 2), "unreadable", fill=(90, 90, 90), font=font, anchor="mm")
+        return canvas
+    img.thumbnail((tile, tile), Image.Resampling.BILINEAR)
+    canvas.paste(img, ((tile - img.width) // 2, (tile - img.height) // 2))
+    return canvas
+
+
+def neighbor_grid(query_path, neighbor_paths: Sequence, labels: Sequence[str], distances: Sequence[float],
+                  same_label: Sequence[bool], tile: int = 160, query_label: str | None = None,
+                  columns: int | None = None):
+    """Draw a query and its neighbours as one image.
+
+    Args:
+        query_path: the query image (str/Path); drawn top-left with a grey frame.
+        neighbor_paths: K neighbour images in rank order.
+        labels: K neighbour labels (str).
+        distances: K distances (float), shown with 3 decimals.
+        same_label: K booleans; True frames the tile green, False red, None grey (unknown: a new photo).
+        tile: side of each picture in pixels (pictures are letterboxed, not cropped).
+        query_label: caption of the query tile (default: none).
+        columns: tiles per row (default ``min(K + 1, 6)``).
+
+    Returns:
+        PIL.Image.Image (RGB) of ``columns`` × ``ceil((K + 1) / columns)`` captioned tiles.
+        Unreadable images become grey "unreadable" placeholders; the grid is always drawn.
+    """
+    from PIL import Image, ImageDraw
+
+    k = len(neighbor_paths)
+    if not (len(labels) == len(distances) == len(same_label) == k):
+        raise ValueError(f"neighbor_paths, labels, distances and same_label must have the same length, got "
+                         f"{k}, {len(labels)}, {len(distances)}, {len(same_label)}")
+    if tile < 16:
+        raise ValueError(f"tile must be at least 16 pixels, got {tile}")
+    columns = columns or min(k + 1, 6)
+    rows = math.ceil((k + 1) / columns)
+    font_size = max(10, tile // 12)
+    font = _font(font_size)
+    caption_h = CAPTION_LINES * (font_size + 4) + 4
+    cell_w, cell_h = tile + 2 * BORDER, tile + 2 * BORDER + caption_h
+    grid = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
+    draw = ImageDraw.Draw(grid)
+
+    tiles = [(query_path, QUERY_COLOR, "query", "" if query_label is None else str(query_label))]
+    for rank, (path, label, dist, same) in enumerate(zip(neighbor_paths, labels, distances, same_label), 1):
+        color = QUERY_COLOR if same is None else (SAME_COLOR if bool(same) else DIFFERENT_COLOR)
+        tiles.append((path, color, f"#{rank} {label}", f"d = {float(dist):.3f}"))
+
+    for n, (path, color, line1, line2) in enumerate(tiles):
+        x, y = (n % columns) * cell_w, (n // columns) * cell_h
+        draw.rectangle((x, y, x + cell_w - 1, y + tile + 2 * BORDER - 1), fill=color)
+        grid.paste(_thumbnail(path, tile), (x + BORDER, y + BORDER))
+        ty = y + tile + 2 * BORDER + 2
+        for line in (line1, line2):
+            draw.text((x + BORDER, ty), _fit_text(draw, line, font, tile), fill=(20, 20, 20), font=font)
+            ty += font_size + 4
+    return grid
+
+
+# ------------------------------------------------------------------------------------------ gallery
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { display: inline-block; margin: 0 1em 1.5em 0; vertical-align: top; }
+figure img { max-width: 100%; border: 1px solid #ccc; }
+figcaption { font-size: 0.9em; color: #444; }
+.same { color: #1ea03c; } .different { color: #d22828; }
+"""
+
+_TITLES = {
+    "per_label_precision": "Precision@k per label",
+    "recall_at_k": "In-shop recall@k (query item found in the gallery)",
+    "timing": "Time of each stage (seconds)",
+}
+
+
+def _href(path, base: Path) -> str:
+    """Relative, percent-encoded link from ``base`` to ``path`` (already safe inside an attribute)."""
+    path = Path(path)
+    rel = os.path.relpath(path, base) if path.is_absolute() else os.fspath(path)
+    return html.escape(quote(Path(rel).as_posix(), safe="/"), quote=True)
+
+
+def _cell(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return f"<td>{html.escape(str(value))}</td>"
+    if isinstance(value, float):
+        return f'<td class="num">{value:.4f}</td>'
+    if isinstance(value, int):
+        return f'<td class="num">{value}</td>'
+    return f"<td>{html.escape(str(value))}</td>"
+
+
+def _table(rows: Mapping, key_header: str = "name", value_header: str = "value") -> str:
+    head = f"<tr><th>{html.escape(key_header)}</th><th>{html.escape(value_header)}</th></tr>"
+    body = "".join(f"<tr><td>{html.escape(str(k))}</td>{_cell(v)}</tr>" for k, v in rows.items())
+    return f"<table>{head}{body}</table>"
+
+
+def _list_item(entry) -> str:
+    if isinstance(entry, Mapping):
+        text = " — ".join(str(v) for v in entry.values())
+    elif isinstance(entry, (list, tuple)):
+        text = " — ".join(str(v) for v in entry)
+    else:
+        text = str(entry)
+    return f"<li>{html.escape(text)}</li>"
+
+
+def _metrics_sections(metrics: Mapping) -> list[str]:
+    """Scalars in one table; each dict of scalars in its own table; each list as a bulleted list."""
+    scalars = {k: v for k, v in metrics.items() if not isinstance(v, (Mapping, list, tuple))}
+    parts = ["<h2>Metrics</h2>", _table(scalars, "metric")]
+    for key, value in metrics.items():
+        title = html.escape(_TITLES.get(key, key.replace("_", " ")))
+        if isinstance(value, Mapping):
+            flat = {k: v for k, v in value.items() if not isinstance(v, (Mapping, list, tuple))}
+            header = "label" if key == "per_label_precision" else ("k" if key == "recall_at_k" else "name")
+            parts += [f"<h2>{title}</h2>", _table(flat, header)]
+        elif isinstance(value, (list, tuple)):
+            items = "".join(_list_item(e) for e in value[:1000])
+            more = f"<p>… and {len(value) - 1000} more</p>" if len(value) > 1000 else ""
+            parts += [f"<h2>{title} ({len(value)})</h2>", f"<ul>{items}</ul>{more}" if value else "<p>none</p>"]
+    return parts
+
+
+def write_gallery(output_dir, metrics: Mapping, grids: Sequence, files: Sequence = (),
+                  title: str = "Similar-clothes search") -> Path:
+    """Write ``output_dir/index.html`` atomically and return its path.
+
+    Args:
+        output_dir: the run directory; links are made relative to it.
+        metrics: the run's metrics (as in metrics.json): scalars go into the metrics table, dicts
+            (``per_label_precision``, ``recall_at_k``, ``timing``…) into their own tables, lists
+            (``skipped``…) into lists.
+        grids: grid image paths, or ``(path, caption)`` pairs, shown in order.
+        files: output files to link (items.csv, metrics.json…).
+        title: page title.
+    """
+    from .atomic import write_text
+
+    out = Path(output_dir)
+    figures = []
+    for grid in grids:
+        path, caption = (grid if isinstance(grid, (tuple, list)) else (grid, Path(grid).name))
+        href = _href(path, out)
+        cap = html.escape(str(caption))
+        figures.append(f'<figure><a href="{href}"><img src="{href}" alt="{cap}" loading="eager"></a>'
+                       f"<figcaption>{cap}</figcaption></figure>")
+    links = "".join(f'<li><a href="{_href(f, out)}">{html.escape(Path(f).name)}</a></li>' for f in files)
+    legend = ('<p>Each grid: the query top-left (grey frame), then its neighbours in rank order; '
+              '<span class="same">green</span> = same label as the query, '
+              '<span class="different">red</span> = different label.</p>')
+    page = "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        # no scripts, no remote loads: the page must work offline and cannot run injected code
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src 'self' file: data:; "
+        "style-src 'unsafe-inline'\">",
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        *_metrics_sections(metrics),
+        f"<h2>Neighbour grids ({len(figures)})</h2>", legend, *figures,
+        "<h2>Files</h2>", f"<ul>{links}</ul>" if links else "<p>none</p>",
+        "</body></html>", "",
+    ])
+    path = write_text(out / "index.html", page)
+    log.info("wrote %s (%d grids, %d files)", path, len(figures), len(files))
+    return path

@@ -1,0 +1,367 @@
+"""``measure_sim.py`` / ``fashion neighbors``: embed a dataset, find every query's top-K, measure, report.
+
+Stages (each timed and logged): load the item table, embed (cached), build the index, search and
+compute metrics, report (files, grids, gallery). Output directory::
+
+    items.csv       row order of everything: index, path, relpath, label, split, [item_id...], ok, reason,
+                    role (query/gallery/both/skipped), index_row (row in the saved index, -1 if not in it)
+    embeddings.npy  float32 (n, d), one row per items.csv row (zeros where ok is False)
+    neighbors.csv   query, rank, neighbor, distance, same_label[, same_item], query_relpath, neighbor_relpath,
+                    query_label, neighbor_label  (query/neighbor are items.csv row indices)
+    metrics.json    precision@k, mAP@k, per-label precision, In-shop recall@k, counts, skipped list, timing
+    grids/*.png     neighbour grids of ``grids`` queries chosen with ``seed``
+    index.html      the gallery
+    index.npz       the fitted index (fashion.neighbors save format)
+    run.json        arguments, versions, backbone, model checksum
+    cache/          the embedding cache (reused by a rerun into the same directory)
+
+Modes: all-pairs over every usable item (each query leaves itself out); ``query_split`` → queries from
+that split, gallery = the other items; In-shop roots default to query vs gallery by their split column,
+and wherever items have an ``item_id`` column recall@k by item id is reported too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+RECALL_KS = (1, 5, 10, 20)
+SPLIT_ALIASES = {"val": "valid", "validation": "valid"}
+
+
+@dataclass
+class MeasureConfig:
+    """Options of a retrieval run (the CLI maps its flags one-to-one onto these fields).
+
+    input: dataset root (None = the bundled sample); output_dir: where the files go;
+    model: trained model dir (None = pretrained ``arch``); k: neighbours per query;
+    index/metric: fashion.neighbors backend and distance; size: image px (None = model's);
+    format: auto/deepfashion/inshop/folder; split: keep only these splits ("train,valid" allowed);
+    query_split: queries from this split, gallery = the rest; limit: a seeded random subset of this
+    many items (row order kept); grids: how many grids to draw; layer: "body" or "head";
+    num_workers: DataLoader workers (None = automatic); seed: picks the limit subset and the grids.
+    """
+
+    input: str | None = None
+    output_dir: str | None = None
+    model: str | None = None
+    arch: str = "efficientnet_lite0"
+    k: int = 10
+    index: str = "auto"
+    metric: str = "cosine"
+    size: int | None = None
+    batch_size: int = 64
+    format: str = "auto"
+    split: str | None = None
+    query_split: str | None = None
+    limit: int | None = None
+    grids: int = 12
+    layer: str = "body"
+    num_workers: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` produced: the directory, metrics (as in metrics.json) and output paths by name."""
+
+    output_dir: Path
+    metrics: dict
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """A few human lines: the headline metrics, counts, stage times and where the gallery is."""
+        m = self.metrics
+        k = m["k"]
+        lines = [f"precision@{k} = {m['precision_at_k']:.4f}   mAP@{k} = {m['map_at_k']:.4f}   "
+                 f"({m['n_queries']} queries, gallery {m['n_gallery']}, {m['mode']})"]
+        if m.get("recall_at_k"):
+            lines.append("recall@k by item id: " + "  ".join(f"R@{k_}={v:.4f}" for k_, v in m["recall_at_k"].items()))
+        lines.append(f"{m['n_images']} images, {m['n_skipped']} skipped (unreadable or missing)")
+        lines.append("time: " + ", ".join(f"{s} {t:.2f}s" for s, t in m["timing"].items()))
+        lines.append(f"gallery: {self.files.get('index.html', self.output_dir / 'index.html')}")
+        return "\n".join(lines)
+
+
+class _Stopwatch:
+    """Times named stages (seconds, in ``timing``) and logs each one."""
+
+    def __init__(self):
+        self.timing: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        t0 = time.perf_counter()
+        yield
+        self.timing[name] = round(time.perf_counter() - t0, 4)
+        log.info("stage %-6s %7.2f s", name, self.timing[name])
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self._start, 4)
+
+
+# ------------------------------------------------------------------------------------------- stages
+
+
+def _splits(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [SPLIT_ALIASES.get(s.strip().lower(), s.strip().lower()) for s in str(text).split(",") if s.strip()]
+    return names or None
+
+
+def load_items(config: MeasureConfig):
+    """The item table of the run: loaded, split-filtered and limited; index reset to 0..n-1."""
+    from . import datasets, sample
+
+    root = config.input if config.input is not None else sample.sample_root()
+    items = datasets.load(root, format=config.format, missing="skip")
+    attrs = dict(items.attrs)
+    wanted = _splits(config.split)
+    if wanted:
+        available = sorted(set(items["split"]))
+        items = items[items["split"].isin(wanted)]
+        if items.empty:
+            raise ValueError(f"split {config.split!r} matches no item; splits in {root}: {available}")
+    if config.limit is not None and config.limit < len(items):
+        if config.limit < 2:
+            raise ValueError(f"limit must be at least 2, got {config.limit}")
+        rng = np.random.default_rng(config.seed)
+        keep = np.sort(rng.choice(len(items), size=config.limit, replace=False))
+        items = items.iloc[keep]
+    items = items.reset_index(drop=True)
+    items.attrs.update(attrs)
+    return items
+
+
+def _roles(items, ok: np.ndarray, config: MeasureConfig) -> tuple[np.ndarray, np.ndarray, str]:
+    """(query mask, gallery mask, mode) over the item rows; skipped rows are in neither."""
+    splits = items["split"].to_numpy()
+    query_split = _splits(config.query_split)
+    is_inshop = items.attrs.get("format") == "inshop" or "item_id" in items.columns
+    if query_split is None and is_inshop and {"query", "gallery"} <= set(splits):
+        query, gallery, mode = splits == "query", splits == "gallery", "query vs gallery (In-shop)"
+    elif query_split is not None:
+        query = np.isin(splits, query_split)
+        if not query.any():
+            raise ValueError(f"query split {config.query_split!r} matches no item; splits: {sorted(set(splits))}")
+        gallery = ~query
+        if is_inshop and "gallery" in set(splits):
+            gallery = splits == "gallery"
+        mode = f"queries {','.join(query_split)} vs gallery of the rest"
+    else:
+        query = gallery = np.ones(len(items), dtype=bool)
+        mode = "all-pairs"
+    return query & ok, gallery & ok, mode
+
+
+def _fit_index(vectors: np.ndarray, query: np.ndarray, gallery: np.ndarray, config: MeasureConfig):
+    """Fit the index on the gallery rows; returns (index, k, all_pairs). k is clamped to what exists."""
+    from .neighbors import build_index
+
+    n_gallery, n_query = int(gallery.sum()), int(query.sum())
+    all_pairs = bool(np.array_equal(query, gallery))
+    possible = n_gallery - (1 if all_pairs else 0)
+    if possible < 1 or n_query == 0:
+        raise ValueError(f"not enough usable images to search: {n_query} queries, {n_gallery} gallery images")
+    k = min(config.k, possible)
+    if k < config.k:
+        log.warning("k=%d is more than the %d possible neighbours; using k=%d", config.k, possible, k)
+    index = build_index(config.index, metric=config.metric).fit(vectors[gallery])
+    return index, k, all_pairs
+
+
+def _query(index, vectors, query: np.ndarray, gallery: np.ndarray, k: int, all_pairs: bool):
+    """(query_rows (q,), distances float32 (q, k), neighbor item rows (q, k)) in rank order."""
+    query_rows, gallery_rows = np.flatnonzero(query), np.flatnonzero(gallery)
+    dist, idx = index.kneighbors(None if all_pairs else vectors[query_rows], n_neighbors=k)
+    return query_rows, np.asarray(dist, dtype=np.float32), gallery_rows[np.asarray(idx)]
+
+
+def compute_metrics(items, query_rows: np.ndarray, neighbor_rows: np.ndarray, k: int) -> dict:
+    """precision@k, mAP@k, per-label precision@k (and recall@k by item id) of a neighbours table.
+
+    query_rows: (q,) item rows; neighbor_rows: (q, k) item rows, rank order.
+    """
+    from . import metrics as M
+
+    labels = items["label"].astype(str).to_numpy()
+    q_labels, n_labels = labels[query_rows], labels[neighbor_rows]
+    per_label = M.per_label_precision(q_labels, n_labels, k)
+    counts = {str(lab): int(c) for lab, c in zip(*np.unique(q_labels, return_counts=True))}
+    out = {
+        "precision_at_k": float(M.precision_at_k(q_labels, n_labels, k)),
+        "map_at_k": float(M.map_at_k(q_labels, n_labels, k)),
+        "per_label_precision": {str(lab): float(v) for lab, v in sorted(per_label.items())},
+        "per_label_queries": counts,
+    }
+    if "item_id" in items.columns:
+        ids = items["item_id"].astype(str).to_numpy()
+        ks = tuple(x for x in RECALL_KS if x <= k) or (k,)
+        recall = M.recall_at_k(ids[query_rows], ids[neighbor_rows], ks=ks)
+        out["recall_at_k"] = {str(x): float(v) for x, v in sorted(recall.items())}
+    return out
+
+
+# ------------------------------------------------------------------------------------------- outputs
+
+
+def _items_table(items, ok: np.ndarray, reasons: list[str], query: np.ndarray, gallery: np.ndarray):
+    frame = items.copy()
+    frame.insert(0, "index", np.arange(len(frame)))
+    if "bbox" in frame.columns:
+        frame["bbox"] = [("" if b is None or (isinstance(b, float) and np.isnan(b)) else " ".join(map(str, b)))
+                         for b in frame["bbox"]]
+    frame["ok"] = ok
+    frame["reason"] = reasons
+    frame["role"] = np.select([query & gallery, query, gallery], ["both", "query", "gallery"],
+                              default=np.where(ok, "", "skipped"))
+    index_row = np.full(len(frame), -1, dtype=np.int64)
+    index_row[gallery] = np.arange(int(gallery.sum()))
+    frame["index_row"] = index_row
+    return frame
+
+
+def _neighbors_table(items, query_rows, neighbor_rows, dist):
+    import pandas as pd
+
+    q, k = neighbor_rows.shape
+    labels = items["label"].astype(str).to_numpy()
+    relpaths = items["relpath"].astype(str).to_numpy()
+    qr = np.repeat(query_rows, k)
+    nr = neighbor_rows.reshape(-1)
+    table = {"query": qr, "rank": np.tile(np.arange(1, k + 1), q), "neighbor": nr,
+             "distance": dist.reshape(-1).astype(np.float64), "same_label": labels[qr] == labels[nr]}
+    if "item_id" in items.columns:
+        ids = items["item_id"].astype(str).to_numpy()
+        table["same_item"] = ids[qr] == ids[nr]
+    table.update(query_relpath=relpaths[qr], neighbor_relpath=relpaths[nr], query_label=labels[qr],
+                 neighbor_label=labels[nr])
+    return pd.DataFrame(table)
+
+
+def pick_grid_queries(query_rows: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Positions (into ``query_rows``) of the ``n`` queries to draw, seeded and sorted."""
+    n = max(0, min(int(n), len(query_rows)))
+    return np.sort(np.random.default_rng(seed).choice(len(query_rows), size=n, replace=False))
+
+
+def _draw_grids(out: Path, items, query_rows, neighbor_rows, dist, picks) -> list[tuple[Path, str]]:
+    from .atomic import save_image
+    from .report import neighbor_grid
+
+    paths = items["path"].astype(str).to_numpy()
+    labels = items["label"].astype(str).to_numpy()
+    relpaths = items["relpath"].astype(str).to_numpy()
+    grids = []
+    for n, pos in enumerate(picks):
+        q, nbrs = int(query_rows[pos]), neighbor_rows[pos]
+        same = labels[nbrs] == labels[q]
+        image = neighbor_grid(paths[q], list(paths[nbrs]), list(labels[nbrs]), dist[pos], same,
+                              query_label=labels[q])
+        path = save_image(out / "grids" / f"grid_{n:03d}_item{q:06d}.png", image)
+        grids.append((path, f"{relpaths[q]} ({labels[q]}): {int(same.sum())}/{len(nbrs)} same label"))
+    return grids
+
+
+def versions() -> dict:
+    """Versions of python and the libraries that shape the numbers."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("fashion", "torch", "torchvision", "fastai", "timm", "faiss-cpu", "scikit-learn", "numpy",
+                 "pandas", "Pillow"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+# ------------------------------------------------------------------------------------------- run
+
+
+def run(config: MeasureConfig) -> RunResult:
+    """Run the whole retrieval measurement and write every output file (each atomically)."""
+    from .atomic import ensure_dir, save_csv, save_npy, write_json
+    from .embeddings import Embedder
+    from .report import write_gallery
+
+    if config.output_dir is None:
+        raise ValueError("output_dir is required")
+    if config.k < 1:
+        raise ValueError(f"k must be positive, got {config.k}")
+    out = ensure_dir(config.output_dir)
+    watch = _Stopwatch()
+    with watch.stage("load"):
+        items = load_items(config)
+        embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size)
+    with watch.stage("embed"):
+        emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=out / "cache",
+                             num_workers=config.num_workers)
+    query, gallery, mode = _roles(items, emb.ok, config)
+    with watch.stage("index"):
+        index, k, all_pairs = _fit_index(emb.vectors, query, gallery, config)
+    with watch.stage("search"):
+        query_rows, dist, neighbor_rows = _query(index, emb.vectors, query, gallery, k, all_pairs)
+        quality = compute_metrics(items, query_rows, neighbor_rows, k)
+
+    missing = list(items.attrs.get("missing", []))
+    skipped = [{"path": p, "reason": r} for p, r in emb.failures]
+    skipped += [{"path": rel, "reason": "file not found (listed in the annotations)"} for rel in missing]
+    metrics = {
+        "k": k, "k_requested": config.k, "metric": config.metric, "index": index.name, "mode": mode,
+        "layer": embedder.layer, "precision_at_k": quality.pop("precision_at_k"), "map_at_k": quality.pop("map_at_k"),
+        "n_images": len(items) + len(missing), "n_ok": int(emb.ok.sum()), "n_skipped": len(skipped),
+        "n_queries": int(len(query_rows)), "n_gallery": int(gallery.sum()),
+        "n_embedded": emb.n_computed, "n_from_cache": emb.n_cached,
+        **quality, "timing": watch.timing, "skipped": skipped,
+    }
+    with watch.stage("report"):
+        failed = dict(emb.failures)
+        reasons = [failed.get(p, "") for p in items["path"].astype(str)]
+        files = {
+            "items.csv": save_csv(out / "items.csv", _items_table(items, emb.ok, reasons, query, gallery)),
+            "embeddings.npy": save_npy(out / "embeddings.npy", emb.vectors),
+            "neighbors.csv": save_csv(out / "neighbors.csv", _neighbors_table(items, query_rows, neighbor_rows, dist)),
+            "index.npz": index.save(out / "index.npz"),
+            "run.json": write_json(out / "run.json", _run_info(config, items, embedder)),
+            "metrics.json": out / "metrics.json",
+        }
+        grids = _draw_grids(out, items, query_rows, neighbor_rows, dist,
+                            pick_grid_queries(query_rows, config.grids, config.seed))
+        title = f"Similar-clothes search: {Path(str(items.attrs.get('root', ''))).name}"
+        files["index.html"] = write_gallery(out, metrics, grids, list(files.values()), title=title)
+    metrics["timing"] = {**watch.timing, "total": watch.total()}
+    write_json(out / "metrics.json", metrics)
+    files.update({f"grids/{path.name}": path for path, _ in grids})
+    log.info("precision@%d = %.4f over %d queries (%s); %d images, %d skipped; time: %s", k,
+             metrics["precision_at_k"], metrics["n_queries"], mode, metrics["n_images"], metrics["n_skipped"],
+             ", ".join(f"{s} {t:.2f}s" for s, t in metrics["timing"].items()))
+    return RunResult(out, metrics, files)
+
+
+def _run_info(config: MeasureConfig, items, embedder) -> dict:
+    arguments = asdict(config)
+    arguments["input"] = items.attrs.get("root", config.input)
+    return {
+        "arguments": arguments,
+        "command": [os.path.basename(sys.argv[0]), *sys.argv[1:]] if sys.argv and sys.argv[0] else [],
+        "dataset": {"root": items.attrs.get("root"), "format": items.attrs.get("format"), "n_items": len(items)},
+        "backbone": embedder.name,
+        "model_checksum": embedder.checksum,
+        "embedder": embedder.describe(),
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

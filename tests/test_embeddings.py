@@ -1,0 +1,255 @@
+"""fashion.embeddings: shapes, normalisation, bad images, crop, cache reuse and kill/resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fashion.embeddings import Embedder, EmbeddingResult, _ImageDataset, resize_center_crop
+
+SIZE = 64
+
+
+def _write_images(root: Path, n: int, seed: int = 0) -> list[str]:
+    """n small JPEGs of different shapes and colours, plus nothing bad."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        w, h = int(rng.integers(40, 90)), int(rng.integers(40, 90))
+        base = rng.integers(0, 255, size=3)
+        pixels = np.clip(base + rng.normal(0, 40, size=(h, w, 3)), 0, 255).astype(np.uint8)
+        path = root / f"img_{i:03d}.jpg"
+        Image.fromarray(pixels).save(path, quality=90)
+        paths.append(os.fspath(path))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    import torch
+
+    torch.manual_seed(0)
+    return Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE)
+
+
+@pytest.fixture()
+def images(tmp_path):
+    paths = _write_images(tmp_path / "img", 10)
+    corrupt = tmp_path / "img" / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    empty = tmp_path / "img" / "empty.png"
+    empty.write_bytes(b"")
+    return paths[:5] + [os.fspath(corrupt)] + paths[5:] + [os.fspath(empty), os.fspath(tmp_path / "missing.jpg")]
+
+
+def test_config_comes_from_backbone(embedder):
+    from fashion.backbones import create_backbone
+
+    _, cfg = create_backbone("efficientnet_lite0", pretrained=False)
+    assert embedder.mean == tuple(cfg.mean) and embedder.std == tuple(cfg.std)
+    assert embedder.size == SIZE and embedder.layer == "body"
+    assert len(embedder.checksum) == 64 and embedder.dim == cfg.feature_dim
+    assert embedder.describe()["checksum"] == embedder.checksum
+
+
+def test_embed_shapes_norms_and_failures(embedder, images):
+    result = embedder.embed(images, batch_size=4, num_workers=0, progress=False)
+    assert isinstance(result, EmbeddingResult)
+    assert result.vectors.dtype == np.float32 and result.vectors.shape == (len(images), embedder.dim)
+    bad = {images[5], images[-2], images[-1]}
+    assert result.ok.tolist() == [p not in bad for p in images]
+    assert [p for p, _ in result.failures] == [images[5], images[-2], images[-1]]
+    assert all(reason for _, reason in result.failures)
+    norms = np.linalg.norm(result.vectors, axis=1)
+    np.testing.assert_allclose(norms[result.ok], 1.0, atol=1e-5)
+    assert np.all(result.vectors[~result.ok] == 0)
+    assert result.n_computed == len(images) and result.n_cached == 0
+
+
+def test_workers_give_the_same_vectors(embedder, images):
+    a = embedder.embed(images, batch_size=4, num_workers=0, progress=False)
+    b = embedder.embed(images, batch_size=4, num_workers=1, progress=False)
+    np.testing.assert_array_equal(a.vectors, b.vectors)
+    assert a.failures == b.failures
+
+
+def test_worker_returns_flag_instead_of_raising(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"garbage")
+    tensor, ok, reason, index = _ImageDataset([os.fspath(bad)], None, 32)[0]
+    assert not ok and reason and index == 0 and tuple(tensor.shape) == (3, 32, 32)
+
+
+def test_resize_shorter_side_then_center_crop():
+    img = Image.new("RGB", (200, 100), "red")
+    img.paste((0, 0, 255), (0, 0, 50, 100))  # blue left quarter falls outside the centre crop
+    out = resize_center_crop(img, 50)
+    assert out.shape == (50, 50, 3) and out.dtype == np.uint8
+    assert (out[..., 0] > 200).all()  # all red
+    assert resize_center_crop(Image.new("RGB", (30, 90)), 64).shape == (64, 64, 3)  # upsampled
+
+
+def test_bbox_crop_used_only_when_asked(embedder, tmp_path):
+    import pandas as pd
+
+    img = Image.new("RGB", (80, 80), "white")
+    img.paste((200, 20, 20), (0, 0, 40, 80))
+    path = tmp_path / "half.png"
+    img.save(path)
+    items = pd.DataFrame({"path": [os.fspath(path)] * 2, "bbox": [(0, 0, 40, 80), None]})
+    cropped = embedder.embed(items, batch_size=2, num_workers=0, crop=True, progress=False).vectors
+    plain = embedder.embed(items, batch_size=2, num_workers=0, crop=False, progress=False).vectors
+    np.testing.assert_array_equal(plain[0], plain[1])
+    assert not np.allclose(cropped[0], cropped[1])
+    np.testing.assert_array_equal(cropped[1], plain[1])
+
+
+def test_head_layer_needs_a_trained_model():
+    with pytest.raises(ValueError, match="trained"):
+        Embedder.create(arch="efficientnet_lite0", layer="head")
+    with pytest.raises(ValueError, match="layer"):
+        Embedder.create(arch="efficientnet_lite0", layer="neck")
+
+
+def test_bf16_close_to_fp32(embedder, images):
+    from fashion.embeddings import bf16_supported
+
+    if not bf16_supported():
+        pytest.skip("this CPU has no native bf16")
+    fp32 = Embedder(embedder._body, name="x", size=SIZE, mean=embedder.mean, std=embedder.std,
+                    checksum=embedder.checksum, precision="fp32")
+    a = fp32.embed(images, batch_size=4, num_workers=0, progress=False).vectors
+    b = embedder.embed(images, batch_size=4, num_workers=0, progress=False).vectors
+    cos = (a * b).sum(1)[np.linalg.norm(a, axis=1) > 0]
+    assert cos.min() > 0.98
+
+
+def test_cache_is_reused_and_invalidated_by_mtime(embedder, images, tmp_path):
+    cache = tmp_path / "cache"
+    first = embedder.embed(images, batch_size=4, num_workers=0, cache_dir=cache, chunk_size=4, progress=False)
+    chunks = sorted(embedder.cache_path(cache).glob("chunk_*.npz"))
+    assert len(chunks) == 3  # 13 rows, 4 per chunk; the last holds only the missing file, never cached
+    again = embedder.embed(images, batch_size=4, num_workers=0, cache_dir=cache, chunk_size=4, progress=False)
+    assert again.n_cached == len(images) - 1 and again.n_computed == 1
+    np.testing.assert_array_equal(first.vectors, again.vectors)
+    assert again.failures == first.failures
+    st = os.stat(images[0])
+    os.utime(images[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10_000_000_000))
+    third = embedder.embed(images, batch_size=4, num_workers=0, cache_dir=cache, progress=False)
+    assert third.n_computed == 2
+    np.testing.assert_array_equal(first.vectors, third.vectors)
+
+
+_CHILD = """
+import sys, time, torch
+torch.manual_seed(0)
+from fashion.embeddings import Embedder
+paths = sys.argv[2:]
+embedder = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size={size})
+forward = embedder.forward
+def slow_forward(images):
+    time.sleep(0.4)  # slow enough for the parent to kill us half-way
+    return forward(images)
+embedder.forward = slow_forward
+embedder.embed(paths, batch_size=4, num_workers=0, cache_dir=sys.argv[1], chunk_size=4, progress=False)
+print("finished")
+"""
+
+
+def test_killed_run_resumes_bitwise(tmp_path):
+    import torch
+
+    paths = _write_images(tmp_path / "img", 24, seed=1)
+    cache = tmp_path / "cache"
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(_CHILD.format(size=SIZE)))
+    child = subprocess.Popen([sys.executable, os.fspath(script), os.fspath(cache), *paths],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(cache.glob("*/chunk_*.npz"))) < 2:
+        assert child.poll() is None, child.stderr.read().decode()
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    written = len(list(cache.glob("*/chunk_*.npz")))
+    assert 2 <= written < 6, "the child should have been killed half-way"
+
+    torch.manual_seed(0)
+    embedder = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE)
+    assert embedder.cache_path(cache).is_dir()  # same weights → same cache directory
+    resumed = embedder.embed(paths, batch_size=4, num_workers=0, cache_dir=cache, chunk_size=4, progress=False)
+    assert resumed.n_cached == 4 * written and resumed.n_computed == len(paths) - 4 * written
+    fresh = embedder.embed(paths, batch_size=4, num_workers=0, cache_dir=tmp_path / "fresh", chunk_size=4,
+                           progress=False)
+    assert fresh.n_computed == len(paths)
+    np.testing.assert_array_equal(resumed.vectors, fresh.vectors)
+    assert resumed.vectors.tobytes() == fresh.vectors.tobytes()
+
+
+@pytest.mark.parametrize("arch", ["efficientnet_lite0", "resnet18"])
+def test_fold_batchnorm_keeps_outputs(arch):
+    import copy
+
+    import torch
+
+    from fashion.backbones import create_backbone
+    from fashion.embeddings import fold_batchnorm
+
+    torch.manual_seed(0)
+    body, _ = create_backbone(arch, pretrained=False)
+    for m in body.modules():  # non-trivial statistics, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    body.eval()
+    folded = copy.deepcopy(body)
+    n = fold_batchnorm(folded)
+    assert n > 10 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        a, b = body(x), folded(x)
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A `fashion train`-style output directory with random weights (fashion.modelio's format)."""
+    import torch
+
+    from fashion.modelio import build_classifier, export_model
+
+    torch.manual_seed(0)
+    model, cfg = build_classifier("efficientnet_lite0", 3, pretrained=False)
+    directory = tmp_path_factory.mktemp("model")
+    export_model(directory, model.eval(), {"arch": "efficientnet_lite0", "classes": ["a", "b", "c"], "size": 48,
+                                           "final_size": SIZE, "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.3, 0.4],
+                                           "crop": "bbox"})
+    return directory
+
+
+def test_trained_model_body_and_head(model_dir, images):
+    from fashion.embeddings import file_sha256
+
+    body = Embedder.create(model=model_dir)
+    head = Embedder.create(model=model_dir, layer="head")
+    assert body.size == SIZE and body.mean == (0.4, 0.5, 0.6) and body.std == (0.2, 0.3, 0.4)
+    assert body.checksum == head.checksum == file_sha256(model_dir / "model.safetensors")
+    assert body.crop and body.resize == "squish" and body.model_dir == os.fspath(model_dir.resolve())
+    assert body.dim == 1280 and head.dim == 512  # pooled body map vs the head's penultimate Linear
+    result = head.embed(images, batch_size=4, num_workers=0, progress=False)
+    np.testing.assert_allclose(np.linalg.norm(result.vectors[result.ok], axis=1), 1.0, atol=1e-5)
+    assert head.describe()["layer"] == "head"
+    with pytest.raises(FileNotFoundError):
+        Embedder.create(model=model_dir / "nope")

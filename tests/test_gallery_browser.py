@@ -1,0 +1,100 @@
+"""The index.html gallery in a real headless Chromium (Playwright driving Debian's /usr/bin/chromium)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from fashion.report import neighbor_grid, write_gallery
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright's Python package is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _open(browser, page_path: Path):
+    page = browser.new_page()
+    events = {"dialogs": [], "errors": [], "requests": []}
+    page.on("dialog", lambda d: (events["dialogs"].append(d.message), d.dismiss()))
+    page.on("pageerror", lambda e: events["errors"].append(str(e)))
+    page.on("request", lambda r: events["requests"].append(r.url))
+    page.goto(page_path.resolve().as_uri(), wait_until="load")
+    return page, events
+
+
+def _pictures(root: Path, names: list[str]) -> list[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, name in enumerate(names):
+        path = root / name
+        Image.new("RGB", (50 + 10 * i, 70), (40 * i % 255, 120, 200)).save(path, format="PNG")
+        paths.append(path)
+    return paths
+
+
+def _gallery(out: Path, names: list[str], labels: list[str]) -> Path:
+    pics = _pictures(out / "photos", names)
+    grids = []
+    for q in range(2):
+        others = [p for p in pics if p != pics[q]][:3]
+        grid = neighbor_grid(pics[q], others, labels[:3], [0.1, 0.2, 0.3], [True, False, True],
+                             tile=48, query_label=labels[q])
+        path = out / "grids" / f"{q:02d}_{names[q]}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grid.save(path, format="PNG")
+        grids.append((path, f"query {names[q]} ({labels[q]})"))
+    metrics = {"k": 3, "precision_at_k": 0.5, "per_label_precision": dict.fromkeys(labels, 0.5),
+               "skipped": [[names[0], labels[0]]]}
+    return write_gallery(out, metrics, grids, [pics[0], grids[0][0]], title=labels[0])
+
+
+def test_gallery_grids_load(browser, tmp_path):
+    page_path = _gallery(tmp_path / "run", ["a.png", "b c.png", "d#1.png", "e?.png"],
+                         ["shirt", "pants", "t-shirt", "dress"])
+    page, events = _open(browser, page_path)
+    widths = page.eval_on_selector_all("figure img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+    assert len(widths) == 2 and all(w > 0 for w in widths), widths
+    assert page.locator("table").count() >= 2
+    shot = tmp_path / "gallery.png"
+    page.screenshot(path=os.fspath(shot), full_page=True)
+    assert shot.stat().st_size > 1000 and Image.open(shot).width > 100
+    assert not events["errors"]
+    assert all(url.startswith(("file:", "data:")) for url in events["requests"]), events["requests"]
+    page.close()
+
+
+def test_gallery_with_hostile_names_runs_no_script(browser, tmp_path):
+    names = ["<script>alert(1)<.png", "<img src=x onerror=alert(2)>.png", "'\"><svg onload=alert(3)>.png",
+             "&amp;.png"]
+    labels = ["<script>alert(4)</script>", "</title><script>alert(5)</script>",
+              "<img src=x onerror=alert(6)>", "javascript:alert(7)"]
+    page_path = _gallery(tmp_path / "evil", names, labels)
+    page, events = _open(browser, page_path)
+    page.wait_for_timeout(200)
+    assert events["dialogs"] == [] and events["errors"] == []
+    assert page.evaluate("document.scripts.length") == 0
+    assert page.title() == labels[0]  # shown as text, not parsed
+    body = page.inner_text("body")
+    assert labels[1] in body and names[0] in body
+    widths = page.eval_on_selector_all("figure img", "imgs => imgs.map(i => i.naturalWidth)")
+    assert len(widths) == 2 and all(w > 0 for w in widths), widths
+    page.close()

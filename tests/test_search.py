@@ -1,0 +1,81 @@
+"""fashion.search: new photos against a finished run's saved index."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fashion.errors import FashionError
+from fashion.retrieval import MeasureConfig, run
+from fashion.search import SearchResult, search
+
+COLORS = {"red": (210, 30, 30), "green": (30, 170, 40), "blue": (40, 60, 210)}
+
+
+def _picture(path: Path, color, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(color) + rng.normal(0, 20, size=(56, 44, 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=92)
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("search")
+    for c, (label, color) in enumerate(COLORS.items()):
+        for i in range(4):
+            _picture(base / "root" / label / f"{label}_{i}.jpg", color, seed=10 * c + i)
+    out = base / "run"
+    run(MeasureConfig(input=os.fspath(base / "root"), output_dir=os.fspath(out), size=64, batch_size=8, k=3,
+                      grids=1, num_workers=0))
+    return base, out
+
+
+def test_search_finds_the_right_colour(finished_run, tmp_path):
+    base, out = finished_run
+    new = _picture(tmp_path / "new photo #1.jpg", COLORS["green"], seed=999)
+    known = base / "root" / "blue" / "blue_2.jpg"
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"nope")
+    results = search([new, bad, known], out, k=4, output_dir=tmp_path / "grids")
+    assert [type(r) for r in results] == [SearchResult] * 3
+    first, broken, same = results
+    assert first.ok and len(first.matches) == 4 and [m.rank for m in first.matches] == [1, 2, 3, 4]
+    assert all(m.label == "green" for m in first.matches[:3])
+    assert [m.distance for m in first.matches] == sorted(m.distance for m in first.matches)
+    assert not broken.ok and broken.reason and broken.grid is None
+    assert same.matches[0].relpath == "blue/blue_2.jpg" and same.matches[0].distance < 1e-3
+    items = pd.read_csv(out / "items.csv", keep_default_na=False)
+    assert items.loc[same.matches[0].index, "relpath"] == "blue/blue_2.jpg"
+    assert first.grid.is_file() and first.grid.parent == tmp_path / "grids" and "#" not in first.grid.name
+    assert Image.open(first.grid).width > 0
+    assert "green" in first.summary() and "skipped" in broken.summary()
+
+
+def test_search_default_output_and_k_clamp(finished_run):
+    base, out = finished_run
+    (result,) = search([base / "root" / "red" / "red_0.jpg"], out, k=50)
+    assert len(result.matches) == 12 and result.grid.parent == out / "search"
+
+
+def test_search_refuses_changed_model_and_bad_run(finished_run, tmp_path):
+    base, out = finished_run
+    photo = base / "root" / "red" / "red_1.jpg"
+    with pytest.raises(FileNotFoundError, match="not a finished run"):
+        search([photo], tmp_path)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    for name in ("items.csv", "index.npz"):
+        (fake / name).write_bytes((out / name).read_bytes())
+    info = json.loads((out / "run.json").read_text())
+    info["embedder"]["checksum"] = "0" * 64
+    (fake / "run.json").write_text(json.dumps(info))
+    with pytest.raises(FashionError, match="changed"):
+        search([photo], fake)
