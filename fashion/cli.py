@@ -70,6 +70,8 @@ def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", default="body", choices=("body", "head"),
                    help="embedding layer: pooled body features, or the trained head's penultimate features")
     p.add_argument("--workers", dest="num_workers", type=int, default=None, help="DataLoader workers")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="embedding cache, shareable between runs of one model; default: OUTPUT_DIR/cache")
 
 
 def _add_neighbors(sub) -> None:
@@ -213,7 +215,7 @@ def neighbors_config(args):
     from .retrieval import MeasureConfig
 
     fields = ("input", "output_dir", "model", "arch", "k", "index", "metric", "size", "batch_size", "format",
-              "split", "query_split", "limit", "grids", "layer")
+              "split", "query_split", "limit", "grids", "layer", "cache_dir")
     kwargs = {name: getattr(args, name) for name in fields}
     if args.num_workers is not None:
         kwargs["num_workers"] = args.num_workers

@@ -49,7 +49,8 @@ class MeasureConfig:
     format: auto/deepfashion/inshop/folder; split: keep only these splits ("train,valid" allowed);
     query_split: queries from this split, gallery = the rest; limit: a seeded random subset of this
     many items (row order kept); grids: how many grids to draw; layer: "body" or "head";
-    num_workers: DataLoader workers (None = automatic); seed: picks the limit subset and the grids.
+    num_workers: DataLoader workers (None = automatic); seed: picks the limit subset and the grids;
+    cache_dir: embedding cache (None = ``output_dir/cache``; share one between runs of the same model).
     """
 
     input: str | None = None
@@ -69,6 +70,7 @@ class MeasureConfig:
     layer: str = "body"
     num_workers: int | None = None
     seed: int = 0
+    cache_dir: str | None = None
 
 
 @dataclass
@@ -308,7 +310,7 @@ def run(config: MeasureConfig) -> RunResult:
         items = load_items(config)
         embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size)
     with watch.stage("embed"):
-        emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=out / "cache",
+        emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or out / "cache",
                              num_workers=config.num_workers)
     query, gallery, mode = _roles(items, emb.ok, config)
     with watch.stage("index"):

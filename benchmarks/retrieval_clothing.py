@@ -1,0 +1,72 @@
+"""Reference retrieval results on clothing-dataset-small (issue 4, item 7).
+
+    python benchmarks/retrieval_clothing.py --data /work/shared/data/clothing-dataset-small \\
+        --model /work/runs/clothing-lite0 --output_dir /work/runs/retrieval
+
+For the pretrained default backbone and (with ``--model``) the trained classifier's body and head
+features, runs ``fashion.retrieval.run`` twice: queries = test against a gallery of train + validation,
+and all-pairs over every image. Prints precision@10 / mAP@10 and the time of each stage side by side.
+Each model's embeddings are computed once and shared between its two runs through the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+MODES = {"test-vs-train+valid": "test", "all-pairs": None}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="/work/shared/data/clothing-dataset-small")
+    p.add_argument("--model", default=None, help="trained model dir (fashion train); omit for pretrained only")
+    p.add_argument("--output_dir", default="/work/runs/retrieval")
+    p.add_argument("--index", default="auto")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--grids", type=int, default=12)
+    p.add_argument("--limit", type=int, default=None, help="seeded subset, for a quick run")
+    return p.parse_args(argv)
+
+
+def models(args) -> list[tuple[str, str | None, str]]:
+    """(name, model dir, layer) of every embedding model to compare."""
+    rows = [("pretrained efficientnet_lite0 (body)", None, "body")]
+    if args.model:
+        rows += [("trained lite0 (body)", args.model, "body"), ("trained lite0 (head)", args.model, "head")]
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from fashion.retrieval import MeasureConfig, run
+
+    out = Path(args.output_dir)
+    rows = []
+    for name, model, layer in models(args):
+        for mode, query_split in MODES.items():
+            tag = f"{'trained' if model else 'pretrained'}-{layer}-{mode}".replace("+", "")
+            config = MeasureConfig(input=args.data, output_dir=str(out / tag), model=model, layer=layer,
+                                   k=args.k, index=args.index, query_split=query_split, grids=args.grids,
+                                   limit=args.limit, cache_dir=str(out / "cache"))
+            m = run(config).metrics
+            rows.append({"model": name, "mode": mode, "queries": m["n_queries"], "gallery": m["n_gallery"],
+                         "p@k": m["precision_at_k"], "mAP@k": m["map_at_k"], **m["timing"],
+                         "embedded": m["n_embedded"], "cached": m["n_from_cache"]})
+    header = (f"{'model':38} {'mode':20} {'queries':>7} {'gallery':>7} {'P@' + str(args.k):>7} "
+              f"{'mAP@' + str(args.k):>7} {'embed s':>8} {'(cached)':>8} {'index s':>8} {'search s':>8} {'report s':>8}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['model']:38} {r['mode']:20} {r['queries']:7d} {r['gallery']:7d} {r['p@k']:7.4f} "
+              f"{r['mAP@k']:7.4f} {r['embed']:8.2f} {r['cached']:8d} {r['index']:8.2f} {r['search']:8.2f} {r['report']:8.2f}")
+    print("((cached): images whose vectors came from the embedding cache of the model's first run)")
+    (out / "summary.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
