@@ -20,6 +20,7 @@ Supported layouts (``format=``):
     ``ROOT/<class>/**/<image>`` or ``ROOT/<split>/<class>/**/<image>`` with split folders ``train``,
     ``valid``/``validation``/``val`` and ``test``. Only suffixes in
     :data:`~fashion.images.IMAGE_EXTENSIONS` count; hidden and other files are ignored and counted.
+    Symlinked folders and images are fine while they resolve inside the root.
 
 DeepFashion list files start with a line holding the number of rows, then a header line, then rows
 whose fields are separated by runs of whitespace. They are read as UTF-8 (a BOM and CRLF line ends are
@@ -454,9 +455,13 @@ def _load_folder(root: Path) -> _Parsed:
         groups = [("", d) for d in tops]
     records, ignored = [], []
     for split, class_dir in groups:
+        # a symlinked split or class folder, or a symlinked image, must not lead out of the root
+        _inside(root, class_dir, class_dir.relative_to(root).as_posix() + "/", root, None)
         for file in _files_under(class_dir):
             relpath = file.relative_to(root).as_posix()
             if _is_image_name(file.name):
+                if file.is_symlink():
+                    _inside(root, file, relpath, root, None)
                 records.append((relpath, class_dir.name, split))
             else:
                 ignored.append(relpath)

@@ -1,0 +1,339 @@
+"""Faults: a killed run loses nothing, a half-written file is never visible, a full or read-only disk is
+one clear line (issue 5, item 2).
+
+The promises:
+
+- ``measure_sim.py`` killed with SIGKILL during embedding, or while it writes its report, and then run
+  again, ends with exactly the outputs of an uninterrupted run (embeddings.npy bitwise, neighbors.csv
+  and items.csv equal); the rerun reuses the embedding cache written before the kill;
+- at every moment of those runs, each file under a final name is complete (it parses: JSON, CSV, NPY,
+  NPZ, PNG, HTML) — partial data only ever lives under a hidden temporary name;
+- ``fashion train`` killed after stage 1 resumes with ``--resume`` from stage 1's saved best model and
+  does not train stage 1 again;
+- a full disk (ENOSPC) or a read-only output directory (EROFS) ends ``measure_sim.py`` / ``fashion
+  train`` with exit code 2 and one line on stderr naming the file and the cause, no traceback.
+
+Faults are real where the machine allows it: SIGKILL, and a tmpfs mounted full-size or read-only in
+a private mount namespace (``unshare --user --map-root-user --mount``, no root needed; skipped where
+unavailable). The in-process variants simulate ENOSPC/EROFS in fashion.atomic's calls and always run.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fashion import cli
+
+REPO = Path(__file__).resolve().parents[1]
+MEASURE = [sys.executable, str(REPO / "measure_sim.py")]
+TRAIN = [sys.executable, "-m", "fashion"]
+
+
+def make_root(root: Path, per_class: int, side: int = 16, classes: int = 4, splits=("",)) -> Path:
+    """``per_class`` small noisy JPEGs in each of ``classes`` folders (per split folder, if any)."""
+    rng = np.random.default_rng(0)
+    colors = rng.integers(0, 256, size=(classes, 3))
+    for split in splits:
+        for c in range(classes):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                noise = rng.integers(-40, 41, size=(side, side, 3))
+                Image.fromarray(np.clip(colors[c] + noise, 0, 255).astype(np.uint8)).save(folder / f"{i:05d}.jpg")
+    return root
+
+
+# --------------------------------------------------------------------------- "no half-written file"
+
+
+def check_complete(path: Path) -> None:
+    """Raise if ``path`` is not a complete file of its kind (a truncated one fails to parse)."""
+    suffix = path.suffix
+    if suffix == ".json":
+        json.loads(path.read_text(encoding="utf-8"))
+    elif suffix == ".csv":
+        text = path.read_text(encoding="utf-8")
+        assert text.endswith("\n"), "no final newline"
+        pd.read_csv(path)
+    elif suffix == ".npy":
+        np.load(path, allow_pickle=False)
+    elif suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            for name in z.files:
+                z[name]
+    elif suffix == ".png":
+        with Image.open(path) as image:
+            image.load()
+    elif suffix == ".html":
+        assert path.read_text(encoding="utf-8").rstrip().endswith("</html>"), "no closing </html>"
+    elif suffix in (".safetensors",):
+        from safetensors.numpy import load_file
+
+        load_file(path)
+
+
+def final_files(directory: Path) -> list[Path]:
+    """Files under their final names: temporary files are hidden (``.name.XXXX.tmp``)."""
+    return [p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".") and ".tmp" not in p.name]
+
+
+class Watcher:
+    """A thread that keeps checking every new or changed final-named file under ``directory``."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.seen: dict[Path, tuple[int, int]] = {}
+        self.bad: list[str] = []
+        self.checked = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Watcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.scan()  # and once more at the end
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.scan()
+            time.sleep(0.005)
+
+    def scan(self) -> None:
+        if not self.directory.exists():
+            return
+        for path in final_files(self.directory):
+            try:
+                st = path.stat()
+                if self.seen.get(path) == (st.st_mtime_ns, st.st_size):
+                    continue
+                check_complete(path)
+                self.seen[path] = (st.st_mtime_ns, st.st_size)
+                self.checked += 1
+            except FileNotFoundError:
+                continue  # replaced or removed between listing and reading
+            except Exception as exc:  # noqa: BLE001 - any parse failure is a half-written file
+                self.bad.append(f"{path.relative_to(self.directory)}: {type(exc).__name__}: {exc}")
+
+
+def run_until(cmd: list[str], ready, timeout: float = 300) -> subprocess.Popen:
+    """Start ``cmd``; SIGKILL it as soon as ``ready()`` is true. Fails if it finished first."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended (code {proc.returncode}) before the kill point: {proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the kill point never came")
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    return proc
+
+
+def run_ok(cmd: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+# ------------------------------------------------------------------------------ measure_sim kills
+
+N_PER_CLASS = 450  # 1,800 images: the first 1,024-row cache chunk lands well before the end
+
+
+@pytest.fixture(scope="module")
+def kill_root(tmp_path_factory) -> Path:
+    return make_root(tmp_path_factory.mktemp("kill") / "photos", N_PER_CLASS)
+
+
+def _measure(root: Path, out: Path) -> list[str]:
+    return MEASURE + ["-q", "-i", str(root), "--output_dir", str(out), "--size", "32", "--batch-size", "8",
+                      "-k", "5", "--grids", "40", "--workers", "1"]
+
+
+@pytest.fixture(scope="module")
+def reference_run(kill_root, tmp_path_factory) -> Path:
+    """An uninterrupted run: the outputs every interrupted-then-resumed run must reproduce."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    run_ok(_measure(kill_root, out))
+    return out
+
+
+def assert_same_outputs(out: Path, reference: Path) -> None:
+    """The files a user reads are those of the uninterrupted run (timings and cache counts aside)."""
+    a, b = np.load(out / "embeddings.npy"), np.load(reference / "embeddings.npy")
+    assert a.dtype == b.dtype == np.float32 and a.shape == b.shape and a.tobytes() == b.tobytes()
+    for name in ("neighbors.csv", "items.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(out / name), pd.read_csv(reference / name))
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (out, reference))
+    for volatile in ("timing", "n_embedded", "n_from_cache"):
+        ma.pop(volatile), mb.pop(volatile)
+    assert ma == mb
+    # a kill may leave a hidden temporary file behind (never a final name); compare the final names
+    assert sorted(p.name for p in final_files(out / "grids")) == sorted(p.name for p in final_files(reference / "grids"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["embedding", "report"])
+def test_measure_sim_killed_then_rerun_equals_uninterrupted(kill_root, reference_run, tmp_path, moment):
+    """SIGKILL when the first cache chunk (embedding) or the first grid (report) appears; the rerun
+    reuses the cache and reproduces the uninterrupted outputs; no file is ever half-written."""
+    out = tmp_path / "run"
+    if moment == "embedding":
+        ready = lambda: any(out.glob("cache/*/chunk_00000.npz"))  # noqa: E731
+    else:
+        ready = lambda: (out / "grids").is_dir() and any(p.suffix == ".png" for p in (out / "grids").iterdir())  # noqa: E731
+    with Watcher(out) as watcher:
+        run_until(_measure(kill_root, out), ready)
+        assert not (out / "metrics.json").exists(), "the kill landed after the run had finished"
+        if moment == "embedding":
+            assert not (out / "embeddings.npy").exists()
+        proc = run_ok(_measure(kill_root, out))
+    assert watcher.bad == [] and watcher.checked > 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_from_cache"] >= (1024 if moment == "embedding" else 4 * N_PER_CLASS), metrics
+    assert_same_outputs(out, reference_run)
+    assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------------- train resume
+
+
+@pytest.mark.slow
+def test_train_killed_after_stage1_resumes_without_redoing_it(tmp_path):
+    """SIGKILL once stage 1's checkpoint is saved; `fashion train --resume` loads stage 1's best
+    model, trains stages 2 and 3 only, and history.csv keeps stage 1's row from before the kill."""
+    root = make_root(tmp_path / "photos", 8, side=24, classes=3, splits=("train", "valid"))
+    out = tmp_path / "train"
+    cmd = TRAIN + ["train", str(root), "--output_dir", str(out), "--size", "32", "--final-size", "32",
+                   "--epochs", "1,2,1", "--lr", "1e-3", "--batch-size", "8", "--workers", "0"]
+    state = out / "checkpoints" / "state.json"
+    with Watcher(out) as watcher:
+        run_until(cmd, state.is_file, timeout=600)
+        saved = json.loads(state.read_text())
+        assert saved["completed"] == ["stage1"], "the kill landed after stage 2 had finished"
+        before = pd.read_csv(out / "history.csv")
+        assert list(before["stage"]) == ["stage1"]
+        proc = run_ok(cmd + ["--resume"])
+    assert watcher.bad == []
+    log = proc.stderr
+    assert "stage1 already done (resumed)" in log and "resuming" in log
+    assert "stage1 epoch" not in log and "stage2 epoch 1/2" in log, log[-3000:]
+    after = pd.read_csv(out / "history.csv")
+    assert list(after["stage"]) == ["stage1", "stage2", "stage2", "stage3"]
+    pd.testing.assert_frame_equal(after.iloc[:1], before)
+    assert (out / "model.safetensors").is_file() and (out / "metrics.json").is_file()
+
+
+# ------------------------------------------------------------------------------ full / read-only disk
+
+
+def _one_clear_line(stderr: str, prog: str, cause: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert len(lines) == 1, stderr[-3000:]
+    assert lines[0].startswith(f"{prog}: error: cannot write ") and lines[0].endswith(cause), lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    return make_root(tmp_path_factory.mktemp("tiny") / "photos", 3, classes=2, splits=("train", "valid"))
+
+
+FAULTS = {"full_disk": (errno.ENOSPC, "no space left on device"), "read_only": (errno.EROFS, "read-only file system")}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_measure_sim_on_a_failing_disk_simulated(tiny_root, tmp_path, monkeypatch, capsys, fault):
+    """In-process, the disk fails in fashion.atomic (fsync: ENOSPC, creating the temporary file:
+    EROFS): exit code 2, one stderr line naming the file and the cause."""
+    import fashion.atomic
+
+    code, cause = FAULTS[fault]
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    if fault == "full_disk":
+        monkeypatch.setattr(fashion.atomic.os, "fsync", fail)
+    else:
+        monkeypatch.setattr(fashion.atomic.tempfile, "mkstemp", fail)
+    out = tmp_path / "out"
+    status = cli.measure_sim_main(["-q", "-i", str(tiny_root), "--output_dir", str(out), "--size", "32",
+                                   "--batch-size", "4", "--grids", "1", "--workers", "0"])
+    assert status == 2
+    _one_clear_line(capsys.readouterr().err, "measure_sim.py", cause)
+    assert final_files(out) == []
+
+
+def _can_mount() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            "d=$(mktemp -d) && mount -t tmpfs -o size=4k tmpfs \"$d\" && umount \"$d\" && rmdir \"$d\""],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+needs_mount = pytest.mark.skipif(not _can_mount(), reason="cannot mount a tmpfs in a private user+mount namespace")
+
+
+def on_tmpfs(cmd: list[str], mount_point: Path, options: str) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with a fresh tmpfs (``options``) on ``mount_point``, visible to it alone."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    script = f'mount -t tmpfs -o {options} tmpfs "$0" && exec "$@"'
+    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script,
+                           str(mount_point), *cmd], capture_output=True, text=True, timeout=600)
+
+
+TOOLS = {
+    "measure_sim": lambda root, out: MEASURE + ["-q", "-i", str(root), "--output_dir", str(out), "--size", "32",
+                                                "--batch-size", "4", "--grids", "1", "--workers", "0"],
+    "train": lambda root, out: TRAIN + ["-q", "train", str(root), "--output_dir", str(out), "--size", "32",
+                                        "--final-size", "32", "--epochs", "1", "--lr", "1e-3", "--batch-size", "4",
+                                        "--workers", "0"],
+}
+PROGS = {"measure_sim": "measure_sim.py", "train": "fashion"}
+
+
+CHECKPOINT_BUG = pytest.mark.xfail(strict=True, reason=(
+    "fashion.training (engineer C) lets fastai's SaveModelCallback torch.save checkpoints/<stage>_best.pth "
+    "directly (not through fashion.atomic); on a full disk torch raises RuntimeError "
+    "'[enforce fail at inline_container.cc] unexpected pos' and `fashion train` ends in a traceback"))
+
+
+@needs_mount
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [pytest.param(("train", "full_disk"), marks=CHECKPOINT_BUG, id="full_disk-train"),
+                                  pytest.param(("train", "read_only"), id="read_only-train"),
+                                  pytest.param(("measure_sim", "full_disk"), id="full_disk-measure_sim"),
+                                  pytest.param(("measure_sim", "read_only"), id="read_only-measure_sim")])
+def test_failing_disk_is_one_clear_line(tiny_root, tmp_path, case):
+    """A real tmpfs: 4 KiB (full after the first few files) or mounted read-only."""
+    tool, fault = case
+    mount = tmp_path / "disk"
+    options = "size=4k" if fault == "full_disk" else "ro"
+    proc = on_tmpfs(TOOLS[tool](tiny_root, mount / "out"), mount, options)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    _one_clear_line(proc.stderr, PROGS[tool], FAULTS[fault][1])
