@@ -55,6 +55,7 @@ LAYERS = ("body", "head")
 RESIZES = ("crop", "squish")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_CHUNK_SIZE = 1024
+NO_FEATURES = "no features: the image gives an all-zero embedding (blank image?)"
 
 
 def default_num_workers() -> int:
@@ -434,6 +435,8 @@ class Embedder:
               num_threads: int | None = None) -> EmbeddingResult:
         """Embed every item; bad images are skipped, counted and listed, never fatal.
 
+        Bad: unreadable, or featureless (a vector of zero or non-finite norm, e.g. a blank image).
+
         Args:
             items: a DataFrame with a ``path`` column (and ``bbox`` for cropping) or a list of paths.
             batch_size: images per forward pass.
@@ -454,29 +457,35 @@ class Embedder:
         n = len(paths)
         keys = [_cache_key(p, None if bboxes is None else bboxes[i]) for i, p in enumerate(paths)]
         cache = _ChunkCache(self.cache_path(cache_dir, bboxes is not None)) if cache_dir is not None else None
-        rows: list[tuple[np.ndarray | None, bool, str] | None] = [None] * n
-        if cache is not None:
-            for i, key in enumerate(keys):
-                if key is not None and key in cache.entries:
-                    rows[i] = cache.entries[key]
-        todo = [i for i in range(n) if rows[i] is None]
-        n_cached = n - len(todo)
+        hits = {} if cache is None else {i: cache.entries[k] for i, k in enumerate(keys) if k in cache.entries}
+        # one (n, d) result written in place, batch by batch: no per-row arrays, no second copy of it
+        dim = len(next(iter(hits.values()))[0]) if hits else self.dim
+        vectors, ok, reasons = np.zeros((n, dim), dtype=np.float32), np.zeros(n, dtype=bool), [""] * n
+        for i, (vec, good, reason) in hits.items():
+            if good:
+                vectors[i] = vec
+            ok[i], reasons[i] = good, reason
+        todo = [i for i in range(n) if i not in hits]
         if todo:
             with _torch_threads(num_threads):
-                self._compute(todo, paths, bboxes, keys, rows, cache, batch_size, num_workers, progress,
-                              chunk_size)
-        result = self._assemble(paths, rows, n_cached, len(todo), time.perf_counter() - start)
-        log.info("embedded %d images in %.1f s: %d computed, %d from cache, %d skipped (unreadable)",
-                 n, result.seconds, len(todo), n_cached, len(result.failures))
+                self._compute(todo, paths, bboxes, keys, (vectors, ok, reasons), cache, batch_size, num_workers,
+                              progress, chunk_size)
+        _reject_featureless(vectors, ok, reasons)
+        failures = [(paths[i], reasons[i]) for i in np.flatnonzero(~ok)]
+        result = EmbeddingResult(vectors, ok, failures, len(hits), len(todo), time.perf_counter() - start)
+        log.info("embedded %d images in %.1f s: %d computed, %d from cache, %d skipped (unreadable or blank)",
+                 n, result.seconds, len(todo), len(hits), len(failures))
         return result
 
-    def _compute(self, todo, paths, bboxes, keys, rows, cache, batch_size, num_workers, progress,
+    def _compute(self, todo, paths, bboxes, keys, out, cache, batch_size, num_workers, progress,
                  chunk_size) -> None:
-        """Run the network over the ``todo`` rows, filling ``rows`` and writing cache chunks."""
+        """Run the network over the ``todo`` rows, filling ``out`` = (vectors, ok, reasons) in place and
+        writing cache chunks."""
         import torch
         from torch.utils.data import DataLoader, Subset
         from tqdm.auto import tqdm
 
+        vectors, ok_out, reasons_out = out
         dataset = Subset(_ImageDataset(paths, bboxes, self.size, self.resize), todo)
         workers = default_num_workers() if num_workers is None else max(0, int(num_workers))
         workers = min(workers, max(0, len(todo) // batch_size))  # no idle processes for tiny jobs
@@ -486,49 +495,39 @@ class Embedder:
         pending: list[int] = []
         with tqdm(total=len(todo), desc="embedding", unit="img", disable=None if progress else True) as bar:
             for n_batch, (images, ok, reasons, index) in enumerate(loader, 1):
-                ok = ok.numpy().astype(bool)
-                vecs = np.zeros((len(ok), 0), dtype=np.float32)
+                ok, index = ok.numpy().astype(bool), index.numpy()
                 if ok.any():
-                    vecs = self.forward(images[torch.from_numpy(ok)]).numpy()
-                    self._dim = vecs.shape[1]
-                j = 0
+                    vectors[index[ok]] = self.forward(images[torch.from_numpy(ok)]).numpy()
+                ok_out[index] = ok
                 for row, good, reason in zip(index.tolist(), ok, reasons):
-                    rows[row] = (vecs[j] if good else None, bool(good), "" if good else reason)
-                    j += int(good)
-                    pending.append(row)
+                    reasons_out[row] = "" if good else reason
+                pending += index.tolist()
                 if cache is not None and (n_batch % per_chunk == 0):
-                    self._flush(cache, pending, keys, rows)
+                    self._flush(cache, pending, keys, out)
                     pending = []
                 bar.update(len(ok))
         if cache is not None and pending:
-            self._flush(cache, pending, keys, rows)
+            self._flush(cache, pending, keys, out)
 
-    def _flush(self, cache: _ChunkCache, pending: list[int], keys, rows) -> None:
-        dim = self.dim
+    def _flush(self, cache: _ChunkCache, pending: list[int], keys, out) -> None:
+        vectors, ok, reasons = out
         kept = [i for i in pending if keys[i] is not None]  # unstat-able files are retried next time
-        if not kept:
-            return
-        vectors = np.zeros((len(kept), dim), dtype=np.float32)
-        for j, i in enumerate(kept):
-            if rows[i][1]:
-                vectors[j] = rows[i][0]
-        cache.write([keys[i] for i in kept], vectors, np.array([rows[i][1] for i in kept]),
-                    [rows[i][2] for i in kept])
+        if kept:
+            cache.write([keys[i] for i in kept], vectors[kept], ok[kept], [reasons[i] for i in kept])
 
-    def _assemble(self, paths, rows, n_cached, n_computed, seconds) -> EmbeddingResult:
-        n = len(paths)
-        good = [r for r in rows if r[1]]
-        dim = len(good[0][0]) if good else self.dim
-        vectors = np.zeros((n, dim), dtype=np.float32)
-        ok = np.zeros(n, dtype=bool)
-        failures = []
-        for i, (vec, good_row, reason) in enumerate(rows):
-            if good_row:
-                vectors[i] = vec
-                ok[i] = True
-            else:
-                failures.append((paths[i], reason))
-        return EmbeddingResult(vectors, ok, failures, n_cached, n_computed, seconds)
+
+def _reject_featureless(vectors: np.ndarray, ok: np.ndarray, reasons: list[str]) -> None:
+    """Mark rows whose vector has zero or non-finite norm as failed, in place (zeroed, ok=False).
+
+    A blank (one-colour) image can give an all-zero body vector (ReLU6 features pooled to zero): it has
+    no direction, so no cosine distance. Checked on the assembled result, so cached and freshly
+    computed rows get the same outcome.
+    """
+    sq = np.einsum("ij,ij->i", vectors, vectors)  # (n,): no temporary of the matrix's size
+    bad = ok & ~(np.isfinite(sq) & (sq > 0))
+    vectors[bad], ok[bad] = 0.0, False
+    for i in np.flatnonzero(bad):
+        reasons[i] = NO_FEATURES
 
 
 def _paths_and_boxes(items, crop: bool) -> tuple[list[str], list | None]:

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -75,12 +76,21 @@ def _as_matrix(X, what: str) -> np.ndarray:
 
 
 def _normalize(X: np.ndarray, what: str) -> np.ndarray:
-    """L2-normalise rows (new array); a zero row has no cosine distance, so it is an error."""
+    """L2-normalise float32 rows (new float32 array); a zero row has no cosine distance, so it is an error.
+
+    Memory: one float32 copy of ``X`` divided in place; the norms are summed in float64 (accuracy) but
+    only the (n, 1) vector is float64, never an (n, d) temporary.
+    """
     norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
     if (norms == 0).any():
         row = int(np.flatnonzero(norms == 0)[0])
         raise ValueError(f"{what} row {row} is all zeros: cosine distance is undefined for it")
-    return (X / norms[:, None]).astype(np.float32)
+    out = np.array(X, dtype=np.float32, order="C", copy=True)  # owned: the caller's array stays untouched
+    huge = norms > np.finfo(np.float32).max  # rows near float32's limit: their norm only fits in float64
+    if huge.any():
+        out[huge] = (X[huge] / norms[huge, None]).astype(np.float32)
+    out /= np.where(huge, 1.0, norms).astype(np.float32)[:, None]
+    return out
 
 
 def _check_metric(metric: str) -> str:
@@ -693,17 +703,31 @@ def build_index(name: str = "auto", metric: str = "cosine", **params) -> Neighbo
 
 
 def load_index(path) -> NeighborIndex:
-    """Load an index written by :meth:`NeighborIndex.save` (no pickle involved)."""
+    """Load an index written by :meth:`NeighborIndex.save` (no pickle involved).
+
+    FileNotFoundError when there is no file; any other failure to read it (a pickle, an object array,
+    not an .npz, missing or malformed arrays, another format version) is one ValueError naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no index file at {path}")
-    with np.load(path, allow_pickle=False) as arrays:
-        try:
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":  # .npz is a zip; a pickle or .npy is refused unread
+                raise ValueError("not an .npz archive (pickled data is never loaded)")
+        with np.load(path, allow_pickle=False) as arrays:  # an object (pickled) array raises, never runs
             meta = json.loads(str(arrays["__meta__"]))
-        except (KeyError, ValueError) as exc:
-            raise ValueError(f"{path} is not a saved fashion index: {exc}") from None
-        if meta.get("format_version") != FORMAT_VERSION or meta.get("name") not in _BACKENDS:
-            raise ValueError(f"{path}: unsupported index format {meta.get('format_version')!r} / {meta.get('name')!r}")
-        index = _BACKENDS[meta["name"]](metric=meta["metric"], **meta["params"])
-        index._restore(np.ascontiguousarray(arrays["data"], dtype=np.float32), arrays)
+            if not isinstance(meta, dict):
+                raise ValueError("__meta__ is not a JSON object")
+            version, name = meta.get("format_version"), meta.get("name")
+            if version != FORMAT_VERSION or name not in _BACKENDS:
+                raise ValueError(f"unsupported index format {version!r} / {name!r}")
+            index = _BACKENDS[name](metric=meta["metric"], **meta["params"])
+            index._restore(_as_matrix(arrays["data"], "data"), arrays)
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, RuntimeError,
+            zipfile.BadZipFile) as exc:
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        reason = (str(reason).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{path} is not a saved fashion index (an .npz written by fashion.neighbors): "
+                         f"{reason}") from None
     return index

@@ -413,10 +413,6 @@ def test_measure_sim_finishes_on_salted_folder_root(salted_folder, tmp_path):
     assert result.metrics["n_skipped"] == len(BAD_IMAGES)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a one-colour image gets an all-zero body vector (ReLU6 output 0 after pooling) that "
-    "fashion.embeddings.Embedder.embed (engineer D) marks ok=True; fashion.neighbors refuses the zero row "
-    "for cosine ('X row 4 is all zeros') and retrieval.run dies with ValueError"))
 def test_measure_sim_finishes_with_blank_images(tmp_path):
     """A blank (one-colour) picture is a valid image: the run finishes and either ranks it or skips and
     lists it (a network body can map it to an all-zero vector, which has no cosine direction)."""

@@ -150,6 +150,54 @@ def test_cache_is_reused_and_invalidated_by_mtime(embedder, images, tmp_path):
     np.testing.assert_array_equal(first.vectors, third.vectors)
 
 
+
+def _edge_embedder() -> Embedder:
+    """A body that sees only edges (3x3 Laplacian, no padding, ReLU with a small threshold against
+    rounding): a one-colour image gives exactly 0, as a pretrained body's ReLU6 does for a blank one."""
+    import torch
+    from torch import nn
+
+    conv = nn.Conv2d(3, 2, 3)
+    with torch.no_grad():
+        lap = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+        conv.weight.copy_(torch.stack([lap.expand(3, 3, 3), -lap.expand(3, 3, 3)]))
+        conv.bias.fill_(-1e-3)
+    return Embedder(nn.Sequential(conv, nn.ReLU()), name="edges", size=16, mean=(0.5,) * 3, std=(0.5,) * 3,
+                    checksum="e" * 64, precision="fp32")
+
+
+def test_blank_image_is_a_failure_also_from_the_cache(tmp_path):
+    """An all-zero vector (blank image) has no direction: ok=False with a reason, listed like an
+    unreadable image; a rerun served from the cache (which stored the zero vector) agrees."""
+    from fashion.embeddings import NO_FEATURES
+
+    paths = _write_images(tmp_path / "img", 2)
+    Image.new("RGB", (30, 20), "white").save(tmp_path / "img" / "white.png")
+    Image.new("L", (20, 30), 128).save(tmp_path / "img" / "grey.jpg")
+    paths[1:1] = [os.fspath(tmp_path / "img" / "white.png"), os.fspath(tmp_path / "img" / "grey.jpg")]
+    embedder = _edge_embedder()
+    first = embedder.embed(paths, batch_size=3, num_workers=0, cache_dir=tmp_path / "cache", progress=False)
+    again = embedder.embed(paths, batch_size=3, num_workers=0, cache_dir=tmp_path / "cache", progress=False)
+    assert again.n_cached == len(paths) and again.n_computed == 0
+    for result in (first, again):
+        assert result.ok.tolist() == [True, False, False, True]
+        assert result.failures == [(paths[1], NO_FEATURES), (paths[2], NO_FEATURES)]
+        assert np.all(result.vectors[~result.ok] == 0)
+        np.testing.assert_allclose(np.linalg.norm(result.vectors[result.ok], axis=1), 1.0, atol=1e-5)
+    assert first.vectors.tobytes() == again.vectors.tobytes()
+
+
+def test_non_finite_vector_is_a_failure():
+    from fashion.embeddings import NO_FEATURES, _reject_featureless
+
+    vectors = np.array([[0.6, 0.8], [np.nan, 0.0], [0.0, 0.0], [np.inf, 0.0], [0.0, 0.0]], dtype=np.float32)
+    ok = np.array([True, True, True, True, False])
+    reasons = ["", "", "", "", "unreadable"]
+    _reject_featureless(vectors, ok, reasons)
+    assert ok.tolist() == [True, False, False, False, False]
+    assert reasons == ["", NO_FEATURES, NO_FEATURES, NO_FEATURES, "unreadable"]
+    assert np.all(vectors[1:] == 0) and vectors[0].tolist() == [0.6000000238418579, 0.800000011920929]
+
 _CHILD = """
 import sys, time, torch
 torch.manual_seed(0)

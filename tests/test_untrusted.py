@@ -145,13 +145,7 @@ INDEX_CASES = {
 }
 
 
-INDEX_MESSAGE_BUG = pytest.mark.xfail(strict=True, reason=(
-    "fashion.neighbors.load_index (engineer B) lets numpy's ValueError through without the file name: "
-    "np.load(allow_pickle=False) of a pickle, and arrays['data'] of an object array, are outside its try"))
-
-
-@pytest.mark.parametrize("case", [c if c == "object_array_as_meta" else pytest.param(c, marks=INDEX_MESSAGE_BUG)
-                                  for c in sorted(INDEX_CASES)])
+@pytest.mark.parametrize("case", sorted(INDEX_CASES))
 def test_load_index_refuses_pickled_code(tmp_path, marker, case):
     """neighbors.load_index refuses a pickle with a ValueError naming the file; the pickle never runs."""
     from fashion.neighbors import load_index
