@@ -59,21 +59,12 @@ def atomic_write(path: os.PathLike | str, mode: str = "wb", **open_kwargs) -> It
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise _output_error(path, exc) from None
-    try:
+    with _replace_or_clean_up(tmp, path):
         os.fchmod(fd, _default_mode())
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _silent_unlink(tmp)
-        if isinstance(exc, OutputError):
-            raise
-        raise _output_error(path, exc) from None
-    except BaseException:
-        _silent_unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -82,11 +73,19 @@ def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     path = Path(path)
     ensure_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
+    with _replace_or_clean_up(tmp, path):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, _default_mode())
+
+
+@contextlib.contextmanager
+def _replace_or_clean_up(tmp, path: Path) -> Iterator[None]:
+    """Rename ``tmp`` to ``path`` when the block succeeds; otherwise delete it and re-raise
+    (an OSError as one clear :class:`OutputError`)."""
+    try:
+        yield
         os.replace(tmp, path)
     except OSError as exc:
         _silent_unlink(tmp)

@@ -254,9 +254,6 @@ def test_symlinks_inside_the_root_are_fine(tmp_path):
 
 # ---------------------------------------------------------------------------------- HTML gallery
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 # Each payload, if it ever became markup, would set window.__pwned, change the title or open a dialog.
 HOSTILE_ROOT = "<b onmouseover=alert(0)>shop"
 HOSTILE_CATEGORIES = ["<script>window.__pwned=1;document.title='pwned'</script>",
@@ -285,19 +282,6 @@ def _hostile_run(tmp_path: Path) -> Path:
     out = tmp_path / "run"
     run(MeasureConfig(input=str(root), output_dir=str(out), size=32, batch_size=4, k=2, grids=2, num_workers=0))
     return out / "index.html"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def _visit(browser, page_path: Path) -> dict:
