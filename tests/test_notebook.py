@@ -1,0 +1,38 @@
+"""train.ipynb runs top to bottom (papermill) on the bundled sample with tiny settings.
+
+Slow (a few minutes on two cores): the same library path is covered quickly by
+tests/test_training.py::test_train_writes_every_output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "train.ipynb"
+
+
+def test_notebook_is_committed_without_outputs():
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert "parameters" in code[0].metadata.get("tags", [])
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_the_sample(tmp_path):
+    papermill = pytest.importorskip("papermill")
+    out = tmp_path / "run"
+    papermill.execute_notebook(
+        str(NOTEBOOK), str(tmp_path / "train.out.ipynb"), kernel_name="python3", cwd=str(tmp_path),
+        parameters={"output_dir": str(out), "size": 64, "final_size": 64, "epochs": 1, "batch_size": 16,
+                    "lr_find_iters": 5},
+        progress_bar=False)
+    for name in ("model.safetensors", "model.json", "metrics.json", "history.csv", "confusion_matrix.png",
+                 "top_losses.png", "suspect_labels.csv", "lr_find_stage3.png", "loss_stage3.png"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["n"] == 40 and metrics["counts"]["classes"] == 10
