@@ -194,7 +194,9 @@ def read_state_dict(path) -> dict:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, a pickle with code in it, ...
-        raise WeightsUnavailableError(f"cannot read weights {path}: {type(exc).__name__}: {exc}") from None
+        # one line: torch's weights_only refusal explains itself over ~10 lines
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise WeightsUnavailableError(f"cannot read weights {path}: {type(exc).__name__}: {reason}") from None
     for key in ("state_dict", "model", "model_state_dict"):  # common checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

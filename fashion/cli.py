@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from typing import Callable, Sequence
 
 from . import __version__
@@ -248,6 +249,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     if verbose < 1:  # third-party chatter is noise at the default level
         for name in ("PIL", "matplotlib", "timm", "fsspec", "urllib3", "httpx"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # libraries' deprecation notices (torch.jit.script, ...) are for their callers' developers
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:

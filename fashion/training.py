@@ -446,9 +446,31 @@ def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult
         fit_cbs.append(EarlyStoppingCallback(monitor="valid_loss", patience=run.config.early_stopping))
     log.info("%s: %d epochs at %d px, %s, lr %s", stage.name, stage.epochs, stage.size,
              "body frozen" if stage.frozen else "unfrozen", f"{hi:.2e}" if stage.frozen else f"slice({lo:.2e}, {hi:.2e})")
-    run.learn.fit_one_cycle(stage.epochs, hi if stage.frozen else slice(lo, hi), cbs=fit_cbs)
+    try:
+        run.learn.fit_one_cycle(stage.epochs, hi if stage.frozen else slice(lo, hi), cbs=fit_cbs)
+    except RuntimeError as exc:
+        raise _checkpoint_error(run, exc) from None
     result = _finish_stage(run, stage, saver, (lo, hi), suggestion, time.time() - t0)
     return result
+
+
+def _checkpoint_error(run: TrainingRun, exc: RuntimeError) -> Exception:
+    """fastai's SaveModelCallback writes with torch.save, whose I/O failures (full disk) surface as a
+    RuntimeError from its zip writer: turn those into one clear OutputError, re-raise anything else."""
+    import shutil
+
+    from .errors import OutputError
+
+    text = str(exc)
+    if "PytorchStreamWriter" not in text and "inline_container" not in text:
+        return exc
+    where = Path(run.learn.path) / run.learn.model_dir
+    try:
+        full = shutil.disk_usage(where if where.exists() else run.output_dir).free < 1 << 20
+    except OSError:
+        full = False
+    reason = "no space left on device" if full else text.strip().splitlines()[0]
+    return OutputError(f"cannot write checkpoint in {where}: {reason}")
 
 
 def _finish_stage(run: TrainingRun, stage: Stage, saver, lr, suggestion, seconds) -> StageResult:

@@ -317,15 +317,9 @@ TOOLS = {
 PROGS = {"measure_sim": "measure_sim.py", "train": "fashion"}
 
 
-CHECKPOINT_BUG = pytest.mark.xfail(strict=True, reason=(
-    "fashion.training (engineer C) lets fastai's SaveModelCallback torch.save checkpoints/<stage>_best.pth "
-    "directly (not through fashion.atomic); on a full disk torch raises RuntimeError "
-    "'[enforce fail at inline_container.cc] unexpected pos' and `fashion train` ends in a traceback"))
-
-
 @needs_mount
 @pytest.mark.slow
-@pytest.mark.parametrize("case", [pytest.param(("train", "full_disk"), marks=CHECKPOINT_BUG, id="full_disk-train"),
+@pytest.mark.parametrize("case", [pytest.param(("train", "full_disk"), id="full_disk-train"),
                                   pytest.param(("train", "read_only"), id="read_only-train"),
                                   pytest.param(("measure_sim", "full_disk"), id="full_disk-measure_sim"),
                                   pytest.param(("measure_sim", "read_only"), id="read_only-measure_sim")])

@@ -86,14 +86,7 @@ MODEL_CASES = {
 }
 
 
-TORCH_MESSAGE_BUG = pytest.mark.xfail(strict=True, reason=(
-    "fashion.backbones.read_state_dict (engineer C) embeds torch's ~10-line 'Weights only load failed ...' "
-    "text in WeightsUnavailableError, so the CLI prints a multi-line error; keep its first line or say "
-    "'pickled objects refused'"))
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=TORCH_MESSAGE_BUG) if c.endswith("model_pth") else c
-                                  for c in sorted(MODEL_CASES)])
+@pytest.mark.parametrize("case", sorted(MODEL_CASES))
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note about the raw pickle
 def test_load_model_refuses_pickled_code(tmp_path, marker, case):
     """training.load_model refuses the directory with one line naming it; the pickle never runs."""
