@@ -68,8 +68,9 @@ def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
                    help="queries from this split, gallery from the others; default: all-pairs (In-shop: query vs gallery)")
     p.add_argument("--limit", type=_positive_int, default=None, help="use a seeded random subset of N items (row order kept)")
     p.add_argument("--grids", type=int, default=12, help="how many neighbour grids to draw")
-    p.add_argument("--layer", default="body", choices=("body", "head"),
-                   help="embedding layer: pooled body features, or the trained head's penultimate features")
+    p.add_argument("--layer", default="auto", choices=("auto", "body", "head"),
+                   help="embedding layer: pooled body features, or the trained head's penultimate features "
+                        "(auto: head with --model, which retrieves better; body otherwise)")
     p.add_argument("--workers", dest="num_workers", type=int, default=None, help="DataLoader workers")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="embedding cache, shareable between runs of one model; default: OUTPUT_DIR/cache")

@@ -332,9 +332,16 @@ class Embedder:
     # ---------------------------------------------------------------------------------- builders
 
     @classmethod
-    def create(cls, model=None, arch: str = "efficientnet_lite0", layer: str = "body", size: int | None = None,
+    def create(cls, model=None, arch: str = "efficientnet_lite0", layer: str = "auto", size: int | None = None,
                precision: str = "auto", pretrained: bool = True, weights=None) -> "Embedder":
-        """A trained model directory when ``model`` is given, else the (pretrained) backbone ``arch``."""
+        """A trained model directory when ``model`` is given, else the (pretrained) backbone ``arch``.
+
+        ``layer="auto"``: the trained head's penultimate features when there is a trained model (they
+        retrieve better: precision@10 0.840 vs 0.750 for body features on clothing-dataset-small,
+        benchmarks/README.md), else the pooled body features.
+        """
+        if layer == "auto":
+            layer = "head" if model is not None else "body"
         if model is not None:
             return cls.from_model_dir(model, layer=layer, size=size, precision=precision)
         if layer != "body":

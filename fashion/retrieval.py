@@ -48,7 +48,7 @@ class MeasureConfig:
     index/metric: fashion.neighbors backend and distance; size: image px (None = model's);
     format: auto/deepfashion/inshop/folder; split: keep only these splits ("train,valid" allowed);
     query_split: queries from this split, gallery = the rest; limit: a seeded random subset of this
-    many items (row order kept); grids: how many grids to draw; layer: "body" or "head";
+    many items (row order kept); grids: how many grids to draw; layer: "body", "head" or "auto" (head for a trained model, else body);
     num_workers: DataLoader workers (None = automatic); seed: picks the limit subset and the grids;
     cache_dir: embedding cache (None = ``output_dir/cache``; share one between runs of the same model).
     """
@@ -67,7 +67,7 @@ class MeasureConfig:
     query_split: str | None = None
     limit: int | None = None
     grids: int = 12
-    layer: str = "body"
+    layer: str = "auto"
     num_workers: int | None = None
     seed: int = 0
     cache_dir: str | None = None

@@ -290,8 +290,10 @@ def model_dir(tmp_path_factory):
 def test_trained_model_body_and_head(model_dir, images):
     from fashion.embeddings import file_sha256
 
-    body = Embedder.create(model=model_dir)
+    body = Embedder.create(model=model_dir, layer="body")
     head = Embedder.create(model=model_dir, layer="head")
+    assert Embedder.create(model=model_dir).layer == "head"  # auto: a trained head retrieves better
+    assert Embedder.create(arch="efficientnet_lite0", pretrained=False).layer == "body"
     assert body.size == SIZE and body.mean == (0.4, 0.5, 0.6) and body.std == (0.2, 0.3, 0.4)
     assert body.checksum == head.checksum == file_sha256(model_dir / "model.safetensors")
     assert body.crop and body.resize == "squish" and body.model_dir == os.fspath(model_dir.resolve())
