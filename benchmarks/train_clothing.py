@@ -36,7 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--arch", default="efficientnet_lite0")
     p.add_argument("--size", type=int, default=160, help="stages 1-2")
     p.add_argument("--final-size", type=int, default=224, help="stage 3")
-    p.add_argument("--epochs", default="2,3,2", help="per stage")
+    p.add_argument("--epochs", default="2,3,2",
+                   help="per stage; numbers after the third add unfrozen stages at --final-size")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr-find-iters", type=int, default=60)
     p.add_argument("--lr", type=float, default=None, help="default: LR finder")
@@ -71,7 +72,7 @@ def write_report(output_dir, log_path=None, images=None) -> str:
         machine = json.loads(found[-1]) if found else None
         wall = machine["wall_seconds"] if machine else None
     command = (f"python benchmarks/train_clothing.py --output_dir {out} --arch {cfg['arch']} --size {cfg['size']} "
-               f"--final-size {cfg['final_size']} --epochs {','.join(map(str, cfg['epochs']))} "
+               f"--final-size {cfg['final_size']} --epochs {','.join(str(st['epochs']) for st in cfg['stages'])} "
                f"--batch-size {cfg['batch_size']} --seed {cfg['seed']}"
                + (f" --lr {cfg['lr']}" if cfg["lr"] else f" --lr-find-iters {cfg['lr_find_iters']}"))
     lines = ["## Training (benchmarks/train_clothing.py)", "", "    " + command, "",
@@ -118,13 +119,16 @@ def main(argv=None) -> int:
         logging.info("\n%s", write_report(args.output_dir, args.log, args.images))
         return 0
     from fashion import datasets
-    from fashion.training import TrainConfig, train
+    from fashion.training import Stage, TrainConfig, train
 
     items = datasets.load(args.data, format="folder")
     logging.info("%s", datasets.describe(items))
-    config = TrainConfig(arch=args.arch, size=args.size, final_size=args.final_size,
-                         epochs=tuple(int(e) for e in args.epochs.split(",")), lr=args.lr,
-                         batch_size=args.batch_size, lr_find_iters=args.lr_find_iters, seed=args.seed)
+    epochs = [int(e) for e in args.epochs.split(",")]
+    config = TrainConfig(arch=args.arch, size=args.size, final_size=args.final_size, epochs=tuple(epochs[:3]),
+                         lr=args.lr, batch_size=args.batch_size, lr_find_iters=args.lr_find_iters, seed=args.seed)
+    for i, n in enumerate(epochs[3:], start=4):  # more fine-tuning at the final size, as stage 3
+        last = config.stages[-1]
+        config.stages.append(Stage(f"stage{i}", n, last.lr, False, args.final_size, last.lr_div))
     t0 = time.time()
     result = train(items, config, args.output_dir, resume=args.resume)
     import torch
