@@ -59,7 +59,7 @@ def naive_embed(body, cfg, paths: list[str], size: int, batch_size: int) -> np.n
     """The plain loop: decode in the main process, fp32 NCHW, no workers, default threads."""
     import torch
 
-    from fashion.embeddings import resize_center_crop
+    from fashion.images import resize_center_crop
     from fashion.images import open_image
 
     mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
@@ -130,7 +130,7 @@ def network_only(body, size: int, batch_size: int, repeats: int) -> dict[str, fl
 
 def decode_rate(paths: list[str], size: int) -> tuple[float, float]:
     """(img/s of open_image alone, img/s of open_image + resize + crop) in one process."""
-    from fashion.embeddings import resize_center_crop
+    from fashion.images import resize_center_crop
     from fashion.images import open_image
 
     t_open = _timed(lambda: [open_image(p) for p in paths])

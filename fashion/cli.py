@@ -18,9 +18,6 @@ from .errors import FashionError
 
 log = logging.getLogger("fashion")
 
-INDEX_CHOICES = ("auto", "exact", "exact-bf16", "kdtree", "balltree", "faiss-flat", "faiss-hnsw", "faiss-ivf")
-
-
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Show defaults and keep the hand-wrapped descriptions."""
 
@@ -58,7 +55,9 @@ def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
                    help="trained model directory from `fashion train`; default: the pretrained backbone")
     p.add_argument("--arch", default="efficientnet_lite0", help="backbone when no --model is given")
     p.add_argument("-k", "--k", type=_positive_int, default=10, help="neighbours per query")
-    p.add_argument("--index", default="auto", choices=INDEX_CHOICES, help="nearest-neighbour backend")
+    from .neighbors import INDEXES  # numpy only: the registry is the one list of backends
+
+    p.add_argument("--index", default="auto", choices=INDEXES, help="nearest-neighbour backend")
     p.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"))
     p.add_argument("--size", type=_positive_int, default=None, help="image size; default: the model's")
     p.add_argument("--batch-size", type=_positive_int, default=64)

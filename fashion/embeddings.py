@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .images import RESIZES, resize_image
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import torch
@@ -52,7 +54,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 LAYERS = ("body", "head")
-RESIZES = ("crop", "squish")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_CHUNK_SIZE = 1024
 NO_FEATURES = "no features: the image gives an all-zero embedding (blank image?)"
@@ -92,31 +93,6 @@ class EmbeddingResult:
 
 
 # ------------------------------------------------------------------------------------ preprocessing
-
-
-def resize_center_crop(image, size: int) -> np.ndarray:
-    """Shorter side to ``size`` (bilinear), then the central ``size × size``; returns uint8 (size, size, 3)."""
-    from PIL import Image
-
-    w, h = image.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    if (nw, nh) != (w, h):
-        image = image.resize((nw, nh), Image.Resampling.BILINEAR)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return np.array(image.crop((left, top, left + size, top + size)), dtype=np.uint8)  # writable copy
-
-
-def resize_image(image, size: int, method: str = "crop") -> np.ndarray:
-    """uint8 (size, size, 3): "crop" = :func:`resize_center_crop`; "squish" = bilinear resize of the whole
-    image to size × size (aspect not kept: what `fashion train` uses, fastai ``ResizeMethod.Squish``)."""
-    from PIL import Image
-
-    if method == "crop":
-        return resize_center_crop(image, size)
-    if method == "squish":
-        return np.array(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
-    raise ValueError(f"resize must be one of {RESIZES}, got {method!r}")
 
 
 class _ImageDataset:

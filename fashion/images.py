@@ -182,3 +182,36 @@ def crop_bbox(image: Image.Image, bbox: BBox, path: str | os.PathLike = "<image>
     if box[2] <= box[0] or box[3] <= box[1]:
         raise ImageError(path, f"bbox {tuple(bbox)} is empty inside the {width}x{height} image")
     return image.crop(box)
+
+
+# ------------------------------------------------------------------ square inputs for the networks
+
+
+def resize_center_crop(image, size: int) -> "np.ndarray":
+    """Shorter side to ``size`` (bilinear), then the central ``size × size``; returns uint8 (size, size, 3)."""
+    import numpy as np
+    from PIL import Image
+
+    w, h = image.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        image = image.resize((nw, nh), Image.Resampling.BILINEAR)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return np.array(image.crop((left, top, left + size, top + size)), dtype=np.uint8)  # writable copy
+
+
+RESIZES = ("crop", "squish")
+
+
+def resize_image(image, size: int, method: str = "crop") -> "np.ndarray":
+    """uint8 (size, size, 3): "crop" = :func:`resize_center_crop`; "squish" = bilinear resize of the whole
+    image to size × size (aspect not kept: what `fashion train` uses, fastai ``ResizeMethod.Squish``)."""
+    import numpy as np
+    from PIL import Image
+
+    if method == "crop":
+        return resize_center_crop(image, size)
+    if method == "squish":
+        return np.array(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    raise ValueError(f"resize must be one of {RESIZES}, got {method!r}")

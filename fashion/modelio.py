@@ -143,9 +143,10 @@ def preprocess(images: Sequence, size: int, mean, std) -> "torch.Tensor":
     """PIL RGB images → float (N, 3, size, size): squish-resize (bilinear), scale to [0, 1], normalise."""
     import numpy as np
     import torch
-    from PIL import Image
 
-    arrays = [np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)) for im in images]
+    from .images import resize_image
+
+    arrays = [resize_image(im.convert("RGB"), size, "squish") for im in images]
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion.embeddings import Embedder, EmbeddingResult, _ImageDataset, resize_center_crop
+from fashion.embeddings import Embedder, EmbeddingResult, _ImageDataset
+from fashion.images import resize_center_crop
 
 SIZE = 64
 
