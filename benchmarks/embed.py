@@ -6,12 +6,13 @@
 
 Measured in one run, on the same images (a seeded sample over all splits of clothing-dataset-small):
 
-- naive:   a plain fp32 PyTorch loop: decode + resize in the main process, NCHW float32, no workers.
+- naive:   a plain fp32 PyTorch loop: decode + Pillow resize in the main process, NCHW float32, no workers.
 - project: ``fashion.embeddings.Embedder.embed``: DataLoader workers ship uint8, BatchNorm folded into
   the convolutions, channels-last, bf16 autocast where the CPU has native bf16.
 - network only: the forward pass alone on a pre-decoded batch (fp32 NCHW / channels-last / bf16+CL,
   and the project's forward with BatchNorm folded).
-- decode: Pillow decode + resize + crop per image in one process.
+- decode: decode alone, + Pillow resize + crop (the naive path's), + the project's resize + crop (torch's
+  uint8 antialiased bilinear kernel), per image in one process.
 - floor: model GFLOP per image (``torch.utils.flop_counter.FlopCounterMode``) ÷ the GFLOP/s of a large
   fp32 and bf16 matrix product measured now.
 
@@ -55,11 +56,24 @@ def precision_at_10(vectors: np.ndarray, labels: np.ndarray, k: int = 10) -> flo
     return float((labels[top] == labels[:, None]).mean())
 
 
+def pillow_resize_center_crop(image, size: int) -> np.ndarray:
+    """What a plain pipeline does (torchvision's ``Resize(size)`` + ``CenterCrop(size)`` on a PIL image):
+    Pillow bilinear resize of the shorter side, then the central square. The project's resize gives the
+    same pixels within one grey level (tests/test_images.py), ~5x faster."""
+    from PIL import Image
+
+    w, h = image.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    image = image.resize((nw, nh), Image.Resampling.BILINEAR)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return np.array(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
 def naive_embed(body, cfg, paths: list[str], size: int, batch_size: int) -> np.ndarray:
-    """The plain loop: decode in the main process, fp32 NCHW, no workers, default threads."""
+    """The plain loop: decode + Pillow resize in the main process, fp32 NCHW, no workers, default threads."""
     import torch
 
-    from fashion.images import resize_center_crop
     from fashion.images import open_image
 
     mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
@@ -68,7 +82,7 @@ def naive_embed(body, cfg, paths: list[str], size: int, batch_size: int) -> np.n
     body.eval()
     with torch.no_grad():
         for start in range(0, len(paths), batch_size):
-            batch = [resize_center_crop(open_image(p), size) for p in paths[start:start + batch_size]]
+            batch = [pillow_resize_center_crop(open_image(p), size) for p in paths[start:start + batch_size]]
             x = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float() / 255.0
             feats = body((x - mean) / std).mean(dim=(2, 3))
             out.append(torch.nn.functional.normalize(feats, dim=1).numpy())
@@ -128,14 +142,14 @@ def network_only(body, size: int, batch_size: int, repeats: int) -> dict[str, fl
     return results
 
 
-def decode_rate(paths: list[str], size: int) -> tuple[float, float]:
-    """(img/s of open_image alone, img/s of open_image + resize + crop) in one process."""
-    from fashion.images import resize_center_crop
-    from fashion.images import open_image
+def decode_rate(paths: list[str], size: int) -> tuple[float, float, float]:
+    """img/s in one process of open_image alone, + Pillow resize + crop, + the project's resize + crop."""
+    from fashion.images import open_image, resize_center_crop
 
     t_open = _timed(lambda: [open_image(p) for p in paths])
-    t_all = _timed(lambda: [resize_center_crop(open_image(p), size) for p in paths])
-    return len(paths) / t_open, len(paths) / t_all
+    t_pillow = _timed(lambda: [pillow_resize_center_crop(open_image(p), size) for p in paths])
+    t_project = _timed(lambda: [resize_center_crop(open_image(p), size) for p in paths])
+    return len(paths) / t_open, len(paths) / t_pillow, len(paths) / t_project
 
 
 def profile_project(embedder, paths, batch_size: int, size: int) -> None:
@@ -204,14 +218,14 @@ def main(argv=None) -> int:
     p_naive, p_project = precision_at_10(naive_vectors, labels), precision_at_10(project_vectors, labels)
     cosine = (naive_vectors * project_vectors).sum(1)
 
-    rate_open, rate_decode = decode_rate(paths[:min(n, 128)], args.size)
+    rate_open, rate_pillow, rate_project = decode_rate(paths[:min(n, 128)], args.size)
     net = network_only(naive_body, args.size, args.batch_size, repeats)
     gflop = model_gflop_per_image(naive_body, args.size)
     fp32_gemm, bf16_gemm = gemm_gflops(torch.float32), gemm_gflops(torch.bfloat16)
 
     print("\n| path | img/s | × naive | precision@10 |")
     print("|---|---:|---:|---:|")
-    print(f"| naive: plain fp32 loop, NCHW, decode in main process | {n / t_naive:.1f} | 1.00 | {p_naive:.4f} |")
+    print(f"| naive: plain fp32 loop, NCHW, decode + Pillow resize in main process | {n / t_naive:.1f} | 1.00 | {p_naive:.4f} |")
     print(f"| project: Embedder.embed ({embedder.precision}, channels-last, {workers} workers) | "
           f"{n / t_project:.1f} | {t_naive / t_project:.2f} | {p_project:.4f} |")
     print(f"\nprecision@10 difference: {p_project - p_naive:+.4f} (must be within ±0.005); "
@@ -219,7 +233,8 @@ def main(argv=None) -> int:
     print("\n| stage alone | img/s |")
     print("|---|---:|")
     print(f"| decode (open_image) | {rate_open:.1f} |")
-    print(f"| decode + resize + center crop | {rate_decode:.1f} |")
+    print(f"| decode + Pillow resize + center crop (naive) | {rate_pillow:.1f} |")
+    print(f"| decode + project resize + center crop (torch uint8 kernel) | {rate_project:.1f} |")
     x = torch.zeros((args.batch_size, 3, args.size, args.size), dtype=torch.uint8)
     net[f"project forward (BN folded, channels-last, {embedder.precision})"] = args.batch_size / min(
         _timed(lambda: embedder.forward(x)) for _ in range(repeats))

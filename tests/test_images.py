@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fashion.errors import ImageError
-from fashion.images import IMAGE_EXTENSIONS, check_images, crop_bbox, open_image, to_rgb
+from fashion.images import IMAGE_EXTENSIONS, check_images, crop_bbox, open_image, resize_image, to_rgb
 
 
 def save(image: Image.Image, path, **kwargs):
@@ -196,3 +196,34 @@ def test_one_pixel_and_cmyk_jpeg(tmp_path):
     path = save(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), tmp_path / "cmyk.jpg", quality=95)
     red = open_image(path).getpixel((4, 4))
     assert red[0] > 200 and red[1] < 60 and red[2] < 60
+
+
+def _textured(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Smooth gradients plus noise: resizing it exercises every filter tap."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / width, y * 255 / height, (x + y) % 256], axis=-1)
+    return Image.fromarray(np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("size", [(400, 533), (533, 400), (30, 90), (224, 224)])
+def test_squish_matches_pillow_bilinear_within_one_level(size):
+    """The fast (torch) resize is Pillow's BILINEAR up to rounding: shrinking (antialiased), enlarging, same size."""
+    image = _textured(*size)
+    fast = resize_image(image, 64 if size == (30, 90) else 224, "squish")
+    side = fast.shape[0]
+    slow = np.asarray(image.resize((side, side), Image.Resampling.BILINEAR))
+    assert fast.dtype == np.uint8 and fast.shape == (side, side, 3) and fast.flags.c_contiguous
+    assert np.abs(fast.astype(int) - slow.astype(int)).max() <= 1
+
+
+def test_center_crop_matches_pillow_resize_then_crop():
+    image = _textured(400, 533, seed=1)
+    fast = resize_image(image, 224, "crop")
+    slow = np.asarray(image.resize((224, 298), Image.Resampling.BILINEAR).crop((0, 37, 224, 261)))
+    assert fast.shape == (224, 224, 3) and np.abs(fast.astype(int) - slow.astype(int)).max() <= 1
+
+
+def test_unknown_resize_method():
+    with pytest.raises(ValueError, match="resize must be one of"):
+        resize_image(Image.new("RGB", (8, 8)), 4, "stretch")
