@@ -84,9 +84,9 @@ def child_search(n: int, d: int, k: int, metric: str, queries: int | None, seed:
     seconds = time.perf_counter() - t0
     assert dist.shape == idx.shape == (q, k)
     matrix = X.nbytes
-    block_rows = neighbors._block_rows(n, None)
-    block = block_rows * n * 4
-    topk_work = block_rows * (k + 1) * (4 + 8) * 2
+    block_rows, block_cols = neighbors._block_shape(n, None)
+    block = block_rows * block_cols * 4
+    topk_work = block_rows * (k + 1) * (4 + 8) * 4  # a tile's top k, the running top k, their merge
     gather = 3 * neighbors._GATHER_ELEMENTS * 8  # float32 gather, its float64 copy, the differences
     results = q * (k + 1) * (4 + 8) * 3  # float32 + int64, before and after the sort and self-drop
     index_copy = held_by_index(index, X)

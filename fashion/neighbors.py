@@ -42,8 +42,11 @@ EXACT_INDEXES = ("exact", "exact-bf16", "kdtree", "balltree", "faiss-flat")
 APPROXIMATE_INDEXES = ("faiss-hnsw", "faiss-ivf")
 METRICS = ("cosine", "euclidean")
 FORMAT_VERSION = 1
-# Memory for one block of scores (block_size x n float32) when block_size is not given.
+# Memory for one block of scores (rows x columns float32) when block_size is not given.
 DEFAULT_BLOCK_BYTES = 128 * 2**20
+# Database columns per score tile of ``exact``: square-ish GEMMs (2048 x 16384 at the default budget)
+# run ~10-20 % faster than thin full-width blocks (a 335 x 100,000 block re-packs all of X per block).
+DEFAULT_TILE_COLUMNS = 16384
 # Rows per chunk of the float64 distance recompute / float32 re-rank (chunk x k x d elements).
 _GATHER_ELEMENTS = 2**22
 
@@ -159,6 +162,21 @@ def _block_rows(n: int, block_size: int | None, bytes_per_score: int = 4) -> int
             raise ValueError(f"block_size must be >= 1, got {block_size}")
         return int(block_size)
     return int(min(8192, max(64, DEFAULT_BLOCK_BYTES // (bytes_per_score * max(n, 1)))))
+
+
+def _block_shape(n: int, block_size: int | None) -> tuple[int, int]:
+    """(query rows, database columns) of one float32 score tile of ``exact``.
+
+    ``block_size`` given: that many rows against all n columns (one GEMM per block). Default: tiles of
+    at most ``DEFAULT_TILE_COLUMNS`` columns and as many rows as fit in ``DEFAULT_BLOCK_BYTES``.
+
+    >>> _block_shape(100_000, None), _block_shape(1_000, None), _block_shape(100_000, 7)
+    ((2048, 16384), (8192, 1000), (7, 100000))
+    """
+    if block_size is not None:
+        return _block_rows(n, block_size), max(n, 1)
+    cols = max(1, min(n, DEFAULT_TILE_COLUMNS))
+    return _block_rows(cols, None), cols
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -290,14 +308,17 @@ class NeighborIndex:
 
 
 def _torch_topk(Q, X, k, metric, block_size, sqnorms=None):
-    """Exact top-k by blocked float32 GEMM: (q, k) scores and int64 indices.
+    """Exact top-k by tiled float32 GEMM: (q, k) scores and int64 indices, best first.
 
-    Memory beyond X and Q: one (block, n) float32 score block plus (block, k) results.
+    Each block of query rows is scored against the data one tile of columns at a time; every tile's
+    top k is merged into the block's running top k. Memory beyond X and Q: one (rows, columns) float32
+    score tile (:func:`_block_shape`, default at most 128 MiB) plus O(rows x k).
     """
     import torch
 
     n = X.shape[0]
-    rows = _block_rows(n, block_size)
+    rows, cols = _block_shape(n, block_size)
+    largest = metric == "cosine"  # cosine: largest inner product; euclidean: smallest key
     Xt = torch.from_numpy(X)
     if metric == "euclidean" and sqnorms is None:
         sqnorms = torch.from_numpy(np.einsum("ij,ij->i", X, X).astype(np.float32))
@@ -306,12 +327,23 @@ def _torch_topk(Q, X, k, metric, block_size, sqnorms=None):
     with torch.inference_mode():
         for s in range(0, Q.shape[0], rows):
             qb = torch.from_numpy(Q[s : s + rows])
-            if metric == "cosine":
-                vals, ids = torch.topk(torch.mm(qb, Xt.T), k, dim=1, largest=True, sorted=True)
-            else:  # ||x||^2 - 2 q.x ranks like ||q - x||^2 (||q||^2 is constant per row)
-                vals, ids = torch.topk(torch.addmm(sqnorms, qb, Xt.T, alpha=-2.0), k, dim=1, largest=False)
-            out_v[s : s + rows] = vals.numpy()
-            out_i[s : s + rows] = ids.numpy()
+            best_v = best_i = None
+            for c in range(0, n, cols):
+                xt = Xt[c : c + cols].T
+                if largest:
+                    scores = torch.mm(qb, xt)
+                else:  # ||x||^2 - 2 q.x ranks like ||q - x||^2 (||q||^2 is constant per row)
+                    scores = torch.addmm(sqnorms[c : c + cols], qb, xt, alpha=-2.0)
+                vals, ids = torch.topk(scores, min(k, scores.shape[1]), dim=1, largest=largest, sorted=False)
+                ids += c
+                if best_v is not None:  # merge with the running top k of the previous tiles
+                    vals, ids = torch.cat((best_v, vals), 1), torch.cat((best_i, ids), 1)
+                    vals, pick = torch.topk(vals, min(k, vals.shape[1]), dim=1, largest=largest, sorted=False)
+                    ids = torch.gather(ids, 1, pick)
+                best_v, best_i = vals, ids
+            best_v, order = torch.sort(best_v, dim=1, descending=largest)
+            out_v[s : s + rows] = best_v.numpy()
+            out_i[s : s + rows] = torch.gather(best_i, 1, order).numpy()
     return out_v, out_i
 
 
@@ -319,7 +351,8 @@ class ExactIndex(NeighborIndex):
     """Exact search by blocked float32 matrix products (torch GEMM + ``torch.topk``).
 
     Peak memory: the data matrix (n x d float32, not copied for float32 cosine-normalised input) plus
-    one block of scores, ``block_size x n`` float32 (default: at most 128 MiB), plus O(block_size x k).
+    one tile of scores, rows x columns float32 (default: at most 128 MiB; ``block_size`` = rows against
+    all n columns), plus O(rows x k).
     Euclidean indexes also keep a copy of the data centred on its mean (2 x the data): the expansion
     ||q||^2 + ||x||^2 - 2 q.x loses all precision in float32 for tight clusters far from the origin.
     """

@@ -148,6 +148,21 @@ def test_block_size_does_not_change_results(data):
     np.testing.assert_array_equal(a[1], b[1])
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("tile", [1, 3, 7, 64])
+def test_column_tiles_merge_to_the_untiled_result(data, metric, tile, monkeypatch):
+    """Scores computed tile by tile (tiles narrower than k too) merge to the one-block answer."""
+    from fashion import neighbors
+
+    X, Q = data
+    whole = build_index("exact", metric, block_size=len(Q)).fit(X).kneighbors(Q, 5)
+    monkeypatch.setattr(neighbors, "DEFAULT_TILE_COLUMNS", tile)
+    assert neighbors._block_shape(len(X), None)[1] == min(tile, len(X))
+    tiled = build_index("exact", metric).fit(X).kneighbors(Q, 5)
+    np.testing.assert_array_equal(tiled[1], whole[1])
+    np.testing.assert_allclose(tiled[0], whole[0], rtol=1e-5, atol=1e-6)
+
+
 def test_k_equal_n_with_queries_and_n_minus_1_without():
     X = np.eye(4, dtype=np.float32) + 0.1
     index = build_index("exact", "euclidean").fit(X)
