@@ -1,0 +1,24 @@
+"""Smoke test: benchmarks/embed.py runs on the bundled sample and prints its tables."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from fashion.sample import sample_root
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "embed.py"
+
+
+def test_embed_benchmark_quick_on_the_bundled_sample():
+    env = {**os.environ, "FASHION_BENCH_DATA": os.fspath(sample_root())}
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--limit", "24", "--batch-size", "8",
+                           "--size", "64", "--workers", "0"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "| naive: plain fp32 loop" in out and "| project: Embedder.embed" in out
+    assert "decode + Pillow resize" in out and "decode + project resize" in out and "compute floor" in out
+    delta = float(re.search(r"precision@10 difference: ([+-][0-9.]+)", out).group(1))
+    assert abs(delta) <= 0.05  # same images, same weights: the two paths retrieve alike
