@@ -55,6 +55,7 @@ def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
                    help="trained model directory from `fashion train`; default: the pretrained backbone")
     p.add_argument("--arch", default="efficientnet_lite0", help="backbone when no --model is given")
     p.add_argument("-k", "--k", type=_positive_int, default=10, help="neighbours per query")
+    from .embeddings import RUNTIMES  # numpy + Pillow only, like the next one
     from .neighbors import INDEXES  # numpy only: the registry is the one list of backends
 
     p.add_argument("--index", default="auto", choices=INDEXES, help="nearest-neighbour backend")
@@ -71,6 +72,8 @@ def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
                    help="embedding layer: pooled body features, or the trained head's penultimate features "
                         "(auto: head with --model, which retrieves better; body otherwise)")
     p.add_argument("--workers", dest="num_workers", type=int, default=None, help="DataLoader workers")
+    p.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                   help="embedding runtime (auto: OpenVINO when installed and there are enough images, else torch)")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="embedding cache, shareable between runs of one model; default: OUTPUT_DIR/cache")
 
@@ -216,7 +219,7 @@ def neighbors_config(args):
     from .retrieval import MeasureConfig
 
     fields = ("input", "output_dir", "model", "arch", "k", "index", "metric", "size", "batch_size", "format",
-              "split", "query_split", "limit", "grids", "layer", "cache_dir")
+              "split", "query_split", "limit", "grids", "layer", "cache_dir", "runtime")
     kwargs = {name: getattr(args, name) for name in fields}
     if args.num_workers is not None:
         kwargs["num_workers"] = args.num_workers

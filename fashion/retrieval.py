@@ -50,7 +50,8 @@ class MeasureConfig:
     query_split: queries from this split, gallery = the rest; limit: a seeded random subset of this
     many items (row order kept); grids: how many grids to draw; layer: "body", "head" or "auto" (head for a trained model, else body);
     num_workers: DataLoader workers (None = automatic); seed: picks the limit subset and the grids;
-    cache_dir: embedding cache (None = ``output_dir/cache``; share one between runs of the same model).
+    cache_dir: embedding cache (None = ``output_dir/cache``; share one between runs of the same model);
+    runtime: embedding runtime, "auto", "torch" or "openvino" (``fashion.embeddings``).
     """
 
     input: str | None = None
@@ -71,6 +72,7 @@ class MeasureConfig:
     num_workers: int | None = None
     seed: int = 0
     cache_dir: str | None = None
+    runtime: str = "auto"
 
 
 @dataclass
@@ -308,7 +310,8 @@ def run(config: MeasureConfig) -> RunResult:
     watch = _Stopwatch()
     with watch.stage("load"):
         items = load_items(config)
-        embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size)
+        embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size,
+                                   runtime=config.runtime)
     with watch.stage("embed"):
         emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or out / "cache",
                              num_workers=config.num_workers)

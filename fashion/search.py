@@ -72,11 +72,17 @@ def _read_run(run_dir: Path) -> tuple[dict, "object"]:
 
 def _embedder_for(info: dict):
     """Rebuild the run's embedder; refuse when its weights are not the ones the run used."""
-    from .embeddings import Embedder
+    from .embeddings import Embedder, openvino_available
 
     desc = info["embedder"]
+    runtime = desc.get("runtime", "torch")  # the photos are embedded as the run embedded its gallery
+    if runtime == "openvino" and not openvino_available():
+        log.warning("the run embedded its images with OpenVINO, which is not installed here: using torch "
+                    "(vectors agree to cosine > 0.99, not bitwise)")
+        runtime = "torch"
     embedder = Embedder.create(model=desc.get("model_dir"), arch=desc["arch"], layer=desc.get("layer", "body"),
-                               size=desc.get("size"), precision=desc.get("precision", "auto"))
+                               size=desc.get("size"), precision=desc.get("precision", "auto"),
+                               runtime=runtime if runtime in ("torch", "openvino") else "torch")
     if embedder.checksum != desc["checksum"]:
         raise FashionError(f"the model's weights changed since the run (checksum {embedder.checksum[:12]} != "
                            f"{desc['checksum'][:12]}); rerun `fashion neighbors` with the current model")

@@ -18,7 +18,8 @@ def test_embed_benchmark_quick_on_the_bundled_sample():
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "| naive: plain fp32 loop" in out and "| project: Embedder.embed" in out
+    assert "| naive: plain fp32 loop" in out and "| project: Embedder.embed, torch runtime" in out
+    assert "| project: Embedder.embed, openvino runtime" in out and "project forward, openvino runtime" in out
     assert "decode + Pillow resize" in out and "decode + project resize" in out and "compute floor" in out
-    delta = float(re.search(r"precision@10 difference: ([+-][0-9.]+)", out).group(1))
-    assert abs(delta) <= 0.05  # same images, same weights: the two paths retrieve alike
+    deltas = [float(v) for v in re.findall(r"precision@10 difference ([+-][0-9.]+)", out)]
+    assert len(deltas) == 2 and all(abs(d) <= 0.05 for d in deltas)  # same weights: the paths retrieve alike

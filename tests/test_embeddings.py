@@ -304,3 +304,56 @@ def test_trained_model_body_and_head(model_dir, images):
     assert head.describe()["layer"] == "head"
     with pytest.raises(FileNotFoundError):
         Embedder.create(model=model_dir / "nope")
+
+
+# ------------------------------------------------------------------------------------------ runtimes
+
+
+@pytest.mark.parametrize("layer", ["body", "head"])
+def test_openvino_runtime_computes_the_torch_function(model_dir, images, layer):
+    """Same module, two runtimes: in fp32 the vectors agree to rounding (normalisation, pooling, head)."""
+    pytest.importorskip("openvino")
+    torch_e = Embedder.create(model=model_dir, layer=layer, precision="fp32", runtime="torch")
+    ov_e = Embedder.create(model=model_dir, layer=layer, precision="fp32", runtime="openvino")
+    a = torch_e.embed(images, batch_size=4, num_workers=0, progress=False)
+    b = ov_e.embed(images, batch_size=4, num_workers=0, progress=False)
+    assert ov_e.runtime == "openvino" and ov_e.describe()["runtime"] == "openvino"
+    assert a.ok.tolist() == b.ok.tolist() and b.vectors.shape == a.vectors.shape
+    np.testing.assert_allclose(b.vectors, a.vectors, atol=2e-4)
+    np.testing.assert_allclose(np.linalg.norm(b.vectors[b.ok], axis=1), 1.0, atol=1e-5)
+
+
+def test_openvino_rows_do_not_depend_on_their_batch(embedder, images):
+    """Resumed runs must be bitwise equal: a row's vector is the same whatever batch it is computed in."""
+    pytest.importorskip("openvino")
+    ov_e = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE, runtime="openvino")
+    ov_e._body = embedder._body  # the module fixture's random weights
+    whole = ov_e.embed(images, batch_size=16, num_workers=0, progress=False).vectors
+    pieces = ov_e.embed(images, batch_size=3, num_workers=0, progress=False).vectors
+    assert np.array_equal(whole, pieces)
+
+
+def test_auto_runtime_depends_on_the_job_size(monkeypatch, images):
+    from fashion import embeddings
+
+    monkeypatch.setattr(embeddings, "openvino_available", lambda: True)
+    monkeypatch.setattr(embeddings, "OPENVINO_MIN_IMAGES", 100)
+    small = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE)
+    assert small.runtime == "auto" and small.resolve_runtime(99) == "torch"
+    assert small.resolve_runtime(10_000) == "torch"  # resolved once, kept: one runtime per embedder
+    big = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE)
+    assert big.resolve_runtime(100) == "openvino"
+    assert big.cache_path("c").name != small.cache_path("c").name  # vectors of two runtimes never mix
+    assert small.cache_path("c").name.endswith("-bf16-crop") or small.cache_path("c").name.endswith("-fp32-crop")
+    monkeypatch.setattr(embeddings, "openvino_available", lambda: False)
+    assert Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE).resolve_runtime(10**6) == "torch"
+
+
+def test_unknown_or_missing_runtime_is_a_clear_error(monkeypatch):
+    from fashion import embeddings
+
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        Embedder.from_backbone("efficientnet_lite0", pretrained=False, runtime="tensorrt")
+    monkeypatch.setattr(embeddings, "openvino_available", lambda: False)
+    with pytest.raises(ValueError, match="pip install openvino"):
+        Embedder.from_backbone("efficientnet_lite0", pretrained=False, runtime="openvino")

@@ -79,3 +79,26 @@ def test_search_refuses_changed_model_and_bad_run(finished_run, tmp_path):
     (fake / "run.json").write_text(json.dumps(info))
     with pytest.raises(FashionError, match="changed"):
         search([photo], fake)
+
+
+def test_search_embeds_photos_with_the_runs_runtime(tmp_path, monkeypatch, caplog):
+    """A run embedded with OpenVINO: its photos are embedded with OpenVINO too (a gallery image finds
+    itself at distance ~0); without OpenVINO installed, torch with a warning (close, not bitwise)."""
+    pytest.importorskip("openvino")
+    from fashion import embeddings
+
+    for c, (label, color) in enumerate(COLORS.items()):
+        for i in range(3):
+            _picture(tmp_path / "root" / label / f"{label}_{i}.jpg", color, seed=50 + 10 * c + i)
+    out = tmp_path / "run"
+    run(MeasureConfig(input=os.fspath(tmp_path / "root"), output_dir=os.fspath(out), size=64, batch_size=4,
+                      k=3, grids=0, num_workers=0, runtime="openvino"))
+    assert json.loads((out / "run.json").read_text())["embedder"]["runtime"] == "openvino"
+    known = tmp_path / "root" / "green" / "green_1.jpg"
+    (same,) = search([known], out, k=2, grids=False)
+    assert same.matches[0].relpath == "green/green_1.jpg" and same.matches[0].distance < 1e-5
+    monkeypatch.setattr(embeddings, "openvino_available", lambda: False)
+    with caplog.at_level("WARNING", logger="fashion.search"):
+        (fallback,) = search([known], out, k=2, grids=False)
+    assert "OpenVINO, which is not installed" in caplog.text
+    assert fallback.matches[0].relpath == "green/green_1.jpg" and fallback.matches[0].distance < 0.02
