@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 METHODS = ("floor", "exact", "sklearn-brute", "faiss-flat-raw", "kdtree", "balltree", "faiss-ivf", "faiss-hnsw")
-OPTIONAL = ("exact-bf16", "faiss-flat")
+OPTIONAL = ("exact-torch", "exact-bf16", "faiss-flat")  # exact-torch: `exact` with engine="torch"
 TREE_SAMPLE = 200  # KD-tree / BallTree: timed on this many queries, extrapolated to n
 
 
@@ -104,7 +104,10 @@ def run_method(method: str, X: np.ndarray, k: int, metric: str) -> dict:
         _, idx = index.search(Xn if metric == "cosine" else X, k + 1)
         idx = _drop_self_rows(idx, k)
     else:
-        index = build_index(method, metric).fit(X)
+        if method == "exact-torch":
+            index = build_index("exact", metric, engine="torch").fit(X)
+        else:
+            index = build_index(method, metric).fit(X)
         _, idx = index.kneighbors(None, k)
         note = json.dumps(getattr(index, "stats_", "")) if hasattr(index, "stats_") else ""
         return {"seconds": time.perf_counter() - t0, "indices": idx, "note": note}

@@ -347,12 +347,35 @@ def _torch_topk(Q, X, k, metric, block_size, sqnorms=None):
     return out_v, out_i
 
 
+def _faiss_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("faiss") is not None
+
+
+def _faiss_knn(Q: np.ndarray, X: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k with faiss' blocked brute force (``faiss.knn``) straight on the caller's arrays: no
+    index, no copy of X; faiss scores 4,096 queries x 1,024 points at a time (16 MiB)."""
+    import faiss
+
+    kind = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+    dist, idx = faiss.knn(np.ascontiguousarray(Q, dtype=np.float32), X, k, metric=kind)
+    return dist, idx.astype(np.int64, copy=False)
+
+
+ENGINES = ("auto", "faiss", "torch")
+
+
 class ExactIndex(NeighborIndex):
-    """Exact search by blocked float32 matrix products (torch GEMM + ``torch.topk``).
+    """Exact search by blocked float32 matrix products.
+
+    ``engine``: "faiss" (``faiss.knn``: blocked BLAS brute force on the data in place, ~1.2x faster
+    than torch's GEMM on this CPU, benchmarks/README.md), "torch" (tiled ``torch.mm`` + ``torch.topk``),
+    "auto" = faiss when installed, else torch. Either way the returned distances are recomputed exactly.
 
     Peak memory: the data matrix (n x d float32, not copied for float32 cosine-normalised input) plus
-    one tile of scores, rows x columns float32 (default: at most 128 MiB; ``block_size`` = rows against
-    all n columns), plus O(rows x k).
+    one block of scores: faiss 4,096 x 1,024 float32 (16 MiB); torch one tile of rows x columns float32
+    (default: at most 128 MiB; ``block_size`` = rows against all n columns); plus O(rows x k).
     Euclidean indexes also keep a copy of the data centred on its mean (2 x the data): the expansion
     ||q||^2 + ||x||^2 - 2 q.x loses all precision in float32 for tight clusters far from the origin.
     """
@@ -361,9 +384,11 @@ class ExactIndex(NeighborIndex):
 
     @classmethod
     def defaults(cls) -> dict:
-        return {"block_size": None}
+        return {"block_size": None, "engine": "auto"}
 
     def _build(self, X):
+        if self.params["engine"] not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.params['engine']!r}")
         self._sq = self._mu = None
         self._data = X
         if self.metric == "euclidean":
@@ -376,6 +401,9 @@ class ExactIndex(NeighborIndex):
     def _search(self, Q, k):
         if self._mu is not None:
             Q = Q - self._mu
+        engine = self.params["engine"]
+        if engine == "faiss" or (engine == "auto" and self.params["block_size"] is None and _faiss_available()):
+            return _faiss_knn(Q, self._data, k, self.metric)
         return _torch_topk(Q, self._data, k, self.metric, self.params["block_size"], self._sq)
 
 

@@ -158,9 +158,25 @@ def test_column_tiles_merge_to_the_untiled_result(data, metric, tile, monkeypatc
     whole = build_index("exact", metric, block_size=len(Q)).fit(X).kneighbors(Q, 5)
     monkeypatch.setattr(neighbors, "DEFAULT_TILE_COLUMNS", tile)
     assert neighbors._block_shape(len(X), None)[1] == min(tile, len(X))
-    tiled = build_index("exact", metric).fit(X).kneighbors(Q, 5)
+    tiled = build_index("exact", metric, engine="torch").fit(X).kneighbors(Q, 5)
     np.testing.assert_array_equal(tiled[1], whole[1])
     np.testing.assert_allclose(tiled[0], whole[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_faiss_and_torch_engines_agree(data, metric):
+    """``exact`` runs on faiss' brute force when it is installed, torch's GEMM otherwise: same answer."""
+    pytest.importorskip("faiss")
+    X, Q = data
+    by_faiss = build_index("exact", metric, engine="faiss").fit(X)
+    by_torch = build_index("exact", metric, engine="torch").fit(X)
+    for queries in (Q, None):
+        a, b = by_faiss.kneighbors(queries, 5), by_torch.kneighbors(queries, 5)
+        np.testing.assert_array_equal(a[1], b[1])
+        np.testing.assert_array_equal(a[0], b[0])  # distances are recomputed exactly by both
+    assert build_index("exact").params["engine"] == "auto"
+    with pytest.raises(ValueError, match="engine must be one of"):
+        build_index("exact", engine="cuda").fit(X)
 
 
 def test_k_equal_n_with_queries_and_n_minus_1_without():
