@@ -664,8 +664,15 @@ class FaissHNSWIndex(_FaissIndex):
 class FaissIVFIndex(_FaissIndex):
     """faiss ``IndexIVFFlat`` (approximate): ``nlist`` k-means cells (default ~4 sqrt(n)), ``nprobe`` visited.
 
-    k-means is trained on at most ``train_size`` points (default 64 per cell) for ``niter`` iterations.
+    k-means is trained on at most ``train_size`` points (default 32 per cell) for ``niter`` iterations.
+    Large query batches (all-pairs; at least ``BIG_BATCH_PER_LIST`` queries per cell) are searched cell
+    by cell with faiss' ``big_batch_search``: each cell's vectors are scored against all the queries
+    that probe it in one matrix product, instead of each query scanning its cells from memory —
+    ~3.5x faster at n = 100k, d = 2048, same results (benchmarks/README.md). Small batches (a few
+    photos) use the index's own search.
     """
+
+    BIG_BATCH_PER_LIST = 4
 
     name = "faiss-ivf"
     exact = False
@@ -673,6 +680,17 @@ class FaissIVFIndex(_FaissIndex):
     @classmethod
     def defaults(cls) -> dict:
         return {"nlist": None, "nprobe": 16, "niter": 10, "train_size": None, "seed": 1234}
+
+    def _search(self, Q, k):
+        if len(Q) < self.BIG_BATCH_PER_LIST * self._index.nlist:
+            return self._index.search(Q, k)
+        import contextlib
+        import io
+
+        from faiss.contrib.big_batch_search import big_batch_search
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it reports progress on stdout at every verbosity
+            return big_batch_search(self._index, np.ascontiguousarray(Q, dtype=np.float32), k, verbose=1)
 
     def _nlist(self, n: int) -> int:
         nlist = self.params["nlist"] or int(round(4 * math.sqrt(n)))
@@ -692,7 +710,7 @@ class FaissIVFIndex(_FaissIndex):
         index.cp.seed = int(self.params["seed"])
         index.cp.min_points_per_centroid = 1  # tiny collections: no warning spam, still valid
         index.cp.max_points_per_centroid = 10**9  # we subsample ourselves (deterministically)
-        train_size = int(self.params["train_size"] or 64 * nlist)
+        train_size = int(self.params["train_size"] or 32 * nlist)
         if train_size < n:
             rng = np.random.default_rng(int(self.params["seed"]))
             sample = X[np.sort(rng.choice(n, train_size, replace=False))]

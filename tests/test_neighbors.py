@@ -237,3 +237,21 @@ def test_other_errors(tmp_path):
     np.savez(tmp_path / "other.npz", a=np.ones(2))
     with pytest.raises(ValueError, match="not a saved fashion index"):
         load_index(tmp_path / "other.npz")
+
+
+def test_ivf_big_batch_search_equals_its_per_query_search(capsys, monkeypatch):
+    """All-pairs IVF search goes cell by cell (faiss big_batch_search): same neighbours as the index's
+    own per-query search, and nothing printed."""
+    pytest.importorskip("faiss")
+    from fashion.neighbors import FaissIVFIndex
+
+    rng = np.random.default_rng(3)
+    X = (rng.normal(size=(1500, 24)) + 4 * rng.normal(size=(12, 24))[rng.integers(0, 12, 1500)]).astype(np.float32)
+    index = build_index("faiss-ivf", "cosine", nprobe=4).fit(X)
+    assert len(X) >= FaissIVFIndex.BIG_BATCH_PER_LIST * index._index.nlist  # the big-batch path
+    batched = index.kneighbors(None, 8)
+    monkeypatch.setattr(FaissIVFIndex, "BIG_BATCH_PER_LIST", 10**9)  # the per-query path
+    single = index.kneighbors(None, 8)
+    assert (batched[1] == single[1]).mean() > 0.999  # equal up to the order of exact ties
+    np.testing.assert_allclose(batched[0], single[0], atol=1e-6)
+    assert capsys.readouterr().out == ""
