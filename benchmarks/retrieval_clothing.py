@@ -1,7 +1,7 @@
 """Reference retrieval results on clothing-dataset-small (issue 4, item 7).
 
     python benchmarks/retrieval_clothing.py --data /work/shared/data/clothing-dataset-small \\
-        --model /work/runs/clothing-lite0 --output_dir /work/runs/retrieval
+        --model /work/runs/clothing-lite2 --output_dir /work/runs/retrieval-lite2
 
 For the pretrained default backbone and (with ``--model``) the trained classifier's body and head
 features, runs ``fashion.retrieval.run`` twice: queries = test against a gallery of train + validation,
@@ -35,7 +35,9 @@ def models(args) -> list[tuple[str, str | None, str]]:
     """(name, model dir, layer) of every embedding model to compare."""
     rows = [("pretrained efficientnet_lite0 (body)", None, "body")]
     if args.model:
-        rows += [("trained lite0 (body)", args.model, "body"), ("trained lite0 (head)", args.model, "head")]
+        arch = json.loads((Path(args.model) / "model.json").read_text()).get("arch", "model")
+        short = arch.replace("efficientnet_", "")
+        rows += [(f"trained {short} (body)", args.model, "body"), (f"trained {short} (head)", args.model, "head")]
     return rows
 
 
