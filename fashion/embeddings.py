@@ -466,6 +466,11 @@ class Embedder:
         if self.runtime == "openvino":
             out = self._openvino_model()(images.numpy())[0]
             return torch.from_numpy(np.array(out, dtype=np.float32))  # a copy: OpenVINO reuses its buffer
+        return self._torch_forward(images)
+
+    def _torch_forward(self, images: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
         self._prepare()
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1) * 255.0
@@ -480,11 +485,12 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        """Length d of the vectors (one dummy forward pass the first time)."""
+        """Length d of the vectors (one dummy torch forward pass the first time: no OpenVINO conversion)."""
         import torch
 
         if self._dim is None:
-            self._dim = int(self.forward(torch.zeros((1, 3, self.size, self.size), dtype=torch.uint8)).shape[1])
+            zeros = torch.zeros((1, 3, self.size, self.size), dtype=torch.uint8)
+            self._dim = int(self._torch_forward(zeros).shape[1])
         return self._dim
 
     # ---------------------------------------------------------------------------------- embed
@@ -526,7 +532,9 @@ class Embedder:
         cache = _ChunkCache(self.cache_path(cache_dir, bboxes is not None)) if cache_dir is not None else None
         hits = {} if cache is None else {i: cache.entries[k] for i, k in enumerate(keys) if k in cache.entries}
         # one (n, d) result written in place, batch by batch: no per-row arrays, no second copy of it
-        dim = len(next(iter(hits.values()))[0]) if hits else self.dim
+        if hits and self._dim is None:  # d from the cache: no network needed to know it
+            self._dim = len(next(iter(hits.values()))[0])
+        dim = self.dim
         vectors, ok, reasons = np.zeros((n, dim), dtype=np.float32), np.zeros(n, dtype=bool), [""] * n
         for i, (vec, good, reason) in hits.items():
             if good:

@@ -357,3 +357,17 @@ def test_unknown_or_missing_runtime_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(embeddings, "openvino_available", lambda: False)
     with pytest.raises(ValueError, match="pip install openvino"):
         Embedder.from_backbone("efficientnet_lite0", pretrained=False, runtime="openvino")
+
+
+def test_cached_openvino_run_converts_nothing(images, tmp_path):
+    """A rerun served from the cache (and describe(), which needs d) never converts the network."""
+    pytest.importorskip("openvino")
+    first = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE, runtime="openvino")
+    computed = first.embed(images, batch_size=4, cache_dir=tmp_path, num_workers=0, progress=False)
+    again = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE, runtime="openvino")
+    again._body = first._body  # same weights (the random init differs per instance)
+    again.checksum = first.checksum
+    cached = again.embed(images, batch_size=4, cache_dir=tmp_path, num_workers=0, progress=False)
+    assert cached.n_cached == len(images) - 1  # all but the missing file, which has no cache key
+    assert np.array_equal(cached.vectors, computed.vectors)
+    assert again.describe()["dim"] == 1280 and again._compiled is None
