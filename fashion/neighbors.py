@@ -664,6 +664,11 @@ class FaissHNSWIndex(_FaissIndex):
 class FaissIVFIndex(_FaissIndex):
     """faiss ``IndexIVFFlat`` (approximate): ``nlist`` k-means cells (default ~4 sqrt(n)), ``nprobe`` visited.
 
+    Default ``nprobe``: enough cells to scan at least ``min_candidates`` points per query, and at least
+    16: 16 cells at n = 100k (recall@10 0.9995 on the knn benchmark's clustered data, 7.7x faster than
+    exact), 49 of 246 on the 3,781 real embeddings of clothing-dataset-small, whose cells hold only ~15
+    points (recall@10 0.986-0.9996 for pooled-body and head features, where a fixed 16 gave 0.92-0.98).
+
     k-means is trained on at most ``train_size`` points (default 32 per cell) for ``niter`` iterations.
     Large query batches (all-pairs; at least ``BIG_BATCH_PER_LIST`` queries per cell) are searched cell
     by cell with faiss' ``big_batch_search``: each cell's vectors are scored against all the queries
@@ -679,7 +684,7 @@ class FaissIVFIndex(_FaissIndex):
 
     @classmethod
     def defaults(cls) -> dict:
-        return {"nlist": None, "nprobe": 16, "niter": 10, "train_size": None, "seed": 1234}
+        return {"nlist": None, "nprobe": None, "min_candidates": 750, "niter": 10, "train_size": None, "seed": 1234}
 
     def _search(self, Q, k):
         if len(Q) < self.BIG_BATCH_PER_LIST * self._index.nlist:
@@ -724,7 +729,9 @@ class FaissIVFIndex(_FaissIndex):
         self._configure()
 
     def _configure(self):
-        self._index.nprobe = int(min(int(self.params["nprobe"]), self._index.nlist))
+        nlist, n = self._index.nlist, max(1, self._index.ntotal)
+        nprobe = self.params["nprobe"] or max(16, math.ceil(self.params["min_candidates"] * nlist / n))
+        self._index.nprobe = int(min(int(nprobe), nlist))
 
 
 # ---------------------------------------------------------------------------------------------------

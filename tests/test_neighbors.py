@@ -255,3 +255,22 @@ def test_ivf_big_batch_search_equals_its_per_query_search(capsys, monkeypatch):
     assert (batched[1] == single[1]).mean() > 0.999  # equal up to the order of exact ties
     np.testing.assert_allclose(batched[0], single[0], atol=1e-6)
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("n, expected", [(100_000, 16), (3_781, 49), (500, 89)])
+def test_ivf_default_nprobe_scans_enough_candidates(n, expected):
+    """Default nprobe: >= 750 candidates per query (small collections: more cells), at least 16."""
+    pytest.importorskip("faiss")
+    from fashion.neighbors import FaissIVFIndex
+
+    index = FaissIVFIndex("cosine")
+    nlist = index._nlist(n)
+
+    class Fake:  # the two attributes _configure reads, without training k-means on n points
+        ntotal, nprobe = n, None
+
+    Fake.nlist = nlist
+    index._index = Fake()
+    index._configure()
+    assert index._index.nprobe == min(expected, nlist)
+    assert build_index("faiss-ivf", nprobe=5).params["nprobe"] == 5  # an explicit value wins
