@@ -21,10 +21,10 @@ anything of size n × n (or another copy of the data) was built:
   (``--queries all``) takes ~(n / Q) times longer for the same peak.
 - **embed** (``fashion.embeddings.Embedder.embed`` with its chunk cache, as ``measure_sim.py`` runs
   it): a generated folder of small JPEGs (32 × 32, cached in ``--data``, outside the repository).
-  bound = baseline (model loaded, one warm-up batch) + the result matrix (n × d float32) + the per-row
-  vectors the embedder collects before assembling the matrix (n × (d × 4 + 112 B numpy header)) + one
-  cache chunk + the DataLoader's prefetched uint8 batches. ``(peak - baseline) / result`` must stay flat
-  as n grows (memory linear in n, nothing quadratic).
+  bound = baseline (model loaded, one warm-up batch) + the result matrix (n × d float32) + per-image
+  bookkeeping (``BOOKKEEPING`` = 512 B an image: its cache key, flag, reason and list slots; a tenth of
+  a 1,280-d vector) + one cache chunk + the DataLoader's prefetched uint8 batches. Nothing else may
+  grow with n: ``(peak - baseline) / result`` must stay flat (memory linear in n, nothing quadratic).
   DataLoader workers are separate processes; their peak is reported on its own.
 """
 
@@ -45,7 +45,7 @@ MiB = 2**20
 DEFAULT_DATA = Path(os.environ.get("FASHION_BENCH_DATA_DIR", "/work/bench-data")) / "memory-images"
 IMAGE_SIDE = 32
 N_CLASSES = 10
-ROW_OVERHEAD = 112  # bytes of one numpy array object beyond its data (sys.getsizeof(np.zeros(0)))
+BOOKKEEPING = 512  # bytes per image besides its vector: cache key string, ok flag, reason, list slots
 
 
 def peak_rss() -> int:
@@ -162,12 +162,12 @@ def child_embed(n: int, data: Path, size: int, batch_size: int, workers: int, ar
     d = result.vectors.shape[1]
     assert result.vectors.shape == (n, d) and result.ok.all(), result.failures[:3]
     matrix = result.vectors.nbytes
-    rows = n * (d * 4 + ROW_OVERHEAD)
+    bookkeeping = n * BOOKKEEPING
     chunk = -(-DEFAULT_CHUNK_SIZE // batch_size) * batch_size * d * 4 * 2  # the chunk and its npz copy
     prefetch = 4 * max(workers, 1) * batch_size * 3 * size * size
-    bound = baseline + matrix + rows + chunk + prefetch
+    bound = baseline + matrix + bookkeeping + chunk + prefetch
     return {"case": "embed", "n": n, "d": d, "size": size, "batch_size": batch_size, "workers": workers,
-            "baseline": baseline, "matrix": matrix, "rows": rows, "chunk": chunk, "peak": peak_rss(),
+            "baseline": baseline, "matrix": matrix, "bookkeeping": bookkeeping, "chunk": chunk, "peak": peak_rss(),
             "bound": bound, "worker_peak": children_peak_rss(), "seconds": round(seconds, 2),
             "images_per_s": round(n / seconds, 1)}
 
