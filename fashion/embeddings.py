@@ -24,7 +24,7 @@ Two runtimes compute the same function (normalise, network, pool or head, L2-nor
 - ``runtime="torch"``: BatchNorm folded into the convolutions, channels-last memory format and, where
   the CPU has native bf16 (AVX512-BF16/AMX), bf16 autocast.
 - ``runtime="openvino"``: the same module converted once per process (~2 s) by OpenVINO
-  (``pip install openvino``, in the ``fast`` and ``dev`` extras), which fuses the graph (the padding
+  (a dependency of the package; ``auto`` falls back to torch without it), which fuses the graph (the padding
   copies and activations eager PyTorch runs one by one) and uses bf16 where the CPU has it: ~3x the
   torch runtime's network speed here. Its outputs do not depend on the batch a row is in.
 - ``runtime="auto"`` (default): OpenVINO when it is installed and the job has at least
@@ -279,7 +279,8 @@ def fold_batchnorm(module: "nn.Module", size: int = 64) -> int:
 
 
 def _embedding_module(body: "nn.Module", head: "nn.Module | None", mean, std) -> "nn.Module":
-    """uint8 (N, 3, S, S) → L2-normalised float32 (N, d) as one module (what OpenVINO converts)."""
+    """uint8 (N, 3, S, S) → L2-normalised float32 (N, d) as one module: what both runtimes run (the
+    torch runtime under bf16 autocast where it applies; OpenVINO converts it)."""
     import torch
     from torch import nn
 
@@ -291,8 +292,10 @@ def _embedding_module(body: "nn.Module", head: "nn.Module | None", mean, std) ->
             self.register_buffer("scale", torch.tensor(std).view(1, 3, 1, 1) * 255.0)
 
         def forward(self, images):
-            fmap = self.body((images.float() - self.shift) / self.scale)
-            feats = fmap.mean(dim=(2, 3)) if self.head is None else self.head(fmap)
+            x = ((images.float() - self.shift) / self.scale).contiguous(memory_format=torch.channels_last)
+            fmap = self.body(x)
+            feats = fmap.float().mean(dim=(2, 3)) if self.head is None else self.head(fmap)
+            feats = feats.float()  # the pooled sum and the norm in float32, also under autocast
             return feats / feats.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     return EmbeddingNet().eval()
@@ -351,6 +354,7 @@ class Embedder:
         self.precision, self.runtime = precision, runtime
         self._body, self._head = body.eval(), (head.eval() if head is not None else None)
         self._prepared = False
+        self._net = None  # _embedding_module over the prepared body, built by _prepare
         self._compiled = None  # the OpenVINO model, converted on first use
         self._dim: int | None = None
 
@@ -434,6 +438,7 @@ class Embedder:
             folded = fold_batchnorm(self._body, size=min(self.size, 64))
             # channels-last lets oneDNN pick its fastest convolution kernels (2x on this CPU)
             self._body = self._body.to(memory_format=torch.channels_last)
+            self._net = _embedding_module(self._body, self._head, self.mean, self.std)
             self._prepared = True
             log.debug("%s: folded %d BatchNorms into convolutions", self.name, folded)
 
@@ -446,12 +451,11 @@ class Embedder:
             import torch
 
             self._prepare()
-            net = _embedding_module(self._body, self._head, self.mean, self.std)
             example = torch.zeros((2, 3, self.size, self.size), dtype=torch.uint8)
             start = time.perf_counter()
             with warnings.catch_warnings():  # tracing warnings (torch.jit) say nothing to the user
                 warnings.simplefilter("ignore")
-                model = ov.convert_model(net, example_input=example, input=[(-1, 3, self.size, self.size)])
+                model = ov.convert_model(self._net, example_input=example, input=[(-1, 3, self.size, self.size)])
             self._compiled = ov.Core().compile_model(model, "CPU", {
                 "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32",
                 "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads()})
@@ -472,16 +476,10 @@ class Embedder:
         import torch
 
         self._prepare()
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1) * 255.0
-        x = ((images.float() - mean * 255.0) / std).contiguous(memory_format=torch.channels_last)
         autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if self.precision == "bf16"
                     else contextlib.nullcontext())
         with torch.inference_mode(), autocast:
-            fmap = self._body(x)
-            feats = fmap.float().mean(dim=(2, 3)) if self._head is None else self._head(fmap)
-        feats = feats.float()
-        return feats / feats.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            return self._net(images)
 
     @property
     def dim(self) -> int:
