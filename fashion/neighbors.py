@@ -370,9 +370,10 @@ ENGINES = ("auto", "faiss", "torch")
 class ExactIndex(NeighborIndex):
     """Exact search by blocked float32 matrix products.
 
-    ``engine``: "faiss" (``faiss.knn``: blocked BLAS brute force on the data in place, ~1.2x faster
-    than torch's GEMM on this CPU, benchmarks/README.md), "torch" (tiled ``torch.mm`` + ``torch.topk``),
-    "auto" = faiss when installed, else torch. Either way the returned distances are recomputed exactly.
+    ``engine``: "faiss" (``faiss.knn``: blocked BLAS brute force on the data in place, 1.14x faster
+    than the torch engine at n = 50k, d = 2048 here, benchmarks/README.md), "torch" (tiled
+    ``torch.mm`` + ``torch.topk``), "auto" = faiss when installed (and no ``block_size`` is given),
+    else torch. Either way the returned distances are recomputed exactly.
 
     Peak memory: the data matrix (n x d float32, not copied for float32 cosine-normalised input) plus
     one block of scores: faiss 4,096 x 1,024 float32 (16 MiB); torch one tile of rows x columns float32
