@@ -25,8 +25,9 @@ Two runtimes compute the same function (normalise, network, pool or head, L2-nor
   the CPU has native bf16 (AVX512-BF16/AMX), bf16 autocast.
 - ``runtime="openvino"``: the same module converted once per process (~2 s) by OpenVINO
   (a dependency of the package; ``auto`` falls back to torch without it), which fuses the graph (the padding
-  copies and activations eager PyTorch runs one by one) and uses bf16 where the CPU has it: ~3x the
-  torch runtime's network speed here. Its outputs do not depend on the batch a row is in.
+  copies and activations eager PyTorch runs one by one) and uses bf16 where the CPU has it: 2.2x the
+  torch runtime's network speed here (338 vs 155 img/s, benchmarks/embed.py). Its outputs do not
+  depend on the batch a row is in.
 - ``runtime="auto"`` (default): OpenVINO when it is installed and the job has at least
   ``OPENVINO_MIN_IMAGES`` images (below that the conversion costs more than it saves), else torch;
   resolved on the first :meth:`Embedder.embed` and recorded in :meth:`Embedder.describe`.
