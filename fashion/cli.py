@@ -76,6 +76,58 @@ def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
                    help="embedding runtime (auto: OpenVINO when installed and there are enough images, else torch)")
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="embedding cache, shareable between runs of one model; default: OUTPUT_DIR/cache")
+    add_insight_arguments(p)
+
+
+# insight (#14): duplicates, map, suspects ----------------------------------------------------------
+
+
+def _add_duplicate_threshold(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument("--duplicate-threshold", type=float, default=default, metavar="D",
+                   help="near-duplicate candidates: cosine distance of the embeddings at or under D (then "
+                        "confirmed on the thumbnails); with --method phash: Hamming bits (default 10)")
+
+
+def add_insight_arguments(p: argparse.ArgumentParser) -> None:
+    """The insight stage's options of ``fashion neighbors`` / ``measure_sim.py``."""
+    from .insight.duplicates import DEFAULT_THRESHOLD  # numpy only
+    from .insight.map import MAP_METHODS  # numpy only
+
+    p.add_argument("--no-insight", dest="insight", action="store_false",
+                   help="skip the insight stage (duplicates.csv, suspects.csv, map.csv, map.png)")
+    _add_duplicate_threshold(p, DEFAULT_THRESHOLD)
+    p.add_argument("--map-method", default="auto", choices=MAP_METHODS,
+                   help="embedding map layout (auto: PCA under 2,000 photos, UMAP from there)")
+
+
+def _add_duplicates(sub) -> None:
+    p = sub.add_parser("duplicates", formatter_class=_Formatter,
+                       help="find (near-)duplicate photos and split leaks in a dataset",
+                       description="Exact copies by file hash, then near-copies: embed -> top-K neighbours ->\n"
+                                   "pairs under the threshold, confirmed on the thumbnails (or perceptual hashes\n"
+                                   "with --method phash). Writes duplicates.csv and duplicates.json.")
+    p.add_argument("dataset", nargs="?", default=None, metavar="DATASET", help="dataset root; default: the bundled sample")
+    p.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True, metavar="DIR")
+    from .insight.duplicates import METHODS
+
+    p.add_argument("--method", default="embedding", choices=METHODS)
+    _add_duplicate_threshold(p, None)
+    p.add_argument("-k", "--k", type=_positive_int, default=10, help="neighbours per photo searched for copies")
+    p.add_argument("--model", default=None, metavar="DIR", help="trained model directory; default: the pretrained backbone")
+    p.add_argument("--arch", default="efficientnet_lite0", help="backbone when no --model is given")
+    p.add_argument("--format", default="auto", choices=("auto", "deepfashion", "inshop", "folder"))
+    p.add_argument("--cache-dir", default=None, metavar="DIR", help="embedding cache; default: OUTPUT_DIR/cache")
+    p.set_defaults(func=_run_duplicates)
+
+
+def _run_duplicates(args) -> int:
+    from .insight.stage import DuplicatesConfig, run_duplicates
+
+    result = run_duplicates(DuplicatesConfig(
+        input=args.dataset, output_dir=args.output_dir, method=args.method, threshold=args.duplicate_threshold,
+        k=args.k, model=args.model, arch=args.arch, format=args.format, cache_dir=args.cache_dir))
+    print(result.summary())
+    return 0
 
 
 def _add_neighbors(sub) -> None:
@@ -159,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_train, _add_neighbors, _add_search, _add_summary, _add_backbones, _add_make_sample):
+    for add in (_add_train, _add_neighbors, _add_search, _add_summary, _add_backbones, _add_make_sample,
+                _add_duplicates):
         add(sub)
     return parser
 
@@ -219,7 +272,8 @@ def neighbors_config(args):
     from .retrieval import MeasureConfig
 
     fields = ("input", "output_dir", "model", "arch", "k", "index", "metric", "size", "batch_size", "format",
-              "split", "query_split", "limit", "grids", "layer", "cache_dir", "runtime")
+              "split", "query_split", "limit", "grids", "layer", "cache_dir", "runtime",
+              "insight", "duplicate_threshold", "map_method")
     kwargs = {name: getattr(args, name) for name in fields}
     if args.num_workers is not None:
         kwargs["num_workers"] = args.num_workers

@@ -192,7 +192,7 @@ def _metrics_sections(metrics: Mapping) -> list[str]:
 
 
 def write_gallery(output_dir, metrics: Mapping, grids: Sequence, files: Sequence = (),
-                  title: str = "Similar-clothes search") -> Path:
+                  title: str = "Similar-clothes search", sections: Sequence[str] = ()) -> Path:
     """Write ``output_dir/index.html`` atomically and return its path.
 
     Args:
@@ -203,6 +203,7 @@ def write_gallery(output_dir, metrics: Mapping, grids: Sequence, files: Sequence
         grids: grid image paths, or ``(path, caption)`` pairs, shown in order.
         files: output files to link (items.csv, metrics.json…).
         title: page title.
+        sections: extra HTML blocks (already escaped, e.g. fashion.insight.page), put before the grids.
     """
     from .atomic import write_text
 
@@ -228,6 +229,7 @@ def write_gallery(output_dir, metrics: Mapping, grids: Sequence, files: Sequence
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         *_metrics_sections(metrics),
+        *sections,
         f"<h2>Neighbour grids ({len(figures)})</h2>", legend, *figures,
         "<h2>Files</h2>", f"<ul>{links}</ul>" if links else "<p>none</p>",
         "</body></html>", "",

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .insight.duplicates import DEFAULT_THRESHOLD  # numpy only
+
 log = logging.getLogger(__name__)
 
 RECALL_KS = (1, 5, 10, 20)
@@ -52,6 +54,8 @@ class MeasureConfig:
     num_workers: DataLoader workers (None = automatic); seed: picks the limit subset and the grids;
     cache_dir: embedding cache (None = ``output_dir/cache``; share one between runs of the same model);
     runtime: embedding runtime, "auto", "torch" or "openvino" (``fashion.embeddings``).
+    insight: the insight stage (duplicates.csv, suspects.csv, map.csv, map.png; ``fashion.insight``);
+    duplicate_threshold: its candidate cosine distance; map_method: its layout (auto, pca, umap, tsne).
     """
 
     input: str | None = None
@@ -73,6 +77,9 @@ class MeasureConfig:
     seed: int = 0
     cache_dir: str | None = None
     runtime: str = "auto"
+    insight: bool = True
+    duplicate_threshold: float = DEFAULT_THRESHOLD
+    map_method: str = "auto"
 
 
 @dataclass
@@ -346,8 +353,14 @@ def run(config: MeasureConfig) -> RunResult:
         }
         grids = _draw_grids(out, items, query_rows, neighbor_rows, dist,
                             pick_grid_queries(query_rows, config.grids, config.seed))
+    sections = []
+    if config.insight:
+        with watch.stage("insight"):
+            sections = _insight(out, items, emb, query_rows, neighbor_rows, config, metrics, files)
+    with watch.stage("gallery"):
         title = f"Similar-clothes search: {Path(str(items.attrs.get('root', ''))).name}"
-        files["index.html"] = write_gallery(out, metrics, grids, list(files.values()), title=title)
+        files["index.html"] = write_gallery(out, metrics, grids, list(files.values()), title=title,
+                                            sections=sections)
     metrics["timing"] = {**watch.timing, "total": watch.total()}
     write_json(out / "metrics.json", metrics)
     files.update({f"grids/{path.name}": path for path, _ in grids})
@@ -355,6 +368,22 @@ def run(config: MeasureConfig) -> RunResult:
              metrics["precision_at_k"], metrics["n_queries"], mode, metrics["n_images"], metrics["n_skipped"],
              ", ".join(f"{s} {t:.2f}s" for s, t in metrics["timing"].items()))
     return RunResult(out, metrics, files)
+
+
+def _insight(out: Path, items, emb, query_rows, neighbor_rows, config: MeasureConfig, metrics: dict,
+             files: dict) -> list[str]:
+    """The insight stage (fashion.insight.stage): its files into ``files``, its summary into
+    ``metrics["insight"]``; returns the gallery's insight section."""
+    from .insight.page import draw_clusters, insight_section
+    from .insight.stage import InsightConfig, write_insight
+
+    written, summary, dups = write_insight(out, items, emb.vectors, emb.ok, query_rows, neighbor_rows,
+                                           InsightConfig(threshold=config.duplicate_threshold,
+                                                         map_method=config.map_method, seed=config.seed))
+    files.update(written)
+    metrics["insight"] = summary
+    strips = draw_clusters(out, items, dups.table(items))
+    return [insight_section(out, summary, strips, written.get("map.png"))]
 
 
 def _run_info(config: MeasureConfig, items, embedder) -> dict:
