@@ -28,38 +28,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-TRANSFORMS = ("jpeg", "resize", "crop", "mirror", "grey")
+from fashion.insight.calibrate import TRANSFORMS  # noqa: E402
+
 EMBED_THRESHOLDS = (0.04, 0.06, 0.08, 0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40)
 MIN_SCORES = (None, 0.95, 0.97, 0.98, 0.99)  # thumbnail check of the candidates (None: distance alone)
 PHASH_THRESHOLDS = (0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 24)
 
 
 def plant(src: Path, dst_dir: Path, transform: str, rng: np.random.Generator) -> Path:
-    """Write one transformed copy of ``src`` into ``dst_dir`` and return its path.
+    """One planted copy of ``src`` under ``dst_dir/transform/`` (fashion.insight.calibrate.plant_copy)."""
+    from fashion.insight.calibrate import plant_copy
 
-    crop: each side cut by its own random 2-8 % (off-centre, so no fixed crop grid matches it exactly)."""
-    from PIL import Image, ImageOps
-
-    image = ImageOps.exif_transpose(Image.open(src)).convert("RGB")
-    quality = 95
-    if transform == "jpeg":
-        quality = 40
-    elif transform == "resize":
-        image = image.resize((max(1, image.width // 2), max(1, image.height // 2)), Image.Resampling.LANCZOS)
-    elif transform == "crop":
-        f = rng.uniform(0.02, 0.08, 4)
-        w, h = image.size
-        image = image.crop((round(w * f[0]), round(h * f[1]), w - round(w * f[2]), h - round(h * f[3])))
-    elif transform == "mirror":
-        image = ImageOps.mirror(image)
-    elif transform == "grey":
-        image = ImageOps.grayscale(image).convert("RGB")
-    else:
-        raise ValueError(f"unknown transform {transform!r}")
-    out = dst_dir / transform / f"{src.parent.name}_{src.stem}.jpg"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out, quality=quality)
-    return out
+    return plant_copy(src, dst_dir / transform / f"{src.parent.name}_{src.stem}.jpg", transform, rng)
 
 
 def evaluate(group: np.ndarray, digests: list, pool: np.ndarray, query_rows, neighbor_rows, dist,

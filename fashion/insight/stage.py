@@ -255,3 +255,35 @@ def run_duplicates(config: DuplicatesConfig) -> DuplicatesResult:
     files = {"items.csv": save_csv(out / "items.csv", table), "duplicates.csv": write_duplicates(out, items, dups),
              "duplicates.json": write_json(out / "duplicates.json", dups.summary)}
     return DuplicatesResult(out, dups, files)
+
+
+def find_leaks(items, split: str = "test", against=("train", "valid"), k: int = 5,
+               threshold: float = DEFAULT_THRESHOLD, embedder=None, cache_dir=None) -> np.ndarray:
+    """Bool (n,) over ``items`` rows: photos of ``split`` with a (near-)copy in an ``against`` split.
+
+    Embeds those photos with ``embedder`` (default: the pretrained backbone measure_sim uses, on which the
+    threshold is calibrated), searches each ``split`` photo's top-``k`` among the ``against`` photos,
+    then applies the duplicates stage (file hash, threshold, thumbnail check).
+    """
+    from ..embeddings import Embedder
+    from ..neighbors import build_index
+    from .duplicates import leaked_rows
+
+    splits = items["split"].astype(str).to_numpy()
+    query, gallery = np.flatnonzero(splits == split), np.flatnonzero(np.isin(splits, list(against)))
+    out = np.zeros(len(items), dtype=bool)
+    if len(query) == 0 or len(gallery) == 0:
+        return out
+    rows = np.concatenate([query, gallery])
+    sub = items.iloc[rows].reset_index(drop=True)
+    emb = (embedder or Embedder.create()).embed(sub, cache_dir=cache_dir, progress=False)
+    q = np.flatnonzero(emb.ok[: len(query)])
+    g = len(query) + np.flatnonzero(emb.ok[len(query):])
+    if len(q) == 0 or len(g) == 0:
+        return out
+    kk = min(k, len(g))
+    _, idx = build_index("auto", metric="cosine").fit(emb.vectors[g]).kneighbors(emb.vectors[q], n_neighbors=kk)
+    dups = embedding_duplicates(sub, emb.vectors, emb.ok, q, g[np.asarray(idx)], threshold)
+    mask = leaked_rows(dups.a, dups.b, sub["split"].astype(str).to_numpy(), split, against)
+    out[rows[mask]] = True
+    return out

@@ -7,7 +7,7 @@ the same class is (5th percentile 0.11), so any threshold that keeps false pairs
 and cropped copies. The kNN table is therefore read with a generous threshold and each candidate pair is
 confirmed here: a copy survives greyscale (thumbnails are grey), JPEG and resizing (thumbnails are tiny),
 mirroring (the mirrored thumbnail is tried) and a slight crop (each side of one photo is cut by 0, 3.3, 6.6
-or 10 % and the best of the 256 crops is kept). Grey thumbnails cannot tell an orange shirt from a white one
+or 10 % and the best of the 256 crops is kept, then refined by half steps around it). Grey thumbnails cannot tell an orange shirt from a white one
 on the same backdrop, so two colour photos must also agree on a tiny opponent-colour thumbnail. Each involved file is decoded once; the crops are
 area averages read from its summed-area table, so the cost is the decode plus a few ms per involved photo.
 """
@@ -76,6 +76,9 @@ def _thumbs(sat: np.ndarray, fractions: np.ndarray) -> np.ndarray:
 
 
 _GRID = np.array(list(itertools.product(CROP_GRID, repeat=4)))
+_STEP = (CROP_GRID[1] - CROP_GRID[0]) / 2
+_STEPS = np.array(list(itertools.product((-_STEP, 0.0, _STEP), repeat=4)))
+REFINE_FROM = 0.85  # pairs whose best grid crop correlates at least this well get a finer crop search
 
 
 def _mirror(v: np.ndarray) -> np.ndarray:
@@ -119,8 +122,15 @@ def match_scores(paths: Sequence, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         sims = np.where(flip, mirrored, plain)
         best_crop = sims.argmax(0)
         best = sims[best_crop, np.arange(len(partners))].astype(np.float64)
+        fractions = _GRID[best_crop]
+        for j in np.flatnonzero(best >= REFINE_FROM):  # the crop grid is coarse: search around its best
+            near = np.clip(fractions[j] + _STEPS, 0.0, CROP_GRID[-1] + _STEP)
+            target = _mirror(others[j:j + 1])[0] if flip[j] else others[j]
+            refined = _thumbs(grey[row], near) @ target
+            if refined.max() > best[j]:
+                best[j], fractions[j] = float(refined.max()), near[refined.argmax()]
         if colour[row] is not None:
-            mine = _box_means(colour[row], _GRID[best_crop], CHROMA)  # (p, 2, CHROMA, CHROMA)
+            mine = _box_means(colour[row], fractions, CHROMA)  # (p, 2, CHROMA, CHROMA)
             for j, p in enumerate(partners):
                 theirs = full_colour.get(p)
                 if theirs is not None:
