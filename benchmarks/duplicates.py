@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
 
     from fashion import datasets
-    from fashion.embeddings import Embedder
+    from fashion.embedding import Embedder
     from fashion.insight.phash import hamming_neighbors, phash_bits
     from fashion.insight.duplicates import knn_pairs
     from fashion.insight.stage import file_digests

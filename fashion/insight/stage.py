@@ -52,7 +52,7 @@ class Duplicates:
 
 def file_digests(paths, ok=None) -> list:
     """sha256 of each file's bytes (None where ``ok`` is False or the file cannot be read)."""
-    from ..embeddings import file_sha256
+    from ..modelio import file_sha256
 
     out = []
     for i, path in enumerate(paths):
@@ -238,7 +238,7 @@ def run_duplicates(config: DuplicatesConfig) -> DuplicatesResult:
         query_rows, neighbor_rows, dist = hamming_neighbors(bits, ok, k=config.k)
         dups = find_duplicates(items, query_rows, neighbor_rows, dist, threshold, file_digests(paths, ok), "phash")
     else:
-        from ..embeddings import Embedder
+        from ..embedding import Embedder
         from ..neighbors import build_index
 
         threshold = DEFAULT_THRESHOLD if config.threshold is None else config.threshold
@@ -265,7 +265,7 @@ def find_leaks(items, split: str = "test", against=("train", "valid"), k: int = 
     threshold is calibrated), searches each ``split`` photo's top-``k`` among the ``against`` photos,
     then applies the duplicates stage (file hash, threshold, thumbnail check).
     """
-    from ..embeddings import Embedder
+    from ..embedding import Embedder
     from ..neighbors import build_index
     from .duplicates import leaked_rows
 
