@@ -162,6 +162,8 @@ def _add_train(sub) -> None:
     p.add_argument("--workers", dest="num_workers", type=int, default=None, help="DataLoader workers")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage")
     p.add_argument("--skip-missing", action="store_true", help="skip annotated images that do not exist")
+    p.add_argument("--no-leak-check", dest="leak_check", action="store_false",
+                   help="skip counting test photos with a near-copy in train/valid (and the accuracy without them)")
     p.set_defaults(func=_run_train)
 
 
@@ -259,7 +261,7 @@ def _run_train(args) -> int:
     config = training.TrainConfig(
         arch=args.arch, weights=args.weights, size=args.size, final_size=args.final_size,
         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, crop=args.crop,
-        early_stopping=args.early_stopping, seed=args.seed,
+        early_stopping=args.early_stopping, seed=args.seed, leak_check=args.leak_check,
         **({"num_workers": args.num_workers} if args.num_workers is not None else {}),
     )
     result = training.train(items, config, args.output_dir, resume=args.resume)

@@ -287,3 +287,31 @@ def find_leaks(items, split: str = "test", against=("train", "valid"), k: int = 
     mask = leaked_rows(dups.a, dups.b, sub["split"].astype(str).to_numpy(), split, against)
     out[rows[mask]] = True
     return out
+
+
+def leak_report(train, valid, test, targets, predictions, test_split: str = "test") -> dict:
+    """``fashion train``'s leak-aware test score: how many ``test`` photos have a copy in train (or valid)
+    and the accuracy without them (:func:`fashion.insight.leaks.leak_aware_accuracy`).
+
+    train, valid, test: item tables (``path`` column); targets, predictions: int (len(test),). When the
+    evaluated split is valid itself (``test_split="valid"``), copies are looked for in train only.
+    """
+    import pandas as pd
+
+    from .leaks import leak_aware_accuracy
+
+    frames = [train.assign(split="train"), test.assign(split="eval")]
+    against = ["train"]
+    if test_split != "valid":
+        frames.insert(1, valid.assign(split="valid"))
+        against.append("valid")
+    items = pd.concat([f[["path"]].assign(split=f["split"], label="", relpath=f["path"].astype(str))
+                       for f in frames], ignore_index=True)
+    leaked = find_leaks(items, split="eval", against=tuple(against))[-len(test):] if len(test) else np.zeros(0, bool)
+    result = leak_aware_accuracy(np.asarray(targets), np.asarray(predictions), leaked)
+    result.update(against=against, threshold=DEFAULT_THRESHOLD, method="embedding + thumbnail check "
+                  "(fashion.insight, pretrained efficientnet_lite0 body)")
+    log.info("%d of %d %s photos have a copy in %s; accuracy %.4f, without them %s", result["n_leaked"],
+             result["n"], test_split, "/".join(against), result["accuracy"],
+             "n/a" if result["accuracy_without_leaks"] is None else f"{result['accuracy_without_leaks']:.4f}")
+    return result

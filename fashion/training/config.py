@@ -38,6 +38,8 @@ class TrainConfig:
     slide); valid_pct: share of train held out (seeded) when the items have no "valid" split;
     num_workers: DataLoader worker processes (0 = decode in the training process);
     channels_last: train in channels-last memory format (faster oneDNN convolutions on CPU);
+    leak_check: report test photos with a near-copy in train/valid and the accuracy without them
+    (fashion.insight; embeds every photo once with the pretrained backbone);
     stages: derived from the fields above unless given.
     """
 
@@ -57,6 +59,7 @@ class TrainConfig:
     lr_suggestion: str = "valley"
     valid_pct: float = 0.2
     channels_last: bool = True
+    leak_check: bool = True
     stages: list = field(default=None)
 
     def __post_init__(self):

@@ -124,6 +124,11 @@ def evaluate(run: TrainingRun, n_grid: int = 16) -> dict:
         "top_losses": plots.top_losses_figure(test, targets, probs, classes, n=n_grid, bboxes=bboxes),
     }
     preds = probs.argmax(1)
+    if run.config.leak_check:  # insight (#14): accuracy without the test photos copied in train/valid
+        from ..insight.stage import leak_report
+
+        metrics["leaks"] = leak_report(run.splits.train, run.splits.valid, test, targets, preds,
+                                       run.splits.test_split)
     save_csv(run.output_dir / "test_predictions.csv", pd.DataFrame({
         "path": test["path"], "label": test["label"], "predicted": [classes[i] for i in preds],
         "prob": probs[np.arange(len(preds)), preds]}))
