@@ -85,7 +85,7 @@ def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
 def _add_duplicate_threshold(p: argparse.ArgumentParser, default) -> None:
     p.add_argument("--duplicate-threshold", type=float, default=default, metavar="D",
                    help="near-duplicate candidates: cosine distance of the embeddings at or under D (then "
-                        "confirmed on the thumbnails); with --method phash: Hamming bits (default 10)")
+                        "confirmed on the thumbnails); with --method phash: Hamming bits (default 2)")
 
 
 def add_insight_arguments(p: argparse.ArgumentParser) -> None:

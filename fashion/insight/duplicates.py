@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 #: Cosine distance (1 - cos) of pretrained efficientnet_lite0 body features at or under which two
 #: photos are candidate copies (then confirmed on the pixels, fashion.insight.verify); calibrated by
 #: ``benchmarks/duplicates.py`` (benchmarks/README.md).
-DEFAULT_THRESHOLD = 0.30
+DEFAULT_THRESHOLD = 0.35
 
 METHODS = ("embedding", "phash")
 

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 HASH_SIZE = 8  # 8 x 8 = 64 bits, imagehash's (and imagededup's) default
 #: Hamming distance (of 64 bits) at or under which two photos are copies; benchmarks/duplicates.py.
-DEFAULT_PHASH_THRESHOLD = 10
+DEFAULT_PHASH_THRESHOLD = 2
 
 
 def phash_bits(paths: Sequence, hash_size: int = HASH_SIZE) -> tuple[np.ndarray, np.ndarray]:

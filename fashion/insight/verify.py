@@ -30,7 +30,7 @@ CHROMA = 8  # side of the colour thumbnails
 CHROMA_MAX = 12.0
 _GREY_CHROMA = 4.0  # a photo whose colour thumbnail nowhere exceeds this is grey
 #: Correlation at or over which a candidate pair is confirmed as a copy (benchmarks/duplicates.py).
-DEFAULT_MIN_SCORE = 0.95
+DEFAULT_MIN_SCORE = 0.98
 _WORK_SIDE = 128  # photos are reduced to this long side once; crops are area averages of it
 
 
