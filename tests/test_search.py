@@ -53,7 +53,7 @@ def test_search_finds_the_right_colour(finished_run, tmp_path):
     assert not broken.ok and broken.reason and broken.grid is None
     assert same.matches[0].relpath == "blue/blue_2.jpg" and same.matches[0].distance < 1e-3
     items = pd.read_csv(out / "items.csv", keep_default_na=False)
-    assert items.loc[same.matches[0].index, "relpath"] == "blue/blue_2.jpg"
+    assert items.loc[same.matches[0].id, "relpath"] == "blue/blue_2.jpg"
     assert first.grid.is_file() and first.grid.parent == tmp_path / "grids" and "#" not in first.grid.name
     assert Image.open(first.grid).width > 0
     assert "green" in first.summary() and "skipped" in broken.summary()
@@ -72,7 +72,7 @@ def test_search_refuses_changed_model_and_bad_run(finished_run, tmp_path):
         search([photo], tmp_path)
     fake = tmp_path / "fake"
     fake.mkdir()
-    for name in ("items.csv", "index.npz"):
+    for name in ("items.csv", "index.npz", "embeddings.npy", "metrics.json"):
         (fake / name).write_bytes((out / name).read_bytes())
     info = json.loads((out / "run.json").read_text())
     info["embedder"]["checksum"] = "0" * 64
