@@ -449,6 +449,8 @@ class SimilarityService:
         """The item's image file, resolved; only a regular file inside the dataset root (a symlink that
         leaves it is refused). Raises :class:`ItemNotFound`."""
         i = self._check_id(item_id)
+        if not self._ok[i]:
+            raise ItemNotFound(f"item {i} was skipped by the run (unreadable image)")
         try:
             path = Path(self._paths[i]).resolve(strict=True)
         except (OSError, RuntimeError):
