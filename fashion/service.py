@@ -159,7 +159,8 @@ def _json_file(path: Path) -> dict:
 def check_run_dir(run_dir, load_index: bool = True) -> RunDir:
     """Read a finished run directory, refusing a missing, half-written or inconsistent one.
 
-    Every check of a run directory lives here (one place to add a manifest check). Raises
+    Every check of a run directory lives here (one place to add a manifest check); ``load_index=False``
+    leaves ``index`` None (:meth:`SimilarityService.open` loads it alongside the model). Raises
     FileNotFoundError (no such directory, or a file missing: "is not a finished run") or
     :class:`RunDirError` (one line naming the file at fault).
     """
@@ -199,18 +200,26 @@ def check_run_dir(run_dir, load_index: bool = True) -> RunDir:
     n_gallery = int((rows >= 0).sum())
     if n_gallery == 0 or not np.array_equal(np.sort(rows[rows >= 0]), np.arange(n_gallery)):
         raise RunDirError(f"{csv}: index_row must number the gallery items 0..n-1")
-    index = None
+    run = RunDir(run_dir, info, items, metrics, embeddings, None)
     if load_index:
-        from .neighbors import load_index as _load
+        run.index = _index_of(run)
+    return run
 
-        try:
-            index = _load(run_dir / "index.npz")
-        except ValueError as exc:
-            raise RunDirError(str(exc)) from None
-        if index.n_samples_fit_ != n_gallery or index.n_features_in_ != embeddings.shape[1]:
-            raise RunDirError(f"{run_dir / 'index.npz'}: {index.n_samples_fit_} x {index.n_features_in_} vectors, "
-                              f"but items.csv lists {n_gallery} indexed items of dimension {embeddings.shape[1]}")
-    return RunDir(run_dir, info, items, metrics, embeddings, index)
+
+def _index_of(run: RunDir):
+    """The run's saved index, checked against its item table and embeddings (part of check_run_dir)."""
+    from .neighbors import load_index
+
+    path = run.path / "index.npz"
+    try:
+        index = load_index(path)
+    except ValueError as exc:
+        raise RunDirError(str(exc)) from None
+    n_gallery = int((run.items["index_row"].to_numpy() >= 0).sum())
+    if index.n_samples_fit_ != n_gallery or index.n_features_in_ != run.embeddings.shape[1]:
+        raise RunDirError(f"{path}: {index.n_samples_fit_} x {index.n_features_in_} vectors, but items.csv "
+                          f"lists {n_gallery} indexed items of dimension {run.embeddings.shape[1]}")
+    return index
 
 
 def embedder_for(info: dict):
@@ -272,9 +281,14 @@ class SimilarityService:
     def open(cls, run_dir, warm: bool = True) -> "SimilarityService":
         """Load the run at ``run_dir`` once (see the module docstring); ``warm`` runs one dummy photo
         through the network so the first real query is not the slow one."""
+        from concurrent.futures import ThreadPoolExecutor
+
         start = time.perf_counter()
-        run = check_run_dir(run_dir)
-        embedder = embedder_for(run.info)
+        run = check_run_dir(run_dir, load_index=False)  # the cheap checks first: refuse a bad dir at once
+        with ThreadPoolExecutor(1) as pool:  # read the index (I/O, no GIL) while the model's imports run
+            index = pool.submit(_index_of, run)
+            embedder = embedder_for(run.info)
+            run.index = index.result()
         classifier = None
         model_dir = run.info["embedder"].get("model_dir")
         if model_dir:
