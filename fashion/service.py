@@ -41,6 +41,7 @@ SUSPECTS_FILE = "suspect_labels.csv"
 MAX_K = 100
 MAX_PAGE = 200
 THUMB_SIZE = 256
+DECODERS = 2  # photos decoded at the same time (the network and index run one at a time)
 THUMB_CACHE = 4096  # thumbnails kept in memory (~10 kB each as JPEG)
 
 
@@ -193,6 +194,7 @@ def check_run_dir(run_dir, load_index: bool = True) -> RunDir:
         embeddings = np.load(npy, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise RunDirError(f"{npy}: not a readable .npy array ({exc}); the run is incomplete or damaged") from None
+    _random_access(embeddings)
     if embeddings.ndim != 2 or embeddings.shape[0] != len(items) or embeddings.dtype != np.float32:
         raise RunDirError(f"{npy}: expected float32 ({len(items)}, d) for the {len(items)} rows of items.csv, "
                           f"got {embeddings.dtype} {embeddings.shape}")
@@ -274,6 +276,7 @@ class SimilarityService:
         self._lower = np.char.lower(self._relpaths.astype(str))
         self.root = Path(root) if root is not None else _dataset_root(run.info, self._paths)
         self._lock = threading.Lock()
+        self._decoding = threading.BoundedSemaphore(DECODERS)
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumb_lock = threading.Lock()
 
@@ -288,20 +291,21 @@ class SimilarityService:
         with ThreadPoolExecutor(1) as pool:  # read the index (I/O, no GIL) while the model's imports run
             index = pool.submit(_index_of, run)
             embedder = embedder_for(run.info)
+            classifier = None
+            model_dir = run.info["embedder"].get("model_dir")
+            if model_dir:
+                from .modelio import load_model
+
+                classifier = load_model(model_dir)
+            if warm:  # one dummy photo through the network: the first real query is not the slow one
+                from PIL import Image
+
+                picture = Image.new("RGB", (embedder.size, embedder.size), (128, 100, 90))
+                _forward(embedder, picture)
+                if classifier is not None:
+                    classifier.predict([picture])
             run.index = index.result()
-        classifier = None
-        model_dir = run.info["embedder"].get("model_dir")
-        if model_dir:
-            from .modelio import load_model
-
-            classifier = load_model(model_dir)
         service = cls(run, embedder, classifier)
-        if warm:
-            from PIL import Image
-
-            service._embed(Image.new("RGB", (embedder.size, embedder.size), (128, 100, 90)))
-            if classifier is not None:
-                service._predict(Image.new("RGB", (32, 32)))
         log.info("opened %s: %d items, %d indexed (%s), model %s, in %.2f s", run.path, len(run.items),
                  len(service._id_of), run.index.name, embedder.name, time.perf_counter() - start)
         return service
@@ -346,12 +350,13 @@ class SimilarityService:
         from .images import open_image, open_image_bytes, to_rgb
 
         k = _check_k(k)
-        if isinstance(image, (bytes, bytearray, memoryview)):
-            picture = open_image_bytes(image)
-        elif isinstance(image, Image.Image):
-            picture = to_rgb(image)
-        else:
-            picture = open_image(image)
+        with self._decoding:  # a few photos decoded at once: bounded memory and no thrash under load
+            if isinstance(image, (bytes, bytearray, memoryview)):
+                picture = open_image_bytes(image)
+            elif isinstance(image, Image.Image):
+                picture = to_rgb(image)
+            else:
+                picture = open_image(image)
         vector = self._embed(picture)
         if not np.isfinite(vector).all() or float(vector @ vector) <= 0:
             raise ImageError(image if isinstance(image, (str, os.PathLike)) else "<upload>",
@@ -383,14 +388,8 @@ class SimilarityService:
         return matches
 
     def _embed(self, picture) -> np.ndarray:
-        import torch
-
-        from .images import resize_image
-
-        pixels = resize_image(picture, self.embedder.size, self.embedder.resize)
-        batch = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()[None]
         with self._lock:
-            return self.embedder.forward(batch).numpy()[0].astype(np.float32)
+            return _forward(self.embedder, picture)
 
     def _predict(self, picture) -> Prediction:
         with self._lock:
@@ -486,7 +485,8 @@ class SimilarityService:
                 self._thumbs.move_to_end(key)
                 return self._thumbs[key]
         try:
-            picture = open_image(self.image_file(i))
+            with self._decoding:
+                picture = open_image(self.image_file(i))
         except OSError as exc:  # ImageError: a file the run skipped or that changed since
             raise ItemNotFound(f"item {i}: image unreadable ({getattr(exc, 'reason', exc)})") from None
         picture.thumbnail((size, size), Image.Resampling.BILINEAR)
@@ -505,6 +505,30 @@ class SimilarityService:
         if not 0 <= int(item_id) < self.n_items:
             raise ItemNotFound(f"no item {item_id}: ids are 0..{self.n_items - 1}")
         return int(item_id)
+
+
+def _forward(embedder, picture) -> np.ndarray:
+    """(d,) float32 vector of one RGB picture, preprocessed as ``Embedder.embed`` does its images."""
+    import torch
+
+    from .images import resize_image
+
+    pixels = resize_image(picture, embedder.size, embedder.resize)
+    batch = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()[None]
+    return embedder.forward(batch).numpy()[0].astype(np.float32)
+
+
+def _random_access(array: np.ndarray) -> None:
+    """Tell the kernel a memory-mapped array is read row by row at random: no read-ahead, so the
+    resident memory grows by the rows read, not by the 128 kB around each one."""
+    import mmap
+
+    mm = getattr(array, "_mmap", None)
+    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        try:
+            mm.madvise(mmap.MADV_RANDOM)
+        except (OSError, ValueError):
+            pass
 
 
 def _dataset_root(info: dict, paths: np.ndarray) -> Path:
