@@ -226,7 +226,7 @@ def _index_of(run: RunDir):
 
 def embedder_for(info: dict):
     """Rebuild the run's embedder from run.json; refuse when its weights are not the ones the run used."""
-    from .embeddings import Embedder, openvino_available
+    from .embedding import Embedder, openvino_available
 
     desc = info["embedder"]
     runtime = desc.get("runtime", "torch")  # the photos are embedded as the run embedded its gallery
