@@ -194,7 +194,6 @@ def check_run_dir(run_dir, load_index: bool = True) -> RunDir:
         embeddings = np.load(npy, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise RunDirError(f"{npy}: not a readable .npy array ({exc}); the run is incomplete or damaged") from None
-    _random_access(embeddings)
     if embeddings.ndim != 2 or embeddings.shape[0] != len(items) or embeddings.dtype != np.float32:
         raise RunDirError(f"{npy}: expected float32 ({len(items)}, d) for the {len(items)} rows of items.csv, "
                           f"got {embeddings.dtype} {embeddings.shape}")
@@ -277,6 +276,8 @@ class SimilarityService:
         self.root = Path(root) if root is not None else _dataset_root(run.info, self._paths)
         self._lock = threading.Lock()
         self._decoding = threading.BoundedSemaphore(DECODERS)
+        self._label_stats: list[LabelStat] | None = None
+        self._suspects: list[Suspect] | None = None
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumb_lock = threading.Lock()
 
@@ -416,11 +417,13 @@ class SimilarityService:
 
     def labels(self) -> list[LabelStat]:
         """Every label of the usable items, with its count and the run's per-label precision@k."""
-        names, counts = np.unique(self._labels[self._usable], return_counts=True)
-        precision = self.metrics.get("per_label_precision", {})
-        queries = self.metrics.get("per_label_queries", {})
-        return [LabelStat(str(n), int(c), precision.get(str(n)), int(queries.get(str(n), 0)))
-                for n, c in zip(names, counts)]
+        if self._label_stats is None:  # a run never changes: computed once
+            names, counts = np.unique(self._labels[self._usable], return_counts=True)
+            precision = self.metrics.get("per_label_precision", {})
+            queries = self.metrics.get("per_label_queries", {})
+            self._label_stats = [LabelStat(str(n), int(c), precision.get(str(n)), int(queries.get(str(n), 0)))
+                                 for n, c in zip(names, counts)]
+        return list(self._label_stats)
 
     def skipped(self) -> list[dict]:
         """The run's skipped images ({path, reason}) with paths shown relative to the dataset root."""
@@ -436,6 +439,11 @@ class SimilarityService:
 
     def suspects(self) -> list[Suspect]:
         """Items of this run that the trained model's suspect-labels report flags (empty without one)."""
+        if self._suspects is None:
+            self._suspects = self._read_suspects()
+        return list(self._suspects)
+
+    def _read_suspects(self) -> list[Suspect]:
         import pandas as pd
 
         model_dir = self.run.info["embedder"].get("model_dir")
@@ -516,19 +524,6 @@ def _forward(embedder, picture) -> np.ndarray:
     pixels = resize_image(picture, embedder.size, embedder.resize)
     batch = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()[None]
     return embedder.forward(batch).numpy()[0].astype(np.float32)
-
-
-def _random_access(array: np.ndarray) -> None:
-    """Tell the kernel a memory-mapped array is read row by row at random: no read-ahead, so the
-    resident memory grows by the rows read, not by the 128 kB around each one."""
-    import mmap
-
-    mm = getattr(array, "_mmap", None)
-    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_RANDOM"):
-        try:
-            mm.madvise(mmap.MADV_RANDOM)
-        except (OSError, ValueError):
-            pass
 
 
 def _dataset_root(info: dict, paths: np.ndarray) -> Path:

@@ -151,3 +151,50 @@ def test_files_outside_the_dataset_root_are_never_served(sample_run, tmp_path):
             service.image_file(bad)
         with pytest.raises(ItemNotFound):
             service.thumbnail(bad)
+
+
+@pytest.fixture(scope="module")
+def model_run(tmp_path_factory):
+    """A run made with a (random-weight) trained-model directory whose training left a suspects report."""
+    import torch
+
+    from fashion import sample
+    from fashion.modelio import build_classifier, export_model
+    from fashion.retrieval import MeasureConfig, run
+
+    classes = sorted(p.name for p in (sample.sample_root() / "img").iterdir())
+    torch.manual_seed(0)
+    model, _ = build_classifier("efficientnet_lite0", len(classes), pretrained=False)
+    base = tmp_path_factory.mktemp("model_run")
+    export_model(base / "model", model.eval(), {"arch": "efficientnet_lite0", "classes": classes, "size": 64,
+                                                "mean": [0.5] * 3, "std": [0.5] * 3})
+    out = base / "out"
+    run(MeasureConfig(output_dir=str(out), model=str(base / "model"), limit=20, k=3, grids=0, runtime="torch",
+                      num_workers=0))
+    items = _items(out)
+    pd.DataFrame({"path": [items["path"].iloc[4], items["path"].iloc[2], "/elsewhere/not_in_run.jpg"],
+                  "label": ["Hat", "Dress", "Skirt"], "predicted": ["Shirt", "Pants", "Dress"],
+                  "label_prob": [0.01, 0.02, 0.03], "predicted_prob": [0.9, 0.8, 0.7]}
+                 ).to_csv(base / "model" / "suspect_labels.csv", index=False)
+    return out, classes
+
+
+def test_trained_model_runs_predict_and_show_suspects(model_run):
+    from fastapi.testclient import TestClient
+
+    from fashion.server import create_app
+
+    out, classes = model_run
+    service = SimilarityService.open(out)
+    assert service.describe()["classifier"] and service.describe()["layer"] == "head"
+    found = service.search_image(_items(out)["path"].iloc[0], k=3)
+    assert found.results[0].id == 0 and found.results[0].distance < 1e-3
+    assert found.prediction.label in classes and 0 <= found.prediction.probability <= 1
+    assert [t["label"] for t in found.prediction.top][0] == found.prediction.label and len(found.prediction.top) == 3
+    assert service.neighbors_of(0, k=2).prediction is None
+    assert [(s.id, s.predicted) for s in service.suspects()] == [(4, "Shirt"), (2, "Pants")]  # the run's own only
+    with TestClient(create_app(service)) as client:
+        assert client.get("/api/run").json()["n_suspects"] == 2
+        assert client.get("/api/suspects").json()["suspects"][0]["id"] == 4
+        body = client.post("/api/search", files={"image": ("q.jpg", Path(_items(out)["path"].iloc[1]).read_bytes())}).json()
+        assert body["prediction"]["label"] in classes
