@@ -169,6 +169,9 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD)
     def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    from .insight import add_insight_routes  # insight (#14): duplicates, map, neighbour suspects
+
+    add_insight_routes(app, service)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

@@ -1,0 +1,119 @@
+"""The insight part of the HTTP API (issue #14): duplicate clusters (leaks first), the embedding map and
+the neighbour label suspects of a run, read once from the run's ``duplicates.csv``, ``map.csv`` and
+``suspects.csv`` (written by measure_sim's insight stage; empty when it was turned off).
+
+- ``GET /api/duplicates?offset=&limit=`` → ``{"summary", "total", "offset", "limit", "clusters": [{"cluster",
+  "leak", "splits", "labels", "items": [{"id", "relpath", "label", "split"}], "pairs": [{"a", "b", "distance",
+  "method"}]}]}``
+- ``GET /api/map`` → ``{"method", "n", "points": [{"id", "x", "y", "label", "duplicate", "suspect"}]}``
+- ``GET /api/knn-suspects`` → ``{"suspects": [{"id", "relpath", "label", "own_share", "neighbor_label",
+  "neighbor_share"}]}``
+
+Ids are items.csv rows, the same ids every other endpoint takes; nothing is read from a request but
+integers.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Query
+
+log = logging.getLogger(__name__)
+
+MAX_CLUSTERS = 200
+
+
+class InsightData:
+    """The run's insight files, read once (lazily, on the first request)."""
+
+    def __init__(self, service):
+        self.service = service
+        self._loaded = False
+
+    def _read(self, name: str):
+        import pandas as pd
+
+        path = Path(self.service.path) / name
+        if not path.is_file():
+            return None
+        try:
+            return pd.read_csv(path, keep_default_na=False)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable (%s)", path, exc)
+            return None
+
+    def load(self) -> "InsightData":
+        if self._loaded:
+            return self
+        import pandas as pd
+
+        from ..insight.page import cluster_order
+
+        n = self.service.n_items
+        dups = self._read("duplicates.csv")
+        if dups is not None:  # only ids of this run's items
+            dups = dups[dups["a"].between(0, n - 1) & dups["b"].between(0, n - 1)]
+        self.duplicates = dups if dups is not None else pd.DataFrame(columns=["cluster", "a", "b"])
+        self.order = cluster_order(self.duplicates) if len(self.duplicates) else []
+        layout = self._read("map.csv")
+        self.map = layout[layout["id"].between(0, n - 1)] if layout is not None else None
+        suspects = self._read("suspects.csv")
+        self.suspects = suspects[suspects["id"].between(0, n - 1)] if suspects is not None else None
+        self.summary = self.service.metrics.get("insight")
+        self._loaded = True
+        return self
+
+    def _item(self, i: int) -> dict:
+        it = self.service.item(int(i))
+        return {"id": it.id, "relpath": it.relpath, "label": it.label, "split": it.split}
+
+    def clusters(self, offset: int, limit: int) -> dict:
+        out = []
+        for c in self.order[offset:offset + limit]:
+            pairs = self.duplicates[self.duplicates["cluster"] == c]
+            members = sorted(set(pairs["a"].astype(int)) | set(pairs["b"].astype(int)))
+            items = [self._item(i) for i in members]
+            splits = sorted({i["split"] for i in items})
+            out.append({"cluster": int(c), "leak": len(splits) > 1, "splits": splits,
+                        "labels": sorted({i["label"] for i in items}), "items": items,
+                        "pairs": [{"a": int(r.a), "b": int(r.b), "distance": float(r.distance), "method": str(r.method)}
+                                  for r in pairs.itertuples()]})
+        summary = (self.summary or {}).get("duplicates")
+        return {"summary": summary, "total": len(self.order), "offset": offset, "limit": limit, "clusters": out}
+
+    def points(self) -> dict:
+        if self.map is None:
+            return {"method": None, "n": 0, "points": []}
+        dup = set(self.duplicates["a"].astype(int)) | set(self.duplicates["b"].astype(int))
+        sus = set(self.suspects["id"].astype(int)) if self.suspects is not None else set()
+        labels = [self.service.item(int(i)).label for i in self.map["id"]]
+        points = [{"id": int(i), "x": float(x), "y": float(y), "label": lab, "duplicate": int(i) in dup,
+                   "suspect": int(i) in sus} for i, x, y, lab in zip(self.map["id"], self.map["x"], self.map["y"], labels)]
+        method = ((self.summary or {}).get("map") or {}).get("method")
+        return {"method": method, "n": len(points), "points": points}
+
+    def knn_suspects(self) -> dict:
+        if self.suspects is None:
+            return {"suspects": []}
+        return {"suspects": [{"id": int(r.id), "relpath": self.service.item(int(r.id)).relpath, "label": str(r.label),
+                              "own_share": float(r.own_share), "neighbor_label": str(r.neighbor_label),
+                              "neighbor_share": float(r.neighbor_share)} for r in self.suspects.itertuples()]}
+
+
+def add_insight_routes(app: FastAPI, service) -> None:
+    """Register the insight endpoints on ``app`` (see the module docstring)."""
+    data = InsightData(service)
+
+    @app.get("/api/duplicates")
+    def duplicates(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=MAX_CLUSTERS)) -> dict:
+        return data.load().clusters(offset, limit)
+
+    @app.get("/api/map")
+    def embedding_map() -> dict:
+        return data.load().points()
+
+    @app.get("/api/knn-suspects")
+    def knn_suspects() -> dict:
+        return data.load().knn_suspects()
