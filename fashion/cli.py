@@ -101,16 +101,17 @@ def add_insight_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _add_duplicates(sub) -> None:
+    from .insight.duplicates import METHODS
+
     p = sub.add_parser("duplicates", formatter_class=_Formatter,
                        help="find (near-)duplicate photos and split leaks in a dataset",
                        description="Exact copies by file hash, then near-copies: embed -> top-K neighbours ->\n"
                                    "pairs under the threshold, confirmed on the thumbnails (or perceptual hashes\n"
                                    "with --method phash). Writes duplicates.csv and duplicates.json.")
     p.add_argument("dataset", nargs="?", default=None, metavar="DATASET", help="dataset root; default: the bundled sample")
+    p.add_argument("--method", default="embedding", choices=METHODS,
+                   help="embedding: the backbone's features + a thumbnail check; phash: perceptual hashes, no network")
     p.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True, metavar="DIR")
-    from .insight.duplicates import METHODS
-
-    p.add_argument("--method", default="embedding", choices=METHODS)
     _add_duplicate_threshold(p, None)
     p.add_argument("-k", "--k", type=_positive_int, default=10, help="neighbours per photo searched for copies")
     p.add_argument("--model", default=None, metavar="DIR", help="trained model directory; default: the pretrained backbone")
