@@ -99,6 +99,7 @@ def test_cli_summary_counts_leaks(duplicates_run):
 
 
 def test_cli_phash_method_finds_the_copies_it_can(planted_root, tmp_path):
+    pytest.importorskip("imagehash")
     out = tmp_path / "ph"
     assert main(["-q", "duplicates", str(planted_root), "--output-dir", str(out), "--method", "phash"]) == 0
     table = pd.read_csv(out / "duplicates.csv")

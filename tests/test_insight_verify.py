@@ -52,6 +52,7 @@ def test_unreadable_photo_scores_minus_one(tmp_path):
 
 
 def test_phash_finds_reencoded_resized_grey_but_not_mirrored(copies, tmp_path):
+    pytest.importorskip("imagehash")
     paths = [str(p) for pair in copies for p in pair[:2]] + [str(tmp_path / "missing.jpg")]
     bits, ok = phash_bits(paths)
     assert bits.shape == (len(paths), 64) and ok.tolist() == [True] * (len(paths) - 1) + [False]

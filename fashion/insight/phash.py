@@ -22,9 +22,13 @@ DEFAULT_PHASH_THRESHOLD = 2
 
 def phash_bits(paths: Sequence, hash_size: int = HASH_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """(bits uint8 (n, hash_size²), ok bool (n,)) of each image; unreadable images get zeros, ok False."""
-    import imagehash
+    from ..errors import FashionError, ImageError
 
-    from ..errors import ImageError
+    try:
+        import imagehash
+    except ImportError:
+        raise FashionError("the perceptual-hash method needs the imagehash package: "
+                           "pip install 'fashion[insight]' (or imagehash)") from None
     from ..images import open_image
 
     bits = np.zeros((len(paths), hash_size * hash_size), dtype=np.uint8)
