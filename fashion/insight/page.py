@@ -32,7 +32,8 @@ def cluster_order(table) -> list[int]:
 
 
 def draw_clusters(out, items, table, top: int = TOP_CLUSTERS) -> list[tuple[Path, str]]:
-    """PNG strips of the top clusters under ``out/duplicates/``; returns [(path, caption)]."""
+    """PNG strips of the top clusters under ``out/duplicates/`` (strips of an earlier run that are not
+    redrawn are removed); returns [(path, caption)]."""
     from ..atomic import save_image
     from ..report import neighbor_grid
 
@@ -55,6 +56,10 @@ def draw_clusters(out, items, table, top: int = TOP_CLUSTERS) -> list[tuple[Path
         where = sorted(set(splits[members].tolist()))
         strips.append((path, f"cluster {c}: {len(members)} photos in {', '.join(where)}; "
                              f"labels {', '.join(sorted(set(labels[members].tolist())))}"))
+    kept = {p.name for p, _ in strips}
+    for old in (Path(out) / "duplicates").glob("cluster_*.png"):
+        if old.name not in kept:
+            old.unlink(missing_ok=True)
     return strips
 
 
