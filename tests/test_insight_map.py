@@ -79,3 +79,15 @@ def test_knn_suspects():
     assert rows.tolist() == [5] and other.tolist() == ["a"] and share.tolist() == [1.0]
     rows, *_ = knn_suspects(labels, q, nb[:, :0])
     assert len(rows) == 0
+
+
+def test_pca_matches_scikit_learn_up_to_sign():
+    from sklearn.decomposition import PCA
+
+    from fashion.insight.map import _pca
+
+    x = _vectors(200, 12)
+    ours = _pca(x, 3, 0)
+    ref = PCA(3).fit_transform(x)
+    for j in range(3):
+        assert abs(np.corrcoef(ours[:, j], ref[:, j])[0, 1]) > 0.9999

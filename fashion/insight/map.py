@@ -50,10 +50,23 @@ def resolve_method(n: int, method: str = "auto") -> str:
 
 
 def _pca(x: np.ndarray, dims: int, seed: int) -> np.ndarray:
-    from sklearn.decomposition import PCA
+    """Projection of ``x`` (n, d) on its top ``dims`` principal axes (float32 (n, dims)), in numpy.
 
-    dims = max(1, min(dims, x.shape[0], x.shape[1]))
-    return PCA(n_components=dims, random_state=seed, svd_solver="auto").fit_transform(x)
+    From the d × d covariance, accumulated in row blocks, so memory stays O(d²) beyond the data and no
+    scikit-learn import is paid (seconds on a loaded machine; the quick start needs none otherwise).
+    Each axis' sign is fixed (largest loading positive), so the layout is deterministic; ``seed`` is unused.
+    """
+    n, d = x.shape
+    dims = max(1, min(dims, n, d))
+    mean = x.mean(0, dtype=np.float64)
+    cov = np.zeros((d, d))
+    for s in range(0, n, 8192):
+        block = x[s:s + 8192].astype(np.float64) - mean
+        cov += block.T @ block
+    values, vectors = np.linalg.eigh(cov)
+    axes = vectors[:, ::-1][:, :dims]
+    axes *= np.where(axes[np.abs(axes).argmax(0), np.arange(dims)] < 0, -1.0, 1.0)
+    return ((x - mean.astype(np.float32)) @ axes.astype(np.float32)).astype(np.float32)
 
 
 def layout(vectors: np.ndarray, method: str = "auto", seed: int = 0, n_neighbors: int = 15) -> np.ndarray:
