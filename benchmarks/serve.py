@@ -196,8 +196,11 @@ def main(argv=None) -> int:
             results["startup_s"] = round(server.startup_s, 2)
             proc = psutil.Process(server.process.pid)
             print(f"start-up to /healthz ok: {server.startup_s:.2f} s", flush=True)
-            load(server.url, photo_request, 30, 2, 60)  # warm-up: first requests, page faults, thread pool
-            load(server.url, id_request, 100, 2, 60)
+            # warm-up at the highest concurrency: the first requests, the thread pool's threads and their
+            # malloc arenas (a one-time step of ~100 MB the first time 16 photos arrive at once)
+            top = max(int(x) for x in args.concurrency.split(","))
+            load(server.url, photo_request, 4 * top, top, 120)
+            load(server.url, id_request, 8 * top, top, 60)
             def memory():  # resident MB: all, and anonymous (private; the file-backed rest is page cache)
                 info = proc.memory_info()
                 return round(info.rss / 2**20, 1), round((info.rss - info.shared) / 2**20, 1)
