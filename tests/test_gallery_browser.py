@@ -104,7 +104,8 @@ def test_readme_quick_start_gallery_loads_from_a_relative_output_dir(browser, tm
     assert 'src="grids/' in text and os.fspath(tmp_path) not in text  # relative to the page, not the cwd
     page, events = _open(browser, page_path)
     widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
-    assert len(widths) == 12 and all(w > 0 for w in widths), widths
+    insight = text.count('src="map.png"') + text.count('src="duplicates/')  # insight (#14): map, clusters
+    assert insight >= 1 and len(widths) == 12 + insight and all(w > 0 for w in widths), widths
     body = page.inner_text("body")
     assert body.index("precision@10: ") < body.index("precision_at_k")  # words first, raw keys after
     assert " over 240 queries" in body
@@ -115,5 +116,5 @@ def test_readme_quick_start_gallery_loads_from_a_relative_output_dir(browser, tm
     assert len(list((tmp_path / "out" / "grids").iterdir())) == 2
     page, _ = _open(browser, page_path)
     widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
-    assert len(widths) == 2 and all(w > 0 for w in widths), widths
+    assert len(widths) == 2 + insight and all(w > 0 for w in widths), widths
     page.close()
