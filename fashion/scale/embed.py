@@ -11,6 +11,7 @@ vectors agree to :data:`TORCH_TOLERANCE` (max abs difference of unit vectors).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -95,13 +96,20 @@ class EmbedResult:
                 f"{self.failed} failed images, {self.torn_removed} torn files removed, {self.seconds:.1f} s")
 
 
-def resolve_spec(config: EmbedConfig, count: int):
-    """(spec, embedder): runtime fixed from the manifest's *total* count, so the tag survives resumes."""
+@functools.lru_cache(maxsize=1)
+def _embedder(model, arch, layer, size, precision, runtime, count):
+    """The last embedder built, kept: a resumed or repeated stage in one process converts the model once."""
     from ..embeddings import Embedder
 
-    embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size,
-                               precision=config.precision, runtime=config.runtime)
+    embedder = Embedder.create(model=model, arch=arch, layer=layer, size=size, precision=precision, runtime=runtime)
     embedder.resolve_runtime(count)
+    return embedder
+
+
+def resolve_spec(config: EmbedConfig, count: int):
+    """(spec, embedder): runtime fixed from the manifest's *total* count, so the tag survives resumes."""
+    embedder = _embedder(config.model, config.arch, config.layer, config.size, config.precision, config.runtime,
+                         count)
     crop = embedder.crop if config.crop is None else bool(config.crop)
     spec = EmbedderSpec(model=config.model, arch=config.arch, layer=embedder.layer, size=embedder.size,
                         precision=embedder.precision, runtime=embedder.runtime, crop=crop)
