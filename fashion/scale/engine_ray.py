@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -40,7 +41,16 @@ WRITE_CPUS = 0.1
 NO_PROGRESS_TIMEOUT_S = 600  # Ray Data's default (1,800 s) turns a deadlock into a half-hour hang
 
 
-def _ray():
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1 instead of the host's address
+
+
+def _ray(local: bool = False):
+    """Import Ray; for a private local Ray, first make it bind and advertise loopback only (Ray turns a
+    node IP of 127.0.0.1 into the host's interface address unless this is set before its import)."""
+    import sys
+
+    if local and "ray" not in sys.modules:
+        os.environ.setdefault(LOOPBACK_ENV, "0")
     try:
         import ray
     except ImportError:  # pragma: no cover - depends on the extra
@@ -52,7 +62,7 @@ def _ray():
 @contextlib.contextmanager
 def session(address: str | None = None):
     """Use the running Ray (tests, notebooks), join ``address``, or start a loopback-only local one."""
-    ray = _ray()
+    ray = _ray(local=not address)
     if ray.is_initialized():
         yield ray
         return
