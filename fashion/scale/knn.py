@@ -8,6 +8,7 @@ memory): precision@k and mAP@k overall and per label, as :func:`fashion.retrieva
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 NEIGHBORS_DIR = "neighbors"
 INDEX_DIR = "index"
 METRICS_JSON = "metrics.json"
+SETTINGS_JSON = "knn.json"
 
 
 @dataclass
@@ -134,6 +136,15 @@ def knn_run(config: KnnConfig) -> dict:
     emb = embed_stage.latest_embeddings(run)
     shard_set = shards.ShardSet(emb, only_ok=True)
     out = ensure_dir(run / NEIGHBORS_DIR)
+    settings = {"k": config.k, "nprobe": config.nprobe, "rerank": config.rerank, "embeddings": emb.name,
+                "index": (run / INDEX_DIR / ivfpq.INDEX_JSON).read_text(encoding="utf-8")
+                if (run / INDEX_DIR / ivfpq.INDEX_JSON).is_file() else ""}
+    settings_file = out / SETTINGS_JSON
+    if not settings_file.is_file() or json.loads(settings_file.read_text(encoding="utf-8")) != settings:
+        for stale in shards.list_parts(out):  # shards of other settings (or an older index) are redone
+            stale.unlink()
+        write_json(settings_file, settings)
+    shards.clean_torn(out)
     todo = [(p, out / p.path.name) for p in shard_set.parts if p.keep.any() and not (out / p.path.name).is_file()]
     log.info("%s: %d of %d shards to query (k=%d, engine %s)", out, len(todo), len(shard_set.parts), config.k,
              config.engine)
