@@ -109,7 +109,7 @@ def choose_params(n: int, d: int, memory="4G", factory: str = "auto", seed: int 
                 break
         factory = f"OPQ{m}_{dout},{coarse},PQ{m}x8" if dout < d else f"{coarse},PQ{m}x8"
     # training points: ≥ 39 per list (and ≥ 256·39 for the PQ codebooks), capped so the sample is ≤ budget/4
-    want = max(MIN_POINTS_PER_LIST * nlist, 64 * nlist, 256 * MIN_POINTS_PER_LIST if m else 0)
+    want = max(MIN_POINTS_PER_LIST * nlist, 256 * MIN_POINTS_PER_LIST if m else 0)
     train_size = int(min(n, want, max(1, budget // 4 // (4 * d))))
     code = (m if m else 4 * d) + 8
     coarse_bytes = nlist * dout * 4 * (1.25 if nlist >= 1024 else 1.0) + (d * dout * 4 if dout < d else 0)
