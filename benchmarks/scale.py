@@ -54,7 +54,7 @@ def _photo_dataset(dest: Path, n: int) -> Path:
 
 def bench_embed(args) -> dict:
     from fashion import datasets
-    from fashion.embeddings import Embedder
+    from fashion.embedding import Embedder
     from fashion.scale import embed, manifest
 
     work = Path(tempfile.mkdtemp(prefix="scale_bench_"))
@@ -63,7 +63,9 @@ def bench_embed(args) -> dict:
         t = time.perf_counter()
         e = Embedder.create(runtime="openvino")
         _ = e.dim
-        e._openvino_model()
+        import torch
+
+        e.forward(torch.zeros((2, 3, e.size, e.size), dtype=torch.uint8))  # converts to OpenVINO
         load_s = time.perf_counter() - t
         rows, ref = [], None
         for engine, actors in (("local", 0), ("ray", 1), ("ray", 2)):
@@ -113,7 +115,7 @@ def _real_vectors(args) -> np.ndarray:
     if cache.is_file():
         return np.load(cache)
     from fashion import datasets
-    from fashion.embeddings import Embedder
+    from fashion.embedding import Embedder
 
     items = datasets.load(REAL if REAL.is_dir() else ROOT / "fashion" / "data" / "sample")
     vecs = Embedder.create(runtime="openvino").embed(items, progress=False).vectors

@@ -39,7 +39,7 @@ def _config(run, **kw):
 
 
 def test_every_id_once_and_same_vectors_as_the_embedder(run_dir):
-    from fashion.embeddings import Embedder
+    from fashion.embedding import Embedder
 
     result = embed.embed_run(_config(run_dir), progress=False)
     assert result.computed == 41 and result.failed == 1

@@ -73,7 +73,7 @@ class EmbedderSpec:
     crop: bool
 
     def build(self):
-        from ..embeddings import Embedder
+        from ..embedding import Embedder
 
         return Embedder.create(model=self.model, arch=self.arch, layer=self.layer, size=self.size,
                                precision=self.precision, runtime=self.runtime)
@@ -99,7 +99,7 @@ class EmbedResult:
 @functools.lru_cache(maxsize=1)
 def _embedder(model, arch, layer, size, precision, runtime, count):
     """The last embedder built, kept: a resumed or repeated stage in one process converts the model once."""
-    from ..embeddings import Embedder
+    from ..embedding import Embedder
 
     embedder = Embedder.create(model=model, arch=arch, layer=layer, size=size, precision=precision, runtime=runtime)
     embedder.resolve_runtime(count)
@@ -134,36 +134,30 @@ def latest_embeddings(run_dir) -> Path:
 
 
 def decode_rows(paths, bboxes, size: int, resize: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Decode and resize images with the project's safe opener: (n, 3, S, S) uint8, ok (n,), reasons."""
-    from ..images import open_image, resize_image
+    """The reader stage (:class:`fashion.embedding.reader.ImageDataset`: the project's safe opener and
+    resize) over a batch of rows: (n, 3, S, S) uint8, ok (n,), reasons (n,)."""
+    from ..embedding.reader import ImageDataset
 
-    n = len(paths)
-    pixels = np.zeros((n, 3, size, size), dtype=np.uint8)
-    ok, reasons = np.zeros(n, dtype=bool), [""] * n
-    for i, path in enumerate(paths):
-        try:
-            box = None if bboxes is None or bboxes[i] is None else tuple(bboxes[i])
-            pixels[i] = resize_image(open_image(path, bbox=box), size, resize).transpose(2, 0, 1)
-            ok[i] = True
-        except Exception as exc:  # noqa: BLE001 - one bad image must not end the run
-            reasons[i] = str(getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}")
+    dataset = ImageDataset(list(paths), None if bboxes is None else list(bboxes), size, resize)
+    pixels = np.zeros((len(dataset), 3, size, size), dtype=np.uint8)
+    ok, reasons = np.zeros(len(dataset), dtype=bool), [""] * len(dataset)
+    for i in range(len(dataset)):
+        image, ok[i], reasons[i], _ = dataset[i]
+        pixels[i] = image.numpy()
     return pixels, ok, reasons
 
 
 def embed_pixels(embedder, pixels: np.ndarray, ok: np.ndarray, reasons: list[str]) -> np.ndarray:
-    """Run the network on the ok rows; featureless rows are marked failed in place. (n, d) float32."""
+    """The net stage (:meth:`Embedder.forward`) on the ok rows, then the embedder's featureless check
+    (rows marked failed in place). (n, d) float32."""
     import torch
 
-    from ..embeddings import NO_FEATURES
+    from ..embedding.embedder import reject_featureless
 
     vectors = np.zeros((len(ok), embedder.dim), dtype=np.float32)
     if ok.any():
         vectors[ok] = embedder.forward(torch.from_numpy(np.ascontiguousarray(pixels[ok]))).numpy()
-    sq = np.einsum("ij,ij->i", vectors, vectors)
-    bad = ok & ~(np.isfinite(sq) & (sq > 0))
-    vectors[bad], ok[bad] = 0.0, False
-    for i in np.flatnonzero(bad):
-        reasons[i] = NO_FEATURES
+    reject_featureless(vectors, ok, reasons)
     return vectors
 
 

@@ -28,7 +28,7 @@ def embed(config, spec, embedder, todo: np.ndarray, out, progress: bool = True) 
     """Embed the manifest rows ``todo`` into shards of ``out``; returns the number of failed images."""
     from tqdm.auto import tqdm
 
-    from ..embeddings import default_num_workers
+    from ..embedding.reader import default_num_workers
 
     threads = max(1, default_num_workers() if config.num_workers is None else int(config.num_workers))
     failed = 0
