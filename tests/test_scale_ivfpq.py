@@ -30,7 +30,7 @@ def test_choose_params_follows_count_and_budget():
     small = ivfpq.choose_params(240, 1280)
     assert small.factory.endswith(",Flat") and small.nlist * 39 <= 240 or small.nlist == 1
     big = ivfpq.choose_params(1_000_000, 1280, memory="4G")
-    assert big.factory == "OPQ64_256,IVF4096_HNSW32,PQ64x8" and big.bytes_per_vector <= 100
+    assert big.factory == "OPQ64_256,IVF1024_HNSW32,PQ64x8" and big.bytes_per_vector <= 100
     tight = ivfpq.choose_params(1_000_000, 1280, memory="64M")
     assert tight.m < 64 and tight.train_size * 1280 * 4 <= (64 << 20) // 4
     with pytest.raises(ValueError, match="4G"):
