@@ -231,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_train, _add_neighbors, _add_search, _add_serve, _add_summary, _add_backbones,
                 _add_make_sample, _add_duplicates):
         add(sub)
+    _add_scale(sub)
     return parser
 
 
@@ -326,6 +327,107 @@ def _run_serve(args) -> int:
     from .server import serve
 
     serve(args.run_dir, host=args.host, port=args.port, max_upload=int(args.max_upload_mb * 1024 * 1024))
+    return 0
+
+
+# ------------------------------------------------------------------- scale: manifest, embed, index, knn
+# Sharded, id-keyed stages for big catalogues (fashion.scale); `--engine ray` needs the [scale] extra.
+
+
+def _add_scale(sub) -> None:
+    from .scale.embed import ENGINES  # numpy only
+
+    p = sub.add_parser("manifest", formatter_class=_Formatter,
+                       help="write a dataset's item table as id-keyed parquet shards (first scale stage)")
+    p.add_argument("dataset", nargs="?", default=None, metavar="DATASET", help="dataset root; default: the bundled sample")
+    p.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True, metavar="RUN")
+    p.add_argument("--format", default="auto", choices=("auto", "deepfashion", "inshop", "folder"))
+    p.add_argument("--skip-missing", action="store_true", help="skip annotated images that do not exist")
+    p.add_argument("--shard-rows", type=_positive_int, default=50_000, help="manifest rows per shard")
+    p.set_defaults(func=_run_manifest)
+
+    p = sub.add_parser("embed", formatter_class=_Formatter,
+                       help="embed a manifest's images into parquet shards; resumes by id",
+                       description="Embed every manifest id not yet in RUN/embeddings/<tag>/ (torn files are deleted\n"
+                                   "first), locally or on a Ray cluster; a killed run resumes where it stopped.")
+    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("--engine", default="local", choices=ENGINES)
+    p.add_argument("--address", default=None, help="Ray cluster address (auto: the running cluster); default: start one")
+    p.add_argument("--actors", type=_positive_int, default=1, help="Ray: embedding actors, one model each")
+    p.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray: CPUs reserved per actor (fractions allowed)")
+    p.add_argument("--gpus-per-actor", type=float, default=0.0, help="Ray: GPUs per actor where GPUs exist")
+    p.add_argument("--model", default=None, metavar="DIR", help="trained model directory; default: the pretrained backbone")
+    p.add_argument("--arch", default="efficientnet_lite0", help="backbone when no --model is given")
+    p.add_argument("--layer", default="auto", choices=("auto", "body", "head"))
+    p.add_argument("--size", type=_positive_int, default=None, help="image size; default: the model's")
+    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "openvino"))
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--shard-rows", type=_positive_int, default=4096, help="vectors per output shard")
+    p.add_argument("--workers", dest="num_workers", type=int, default=None, help="local: decode threads")
+    p.set_defaults(func=_run_embed)
+
+    p = sub.add_parser("index", formatter_class=_Formatter,
+                       help="build a faiss IVF-PQ index of a run's embeddings, shard by shard, merged on disk")
+    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("--factory", default="auto", help="faiss factory string; auto: from the count and --memory")
+    p.add_argument("--memory", default="4G", help="memory budget of the index (e.g. 4G, 512M)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the training sample and k-means")
+    p.add_argument("--engine", default="local", choices=ENGINES, help="ray: add shards as Ray tasks")
+    p.add_argument("--address", default=None, help="Ray cluster address")
+    p.set_defaults(func=_run_index)
+
+    p = sub.add_parser("knn", formatter_class=_Formatter,
+                       help="top-K neighbours of every embedded image into RUN/neighbors/part-*.parquet")
+    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("-k", "--k", type=_positive_int, default=10)
+    p.add_argument("--engine", default="local", choices=ENGINES)
+    p.add_argument("--address", default=None, help="Ray cluster address")
+    p.add_argument("--actors", type=_positive_int, default=1, help="Ray: query actors, one index each")
+    p.add_argument("--nprobe", type=_positive_int, default=None, help="inverted lists visited; default: index.json's")
+    p.add_argument("--rerank", type=int, default=None, help="candidates re-ranked exactly; default: index.json's")
+    p.set_defaults(func=_run_knn)
+
+
+def _run_manifest(args) -> int:
+    from .scale import manifest
+
+    items = _load_items(args.dataset, args.format, args.skip_missing)
+    print(manifest.summary_text(manifest.write_manifest(items, args.output_dir, shard_rows=args.shard_rows)))
+    return 0
+
+
+def _run_embed(args) -> int:
+    from .scale.embed import EmbedConfig, embed_run
+
+    config = EmbedConfig(run_dir=args.run_dir, engine=args.engine, model=args.model, arch=args.arch,
+                         layer=args.layer, size=args.size, precision=args.precision, runtime=args.runtime,
+                         batch_size=args.batch_size, shard_rows=args.shard_rows, num_workers=args.num_workers,
+                         address=args.address, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+                         gpus_per_actor=args.gpus_per_actor)
+    print(embed_run(config).summary())
+    return 0
+
+
+def _run_index(args) -> int:
+    from pathlib import Path
+
+    from .scale import embed, ivfpq, manifest
+
+    count = manifest.Manifest.read(args.run_dir).count
+    params = ivfpq.build(embed.latest_embeddings(args.run_dir), Path(args.run_dir) / "index", id_space=count,
+                         factory=args.factory, memory=args.memory, seed=args.seed, engine=args.engine,
+                         address=args.address)
+    print(f"{params.factory}: {params.count} vectors, {params.bytes_per_vector} bytes/vector, {params.timings}")
+    return 0
+
+
+def _run_knn(args) -> int:
+    from .scale.knn import KnnConfig, knn_run
+
+    metrics = knn_run(KnnConfig(run_dir=args.run_dir, k=args.k, engine=args.engine, address=args.address,
+                                actors=args.actors, nprobe=args.nprobe, rerank=args.rerank))
+    print(f"precision@{metrics['k']} {metrics['precision_at_k']:.4f} over {metrics['queries']} queries")
     return 0
 
 

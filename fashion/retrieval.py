@@ -326,8 +326,12 @@ def run(config: MeasureConfig) -> RunResult:
         raise ValueError(f"k must be positive, got {config.k}")
     out = ensure_dir(config.output_dir)
     watch = _Stopwatch()
+    from .scale import measure as scaled  # above a size threshold: the sharded stages (fashion.scale)
+
     with watch.stage("load"):
         items = load_items(config)
+        if scaled.applies(config, items):
+            return scaled.run(config, items)
         embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size,
                                    runtime=config.runtime)
     with watch.stage("embed"):

@@ -1,0 +1,218 @@
+"""The embedding stage: manifest rows → ``RUN/embeddings/<tag>/part-*.parquet`` (id, vector, ok, reason).
+
+:func:`embed_run` resolves the embedder once (model, layer, size, precision, runtime: the cache tag),
+anti-joins the manifest's ids with the ids already in finished shards (torn files deleted first) and
+hands only the missing rows to an engine: :mod:`.engine_local` (default) or :mod:`.engine_ray`.
+Both engines run the same per-row decode and per-batch network code, so a row's vector does not depend
+on the engine. The OpenVINO runtime is batch-invariant, so its vectors are bitwise equal across engines,
+batch sizes and resumes; the torch runtime is not quite (oneDNN picks kernels by batch shape), so its
+vectors agree to :data:`TORCH_TOLERANCE` (max abs difference of unit vectors).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FashionError
+from . import manifest as manifest_mod
+from . import shards
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("local", "ray")
+EMBEDDINGS_DIR = "embeddings"
+DEFAULT_SHARD_ROWS = 4096
+TORCH_TOLERANCE = 2e-2  # bf16 autocast; fp32 agrees to ~1e-6
+
+
+@dataclass
+class EmbedConfig:
+    """Options of ``fashion embed``."""
+
+    run_dir: str
+    engine: str = "local"
+    model: str | None = None
+    arch: str = "efficientnet_lite0"
+    layer: str = "auto"
+    size: int | None = None
+    precision: str = "auto"
+    runtime: str = "auto"
+    batch_size: int = 64
+    shard_rows: int = DEFAULT_SHARD_ROWS
+    crop: bool | None = None
+    num_workers: int | None = None  # local: DataLoader workers
+    address: str | None = None  # ray: cluster address ("auto", "ray://…"); None starts a local Ray
+    actors: int = 1  # ray: embedding actors (one model each)
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        for name in ("batch_size", "shard_rows", "actors"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass
+class EmbedderSpec:
+    """Everything an engine's worker needs to build the same embedder (runtime and precision resolved)."""
+
+    model: str | None
+    arch: str
+    layer: str
+    size: int
+    precision: str
+    runtime: str
+    crop: bool
+
+    def build(self):
+        from ..embedding import Embedder
+
+        return Embedder.create(model=self.model, arch=self.arch, layer=self.layer, size=self.size,
+                               precision=self.precision, runtime=self.runtime)
+
+
+@dataclass
+class EmbedResult:
+    """What one :func:`embed_run` did."""
+
+    directory: str
+    total: int
+    done_before: int
+    computed: int
+    failed: int
+    torn_removed: int
+    seconds: float
+
+    def summary(self) -> str:
+        return (f"{self.directory}: {self.total} ids, {self.done_before} already done, {self.computed} embedded, "
+                f"{self.failed} failed images, {self.torn_removed} torn files removed, {self.seconds:.1f} s")
+
+
+@functools.lru_cache(maxsize=1)
+def _embedder(model, arch, layer, size, precision, runtime, count):
+    """The last embedder built, kept: a resumed or repeated stage in one process converts the model once."""
+    from ..embedding import Embedder
+
+    embedder = Embedder.create(model=model, arch=arch, layer=layer, size=size, precision=precision, runtime=runtime)
+    embedder.resolve_runtime(count)
+    return embedder
+
+
+def resolve_spec(config: EmbedConfig, count: int):
+    """(spec, embedder): runtime fixed from the manifest's *total* count, so the tag survives resumes."""
+    embedder = _embedder(config.model, config.arch, config.layer, config.size, config.precision, config.runtime,
+                         count)
+    crop = embedder.crop if config.crop is None else bool(config.crop)
+    spec = EmbedderSpec(model=config.model, arch=config.arch, layer=embedder.layer, size=embedder.size,
+                        precision=embedder.precision, runtime=embedder.runtime, crop=crop)
+    return spec, embedder
+
+
+def embeddings_dir(run_dir, embedder, crop: bool) -> Path:
+    """``RUN/embeddings/<tag>``: the tag names model checksum, size, layer, precision, runtime, resize, bbox."""
+    return embedder.cache_path(Path(run_dir) / EMBEDDINGS_DIR, crop)
+
+
+def latest_embeddings(run_dir) -> Path:
+    """The embeddings directory of a run (the most recently written one when there are several)."""
+    base = Path(run_dir) / EMBEDDINGS_DIR
+    dirs = [d for d in base.iterdir() if d.is_dir() and shards.list_parts(d)] if base.is_dir() else []
+    if not dirs:
+        raise FashionError(f"{base}: no embeddings (run `fashion embed {run_dir}` first)")
+    return max(dirs, key=lambda d: max(p.stat().st_mtime for p in shards.list_parts(d)))
+
+
+# ----------------------------------------------------------------- per-row / per-batch (both engines)
+
+
+def decode_rows(paths, bboxes, size: int, resize: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The reader stage (:class:`fashion.embedding.reader.ImageDataset`: the project's safe opener and
+    resize) over a batch of rows: (n, 3, S, S) uint8, ok (n,), reasons (n,)."""
+    from ..embedding.reader import ImageDataset
+
+    dataset = ImageDataset(list(paths), None if bboxes is None else list(bboxes), size, resize)
+    pixels = np.zeros((len(dataset), 3, size, size), dtype=np.uint8)
+    ok, reasons = np.zeros(len(dataset), dtype=bool), [""] * len(dataset)
+    for i in range(len(dataset)):
+        image, ok[i], reasons[i], _ = dataset[i]
+        pixels[i] = image.numpy()
+    return pixels, ok, reasons
+
+
+def embed_pixels(embedder, pixels: np.ndarray, ok: np.ndarray, reasons: list[str]) -> np.ndarray:
+    """The net stage (:meth:`Embedder.forward`) on the ok rows, then the embedder's featureless check
+    (rows marked failed in place). (n, d) float32."""
+    import torch
+
+    from ..embedding.embedder import reject_featureless
+
+    vectors = np.zeros((len(ok), embedder.dim), dtype=np.float32)
+    if ok.any():
+        vectors[ok] = embedder.forward(torch.from_numpy(np.ascontiguousarray(pixels[ok]))).numpy()
+    reject_featureless(vectors, ok, reasons)
+    return vectors
+
+
+def result_table(ids: np.ndarray, vectors: np.ndarray, ok: np.ndarray, reasons: list[str]):
+    """One embedding shard's ``pyarrow.Table``: id int64, vector list<float32>[d], ok bool, reason string."""
+    import pyarrow as pa
+
+    return pa.table({"id": pa.array(np.asarray(ids, dtype=np.int64)), "vector": shards.vector_array(vectors),
+                     "ok": pa.array(np.asarray(ok, dtype=bool)), "reason": pa.array(list(reasons), pa.string())})
+
+
+# ------------------------------------------------------------------------------------------- stage
+
+
+def embed_run(config: EmbedConfig, progress: bool = True) -> EmbedResult:
+    """Embed every manifest id of ``config.run_dir`` not yet in a finished shard; see the module doc."""
+    start = time.perf_counter()
+    manifest = manifest_mod.Manifest.read(config.run_dir)
+    spec, embedder = resolve_spec(config, manifest.count)
+    out = embeddings_dir(config.run_dir, embedder, spec.crop)
+    torn = shards.clean_torn(out)
+    done = np.unique(shards.read_ids(out))
+    todo = shards.missing_ids(np.arange(manifest.count, dtype=np.int64), done)
+    from ..atomic import ensure_dir, write_json
+
+    ensure_dir(out)
+    write_json(out / "embedder.json", {**embedder.describe(), "spec": asdict(spec)})
+    log.info("%s: %d of %d ids to embed (%d done), engine %s, runtime %s", out, len(todo), manifest.count,
+             len(done), config.engine, spec.runtime)
+    failed = 0
+    if len(todo):
+        if config.engine == "ray":
+            from . import engine_ray
+
+            failed = engine_ray.embed(config, spec, todo, out, embedder.resize)
+        else:
+            from . import engine_local
+
+            failed = engine_local.embed(config, spec, embedder, todo, out, progress=progress)
+    result = EmbedResult(str(out), manifest.count, len(done), len(todo), failed, len(torn),
+                         time.perf_counter() - start)
+    log.info("%s", result.summary())
+    return result
+
+
+def read_embeddings(directory, ids_only_ok: bool = True):
+    """(ids, vectors) of every kept row of an embeddings directory, sorted by id (loads all in memory)."""
+    shard_set = shards.ShardSet(directory, only_ok=ids_only_ok)
+    ids, vecs = [], []
+    for part, table in shard_set.iter_batches(["id", "vector"]):
+        ids.append(table.column("id").to_numpy())
+        vecs.append(shards.vectors_of(table.column("vector")))
+    if not ids:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    ids, vecs = np.concatenate(ids), np.concatenate(vecs)
+    order = np.argsort(ids, kind="stable")
+    return ids[order], vecs[order]
+

@@ -1,0 +1,314 @@
+"""A faiss IVF-PQ index built shard by shard, merged on disk, re-ranked exactly from float16 vectors.
+
+Build (:func:`build`): choose the factory from the vector count and a memory budget
+(:func:`choose_params`, after autofaiss' heuristics but at the low end for small machines: ``nlist ≈ √n``
+lists (autofaiss: 4-16·√n; k-means cost grows with nlist and was the build's bottleneck on 2 cores) with
+≥ 39 training points each, an HNSW coarse quantiser from 1,024 lists on, OPQ rotation to ``4·m`` dimensions and ``m``-byte PQ
+codes, the largest ``m`` whose codes fit the budget), train on a seeded uniform sample across shards,
+add every embedding shard into its own shard index (``add_with_ids``; written atomically, skipped when
+present, so a killed build resumes), merge the shard indexes into one on-disk inverted-list file
+(``faiss.contrib.ondisk.merge_ondisk``) and write the float16 re-rank matrix. ``index.json`` is written
+last: a directory without it is an unfinished build.
+
+Query (:class:`ScaleIndex`): the PQ search returns ``max(k, rerank)`` candidates whose exact cosine
+distances are computed from the stored float16 vectors, so recall is not capped by the PQ codes.
+Loading after the directory moved works: faiss records the ``.ivfdata`` path and
+``IO_FLAG_ONDISK_SAME_DIR`` makes it look beside the index file instead.
+
+Vectors are unit length (the embedder's output), searched with L2, reported as cosine distance
+``1 − cos = ‖a − b‖² / 2``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FashionError
+from . import sampler, shards
+
+log = logging.getLogger(__name__)
+
+INDEX_JSON = "index.json"
+INDEX_FILE = "index.faiss"
+IVFDATA_FILE = "index.ivfdata"
+TRAINED_FILE = "trained.faiss"
+RERANK_FILE = "vectors.f16.npy"
+SHARDS_DIR = "shards"
+PQ_CHOICES = (64, 48, 32, 24, 16, 8)
+MIN_POINTS_PER_LIST = 39  # faiss warns below this many training points per centroid
+FLAT_BELOW = 20_000  # fewer vectors: IVF-Flat (PQ codebooks need ≥ 256·39 points to train well)
+
+
+class IndexBuildError(FashionError, ValueError):
+    """An index cannot be built or loaded from the given directory."""
+
+
+def parse_bytes(text) -> int:
+    """``"4G"`` → 4·2³⁰; ``"512M"``, ``"100k"``, plain integers.
+
+    >>> parse_bytes("4G"), parse_bytes("512M"), parse_bytes(1000)
+    (4294967296, 536870912, 1000)
+    """
+    if isinstance(text, (int, float)):
+        return int(text)
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([kKmMgGtT]?)[iI]?[bB]?\s*", str(text))
+    if not m:
+        raise ValueError(f"expected a size like 4G or 512M, got {text!r}")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
+
+
+@dataclass
+class IndexParams:
+    """What :func:`choose_params` picked (and ``index.json`` records)."""
+
+    factory: str
+    n: int
+    d: int
+    nlist: int
+    m: int  # PQ bytes per vector (0: flat codes)
+    train_size: int
+    nprobe: int
+    rerank: int
+    seed: int = 0
+    memory: int = 4 << 30
+    bytes_per_vector: float = 0.0  # codes + ids + coarse quantiser, per vector (re-rank vectors not counted)
+    timings: dict = field(default_factory=dict)
+    count: int = 0  # vectors in the index
+    id_space: int = 0  # rows of the re-rank matrix (the manifest's count)
+
+
+def choose_params(n: int, d: int, memory="4G", factory: str = "auto", seed: int = 0) -> IndexParams:
+    """Pick the index for ``n`` vectors of dimension ``d`` within ``memory`` bytes (see module doc)."""
+    if n < 1 or d < 1:
+        raise ValueError(f"need at least one vector of positive dimension, got n={n}, d={d}")
+    budget = parse_bytes(memory)
+    nlist = 2 ** max(0, round(math.log2(max(1.0, math.sqrt(n)))))
+    while nlist > 1 and n < MIN_POINTS_PER_LIST * nlist:
+        nlist //= 2
+    coarse = f"IVF{nlist}_HNSW32" if nlist >= 1024 else f"IVF{nlist}"
+    if factory != "auto":
+        m_match = re.search(r"PQ(\d+)", factory)
+        m = int(m_match.group(1)) if m_match else 0
+        nl = re.search(r"IVF(\d+)", factory)
+        nlist = int(nl.group(1)) if nl else nlist
+        dout = d
+    elif n < FLAT_BELOW:
+        m, dout, factory = 0, d, f"{coarse},Flat"
+    else:
+        choices = [c for c in PQ_CHOICES if 2 * c <= d] or [max(1, d // 2)]  # ≥ 2 dims per sub-quantiser
+        for m in choices:
+            dout = min(d, 4 * m) // m * m
+            if n * (m + 8) + nlist * dout * 4 * 2 <= budget // 2:
+                break
+        factory = f"OPQ{m}_{dout},{coarse},PQ{m}x8" if dout < d else f"{coarse},PQ{m}x8"
+    # training points: ≥ 39 per list (and ≥ 256·39 for the PQ codebooks), capped so the sample is ≤ budget/4
+    want = max(MIN_POINTS_PER_LIST * nlist, 256 * MIN_POINTS_PER_LIST if m else 0)
+    train_size = int(min(n, want, max(1, budget // 4 // (4 * d))))
+    code = (m if m else 4 * d) + 8
+    coarse_bytes = nlist * dout * 4 * (1.25 if nlist >= 1024 else 1.0) + (d * dout * 4 if dout < d else 0)
+    return IndexParams(factory=factory, n=n, d=d, nlist=nlist, m=m, train_size=train_size,
+                       nprobe=min(nlist, max(1, nlist // 64, 16)), rerank=100 if m else 0, seed=seed,
+                       memory=budget, bytes_per_vector=round(code + coarse_bytes / n, 2))
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def _write_index(index, path: Path) -> None:
+    from ..atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        _faiss().write_index(index, str(tmp))
+
+
+def train(params: IndexParams, sample: np.ndarray):
+    """An empty trained faiss index of ``params.factory`` (L2 on unit vectors)."""
+    faiss = _faiss()
+    index = faiss.index_factory(params.d, params.factory, faiss.METRIC_L2)
+    ivf = faiss.extract_index_ivf(index)
+    ivf.cp.seed = params.seed
+    if hasattr(ivf, "pq"):  # 64 points per code word train the PQ as well as faiss' default 256, 4x faster
+        ivf.pq.cp.max_points_per_centroid, ivf.pq.cp.seed = 64, params.seed
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return index
+
+
+def add_shard(trained_path, embedding_part, keep: np.ndarray, out_path) -> int:
+    """Add one embedding shard's kept rows to a copy of the trained index; write it to ``out_path``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out_path = Path(out_path)
+    if out_path.is_file():
+        return -1
+    index = _faiss().read_index(str(trained_path))
+    table = pq.read_table(embedding_part, columns=["id", "vector"])
+    if not keep.all():
+        table = table.filter(pa.array(keep))
+    ids = table.column("id").to_numpy().astype(np.int64)
+    if len(ids):
+        index.add_with_ids(np.ascontiguousarray(shards.vectors_of(table.column("vector"))), ids)
+    _write_index(index, out_path)
+    return len(ids)
+
+
+def shard_index_path(out_dir, part) -> Path:
+    return Path(out_dir) / SHARDS_DIR / (Path(part.path).stem + ".faiss")
+
+
+def merge(out_dir, shard_paths) -> int:
+    """Merge the shard indexes into ``index.faiss`` + ``index.ivfdata``; returns the vector count."""
+    from faiss.contrib.ondisk import merge_ondisk
+
+    faiss = _faiss()
+    out_dir = Path(out_dir)
+    index = faiss.read_index(str(out_dir / TRAINED_FILE))
+    ivfdata = out_dir / IVFDATA_FILE
+    ivfdata.unlink(missing_ok=True)  # a merge killed half-way is started over
+    merge_ondisk(index, [str(p) for p in shard_paths], str(ivfdata))
+    _write_index(index, out_dir / INDEX_FILE)
+    return int(index.ntotal)
+
+
+def write_rerank(shard_set, id_space: int, d: int, path) -> None:
+    """(id_space, d) float16 matrix of the kept vectors by id (zeros elsewhere), filled shard by shard."""
+    from ..atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        mat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(id_space, d))
+        for part, table in shard_set.iter_batches(["id", "vector"]):
+            mat[table.column("id").to_numpy()] = shards.vectors_of(table.column("vector")).astype(np.float16)
+        mat.flush()
+        del mat
+
+
+def build(embeddings_dir, out_dir, id_space: int | None = None, factory: str = "auto", memory="4G",
+          seed: int = 0, engine: str = "local", address: str | None = None,
+          train_size: int | None = None) -> IndexParams:
+    """Build (or finish building) the index of an embeddings directory into ``out_dir``; see module doc."""
+    from ..atomic import ensure_dir, write_json
+
+    t0 = time.perf_counter()
+    out_dir = ensure_dir(out_dir)
+    shard_set = shards.ShardSet(embeddings_dir, only_ok=True)
+    n = len(shard_set)
+    if n == 0:
+        raise IndexBuildError(f"{embeddings_dir}: no embedded vectors to index")
+    first = next(shard_set.iter_batches(["vector"]))[1]
+    d = shards.vectors_of(first.column("vector")[:1]).shape[1]
+    id_space = int(id_space if id_space is not None else shard_set.ids.max() + 1)
+    params = choose_params(n, d, memory=memory, factory=factory, seed=seed)
+    params.id_space, timings = id_space, {}
+    if train_size is not None:
+        params.train_size = int(min(n, train_size))
+    log.info("%s: %d vectors of d=%d: %s, train on %d", out_dir, n, d, params.factory, params.train_size)
+    trained = out_dir / TRAINED_FILE
+    if not trained.is_file():
+        t = time.perf_counter()
+        _, sample = sampler.sample_vectors(shard_set, params.train_size, seed=seed)
+        timings["sample_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        _write_index(train(params, sample), trained)
+        timings["train_s"] = time.perf_counter() - t
+        del sample
+    t = time.perf_counter()
+    targets = [shard_index_path(out_dir, p) for p in shard_set.parts]
+    todo = [(p, o) for p, o in zip(shard_set.parts, targets) if not o.is_file()]
+    ensure_dir(out_dir / SHARDS_DIR)
+    if engine == "ray" and todo:
+        from . import engine_ray
+
+        engine_ray.add_shards(trained, todo, address=address)
+    else:
+        for part, target in todo:
+            add_shard(trained, part.path, part.keep, target)
+    timings["add_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    params.count = merge(out_dir, targets)
+    timings["merge_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    write_rerank(shard_set, id_space, d, out_dir / RERANK_FILE)
+    timings["rerank_vectors_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    params.timings = {k: round(v, 3) for k, v in timings.items()}
+    write_json(out_dir / INDEX_JSON, asdict(params))
+    log.info("%s: %d vectors indexed in %.1f s", out_dir, params.count, timings["total_s"])
+    return params
+
+
+class ScaleIndex:
+    """A built index directory: ``search(Q, k)`` → (cosine distances, ids), both (n_queries, k)."""
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        meta = self.directory / INDEX_JSON
+        if not meta.is_file():
+            raise IndexBuildError(f"{self.directory}: no {INDEX_JSON} (the build did not finish: rerun `fashion index`)")
+        self.params = IndexParams(**json.loads(meta.read_text(encoding="utf-8")))
+        faiss = _faiss()
+        # the .ivfdata file is found beside index.faiss wherever the directory now is
+        self.index = faiss.read_index(str(self.directory / INDEX_FILE), faiss.IO_FLAG_ONDISK_SAME_DIR)
+        self.vectors = np.load(self.directory / RERANK_FILE, mmap_mode="r")
+
+    def search(self, Q: np.ndarray, k: int = 10, nprobe: int | None = None, rerank: int | None = None,
+               block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (ids -1 where fewer exist); ``rerank`` candidates re-scored exactly (0: PQ order)."""
+        faiss = _faiss()
+        Q = np.ascontiguousarray(Q, dtype=np.float32)
+        nprobe = self.params.nprobe if nprobe is None else int(nprobe)
+        rerank = self.params.rerank if rerank is None else int(rerank)
+        space = faiss.ParameterSpace()
+        space.set_index_parameter(self.index, "nprobe", nprobe)
+        if "HNSW" in self.params.factory:
+            space.set_index_parameter(self.index, "quantizer_efSearch", max(2 * nprobe, 64))
+        kc = max(k, rerank)
+        dist = np.full((len(Q), k), np.inf, dtype=np.float32)
+        ids = np.full((len(Q), k), -1, dtype=np.int64)
+        for s in range(0, len(Q), block):
+            q = Q[s:s + block]
+            d2, cand = self.index.search(q, kc)
+            if rerank:
+                d2 = self._exact(q, cand)
+                order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+                d2, cand = np.take_along_axis(d2, order, 1), np.take_along_axis(cand, order, 1)
+            else:
+                d2, cand = d2[:, :k] / 2.0, cand[:, :k]
+            dist[s:s + block, :d2.shape[1]], ids[s:s + block, :cand.shape[1]] = d2, cand
+        return dist, ids
+
+    def _exact(self, q: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """Cosine distances 1 − q·v of the candidates from the float16 vectors (inf for missing ids)."""
+        valid = cand >= 0
+        flat = np.where(valid, cand, 0).ravel()
+        order = np.argsort(flat, kind="stable")  # sorted reads of the memory-mapped matrix
+        vecs = np.empty((len(flat), self.vectors.shape[1]), dtype=np.float32)
+        vecs[order] = self.vectors[flat[order]]
+        sims = np.einsum("qkd,qd->qk", vecs.reshape(cand.shape + (-1,)), q)
+        return np.where(valid, 1.0 - sims, np.inf).astype(np.float32)
+
+    def kneighbors(self, X: np.ndarray, n_neighbors: int = 10, **kw):
+        """scikit-learn spelling of :meth:`search`."""
+        return self.search(X, n_neighbors, **kw)
+
+
+def directory_bytes(directory) -> dict:
+    """Sizes of an index directory's files (bytes), for the benchmark's bytes-per-vector."""
+    directory = Path(directory)
+    return {p.name: p.stat().st_size for p in directory.iterdir() if p.is_file()}
+
+
+def index_memory_bytes(directory) -> int:
+    """What a loaded index holds: the index file (quantiser, OPQ, list heads) + inverted lists."""
+    sizes = directory_bytes(directory)
+    return sizes.get(INDEX_FILE, 0) + sizes.get(IVFDATA_FILE, 0)

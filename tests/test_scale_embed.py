@@ -1,0 +1,86 @@
+"""fashion.scale.embed on the local engine: every id once, resume after a crash, same vectors as Embedder."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyarrow")
+
+from fashion.scale import embed, manifest, shards  # noqa: E402
+
+
+def make_dataset(root, n=40, corrupt=True):
+    """``n`` bundled sample photos in a folder dataset (+ one corrupt JPEG); returns the root."""
+    from fashion import sample
+
+    photos = sorted(sample.sample_root().glob("img/*/*.jpg"))[:: max(1, 240 // n)][:n]
+    for i, src in enumerate(photos):
+        dest = root / src.parent.name / f"{i:04d}.jpg"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dest)
+    if corrupt:
+        (root / photos[0].parent.name / "zz_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from fashion import datasets
+
+    base = tmp_path_factory.mktemp("scale_embed")
+    items = datasets.load(make_dataset(base / "data", n=40))
+    manifest.write_manifest(items, base / "run")
+    return base / "run"
+
+
+def _config(run, **kw):
+    return embed.EmbedConfig(str(run), runtime="openvino", shard_rows=8, batch_size=4, num_workers=1, **kw)
+
+
+def test_every_id_once_and_same_vectors_as_the_embedder(run_dir):
+    from fashion.embedding import Embedder
+
+    result = embed.embed_run(_config(run_dir), progress=False)
+    assert result.computed == 41 and result.failed == 1
+    ids = shards.read_ids(result.directory)
+    assert sorted(ids.tolist()) == list(range(41))
+    every = shards.ShardSet(result.directory)
+    table = [t for _, t in every.iter_batches(["id", "ok", "reason"])]
+    bad = [(i, r) for t in table for i, ok, r in zip(t["id"].to_pylist(), t["ok"].to_pylist(), t["reason"].to_pylist())
+           if not ok]
+    assert len(bad) == 1 and bad[0][1]
+    ids, vecs = embed.read_embeddings(result.directory)
+    items = manifest.to_frame(manifest.read_items(run_dir))
+    ref = Embedder.create(runtime="openvino").embed(items, progress=False, num_workers=0)
+    assert np.array_equal(ref.vectors[ids], vecs)  # OpenVINO: bitwise, whatever the batches
+    again = embed.embed_run(_config(run_dir), progress=False)
+    assert again.computed == 0 and again.done_before == 41
+
+
+def test_crash_then_resume_ends_with_every_id_once(run_dir, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("embeddings"))
+    real, calls = shards.write_shard, []
+
+    def dying_writer(directory, table):
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")  # the third shard never lands
+        calls.append(1)
+        return real(directory, table)
+
+    monkeypatch.setattr(shards, "write_shard", dying_writer)
+    with pytest.raises(KeyboardInterrupt):
+        embed.embed_run(_config(run), progress=False)
+    monkeypatch.setattr(shards, "write_shard", real)
+    out = embed.embed_run(_config(run), progress=False).directory
+    # a torn shard left by a writer cut short is dropped and redone too
+    torn = shards.write_shard(out, shards.ShardSet(out).read(shards.ShardSet(out).parts[0]))
+    torn.write_bytes(torn.read_bytes()[:100])
+    result = embed.embed_run(_config(run), progress=False)
+    assert result.torn_removed == 1 and result.computed == 0
+    ids = shards.read_ids(out)
+    assert sorted(ids.tolist()) == list(range(41))  # every id exactly once
+    ref_ids, ref = embed.read_embeddings(embed.latest_embeddings(run_dir))
+    got_ids, got = embed.read_embeddings(out)
+    assert np.array_equal(ref_ids, got_ids) and np.array_equal(ref, got)

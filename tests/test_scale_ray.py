@@ -1,0 +1,159 @@
+"""fashion.scale on Ray (``ray`` marker): loopback only, every id once, vectors equal the local engine's.
+
+One session-scoped Ray (2 CPUs, ~300 MB object store, no dashboard, node IP 127.0.0.1, temp dir under
+the test's temporary directory, a no-progress timeout of 3 minutes); it is shut down at the end and
+the test checks that none of its processes is left. Token authentication is switched off for this
+loopback-only cluster (``RAY_AUTH_MODE=disabled``), so no token file is written anywhere (Ray would
+otherwise create ``~/.ray/auth_token``; its config is read at import, before a fixture could point it
+elsewhere).
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.ray
+# Before Ray is imported: keep 127.0.0.1 as the node address (Ray otherwise swaps in the host's interface
+# address), and no token file (see the module docstring). Only Ray reads these variables.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+ray = pytest.importorskip("ray", reason="the [scale] extra is not installed (pip install -e '.[scale]')")
+pytest.importorskip("ray.data", reason="ray[data] is not installed")
+
+from fashion.scale import embed, ivfpq, knn, manifest, shards  # noqa: E402
+
+from tests.test_scale_embed import make_dataset  # noqa: E402
+
+LOOPBACK = "127.0.0.1"
+
+
+def _ray_processes(temp_dir):
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(str(temp_dir) in part for part in (p.info["cmdline"] or [])):
+                found.append(p.info["pid"])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+def _listening(pids):
+    import psutil
+
+    pids = set(pids)
+    return {c.laddr.ip for c in psutil.net_connections("inet") if c.status == "LISTEN" and c.pid in pids}
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """The one Ray of the test session; yields its GCS address."""
+    base = tmp_path_factory.mktemp("ray")
+    env = {"RAY_TMPDIR": str(base)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    temp_dir = base / "t"
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 2**20, _node_ip_address=LOOPBACK,
+             _temp_dir=str(temp_dir), log_to_driver=False)
+    from ray.data import DataContext
+
+    DataContext.get_current().execution_no_progress_timeout_s = 180
+    try:
+        nodes = ray.nodes()
+        assert nodes and all(n["NodeManagerAddress"] == LOOPBACK for n in nodes), nodes
+        assert ray.get_runtime_context().gcs_address.startswith(LOOPBACK + ":")
+        listening = _listening(_ray_processes(temp_dir))
+        assert listening and all(ip in (LOOPBACK, "::ffff:127.0.0.1") for ip in listening), listening
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        deadline = time.time() + 30
+        while _ray_processes(temp_dir) and time.time() < deadline:
+            time.sleep(0.5)
+        assert not _ray_processes(temp_dir), "Ray processes left behind"
+
+
+@pytest.fixture(scope="module")
+def photos_run(tmp_path_factory):
+    """200 real JPEGs + a corrupt one, manifested, and the local engine's embeddings of them."""
+    from fashion import datasets
+
+    base = tmp_path_factory.mktemp("scale_ray")
+    items = datasets.load(make_dataset(base / "data", n=200))
+    manifest.write_manifest(items, base / "local")
+    local = embed.embed_run(_config(base / "local", "local"), progress=False)
+    return base, embed.read_embeddings(local.directory)
+
+
+def _config(run, engine, **kw):
+    return embed.EmbedConfig(str(run), engine=engine, runtime="openvino", shard_rows=32, batch_size=16,
+                             num_workers=1, **kw)
+
+
+def _fresh_run(base, name):
+    run = base / name
+    shutil.copytree(base / "local", run, ignore=shutil.ignore_patterns("embeddings", "index", "neighbors"))
+    return run
+
+
+@pytest.mark.parametrize("actors", [1, 2])
+def test_ray_embeds_every_id_once_equal_to_local(ray_cluster, photos_run, actors):
+    base, (ref_ids, ref) = photos_run
+    run = _fresh_run(base, f"ray{actors}")
+    result = embed.embed_run(_config(run, "ray", actors=actors, cpus_per_actor=0.5), progress=False)
+    assert result.computed == 201 and result.failed == 1
+    ids = shards.read_ids(result.directory)
+    assert sorted(ids.tolist()) == list(range(201))  # every id exactly once
+    got_ids, got = embed.read_embeddings(result.directory)
+    assert np.array_equal(got_ids, ref_ids) and np.array_equal(got, ref)  # OpenVINO: bitwise
+
+
+def test_ray_index_and_knn_give_the_local_neighbours(ray_cluster, photos_run):
+    base, _ = photos_run
+    local, far = base / "local", _fresh_run(base, "ray_knn")
+    shutil.copytree(local / "embeddings", far / "embeddings")
+    for run, engine in ((local, "local"), (far, "ray")):
+        ivfpq.build(embed.latest_embeddings(run), run / "index", id_space=201, engine=engine)
+        knn.knn_run(knn.KnnConfig(str(run), k=5, engine=engine, actors=2, cpus_per_actor=0.5))
+    a, b = knn.read_neighbors(local), knn.read_neighbors(far)
+    assert a[["query_id", "rank", "neighbor_id"]].equals(b[["query_id", "rank", "neighbor_id"]])
+    assert len(a) == 200 * 5 and (a["query_id"] != a["neighbor_id"]).all()
+
+
+@pytest.mark.slow
+def test_killed_driver_is_resumed(ray_cluster, photos_run):
+    base, (ref_ids, ref) = photos_run
+    run = _fresh_run(base, "killed")
+    cmd = [sys.executable, "-m", "fashion", "embed", str(run), "--engine", "ray", "--address", ray_cluster,
+           "--runtime", "openvino", "--shard-rows", "16", "--batch-size", "8", "--cpus-per-actor", "0.5"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = None
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            dirs = list((run / "embeddings").glob("*/part-*.parquet"))
+            if dirs:
+                out = dirs[0].parent
+                break
+            time.sleep(0.2)
+        assert out is not None, "the driver wrote no shard"
+        proc.send_signal(signal.SIGKILL)  # the driver dies mid-run
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len(shards.read_ids(out)) < 201
+    result = embed.embed_run(_config(run, "ray", cpus_per_actor=0.5), progress=False)
+    assert result.done_before > 0
+    assert sorted(shards.read_ids(out).tolist()) == list(range(201))
+    got_ids, got = embed.read_embeddings(out)
+    assert np.array_equal(got_ids, ref_ids) and np.array_equal(got, ref)
