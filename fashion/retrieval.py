@@ -51,7 +51,7 @@ class MeasureConfig:
     many items (row order kept); grids: how many grids to draw; layer: "body", "head" or "auto" (head for a trained model, else body);
     num_workers: DataLoader workers (None = automatic); seed: picks the limit subset and the grids;
     cache_dir: embedding cache (None = ``output_dir/cache``; share one between runs of the same model);
-    runtime: embedding runtime, "auto", "torch" or "openvino" (``fashion.embeddings``).
+    runtime: embedding runtime, "auto", "torch" or "openvino" (``fashion.embedding``).
     """
 
     input: str | None = None
@@ -299,7 +299,7 @@ def versions() -> dict:
 def run(config: MeasureConfig) -> RunResult:
     """Run the whole retrieval measurement and write every output file (each atomically)."""
     from .atomic import ensure_dir, save_csv, save_npy, write_json
-    from .embeddings import Embedder
+    from .embedding import Embedder
     from .report import write_gallery
 
     if config.output_dir is None:
