@@ -51,7 +51,8 @@ class MeasureConfig:
     many items (row order kept); grids: how many grids to draw; layer: "body", "head" or "auto" (head for a trained model, else body);
     num_workers: DataLoader workers (None = automatic); seed: picks the limit subset and the grids;
     cache_dir: embedding cache (None = ``output_dir/cache``; share one between runs of the same model);
-    runtime: embedding runtime, "auto", "torch" or "openvino" (``fashion.embedding``).
+    runtime: embedding runtime, one of ``fashion.embedding.RUNTIMES`` ("auto", "torch", "openvino",
+        "openvino-int8").
     """
 
     input: str | None = None
