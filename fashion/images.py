@@ -13,6 +13,7 @@ only warns.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import struct
@@ -70,11 +71,18 @@ def check_images(
     return bad
 
 
-def _decode(path: str | os.PathLike) -> Image.Image:
-    """Open, fully decode and EXIF-rotate ``path``; every failure becomes an :class:`ImageError`."""
+def open_image_bytes(data: bytes, name: str = "<upload>") -> Image.Image:
+    """:func:`open_image` for an image held in memory (an upload): the same checks and the same
+    :class:`ImageError` reasons, naming ``name``; nothing is written to disk."""
+    return to_rgb(_decode(name, bytes(data)), name)
+
+
+def _decode(path: str | os.PathLike, data: bytes | None = None) -> Image.Image:
+    """Open, fully decode and EXIF-rotate ``path`` (or ``data``, named ``path``); every failure becomes
+    an :class:`ImageError`."""
     try:
-        size = os.stat(path).st_size
-        with open(path, "rb") as f:
+        size = os.stat(path).st_size if data is None else len(data)
+        with (open(path, "rb") if data is None else io.BytesIO(data)) as f:
             if size == 0:
                 raise ImageError(path, "empty file (0 bytes)")
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that: make it an error too.
