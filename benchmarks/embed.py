@@ -10,7 +10,9 @@ Measured in one run, on the same images (a seeded sample over all splits of clot
 - project: ``fashion.embedding.Embedder.embed`` with each runtime: DataLoader workers ship uint8;
   torch: BatchNorm folded into the convolutions, channels-last, bf16 autocast where the CPU has native
   bf16; openvino (when installed): the same module converted by OpenVINO (bf16 where native), the
-  conversion (~2 s, once per process) counted in its time.
+  conversion (~2 s, once per process) counted in its time; openvino-int8 (when NNCF is installed):
+  the body quantised to int8, calibration on the bundled sample counted in its time, and again as a
+  rerun pays it ("cached network": the quantised network read from the cache directory).
 - network only: the forward pass alone on a pre-decoded batch (fp32 NCHW / channels-last / bf16+CL,
   and the project's forward with BatchNorm folded).
 - decode: decode alone, + Pillow resize + crop (the naive path's), + the project's resize + crop (torch's
@@ -19,7 +21,9 @@ Measured in one run, on the same images (a seeded sample over all splits of clot
   fp32 and bf16 matrix product measured now.
 
 Retrieval precision@10 (all-pairs, cosine, labels = class folders) is computed from both paths'
-vectors: reduced precision must not cost quality (|Δ| ≤ 0.005). ``--profile`` prints the top
+vectors: reduced precision must not cost quality (|Δ| ≤ 0.005). ``--retrieval`` adds the protocol of
+benchmarks/retrieval_clothing.py on the whole dataset: the test photos as queries against a gallery
+of train + validation, P@10 for the naive path and each runtime (not timed). ``--profile`` prints the top
 functions of cProfile over the project path and the top operators of torch.profiler over its forward.
 """
 
@@ -32,12 +36,14 @@ import os
 import platform
 import pstats
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 DATA = Path(os.environ.get("FASHION_BENCH_DATA", "/work/shared/data/clothing-dataset-small"))
+INT8_CACHED = "openvino-int8, cached network"  # the int8 runtime with its quantised network read from the cache
 
 
 def sample_images(root: Path, limit: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
@@ -174,6 +180,45 @@ def profile_project(embedder, paths, batch_size: int, size: int) -> None:
           + p.key_averages().table(sort_by="self_cpu_time_total", row_limit=12) + "\n```")
 
 
+def _label(runtime: str) -> str:
+    if runtime == INT8_CACHED:
+        return "openvino-int8 runtime, quantised network read from the cache"
+    return f"{runtime} runtime"
+
+
+def test_vs_train_precision(vectors: np.ndarray, splits: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
+    """P@k of the test photos as queries against a gallery of train + validation (cosine), the protocol
+    of benchmarks/retrieval_clothing.py."""
+    from fashion.metrics import precision_at_k
+    from fashion.neighbors import build_index
+
+    query, gallery = splits == "test", splits != "test"
+    _, idx = build_index("exact", "cosine").fit(vectors[gallery]).kneighbors(vectors[query], k)
+    return precision_at_k(labels[query], labels[gallery][idx], k)
+
+
+def retrieval_table(args, runtimes, naive_body, cfg, int8_cache: Path) -> None:
+    """The whole dataset embedded by the naive path and each runtime; P@10 test vs train + validation."""
+    from fashion.embedding import Embedder
+
+    paths, labels = sample_images(DATA, 10**9)
+    splits = np.array([Path(p).parent.parent.name for p in paths])
+    rows = {"naive: plain fp32 loop": naive_embed(naive_body, cfg, paths, args.size, args.batch_size)}
+    for runtime in runtimes:
+        embedder = Embedder.from_backbone(args.arch, size=args.size, runtime=runtime)
+        rows[f"project: {runtime} runtime ({embedder.precision})"] = embedder.embed(
+            paths, batch_size=args.batch_size, progress=False,
+            cache_dir=int8_cache if runtime == "openvino-int8" else None).vectors
+    base = None
+    print(f"\n| {len(paths)} photos: {int((splits == 'test').sum())} test queries, "
+          f"{int((splits != 'test').sum())} train + validation gallery | P@10 | Δ vs naive |")
+    print("|---|---:|---:|")
+    for name, vectors in rows.items():
+        p10 = test_vs_train_precision(vectors, splits, labels)
+        base = p10 if base is None else base
+        print(f"| {name} | {p10:.4f} | {p10 - base:+.4f} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=768, help="images to embed")
@@ -181,8 +226,10 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--arch", default="efficientnet_lite0")
     parser.add_argument("--workers", type=int, default=None, help="project path DataLoader workers (default: auto)")
-    parser.add_argument("--runtimes", nargs="+", default=None, choices=("torch", "openvino"),
-                        help="project runtimes to time (default: torch, and openvino when installed)")
+    parser.add_argument("--runtimes", nargs="+", default=None, choices=("torch", "openvino", "openvino-int8"),
+                        help="project runtimes to time (default: torch, and openvino / openvino-int8 when installed)")
+    parser.add_argument("--retrieval", action="store_true",
+                        help="also P@10 of test queries against train + validation over the whole dataset")
     parser.add_argument("--quick", action="store_true", help="192 images, fewer repeats")
     parser.add_argument("--profile", action="store_true", help="print cProfile and torch.profiler tables")
     args = parser.parse_args(argv)
@@ -193,7 +240,7 @@ def main(argv=None) -> int:
     import torch
 
     from fashion.backbones import create_backbone
-    from fashion.embedding import Embedder, bf16_supported, default_num_workers, openvino_available
+    from fashion.embedding import Embedder, bf16_supported, default_num_workers, int8, openvino_available
 
     paths, labels = sample_images(DATA, args.limit)
     n = len(paths)
@@ -203,14 +250,24 @@ def main(argv=None) -> int:
           f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, native bf16: {bf16_supported()}, "
           f"project workers: {workers}")
 
-    runtimes = args.runtimes or (["torch", "openvino"] if openvino_available() else ["torch"])
+    runtimes = args.runtimes or (["torch"] + (["openvino"] if openvino_available() else [])
+                                 + (["openvino-int8"] if openvino_available() and int8.nncf_available() else []))
+    paths_timed = runtimes + ([INT8_CACHED] if "openvino-int8" in runtimes else [])
+    int8_cache = Path(tempfile.mkdtemp(prefix="embed-bench-int8-"))  # the cached row's quantised network
     naive_body, cfg = create_backbone(args.arch)
     naive_embed(naive_body, cfg, paths[: min(len(paths), args.batch_size)], args.size, args.batch_size)  # warm-up
 
     def project(runtime):
         """A fresh embedder each time. torch is warmed up (oneDNN picks its kernels on the first batch,
         as the naive path's warm-up); OpenVINO is not: its one-off conversion counts in its time."""
-        embedder = Embedder.from_backbone(args.arch, size=args.size, runtime=runtime)
+        embedder = Embedder.from_backbone(args.arch, size=args.size,
+                                          runtime="openvino-int8" if runtime == INT8_CACHED else runtime)
+        if runtime == INT8_CACHED:  # calibrated once before the timed runs; only the vectors are cleared
+            if not list(int8_cache.rglob(int8.MODEL_FILE)):
+                embedder.embed(paths[: args.batch_size], batch_size=args.batch_size, cache_dir=int8_cache,
+                               num_workers=0, progress=False)
+            for chunk in int8_cache.rglob("chunk_*.npz"):
+                chunk.unlink()
         if runtime == "torch":
             embedder.embed(paths[: args.batch_size], batch_size=args.batch_size, num_workers=0, progress=False)
         return embedder
@@ -221,11 +278,11 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         naive_vectors = naive_embed(naive_body, cfg, paths, args.size, args.batch_size)
         t_naive = min(t_naive, time.perf_counter() - t0)
-        for runtime in runtimes:
+        for runtime in paths_timed:
             embedder = embedders[runtime] = project(runtime)
             t0 = time.perf_counter()
-            vectors[runtime] = embedder.embed(paths, batch_size=args.batch_size, num_workers=workers,
-                                              progress=False).vectors
+            vectors[runtime] = embedder.embed(paths, batch_size=args.batch_size, num_workers=workers, progress=False,
+                                              cache_dir=int8_cache if runtime == INT8_CACHED else None).vectors
             t_project[runtime] = min(t_project.get(runtime, float("inf")), time.perf_counter() - t0)
     p_naive = precision_at_10(naive_vectors, labels)
 
@@ -237,11 +294,11 @@ def main(argv=None) -> int:
     print("\n| path | img/s | × naive | precision@10 |")
     print("|---|---:|---:|---:|")
     print(f"| naive: plain fp32 loop, NCHW, decode + Pillow resize in main process | {n / t_naive:.1f} | 1.00 | {p_naive:.4f} |")
-    for runtime in runtimes:
+    for runtime in paths_timed:
         p_project = precision_at_10(vectors[runtime], labels)
-        print(f"| project: Embedder.embed, {runtime} runtime ({embedders[runtime].precision}, {workers} workers) | "
+        print(f"| project: Embedder.embed, {_label(runtime)} ({embedders[runtime].precision}, {workers} workers) | "
               f"{n / t_project[runtime]:.1f} | {t_naive / t_project[runtime]:.2f} | {p_project:.4f} |")
-    for runtime in runtimes:
+    for runtime in paths_timed:
         cosine = (naive_vectors * vectors[runtime]).sum(1)
         print(f"\n{runtime}: precision@10 difference {precision_at_10(vectors[runtime], labels) - p_naive:+.4f} "
               f"(must be within ±0.005); cosine(naive, project) per image: min {cosine.min():.4f}, "
@@ -265,6 +322,8 @@ def main(argv=None) -> int:
           f"bf16 → floor {fp32_gemm / gflop:.0f} img/s fp32, {bf16_gemm / gflop:.0f} img/s bf16; fastest project "
           f"path ({best}) at {100 * (n / t_project[best]) / floor:.0f}% of its floor")
     embedder = embedders[best]
+    if args.retrieval:
+        retrieval_table(args, runtimes, naive_body, cfg, int8_cache)
     if args.profile:
         profile_project(embedder, paths[: min(n, 4 * args.batch_size)], args.batch_size, args.size)
     return 0

@@ -13,7 +13,7 @@ anything of size n × n (or another copy of the data) was built:
   bound = baseline (interpreter, numpy, torch, after one warm-up product) + the caller's matrix +
   the arrays the fitted index keeps besides it (cosine: the L2-normalised rows; euclidean: the
   centred rows) + one block of scores (``faiss.knn``'s 4,096 x 1,024 float32, 16 MiB) + the top-k work
-  arrays of one block + the float64 distance re-computation (``3 × _GATHER_ELEMENTS`` × 8 bytes) +
+  arrays of one block + the distance re-computation (at most its float64 fallback, ``3 × _CHUNK_ELEMENTS`` × 8 bytes) +
   the (q, k) results. ``after_fit`` is the peak once ``fit`` returned.
   An n × n float32 matrix would be 160 GB at n = 200,000.
   ``--queries Q`` queries the first Q rows (default 4096) through the same blocked loop as all-pairs:
@@ -90,7 +90,7 @@ def child_search(n: int, d: int, k: int, metric: str, queries: int | None, seed:
     block_rows, block_cols = FAISS_KNN_BLOCK
     block = block_rows * block_cols * 4
     topk_work = block_rows * (k + 1) * (4 + 8) * 4  # a tile's top k, the running top k, their merge
-    gather = 3 * neighbors.base._GATHER_ELEMENTS * 8  # float32 gather, its float64 copy, the differences
+    gather = 3 * neighbors.distances._CHUNK_ELEMENTS * 8  # at most: the float64 fallback of the recompute
     results = q * (k + 1) * (4 + 8) * 3  # float32 + int64, before and after the sort and self-drop
     index_copy = held_by_index(index, X)
     bound = baseline + matrix + index_copy + block + topk_work + gather + results

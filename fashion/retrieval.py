@@ -53,7 +53,8 @@ class MeasureConfig:
     many items (row order kept); grids: how many grids to draw; layer: "body", "head" or "auto" (head for a trained model, else body);
     num_workers: DataLoader workers (None = automatic); seed: picks the limit subset and the grids;
     cache_dir: embedding cache (None = ``output_dir/cache``; share one between runs of the same model);
-    runtime: embedding runtime, "auto", "torch" or "openvino" (``fashion.embedding``).
+    runtime: embedding runtime, one of ``fashion.embedding.RUNTIMES`` ("auto", "torch", "openvino",
+        "openvino-int8").
     insight: the insight stage (duplicates.csv, suspects.csv, map.csv, map.png; ``fashion.insight``);
     duplicate_threshold: its candidate cosine distance; map_method: its layout (auto, pca, umap, tsne).
     """

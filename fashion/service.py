@@ -225,17 +225,24 @@ def _index_of(run: RunDir):
 
 def embedder_for(info: dict):
     """Rebuild the run's embedder from run.json; refuse when its weights are not the ones the run used."""
-    from .embedding import Embedder, openvino_available
+    from .embedding import RUNTIMES, Embedder, openvino_available
 
     desc = info["embedder"]
     runtime = desc.get("runtime", "torch")  # the photos are embedded as the run embedded its gallery
-    if runtime == "openvino" and not openvino_available():
+    if runtime.startswith("openvino") and not openvino_available():
         log.warning("the run embedded its images with OpenVINO, which is not installed here: using torch "
                     "(vectors agree to cosine > 0.99, not bitwise)")
         runtime = "torch"
+    if runtime == "openvino-int8":
+        from .embedding.int8 import nncf_available
+
+        if not nncf_available():
+            log.warning("the run embedded its images with the int8 runtime, which needs NNCF (pip install "
+                        "'fashion[int8]'): using OpenVINO's float network (vectors close, not bitwise)")
+            runtime = "openvino"
     embedder = Embedder.create(model=desc.get("model_dir"), arch=desc["arch"], layer=desc.get("layer", "body"),
                                size=desc.get("size"), precision=desc.get("precision", "auto"),
-                               runtime=runtime if runtime in ("torch", "openvino") else "torch")
+                               runtime=runtime if runtime in RUNTIMES[1:] else "torch")
     if embedder.checksum != desc["checksum"]:
         raise FashionError(f"the model's weights changed since the run (checksum {embedder.checksum[:12]} != "
                            f"{desc['checksum'][:12]}); rerun `fashion neighbors` with the current model")

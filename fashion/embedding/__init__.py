@@ -16,10 +16,11 @@ The stages, one module each:
   centre; a trained model uses the transform it was trained with (``"squish"``).
 - :mod:`.net`: the embedding network (normalise with the model's mean/std, body, pool or head,
   L2-normalise) and its runtimes, ``torch`` and ``openvino`` (``runtime="auto"``: OpenVINO for jobs of
-  at least ``OPENVINO_MIN_IMAGES`` images when installed). ``precision="auto"`` uses bf16 where the CPU
+  at least ``OPENVINO_MIN_IMAGES`` images when installed), and ``openvino-int8`` (opt-in: the body
+  quantised to int8 by NNCF, calibrated on the bundled sample, :mod:`.int8`). ``precision="auto"`` uses bf16 where the CPU
   has it natively; ``"fp32"`` turns it off in both runtimes. Imports torch, so it loads on first use.
 - :mod:`.cache`: the chunked, atomically written cache the writer stage fills
-  (``cache_dir/<checksum[:16]>-<size>-<layer>-<precision>[-openvino]-<resize>[-bbox]/chunk_NNNNN.npz``).
+  (``cache_dir/<checksum[:16]>-<size>-<layer>-<precision>[-openvino|-openvino-int8-<calibration id>]-<resize>[-bbox]/chunk_NNNNN.npz``).
   Chunks hold a whole number of batches, so a resumed run feeds the network the same batches as an
   uninterrupted run and the vectors are bitwise identical.
 - :mod:`.pipeline`: reader → net → writer, each stage timed (``EmbeddingResult.timing``).

@@ -25,7 +25,7 @@ log = logging.getLogger("fashion.embedding")
 
 LAYERS = ("body", "head")
 PRECISIONS = ("auto", "fp32", "bf16")
-RUNTIMES = ("auto", "torch", "openvino")
+RUNTIMES = ("auto", "torch", "openvino", "openvino-int8")  # openvino-int8: opt-in, see .int8
 # runtime="auto" converts to OpenVINO from this many images on: below a few hundred images the
 # one-off conversion costs more than it saves (benchmarks/README.md)
 OPENVINO_MIN_IMAGES = 512
@@ -79,9 +79,15 @@ class Embedder:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
-        if runtime == "openvino" and not net.openvino_available():
-            raise ValueError("runtime='openvino' needs the openvino package: pip install openvino "
+        if runtime.startswith("openvino") and not net.openvino_available():
+            raise ValueError(f"runtime={runtime!r} needs the openvino package: pip install openvino "
                              "(or use runtime='torch')")
+        if runtime == "openvino-int8":
+            from .int8 import nncf_available
+
+            if not nncf_available():
+                raise ValueError("runtime='openvino-int8' needs NNCF: pip install 'fashion[int8]' (the nncf "
+                                 "package), or use runtime='openvino'")
         if int(size) < 8:
             raise ValueError(f"size must be at least 8 pixels, got {size}")
         self.name, self.size, self.layer, self.source = name, int(size), layer, source
@@ -94,6 +100,8 @@ class Embedder:
         self._torch = None  # net.TorchRuntime over the prepared network, built on first use
         self._openvino = None  # net.OpenVINORuntime, converted on first use
         self._dim: int | None = None
+        self._calibration: dict | None = None  # openvino-int8: the calibration set (int8.calibration_set)
+        self._int8_dir: Path | None = None  # openvino-int8: where the quantised network is kept
 
     # ---------------------------------------------------------------------------------- builders
 
@@ -151,7 +159,16 @@ class Embedder:
         return {"arch": self.name, "model_dir": self.model_dir, "layer": self.layer, "size": self.size,
                 "mean": list(self.mean), "std": list(self.std), "checksum": self.checksum,
                 "source": self.source, "precision": self.precision, "runtime": self.runtime, "crop": self.crop,
-                "resize": self.resize, "dim": self.dim}
+                "resize": self.resize, "dim": self.dim,
+                **({"calibration": self.calibration()} if self.runtime == "openvino-int8" else {})}
+
+    def calibration(self) -> dict:
+        """The int8 calibration set (:func:`fashion.embedding.int8.calibration_set`), read once."""
+        if self._calibration is None:
+            from .int8 import calibration_set
+
+            self._calibration = calibration_set()
+        return self._calibration
 
     def resolve_runtime(self, n: int) -> str:
         """Fix ``runtime="auto"`` for a job of ``n`` images: OpenVINO from ``OPENVINO_MIN_IMAGES`` on
@@ -177,13 +194,20 @@ class Embedder:
         if self._openvino is None:
             from . import net
 
-            self._openvino = net.OpenVINORuntime(self._torch_runtime().net, self.size, self.precision, self.name)
+            self._openvino = net.OpenVINORuntime(self._torch_runtime().net, self.size, self.precision, self.name,
+                                                 self._quantize if self.runtime == "openvino-int8" else None)
         return self._openvino
+
+    def _quantize(self, model):
+        """openvino-int8: the converted model's int8 version, kept beside this embedder's cache chunks."""
+        from .int8 import quantized_model
+
+        return quantized_model(model, self.size, self.resize, self._int8_dir)
 
     def forward(self, images: "torch.Tensor") -> "torch.Tensor":
         """uint8 (N, 3, S, S) RGB → float32 (N, d) L2-normalised vectors (``runtime="auto"`` not yet
         resolved by :meth:`embed` runs torch)."""
-        runtime = self._openvino_runtime() if self.runtime == "openvino" else self._torch_runtime()
+        runtime = self._openvino_runtime() if self.runtime.startswith("openvino") else self._torch_runtime()
         return runtime(images)
 
     @property
@@ -200,8 +224,11 @@ class Embedder:
 
     def cache_path(self, cache_dir, crop: bool = False) -> Path:
         """This embedder's cache sub-directory of ``cache_dir``:
-        ``<checksum[:16]>-<size>-<layer>-<precision>[-openvino]-<resize>[-bbox]``."""
-        runtime = "-openvino" if self.runtime == "openvino" else ""  # the torch tag predates runtimes
+        ``<checksum[:16]>-<size>-<layer>-<precision>[-openvino|-openvino-int8-<calibration id>]-<resize>[-bbox]``."""
+        if self.runtime == "openvino-int8":  # the calibration set is part of what made the vectors
+            runtime = f"-openvino-int8-{self.calibration()['id']}"
+        else:
+            runtime = "-openvino" if self.runtime == "openvino" else ""  # the torch tag predates runtimes
         tag = (f"{self.checksum[:16]}-{self.size}-{self.layer}-{self.precision}{runtime}-{self.resize}"
                + ("-bbox" if crop else ""))
         return Path(cache_dir) / tag
@@ -234,6 +261,8 @@ class Embedder:
         self.resolve_runtime(n)
         keys = [cache_key(p, None if bboxes is None else bboxes[i]) for i, p in enumerate(paths)]
         cache = ChunkCache(self.cache_path(cache_dir, bboxes is not None)) if cache_dir is not None else None
+        if cache_dir is not None and self._int8_dir is None:  # openvino-int8 keeps its network beside the chunks
+            self._int8_dir = self.cache_path(cache_dir, bboxes is not None)
         hits = {} if cache is None else {i: cache.entries[k] for i, k in enumerate(keys) if k in cache.entries}
         # one (n, d) result written in place, batch by batch: no per-row arrays, no second copy of it
         if hits and self._dim is None:  # d from the cache: no network needed to know it

@@ -7,7 +7,8 @@ features → L2-normalised float32 (N, d).
 - :class:`TorchRuntime`: BatchNorm folded into the convolutions (:func:`fold_batchnorm`),
   channels-last memory format and, with ``precision="bf16"``, bf16 autocast.
 - :class:`OpenVINORuntime`: the same module converted once by OpenVINO, which fuses the graph and
-  uses bf16 where ``precision`` says. Its outputs do not depend on the batch a row is in.
+  uses bf16 where ``precision`` says. Its outputs do not depend on the batch a row is in. With the
+  body quantised to int8 (:mod:`.int8`) it is the ``openvino-int8`` runtime.
 """
 
 from __future__ import annotations
@@ -145,11 +146,15 @@ class TorchRuntime:
 
 
 class OpenVINORuntime:
-    """An :class:`EmbeddingNet` converted and compiled by OpenVINO (conversion happens here, once)."""
+    """An :class:`EmbeddingNet` converted and compiled by OpenVINO (conversion happens here, once).
+
+    transform: an optional function of the converted ``openvino.Model`` returning the model to compile
+    (``runtime="openvino-int8"``: :func:`fashion.embedding.int8.quantized_model`).
+    """
 
     name = "openvino"
 
-    def __init__(self, net: EmbeddingNet, size: int, precision: str, label: str = ""):
+    def __init__(self, net: EmbeddingNet, size: int, precision: str, label: str = "", transform=None):
         import openvino as ov
 
         example = torch.zeros((2, 3, size, size), dtype=torch.uint8)
@@ -157,6 +162,8 @@ class OpenVINORuntime:
         with warnings.catch_warnings():  # tracing warnings (torch.jit) say nothing to the user
             warnings.simplefilter("ignore")
             model = ov.convert_model(net, example_input=example, input=[(-1, 3, size, size)])
+        if transform is not None:
+            model = transform(model)
         self.compiled = ov.Core().compile_model(model, "CPU", {
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads()})

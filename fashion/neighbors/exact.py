@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .base import NeighborIndex, knn
 
 
@@ -14,19 +12,24 @@ class ExactIndex(NeighborIndex):
     one block of scores (faiss scores 4,096 queries x 1,024 points at a time: 16 MiB) and O(q x k).
     Euclidean indexes keep the data centred on its mean instead (a second n x d copy): the expansion
     ||q||^2 + ||x||^2 - 2 q.x loses all precision in float32 for tight clusters far from the origin.
-    The returned distances are recomputed exactly in float64 (:class:`NeighborIndex`).
+    All-pairs search (``X=None``) searches that copy as it is, without centring the queries again.
+    The returned distances are recomputed from the rows (:mod:`.distances`).
     """
 
     name = "exact"
 
     def _build(self, X):
         self._mu = None
-        self._data = X
+        self._data = self._fitted = X
         if self.metric == "euclidean":
-            self._mu = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+            # any centre will do (the reported distances are recomputed from the rows themselves), so
+            # the float32 mean: one cheap pass
+            self._mu = X.mean(axis=0)
             self._data = X - self._mu
 
     def _search(self, Q, k):
-        if self._mu is not None:
+        if Q is self._fitted:  # all-pairs: the queries are the data, centred once at fit
+            Q = self._data
+        elif self._mu is not None:
             Q = Q - self._mu
         return knn(Q, self._data, k, self.metric)
