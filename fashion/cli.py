@@ -263,9 +263,10 @@ def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> in
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (FashionError, ValueError, TypeError, FileNotFoundError) as exc:
-        # One line, no traceback: the library's boundary errors name the file, line or value at fault.
-        # -vv keeps the traceback for debugging.
+    except (FashionError, OSError) as exc:
+        # One line, no traceback: user errors (FashionError) and files the system refuses (OSError)
+        # name the file, line or value at fault. Anything else is a bug and keeps its traceback;
+        # -vv keeps it for these too.
         if args.verbose > 1:
             raise
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import DatasetError
+from .errors import ConfigError, DatasetError
 from .images import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,9 @@ def load(root: str | os.PathLike, format: str = "auto", missing: str = "error"):
     ``df.attrs``: format, root, missing (list[str]), ignored (list[str], non-image files in folders).
     """
     if format not in ("auto",) + FORMATS:
-        raise ValueError(f"format must be 'auto' or one of {FORMATS}, got {format!r}")
+        raise ConfigError(f"format must be 'auto' or one of {FORMATS}, got {format!r}")
     if missing not in ("error", "skip"):
-        raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
+        raise ConfigError(f"missing must be 'error' or 'skip', got {missing!r}")
     root = _check_root(root)
     if format == "auto":
         format = detect_format(root)

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError, DatasetError
+
 log = logging.getLogger(__name__)
 
 RECALL_KS = (1, 5, 10, 20)
@@ -137,10 +139,10 @@ def load_items(config: MeasureConfig):
         available = sorted(set(items["split"]))
         items = items[items["split"].isin(wanted)]
         if items.empty:
-            raise ValueError(f"split {config.split!r} matches no item; splits in {root}: {available}")
+            raise ConfigError(f"split {config.split!r} matches no item; splits in {root}: {available}")
     if config.limit is not None and config.limit < len(items):
         if config.limit < 2:
-            raise ValueError(f"limit must be at least 2, got {config.limit}")
+            raise ConfigError(f"limit must be at least 2, got {config.limit}")
         rng = np.random.default_rng(config.seed)
         keep = np.sort(rng.choice(len(items), size=config.limit, replace=False))
         items = items.iloc[keep]
@@ -159,7 +161,7 @@ def _roles(items, ok: np.ndarray, config: MeasureConfig) -> tuple[np.ndarray, np
     elif query_split is not None:
         query = np.isin(splits, query_split)
         if not query.any():
-            raise ValueError(f"query split {config.query_split!r} matches no item; splits: {sorted(set(splits))}")
+            raise ConfigError(f"query split {config.query_split!r} matches no item; splits: {sorted(set(splits))}")
         gallery = ~query
         if is_inshop and "gallery" in set(splits):
             gallery = splits == "gallery"
@@ -178,7 +180,7 @@ def _fit_index(vectors: np.ndarray, query: np.ndarray, gallery: np.ndarray, conf
     all_pairs = bool(np.array_equal(query, gallery))
     possible = n_gallery - (1 if all_pairs else 0)
     if possible < 1 or n_query == 0:
-        raise ValueError(f"not enough usable images to search: {n_query} queries, {n_gallery} gallery images")
+        raise DatasetError(f"not enough usable images to search: {n_query} queries, {n_gallery} gallery images")
     k = min(config.k, possible)
     if k < config.k:
         log.warning("k=%d is more than the %d possible neighbours; using k=%d", config.k, possible, k)
@@ -303,9 +305,9 @@ def run(config: MeasureConfig) -> RunResult:
     from .report import write_gallery
 
     if config.output_dir is None:
-        raise ValueError("output_dir is required")
+        raise ConfigError("output_dir is required")
     if config.k < 1:
-        raise ValueError(f"k must be positive, got {config.k}")
+        raise ConfigError(f"k must be positive, got {config.k}")
     out = ensure_dir(config.output_dir)
     watch = _Stopwatch()
     with watch.stage("load"):

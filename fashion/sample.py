@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_text
-from .errors import FashionError, ImageError
+from .errors import ConfigError, FashionError, ImageError
 from .images import IMAGE_EXTENSIONS, open_image
 
 log = logging.getLogger(__name__)
@@ -86,9 +86,9 @@ def build_sample(
     """
     src, dst = Path(src).expanduser().resolve(), Path(dst).expanduser().resolve()
     if per_class < 3:
-        raise ValueError(f"per_class must be at least 3 (one image per split), got {per_class}")
+        raise ConfigError(f"per_class must be at least 3 (one image per split), got {per_class}")
     if long_side < 16:
-        raise ValueError(f"long_side must be at least 16 pixels, got {long_side}")
+        raise ConfigError(f"long_side must be at least 16 pixels, got {long_side}")
     classes = _source_classes(src)
     _refuse_foreign(dst)
     building = dst.with_name(f".{dst.name}.building")

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import FashionError
+from .errors import ConfigError, FashionError
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +111,10 @@ def search(photos: Sequence, run_dir, k: int = 10, output_dir=None, grids: bool 
     from .report import neighbor_grid
 
     if k < 1:
-        raise ValueError(f"k must be positive, got {k}")
+        raise ConfigError(f"k must be positive, got {k}")
     photos = [os.fspath(p) for p in photos]
     if not photos:
-        raise ValueError("no photos given")
+        raise ConfigError("no photos given")
     run_dir = Path(run_dir)
     info, gallery = _read_run(run_dir)
     index = load_index(run_dir / "index.npz")

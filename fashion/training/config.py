@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import ConfigError
+
 CROPS = ("none", "bbox")
 LR_SUGGESTIONS = ("valley", "minimum", "steep", "slide")  # fastai.callback.schedule suggestion functions
 
@@ -62,17 +64,17 @@ class TrainConfig:
     def __post_init__(self):
         epochs = (self.epochs,) * 3 if isinstance(self.epochs, int) else tuple(int(e) for e in self.epochs)
         if len(epochs) != 3 or any(e < 0 for e in epochs):
-            raise ValueError(f"epochs must be one number or three (one per stage), >= 0; got {self.epochs!r}")
+            raise ConfigError(f"epochs must be one number or three (one per stage), >= 0; got {self.epochs!r}")
         self.epochs = epochs
         if self.lr_suggestion not in LR_SUGGESTIONS:
-            raise ValueError(f"lr_suggestion must be one of {LR_SUGGESTIONS}, got {self.lr_suggestion!r}")
+            raise ConfigError(f"lr_suggestion must be one of {LR_SUGGESTIONS}, got {self.lr_suggestion!r}")
         if self.crop not in CROPS:
-            raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
+            raise ConfigError(f"crop must be one of {CROPS}, got {self.crop!r}")
         for name in ("size", "final_size", "batch_size", "lr_find_iters"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
+            raise ConfigError(f"lr must be positive, got {self.lr!r}")
         if self.weights is not None:
             self.weights = str(self.weights)
         if self.stages is None:
@@ -82,7 +84,7 @@ class TrainConfig:
                            Stage("stage3", epochs[2], half, False, self.final_size)]
         self.stages = [s if isinstance(s, Stage) else Stage(**s) for s in self.stages]
         if len({s.name for s in self.stages}) != len(self.stages):
-            raise ValueError("stage names must be unique")
+            raise ConfigError("stage names must be unique")
 
     def to_dict(self) -> dict:
         return asdict(self)

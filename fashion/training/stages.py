@@ -127,9 +127,9 @@ def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult
     ``cbs``: extra fastai callbacks for this fit (e.g. ``ShowGraphCallback()`` in a notebook).
     Writes ``loss_<stage>.png``, ``history.csv`` and the resume checkpoint.
     """
-    from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+    from fastai.callback.tracker import EarlyStoppingCallback
 
-    from .callbacks import EpochLog
+    from .callbacks import EpochLog, SaveBestModel
 
     if stage.epochs < 1:
         log.info("%s: 0 epochs, skipped", stage.name)
@@ -139,16 +139,13 @@ def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult
     _set_frozen(run, stage.frozen)
     lo, hi, suggestion = _stage_lr(run, stage)
     _set_frozen(run, stage.frozen)  # lr_find restores the weights, not necessarily requires_grad
-    saver = SaveModelCallback(monitor="valid_loss", fname=f"{stage.name}_best")
+    saver = SaveBestModel(monitor="valid_loss", fname=f"{stage.name}_best")
     fit_cbs = [saver, EpochLog(run, stage), *cbs]
     if run.config.early_stopping:
         fit_cbs.append(EarlyStoppingCallback(monitor="valid_loss", patience=run.config.early_stopping))
     log.info("%s: %d epochs at %d px, %s, lr %s", stage.name, stage.epochs, stage.size,
              "body frozen" if stage.frozen else "unfrozen", f"{hi:.2e}" if stage.frozen else f"slice({lo:.2e}, {hi:.2e})")
-    try:
-        run.learn.fit_one_cycle(stage.epochs, hi if stage.frozen else slice(lo, hi), cbs=fit_cbs)
-    except RuntimeError as exc:
-        raise checkpoints.checkpoint_error(run, exc) from None
+    run.learn.fit_one_cycle(stage.epochs, hi if stage.frozen else slice(lo, hi), cbs=fit_cbs)
     result = _finish_stage(run, stage, saver, (lo, hi), suggestion, time.time() - t0)
     return result
 
