@@ -34,7 +34,8 @@ def _as_matrix(X, what: str) -> np.ndarray:
         raise ValueError(f"{what} is empty (shape {X.shape})")
     if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool) or np.iscomplexobj(X):
         raise ValueError(f"{what} must be real numbers, got dtype {X.dtype}")
-    X = np.ascontiguousarray(X, dtype=np.float32)
+    with np.errstate(over="ignore"):  # too large for float32 becomes inf, reported just below
+        X = np.ascontiguousarray(X, dtype=np.float32)
     finite = np.isfinite(X).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
