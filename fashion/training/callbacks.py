@@ -10,11 +10,12 @@ import time
 
 from pathlib import Path
 
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.tracker import SaveModelCallback
 from fastai.learner import Recorder
 
 from ..backbones import read_state_dict
+from ..errors import OutputError
 from ..modelio import save_state_dict
 from . import checkpoints
 from .config import Stage
@@ -51,11 +52,18 @@ class SaveBestModel(SaveModelCallback):
     full or read-only disk is then an :class:`~fashion.errors.OutputError` decided by errno, not a
     RuntimeError from torch's zip writer."""
 
+    error: OutputError | None = None  # the write that failed; the fit is cancelled, run_stage raises it
+
     def path(self, name: str) -> Path:
         return Path(self.learn.path) / self.learn.model_dir / f"{name}.safetensors"
 
     def _save(self, name):
-        self.last_saved_path = save_state_dict(self.path(name), self.learn.model)
+        try:
+            self.last_saved_path = save_state_dict(self.path(name), self.learn.model)
+        except OutputError as exc:
+            # raised from here, fastai would rewrap the message in two lines of its own
+            self.error = exc
+            raise CancelFitException() from None
 
     def after_fit(self, **kwargs):
         if self.at_end:

@@ -146,6 +146,8 @@ def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult
     log.info("%s: %d epochs at %d px, %s, lr %s", stage.name, stage.epochs, stage.size,
              "body frozen" if stage.frozen else "unfrozen", f"{hi:.2e}" if stage.frozen else f"slice({lo:.2e}, {hi:.2e})")
     run.learn.fit_one_cycle(stage.epochs, hi if stage.frozen else slice(lo, hi), cbs=fit_cbs)
+    if saver.error is not None:
+        raise saver.error
     result = _finish_stage(run, stage, saver, (lo, hi), suggestion, time.time() - t0)
     return result
 
