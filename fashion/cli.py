@@ -8,6 +8,8 @@ original study's name.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import logging
 import sys
 import warnings
@@ -45,37 +47,60 @@ def _epochs(text: str) -> tuple[int, ...]:
 # --------------------------------------------------------------------------------------------- parsers
 
 
+def _defaults(config_class) -> dict:
+    """Field name → default of a config dataclass: the one place each option's default is defined."""
+    return {f.name: f.default for f in dataclasses.fields(config_class) if f.default is not dataclasses.MISSING}
+
+
+def _parameter_defaults(func) -> dict:
+    """Parameter name → default of a library function the sub-command calls."""
+    return {name: p.default for name, p in inspect.signature(func).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _formats() -> tuple[str, ...]:
+    from .datasets import FORMATS
+
+    return ("auto", *FORMATS)
+
+
 def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``fashion neighbors`` / ``measure_sim.py`` (DESIGN.md's contract)."""
-    p.add_argument("-i", "--input", default=None, metavar="DATASET",
+    """Options of ``fashion neighbors`` / ``measure_sim.py`` (DESIGN.md's contract); defaults come from
+    :class:`fashion.retrieval.MeasureConfig`, choices from the modules that define them."""
+    from .embedding import LAYERS, RUNTIMES  # numpy + Pillow only, like the next ones
+    from .neighbors import INDEXES, METRICS  # numpy only: the registry is the one list of backends
+    from .retrieval import MeasureConfig
+
+    d = _defaults(MeasureConfig)
+    p.add_argument("-i", "--input", default=d["input"], metavar="DATASET",
                    help="dataset root (DeepFashion Category, In-shop or image folders); default: the bundled sample")
     p.add_argument("--output_dir", "--output-dir", "--ouput_dir", dest="output_dir", required=True, metavar="DIR",
                    help="where the run's files go (--ouput_dir, the original study's spelling, works too)")
-    p.add_argument("--model", default=None, metavar="DIR",
+    p.add_argument("--model", default=d["model"], metavar="DIR",
                    help="trained model directory from `fashion train`; default: the pretrained backbone")
-    p.add_argument("--arch", default="efficientnet_lite0", help="backbone when no --model is given")
-    p.add_argument("-k", "--k", type=_positive_int, default=10, help="neighbours per query")
-    from .embedding import RUNTIMES  # numpy + Pillow only, like the next one
-    from .neighbors import INDEXES  # numpy only: the registry is the one list of backends
-
-    p.add_argument("--index", default="auto", choices=INDEXES, help="nearest-neighbour backend")
-    p.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"))
-    p.add_argument("--size", type=_positive_int, default=None, help="image size; default: the model's")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--format", default="auto", choices=("auto", "deepfashion", "inshop", "folder"))
-    p.add_argument("--split", default=None, help="use only this split (train, valid, test, query, gallery)")
-    p.add_argument("--query-split", default=None,
+    p.add_argument("--arch", default=d["arch"], help="backbone when no --model is given")
+    p.add_argument("-k", "--k", type=_positive_int, default=d["k"], help="neighbours per query")
+    p.add_argument("--index", default=d["index"], choices=INDEXES, help="nearest-neighbour backend")
+    p.add_argument("--metric", default=d["metric"], choices=METRICS)
+    p.add_argument("--size", type=_positive_int, default=d["size"], help="image size; default: the model's")
+    p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"])
+    p.add_argument("--format", default=d["format"], choices=_formats())
+    p.add_argument("--split", default=d["split"], help="use only this split (train, valid, test, query, gallery)")
+    p.add_argument("--query-split", default=d["query_split"],
                    help="queries from this split, gallery from the others; default: all-pairs (In-shop: query vs gallery)")
-    p.add_argument("--limit", type=_positive_int, default=None, help="use a seeded random subset of N items (row order kept)")
-    p.add_argument("--grids", type=int, default=12, help="how many neighbour grids to draw")
-    p.add_argument("--layer", default="auto", choices=("auto", "body", "head"),
+    p.add_argument("--limit", type=_positive_int, default=d["limit"],
+                   help="use a seeded random subset of N items (row order kept)")
+    p.add_argument("--grids", type=int, default=d["grids"], help="how many neighbour grids to draw")
+    p.add_argument("--layer", default=d["layer"], choices=("auto", *LAYERS),
                    help="embedding layer: pooled body features, or the trained head's penultimate features "
                         "(auto: head with --model, which retrieves better; body otherwise)")
-    p.add_argument("--workers", dest="num_workers", type=int, default=None, help="DataLoader workers")
-    p.add_argument("--runtime", default="auto", choices=RUNTIMES,
+    p.add_argument("--workers", dest="num_workers", type=int, default=d["num_workers"],
+                   help="DataLoader workers; default: one less than the cores (at most 4)")
+    p.add_argument("--runtime", default=d["runtime"], choices=RUNTIMES,
                    help="embedding runtime (auto: OpenVINO when installed and there are enough images, else torch)")
-    p.add_argument("--cache-dir", default=None, metavar="DIR",
+    p.add_argument("--cache-dir", default=d["cache_dir"], metavar="DIR",
                    help="embedding cache, shareable between runs of one model; default: OUTPUT_DIR/cache")
+    p.add_argument("--seed", type=int, default=d["seed"], help="seed of the --limit subset and of the grids' queries")
 
 
 def _add_neighbors(sub) -> None:
@@ -93,21 +118,25 @@ def _add_train(sub) -> None:
                        description="Stage 1: LR finder + frozen-body head training; stage 2: unfreeze + LR finder +\n"
                                    "discriminative LRs; stage 3: the same at --final-size. Keeps the best model by\n"
                                    "validation loss and evaluates it on the test split.")
+    from .training.config import CROPS, TrainConfig  # dataclasses only: no fastai
+
+    d = _defaults(TrainConfig)
     p.add_argument("dataset", nargs="?", default=None, metavar="DATASET", help="dataset root; default: the bundled sample")
     p.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True, metavar="DIR")
-    p.add_argument("--arch", default="efficientnet_lite0", help="backbone name (see `fashion backbones`)")
-    p.add_argument("--weights", default=None, metavar="FILE", help="local backbone weights (state dict)")
-    p.add_argument("--format", default="auto", choices=("auto", "deepfashion", "inshop", "folder"))
-    p.add_argument("--size", type=_positive_int, default=160, help="image size of stages 1 and 2")
-    p.add_argument("--final-size", type=_positive_int, default=224, help="image size of stage 3")
-    p.add_argument("--epochs", type=_epochs, default=(2, 3, 2), help="epochs per stage: N or N1,N2,N3")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate; default: the LR finder's suggestion")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--crop", default="none", choices=("none", "bbox"), help="crop to the DeepFashion bounding box")
-    p.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
+    p.add_argument("--arch", default=d["arch"], help="backbone name (see `fashion backbones`)")
+    p.add_argument("--weights", default=d["weights"], metavar="FILE", help="local backbone weights (state dict)")
+    p.add_argument("--format", default="auto", choices=_formats())
+    p.add_argument("--size", type=_positive_int, default=d["size"], help="image size of stages 1 and 2")
+    p.add_argument("--final-size", type=_positive_int, default=d["final_size"], help="image size of stage 3")
+    p.add_argument("--epochs", type=_epochs, default=d["epochs"], help="epochs per stage: N or N1,N2,N3")
+    p.add_argument("--lr", type=float, default=d["lr"], help="peak learning rate; default: the LR finder's suggestion")
+    p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"])
+    p.add_argument("--crop", default=d["crop"], choices=CROPS, help="crop to the DeepFashion bounding box")
+    p.add_argument("--early-stopping", type=_positive_int, default=d["early_stopping"], metavar="PATIENCE",
                    help="stop a stage after this many epochs without a better validation loss")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--workers", dest="num_workers", type=int, default=None, help="DataLoader workers")
+    p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument("--workers", dest="num_workers", type=int, default=d["num_workers"],
+                   help="DataLoader workers (0: decode in the training process)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage")
     p.add_argument("--skip-missing", action="store_true", help="skip annotated images that do not exist")
     p.set_defaults(func=_run_train)
@@ -118,10 +147,13 @@ def _add_search(sub) -> None:
                        help="find the clothes most similar to new photos in a finished run",
                        description="Embed PHOTOs with a run's model, search the run's saved index, write a grid per\n"
                                    "photo and print the top matches.")
+    from .search import search
+
+    d = _parameter_defaults(search)
     p.add_argument("photos", nargs="+", metavar="PHOTO")
     p.add_argument("--run", required=True, metavar="DIR", help="output directory of `fashion neighbors` / measure_sim.py")
-    p.add_argument("-k", "--k", type=_positive_int, default=10)
-    p.add_argument("--output_dir", "--output-dir", dest="output_dir", default=None, metavar="DIR",
+    p.add_argument("-k", "--k", type=_positive_int, default=d["k"], help="matches per photo")
+    p.add_argument("--output_dir", "--output-dir", dest="output_dir", default=d["output_dir"], metavar="DIR",
                    help="where the grids go; default: RUN/search")
     p.set_defaults(func=_run_search)
 
@@ -130,7 +162,7 @@ def _add_summary(sub) -> None:
     p = sub.add_parser("summary", formatter_class=_Formatter,
                        help="read a dataset and print its counts per split and label")
     p.add_argument("dataset", nargs="?", default=None, metavar="DATASET", help="dataset root; default: the bundled sample")
-    p.add_argument("--format", default="auto", choices=("auto", "deepfashion", "inshop", "folder"))
+    p.add_argument("--format", default="auto", choices=_formats())
     p.add_argument("--skip-missing", action="store_true", help="skip annotated images that do not exist")
     p.set_defaults(func=_run_summary)
 
@@ -143,11 +175,14 @@ def _add_backbones(sub) -> None:
 def _add_make_sample(sub) -> None:
     p = sub.add_parser("make-sample", formatter_class=_Formatter,
                        help="rebuild the bundled sample from clothing-dataset-small")
+    from .sample import build_sample
+
+    d = _parameter_defaults(build_sample)
     p.add_argument("source", metavar="SRC", help="clothing-dataset-small root (train/validation/test folders)")
     p.add_argument("dest", metavar="DST", help="where to write the DeepFashion-layout sample")
-    p.add_argument("--per-class", type=_positive_int, default=24)
-    p.add_argument("--long-side", type=_positive_int, default=300)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-class", type=_positive_int, default=d["per_class"], help="images per class and split")
+    p.add_argument("--long-side", type=_positive_int, default=d["long_side"], help="longest image side, px")
+    p.add_argument("--seed", type=int, default=d["seed"], help="seed of the selection")
     p.set_defaults(func=_run_make_sample)
 
 
@@ -203,27 +238,22 @@ def _run_train(args) -> int:
     from . import training
 
     items = _load_items(args.dataset, args.format, args.skip_missing)
-    config = training.TrainConfig(
-        arch=args.arch, weights=args.weights, size=args.size, final_size=args.final_size,
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, crop=args.crop,
-        early_stopping=args.early_stopping, seed=args.seed,
-        **({"num_workers": args.num_workers} if args.num_workers is not None else {}),
-    )
+    config = training.TrainConfig(**_fields_of(training.TrainConfig, args))
     result = training.train(items, config, args.output_dir, resume=args.resume)
     print(result.summary() if hasattr(result, "summary") else result)
     return 0
+
+
+def _fields_of(config_class, args) -> dict:
+    """The parsed options that are fields of ``config_class`` (the CLI names them after the fields)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if hasattr(args, f.name)}
 
 
 def neighbors_config(args):
     """Map parsed ``neighbors`` options onto :class:`fashion.retrieval.MeasureConfig`."""
     from .retrieval import MeasureConfig
 
-    fields = ("input", "output_dir", "model", "arch", "k", "index", "metric", "size", "batch_size", "format",
-              "split", "query_split", "limit", "grids", "layer", "cache_dir", "runtime")
-    kwargs = {name: getattr(args, name) for name in fields}
-    if args.num_workers is not None:
-        kwargs["num_workers"] = args.num_workers
-    return MeasureConfig(**kwargs)
+    return MeasureConfig(**_fields_of(MeasureConfig, args))
 
 
 def _run_neighbors(args) -> int:
