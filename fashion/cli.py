@@ -20,8 +20,34 @@ from .errors import FashionError
 
 log = logging.getLogger("fashion")
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show defaults and keep the hand-wrapped descriptions."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the hand-wrapped descriptions; append "(default: X)" where a default says something (not
+    None, False or a help text that already names its default)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (default in (None, False, argparse.SUPPRESS) or "default" in text or action.option_strings == []
+                and action.nargs in ("?", "*")):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else default
+        return f"{text} (default: {shown})".strip()
+
+
+def _verbosity(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """-v/-q on a parser; sub-commands leave them unset unless given, so ``fashion -v train`` and
+    ``fashion train -v`` both work."""
+    kw = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("-v", "--verbose", action="count", help="more log output (-vv: debug, and tracebacks)",
+                        **({"default": 0} if top else kw))
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors",
+                        **({"default": False} if top else kw))
+
+
+def _output_dir(parser: argparse.ArgumentParser, help: str, required: bool = True, default=None) -> None:
+    """--output-dir (the main spelling), with --output_dir and the original study's --ouput_dir as aliases."""
+    parser.add_argument("--output-dir", "--output_dir", "--ouput_dir", dest="output_dir", required=required,
+                        default=default, metavar="DIR", help=help)
 
 
 def _positive_int(text: str) -> int:
@@ -32,16 +58,13 @@ def _positive_int(text: str) -> int:
 
 
 def _epochs(text: str) -> tuple[int, ...]:
-    """``"3"`` → (3, 3, 3); ``"1,2,1"`` → (1, 2, 1)."""
+    """``"3"`` → (3, 3, 3); ``"1,2,1"`` → (1, 2, 1) (:func:`fashion.training.config.parse_epochs`)."""
+    from .training.config import parse_epochs
+
     try:
-        parts = tuple(int(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or N1,N2,N3, got {text!r}") from None
-    if len(parts) == 1:
-        parts = parts * 3
-    if len(parts) != 3 or any(p < 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected N or N1,N2,N3 (one per stage, >= 0), got {text!r}")
-    return parts
+        return parse_epochs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------- parsers
@@ -74,17 +97,16 @@ def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
     d = _defaults(MeasureConfig)
     p.add_argument("-i", "--input", default=d["input"], metavar="DATASET",
                    help="dataset root (DeepFashion Category, In-shop or image folders); default: the bundled sample")
-    p.add_argument("--output_dir", "--output-dir", "--ouput_dir", dest="output_dir", required=True, metavar="DIR",
-                   help="where the run's files go (--ouput_dir, the original study's spelling, works too)")
+    _output_dir(p, "where the run's files go (also --output_dir, and the original study's --ouput_dir)")
     p.add_argument("--model", default=d["model"], metavar="DIR",
                    help="trained model directory from `fashion train`; default: the pretrained backbone")
     p.add_argument("--arch", default=d["arch"], help="backbone when no --model is given")
     p.add_argument("-k", "--k", type=_positive_int, default=d["k"], help="neighbours per query")
     p.add_argument("--index", default=d["index"], choices=INDEXES, help="nearest-neighbour backend")
-    p.add_argument("--metric", default=d["metric"], choices=METRICS)
+    p.add_argument("--metric", default=d["metric"], choices=METRICS, help="distance between embeddings")
     p.add_argument("--size", type=_positive_int, default=d["size"], help="image size; default: the model's")
-    p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"])
-    p.add_argument("--format", default=d["format"], choices=_formats())
+    p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"], help="images per forward pass")
+    p.add_argument("--format", default=d["format"], choices=_formats(), help="dataset layout (auto: detect it)")
     p.add_argument("--split", default=d["split"], help="use only this split (train, valid, test, query, gallery)")
     p.add_argument("--query-split", default=d["query_split"],
                    help="queries from this split, gallery from the others; default: all-pairs (In-shop: query vs gallery)")
@@ -122,19 +144,19 @@ def _add_train(sub) -> None:
 
     d = _defaults(TrainConfig)
     p.add_argument("dataset", nargs="?", default=None, metavar="DATASET", help="dataset root; default: the bundled sample")
-    p.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True, metavar="DIR")
+    _output_dir(p, "where the model, its metrics, figures and checkpoints go")
     p.add_argument("--arch", default=d["arch"], help="backbone name (see `fashion backbones`)")
     p.add_argument("--weights", default=d["weights"], metavar="FILE", help="local backbone weights (state dict)")
-    p.add_argument("--format", default="auto", choices=_formats())
+    p.add_argument("--format", default="auto", choices=_formats(), help="dataset layout (auto: detect it)")
     p.add_argument("--size", type=_positive_int, default=d["size"], help="image size of stages 1 and 2")
     p.add_argument("--final-size", type=_positive_int, default=d["final_size"], help="image size of stage 3")
     p.add_argument("--epochs", type=_epochs, default=d["epochs"], help="epochs per stage: N or N1,N2,N3")
     p.add_argument("--lr", type=float, default=d["lr"], help="peak learning rate; default: the LR finder's suggestion")
-    p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"])
+    p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"], help="images per training step")
     p.add_argument("--crop", default=d["crop"], choices=CROPS, help="crop to the DeepFashion bounding box")
     p.add_argument("--early-stopping", type=_positive_int, default=d["early_stopping"], metavar="PATIENCE",
                    help="stop a stage after this many epochs without a better validation loss")
-    p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument("--seed", type=int, default=d["seed"], help="seed of the held-out split, weights init and shuffling")
     p.add_argument("--workers", dest="num_workers", type=int, default=d["num_workers"],
                    help="DataLoader workers (0: decode in the training process)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage")
@@ -150,11 +172,10 @@ def _add_search(sub) -> None:
     from .search import search
 
     d = _parameter_defaults(search)
-    p.add_argument("photos", nargs="+", metavar="PHOTO")
+    p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files to find similar clothes for")
     p.add_argument("--run", required=True, metavar="DIR", help="output directory of `fashion neighbors` / measure_sim.py")
     p.add_argument("-k", "--k", type=_positive_int, default=d["k"], help="matches per photo")
-    p.add_argument("--output_dir", "--output-dir", dest="output_dir", default=d["output_dir"], metavar="DIR",
-                   help="where the grids go; default: RUN/search")
+    _output_dir(p, "where the grids go; default: RUN/search", required=False, default=d["output_dir"])
     p.set_defaults(func=_run_search)
 
 
@@ -162,13 +183,15 @@ def _add_summary(sub) -> None:
     p = sub.add_parser("summary", formatter_class=_Formatter,
                        help="read a dataset and print its counts per split and label")
     p.add_argument("dataset", nargs="?", default=None, metavar="DATASET", help="dataset root; default: the bundled sample")
-    p.add_argument("--format", default="auto", choices=_formats())
+    p.add_argument("--format", default="auto", choices=_formats(), help="dataset layout (auto: detect it)")
     p.add_argument("--skip-missing", action="store_true", help="skip annotated images that do not exist")
     p.set_defaults(func=_run_summary)
 
 
 def _add_backbones(sub) -> None:
-    p = sub.add_parser("backbones", formatter_class=_Formatter, help="list the registered backbones")
+    p = sub.add_parser("backbones", formatter_class=_Formatter, help="list the registered backbones",
+                       description="The registered backbones (offline weights where a package ships them);\n"
+                                   "--arch also takes any timm model as timm:<name>.")
     p.set_defaults(func=_run_backbones)
 
 
@@ -191,11 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fashion", formatter_class=_Formatter,
                                      description="Clothing-category transfer learning and similar-clothes search.")
     parser.add_argument("--version", action="version", version=f"fashion {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    _verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_train, _add_neighbors, _add_search, _add_summary, _add_backbones, _add_make_sample):
         add(sub)
+    for subparser in sub.choices.values():
+        _verbosity(subparser)
     return parser
 
 
@@ -222,6 +246,8 @@ def _run_backbones(args) -> int:
 
     for name in backbones.list_backbones():
         print(name)
+    print("\nAny timm model works too: --arch timm:<name>, e.g. timm:mobilenetv3_large_100 "
+          "(names: python -c 'import timm; print(timm.list_models())'; CNNs, whose features are a map).")
     return 0
 
 
@@ -280,7 +306,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if verbose < 1:  # third-party chatter is noise at the default level
-        for name in ("PIL", "matplotlib", "timm", "fsspec", "urllib3", "httpx"):
+        # faiss' loader reports at INFO which CPU build it tried, one line reading like a failure
+        for name in ("PIL", "matplotlib", "timm", "fsspec", "urllib3", "httpx", "faiss", "faiss.loader", "openvino"):
             logging.getLogger(name).setLevel(logging.WARNING)
         # libraries' deprecation notices (torch.jit.script, ...) are for their callers' developers
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -316,8 +343,7 @@ def measure_sim_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="measure_sim.py", formatter_class=_Formatter,
                                      description="Similar-clothes search: embed every image, find its top-K "
                                                  "neighbours, write grids, a neighbours table, metrics and a gallery.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    _verbosity(parser, top=True)
     add_neighbors_arguments(parser)
     parser.set_defaults(func=_run_neighbors)
     return parser

@@ -63,6 +63,23 @@ _INSHOP_HEADER = ("image_name", "item_id", "evaluation_status")
 _INSHOP_BBOX_HEADER = ("image_name", "clothes_type", "pose_type", "x_1", "y_1", "x_2", "y_2")
 
 
+def bbox_or_none(value) -> tuple | None:
+    """An item table's bbox cell as a tuple, or None where the row has none (None, or NaN from pandas)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return tuple(value)
+
+
+def split_name(word: str) -> str:
+    """The item table's name of a split word: "val"/"validation" → "valid", others lower-cased as they are.
+
+    >>> split_name("Validation"), split_name("gallery")
+    ('valid', 'gallery')
+    """
+    word = str(word).strip().lower()
+    return _SPLIT_WORDS.get(word, word)
+
+
 @dataclass
 class _Parsed:
     """Rows read from one format before the file checks: relpaths, their lines and other columns."""

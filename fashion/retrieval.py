@@ -38,7 +38,6 @@ from .errors import ConfigError, DatasetError
 log = logging.getLogger(__name__)
 
 RECALL_KS = (1, 5, 10, 20)
-SPLIT_ALIASES = {"val": "valid", "validation": "valid"}
 
 
 @dataclass
@@ -123,7 +122,9 @@ class _Stopwatch:
 def _splits(text: str | None) -> list[str] | None:
     if text is None:
         return None
-    names = [SPLIT_ALIASES.get(s.strip().lower(), s.strip().lower()) for s in str(text).split(",") if s.strip()]
+    from .datasets import split_name
+
+    names = [split_name(s) for s in str(text).split(",") if s.strip()]
     return names or None
 
 
@@ -227,8 +228,9 @@ def _items_table(items, ok: np.ndarray, reasons: list[str], query: np.ndarray, g
     frame = items.copy()
     frame.insert(0, "index", np.arange(len(frame)))
     if "bbox" in frame.columns:
-        frame["bbox"] = [("" if b is None or (isinstance(b, float) and np.isnan(b)) else " ".join(map(str, b)))
-                         for b in frame["bbox"]]
+        from .datasets import bbox_or_none
+
+        frame["bbox"] = ["" if bbox_or_none(b) is None else " ".join(map(str, b)) for b in frame["bbox"]]
     frame["ok"] = ok
     frame["reason"] = reasons
     frame["role"] = np.select([query & gallery, query, gallery], ["both", "query", "gallery"],
@@ -353,7 +355,8 @@ def run(config: MeasureConfig) -> RunResult:
     metrics["timing"] = {**watch.timing, "total": watch.total()}
     write_json(out / "metrics.json", metrics)
     files.update({f"grids/{path.name}": path for path, _ in grids})
-    log.info("precision@%d = %.4f over %d queries (%s); %d images, %d skipped; time: %s", k,
+    # the closing summary is RunResult.summary(), which the entry points print: logged here at debug only
+    log.debug("precision@%d = %.4f over %d queries (%s); %d images, %d skipped; time: %s", k,
              metrics["precision_at_k"], metrics["n_queries"], mode, metrics["n_images"], metrics["n_skipped"],
              ", ".join(f"{s} {t:.2f}s" for s, t in metrics["timing"].items()))
     return RunResult(out, metrics, files)

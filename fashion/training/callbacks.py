@@ -70,3 +70,23 @@ class SaveBestModel(SaveModelCallback):
             self._save(self.fname)
         elif not self.every_epoch and self.path(self.fname).is_file():
             self.learn.model.load_state_dict(read_state_dict(self.path(self.fname)), strict=True)
+
+
+class BatchProgress(Callback):
+    """A tqdm bar over the batches of one fit: the LR finder's, whose fastai bars are off (they would
+    draw one bar per batch). Shown on a terminal only (tqdm's ``disable=None``)."""
+
+    def __init__(self, total: int, desc: str):
+        self.total, self.desc = total, desc
+
+    def before_fit(self):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, desc=self.desc, unit="batch", disable=None, leave=False)
+
+    def after_batch(self):
+        if self.training:
+            self.bar.update(1)
+
+    def after_fit(self):
+        self.bar.close()

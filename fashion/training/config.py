@@ -12,6 +12,24 @@ CROPS = ("none", "bbox")
 LR_SUGGESTIONS = ("valley", "minimum", "steep", "slide")  # fastai.callback.schedule suggestion functions
 
 
+def parse_epochs(value) -> tuple[int, int, int]:
+    """Epochs per stage from one number (all three stages), three numbers, or text ``"N"`` / ``"N1,N2,N3"``.
+
+    >>> parse_epochs(2), parse_epochs("1,3,1"), parse_epochs([0, 1, 2])
+    ((2, 2, 2), (1, 3, 1), (0, 1, 2))
+    """
+    parts = value.split(",") if isinstance(value, str) else [value] if isinstance(value, int) else value
+    try:
+        epochs = tuple(int(str(p).strip()) for p in parts)
+    except (TypeError, ValueError):
+        epochs = ()
+    if len(epochs) == 1:
+        epochs *= 3
+    if len(epochs) != 3 or any(e < 0 for e in epochs):
+        raise ConfigError(f"epochs must be one number or three (one per stage, >= 0), like 2 or 1,3,1; got {value!r}")
+    return epochs
+
+
 @dataclass
 class Stage:
     """One ``fit_one_cycle`` call.
@@ -62,10 +80,7 @@ class TrainConfig:
     stages: list = field(default=None)
 
     def __post_init__(self):
-        epochs = (self.epochs,) * 3 if isinstance(self.epochs, int) else tuple(int(e) for e in self.epochs)
-        if len(epochs) != 3 or any(e < 0 for e in epochs):
-            raise ConfigError(f"epochs must be one number or three (one per stage), >= 0; got {self.epochs!r}")
-        self.epochs = epochs
+        self.epochs = epochs = parse_epochs(self.epochs)
         if self.lr_suggestion not in LR_SUGGESTIONS:
             raise ConfigError(f"lr_suggestion must be one of {LR_SUGGESTIONS}, got {self.lr_suggestion!r}")
         if self.crop not in CROPS:
