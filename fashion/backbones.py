@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .errors import FashionError
+from .errors import ConfigError, FashionError, FormatError
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
@@ -113,7 +113,7 @@ def create_imagenet_model(name: str = DEFAULT_BACKBONE, pretrained: bool = True,
     if name in _CLASSIFIERS:
         return _CLASSIFIERS[name](pretrained=pretrained, weights=weights)
     if name in _REGISTRY:
-        raise ValueError(f"backbone {name!r} has no ImageNet classifier")
+        raise ConfigError(f"backbone {name!r} has no ImageNet classifier")
     return _timm_classifier(_timm_name(name), pretrained, weights, registry_name=name)
 
 
@@ -152,7 +152,7 @@ def _timm_name(name: str) -> str:
 
     timm_name = name[len("timm:"):] if name.startswith("timm:") else name
     if not timm_name or not timm.is_model(timm_name):
-        raise ValueError(_valid_names_message(name))
+        raise ConfigError(_valid_names_message(name))
     return timm_name
 
 
@@ -196,12 +196,12 @@ def load_state_dict_by_position(model: "nn.Module", state: dict, source: str) ->
     """
     target = model.state_dict()
     if len(state) != len(target):
-        raise ValueError(f"{source}: {len(state)} tensors, but {type(model).__name__} has {len(target)}")
+        raise FormatError(f"{len(state)} tensors, but {type(model).__name__} has {len(target)}", source)
     mapped = {}
     for i, ((src_key, tensor), (dst_key, expected)) in enumerate(zip(state.items(), target.items())):
         if tuple(tensor.shape) != tuple(expected.shape):
-            raise ValueError(f"{source}: tensor {i} {src_key} has shape {tuple(tensor.shape)}, "
-                             f"but {dst_key} expects {tuple(expected.shape)}")
+            raise FormatError(f"tensor {i} {src_key} has shape {tuple(tensor.shape)}, "
+                              f"but {dst_key} expects {tuple(expected.shape)}", source)
         mapped[dst_key] = tensor
     model.load_state_dict(mapped, strict=True)
 

@@ -8,6 +8,8 @@ original study's name.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import logging
 import sys
 import warnings
@@ -18,8 +20,34 @@ from .errors import FashionError
 
 log = logging.getLogger("fashion")
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show defaults and keep the hand-wrapped descriptions."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keep the hand-wrapped descriptions; append "(default: X)" where a default says something (not
+    None, False or a help text that already names its default)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (default in (None, False, argparse.SUPPRESS) or "default" in text or action.option_strings == []
+                and action.nargs in ("?", "*")):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else default
+        return f"{text} (default: {shown})".strip()
+
+
+def _verbosity(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """-v/-q on a parser; sub-commands leave them unset unless given, so ``fashion -v train`` and
+    ``fashion train -v`` both work."""
+    kw = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("-v", "--verbose", action="count", help="more log output (-vv: debug, and tracebacks)",
+                        **({"default": 0} if top else kw))
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors",
+                        **({"default": False} if top else kw))
+
+
+def _output_dir(parser: argparse.ArgumentParser, help: str, required: bool = True, default=None) -> None:
+    """--output-dir (the main spelling), with --output_dir and the original study's --ouput_dir as aliases."""
+    parser.add_argument("--output-dir", "--output_dir", "--ouput_dir", dest="output_dir", required=required,
+                        default=default, metavar="DIR", help=help)
 
 
 def _positive_int(text: str) -> int:
@@ -30,52 +58,71 @@ def _positive_int(text: str) -> int:
 
 
 def _epochs(text: str) -> tuple[int, ...]:
-    """``"3"`` → (3, 3, 3); ``"1,2,1"`` → (1, 2, 1)."""
+    """``"3"`` → (3, 3, 3); ``"1,2,1"`` → (1, 2, 1) (:func:`fashion.training.config.parse_epochs`)."""
+    from .training.config import parse_epochs
+
     try:
-        parts = tuple(int(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or N1,N2,N3, got {text!r}") from None
-    if len(parts) == 1:
-        parts = parts * 3
-    if len(parts) != 3 or any(p < 0 for p in parts):
-        raise argparse.ArgumentTypeError(f"expected N or N1,N2,N3 (one per stage, >= 0), got {text!r}")
-    return parts
+        return parse_epochs(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------- parsers
 
 
-def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``fashion neighbors`` / ``measure_sim.py`` (DESIGN.md's contract)."""
-    p.add_argument("-i", "--input", default=None, metavar="DATASET",
-                   help="dataset root (DeepFashion Category, In-shop or image folders); default: the bundled sample")
-    p.add_argument("--output_dir", "--output-dir", "--ouput_dir", dest="output_dir", required=True, metavar="DIR",
-                   help="where the run's files go (--ouput_dir, the original study's spelling, works too)")
-    p.add_argument("--model", default=None, metavar="DIR",
-                   help="trained model directory from `fashion train`; default: the pretrained backbone")
-    p.add_argument("--arch", default="efficientnet_lite0", help="backbone when no --model is given")
-    p.add_argument("-k", "--k", type=_positive_int, default=10, help="neighbours per query")
-    from .embedding import RUNTIMES  # numpy + Pillow only, like the next one
-    from .neighbors import INDEXES  # numpy only: the registry is the one list of backends
+def _defaults(config_class) -> dict:
+    """Field name → default of a config dataclass: the one place each option's default is defined."""
+    return {f.name: f.default for f in dataclasses.fields(config_class) if f.default is not dataclasses.MISSING}
 
-    p.add_argument("--index", default="auto", choices=INDEXES, help="nearest-neighbour backend")
-    p.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"))
-    p.add_argument("--size", type=_positive_int, default=None, help="image size; default: the model's")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--format", default="auto", choices=("auto", "deepfashion", "inshop", "folder"))
-    p.add_argument("--split", default=None, help="use only this split (train, valid, test, query, gallery)")
-    p.add_argument("--query-split", default=None,
+
+def _parameter_defaults(func) -> dict:
+    """Parameter name → default of a library function the sub-command calls."""
+    return {name: p.default for name, p in inspect.signature(func).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _formats() -> tuple[str, ...]:
+    from .datasets import FORMATS
+
+    return ("auto", *FORMATS)
+
+
+def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``fashion neighbors`` / ``measure_sim.py`` (DESIGN.md's contract); defaults come from
+    :class:`fashion.retrieval.MeasureConfig`, choices from the modules that define them."""
+    from .embedding import LAYERS, RUNTIMES  # numpy + Pillow only, like the next ones
+    from .neighbors import INDEXES, METRICS  # numpy only: the registry is the one list of backends
+    from .retrieval import MeasureConfig
+
+    d = _defaults(MeasureConfig)
+    p.add_argument("-i", "--input", default=d["input"], metavar="DATASET",
+                   help="dataset root (DeepFashion Category, In-shop or image folders); default: the bundled sample")
+    _output_dir(p, "where the run's files go (also --output_dir, and the original study's --ouput_dir)")
+    p.add_argument("--model", default=d["model"], metavar="DIR",
+                   help="trained model directory from `fashion train`; default: the pretrained backbone")
+    p.add_argument("--arch", default=d["arch"], help="backbone when no --model is given")
+    p.add_argument("-k", "--k", type=_positive_int, default=d["k"], help="neighbours per query")
+    p.add_argument("--index", default=d["index"], choices=INDEXES, help="nearest-neighbour backend")
+    p.add_argument("--metric", default=d["metric"], choices=METRICS, help="distance between embeddings")
+    p.add_argument("--size", type=_positive_int, default=d["size"], help="image size; default: the model's")
+    p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"], help="images per forward pass")
+    p.add_argument("--format", default=d["format"], choices=_formats(), help="dataset layout (auto: detect it)")
+    p.add_argument("--split", default=d["split"], help="use only this split (train, valid, test, query, gallery)")
+    p.add_argument("--query-split", default=d["query_split"],
                    help="queries from this split, gallery from the others; default: all-pairs (In-shop: query vs gallery)")
-    p.add_argument("--limit", type=_positive_int, default=None, help="use a seeded random subset of N items (row order kept)")
-    p.add_argument("--grids", type=int, default=12, help="how many neighbour grids to draw")
-    p.add_argument("--layer", default="auto", choices=("auto", "body", "head"),
+    p.add_argument("--limit", type=_positive_int, default=d["limit"],
+                   help="use a seeded random subset of N items (row order kept)")
+    p.add_argument("--grids", type=int, default=d["grids"], help="how many neighbour grids to draw")
+    p.add_argument("--layer", default=d["layer"], choices=("auto", *LAYERS),
                    help="embedding layer: pooled body features, or the trained head's penultimate features "
                         "(auto: head with --model, which retrieves better; body otherwise)")
-    p.add_argument("--workers", dest="num_workers", type=int, default=None, help="DataLoader workers")
-    p.add_argument("--runtime", default="auto", choices=RUNTIMES,
+    p.add_argument("--workers", dest="num_workers", type=int, default=d["num_workers"],
+                   help="DataLoader workers; default: one less than the cores (at most 4)")
+    p.add_argument("--runtime", default=d["runtime"], choices=RUNTIMES,
                    help="embedding runtime (auto: OpenVINO when installed and there are enough images, else torch)")
-    p.add_argument("--cache-dir", default=None, metavar="DIR",
+    p.add_argument("--cache-dir", default=d["cache_dir"], metavar="DIR",
                    help="embedding cache, shareable between runs of one model; default: OUTPUT_DIR/cache")
+    p.add_argument("--seed", type=int, default=d["seed"], help="seed of the --limit subset and of the grids' queries")
     add_insight_arguments(p)
 
 
@@ -111,12 +158,12 @@ def _add_duplicates(sub) -> None:
     p.add_argument("dataset", nargs="?", default=None, metavar="DATASET", help="dataset root; default: the bundled sample")
     p.add_argument("--method", default="embedding", choices=METHODS,
                    help="embedding: the backbone's features + a thumbnail check; phash: perceptual hashes, no network")
-    p.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True, metavar="DIR")
+    _output_dir(p, "where duplicates.csv and duplicates.json go")
     _add_duplicate_threshold(p, None)
     p.add_argument("-k", "--k", type=_positive_int, default=10, help="neighbours per photo searched for copies")
     p.add_argument("--model", default=None, metavar="DIR", help="trained model directory; default: the pretrained backbone")
     p.add_argument("--arch", default="efficientnet_lite0", help="backbone when no --model is given")
-    p.add_argument("--format", default="auto", choices=("auto", "deepfashion", "inshop", "folder"))
+    p.add_argument("--format", default="auto", choices=_formats(), help="dataset layout")
     p.add_argument("--cache-dir", default=None, metavar="DIR", help="embedding cache; default: OUTPUT_DIR/cache")
     p.set_defaults(func=_run_duplicates)
 
@@ -146,21 +193,25 @@ def _add_train(sub) -> None:
                        description="Stage 1: LR finder + frozen-body head training; stage 2: unfreeze + LR finder +\n"
                                    "discriminative LRs; stage 3: the same at --final-size. Keeps the best model by\n"
                                    "validation loss and evaluates it on the test split.")
+    from .training.config import CROPS, TrainConfig  # dataclasses only: no fastai
+
+    d = _defaults(TrainConfig)
     p.add_argument("dataset", nargs="?", default=None, metavar="DATASET", help="dataset root; default: the bundled sample")
-    p.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True, metavar="DIR")
-    p.add_argument("--arch", default="efficientnet_lite0", help="backbone name (see `fashion backbones`)")
-    p.add_argument("--weights", default=None, metavar="FILE", help="local backbone weights (state dict)")
-    p.add_argument("--format", default="auto", choices=("auto", "deepfashion", "inshop", "folder"))
-    p.add_argument("--size", type=_positive_int, default=160, help="image size of stages 1 and 2")
-    p.add_argument("--final-size", type=_positive_int, default=224, help="image size of stage 3")
-    p.add_argument("--epochs", type=_epochs, default=(2, 3, 2), help="epochs per stage: N or N1,N2,N3")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate; default: the LR finder's suggestion")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--crop", default="none", choices=("none", "bbox"), help="crop to the DeepFashion bounding box")
-    p.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
+    _output_dir(p, "where the model, its metrics, figures and checkpoints go")
+    p.add_argument("--arch", default=d["arch"], help="backbone name (see `fashion backbones`)")
+    p.add_argument("--weights", default=d["weights"], metavar="FILE", help="local backbone weights (state dict)")
+    p.add_argument("--format", default="auto", choices=_formats(), help="dataset layout (auto: detect it)")
+    p.add_argument("--size", type=_positive_int, default=d["size"], help="image size of stages 1 and 2")
+    p.add_argument("--final-size", type=_positive_int, default=d["final_size"], help="image size of stage 3")
+    p.add_argument("--epochs", type=_epochs, default=d["epochs"], help="epochs per stage: N or N1,N2,N3")
+    p.add_argument("--lr", type=float, default=d["lr"], help="peak learning rate; default: the LR finder's suggestion")
+    p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"], help="images per training step")
+    p.add_argument("--crop", default=d["crop"], choices=CROPS, help="crop to the DeepFashion bounding box")
+    p.add_argument("--early-stopping", type=_positive_int, default=d["early_stopping"], metavar="PATIENCE",
                    help="stop a stage after this many epochs without a better validation loss")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--workers", dest="num_workers", type=int, default=None, help="DataLoader workers")
+    p.add_argument("--seed", type=int, default=d["seed"], help="seed of the held-out split, weights init and shuffling")
+    p.add_argument("--workers", dest="num_workers", type=int, default=d["num_workers"],
+                   help="DataLoader workers (0: decode in the training process)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage")
     p.add_argument("--skip-missing", action="store_true", help="skip annotated images that do not exist")
     p.add_argument("--no-leak-check", dest="leak_check", action="store_false",
@@ -173,11 +224,13 @@ def _add_search(sub) -> None:
                        help="find the clothes most similar to new photos in a finished run",
                        description="Embed PHOTOs with a run's model, search the run's saved index, write a grid per\n"
                                    "photo and print the top matches.")
+    from .search import search
+
+    d = _parameter_defaults(search)
     p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files, or folders of them")
     p.add_argument("--run", required=True, metavar="DIR", help="output directory of `fashion neighbors` / measure_sim.py")
-    p.add_argument("-k", "--k", type=_positive_int, default=10)
-    p.add_argument("--output_dir", "--output-dir", dest="output_dir", default=None, metavar="DIR",
-                   help="where the grids go; default: RUN/search")
+    p.add_argument("-k", "--k", type=_positive_int, default=d["k"], help="matches per photo")
+    _output_dir(p, "where the grids go; default: RUN/search", required=False, default=d["output_dir"])
     p.add_argument("--json", action="store_true", help="print the results as JSON (one list, one entry a photo)")
     p.add_argument("--no-grids", dest="grids", action="store_false", help="do not draw a grid per photo")
     p.set_defaults(func=_run_search)
@@ -199,24 +252,29 @@ def _add_summary(sub) -> None:
     p = sub.add_parser("summary", formatter_class=_Formatter,
                        help="read a dataset and print its counts per split and label")
     p.add_argument("dataset", nargs="?", default=None, metavar="DATASET", help="dataset root; default: the bundled sample")
-    p.add_argument("--format", default="auto", choices=("auto", "deepfashion", "inshop", "folder"))
+    p.add_argument("--format", default="auto", choices=_formats(), help="dataset layout (auto: detect it)")
     p.add_argument("--skip-missing", action="store_true", help="skip annotated images that do not exist")
     p.set_defaults(func=_run_summary)
 
 
 def _add_backbones(sub) -> None:
-    p = sub.add_parser("backbones", formatter_class=_Formatter, help="list the registered backbones")
+    p = sub.add_parser("backbones", formatter_class=_Formatter, help="list the registered backbones",
+                       description="The registered backbones (offline weights where a package ships them);\n"
+                                   "--arch also takes any timm model as timm:<name>.")
     p.set_defaults(func=_run_backbones)
 
 
 def _add_make_sample(sub) -> None:
     p = sub.add_parser("make-sample", formatter_class=_Formatter,
                        help="rebuild the bundled sample from clothing-dataset-small")
+    from .sample import build_sample
+
+    d = _parameter_defaults(build_sample)
     p.add_argument("source", metavar="SRC", help="clothing-dataset-small root (train/validation/test folders)")
     p.add_argument("dest", metavar="DST", help="where to write the DeepFashion-layout sample")
-    p.add_argument("--per-class", type=_positive_int, default=24)
-    p.add_argument("--long-side", type=_positive_int, default=300)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-class", type=_positive_int, default=d["per_class"], help="images per class and split")
+    p.add_argument("--long-side", type=_positive_int, default=d["long_side"], help="longest image side, px")
+    p.add_argument("--seed", type=int, default=d["seed"], help="seed of the selection")
     p.set_defaults(func=_run_make_sample)
 
 
@@ -225,13 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fashion", formatter_class=_Formatter,
                                      description="Clothing-category transfer learning and similar-clothes search.")
     parser.add_argument("--version", action="version", version=f"fashion {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    _verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_train, _add_neighbors, _add_search, _add_serve, _add_summary, _add_backbones,
                 _add_make_sample, _add_duplicates):
         add(sub)
     _add_scale(sub)
+    for subparser in sub.choices.values():
+        _verbosity(subparser)
     return parser
 
 
@@ -258,6 +317,8 @@ def _run_backbones(args) -> int:
 
     for name in backbones.list_backbones():
         print(name)
+    print("\nAny timm model works too: --arch timm:<name>, e.g. timm:mobilenetv3_large_100 "
+          "(names: python -c 'import timm; print(timm.list_models())'; CNNs, whose features are a map).")
     return 0
 
 
@@ -274,28 +335,22 @@ def _run_train(args) -> int:
     from . import training
 
     items = _load_items(args.dataset, args.format, args.skip_missing)
-    config = training.TrainConfig(
-        arch=args.arch, weights=args.weights, size=args.size, final_size=args.final_size,
-        epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, crop=args.crop,
-        early_stopping=args.early_stopping, seed=args.seed, leak_check=args.leak_check,
-        **({"num_workers": args.num_workers} if args.num_workers is not None else {}),
-    )
+    config = training.TrainConfig(**_fields_of(training.TrainConfig, args))
     result = training.train(items, config, args.output_dir, resume=args.resume)
     print(result.summary() if hasattr(result, "summary") else result)
     return 0
+
+
+def _fields_of(config_class, args) -> dict:
+    """The parsed options that are fields of ``config_class`` (the CLI names them after the fields)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if hasattr(args, f.name)}
 
 
 def neighbors_config(args):
     """Map parsed ``neighbors`` options onto :class:`fashion.retrieval.MeasureConfig`."""
     from .retrieval import MeasureConfig
 
-    fields = ("input", "output_dir", "model", "arch", "k", "index", "metric", "size", "batch_size", "format",
-              "split", "query_split", "limit", "grids", "layer", "cache_dir", "runtime",
-              "insight", "duplicate_threshold", "map_method")
-    kwargs = {name: getattr(args, name) for name in fields}
-    if args.num_workers is not None:
-        kwargs["num_workers"] = args.num_workers
-    return MeasureConfig(**kwargs)
+    return MeasureConfig(**_fields_of(MeasureConfig, args))
 
 
 def _run_neighbors(args) -> int:
@@ -340,8 +395,8 @@ def _add_scale(sub) -> None:
     p = sub.add_parser("manifest", formatter_class=_Formatter,
                        help="write a dataset's item table as id-keyed parquet shards (first scale stage)")
     p.add_argument("dataset", nargs="?", default=None, metavar="DATASET", help="dataset root; default: the bundled sample")
-    p.add_argument("--output_dir", "--output-dir", dest="output_dir", required=True, metavar="RUN")
-    p.add_argument("--format", default="auto", choices=("auto", "deepfashion", "inshop", "folder"))
+    _output_dir(p, "the scale run directory (manifest, embeddings, index, neighbours)")
+    p.add_argument("--format", default="auto", choices=_formats(), help="dataset layout")
     p.add_argument("--skip-missing", action="store_true", help="skip annotated images that do not exist")
     p.add_argument("--shard-rows", type=_positive_int, default=50_000, help="manifest rows per shard")
     p.set_defaults(func=_run_manifest)
@@ -438,7 +493,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if verbose < 1:  # third-party chatter is noise at the default level
-        for name in ("PIL", "matplotlib", "timm", "fsspec", "urllib3", "httpx"):
+        # faiss' loader reports at INFO which CPU build it tried, one line reading like a failure
+        for name in ("PIL", "matplotlib", "timm", "fsspec", "urllib3", "httpx", "faiss", "faiss.loader", "openvino"):
             logging.getLogger(name).setLevel(logging.WARNING)
         # libraries' deprecation notices (torch.jit.script, ...) are for their callers' developers
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -451,9 +507,10 @@ def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> in
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (FashionError, ValueError, TypeError, FileNotFoundError) as exc:
-        # One line, no traceback: the library's boundary errors name the file, line or value at fault.
-        # -vv keeps the traceback for debugging.
+    except (FashionError, OSError) as exc:
+        # One line, no traceback: user errors (FashionError) and files the system refuses (OSError)
+        # name the file, line or value at fault. Anything else is a bug and keeps its traceback;
+        # -vv keeps it for these too.
         if args.verbose > 1:
             raise
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
@@ -473,8 +530,7 @@ def measure_sim_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="measure_sim.py", formatter_class=_Formatter,
                                      description="Similar-clothes search: embed every image, find its top-K "
                                                  "neighbours, write grids, a neighbours table, metrics and a gallery.")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    _verbosity(parser, top=True)
     add_neighbors_arguments(parser)
     parser.set_defaults(func=_run_neighbors)
     return parser

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import DatasetError
+from .errors import ConfigError, DatasetError
 from .images import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,23 @@ _BBOX_HEADER = ("image_name", "x_1", "y_1", "x_2", "y_2")
 _PARTITION_HEADER = ("image_name", "evaluation_status")
 _INSHOP_HEADER = ("image_name", "item_id", "evaluation_status")
 _INSHOP_BBOX_HEADER = ("image_name", "clothes_type", "pose_type", "x_1", "y_1", "x_2", "y_2")
+
+
+def bbox_or_none(value) -> tuple | None:
+    """An item table's bbox cell as a tuple, or None where the row has none (None, or NaN from pandas)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return tuple(value)
+
+
+def split_name(word: str) -> str:
+    """The item table's name of a split word: "val"/"validation" → "valid", others lower-cased as they are.
+
+    >>> split_name("Validation"), split_name("gallery")
+    ('valid', 'gallery')
+    """
+    word = str(word).strip().lower()
+    return _SPLIT_WORDS.get(word, word)
 
 
 @dataclass
@@ -110,9 +127,9 @@ def load(root: str | os.PathLike, format: str = "auto", missing: str = "error"):
     ``df.attrs``: format, root, missing (list[str]), ignored (list[str], non-image files in folders).
     """
     if format not in ("auto",) + FORMATS:
-        raise ValueError(f"format must be 'auto' or one of {FORMATS}, got {format!r}")
+        raise ConfigError(f"format must be 'auto' or one of {FORMATS}, got {format!r}")
     if missing not in ("error", "skip"):
-        raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
+        raise ConfigError(f"missing must be 'error' or 'skip', got {missing!r}")
     root = _check_root(root)
     if format == "auto":
         format = detect_format(root)

@@ -1,7 +1,9 @@
-"""Exception types shared by the library.
+"""Exception types shared by the library: the error contract.
 
-Every error a user can cause (bad dataset, unreadable image, unwritable output) derives from
-:class:`FashionError`, so entry points can turn it into one clear line instead of a traceback.
+Every error a user can cause (a bad option, dataset, model directory, saved file or image; an
+unwritable output) is a :class:`FashionError`, so entry points turn it into one clear line; anything
+else is a bug and keeps its traceback. Each subclass also derives from the builtin a caller would
+expect (``ValueError`` for bad values, ``OSError`` for files), so ``except ValueError`` keeps working.
 """
 
 from __future__ import annotations
@@ -9,6 +11,27 @@ from __future__ import annotations
 
 class FashionError(Exception):
     """Base class of the errors the entry points report as one line."""
+
+
+class ConfigError(FashionError, ValueError):
+    """An option or argument has a bad value; the message names the option, the value and what is valid."""
+
+
+class NotFittedError(FashionError, ValueError):
+    """An object that needs ``fit`` first (a nearest-neighbour index) was used before it."""
+
+
+class FormatError(FashionError, ValueError):
+    """A file the library reads back (model.json, a saved index, a run's files) is malformed.
+
+    The message names the file and, where it applies, the key: ``runs/a/model.json: std: expected ...``.
+    """
+
+    def __init__(self, message: str, path=None, key: str | None = None):
+        where = "" if path is None else f"{path}: "
+        super().__init__(where + (f"{key}: " if key else "") + message)
+        self.path = path
+        self.key = key
 
 
 class DatasetError(FashionError, ValueError):

@@ -199,8 +199,8 @@ def _resized(image, width: int, height: int) -> "np.ndarray":
     """uint8 (height, width, 3) bilinear resize of an RGB image, antialiased when shrinking.
 
     torch's uint8 antialiased bilinear kernel (the one torchvision uses) instead of Pillow's
-    ``Image.resize``: within one grey level of Pillow's BILINEAR (tested) and ~2.4x faster here (decode +
-    resize 606 against 432 img/s with Pillow, decode alone 864: benchmarks/embed.py, benchmarks/README.md).
+    ``Image.resize``: within one grey level of Pillow's BILINEAR (tested) and faster (measured in
+    benchmarks/embed.py, benchmarks/README.md).
     """
     import numpy as np
     import torch

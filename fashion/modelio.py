@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .atomic import atomic_path, write_json
+from .atomic import atomic_write, write_json
+from .errors import ConfigError, FormatError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -34,6 +35,7 @@ LEGACY_WEIGHTS_FILE = "model.pth"  # a plain state dict, read with weights_only=
 CONFIG_FILE = "model.json"
 FORMAT_VERSION = 1
 DEFAULT_HEAD = {"lin_ftrs": [512], "ps": 0.5, "concat_pool": True}
+_REQUIRED = object()
 
 
 def build_classifier(arch: str, n_classes: int, pretrained: bool = True, weights=None,
@@ -45,7 +47,7 @@ def build_classifier(arch: str, n_classes: int, pretrained: bool = True, weights
     from .backbones import create_backbone
 
     if n_classes < 2:
-        raise ValueError(f"a classifier needs at least 2 classes, got {n_classes}")
+        raise ConfigError(f"a classifier needs at least 2 classes, got {n_classes}")
     body, cfg = create_backbone(arch, pretrained=pretrained, weights=weights)
     head_cfg = {**DEFAULT_HEAD, **(head or {})}
     return nn.Sequential(body, create_head(cfg.feature_dim, n_classes, **head_cfg)), cfg
@@ -83,22 +85,186 @@ def file_sha256(path) -> str:
 
 
 def save_state_dict(path, model: "nn.Module") -> Path:
-    """Write ``model.state_dict()`` as safetensors, atomically."""
-    from safetensors.torch import save_file
+    """Write ``model.state_dict()`` as safetensors, atomically (a failing disk: :class:`OutputError`,
+    decided by the OSError's errno in :mod:`fashion.atomic`)."""
+    from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(state, os.fspath(tmp), metadata={"format": "fashion"})
+    data = save(state, metadata={"format": "fashion"})  # bytes: the write itself is plain Python I/O
+    with atomic_write(path, "wb") as f:
+        f.write(data)
     return Path(path)
 
 
-def export_model(output_dir, model: "nn.Module", info: dict) -> Path:
-    """Write ``model.safetensors`` and ``model.json`` (``info`` + format version) into ``output_dir``."""
+def export_model(output_dir, model: "nn.Module", info: "ModelInfo") -> Path:
+    """Write ``model.safetensors`` and ``model.json`` (``info``, with its format version) into ``output_dir``."""
     output_dir = Path(output_dir)
     save_state_dict(output_dir / WEIGHTS_FILE, model)
-    write_json(output_dir / CONFIG_FILE, {"format_version": FORMAT_VERSION, **info})
+    write_json(output_dir / CONFIG_FILE, info.to_json())
     log.info("exported the model to %s", output_dir)
     return output_dir / WEIGHTS_FILE
+
+
+# ------------------------------------------------------------------------------------------ model.json
+
+MAX_IMAGE_SIZE = 4096  # px; beyond this a model.json value is a typo, not a model
+MAX_FEATURES = 1 << 16  # channels / hidden units
+_CROPS = ("none", "bbox")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """``model.json``: what rebuilds a trained classifier and how its inputs are prepared.
+
+    arch: backbone name (:mod:`fashion.backbones`); classes: label names, in output order;
+    size: image px of the first stages; final_size: px the kept model was trained at (None: ``size``);
+    mean / std: per-channel normalisation on the [0, 1] scale (3 values each, std > 0);
+    feature_dim: the body's channels; head: fastai ``create_head`` settings (lin_ftrs, ps, concat_pool);
+    crop: "bbox" when trained on DeepFashion boxes, else "none"; backbone_source: where the pretrained
+    weights came from; best / metrics / train_config: what the run recorded, for people.
+    ``format_version`` (:data:`FORMAT_VERSION`) says how to read the file; files without one are version 1.
+    """
+
+    arch: str
+    classes: tuple
+    size: int
+    mean: tuple
+    std: tuple
+    final_size: int | None = None
+    feature_dim: int | None = None
+    head: dict = field(default_factory=lambda: dict(DEFAULT_HEAD))
+    crop: str = "none"
+    backbone_source: str = ""
+    best: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    train_config: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def input_size(self) -> int:
+        """Image side the kept model expects (``final_size``, else ``size``)."""
+        return self.final_size or self.size
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (lists for tuples), the inverse of :meth:`from_json`."""
+        out = asdict(self)
+        out.update(classes=list(self.classes), mean=list(self.mean), std=list(self.std))
+        return {"format_version": out.pop("format_version"), **out}
+
+    @classmethod
+    def from_json(cls, data, source="model.json") -> "ModelInfo":
+        """Validate a parsed ``model.json``; any bad value is one :class:`FormatError` naming ``source``
+        and the key. Keys this version does not know are ignored (logged)."""
+        if not isinstance(data, dict):
+            raise FormatError(f"expected a JSON object, got {type(data).__name__}", source)
+        check = _Checker(data, source)
+        version = check.integer("format_version", 1, 1, default=1)
+        if version != FORMAT_VERSION:
+            raise FormatError(f"format_version {version} is not supported (this fashion reads {FORMAT_VERSION})",
+                              source, "format_version")
+        size = check.integer("size", 8, MAX_IMAGE_SIZE)
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            log.debug("%s: ignoring keys %s", source, unknown)
+        return cls(
+            arch=check.text("arch"), classes=check.classes("classes"), size=size,
+            mean=check.triple("mean", 0.0, 1.0, low_open=False), std=check.triple("std", 0.0, 10.0, low_open=True),
+            final_size=check.integer("final_size", 8, MAX_IMAGE_SIZE, default=None),
+            feature_dim=check.integer("feature_dim", 1, MAX_FEATURES, default=None),
+            head=check.head("head"), crop=check.choice("crop", _CROPS, default="none"),
+            backbone_source=check.text("backbone_source", default=""),
+            best=check.mapping("best"), metrics=check.mapping("metrics"), train_config=check.mapping("train_config"),
+            format_version=version)
+
+    @classmethod
+    def read(cls, directory) -> "ModelInfo":
+        """The ``model.json`` of a model directory (FileNotFoundError when absent, FormatError when bad)."""
+        path = Path(directory) / CONFIG_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no model.json (not a `fashion train` output directory?)")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FormatError(f"invalid JSON: {exc}", path) from None
+        return cls.from_json(data, source=path)
+
+
+class _Checker:
+    """Reads one key of a JSON object each call, raising FormatError(source, key) for a bad value."""
+
+    def __init__(self, data: dict, source):
+        self.data, self.source = data, source
+
+    def _get(self, key, default):
+        if key in self.data and self.data[key] is not None:
+            return self.data[key]
+        if default is _REQUIRED:
+            raise FormatError("missing", self.source, key)
+        return default
+
+    def _fail(self, key, message):
+        raise FormatError(message, self.source, key)
+
+    def text(self, key, default=_REQUIRED) -> str:
+        value = self._get(key, default)
+        if not isinstance(value, str) or (default is _REQUIRED and not value.strip()):
+            self._fail(key, f"expected a non-empty string, got {value!r}")
+        return value
+
+    def integer(self, key, low, high, default=_REQUIRED):
+        value = self._get(key, default)
+        if value is default and default is not _REQUIRED:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self._fail(key, f"expected an integer in [{low}, {high}], got {value!r}")
+        return value
+
+    def triple(self, key, low, high, low_open: bool) -> tuple:
+        value = self._get(key, _REQUIRED)
+        ok = (isinstance(value, list) and len(value) == 3
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+        if ok:
+            ok = all((low < v if low_open else low <= v) and v <= high for v in value)
+        if not ok:
+            bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
+            self._fail(key, f"expected 3 numbers in {bound} (one per RGB channel), got {value!r}")
+        return tuple(float(v) for v in value)
+
+    def classes(self, key) -> tuple:
+        value = self._get(key, _REQUIRED)
+        if (not isinstance(value, list) or len(value) < 2 or not all(isinstance(v, str) and v for v in value)
+                or len(set(value)) != len(value)):
+            self._fail(key, f"expected a list of at least 2 distinct non-empty names, got {_short(value)}")
+        return tuple(value)
+
+    def choice(self, key, choices, default=_REQUIRED) -> str:
+        value = self._get(key, default)
+        if value not in choices:
+            self._fail(key, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def mapping(self, key) -> dict:
+        value = self._get(key, {})
+        if not isinstance(value, dict):
+            self._fail(key, f"expected a JSON object, got {_short(value)}")
+        return value
+
+    def head(self, key) -> dict:
+        value = self.mapping(key) or dict(DEFAULT_HEAD)
+        unknown = set(value) - set(DEFAULT_HEAD)
+        lin, ps, concat = value.get("lin_ftrs", []), value.get("ps", 0.5), value.get("concat_pool", True)
+        if (unknown or not isinstance(lin, list)
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_FEATURES for v in lin)
+                or isinstance(ps, bool) or not isinstance(ps, (int, float)) or not 0 <= ps < 1
+                or not isinstance(concat, bool)):
+            self._fail(key, f"expected {{lin_ftrs: [hidden sizes in 1..{MAX_FEATURES}], ps: dropout in [0, 1), "
+                            f"concat_pool: true/false}}, got {_short(value)}")
+        return {**DEFAULT_HEAD, **value}
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass
@@ -106,15 +272,17 @@ class LoadedModel:
     """A model directory loaded for inference.
 
     model: ``nn.Sequential(body, head)`` in eval mode, (N, 3, S, S) normalised → (N, n_classes) logits;
-    body / head: its two parts; config: the ``model.json`` dict (arch, classes, size, final_size,
-    mean, std, feature_dim, head, metrics, train_config ...); classes: list of class names;
-    weights_path: the file the tensors came from.
+    body / head: its two parts; info: the validated ``model.json``; weights_path: the file the
+    tensors came from.
     """
 
     model: Any
-    config: dict
+    info: ModelInfo
     weights_path: Path
-    classes: list[str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.info.classes)
 
     @property
     def body(self) -> "nn.Module":
@@ -131,11 +299,11 @@ class LoadedModel:
 
     @property
     def size(self) -> int:
-        return int(self.config.get("final_size") or self.config["size"])
+        return self.info.input_size
 
     def preprocess(self, images: Sequence) -> "torch.Tensor":
         """PIL RGB images → normalised float (N, 3, S, S), as the training's validation pipeline."""
-        return preprocess(images, self.size, self.config["mean"], self.config["std"])
+        return preprocess(images, self.size, self.info.mean, self.info.std)
 
     def predict(self, images: Sequence, batch_size: int = 32) -> "torch.Tensor":
         """PIL RGB images → class probabilities float32 (N, n_classes)."""
@@ -161,21 +329,6 @@ def preprocess(images: Sequence, size: int, mean, std) -> "torch.Tensor":
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
-def read_config(directory) -> dict:
-    """The ``model.json`` of a model directory (FileNotFoundError / ValueError with the path)."""
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no model.json (not a `fashion train` output directory?)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON: {exc}") from None
-    missing = [k for k in ("arch", "classes", "size", "mean", "std") if k not in config]
-    if missing:
-        raise ValueError(f"{path}: missing keys {missing}")
-    return config
-
-
 def load_model(directory) -> LoadedModel:
     """Rebuild the classifier of a ``fashion train`` output directory; no pickled code is run.
 
@@ -185,20 +338,19 @@ def load_model(directory) -> LoadedModel:
     from .backbones import read_state_dict
 
     directory = Path(directory)
-    config = read_config(directory)
+    info = ModelInfo.read(directory)
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         weights = directory / LEGACY_WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE} or {LEGACY_WEIGHTS_FILE}")
     state = read_state_dict(weights)
-    model, _ = build_classifier(config["arch"], len(config["classes"]), pretrained=False,
-                                head=config.get("head"))
+    model, _ = build_classifier(info.arch, len(info.classes), pretrained=False, head=info.head)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"{weights}: does not match {config['arch']} with {len(config['classes'])} classes: "
-                         f"{str(exc).splitlines()[0]}") from None
+        raise FormatError(f"does not match {info.arch} with {len(info.classes)} classes: "
+                          f"{str(exc).splitlines()[0]}", weights) from None
     model.eval()
-    log.info("loaded %s (%s, %d classes)", weights, config["arch"], len(config["classes"]))
-    return LoadedModel(model=model, config=config, weights_path=weights, classes=list(config["classes"]))
+    log.info("loaded %s (%s, %d classes)", weights, info.arch, len(info.classes))
+    return LoadedModel(model=model, info=info, weights_path=weights)

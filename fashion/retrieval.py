@@ -33,12 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError, DatasetError
 from .insight.duplicates import DEFAULT_THRESHOLD  # numpy only
 
 log = logging.getLogger(__name__)
 
 RECALL_KS = (1, 5, 10, 20)
-SPLIT_ALIASES = {"val": "valid", "validation": "valid"}
 
 
 @dataclass
@@ -129,7 +129,9 @@ class _Stopwatch:
 def _splits(text: str | None) -> list[str] | None:
     if text is None:
         return None
-    names = [SPLIT_ALIASES.get(s.strip().lower(), s.strip().lower()) for s in str(text).split(",") if s.strip()]
+    from .datasets import split_name
+
+    names = [split_name(s) for s in str(text).split(",") if s.strip()]
     return names or None
 
 
@@ -145,10 +147,10 @@ def load_items(config: MeasureConfig):
         available = sorted(set(items["split"]))
         items = items[items["split"].isin(wanted)]
         if items.empty:
-            raise ValueError(f"split {config.split!r} matches no item; splits in {root}: {available}")
+            raise ConfigError(f"split {config.split!r} matches no item; splits in {root}: {available}")
     if config.limit is not None and config.limit < len(items):
         if config.limit < 2:
-            raise ValueError(f"limit must be at least 2, got {config.limit}")
+            raise ConfigError(f"limit must be at least 2, got {config.limit}")
         rng = np.random.default_rng(config.seed)
         keep = np.sort(rng.choice(len(items), size=config.limit, replace=False))
         items = items.iloc[keep]
@@ -167,7 +169,7 @@ def _roles(items, ok: np.ndarray, config: MeasureConfig) -> tuple[np.ndarray, np
     elif query_split is not None:
         query = np.isin(splits, query_split)
         if not query.any():
-            raise ValueError(f"query split {config.query_split!r} matches no item; splits: {sorted(set(splits))}")
+            raise ConfigError(f"query split {config.query_split!r} matches no item; splits: {sorted(set(splits))}")
         gallery = ~query
         if is_inshop and "gallery" in set(splits):
             gallery = splits == "gallery"
@@ -186,7 +188,7 @@ def _fit_index(vectors: np.ndarray, query: np.ndarray, gallery: np.ndarray, conf
     all_pairs = bool(np.array_equal(query, gallery))
     possible = n_gallery - (1 if all_pairs else 0)
     if possible < 1 or n_query == 0:
-        raise ValueError(f"not enough usable images to search: {n_query} queries, {n_gallery} gallery images")
+        raise DatasetError(f"not enough usable images to search: {n_query} queries, {n_gallery} gallery images")
     k = min(config.k, possible)
     if k < config.k:
         log.warning("k=%d is more than the %d possible neighbours; using k=%d", config.k, possible, k)
@@ -233,8 +235,9 @@ def _items_table(items, ok: np.ndarray, reasons: list[str], query: np.ndarray, g
     frame = items.copy()
     frame.insert(0, "index", np.arange(len(frame)))
     if "bbox" in frame.columns:
-        frame["bbox"] = [("" if b is None or (isinstance(b, float) and np.isnan(b)) else " ".join(map(str, b)))
-                         for b in frame["bbox"]]
+        from .datasets import bbox_or_none
+
+        frame["bbox"] = ["" if bbox_or_none(b) is None else " ".join(map(str, b)) for b in frame["bbox"]]
     frame["ok"] = ok
     frame["reason"] = reasons
     frame["role"] = np.select([query & gallery, query, gallery], ["both", "query", "gallery"],
@@ -322,9 +325,9 @@ def run(config: MeasureConfig) -> RunResult:
     from .report import write_gallery
 
     if config.output_dir is None:
-        raise ValueError("output_dir is required")
+        raise ConfigError("output_dir is required")
     if config.k < 1:
-        raise ValueError(f"k must be positive, got {config.k}")
+        raise ConfigError(f"k must be positive, got {config.k}")
     out = ensure_dir(config.output_dir)
     watch = _Stopwatch()
     from .scale import measure as scaled  # above a size threshold: the sharded stages (fashion.scale)
@@ -380,7 +383,8 @@ def run(config: MeasureConfig) -> RunResult:
     metrics["timing"] = {**watch.timing, "total": watch.total()}
     write_json(out / "metrics.json", metrics)
     files.update({f"grids/{path.name}": path for path, _ in grids})
-    log.info("precision@%d = %.4f over %d queries (%s); %d images, %d skipped; time: %s", k,
+    # the closing summary is RunResult.summary(), which the entry points print: logged here at debug only
+    log.debug("precision@%d = %.4f over %d queries (%s); %d images, %d skipped; time: %s", k,
              metrics["precision_at_k"], metrics["n_queries"], mode, metrics["n_images"], metrics["n_skipped"],
              ", ".join(f"{s} {t:.2f}s" for s, t in metrics["timing"].items()))
     return RunResult(out, metrics, files)

@@ -10,7 +10,7 @@ Prediction root, so every entry point reads it with the same code as the full be
 It is made from clothing-dataset-small (CC0, 10 classes, ``{train,validation,test}/<class>/*.jpg``)
 by :func:`build_sample`: a seeded selection per class and split, EXIF orientation applied, long side
 reduced to 300 px, re-encoded as JPEG. Rebuild it with
-``fashion make-sample SRC fashion/data/sample`` or ``python -m fashion.sample SRC fashion/data/sample``.
+``fashion make-sample SRC fashion/data/sample``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import write_text
-from .errors import FashionError, ImageError
+from .errors import ConfigError, FashionError, ImageError
 from .images import IMAGE_EXTENSIONS, open_image
 
 log = logging.getLogger(__name__)
@@ -86,9 +86,9 @@ def build_sample(
     """
     src, dst = Path(src).expanduser().resolve(), Path(dst).expanduser().resolve()
     if per_class < 3:
-        raise ValueError(f"per_class must be at least 3 (one image per split), got {per_class}")
+        raise ConfigError(f"per_class must be at least 3 (one image per split), got {per_class}")
     if long_side < 16:
-        raise ValueError(f"long_side must be at least 16 pixels, got {long_side}")
+        raise ConfigError(f"long_side must be at least 16 pixels, got {long_side}")
     classes = _source_classes(src)
     _refuse_foreign(dst)
     building = dst.with_name(f".{dst.name}.building")
@@ -264,8 +264,6 @@ progressive JPEG of quality {JPEG_QUALITY} without metadata.
 Rebuild it (the output is replaced as a whole):
 
     fashion make-sample /path/to/clothing-dataset-small fashion/data/sample
-    # or
-    python -m fashion.sample /path/to/clothing-dataset-small fashion/data/sample
 
 ## File mapping (sample <- source)
 
@@ -290,27 +288,3 @@ def _swap_in(building: Path, dst: Path) -> None:
         os.replace(dst, old)
     os.replace(building, dst)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _main(argv: list[str] | None = None) -> int:
-    """``python -m fashion.sample SRC DST [--per-class N] [--long-side PX] [--seed S]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m fashion.sample", description=build_sample.__doc__.split("\n")[0])
-    parser.add_argument("src", help="clothing-dataset-small root (train/, validation/, test/)")
-    parser.add_argument("dst", help="output folder, e.g. fashion/data/sample")
-    parser.add_argument("--per-class", type=int, default=24, help="images per class (default: %(default)s)")
-    parser.add_argument("--long-side", type=int, default=300, help="long side in pixels (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="selection seed (default: %(default)s)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        build_sample(args.src, args.dst, args.per_class, args.long_side, args.seed)
-    except FashionError as exc:
-        log.error("%s", exc)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .errors import ImageError
+from .errors import ConfigError, ImageError
 from .service import Match, Prediction, SimilarityService
 
 log = logging.getLogger(__name__)
@@ -91,10 +91,10 @@ def search(photos: Sequence, run_dir, k: int = 10, output_dir=None, grids: bool 
     from .report import neighbor_grid
 
     if k < 1:
-        raise ValueError(f"k must be positive, got {k}")
+        raise ConfigError(f"k must be positive, got {k}")
     photos = expand_photos(photos)
     if not photos:
-        raise ValueError("no photos given (or only empty folders)")
+        raise ConfigError("no photos given (or only empty folders)")
     service = service or SimilarityService.open(run_dir, warm=False)
     k = min(k, service.n_gallery)
     out = Path(output_dir) if output_dir is not None else Path(run_dir) / "search"

@@ -62,3 +62,40 @@ def test_library_errors_become_one_line(tmp_path, capsys):
     assert code == 2
     assert err.startswith("fashion: error:") and "nowhere" in err
     assert "\n" not in err and "Traceback" not in err
+
+
+def test_verbosity_works_before_and_after_the_subcommand():
+    parser = cli.build_parser()
+    assert parser.parse_args(["-v", "summary"]).verbose == 1
+    assert parser.parse_args(["summary", "-vv"]).verbose == 2
+    assert parser.parse_args(["summary", "-q"]).quiet and not parser.parse_args(["summary"]).quiet
+    assert cli.measure_sim_parser().parse_args(["--output-dir", "o", "-q"]).quiet
+
+
+@pytest.mark.parametrize("command", ["train", "neighbors", "search", "summary", "backbones", "make-sample"])
+def test_every_option_has_help(command):
+    parser = cli.build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command]
+    missing = [a.option_strings or a.dest for a in sub._actions if not a.help]
+    assert not missing, missing
+
+
+def test_output_dir_spellings():
+    for spelling in ("--output-dir", "--output_dir", "--ouput_dir"):
+        assert cli.build_parser().parse_args(["neighbors", spelling, "x"]).output_dir == "x"
+        assert cli.build_parser().parse_args(["train", spelling, "x"]).output_dir == "x"
+    assert "--output-dir DIR, --output_dir DIR" in cli.measure_sim_parser().format_help()
+
+
+def test_backbones_says_how_to_name_any_timm_model(capsys):
+    assert cli.main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientnet_lite0" in out and "timm:<name>" in out
+
+
+def test_faiss_loader_lines_are_off_by_default():
+    code = ("import logging, sys; from fashion import cli; cli._setup_logging(0, False); import faiss;"
+            "print(logging.getLogger('faiss.loader').isEnabledFor(logging.INFO))")
+    out = _run("-c", code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False" and "Loading faiss" not in out.stderr

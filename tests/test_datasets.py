@@ -2,84 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import os
 import time
-from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from fashion.datasets import FORMATS, describe, detect_format, load, summary
 from fashion.errors import DatasetError
 
-CATEGORIES = [("Blouse", 1), ("Jeans", 2), ("Dress", 3)]
-# (image_name, category id, evaluation_status)
-IMAGES = [
-    ("img/Sheer_Blouse/img_00000001.jpg", 1, "train"),
-    ("img/Sheer_Blouse/img_00000002.jpg", 1, "val"),
-    ("img/Skinny_Jeans/img_00000001.jpg", 2, "test"),
-    ("img/Maxi_Dress/img_00000001.jpg", 3, "train"),
-]
-
-
-def _jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (6, 4), (90, 20, 200)).save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
-JPEG = _jpeg()
-
-
-def touch_image(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(JPEG)
-    return path
-
-
-def write_list(path: Path, header: str, rows, count=None, newline="\n", bom=False) -> Path:
-    """A DeepFashion list file: count line, header line, rows joined by runs of spaces."""
-    lines = [str(len(rows) if count is None else count), header]
-    lines += [r if isinstance(r, str) else "   ".join(str(f) for f in r) for r in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes((("\ufeff" if bom else "") + newline.join(lines) + newline).encode("utf-8"))
-    return path
-
-
-def make_deepfashion(root: Path, anno="Anno", images=IMAGES, categories=CATEGORIES, bbox=None, partition=True,
-                     create=True, **list_kwargs) -> Path:
-    """Build a tiny DeepFashion Category root; ``images`` rows may be raw strings for the img list."""
-    write_list(root / anno / "list_category_cloth.txt", "category_name  category_type", categories)
-    rows = [r if isinstance(r, str) else r[:2] for r in images]
-    write_list(root / anno / "list_category_img.txt", "image_name  category_label", rows, **list_kwargs)
-    if partition:
-        parts = [(r[0], r[2]) for r in images if not isinstance(r, str)]
-        write_list(root / "Eval" / "list_eval_partition.txt", "image_name  evaluation_status", parts)
-    if bbox is not None:
-        write_list(root / anno / "list_bbox.txt", "image_name  x_1  y_1  x_2  y_2", bbox)
-    if create:
-        for r in images:
-            if not isinstance(r, str):
-                touch_image(root / r[0])
-    return root
-
-
-INSHOP = [
-    ("img/WOMEN/Dresses/id_00000002/02_1_front.jpg", "id_00000002", "train"),
-    ("img/WOMEN/Dresses/id_00000002/02_2_side.jpg", "id_00000002", "query"),
-    ("img/MEN/Denim/id_00000080/01_1_front.jpg", "id_00000080", "gallery"),
-]
-
-
-def make_inshop(root: Path, rows=INSHOP, in_eval=False, **list_kwargs) -> Path:
-    target = root / "Eval" / "list_eval_partition.txt" if in_eval else root / "list_eval_partition.txt"
-    write_list(target, "image_name item_id evaluation_status", rows, **list_kwargs)
-    for row in rows:
-        if not isinstance(row, str):
-            touch_image(root / row[0])
-    return root
-
+from factories import CATEGORIES, make_deepfashion, make_inshop, write_list
+from factories import DEEPFASHION_IMAGES as IMAGES
+from factories import INSHOP_ROWS as INSHOP
+from factories import tiny_jpeg as touch_image
 
 # ------------------------------------------------------------------------------------- DeepFashion
 
@@ -290,12 +224,12 @@ MALFORMED = {
     "bbox negative": (dict(bbox=[(IMAGES[0][0], -1, 2, 30, 40)]), BBOX, 3, "bad bbox"),
     "bbox non-numeric": (dict(bbox=[(IMAGES[0][0], 1, 2, "x", 40)]), BBOX, 3, "expected an integer x_2"),
     "bbox too few columns": (dict(bbox=[(IMAGES[0][0], 1, 2, 40)]), BBOX, 3, "expected 5 columns"),
-    "parent escape": (dict(images=IMAGES + [("img/../../outside.jpg", 1, "train")], create=False), IMG, 7,
+    "parent escape": (dict(images=IMAGES + [("img/../../outside.jpg", 1, "train")], image=None), IMG, 7,
                       "image path 'img/../../outside.jpg' escapes the dataset root"),
-    "dotdot escape": (dict(images=[("../outside.jpg", 1, "train")], create=False), IMG, 3,
+    "dotdot escape": (dict(images=[("../outside.jpg", 1, "train")], image=None), IMG, 3,
                       "image path '../outside.jpg' escapes the dataset root"),
-    "absolute path": (dict(images=[("/etc/passwd.jpg", 1, "train")], create=False), IMG, 3, "absolute image path"),
-    "windows absolute path": (dict(images=[("C:\\data\\a.jpg", 1, "train")], create=False), IMG, 3,
+    "absolute path": (dict(images=[("/etc/passwd.jpg", 1, "train")], image=None), IMG, 3, "absolute image path"),
+    "windows absolute path": (dict(images=[("C:\\data\\a.jpg", 1, "train")], image=None), IMG, 3,
                               "absolute image path"),
 }
 
@@ -327,7 +261,7 @@ def test_image_absent_from_partition(tmp_path):
 @pytest.mark.parametrize("name", ["img/link.jpg", "img/linkdir/secret.jpg"])
 def test_symlink_escaping_root(tmp_path, name):
     outside = touch_image(tmp_path / "outside" / "secret.jpg")
-    root = make_deepfashion(tmp_path / "root", images=IMAGES + [(name, 1, "train")], create=False)
+    root = make_deepfashion(tmp_path / "root", images=IMAGES + [(name, 1, "train")], image=None)
     (root / "img").mkdir()
     (root / "img" / "link.jpg").symlink_to(outside)
     (root / "img" / "linkdir").symlink_to(outside.parent, target_is_directory=True)
@@ -375,7 +309,7 @@ def test_missing_images_skipped(tmp_path, caplog):
 
 
 def test_all_missing_is_empty(tmp_path):
-    root = make_deepfashion(tmp_path, create=False)
+    root = make_deepfashion(tmp_path, image=None)
     with pytest.raises(DatasetError, match="empty dataset: all listed images are missing"):
         load(root, missing="skip")
 

@@ -279,14 +279,14 @@ def model_dir(tmp_path_factory):
     """A `fashion train`-style output directory with random weights (fashion.modelio's format)."""
     import torch
 
-    from fashion.modelio import build_classifier, export_model
+    from fashion.modelio import ModelInfo, build_classifier, export_model
 
     torch.manual_seed(0)
     model, cfg = build_classifier("efficientnet_lite0", 3, pretrained=False)
     directory = tmp_path_factory.mktemp("model")
-    export_model(directory, model.eval(), {"arch": "efficientnet_lite0", "classes": ["a", "b", "c"], "size": 48,
-                                           "final_size": SIZE, "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.3, 0.4],
-                                           "crop": "bbox"})
+    export_model(directory, model.eval(), ModelInfo(arch="efficientnet_lite0", classes=("a", "b", "c"), size=48,
+                                                    final_size=SIZE, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4),
+                                                    crop="bbox"))
     return directory
 
 

@@ -36,3 +36,11 @@ def test_notebook_runs_on_the_sample(tmp_path):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["n"] == 40 and metrics["counts"]["classes"] == 10
+    executed = json.loads((tmp_path / "train.out.ipynb").read_text())
+    outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    figures = [o for o in outputs if str(o.get("data", {}).get("text/plain", "")).startswith("['<Figure")
+               or "".join(o.get("data", {}).get("text/plain", "")).startswith("<Figure")]
+    assert len(figures) >= 9 and all("image/png" in o["data"] for o in figures)  # every stage's figures render
+    stderr = ["".join(o["text"]) for o in outputs if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not stderr, stderr  # logs are plain output; no IProgress or deprecation notices
+

@@ -16,52 +16,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from fashion.retrieval import MeasureConfig, RunResult, run
+
+from factories import CORRUPT_JPEG, make_deepfashion, make_folder, make_inshop, noisy_jpeg
 
 COLORS = {"shirt": (200, 30, 30), "pants": (30, 160, 40), "dress": (40, 60, 200)}
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _picture(path: Path, color, seed: int, size=(48, 64)) -> None:
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(color) + rng.normal(0, 25, size=(size[1], size[0], 3)), 0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, quality=92)
+def _picture(path: Path, color, seed: int) -> None:
+    noisy_jpeg(path, color, seed)
 
 
 def make_folder_root(root: Path, per_class: int = 5) -> Path:
     """ROOT/<class>/*.jpg plus one corrupt file."""
-    for c, (label, color) in enumerate(COLORS.items()):
-        for i in range(per_class):
-            _picture(root / label / f"{label}_{i}.jpg", color, seed=100 * c + i)
-    (root / "dress" / "zz_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    make_folder(root, COLORS, per_class)
+    (root / "dress" / "zz_corrupt.jpg").write_bytes(CORRUPT_JPEG)
     return root
-
-
-def _list_file(path: Path, header: str, rows: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{len(rows)}\n{header}\n" + "".join(r + "\n" for r in rows))
 
 
 def make_deepfashion_root(root: Path, per_class: int = 6) -> Path:
     """img/<Item>/img_N.jpg with Anno/ (categories, labels, bboxes) and Eval/ partition."""
     cats = list(COLORS)
-    img_rows, part_rows, bbox_rows = [], [], []
+    rows, bbox_rows = [], []
     for c, label in enumerate(cats):
         for i in range(per_class):
             name = f"img/{label.title()}_Item_{i % 2}/img_{c * per_class + i + 1:08d}.jpg"
             _picture(root / name, COLORS[label], seed=10 * c + i)
-            img_rows.append(f"{name}  {c + 1}")
-            part_rows.append(f"{name}  {['train', 'train', 'val', 'train', 'test', 'test'][i % 6]}")
+            rows.append((name, c + 1, ["train", "train", "val", "train", "test", "test"][i % 6]))
             bbox_rows.append(f"{name}  2 2 40 60")
-    _list_file(root / "Anno" / "list_category_cloth.txt", "category_name  category_type",
-               [f"{label}  {1 if label == 'shirt' else 2}" for label in cats])
-    _list_file(root / "Anno" / "list_category_img.txt", "image_name  category_label", img_rows)
-    _list_file(root / "Anno" / "list_bbox.txt", "image_name  x_1  y_1  x_2  y_2", bbox_rows)
-    _list_file(root / "Eval" / "list_eval_partition.txt", "image_name  evaluation_status", part_rows)
-    return root
+    categories = [(label, 1 if label == "shirt" else 2) for label in cats]
+    return make_deepfashion(root, rows, categories, bbox=bbox_rows, image=None)
 
 
 def make_inshop_root(root: Path, items_per_label: int = 2) -> Path:
@@ -77,8 +63,7 @@ def make_inshop_root(root: Path, items_per_label: int = 2) -> Path:
                 name = f"img/WOMEN/{label.title()}/{item}/{v:02d}_front.jpg"
                 _picture(root / name, shade, seed=1000 * n + v)
                 rows.append(f"{name}  {item}  {split}")
-    _list_file(root / "Eval" / "list_eval_partition.txt", "image_name  item_id  evaluation_status", rows)
-    return root
+    return make_inshop(root, rows, in_eval=True, image=None)
 
 
 def config(root, out, **kw) -> MeasureConfig:

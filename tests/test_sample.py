@@ -10,7 +10,8 @@ from PIL import Image
 from fashion.datasets import detect_format, load
 from fashion.errors import FashionError
 from fashion.images import open_image
-from fashion.sample import _main, build_sample, sample_root
+from fashion.cli import main
+from fashion.sample import build_sample, sample_root
 
 CLASSES = ("dress", "hat", "t-shirt")
 
@@ -103,8 +104,8 @@ def test_build_sample_bad_source(tmp_path):
         build_sample(src, tmp_path / "out", per_class=2)
 
 
-def test_module_main(tmp_path):
+def test_make_sample_command(tmp_path):
     src = make_source(tmp_path / "src")
-    assert _main([str(src), str(tmp_path / "out"), "--per-class", "6", "--long-side", "16"]) == 0
+    assert main(["make-sample", str(src), str(tmp_path / "out"), "--per-class", "6", "--long-side", "16"]) == 0
     assert len(load(tmp_path / "out")) == 18
-    assert _main([str(tmp_path / "nothing"), str(tmp_path / "out2")]) == 1
+    assert main(["make-sample", str(tmp_path / "nothing"), str(tmp_path / "out2")]) == 2

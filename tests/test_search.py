@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -15,15 +14,13 @@ from fashion.errors import FashionError
 from fashion.retrieval import MeasureConfig, run
 from fashion.search import SearchResult, search
 
+from factories import noisy_jpeg
+
 COLORS = {"red": (210, 30, 30), "green": (30, 170, 40), "blue": (40, 60, 210)}
 
 
 def _picture(path: Path, color, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(color) + rng.normal(0, 20, size=(56, 44, 3)), 0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, quality=92)
-    return path
+    return noisy_jpeg(path, color, seed, size=(44, 56), noise=20)
 
 
 @pytest.fixture(scope="module")

@@ -159,15 +159,15 @@ def model_run(tmp_path_factory):
     import torch
 
     from fashion import sample
-    from fashion.modelio import build_classifier, export_model
+    from fashion.modelio import ModelInfo, build_classifier, export_model
     from fashion.retrieval import MeasureConfig, run
 
     classes = sorted(p.name for p in (sample.sample_root() / "img").iterdir())
     torch.manual_seed(0)
     model, _ = build_classifier("efficientnet_lite0", len(classes), pretrained=False)
     base = tmp_path_factory.mktemp("model_run")
-    export_model(base / "model", model.eval(), {"arch": "efficientnet_lite0", "classes": classes, "size": 64,
-                                                "mean": [0.5] * 3, "std": [0.5] * 3})
+    export_model(base / "model", model.eval(), ModelInfo(arch="efficientnet_lite0", classes=tuple(classes), size=64,
+                                                         mean=(0.5,) * 3, std=(0.5,) * 3))
     out = base / "out"
     run(MeasureConfig(output_dir=str(out), model=str(base / "model"), limit=20, k=3, grids=0, runtime="torch",
                       num_workers=0))

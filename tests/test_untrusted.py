@@ -31,6 +31,8 @@ from PIL import Image
 from fashion import cli, datasets
 from fashion.errors import DatasetError
 
+from factories import noisy_jpeg, tiny_jpeg, write_list
+
 
 class Payload:
     """Unpickling this object runs ``touch <marker>``: the marker file proves code ran."""
@@ -170,32 +172,21 @@ def test_poisoned_embedding_cache_is_ignored(tmp_path, marker):
 # --------------------------------------------------------------------------------- paths in datasets
 
 
-def _image(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), (1, 2, 3)).save(path, format="JPEG")
-    return path
-
-
-def _list(path: Path, header: str, rows: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{len(rows)}\n{header}\n" + "".join(r + "\n" for r in rows))
-
-
 def _deepfashion(root: Path, name: str) -> None:
     """A DeepFashion root listing one good image and ``name``."""
-    _list(root / "Anno" / "list_category_cloth.txt", "category_name  category_type", ["Tee  1"])
-    _list(root / "Anno" / "list_category_img.txt", "image_name  category_label", ["img/Tee/good.jpg  1", f"{name}  1"])
-    _list(root / "Eval" / "list_eval_partition.txt", "image_name  evaluation_status",
+    write_list(root / "Anno" / "list_category_cloth.txt", "category_name  category_type", ["Tee  1"])
+    write_list(root / "Anno" / "list_category_img.txt", "image_name  category_label", ["img/Tee/good.jpg  1", f"{name}  1"])
+    write_list(root / "Eval" / "list_eval_partition.txt", "image_name  evaluation_status",
           ["img/Tee/good.jpg  train", f"{name}  train"])
-    _image(root / "img" / "Tee" / "good.jpg")
+    tiny_jpeg(root / "img" / "Tee" / "good.jpg")
 
 
 def _inshop(root: Path, name: str) -> None:
     """An In-shop root listing one good image and ``name``."""
     good = "img/WOMEN/Tees/id_00000001/01_front.jpg"
-    _list(root / "Eval" / "list_eval_partition.txt", "image_name  item_id  evaluation_status",
+    write_list(root / "Eval" / "list_eval_partition.txt", "image_name  item_id  evaluation_status",
           [f"{good}  id_00000001  query", f"{name}  id_00000001  gallery"])
-    _image(root / good)
+    tiny_jpeg(root / good)
 
 
 ESCAPES = {  # how an annotation names something outside the root: (listed name, symlink to make or None)
@@ -211,7 +202,7 @@ ESCAPES = {  # how an annotation names something outside the root: (listed name,
 @pytest.mark.parametrize("how", sorted(ESCAPES))
 def test_annotation_paths_never_escape_the_root(tmp_path, fmt, how):
     """Every annotated format: a name that leads outside the root is a DatasetError on its line."""
-    outside = _image(tmp_path / "outside" / "secret.jpg").parent
+    outside = tiny_jpeg(tmp_path / "outside" / "secret.jpg").parent
     name, link = ESCAPES[how]
     name = name.format(outside=outside)
     root = tmp_path / "root"
@@ -227,9 +218,9 @@ def test_annotation_paths_never_escape_the_root(tmp_path, fmt, how):
 @pytest.mark.parametrize("link", ["train/shirt/link.jpg", "train/evil", "valid"])
 def test_image_folders_never_escape_the_root(tmp_path, link):
     """Folder format: a symlinked image, class folder or split folder that leads outside is an error."""
-    outside = _image(tmp_path / "outside" / "shirt" / "secret.jpg").parent
+    outside = tiny_jpeg(tmp_path / "outside" / "shirt" / "secret.jpg").parent
     root = tmp_path / "root"
-    _image(root / "train" / "shirt" / "good.jpg")
+    tiny_jpeg(root / "train" / "shirt" / "good.jpg")
     target = {"train/shirt/link.jpg": outside / "secret.jpg", "train/evil": outside, "valid": outside.parent}[link]
     (root / link).symlink_to(target)
     with pytest.raises(DatasetError, match=rf"image path '{link}[^']*' escapes the dataset root"):
@@ -239,7 +230,7 @@ def test_image_folders_never_escape_the_root(tmp_path, link):
 def test_symlinks_inside_the_root_are_fine(tmp_path):
     """The escape check is no blanket ban: links that stay inside the root load."""
     root = tmp_path / "root"
-    _image(root / "shirt" / "a.jpg")
+    tiny_jpeg(root / "shirt" / "a.jpg")
     (root / "shirt" / "alias.jpg").symlink_to(root / "shirt" / "a.jpg")
     (root / "pants").symlink_to(root / "shirt")
     assert sorted(datasets.load(root)["relpath"]) == ["pants/a.jpg", "pants/alias.jpg", "shirt/a.jpg", "shirt/alias.jpg"]
@@ -261,15 +252,12 @@ def _hostile_run(tmp_path: Path) -> Path:
     from fashion.retrieval import MeasureConfig, run
 
     root = tmp_path / HOSTILE_ROOT
-    _list(root / "Anno" / "list_category_cloth.txt", "category_name  category_type",
+    write_list(root / "Anno" / "list_category_cloth.txt", "category_name  category_type",
           [f"{c}  1" for c in HOSTILE_CATEGORIES])
     rows = [f"{n}  {1 + i // 2}" for i, n in enumerate(HOSTILE_IMAGES)] + [f"{HOSTILE_BROKEN}  2"]
-    _list(root / "Anno" / "list_category_img.txt", "image_name  category_label", rows)
+    write_list(root / "Anno" / "list_category_img.txt", "image_name  category_label", rows)
     for i, name in enumerate(HOSTILE_IMAGES):
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(i)
-        pixels = np.clip(np.array((200, 40, 40) if i < 2 else (40, 60, 200)) + rng.normal(0, 20, (24, 24, 3)), 0, 255)
-        Image.fromarray(pixels.astype(np.uint8)).save(root / name, format="JPEG")
+        noisy_jpeg(root / name, (200, 40, 40) if i < 2 else (40, 60, 200), seed=i, size=(24, 24), noise=20, quality=75)
     (root / HOSTILE_BROKEN).parent.mkdir(parents=True, exist_ok=True)
     (root / HOSTILE_BROKEN).write_bytes(b"")
     out = tmp_path / "run"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..images import RESIZES
 from . import pipeline
 from .cache import ChunkCache, cache_key
@@ -69,27 +70,27 @@ class Embedder:
         from . import net
 
         if layer not in LAYERS:
-            raise ValueError(f"layer must be one of {LAYERS}, got {layer!r}")
+            raise ConfigError(f"layer must be one of {LAYERS}, got {layer!r}")
         if layer == "head" and head is None:
-            raise ValueError("layer='head' needs a trained model (--model DIR): a pretrained backbone has no "
+            raise ConfigError("layer='head' needs a trained model (--model DIR): a pretrained backbone has no "
                              "trained head; use layer='body'")
         if resize not in RESIZES:
-            raise ValueError(f"resize must be one of {RESIZES}, got {resize!r}")
+            raise ConfigError(f"resize must be one of {RESIZES}, got {resize!r}")
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+            raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
         if runtime.startswith("openvino") and not net.openvino_available():
-            raise ValueError(f"runtime={runtime!r} needs the openvino package: pip install openvino "
-                             "(or use runtime='torch')")
+            raise ConfigError(f"runtime={runtime!r} needs the openvino package: pip install openvino "
+                              "(or use runtime='torch')")
         if runtime == "openvino-int8":
             from .int8 import nncf_available
 
             if not nncf_available():
-                raise ValueError("runtime='openvino-int8' needs NNCF: pip install 'fashion[int8]' (the nncf "
+                raise ConfigError("runtime='openvino-int8' needs NNCF: pip install 'fashion[int8]' (the nncf "
                                  "package), or use runtime='openvino'")
         if int(size) < 8:
-            raise ValueError(f"size must be at least 8 pixels, got {size}")
+            raise ConfigError(f"size must be at least 8 pixels, got {size}")
         self.name, self.size, self.layer, self.source = name, int(size), layer, source
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         self.checksum, self.model_dir, self.crop, self.resize = checksum, model_dir, bool(crop), resize
@@ -118,7 +119,7 @@ class Embedder:
         if model is not None:
             return cls.from_model_dir(model, layer=layer, size=size, precision=precision, runtime=runtime)
         if layer != "body":
-            raise ValueError("layer='head' needs a trained model (--model DIR); a pretrained backbone "
+            raise ConfigError("layer='head' needs a trained model (--model DIR); a pretrained backbone "
                              "has no trained head")
         return cls.from_backbone(arch, pretrained=pretrained, weights=weights, size=size, precision=precision,
                                  runtime=runtime)
@@ -146,12 +147,11 @@ class Embedder:
         if not path.is_dir():
             raise FileNotFoundError(f"model directory not found: {path}")
         loaded = load_model(path)
-        config = loaded.config
-        crop = config.get("crop", (config.get("train_config") or {}).get("crop", "none")) == "bbox"
-        return cls(loaded.body, name=str(config.get("arch", "?")), size=int(size or loaded.size),
-                   mean=config["mean"], std=config["std"], checksum=file_sha256(loaded.weights_path),
-                   layer=layer, head=loaded.penultimate if layer == "head" else None, source=f"trained:{path}",
-                   model_dir=os.fspath(path.resolve()), precision=precision, crop=crop,
+        info = loaded.info
+        return cls(loaded.body, name=info.arch, size=int(size or info.input_size), mean=info.mean, std=info.std,
+                   checksum=file_sha256(loaded.weights_path), layer=layer,
+                   head=loaded.penultimate if layer == "head" else None, source=f"trained:{path}",
+                   model_dir=os.fspath(path.resolve()), precision=precision, crop=info.crop == "bbox",
                    resize="squish", runtime=runtime)  # the transform fashion.training trains with
 
     def describe(self) -> dict:
@@ -256,7 +256,7 @@ class Embedder:
         start = time.perf_counter()
         paths, bboxes = paths_and_boxes(items, self.crop if crop is None else crop)
         if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
         n = len(paths)
         self.resolve_runtime(n)
         keys = [cache_key(p, None if bboxes is None else bboxes[i]) for i, p in enumerate(paths)]

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import numpy as np
-
+from ..datasets import bbox_or_none
 from ..images import open_image, resize_image
 
 
@@ -64,12 +63,8 @@ def paths_and_boxes(items, crop: bool) -> tuple[list[str], list | None]:
         paths = [os.fspath(p) for p in items["path"]]
         bboxes = None
         if crop and "bbox" in items.columns:
-            bboxes = [None if _missing(b) else tuple(b) for b in items["bbox"]]
+            bboxes = [bbox_or_none(b) for b in items["bbox"]]
         return paths, bboxes
     if isinstance(items, (str, os.PathLike)):
         raise TypeError("items must be a DataFrame or a list of paths, not a single path")
     return [os.fspath(p) for p in items], None
-
-
-def _missing(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))

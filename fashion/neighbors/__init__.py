@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError, FormatError
 from .base import FORMAT_VERSION, METRICS, NeighborIndex, _as_matrix, _check_metric
 from .exact import ExactIndex
 from .faiss import FaissFlatIndex, FaissHNSWIndex, FaissIVFIndex
@@ -52,7 +53,7 @@ def auto_index_name() -> str:
     override = os.environ.get("FASHION_AUTO_INDEX")
     if override:
         if override not in _BACKENDS:
-            raise ValueError(f"FASHION_AUTO_INDEX={override!r} is not an index; valid: {', '.join(_BACKENDS)}")
+            raise ConfigError(f"FASHION_AUTO_INDEX={override!r} is not an index; valid: {', '.join(_BACKENDS)}")
         return override
     return "exact"
 
@@ -66,7 +67,7 @@ def build_index(name: str = "auto", metric: str = "cosine", **params) -> Neighbo
     ([1, 0, 0, 2], [1.0, 1.0, 2.0, 3.162])
     """
     if name not in INDEXES:
-        raise ValueError(f"unknown index {name!r}; valid indexes: {', '.join(INDEXES)}")
+        raise ConfigError(f"unknown index {name!r}; valid indexes: {', '.join(INDEXES)}")
     _check_metric(metric)
     if name == "auto":
         name = auto_index_name()
@@ -102,8 +103,8 @@ def load_index(path) -> NeighborIndex:
             zipfile.BadZipFile) as exc:
         reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         reason = (str(reason).strip().splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"{path} is not a saved fashion index (an .npz written by fashion.neighbors): "
-                         f"{reason}") from None
+        raise FormatError(f"not a saved fashion index (an .npz written by fashion.neighbors): {reason}",
+                          path) from None
     return index
 
 __all__ = ["INDEXES", "EXACT_INDEXES", "APPROXIMATE_INDEXES", "METRICS", "NeighborIndex", "ExactIndex",

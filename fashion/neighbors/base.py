@@ -14,6 +14,7 @@ import numpy as np
 
 from ..atomic import atomic_write
 from .distances import pair_sq_distances, sq_norms
+from ..errors import ConfigError, NotFittedError
 
 logger = logging.getLogger("fashion.neighbors")
 
@@ -32,7 +33,8 @@ def _as_matrix(X, what: str) -> np.ndarray:
         raise ValueError(f"{what} is empty (shape {X.shape})")
     if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool) or np.iscomplexobj(X):
         raise ValueError(f"{what} must be real numbers, got dtype {X.dtype}")
-    X = np.ascontiguousarray(X, dtype=np.float32)
+    with np.errstate(over="ignore"):  # too large for float32 becomes inf, reported just below
+        X = np.ascontiguousarray(X, dtype=np.float32)
     if np.isfinite(X.sum(axis=1)).all():  # NaN and inf reach the row sums: one pass, no (n, d) mask
         return X
     finite = np.isfinite(X).all(axis=1)  # a sum can also overflow: look at the values themselves
@@ -66,24 +68,24 @@ def _normalize(X: np.ndarray, what: str) -> np.ndarray:
 
 def _check_metric(metric: str) -> str:
     if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
+        raise ConfigError(f"unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
     return metric
 
 
 def _check_k(k, n: int, self_excluded: bool) -> int:
     """Validate n_neighbors against the fitted size (n - 1 when each point leaves itself out)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"n_neighbors must be an integer, got {k!r}")
+        raise ConfigError(f"n_neighbors must be an integer, got {k!r}")
     k = int(k)
     if k < 1:
-        raise ValueError(f"n_neighbors must be >= 1, got {k}")
+        raise ConfigError(f"n_neighbors must be >= 1, got {k}")
     if self_excluded and k > n - 1:
-        raise ValueError(
+        raise ConfigError(
             f"n_neighbors={k} is too large: with X=None each of the {n} fitted points leaves itself "
             f"out, so n_neighbors must be <= {n - 1}"
         )
     if k > n:
-        raise ValueError(f"n_neighbors={k} is larger than the {n} fitted points")
+        raise ConfigError(f"n_neighbors={k} is larger than the {n} fitted points")
     return k
 
 
@@ -139,7 +141,7 @@ class NeighborIndex:
         self.metric = _check_metric(metric)
         unknown = set(params) - set(self.defaults())
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown parameter(s) {sorted(unknown)} for index {self.name!r}; "
                 f"valid: {sorted(self.defaults()) or 'none'}"
             )
@@ -228,7 +230,7 @@ class NeighborIndex:
     # -- helpers ----------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if self._X is None:
-            raise ValueError(f"{self!r} is not fitted yet: call fit(X) first")
+            raise NotFittedError(f"{self!r} is not fitted yet: call fit(X) first")
 
     def _prepare(self, X: np.ndarray, what: str) -> np.ndarray:
         return _normalize(X, what) if self.metric == "cosine" else X

@@ -93,17 +93,13 @@ class FaissIVFIndex(_FaissIndex):
     """faiss ``IndexIVFFlat`` (approximate): ``nlist`` k-means cells (default ~4 sqrt(n)), ``nprobe`` visited.
 
     Default ``nprobe``: enough cells to scan at least ``min_candidates`` points per query, and at least
-    16: 16 cells at n = 100k (recall@10 0.9995 on the knn benchmark's clustered data, 7.7x faster than
-    exact), 49 of 246 on the 3,781 real embeddings of clothing-dataset-small, whose cells hold only ~15
-    points (recall@10 0.986-0.9996 for pooled-body and head features, where a fixed 16 gave 0.92-0.98).
-
+    16, so that small collections, whose cells hold few points, still see enough candidates.
     k-means is trained on at most ``train_size`` points (default 32 per cell) for ``niter`` iterations.
     Large query batches (all-pairs; at least ``BIG_BATCH_PER_LIST`` queries per cell) are searched cell
     by cell with faiss' ``big_batch_search``: each cell's vectors are scored against all the queries
-    that probe it in one matrix product, instead of each query scanning its cells from memory (with
-    k-means on 32 instead of 64 points per cell, all-pairs at n = 100k, d = 2048 went from 72 s to 29 s
-    in benchmarks/knn.py, same recall; benchmarks/README.md). Small batches (a few
-    photos) use the index's own search.
+    that probe it in one matrix product, instead of each query scanning its cells from memory. Small
+    batches (a few photos) use the index's own search. Recall and speed of these defaults:
+    ``benchmarks/README.md``.
     """
 
     BIG_BATCH_PER_LIST = 4

@@ -1,35 +1,17 @@
-"""Resume state of a run: the best weights and ``state.json`` after each stage, the epoch history,
-and turning checkpoint I/O failures into one clear error."""
+"""Resume state of a run: the best weights and ``state.json`` after each stage, and the epoch history."""
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
-from pathlib import Path
 
 from ..atomic import save_csv, write_json
 from ..backbones import read_state_dict
-from ..errors import OutputError
+from ..errors import ConfigError
 from .config import Stage
 from .state import BEST_FILE, HISTORY_COLUMNS, STATE_FILE, StageResult, TrainingRun
 
 log = logging.getLogger("fashion.training")
-
-
-def checkpoint_error(run: TrainingRun, exc: RuntimeError) -> Exception:
-    """fastai's SaveModelCallback writes with torch.save, whose I/O failures (full disk) surface as a
-    RuntimeError from its zip writer: turn those into one clear OutputError, re-raise anything else."""
-    text = str(exc)
-    if "PytorchStreamWriter" not in text and "inline_container" not in text:
-        return exc
-    where = Path(run.learn.path) / run.learn.model_dir
-    try:
-        full = shutil.disk_usage(where if where.exists() else run.output_dir).free < 1 << 20
-    except OSError:
-        full = False
-    reason = "no space left on device" if full else text.strip().splitlines()[0]
-    return OutputError(f"cannot write checkpoint in {where}: {reason}")
 
 
 def load_best(run: TrainingRun) -> None:
@@ -37,7 +19,7 @@ def load_best(run: TrainingRun) -> None:
 
 
 def cleanup_fastai_files(run: TrainingRun, stage: Stage) -> None:
-    for path in run.checkpoints.glob(f"{stage.name}_best.pth"):
+    for path in run.checkpoints.glob(f"{stage.name}_best.safetensors"):
         path.unlink(missing_ok=True)
 
 
@@ -63,7 +45,7 @@ def restore(run: TrainingRun) -> None:
         return
     state = json.loads(path.read_text(encoding="utf-8"))
     if state["classes"] != run.splits.classes or state["config"]["arch"] != run.config.arch:
-        raise ValueError(f"{path}: the saved run has other classes or another arch; use a new --output_dir")
+        raise ConfigError(f"{path}: the saved run has other classes or another arch; use a new --output_dir")
     run.completed = list(state["completed"])
     run.best = state["best"]
     run.history = [r for r in state["history"] if r["stage"] in run.completed]

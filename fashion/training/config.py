@@ -6,8 +6,28 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import ConfigError
+
 CROPS = ("none", "bbox")
 LR_SUGGESTIONS = ("valley", "minimum", "steep", "slide")  # fastai.callback.schedule suggestion functions
+
+
+def parse_epochs(value) -> tuple[int, int, int]:
+    """Epochs per stage from one number (all three stages), three numbers, or text ``"N"`` / ``"N1,N2,N3"``.
+
+    >>> parse_epochs(2), parse_epochs("1,3,1"), parse_epochs([0, 1, 2])
+    ((2, 2, 2), (1, 3, 1), (0, 1, 2))
+    """
+    parts = value.split(",") if isinstance(value, str) else [value] if isinstance(value, int) else value
+    try:
+        epochs = tuple(int(str(p).strip()) for p in parts)
+    except (TypeError, ValueError):
+        epochs = ()
+    if len(epochs) == 1:
+        epochs *= 3
+    if len(epochs) != 3 or any(e < 0 for e in epochs):
+        raise ConfigError(f"epochs must be one number or three (one per stage, >= 0), like 2 or 1,3,1; got {value!r}")
+    return epochs
 
 
 @dataclass
@@ -63,19 +83,16 @@ class TrainConfig:
     stages: list = field(default=None)
 
     def __post_init__(self):
-        epochs = (self.epochs,) * 3 if isinstance(self.epochs, int) else tuple(int(e) for e in self.epochs)
-        if len(epochs) != 3 or any(e < 0 for e in epochs):
-            raise ValueError(f"epochs must be one number or three (one per stage), >= 0; got {self.epochs!r}")
-        self.epochs = epochs
+        self.epochs = epochs = parse_epochs(self.epochs)
         if self.lr_suggestion not in LR_SUGGESTIONS:
-            raise ValueError(f"lr_suggestion must be one of {LR_SUGGESTIONS}, got {self.lr_suggestion!r}")
+            raise ConfigError(f"lr_suggestion must be one of {LR_SUGGESTIONS}, got {self.lr_suggestion!r}")
         if self.crop not in CROPS:
-            raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
+            raise ConfigError(f"crop must be one of {CROPS}, got {self.crop!r}")
         for name in ("size", "final_size", "batch_size", "lr_find_iters"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
+            raise ConfigError(f"lr must be positive, got {self.lr!r}")
         if self.weights is not None:
             self.weights = str(self.weights)
         if self.stages is None:
@@ -85,7 +102,7 @@ class TrainConfig:
                            Stage("stage3", epochs[2], half, False, self.final_size)]
         self.stages = [s if isinstance(s, Stage) else Stage(**s) for s in self.stages]
         if len({s.name for s in self.stages}) != len(self.stages):
-            raise ValueError("stage names must be unique")
+            raise ConfigError("stage names must be unique")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigError, DatasetError
 from .config import TrainConfig
 from .state import Splits, TrainingRun
 
@@ -28,7 +29,7 @@ def split_items(items: "pd.DataFrame", config: TrainConfig) -> Splits:
     if missing:
         raise ValueError(f"items need columns path, label, split; missing {sorted(missing)}")
     if config.crop == "bbox" and "bbox" not in items.columns:
-        raise ValueError("crop='bbox' needs a bbox column (DeepFashion with Anno/list_bbox.txt)")
+        raise ConfigError("crop='bbox' needs a bbox column (DeepFashion with Anno/list_bbox.txt)")
     columns = ["path", "label", "split"] + (["bbox"] if config.crop == "bbox" else [])
     frame = items[columns].reset_index(drop=True)
     bboxes = list(frame["bbox"]) if config.crop == "bbox" else None
@@ -39,7 +40,7 @@ def split_items(items: "pd.DataFrame", config: TrainConfig) -> Splits:
         log.warning("skipping %d images that cannot be opened, e.g. %s: %s", len(bad), *bad[0])
     train = frame[frame["split"].isin(["train", ""])]
     if train.empty:
-        raise ValueError("no training items (split 'train' or unsplit)")
+        raise DatasetError("no training items (split 'train' or unsplit)")
     valid = frame[frame["split"] == "valid"]
     valid_from_train = valid.empty
     if valid_from_train:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from ..atomic import save_csv, save_figure, write_json
-from ..modelio import DEFAULT_HEAD, export_model
+from ..modelio import DEFAULT_HEAD, ModelInfo, export_model
 from . import plots
 from .data import set_size
 from .state import TrainingRun
@@ -169,12 +169,9 @@ def evaluate(run: TrainingRun, n_grid: int = 16) -> dict:
 def export(run: TrainingRun) -> Path:
     """Write model.safetensors + model.json (classes, arch, sizes, normalisation, head, metrics, config)."""
     b = run.backbone
-    info = {
-        "arch": run.config.arch, "classes": run.splits.classes,
-        "size": run.config.size, "final_size": model_size(run),
-        "mean": list(b.mean), "std": list(b.std), "feature_dim": b.feature_dim, "backbone_source": b.source,
-        "head": DEFAULT_HEAD, "crop": run.config.crop, "best": run.best,
-        "metrics": run.evaluation.get("metrics", {}).get("test", {}),
-        "train_config": run.config.to_dict(),
-    }
+    info = ModelInfo(
+        arch=run.config.arch, classes=tuple(run.splits.classes), size=run.config.size, final_size=model_size(run),
+        mean=tuple(b.mean), std=tuple(b.std), feature_dim=b.feature_dim, backbone_source=b.source,
+        head=dict(DEFAULT_HEAD), crop=run.config.crop, best=run.best,
+        metrics=run.evaluation.get("metrics", {}).get("test", {}), train_config=run.config.to_dict())
     return export_model(run.output_dir, run.learn.model.eval(), info)

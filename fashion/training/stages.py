@@ -12,8 +12,10 @@ Cell by cell (as ``train.ipynb`` does)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -45,7 +47,7 @@ def build_learner(splits: Splits, config: TrainConfig, output_dir: Path):
     dls = make_dataloaders(splits, config.stages[0].size if config.stages else config.size, config,
                            backbone.mean, backbone.std)
     cbs = []
-    if config.channels_last:  # oneDNN's fast convolutions: ~2x faster training on CPU
+    if config.channels_last:  # oneDNN's fastest CPU convolutions want channels-last tensors
         from fastai.callback.channelslast import ChannelsLast
 
         cbs.append(ChannelsLast())
@@ -89,7 +91,12 @@ def lr_find(run: TrainingRun, stage: Stage, num_it: int | None = None) -> LRFind
     _set_frozen(run, stage.frozen)
     num_it = num_it or run.config.lr_find_iters
     how = run.config.lr_suggestion
-    with run.learn.no_bar():  # one bar per LR-finder batch is noise; the result is logged
+    from .callbacks import BatchProgress
+
+    log.info("%s LR finder: %d batches at %d px, body %s", stage.name, num_it, stage.size,
+             "frozen" if stage.frozen else "unfrozen")
+    # fastai's own bars would draw one bar per LR-finder batch; one tqdm bar over them instead
+    with run.learn.no_bar(), run.learn.added_cbs(BatchProgress(num_it, f"{stage.name} LR finder")):
         suggested = run.learn.lr_find(num_it=num_it, suggest_funcs=(getattr(schedule, how),), show_plot=False)
     suggestion = float(getattr(suggested, how))
     recorder = run.learn.recorder
@@ -102,6 +109,13 @@ def lr_find(run: TrainingRun, stage: Stage, num_it: int | None = None) -> LRFind
     run.lr_finds[stage.name] = result
     log.info("%s LR finder: suggested %.2e", stage.name, result.suggestion)
     return result
+
+
+def _show_bars() -> bool:
+    """True on a terminal or in a notebook (fastprogress draws HTML there)."""
+    from fastprogress.fastprogress import IN_NOTEBOOK
+
+    return bool(IN_NOTEBOOK) or sys.stderr.isatty()
 
 
 def _stage_lr(run: TrainingRun, stage: Stage) -> tuple[float, float, float | None]:
@@ -127,9 +141,9 @@ def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult
     ``cbs``: extra fastai callbacks for this fit (e.g. ``ShowGraphCallback()`` in a notebook).
     Writes ``loss_<stage>.png``, ``history.csv`` and the resume checkpoint.
     """
-    from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+    from fastai.callback.tracker import EarlyStoppingCallback
 
-    from .callbacks import EpochLog
+    from .callbacks import EpochLog, SaveBestModel
 
     if stage.epochs < 1:
         log.info("%s: 0 epochs, skipped", stage.name)
@@ -139,16 +153,17 @@ def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult
     _set_frozen(run, stage.frozen)
     lo, hi, suggestion = _stage_lr(run, stage)
     _set_frozen(run, stage.frozen)  # lr_find restores the weights, not necessarily requires_grad
-    saver = SaveModelCallback(monitor="valid_loss", fname=f"{stage.name}_best")
+    saver = SaveBestModel(monitor="valid_loss", fname=f"{stage.name}_best")
     fit_cbs = [saver, EpochLog(run, stage), *cbs]
     if run.config.early_stopping:
         fit_cbs.append(EarlyStoppingCallback(monitor="valid_loss", patience=run.config.early_stopping))
     log.info("%s: %d epochs at %d px, %s, lr %s", stage.name, stage.epochs, stage.size,
              "body frozen" if stage.frozen else "unfrozen", f"{hi:.2e}" if stage.frozen else f"slice({lo:.2e}, {hi:.2e})")
-    try:
+    # fastai's per-batch bars on a terminal or in a notebook; in a log file, the one line per epoch only
+    with contextlib.nullcontext() if _show_bars() else run.learn.no_bar():
         run.learn.fit_one_cycle(stage.epochs, hi if stage.frozen else slice(lo, hi), cbs=fit_cbs)
-    except RuntimeError as exc:
-        raise checkpoints.checkpoint_error(run, exc) from None
+    if saver.error is not None:
+        raise saver.error
     result = _finish_stage(run, stage, saver, (lo, hi), suggestion, time.time() - t0)
     return result
 

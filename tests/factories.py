@@ -1,0 +1,117 @@
+"""Builders of tiny datasets that every test shares: images, list files, DeepFashion / In-shop / folder roots.
+
+Import as ``from factories import ...`` (``pythonpath = ["tests"]`` in pyproject.toml). Every builder
+writes under the ``root`` it is given (a ``tmp_path``) and returns it.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+CORRUPT_JPEG = b"\xff\xd8\xff\xe0 truncated"  # a JPEG signature, then nothing decodable
+
+
+def _jpeg_bytes(size=(6, 4), color=(90, 20, 200)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+TINY_JPEG = _jpeg_bytes()
+
+
+def tiny_jpeg(path: Path, data: bytes = TINY_JPEG) -> Path:
+    """A 6 x 4 one-colour JPEG (the same bytes every time) at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def noisy_jpeg(path: Path, color, seed: int = 0, size=(48, 64), noise: float = 25.0, quality: int = 92) -> Path:
+    """A ``size`` = (width, height) JPEG of ``color`` plus seeded Gaussian noise: images of one colour
+    are near each other in any embedding, of different colours far apart."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(color) + rng.normal(0, noise, size=(size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=quality)
+    return path
+
+
+def write_list(path: Path, header: str, rows: Sequence, count: int | None = None, newline: str = "\n",
+               bom: bool = False) -> Path:
+    """A DeepFashion list file: the row count, the header, then the rows (strings as given, tuples
+    joined by runs of spaces)."""
+    lines = [str(len(rows) if count is None else count), header]
+    lines += [r if isinstance(r, str) else "   ".join(str(f) for f in r) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((("\ufeff" if bom else "") + newline.join(lines) + newline).encode("utf-8"))
+    return path
+
+
+CATEGORIES = [("Blouse", 1), ("Jeans", 2), ("Dress", 3)]
+# (image_name, category id, evaluation_status)
+DEEPFASHION_IMAGES = [
+    ("img/Sheer_Blouse/img_00000001.jpg", 1, "train"),
+    ("img/Sheer_Blouse/img_00000002.jpg", 1, "val"),
+    ("img/Skinny_Jeans/img_00000001.jpg", 2, "test"),
+    ("img/Maxi_Dress/img_00000001.jpg", 3, "train"),
+]
+
+
+def make_deepfashion(root: Path, images: Sequence = DEEPFASHION_IMAGES, categories: Sequence = CATEGORIES,
+                     bbox: Sequence | None = None, partition: bool = True, anno: str = "Anno",
+                     image: Callable[[Path], object] | None = tiny_jpeg, **list_kwargs) -> Path:
+    """A DeepFashion Category root: ``Anno/`` (categories, image labels, optional ``bbox`` rows) and
+    ``Eval/list_eval_partition.txt``. ``images`` rows are (image_name, category_id, status) or raw
+    strings for the image list (written as they are, never created). ``image(path)`` writes each
+    listed image (None: write none)."""
+    write_list(root / anno / "list_category_cloth.txt", "category_name  category_type", categories)
+    rows = [r if isinstance(r, str) else r[:2] for r in images]
+    write_list(root / anno / "list_category_img.txt", "image_name  category_label", rows, **list_kwargs)
+    if partition:
+        parts = [(r[0], r[2]) for r in images if not isinstance(r, str)]
+        write_list(root / "Eval" / "list_eval_partition.txt", "image_name  evaluation_status", parts)
+    if bbox is not None:
+        write_list(root / anno / "list_bbox.txt", "image_name  x_1  y_1  x_2  y_2", bbox)
+    if image is not None:
+        for r in images:
+            if not isinstance(r, str):
+                image(root / r[0])
+    return root
+
+
+INSHOP_ROWS = [
+    ("img/WOMEN/Dresses/id_00000002/02_1_front.jpg", "id_00000002", "train"),
+    ("img/WOMEN/Dresses/id_00000002/02_2_side.jpg", "id_00000002", "query"),
+    ("img/MEN/Denim/id_00000080/01_1_front.jpg", "id_00000080", "gallery"),
+]
+
+
+def make_inshop(root: Path, rows: Sequence = INSHOP_ROWS, in_eval: bool = False,
+                image: Callable[[Path], object] | None = tiny_jpeg, **list_kwargs) -> Path:
+    """An In-shop root: ``[Eval/]list_eval_partition.txt`` of (image_name, item_id, status) rows (or raw
+    strings), and the images (``image(path)``; None: none)."""
+    target = root / "Eval" / "list_eval_partition.txt" if in_eval else root / "list_eval_partition.txt"
+    write_list(target, "image_name  item_id  evaluation_status", rows, **list_kwargs)
+    if image is not None:
+        for row in rows:
+            if not isinstance(row, str):
+                image(root / row[0])
+    return root
+
+
+def make_folder(root: Path, colors: dict, per_class: int, splits: Sequence[str] = ("",), seed: int = 0,
+                size=(48, 64), noise: float = 25.0) -> Path:
+    """An image-folder root: ``[split/]<label>/<label>_<i>.jpg``, ``per_class`` noisy JPEGs of each
+    label's colour (``colors``: label → RGB); image ``i`` of label ``c`` is seeded ``seed + 100 c + i``."""
+    for split in splits:
+        for c, (label, color) in enumerate(colors.items()):
+            for i in range(per_class):
+                noisy_jpeg(root / split / label / f"{label}_{i}.jpg", color, seed=seed + 100 * c + i, size=size,
+                           noise=noise)
+    return root
