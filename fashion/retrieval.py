@@ -12,8 +12,13 @@ compute metrics, report (files, grids, gallery). Output directory::
     grids/*.png     neighbour grids of ``grids`` queries chosen with ``seed``
     index.html      the gallery
     index.npz       the fitted index (fashion.neighbors save format)
-    run.json        arguments, versions, backbone, model checksum
-    cache/          the embedding cache (reused by a rerun into the same directory)
+    run.json        run id, arguments, versions, backbone, model checksum
+    manifest.json   written last: every file above with its size and SHA-256, and the run id (fashion.rundir)
+    cache/          the embedding cache (reused by a rerun into the same directory; not in the manifest)
+
+The run is a transaction (:mod:`fashion.rundir`): it is written into a staging directory beside
+``output_dir`` and swapped into place in one step at the end, so a failed or killed rerun leaves the
+previous complete run as it was, and readers verify the manifest before trusting the files.
 
 Modes: all-pairs over every usable item (each query leaves itself out); ``query_split`` → queries from
 that split, gallery = the other items; In-shop roots default to query vs gallery by their split column,
@@ -297,23 +302,37 @@ def versions() -> dict:
 
 
 def run(config: MeasureConfig) -> RunResult:
-    """Run the whole retrieval measurement and write every output file (each atomically)."""
-    from .atomic import ensure_dir, save_csv, save_npy, write_json
-    from .embeddings import Embedder
-    from .report import write_gallery
+    """Run the whole retrieval measurement; its files appear in ``output_dir`` together, in one step."""
+    from . import rundir
 
     if config.output_dir is None:
         raise ValueError("output_dir is required")
     if config.k < 1:
         raise ValueError(f"k must be positive, got {config.k}")
-    out = ensure_dir(config.output_dir)
+    # the run is staged beside output_dir and swapped in at the end: a failed or killed rerun leaves
+    # the previous complete run readable (fashion.rundir); the cache stays in output_dir throughout
+    with rundir.transaction(config.output_dir, kind=RUN_KIND) as txn:
+        result = _run(config, txn)
+    files = {name: txn.final(path) for name, path in result.files.items()}
+    return RunResult(txn.target, result.metrics, files)
+
+
+RUN_KIND = "neighbors"
+
+
+def _run(config: MeasureConfig, txn) -> RunResult:
+    from .atomic import save_csv, save_npy, write_json
+    from .embeddings import Embedder
+    from .report import write_gallery
+
+    out = txn.path
     watch = _Stopwatch()
     with watch.stage("load"):
         items = load_items(config)
         embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size,
                                    runtime=config.runtime)
     with watch.stage("embed"):
-        emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or out / "cache",
+        emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or txn.target / "cache",
                              num_workers=config.num_workers)
     query, gallery, mode = _roles(items, emb.ok, config)
     with watch.stage("index"):
@@ -341,7 +360,7 @@ def run(config: MeasureConfig) -> RunResult:
             "embeddings.npy": save_npy(out / "embeddings.npy", emb.vectors),
             "neighbors.csv": save_csv(out / "neighbors.csv", _neighbors_table(items, query_rows, neighbor_rows, dist)),
             "index.npz": index.save(out / "index.npz"),
-            "run.json": write_json(out / "run.json", _run_info(config, items, embedder)),
+            "run.json": write_json(out / "run.json", {"run_id": txn.run_id, **_run_info(config, items, embedder)}),
             "metrics.json": out / "metrics.json",
         }
         grids = _draw_grids(out, items, query_rows, neighbor_rows, dist,

@@ -58,14 +58,17 @@ def _read_run(run_dir: Path) -> tuple[dict, "object"]:
     """(run.json as dict, gallery table: items.csv rows in saved-index order)."""
     import pandas as pd
 
+    from .rundir import verify
+    from .runfiles import read_items_csv, read_run_json
+
     needed = [run_dir / n for n in ("run.json", "items.csv", "index.npz")]
     absent = [p.name for p in needed if not p.is_file()]
     if absent:
         raise FileNotFoundError(f"{run_dir} is not a finished run of `fashion neighbors` / measure_sim.py: "
                                 f"missing {', '.join(absent)}")
-    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    items = pd.read_csv(run_dir / "items.csv", dtype={"label": str, "relpath": str, "path": str},
-                        keep_default_na=False)
+    verify(run_dir)  # one run, complete and unchanged: never the files of two runs mixed
+    info = read_run_json(run_dir / "run.json")
+    items = read_items_csv(run_dir / "items.csv")
     gallery = items[items["index_row"] >= 0].sort_values("index_row")
     return info, gallery
 

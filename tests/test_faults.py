@@ -203,7 +203,8 @@ def test_measure_sim_killed_then_rerun_equals_uninterrupted(kill_root, reference
     if moment == "embedding":
         ready = lambda: any(out.glob("cache/*/chunk_00000.npz"))  # noqa: E731
     else:
-        ready = lambda: (out / "grids").is_dir() and any(p.suffix == ".png" for p in (out / "grids").iterdir())  # noqa: E731
+        # the report is written in the run's staging directory beside ``out`` (fashion.rundir)
+        ready = lambda: any(tmp_path.glob(".run.staging-*/grids/*.png"))  # noqa: E731
     with Watcher(out) as watcher:
         run_until(_measure(kill_root, out), ready)
         assert not (out / "metrics.json").exists(), "the kill landed after the run had finished"
@@ -331,3 +332,108 @@ def test_failing_disk_is_one_clear_line(tiny_root, tmp_path, case):
     proc = on_tmpfs(TOOLS[tool](tiny_root, mount / "out"), mount, options)
     assert proc.returncode == 2, proc.stderr[-3000:]
     _one_clear_line(proc.stderr, PROGS[tool], FAULTS[fault][1])
+
+
+# ------------------------------------------------------------------- a run directory is all-or-nothing
+# (issue 11, class 1: a failed or killed rerun must leave the previous complete run answering)
+
+
+def _search_answer(run_dir: Path, photo: Path) -> list[str]:
+    from fashion.search import search
+
+    (result,) = search([photo], run_dir, k=3, grids=False)
+    assert result.ok, result.reason
+    return [m.path for m in result.matches]
+
+
+@pytest.fixture(scope="module")
+def two_datasets(tmp_path_factory) -> tuple[Path, Path]:
+    """Two datasets of the same size and layout (the row-count check cannot tell them apart)."""
+    base = tmp_path_factory.mktemp("two")
+    return make_root(base / "A", 3, classes=2), make_root(base / "B", 3, side=20, classes=2)
+
+
+def _measure_args(root: Path, out: Path) -> list[str]:
+    return ["-q", "-i", str(root), "--output_dir", str(out), "--size", "32", "--batch-size", "4", "-k", "3",
+            "--grids", "1", "--workers", "0"]
+
+
+@pytest.mark.parametrize("fails_at", ["embeddings.npy", "index.npz", "index.html"])
+def test_failed_rerun_on_another_dataset_leaves_the_previous_run_answering(two_datasets, tmp_path, monkeypatch,
+                                                                           capsys, fails_at):
+    """A rerun on dataset B into A's directory fails (full disk) while writing ``fails_at``: the directory
+    is still A's complete run and `fashion search` still answers with A's photos, bit for bit."""
+    import fashion.atomic
+
+    a, b = two_datasets
+    out = tmp_path / "run"
+    assert cli.measure_sim_main(_measure_args(a, out)) == 0
+    photo = a / "class1" / "00001.jpg"
+    before = _search_answer(out, photo)
+    assert all(p.startswith(str(a)) for p in before)
+    files = {p.relative_to(out): p.read_bytes() for p in final_files(out) if "cache" not in p.parts}
+
+    real = os.replace
+
+    def failing(src, dst, *args, **kwargs):  # the disk fills up as ``fails_at`` is put in place
+        if Path(dst).name == fails_at:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(fashion.atomic.os, "replace", failing)
+    assert cli.measure_sim_main(_measure_args(b, out)) == 2
+    capsys.readouterr()
+    monkeypatch.undo()
+    assert {p.relative_to(out): p.read_bytes() for p in final_files(out) if "cache" not in p.parts} == files
+    assert _search_answer(out, photo) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging left behind"
+
+
+def test_rerun_reuses_the_cache_kept_outside_the_swapped_run(two_datasets, tmp_path):
+    """The cache (output_dir/cache) is carried over by the swap: a rerun computes nothing."""
+    a, _ = two_datasets
+    out = tmp_path / "run"
+    assert cli.measure_sim_main(_measure_args(a, out)) == 0
+    assert cli.measure_sim_main(_measure_args(a, out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_embedded"] == 0 and metrics["n_from_cache"] == metrics["n_images"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not any(name.startswith("cache/") for name in manifest["files"])
+    assert json.loads((out / "run.json").read_text())["run_id"] == manifest["run_id"]
+
+
+def test_search_refuses_a_mixed_run_directory_naming_the_file(two_datasets, tmp_path, capsys):
+    """Files of two runs in one directory (an older version's killed rerun): one line naming the file."""
+    a, b = two_datasets
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    assert cli.measure_sim_main(_measure_args(a, run_a)) == 0
+    assert cli.measure_sim_main(_measure_args(b, run_b)) == 0
+    shutil.copy(run_b / "items.csv", run_a / "items.csv")
+    status = cli.main(["search", str(a / "class0" / "00000.jpg"), "--run", str(run_a), "--output_dir", str(tmp_path / "g")])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "items.csv" in err and str(run_a) in err, err
+
+
+@pytest.mark.slow
+def test_killed_rerun_on_another_dataset_leaves_the_previous_run_answering(tmp_path):
+    """SIGKILL a rerun on dataset B while it draws its grids (its other files are written by then):
+    the directory is A's complete run and `fashion search` answers exactly as before."""
+    a = make_root(tmp_path / "A", 60, classes=2)
+    b = make_root(tmp_path / "B", 60, side=20, classes=2)
+    out = tmp_path / "run"
+    args = lambda root: MEASURE + _measure_args(root, out)[:-4] + ["--grids", "60", "--workers", "0"]  # noqa: E731
+    run_ok(args(a))
+    photo = a / "class1" / "00007.jpg"
+    before = _search_answer(out, photo)
+    first = (out / "run.json").stat().st_mtime_ns
+
+    def drawing() -> bool:  # a new grid of the rerun, wherever the run stages it
+        return any(p.stat().st_mtime_ns > first for p in tmp_path.rglob("grid_*.png"))
+
+    run_until(args(b), drawing)
+    assert _search_answer(out, photo) == before
+    from fashion.rundir import verify
+
+    verify(out)
+    assert cli.main(["search", str(photo), "--run", str(out), "--output_dir", str(tmp_path / "g")]) == 0

@@ -1,0 +1,103 @@
+"""Validated readers of the files a run leaves (run.json, items.csv, a training state.json).
+
+Every value a reader uses is checked for presence, type and a sane range before use, and a bad one is
+one :class:`RunFileError` line naming the file and the key (or column), never a ``KeyError`` traceback
+deep in a reader. The files are opened through :mod:`fashion.filegate` (regular file, size limit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import FashionError
+from .filegate import read_bytes
+
+MAX_JSON_BYTES = 64 << 20  # run.json / state.json are a few KB; a bigger one is not ours
+MAX_SIZE = 4096  # px: the largest image side a network here is run at (2 GB of activations already)
+ITEMS_COLUMNS = ("index", "path", "relpath", "label", "index_row")
+
+
+class RunFileError(FashionError, ValueError):
+    """A run file is missing a key or column, or holds a value of the wrong type or range."""
+
+
+def read_json(path: os.PathLike | str) -> dict:
+    """A JSON object from ``path`` (through the file gate); :class:`RunFileError` if it is not one."""
+    path = Path(path)
+    data = read_bytes(path, MAX_JSON_BYTES, what="run file")
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunFileError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise RunFileError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def need(data: dict, key: str, kinds, path, where: str = "") -> object:
+    """``data[key]`` checked to be one of ``kinds`` (bool is never an int here)."""
+    name = f"{where}{key}"
+    if key not in data:
+        raise RunFileError(f"{path}: key {name!r} is missing")
+    value = data[key]
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        wanted = " or ".join(k.__name__ for k in kinds)
+        raise RunFileError(f"{path}: key {name!r} must be {wanted}, got {value!r}"[:300])
+    return value
+
+
+def check_size(value, source: str) -> int:
+    """An image size in pixels: an int in 8..MAX_SIZE (``source`` names the option or file key)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= MAX_SIZE:
+        raise RunFileError(f"{source}: image size must be an integer from 8 to {MAX_SIZE} pixels, got {value!r}")
+    return value
+
+
+def read_run_json(path: os.PathLike | str) -> dict:
+    """run.json of a retrieval run, with the ``embedder`` block a reader rebuilds the model from checked."""
+    path = Path(path)
+    info = read_json(path)
+    desc = need(info, "embedder", dict, path)
+    need(desc, "arch", str, path, "embedder.")
+    need(desc, "checksum", str, path, "embedder.")
+    for key, kinds in (("model_dir", (str, type(None))), ("layer", str), ("precision", str), ("runtime", str)):
+        if key in desc:
+            need(desc, key, kinds, path, "embedder.")
+    if desc.get("size") is not None:
+        check_size(desc["size"], f"{path}: key 'embedder.size'")
+    return info
+
+
+def read_items_csv(path: os.PathLike | str, columns: tuple[str, ...] = ITEMS_COLUMNS):
+    """items.csv of a retrieval run as a DataFrame; every column a reader needs present and typed."""
+    import pandas as pd
+
+    path = Path(path)
+    read_bytes(path, None, what="run file", probe=True)  # the gate: regular file, named if not
+    try:
+        items = pd.read_csv(path, dtype={"label": str, "relpath": str, "path": str}, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise RunFileError(f"{path}: unreadable CSV ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    absent = [c for c in columns if c not in items.columns]
+    if absent:
+        raise RunFileError(f"{path}: column {absent[0]!r} is missing (columns: {', '.join(map(str, items.columns))})")
+    for column in ("index", "index_row"):
+        if column in columns and not pd.api.types.is_integer_dtype(items[column]):
+            raise RunFileError(f"{path}: column {column!r} must hold integers")
+    return items
+
+
+def read_state_json(path: os.PathLike | str) -> dict:
+    """A training ``state.json``: ``completed`` (list of stage names) and ``best`` (dict) checked."""
+    path = Path(path)
+    state = read_json(path)
+    completed = need(state, "completed", list, path)
+    if not all(isinstance(s, str) for s in completed):
+        raise RunFileError(f"{path}: key 'completed' must be a list of stage names, got {completed!r}"[:300])
+    for key in ("best", "results"):
+        if key in state:
+            need(state, key, (dict, type(None)), path)
+    return state
