@@ -344,10 +344,12 @@ def _run(config: MeasureConfig, txn) -> RunResult:
     missing = list(items.attrs.get("missing", []))
     skipped = [{"path": p, "reason": r} for p, r in emb.failures]
     skipped += [{"path": rel, "reason": "file not found (listed in the annotations)"} for rel in missing]
+    refused = [tuple(r) for r in items.attrs.get("refused", [])]  # refused by the file gate at load time
+    skipped += [{"path": rel, "reason": reason} for rel, reason in refused]
     metrics = {
         "k": k, "k_requested": config.k, "metric": config.metric, "index": index.name, "mode": mode,
         "layer": embedder.layer, "precision_at_k": quality.pop("precision_at_k"), "map_at_k": quality.pop("map_at_k"),
-        "n_images": len(items) + len(missing), "n_ok": int(emb.ok.sum()), "n_skipped": len(skipped),
+        "n_images": len(items) + len(missing) + len(refused), "n_ok": int(emb.ok.sum()), "n_skipped": len(skipped),
         "n_queries": int(len(query_rows)), "n_gallery": int(gallery.sum()),
         "n_embedded": emb.n_computed, "n_from_cache": emb.n_cached,
         **quality, "timing": watch.timing, "skipped": skipped,

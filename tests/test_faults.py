@@ -437,3 +437,26 @@ def test_killed_rerun_on_another_dataset_leaves_the_previous_run_answering(tmp_p
 
     verify(out)
     assert cli.main(["search", str(photo), "--run", str(out), "--output_dir", str(tmp_path / "g")]) == 0
+
+
+def test_search_photo_that_is_a_fifo_is_skipped_at_once(two_datasets, tmp_path):
+    """`fashion search` given a FIFO as the photo (it used to block forever): that photo comes back
+    skipped with the reason within seconds, the other photo is answered."""
+    from fashion.search import search
+
+    a, _ = two_datasets
+    out = tmp_path / "run"
+    assert cli.measure_sim_main(_measure_args(a, out)) == 0
+    fifo = tmp_path / "upload.jpg"
+    os.mkfifo(fifo)
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.update(r=search([fifo, a / "class0" / "00000.jpg"], out, k=2,
+                                                                 grids=False)), daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():
+        open(fifo, "wb").close()  # frees the blocked reader
+        pytest.fail("search blocked on a FIFO photo")
+    piped, good = box["r"]
+    assert not piped.ok and piped.reason.startswith("is a FIFO"), piped.reason
+    assert good.ok and len(good.matches) == 2
