@@ -73,6 +73,7 @@ RUNTIMES = ("auto", "torch", "openvino")
 OPENVINO_MIN_IMAGES = 512
 DEFAULT_CHUNK_SIZE = 1024
 NO_FEATURES = "no features: the image gives an all-zero embedding (blank image?)"
+NON_FINITE = "non-finite features: the model gives NaN or infinity for this image"
 
 
 def default_num_workers() -> int:
@@ -598,10 +599,11 @@ def _reject_featureless(vectors: np.ndarray, ok: np.ndarray, reasons: list[str])
     computed rows get the same outcome.
     """
     sq = np.einsum("ij,ij->i", vectors, vectors)  # (n,): no temporary of the matrix's size
-    bad = ok & ~(np.isfinite(sq) & (sq > 0))
+    finite = np.isfinite(sq)
+    bad = ok & ~(finite & (sq > 0))
     vectors[bad], ok[bad] = 0.0, False
     for i in np.flatnonzero(bad):
-        reasons[i] = NO_FEATURES
+        reasons[i] = NO_FEATURES if finite[i] else NON_FINITE
 
 
 def _paths_and_boxes(items, crop: bool) -> tuple[list[str], list | None]:

@@ -175,6 +175,36 @@ def _roles(items, ok: np.ndarray, config: MeasureConfig) -> tuple[np.ndarray, np
     return query & ok, gallery & ok, mode
 
 
+def check_model_output(emb, embedder) -> None:
+    """Refuse a model whose features are unusable for every image, naming the model, not the images.
+
+    Non-finite (NaN/infinity: NaN weights, a std of 0 in model.json) or all-zero features for every
+    readable image, or one and the same vector for all of them (a collapsed model): a
+    :class:`~fashion.errors.FashionError` naming the model file. Otherwise nothing.
+    """
+    from .embeddings import NO_FEATURES, NON_FINITE
+    from .errors import FashionError
+
+    where = (f"the model in {Path(embedder.model_dir) / 'model.json'}" if embedder.model_dir
+             else f"the backbone {embedder.name} ({embedder.source or 'pretrained'})")
+    reasons = [r for _, r in emb.failures]
+    featureless = sum(r in (NO_FEATURES, NON_FINITE) for r in reasons)
+    if not emb.ok.any() and featureless:
+        norm = f"(mean {list(embedder.mean)}, std {list(embedder.std)})"
+        if NON_FINITE in reasons:
+            raise FashionError(f"{where} produces non-finite (NaN or infinite) features for all {featureless} "
+                               f"readable images: its weights or its normalisation {norm} are broken")
+        raise FashionError(f"{where} produces all-zero features for all {featureless} readable images: blank "
+                           f"images, or broken weights or normalisation {norm}")
+    good = np.flatnonzero(emb.ok)
+    if len(good) >= 2:
+        first = emb.vectors[good[0]]
+        spread = max(float(np.abs(emb.vectors[rows] - first).max()) for rows in np.array_split(good, max(1, len(good) // 4096)))
+        if spread < 1e-6:
+            raise FashionError(f"{where} produces the same vector for every image ({len(good)} images): "
+                               "a collapsed or untrained model; its neighbours would be arbitrary")
+
+
 def _fit_index(vectors: np.ndarray, query: np.ndarray, gallery: np.ndarray, config: MeasureConfig):
     """Fit the index on the gallery rows; returns (index, k, all_pairs). k is clamped to what exists."""
     from .neighbors import build_index
@@ -334,6 +364,7 @@ def _run(config: MeasureConfig, txn) -> RunResult:
     with watch.stage("embed"):
         emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or txn.target / "cache",
                              num_workers=config.num_workers)
+    check_model_output(emb, embedder)
     query, gallery, mode = _roles(items, emb.ok, config)
     with watch.stage("index"):
         index, k, all_pairs = _fit_index(emb.vectors, query, gallery, config)

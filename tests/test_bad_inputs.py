@@ -720,3 +720,50 @@ def test_listed_image_that_is_not_a_file_is_refused_at_load(tmp_path, kind):
     assert list(items["relpath"]) == [NAMES[0], NAMES[2], NAMES[3]]
     (refused,) = items.attrs["refused"]
     assert refused[0] == NAMES[1] and re.search(NOT_FILES[kind], refused[1]), refused
+
+
+# ------------------------------------------------- a broken model is named as the cause (issue 11, class 7)
+
+
+def _broken_embedder(monkeypatch, tmp_path, how: str):
+    """Embedder.create, then broken the way a bad model.json or weights file breaks it."""
+    import torch
+
+    from fashion.embeddings import Embedder
+
+    real = Embedder.create.__func__
+    model_dir = tmp_path / "model"
+
+    def create(cls, *args, **kwargs):
+        embedder = real(cls, *args, **kwargs)
+        embedder.model_dir = str(model_dir)
+        if how == "std_zero":
+            embedder.std = (0.0, 0.0, 0.0)
+        elif how == "nan_weights":
+            with torch.no_grad():
+                next(embedder._body.parameters()).fill_(float("nan"))
+        elif how == "constant":
+            dim = embedder.dim
+            embedder._torch_forward = lambda images: torch.full((len(images), dim), dim ** -0.5)
+        return embedder
+
+    monkeypatch.setattr(Embedder, "create", classmethod(create))
+    return model_dir
+
+
+@pytest.mark.parametrize("how, says", [("std_zero", "non-finite"), ("nan_weights", "non-finite"),
+                                       ("constant", "the same vector for every image")])
+def test_broken_model_is_named_not_blamed_on_the_images(tmp_path, monkeypatch, capsys, how, says):
+    """A model whose std is 0 or whose weights are NaN used to end with "not enough usable images to
+    search: 0 queries"; a model giving one vector for every image silently gave random neighbours."""
+    root = tmp_path / "root"
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            _noise(seed=i + 7 * (label == "a"), color=(40 + 150 * (label == "a"), 90, 90)).save(root / label / f"{i}.jpg")
+    model_dir = _broken_embedder(monkeypatch, tmp_path, how)
+    status = cli.measure_sim_main(["-q", "-i", str(root), "--output_dir", str(tmp_path / "out"), "--size", "32",
+                                   "--grids", "0", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert says in err and str(model_dir) in err and "usable images" not in err, err
