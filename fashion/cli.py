@@ -29,6 +29,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _image_size(text: str) -> int:
+    """An image size in pixels, bounded (``--size 100000`` would ask for a 30 GB input tensor)."""
+    from .runfiles import RunFileError, check_size
+
+    try:
+        return check_size(int(text), "--size")
+    except (ValueError, RunFileError) as exc:
+        raise argparse.ArgumentTypeError(str(exc) if isinstance(exc, RunFileError) else
+                                         f"expected an integer, got {text!r}") from None
+
+
 def _epochs(text: str) -> tuple[int, ...]:
     """``"3"`` → (3, 3, 3); ``"1,2,1"`` → (1, 2, 1)."""
     try:
@@ -60,7 +71,7 @@ def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--index", default="auto", choices=INDEXES, help="nearest-neighbour backend")
     p.add_argument("--metric", default="cosine", choices=("cosine", "euclidean"))
-    p.add_argument("--size", type=_positive_int, default=None, help="image size; default: the model's")
+    p.add_argument("--size", type=_image_size, default=None, help="image size; default: the model's")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--format", default="auto", choices=("auto", "deepfashion", "inshop", "folder"))
     p.add_argument("--split", default=None, help="use only this split (train, valid, test, query, gallery)")
@@ -98,8 +109,8 @@ def _add_train(sub) -> None:
     p.add_argument("--arch", default="efficientnet_lite0", help="backbone name (see `fashion backbones`)")
     p.add_argument("--weights", default=None, metavar="FILE", help="local backbone weights (state dict)")
     p.add_argument("--format", default="auto", choices=("auto", "deepfashion", "inshop", "folder"))
-    p.add_argument("--size", type=_positive_int, default=160, help="image size of stages 1 and 2")
-    p.add_argument("--final-size", type=_positive_int, default=224, help="image size of stage 3")
+    p.add_argument("--size", type=_image_size, default=160, help="image size of stages 1 and 2")
+    p.add_argument("--final-size", type=_image_size, default=224, help="image size of stage 3")
     p.add_argument("--epochs", type=_epochs, default=(2, 3, 2), help="epochs per stage: N or N1,N2,N3")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate; default: the LR finder's suggestion")
     p.add_argument("--batch-size", type=_positive_int, default=32)

@@ -175,12 +175,12 @@ def _roles(items, ok: np.ndarray, config: MeasureConfig) -> tuple[np.ndarray, np
     return query & ok, gallery & ok, mode
 
 
-def check_model_output(emb, embedder) -> None:
+def check_model_output(emb, embedder, paths) -> None:
     """Refuse a model whose features are unusable for every image, naming the model, not the images.
 
     Non-finite (NaN/infinity: NaN weights, a std of 0 in model.json) or all-zero features for every
-    readable image, or one and the same vector for all of them (a collapsed model): a
-    :class:`~fashion.errors.FashionError` naming the model file. Otherwise nothing.
+    readable image, or one and the same vector for all of them while the files (``paths``, one per
+    row) differ (a collapsed model): a :class:`~fashion.errors.FashionError` naming the model file.
     """
     from .embeddings import NO_FEATURES, NON_FINITE
     from .errors import FashionError
@@ -200,9 +200,25 @@ def check_model_output(emb, embedder) -> None:
     if len(good) >= 2:
         first = emb.vectors[good[0]]
         spread = max(float(np.abs(emb.vectors[rows] - first).max()) for rows in np.array_split(good, max(1, len(good) // 4096)))
-        if spread < 1e-6:
+        if spread < 1e-6 and _distinct_files(paths, good):
             raise FashionError(f"{where} produces the same vector for every image ({len(good)} images): "
                                "a collapsed or untrained model; its neighbours would be arbitrary")
+
+
+def _distinct_files(paths, rows: np.ndarray, most: int = 64) -> bool:
+    """Whether the images behind ``rows`` are not all one and the same file content (copies of one
+    photo rightly share a vector). Only run when every vector is the same, so hashing is rare."""
+    from .rundir import file_sha256
+
+    seen = set()
+    for i in rows[:most]:
+        try:
+            seen.add(file_sha256(paths[i]))
+        except OSError:
+            continue
+        if len(seen) > 1:
+            return True
+    return False
 
 
 def _fit_index(vectors: np.ndarray, query: np.ndarray, gallery: np.ndarray, config: MeasureConfig):
@@ -339,6 +355,10 @@ def run(config: MeasureConfig) -> RunResult:
         raise ValueError("output_dir is required")
     if config.k < 1:
         raise ValueError(f"k must be positive, got {config.k}")
+    if config.size is not None:
+        from .runfiles import check_size
+
+        check_size(config.size, "size")
     # the run is staged beside output_dir and swapped in at the end: a failed or killed rerun leaves
     # the previous complete run readable (fashion.rundir); the cache stays in output_dir throughout
     with rundir.transaction(config.output_dir, kind=RUN_KIND) as txn:
@@ -364,7 +384,7 @@ def _run(config: MeasureConfig, txn) -> RunResult:
     with watch.stage("embed"):
         emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or txn.target / "cache",
                              num_workers=config.num_workers)
-    check_model_output(emb, embedder)
+    check_model_output(emb, embedder, items["path"].astype(str).to_numpy())
     query, gallery, mode = _roles(items, emb.ok, config)
     with watch.stage("index"):
         index, k, all_pairs = _fit_index(emb.vectors, query, gallery, config)

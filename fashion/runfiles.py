@@ -1,8 +1,10 @@
-"""Validated readers of the files a run leaves (run.json, items.csv, a training state.json).
+"""Validated readers of the files a run leaves (run.json, items.csv, a training state.json, .npz/.npy).
 
 Every value a reader uses is checked for presence, type and a sane range before use, and a bad one is
 one :class:`RunFileError` line naming the file and the key (or column), never a ``KeyError`` traceback
 deep in a reader. The files are opened through :mod:`fashion.filegate` (regular file, size limit).
+:func:`check_npz` / :func:`check_npy` read only the array headers and refuse an array whose claimed
+size the file cannot hold (an ``index.npz`` claiming a petabyte array), before numpy allocates it.
 """
 
 from __future__ import annotations
@@ -101,3 +103,90 @@ def read_state_json(path: os.PathLike | str) -> dict:
         if key in state:
             need(state, key, (dict, type(None)), path)
     return state
+
+
+# deflate cannot expand data by more than ~1032x: a member claiming more than this ratio is crafted
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _array_header(f, where: str) -> tuple[tuple, "object", int]:
+    """(shape, dtype, header length) of the .npy stream at ``f``; RunFileError if malformed."""
+    import numpy as np
+
+    try:
+        start = f.tell()
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=10000)
+        return tuple(int(n) for n in shape), dtype, f.tell() - start
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise RunFileError(f"{where}: not a valid .npy array header ({exc})"[:300]) from None
+
+
+def _claimed_bytes(shape: tuple, dtype) -> int:
+    count = 1
+    for n in shape:
+        if n < 0:
+            raise ValueError(f"negative dimension {n}")
+        count *= n
+    return count * dtype.itemsize
+
+
+def check_npy(path: os.PathLike | str) -> tuple[tuple, "object"]:
+    """(shape, dtype) of a ``.npy`` file whose header is consistent with its size; else RunFileError."""
+    from .filegate import open_regular
+
+    path = Path(path)
+    with open_regular(path, what="array file") as f:
+        shape, dtype, header = _array_header(f, str(path))
+        size = os.fstat(f.fileno()).st_size
+    try:
+        claimed = _claimed_bytes(shape, dtype)
+    except ValueError as exc:
+        raise RunFileError(f"{path}: bad array shape {shape}: {exc}") from None
+    if dtype.hasobject:
+        raise RunFileError(f"{path}: holds Python objects (pickled data is never loaded)")
+    if header + claimed != size:
+        raise RunFileError(f"{path}: the header claims a {shape} {dtype} array ({claimed:,} bytes) but the "
+                           f"file holds {size - header:,} bytes of data")
+    return shape, dtype
+
+
+def check_npz(path: os.PathLike | str) -> dict[str, tuple[tuple, "object"]]:
+    """{member: (shape, dtype)} of an ``.npz`` whose every array fits what the file holds.
+
+    Reads the zip directory and each member's .npy header only. A member claiming more bytes than its
+    uncompressed size, or an uncompressed size no deflate stream of its compressed size can produce,
+    is refused (RunFileError naming the file and the member) before any array is allocated.
+    """
+    import zipfile
+
+    from .filegate import check
+
+    path = Path(path)
+    size = check(path, what="array archive").st_size
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                where = f"{path}: member {info.filename!r}"
+                if info.compress_size > size or info.file_size > max(info.compress_size, 64) * _MAX_DEFLATE_RATIO:
+                    raise RunFileError(f"{where} claims {info.file_size:,} bytes, more than the {size:,}-byte "
+                                       "file can hold")
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as f:
+                    shape, dtype, header = _array_header(f, where)
+                try:
+                    claimed = _claimed_bytes(shape, dtype)
+                except ValueError as exc:
+                    raise RunFileError(f"{where}: bad array shape {shape}: {exc}") from None
+                if header + claimed > info.file_size:
+                    raise RunFileError(f"{where}: the header claims a {shape} {dtype} array ({claimed:,} bytes) "
+                                       f"but the member holds {info.file_size - header:,} bytes")
+                out[info.filename[:-4]] = (shape, dtype)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as exc:
+        raise RunFileError(f"{path}: not a valid .npz archive ({exc})") from None
+    return out

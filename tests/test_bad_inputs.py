@@ -767,3 +767,17 @@ def test_broken_model_is_named_not_blamed_on_the_images(tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert says in err and str(model_dir) in err and "usable images" not in err, err
+
+
+@pytest.mark.parametrize("argv", [["neighbors", "--output_dir", "OUT", "--size", "100000"],
+                                  ["train", "DATA", "--output_dir", "OUT", "--final-size", "100000"],
+                                  ["neighbors", "--output_dir", "OUT", "--size", "0"]])
+def test_absurd_image_size_on_the_command_line_is_refused_by_the_parser(tmp_path, capsys, argv):
+    """`--size 100000` asked for a 30 GB input tensor (MemoryError traceback or the OOM killer): the
+    option's own validation refuses it before anything is loaded."""
+    argv = [str(tmp_path / a) if a in ("OUT", "DATA") else a for a in argv]
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    assert "image size must be an integer from 8 to 4096 pixels" in err, err
