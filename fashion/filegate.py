@@ -98,8 +98,12 @@ def check(path, max_bytes: int | None = None, what: str = "file") -> os.stat_res
     if problem:
         raise UnsafeFileError(path, problem)
     if max_bytes is not None and st.st_size > max_bytes:
-        raise UnsafeFileError(path, f"too large for a {what}: {st.st_size:,} bytes (limit {max_bytes:,})")
+        raise UnsafeFileError(path, _too_large(st.st_size, max_bytes, what))
     return st
+
+
+def _too_large(size: int, limit: int, what: str) -> str:
+    return f"too large: {size:,} bytes (the limit for {what}s is {limit:,})"
 
 
 def open_regular(path, max_bytes: int | None = None, what: str = "file") -> IO[bytes]:
@@ -115,7 +119,7 @@ def open_regular(path, max_bytes: int | None = None, what: str = "file") -> IO[b
         if problem:
             raise UnsafeFileError(path, problem)
         if max_bytes is not None and st.st_size > max_bytes:
-            raise UnsafeFileError(path, f"too large for a {what}: {st.st_size:,} bytes (limit {max_bytes:,})")
+            raise UnsafeFileError(path, _too_large(st.st_size, max_bytes, what))
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:

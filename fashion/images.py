@@ -14,6 +14,7 @@ only warns.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import struct
 import warnings
@@ -266,12 +267,21 @@ def resize_center_crop(image, size: int) -> "np.ndarray":
     w, h = image.size
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if max(nw, nh) > _MAX_ASPECT * size:
+        # an extreme aspect ratio (a 1 × 100,000 px strip would be resized to 224 × 22 million first):
+        # keep only the central part of the source that can reach the final crop
+        keep_w, keep_h = min(w, math.ceil(_MAX_ASPECT * size / scale)), min(h, math.ceil(_MAX_ASPECT * size / scale))
+        left, top = (w - keep_w) // 2, (h - keep_h) // 2
+        image = image.crop((left, top, left + keep_w, top + keep_h))
+        w, h = image.size
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
     pixels = _resized(image, nw, nh)
     left, top = (nw - size) // 2, (nh - size) // 2
     return np.ascontiguousarray(pixels[top:top + size, left:left + size])
 
 
 RESIZES = ("crop", "squish")
+_MAX_ASPECT = 8  # longest intermediate side of resize_center_crop, in multiples of the output size
 
 
 def resize_image(image, size: int, method: str = "crop") -> "np.ndarray":

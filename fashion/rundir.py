@@ -81,6 +81,8 @@ def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, .
     from .atomic import ensure_dir
 
     target = Path(target).absolute()
+    if target.is_symlink():  # swap the directory the link points to; the link itself stays
+        target = target.resolve()
     _recover(target)
     ensure_dir(target)
     _remove_stale_staging(target)
@@ -129,14 +131,18 @@ def verify(directory: os.PathLike | str, kind: str | None = None, hashes: bool =
     if kind is not None and manifest.get("kind") != kind:
         raise RunDirError(f"{directory}: {MANIFEST} says this is a {manifest.get('kind')!r} run, "
                           f"not a {kind!r} run")
+    from .filegate import UnsafeFileError, check
+
     files = manifest["files"]
     for rel, entry in files.items():
         path = directory / rel
-        try:
-            size = os.stat(path).st_size
-        except OSError:
+        if not os.path.lexists(path):
             raise RunDirError(f"{directory}: {rel} is listed in {MANIFEST} but missing; the run directory "
-                              "is incomplete (rerun to rebuild it)") from None
+                              "is incomplete (rerun to rebuild it)")
+        try:
+            size = check(path).st_size  # a FIFO or directory in a file's place is refused, never read
+        except UnsafeFileError as exc:
+            raise RunDirError(f"{directory}: {rel} {exc.reason}") from None
         if size != entry["size"]:
             raise RunDirError(f"{directory}: {rel} has {size} bytes but {MANIFEST} says {entry['size']}; "
                               "the file changed after the run (rerun to rebuild it)")

@@ -781,3 +781,77 @@ def test_absurd_image_size_on_the_command_line_is_refused_by_the_parser(tmp_path
     err = capsys.readouterr().err
     assert info.value.code == 2 and "Traceback" not in err
     assert "image size must be an integer from 8 to 4096 pixels" in err, err
+
+
+# --------------------------------------------------- hostile cases beyond the issue's list (issue 11, 7)
+
+
+def test_extreme_aspect_strip_is_resized_in_bounded_memory(tmp_path):
+    """A 1,000,000 × 1 px strip (under the pixel limit, a few KB on disk) used to be resized to 64
+    million × 64 px before the centre crop (a 12 GB intermediate); only the central part is resized now."""
+    from fashion.images import resize_image
+
+    path = tmp_path / "strip.png"
+    Image.new("RGB", (1_000_000, 1), (200, 10, 10)).save(path)
+    thread, box = _within(20.0, lambda: resize_image(open_image(path), 64))
+    assert not thread.is_alive() and "error" not in box, box.get("error")
+    pixels = box["value"]
+    assert pixels.shape == (64, 64, 3) and np.abs(pixels[32, 32].astype(int) - (200, 10, 10)).max() <= 2
+
+
+def test_a_device_behind_a_symlink_is_refused_unread(tmp_path):
+    """x.jpg → /dev/zero would be read forever (an endless file): refused from its stat."""
+    path = tmp_path / "zero.jpg"
+    path.symlink_to("/dev/zero")
+    with pytest.raises(ImageError, match="is a character device, not a regular file"):
+        open_image(path)
+
+
+def test_a_socket_as_an_image_is_refused(tmp_path):
+    import socket
+
+    path = tmp_path / "s.jpg"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        with pytest.raises(ImageError, match="is a socket, not a regular file"):
+            open_image(path)
+
+
+def test_a_fifo_swapped_in_after_the_check_is_still_refused(tmp_path, monkeypatch):
+    """The gate's stat passes a regular file; a FIFO put in its place before the open is opened
+    non-blocking and refused from the descriptor's own fstat (no hang, no read)."""
+    import os as _os
+
+    from fashion import filegate
+
+    path = tmp_path / "swap.jpg"
+    _os.mkfifo(path)
+    monkeypatch.setattr(filegate, "check", lambda *a, **k: None)  # the check saw a regular file
+    thread, box = _within(1.0, lambda: open_image(path))
+    if thread.is_alive():
+        _unblock([path])
+        pytest.fail("blocked on the swapped-in FIFO")
+    assert isinstance(box.get("error"), ImageError) and box["error"].reason.startswith("is a FIFO"), box
+
+
+@pytest.mark.parametrize("what", ["image", "annotation"])
+def test_huge_files_are_refused_before_reading(tmp_path, what):
+    """A sparse 3 GB image or annotation list (nothing on disk) is refused from its size, unread."""
+    if what == "image":
+        path = tmp_path / "huge.jpg"
+        with open(path, "wb") as f:
+            f.truncate(3 << 30)
+        with pytest.raises(ImageError, match=r"too large: 3,221,225,472 bytes \(the limit for images is 1,073,741,824\)"):
+            open_image(path)
+    else:
+        root = make_deepfashion(tmp_path / "df")
+        with open(root / IMG, "r+b") as f:
+            f.truncate(3 << 30)
+        with pytest.raises(DatasetError, match=r"list_category_img\.txt: annotation file too large: 3,221,225,472 bytes"):
+            datasets.load(root)
+
+
+def test_nul_byte_in_a_photo_name_is_named(tmp_path):
+    with pytest.raises(ImageError) as info:
+        open_image(str(tmp_path / "a\0b.jpg"))
+    assert info.value.reason == "the name holds a NUL byte" and "a\\x00b.jpg" in str(info.value)

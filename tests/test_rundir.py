@@ -91,3 +91,49 @@ def test_stale_staging_of_a_dead_process_is_removed(tmp_path):
     (stale / "x").write_text("half")
     _write_run(tmp_path / "r")
     assert not stale.exists()
+
+
+# ------------------------------------------------------------------ hostile run directories (issue 11, 7)
+
+
+def test_a_fifo_in_place_of_a_listed_file_is_refused_without_reading(tmp_path):
+    """Hashing would block forever on a FIFO: verify refuses it from its stat, at once."""
+    import threading
+
+    _write_run(tmp_path / "r")
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    (tmp_path / "r" / "a.txt").unlink()
+    os.mkfifo(tmp_path / "r" / "a.txt")
+    manifest["files"]["a.txt"]["size"] = 0
+    (tmp_path / "r" / "manifest.json").write_text(json.dumps(manifest))
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(e=pytest.raises(RunDirError, verify, tmp_path / "r")),
+                              daemon=True)
+    thread.start()
+    thread.join(2)
+    if thread.is_alive():
+        open(tmp_path / "r" / "a.txt", "wb").close()
+        pytest.fail("verify blocked on a FIFO")
+    assert "a.txt is a FIFO" in str(box["e"].value)
+
+
+@pytest.mark.parametrize("name", ["../outside.txt", "/etc/passwd"])
+def test_a_manifest_pointing_outside_the_directory_is_refused(tmp_path, name):
+    _write_run(tmp_path / "r")
+    path = tmp_path / "r" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["files"][name] = {"size": 1, "sha256": "0" * 64}
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(RunDirError, match="points outside the run directory"):
+        verify(tmp_path / "r")
+
+
+def test_an_output_dir_that_is_a_symlink_stays_a_symlink(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    _write_run(link, "one")
+    _write_run(link, "two")
+    assert link.is_symlink() and (link / "a.txt").read_text() == "two" and verify(link)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
