@@ -7,7 +7,7 @@
 Measured in one run, on the same images (a seeded sample over all splits of clothing-dataset-small):
 
 - naive:   a plain fp32 PyTorch loop: decode + Pillow resize in the main process, NCHW float32, no workers.
-- project: ``fashion.embeddings.Embedder.embed`` with each runtime: DataLoader workers ship uint8;
+- project: ``fashion.embedding.Embedder.embed`` with each runtime: DataLoader workers ship uint8;
   torch: BatchNorm folded into the convolutions, channels-last, bf16 autocast where the CPU has native
   bf16; openvino (when installed): the same module converted by OpenVINO (bf16 where native), the
   conversion (~2 s, once per process) counted in its time.
@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     import torch
 
     from fashion.backbones import create_backbone
-    from fashion.embeddings import Embedder, bf16_supported, default_num_workers, openvino_available
+    from fashion.embedding import Embedder, bf16_supported, default_num_workers, openvino_available
 
     paths, labels = sample_images(DATA, args.limit)
     n = len(paths)

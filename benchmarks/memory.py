@@ -12,14 +12,14 @@ anything of size n × n (or another copy of the data) was built:
 - **search** (``fashion.neighbors``, backend ``exact``): synthetic float32 vectors (n, d).
   bound = baseline (interpreter, numpy, torch, after one warm-up product) + the caller's matrix +
   the arrays the fitted index keeps besides it (cosine: the L2-normalised rows; euclidean: the
-  centred rows) + one block of scores (``neighbors.DEFAULT_BLOCK_BYTES``, 128 MiB) + the top-k work
+  centred rows) + one block of scores (``faiss.knn``'s 4,096 x 1,024 float32, 16 MiB) + the top-k work
   arrays of one block + the float64 distance re-computation (``3 × _GATHER_ELEMENTS`` × 8 bytes) +
   the (q, k) results. ``after_fit`` is the peak once ``fit`` returned.
   An n × n float32 matrix would be 160 GB at n = 200,000.
   ``--queries Q`` queries the first Q rows (default 4096) through the same blocked loop as all-pairs:
   every block is independent, so the peak is reached in the first block, and the full all-pairs run
   (``--queries all``) takes ~(n / Q) times longer for the same peak.
-- **embed** (``fashion.embeddings.Embedder.embed`` with its chunk cache, as ``measure_sim.py`` runs
+- **embed** (``fashion.embedding.Embedder.embed`` with its chunk cache, as ``measure_sim.py`` runs
   it): a generated folder of small JPEGs (32 × 32, cached in ``--data``, outside the repository).
   bound = baseline (model loaded, one warm-up batch) + the result matrix (n × d float32) + per-image
   bookkeeping (``BOOKKEEPING`` = 512 B an image: its cache key, flag, reason and list slots; a tenth of
@@ -40,6 +40,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# queries x points that faiss.knn (the `exact` backend's kernel) scores at a time
+FAISS_KNN_BLOCK = (4096, 1024)
 
 MiB = 2**20
 DEFAULT_DATA = Path(os.environ.get("FASHION_BENCH_DATA_DIR", "/work/bench-data")) / "memory-images"
@@ -84,10 +87,10 @@ def child_search(n: int, d: int, k: int, metric: str, queries: int | None, seed:
     seconds = time.perf_counter() - t0
     assert dist.shape == idx.shape == (q, k)
     matrix = X.nbytes
-    block_rows, block_cols = neighbors._block_shape(n, None)
+    block_rows, block_cols = FAISS_KNN_BLOCK
     block = block_rows * block_cols * 4
     topk_work = block_rows * (k + 1) * (4 + 8) * 4  # a tile's top k, the running top k, their merge
-    gather = 3 * neighbors._GATHER_ELEMENTS * 8  # float32 gather, its float64 copy, the differences
+    gather = 3 * neighbors.base._GATHER_ELEMENTS * 8  # float32 gather, its float64 copy, the differences
     results = q * (k + 1) * (4 + 8) * 3  # float32 + int64, before and after the sort and self-drop
     index_copy = held_by_index(index, X)
     bound = baseline + matrix + index_copy + block + topk_work + gather + results
@@ -147,7 +150,7 @@ def child_embed(n: int, data: Path, size: int, batch_size: int, workers: int, ar
 
     import pandas as pd
 
-    from fashion.embeddings import DEFAULT_CHUNK_SIZE, Embedder
+    from fashion.embedding import DEFAULT_CHUNK_SIZE, Embedder
 
     paths = image_paths(data, n)
     items = pd.DataFrame({"path": paths, "label": [Path(p).parent.name for p in paths]})

@@ -3,7 +3,7 @@
     python benchmarks/probe_backbones.py                                  # lite0 and lite2 at 224 px
     python benchmarks/probe_backbones.py --arch efficientnet_lite1 --size 240
 
-For every backbone: embed all photos with its frozen pretrained body (``fashion.embeddings``, pooled
+For every backbone: embed all photos with its frozen pretrained body (``fashion.embedding``, pooled
 features), fit scikit-learn's logistic regression on the train split (standardised features, C chosen
 on the validation split) and report validation and test accuracy, with the embedding time. A few
 minutes on two cores; the features are cached in ``--cache-dir``. Fine-tuning starts from these
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from fashion import datasets
-    from fashion.embeddings import Embedder
+    from fashion.embedding import Embedder
 
     items = datasets.load(args.data)
     labels, splits = items["label"].to_numpy(), items["split"].to_numpy()

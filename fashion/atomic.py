@@ -121,13 +121,6 @@ def write_text(path: os.PathLike | str, text: str) -> Path:
     return Path(path)
 
 
-def write_bytes(path: os.PathLike | str, data: bytes) -> Path:
-    """Write ``data`` atomically; return the path."""
-    with atomic_write(path, "wb") as f:
-        f.write(data)
-    return Path(path)
-
-
 def write_json(path: os.PathLike | str, obj, indent: int = 2) -> Path:
     """Write ``obj`` as JSON atomically (NaN is written as ``null``); return the path."""
     return write_text(path, json.dumps(_json_safe(obj), indent=indent, sort_keys=False) + "\n")

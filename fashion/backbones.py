@@ -99,6 +99,8 @@ def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = True, weigh
     if name in _REGISTRY:
         return _REGISTRY[name](pretrained=pretrained, weights=weights)
     model, cfg = _timm_classifier(_timm_name(name), pretrained, weights, registry_name=name)
+    from .layers import TimmFeatures
+
     return TimmFeatures(model), cfg
 
 
@@ -124,7 +126,9 @@ def body_groups(body: "nn.Module", n_groups: int = 2) -> list[list["nn.Module"]]
     """
     from torch import nn
 
-    root = body.model if type(body).__name__ == "_TimmFeatures" else body
+    from .layers import TimmFeatures
+
+    root = body.model if isinstance(body, TimmFeatures) else body
     units: list[nn.Module] = []
     for child in root.children():
         parts = list(child.children()) if isinstance(child, nn.Sequential) else [child]
@@ -150,27 +154,6 @@ def _timm_name(name: str) -> str:
     if not timm_name or not timm.is_model(timm_name):
         raise ValueError(_valid_names_message(name))
     return timm_name
-
-
-def TimmFeatures(model: "nn.Module") -> "nn.Module":
-    """Wrap any timm model so that forward returns ``model.forward_features(x)``: (N, num_features, h, w).
-
-    Some timm heads run layers after pooling (MobileNetV3's ``conv_head``), so resetting the
-    classifier is not enough for an arbitrary model; ``forward_features`` is timm's contract.
-    (Transformers return tokens (N, L, C) there, not a map: use CNNs as backbones.)
-    """
-    from torch import nn
-
-    class _TimmFeatures(nn.Module):
-        def __init__(self, inner: nn.Module):
-            super().__init__()
-            inner.reset_classifier(0)  # the classifier's weights are never used
-            self.model = inner
-
-        def forward(self, x):
-            return self.model.forward_features(x)
-
-    return _TimmFeatures(model)
 
 
 def _timm_body(model: "nn.Module") -> "nn.Module":

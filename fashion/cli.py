@@ -66,7 +66,7 @@ def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
                    help="trained model directory from `fashion train`; default: the pretrained backbone")
     p.add_argument("--arch", default="efficientnet_lite0", help="backbone when no --model is given")
     p.add_argument("-k", "--k", type=_positive_int, default=10, help="neighbours per query")
-    from .embeddings import RUNTIMES  # numpy + Pillow only, like the next one
+    from .embedding import RUNTIMES  # numpy + Pillow only, like the next one
     from .neighbors import INDEXES  # numpy only: the registry is the one list of backends
 
     p.add_argument("--index", default="auto", choices=INDEXES, help="nearest-neighbour backend")

@@ -13,6 +13,7 @@ BN/dropout/linear 512→n_classes). An exported model directory holds
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -70,6 +71,15 @@ def penultimate(head: "nn.Sequential") -> "nn.Sequential":
     if not (isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear)):
         raise ValueError("expected a fastai create_head head ending in nn.Linear")
     return head[:-1]
+
+
+def file_sha256(path) -> str:
+    """sha256 of a file's bytes (a weights file's checksum: what a run records as its model's identity)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def save_state_dict(path, model: "nn.Module") -> Path:

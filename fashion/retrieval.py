@@ -56,7 +56,7 @@ class MeasureConfig:
     many items (row order kept); grids: how many grids to draw; layer: "body", "head" or "auto" (head for a trained model, else body);
     num_workers: DataLoader workers (None = automatic); seed: picks the limit subset and the grids;
     cache_dir: embedding cache (None = ``output_dir/cache``; share one between runs of the same model);
-    runtime: embedding runtime, "auto", "torch" or "openvino" (``fashion.embeddings``).
+    runtime: embedding runtime, "auto", "torch" or "openvino" (``fashion.embedding``).
     """
 
     input: str | None = None
@@ -182,7 +182,7 @@ def check_model_output(emb, embedder, paths) -> None:
     readable image, or one and the same vector for all of them while the files (``paths``, one per
     row) differ (a collapsed model): a :class:`~fashion.errors.FashionError` naming the model file.
     """
-    from .embeddings import NO_FEATURES, NON_FINITE
+    from .embedding import NO_FEATURES, NON_FINITE
     from .errors import FashionError
 
     where = (f"the model in {Path(embedder.model_dir) / 'model.json'}" if embedder.model_dir
@@ -372,7 +372,7 @@ RUN_KIND = "neighbors"
 
 def _run(config: MeasureConfig, txn) -> RunResult:
     from .atomic import save_csv, save_npy, write_json
-    from .embeddings import Embedder
+    from .embedding import Embedder
     from .report import write_gallery
 
     out = txn.path

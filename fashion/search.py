@@ -75,7 +75,7 @@ def _read_run(run_dir: Path) -> tuple[dict, "object"]:
 
 def _embedder_for(info: dict):
     """Rebuild the run's embedder; refuse when its weights are not the ones the run used."""
-    from .embeddings import Embedder, openvino_available
+    from .embedding import Embedder, openvino_available
 
     desc = info["embedder"]
     runtime = desc.get("runtime", "torch")  # the photos are embedded as the run embedded its gallery

@@ -729,7 +729,7 @@ def _broken_embedder(monkeypatch, tmp_path, how: str):
     """Embedder.create, then broken the way a bad model.json or weights file breaks it."""
     import torch
 
-    from fashion.embeddings import Embedder
+    from fashion.embedding import Embedder
 
     real = Embedder.create.__func__
     model_dir = tmp_path / "model"
@@ -744,7 +744,7 @@ def _broken_embedder(monkeypatch, tmp_path, how: str):
                 next(embedder._body.parameters()).fill_(float("nan"))
         elif how == "constant":
             dim = embedder.dim
-            embedder._torch_forward = lambda images: torch.full((len(images), dim), dim ** -0.5)
+            embedder.forward = lambda images: torch.full((len(images), dim), dim ** -0.5)
         return embedder
 
     monkeypatch.setattr(Embedder, "create", classmethod(create))

@@ -1,4 +1,4 @@
-"""fashion.embeddings: shapes, normalisation, bad images, crop, cache reuse and kill/resume."""
+"""fashion.embedding: shapes, normalisation, bad images, crop, cache reuse and kill/resume."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion.embeddings import Embedder, EmbeddingResult, _ImageDataset
+from fashion.embedding import Embedder, EmbeddingResult
+from fashion.embedding.reader import ImageDataset
 from fashion.images import resize_center_crop
 
 SIZE = 64
@@ -87,7 +88,7 @@ def test_workers_give_the_same_vectors(embedder, images):
 def test_worker_returns_flag_instead_of_raising(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"garbage")
-    tensor, ok, reason, index = _ImageDataset([os.fspath(bad)], None, 32)[0]
+    tensor, ok, reason, index = ImageDataset([os.fspath(bad)], None, 32)[0]
     assert not ok and reason and index == 0 and tuple(tensor.shape) == (3, 32, 32)
 
 
@@ -123,7 +124,7 @@ def test_head_layer_needs_a_trained_model():
 
 
 def test_bf16_close_to_fp32(embedder, images):
-    from fashion.embeddings import bf16_supported
+    from fashion.embedding import bf16_supported
 
     if not bf16_supported():
         pytest.skip("this CPU has no native bf16")
@@ -170,7 +171,7 @@ def _edge_embedder() -> Embedder:
 def test_blank_image_is_a_failure_also_from_the_cache(tmp_path):
     """An all-zero vector (blank image) has no direction: ok=False with a reason, listed like an
     unreadable image; a rerun served from the cache (which stored the zero vector) agrees."""
-    from fashion.embeddings import NO_FEATURES
+    from fashion.embedding import NO_FEATURES
 
     paths = _write_images(tmp_path / "img", 2)
     Image.new("RGB", (30, 20), "white").save(tmp_path / "img" / "white.png")
@@ -189,12 +190,13 @@ def test_blank_image_is_a_failure_also_from_the_cache(tmp_path):
 
 
 def test_non_finite_vector_is_a_failure():
-    from fashion.embeddings import NO_FEATURES, _reject_featureless
+    from fashion.embedding import NO_FEATURES
+    from fashion.embedding.embedder import reject_featureless
 
     vectors = np.array([[0.6, 0.8], [np.nan, 0.0], [0.0, 0.0], [np.inf, 0.0], [0.0, 0.0]], dtype=np.float32)
     ok = np.array([True, True, True, True, False])
     reasons = ["", "", "", "", "unreadable"]
-    _reject_featureless(vectors, ok, reasons)
+    reject_featureless(vectors, ok, reasons)
     assert ok.tolist() == [True, False, False, False, False]
     assert reasons == ["", NO_FEATURES, NO_FEATURES, NO_FEATURES, "unreadable"]
     assert np.all(vectors[1:] == 0) and vectors[0].tolist() == [0.6000000238418579, 0.800000011920929]
@@ -202,7 +204,7 @@ def test_non_finite_vector_is_a_failure():
 _CHILD = """
 import sys, time, torch
 torch.manual_seed(0)
-from fashion.embeddings import Embedder
+from fashion.embedding import Embedder
 paths = sys.argv[2:]
 embedder = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size={size})
 forward = embedder.forward
@@ -252,7 +254,7 @@ def test_fold_batchnorm_keeps_outputs(arch):
     import torch
 
     from fashion.backbones import create_backbone
-    from fashion.embeddings import fold_batchnorm
+    from fashion.embedding import fold_batchnorm
 
     torch.manual_seed(0)
     body, _ = create_backbone(arch, pretrained=False)
@@ -289,7 +291,7 @@ def model_dir(tmp_path_factory):
 
 
 def test_trained_model_body_and_head(model_dir, images):
-    from fashion.embeddings import file_sha256
+    from fashion.modelio import file_sha256
 
     body = Embedder.create(model=model_dir, layer="body")
     head = Embedder.create(model=model_dir, layer="head")
@@ -334,10 +336,10 @@ def test_openvino_rows_do_not_depend_on_their_batch(embedder, images):
 
 
 def test_auto_runtime_depends_on_the_job_size(monkeypatch, images):
-    from fashion import embeddings
+    from fashion.embedding import embedder, net
 
-    monkeypatch.setattr(embeddings, "openvino_available", lambda: True)
-    monkeypatch.setattr(embeddings, "OPENVINO_MIN_IMAGES", 100)
+    monkeypatch.setattr(net, "openvino_available", lambda: True)
+    monkeypatch.setattr(embedder, "OPENVINO_MIN_IMAGES", 100)
     small = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE)
     assert small.runtime == "auto" and small.resolve_runtime(99) == "torch"
     assert small.resolve_runtime(10_000) == "torch"  # resolved once, kept: one runtime per embedder
@@ -345,16 +347,16 @@ def test_auto_runtime_depends_on_the_job_size(monkeypatch, images):
     assert big.resolve_runtime(100) == "openvino"
     assert big.cache_path("c").name != small.cache_path("c").name  # vectors of two runtimes never mix
     assert small.cache_path("c").name.endswith("-bf16-crop") or small.cache_path("c").name.endswith("-fp32-crop")
-    monkeypatch.setattr(embeddings, "openvino_available", lambda: False)
+    monkeypatch.setattr(net, "openvino_available", lambda: False)
     assert Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE).resolve_runtime(10**6) == "torch"
 
 
 def test_unknown_or_missing_runtime_is_a_clear_error(monkeypatch):
-    from fashion import embeddings
+    from fashion.embedding import net
 
     with pytest.raises(ValueError, match="runtime must be one of"):
         Embedder.from_backbone("efficientnet_lite0", pretrained=False, runtime="tensorrt")
-    monkeypatch.setattr(embeddings, "openvino_available", lambda: False)
+    monkeypatch.setattr(net, "openvino_available", lambda: False)
     with pytest.raises(ValueError, match="pip install openvino"):
         Embedder.from_backbone("efficientnet_lite0", pretrained=False, runtime="openvino")
 
@@ -370,4 +372,4 @@ def test_cached_openvino_run_converts_nothing(images, tmp_path):
     cached = again.embed(images, batch_size=4, cache_dir=tmp_path, num_workers=0, progress=False)
     assert cached.n_cached == len(images) - 1  # all but the missing file, which has no cache key
     assert np.array_equal(cached.vectors, computed.vectors)
-    assert again.describe()["dim"] == 1280 and again._compiled is None
+    assert again.describe()["dim"] == 1280 and again._openvino is None

@@ -86,21 +86,6 @@ def test_approximate_backends_recall(name, metric):
 
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_bf16_exact_on_near_ties(metric):
-    """Many points almost equidistant: the bf16 pass cannot separate them, the result must still be exact."""
-    rng = np.random.default_rng(7)
-    base = np.abs(rng.normal(size=(1, 64))).astype(np.float32)
-    X = (base + rng.normal(0, 1e-2, (500, 64))).astype(np.float32)  # a tight ball: near-ties everywhere
-    X = np.vstack([X, np.abs(rng.normal(size=(20, 64))).astype(np.float32)])
-    index = build_index("exact-bf16", metric, margin=4, wide_margin=16).fit(X)
-    dist, idx = index.kneighbors(None, n_neighbors=10)
-    assert index.stats_["widened"] > 0 and index.stats_["float32"] > 0  # both fallbacks exercised
-    ref_d, ref_i = build_index("exact", metric).fit(X).kneighbors(None, n_neighbors=10)
-    np.testing.assert_allclose(dist, ref_d, rtol=1e-5, atol=1e-6)
-    assert_matches_brute(brute(X, X, metric, exclude_self=True), dist, idx, tol=1e-5)
-
-
-@pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("name", EXACT_INDEXES + APPROXIMATE_INDEXES)
 def test_duplicates_find_each_other_not_themselves(name, metric, data):
     X = np.vstack([data[0][:200], data[0][:5]])  # rows 200..204 duplicate rows 0..4
@@ -112,7 +97,7 @@ def test_duplicates_find_each_other_not_themselves(name, metric, data):
     assert not (idx == np.arange(len(X))[:, None]).any()
 
 
-@pytest.mark.parametrize("name", ("exact", "exact-bf16", "faiss-flat", "kdtree"))
+@pytest.mark.parametrize("name", ("exact", "faiss-flat", "kdtree"))
 def test_more_duplicates_than_k(name):
     X = np.vstack([np.ones((8, 4)), np.arange(20, dtype=float).reshape(5, 4) + 5]).astype(np.float32)
     dist, idx = build_index(name, "euclidean").fit(X).kneighbors(None, n_neighbors=3)
@@ -141,42 +126,21 @@ def test_auto_is_an_exact_backend(data):
     assert isinstance(build_index(), ExactIndex)
 
 
-def test_block_size_does_not_change_results(data):
-    X, Q = data
-    a = build_index("exact", "euclidean", block_size=7).fit(X).kneighbors(Q, 5)
-    b = build_index("exact", "euclidean").fit(X).kneighbors(Q, 5)
-    np.testing.assert_array_equal(a[1], b[1])
-
-
-@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-@pytest.mark.parametrize("tile", [1, 3, 7, 64])
-def test_column_tiles_merge_to_the_untiled_result(data, metric, tile, monkeypatch):
-    """Scores computed tile by tile (tiles narrower than k too) merge to the one-block answer."""
-    from fashion import neighbors
+def test_an_exact_index_saved_with_the_old_engine_knobs_still_loads(data, tmp_path):
+    """index.npz files written before the torch engine was dropped carry block_size/engine params."""
+    import json
 
     X, Q = data
-    whole = build_index("exact", metric, block_size=len(Q)).fit(X).kneighbors(Q, 5)
-    monkeypatch.setattr(neighbors, "DEFAULT_TILE_COLUMNS", tile)
-    assert neighbors._block_shape(len(X), None)[1] == min(tile, len(X))
-    tiled = build_index("exact", metric, engine="torch").fit(X).kneighbors(Q, 5)
-    np.testing.assert_array_equal(tiled[1], whole[1])
-    np.testing.assert_allclose(tiled[0], whole[0], rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_faiss_and_torch_engines_agree(data, metric):
-    """``exact`` runs on faiss' brute force when it is installed, torch's GEMM otherwise: same answer."""
-    pytest.importorskip("faiss")
-    X, Q = data
-    by_faiss = build_index("exact", metric, engine="faiss").fit(X)
-    by_torch = build_index("exact", metric, engine="torch").fit(X)
-    for queries in (Q, None):
-        a, b = by_faiss.kneighbors(queries, 5), by_torch.kneighbors(queries, 5)
-        np.testing.assert_array_equal(a[1], b[1])
-        np.testing.assert_array_equal(a[0], b[0])  # distances are recomputed exactly by both
-    assert build_index("exact").params["engine"] == "auto"
-    with pytest.raises(ValueError, match="engine must be one of"):
-        build_index("exact", engine="cuda").fit(X)
+    path = build_index("exact", "cosine").fit(X).save(tmp_path / "old.npz")
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {key: z[key] for key in z.files}
+    meta = json.loads(str(arrays["__meta__"]))
+    meta["params"] = {"block_size": None, "engine": "auto"}
+    arrays["__meta__"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    loaded = load_index(path)
+    assert loaded.params == {}
+    np.testing.assert_array_equal(loaded.kneighbors(Q, 5)[1], build_index("exact").fit(X).kneighbors(Q, 5)[1])
 
 
 def test_k_equal_n_with_queries_and_n_minus_1_without():

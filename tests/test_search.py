@@ -85,7 +85,7 @@ def test_search_embeds_photos_with_the_runs_runtime(tmp_path, monkeypatch, caplo
     """A run embedded with OpenVINO: its photos are embedded with OpenVINO too (a gallery image finds
     itself at distance ~0); without OpenVINO installed, torch with a warning (close, not bitwise)."""
     pytest.importorskip("openvino")
-    from fashion import embeddings
+    from fashion.embedding import net
 
     for c, (label, color) in enumerate(COLORS.items()):
         for i in range(3):
@@ -97,7 +97,7 @@ def test_search_embeds_photos_with_the_runs_runtime(tmp_path, monkeypatch, caplo
     known = tmp_path / "root" / "green" / "green_1.jpg"
     (same,) = search([known], out, k=2, grids=False)
     assert same.matches[0].relpath == "green/green_1.jpg" and same.matches[0].distance < 1e-5
-    monkeypatch.setattr(embeddings, "openvino_available", lambda: False)
+    monkeypatch.setattr(net, "openvino_available", lambda: False)
     with caplog.at_level("WARNING", logger="fashion.search"):
         (fallback,) = search([known], out, k=2, grids=False)
     assert "OpenVINO, which is not installed" in caplog.text

@@ -1,4 +1,4 @@
-"""Tests of fashion.training / fashion.modelio / fashion.evaluation on tiny hand-made images."""
+"""Tests of fashion.training / fashion.modelio on tiny hand-made images."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def test_crop_bbox_crops_through_open_image(tmp_path):
     items = make_items(tmp_path, per_split=(2, 1, 1), corrupt=False)
     items["bbox"] = [(0, 0, 20, 10)] * len(items)
     splits = training.split_items(items, tiny_config(crop="bbox"))
-    image = training._ReadImage(True)(splits.train.iloc[0])
+    image = training.ReadImage(True)(splits.train.iloc[0])
     assert image.size == (20, 10)
 
 
@@ -326,7 +326,7 @@ def test_load_model_errors_name_the_directory(tmp_path):
 
 
 def test_classification_metrics_on_hand_made_arrays():
-    from fashion.evaluation import classification_metrics
+    from fashion.training.evaluate import classification_metrics
 
     probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
     targets = np.array([0, 1, 1, 2])
@@ -338,7 +338,7 @@ def test_classification_metrics_on_hand_made_arrays():
 
 
 def test_suspect_labels_flag_a_flipped_label():
-    from fashion.evaluation import find_suspect_labels
+    from fashion.training.evaluate import find_suspect_labels
 
     rng = np.random.default_rng(0)
     targets = np.repeat([0, 1, 2], 20)

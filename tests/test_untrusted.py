@@ -154,7 +154,7 @@ def test_load_index_refuses_pickled_code(tmp_path, marker, case):
 
 def test_poisoned_embedding_cache_is_ignored(tmp_path, marker):
     """A cache chunk holding pickled objects is skipped (recomputed), never unpickled."""
-    from fashion.embeddings import Embedder
+    from fashion.embedding import Embedder
 
     photo = tmp_path / "a.jpg"
     Image.new("RGB", (20, 20), (200, 10, 10)).save(photo)

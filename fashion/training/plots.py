@@ -1,79 +1,13 @@
-"""Evaluation of a trained classifier: test metrics, figures, and suspect labels.
-
-Pure functions on arrays (probabilities (n, c), integer targets (n,)) and item tables; figures are
-returned as matplotlib ``Figure`` objects built without pyplot (no global state, no display).
-"""
+"""Figures of a training run, returned as matplotlib ``Figure`` objects built without pyplot (no global
+state, no display): LR finder, loss curves, confusion matrix, image grids (top losses, suspect labels)."""
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
     import pandas as pd
     from matplotlib.figure import Figure
-
-log = logging.getLogger(__name__)
-
-TOPK = (1, 3, 5)
-
-
-def classification_metrics(targets: "np.ndarray", probs: "np.ndarray", classes: Sequence[str],
-                           ks: Sequence[int] = TOPK, min_confused: int = 1) -> dict:
-    """Top-k accuracy, per-class accuracy, confusion matrix and most-confused pairs.
-
-    targets: int (n,); probs: float (n, c). Returns a JSON-ready dict: ``topk`` {k: acc} (k ≤ c),
-    ``accuracy`` (top-1), ``per_class`` {class: acc or None}, ``confusion_matrix`` (c × c list,
-    rows = actual), ``most_confused`` [(actual, predicted, count)], ``n``.
-    """
-    import numpy as np
-
-    from .metrics import confusion_matrix, most_confused, per_class_accuracy, topk_accuracy
-
-    targets, probs = np.asarray(targets), np.asarray(probs)
-    ks = tuple(k for k in ks if k <= probs.shape[1])
-    topk = topk_accuracy(targets, probs, ks=ks)
-    cm = confusion_matrix(targets, probs.argmax(1), len(classes))
-    per_class = per_class_accuracy(cm)
-    return {
-        "n": int(len(targets)),
-        "accuracy": float(topk[1]),
-        "topk": {int(k): float(v) for k, v in topk.items()},
-        "per_class": {c: (None if not np.isfinite(a) else float(a)) for c, a in zip(classes, per_class)},
-        "confusion_matrix": np.asarray(cm).astype(int).tolist(),
-        "most_confused": [list(t) for t in most_confused(cm, list(classes), min_count=min_confused)],
-    }
-
-
-def find_suspect_labels(items: "pd.DataFrame", targets: "np.ndarray", probs: "np.ndarray",
-                        classes: Sequence[str]) -> "pd.DataFrame":
-    """Items whose given label the model disputes, by cleanlab's confident learning.
-
-    ``probs`` must be out-of-sample predictions (from a model that did not train on these items).
-    Returns the rows of ``items`` flagged by ``cleanlab.filter.find_label_issues`` (ranked by
-    self-confidence, most suspect first) with columns path, label, predicted, label_prob,
-    predicted_prob. Empty when cleanlab cannot run (e.g. too few items).
-    """
-    import numpy as np
-    import pandas as pd
-    from cleanlab.filter import find_label_issues
-
-    targets, probs = np.asarray(targets, dtype=int), np.asarray(probs, dtype=float)
-    columns = ["path", "label", "predicted", "label_prob", "predicted_prob"]
-    try:
-        order = find_label_issues(targets, probs, return_indices_ranked_by="self_confidence")
-    except (ValueError, IndexError, ZeroDivisionError) as exc:  # tiny or degenerate inputs
-        log.warning("suspect labels not computed: %s", exc)
-        return pd.DataFrame(columns=columns)
-    preds = probs.argmax(1)
-    rows = [{"path": items["path"].iloc[i], "label": classes[targets[i]], "predicted": classes[preds[i]],
-             "label_prob": float(probs[i, targets[i]]), "predicted_prob": float(probs[i, preds[i]])}
-            for i in order]
-    return pd.DataFrame(rows, columns=columns)
-
-
-# ------------------------------------------------------------------------------------------- figures
 
 
 def _figure(width: float, height: float) -> "Figure":
@@ -157,8 +91,8 @@ def load_thumbnails(paths: Sequence[str], bboxes: Sequence | None = None, size: 
     """Open images (with optional bbox crops) as thumbnails; unreadable ones become grey tiles."""
     from PIL import Image
 
-    from .errors import ImageError
-    from .images import open_image
+    from ..errors import ImageError
+    from ..images import open_image
 
     out = []
     for i, path in enumerate(paths):

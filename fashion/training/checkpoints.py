@@ -1,0 +1,78 @@
+"""Resume state of a run: the best weights and ``state.json`` after each stage, the epoch history,
+and turning checkpoint I/O failures into one clear error."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from ..atomic import save_csv, write_json
+from ..backbones import read_state_dict
+from ..errors import OutputError
+from .config import Stage
+from .state import BEST_FILE, HISTORY_COLUMNS, STATE_FILE, StageResult, TrainingRun
+
+log = logging.getLogger("fashion.training")
+
+
+def checkpoint_error(run: TrainingRun, exc: RuntimeError) -> Exception:
+    """fastai's SaveModelCallback writes with torch.save, whose I/O failures (full disk) surface as a
+    RuntimeError from its zip writer: turn those into one clear OutputError, re-raise anything else."""
+    text = str(exc)
+    if "PytorchStreamWriter" not in text and "inline_container" not in text:
+        return exc
+    where = Path(run.learn.path) / run.learn.model_dir
+    try:
+        full = shutil.disk_usage(where if where.exists() else run.output_dir).free < 1 << 20
+    except OSError:
+        full = False
+    reason = "no space left on device" if full else text.strip().splitlines()[0]
+    return OutputError(f"cannot write checkpoint in {where}: {reason}")
+
+
+def load_best(run: TrainingRun) -> None:
+    run.learn.model.load_state_dict(read_state_dict(run.checkpoints / BEST_FILE), strict=True)
+
+
+def cleanup_fastai_files(run: TrainingRun, stage: Stage) -> None:
+    for path in run.checkpoints.glob(f"{stage.name}_best.pth"):
+        path.unlink(missing_ok=True)
+
+
+def save_history(run: TrainingRun) -> None:
+    import pandas as pd
+
+    save_csv(run.output_dir / "history.csv", pd.DataFrame(run.history, columns=HISTORY_COLUMNS))
+
+
+def save_state(run: TrainingRun) -> None:
+    write_json(run.checkpoints / STATE_FILE, {
+        "config": run.config.to_dict(), "classes": run.splits.classes, "completed": run.completed,
+        "best": run.best, "results": {k: v.to_dict() for k, v in run.results.items()},
+        "history": run.history, "lr_finds": {k: v.suggestion for k, v in run.lr_finds.items()},
+    })
+
+
+def restore(run: TrainingRun) -> None:
+    """Load a killed run's state: completed stages, history, best weights."""
+    path = run.checkpoints / STATE_FILE
+    if not path.is_file():
+        log.info("nothing to resume in %s: starting from scratch", run.output_dir)
+        return
+    state = json.loads(path.read_text(encoding="utf-8"))
+    if state["classes"] != run.splits.classes or state["config"]["arch"] != run.config.arch:
+        raise ValueError(f"{path}: the saved run has other classes or another arch; use a new --output_dir")
+    run.completed = list(state["completed"])
+    run.best = state["best"]
+    run.history = [r for r in state["history"] if r["stage"] in run.completed]
+    for name, r in state["results"].items():
+        r = dict(r)
+        r["lr"] = tuple(r["lr"])
+        run.results[name] = StageResult(**r)
+    if run.best:
+        load_best(run)
+    save_history(run)
+    log.info("resuming %s after %s (best so far: %s)", run.output_dir, ", ".join(run.completed) or "nothing",
+             run.best.get("stage"))

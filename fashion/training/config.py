@@ -1,0 +1,88 @@
+"""Training options as data: a :class:`Stage` is one ``fit_one_cycle`` call, a :class:`TrainConfig`
+everything a run depends on (saved in ``model.json`` beside the weights)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+CROPS = ("none", "bbox")
+LR_SUGGESTIONS = ("valley", "minimum", "steep", "slide")  # fastai.callback.schedule suggestion functions
+
+
+@dataclass
+class Stage:
+    """One ``fit_one_cycle`` call.
+
+    name: used in file names (``lr_find_<name>.png``); epochs: 0 skips the stage; lr: peak LR, None =
+    the LR finder's suggestion; frozen: train the head only; size: image side in pixels;
+    lr_div: unfrozen stages spread ``slice(lr / lr_div, lr)`` over the layer groups.
+    """
+
+    name: str
+    epochs: int
+    lr: float | None = None
+    frozen: bool = True
+    size: int = 160
+    lr_div: float = 100.0
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved in ``model.json`` beside the weights.
+
+    epochs: per stage (an int applies to all three); lr: peak LR of stage 1 (stages 2–3 use lr/2, as
+    fastai's ``fine_tune``), None = LR finder; crop: "bbox" crops to the items' ``bbox`` column;
+    early_stopping: patience in epochs (None = off); lr_find_iters: batches per LR-finder run;
+    lr_suggestion: fastai's suggestion function read off the LR-finder curve (valley, minimum, steep,
+    slide); valid_pct: share of train held out (seeded) when the items have no "valid" split;
+    num_workers: DataLoader worker processes (0 = decode in the training process);
+    channels_last: train in channels-last memory format (faster oneDNN convolutions on CPU);
+    stages: derived from the fields above unless given.
+    """
+
+    arch: str = "efficientnet_lite0"
+    size: int = 160
+    final_size: int = 224
+    epochs: Any = (2, 3, 2)
+    lr: float | None = None
+    batch_size: int = 32
+    crop: str = "none"
+    seed: int = 42
+    pretrained: bool = True
+    weights: str | None = None
+    early_stopping: int | None = None
+    num_workers: int = 0
+    lr_find_iters: int = 100
+    lr_suggestion: str = "valley"
+    valid_pct: float = 0.2
+    channels_last: bool = True
+    stages: list = field(default=None)
+
+    def __post_init__(self):
+        epochs = (self.epochs,) * 3 if isinstance(self.epochs, int) else tuple(int(e) for e in self.epochs)
+        if len(epochs) != 3 or any(e < 0 for e in epochs):
+            raise ValueError(f"epochs must be one number or three (one per stage), >= 0; got {self.epochs!r}")
+        self.epochs = epochs
+        if self.lr_suggestion not in LR_SUGGESTIONS:
+            raise ValueError(f"lr_suggestion must be one of {LR_SUGGESTIONS}, got {self.lr_suggestion!r}")
+        if self.crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
+        for name in ("size", "final_size", "batch_size", "lr_find_iters"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}")
+        if self.weights is not None:
+            self.weights = str(self.weights)
+        if self.stages is None:
+            half = self.lr / 2 if self.lr else None
+            self.stages = [Stage("stage1", epochs[0], self.lr, True, self.size),
+                           Stage("stage2", epochs[1], half, False, self.size),
+                           Stage("stage3", epochs[2], half, False, self.final_size)]
+        self.stages = [s if isinstance(s, Stage) else Stage(**s) for s in self.stages]
+        if len({s.name for s in self.stages}) != len(self.stages):
+            raise ValueError("stage names must be unique")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,175 @@
+"""Evaluation of a trained classifier: pure metric functions on arrays (probabilities (n, c), integer
+targets (n,)), then :func:`evaluate` computes them for a run and writes its files; :func:`export`
+writes the model directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from ..atomic import save_csv, save_figure, write_json
+from ..modelio import DEFAULT_HEAD, export_model
+from . import plots
+from .data import set_size
+from .state import TrainingRun
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import pandas as pd
+
+log = logging.getLogger("fashion.training")
+
+TOPK = (1, 3, 5)
+
+
+def classification_metrics(targets: "np.ndarray", probs: "np.ndarray", classes: Sequence[str],
+                           ks: Sequence[int] = TOPK, min_confused: int = 1) -> dict:
+    """Top-k accuracy, per-class accuracy, confusion matrix and most-confused pairs.
+
+    targets: int (n,); probs: float (n, c). Returns a JSON-ready dict: ``topk`` {k: acc} (k ≤ c),
+    ``accuracy`` (top-1), ``per_class`` {class: acc or None}, ``confusion_matrix`` (c × c list,
+    rows = actual), ``most_confused`` [(actual, predicted, count)], ``n``.
+    """
+    import numpy as np
+
+    from ..metrics import confusion_matrix, most_confused, per_class_accuracy, topk_accuracy
+
+    targets, probs = np.asarray(targets), np.asarray(probs)
+    ks = tuple(k for k in ks if k <= probs.shape[1])
+    topk = topk_accuracy(targets, probs, ks=ks)
+    cm = confusion_matrix(targets, probs.argmax(1), len(classes))
+    per_class = per_class_accuracy(cm)
+    return {
+        "n": int(len(targets)),
+        "accuracy": float(topk[1]),
+        "topk": {int(k): float(v) for k, v in topk.items()},
+        "per_class": {c: (None if not np.isfinite(a) else float(a)) for c, a in zip(classes, per_class)},
+        "confusion_matrix": np.asarray(cm).astype(int).tolist(),
+        "most_confused": [list(t) for t in most_confused(cm, list(classes), min_count=min_confused)],
+    }
+
+
+def find_suspect_labels(items: "pd.DataFrame", targets: "np.ndarray", probs: "np.ndarray",
+                        classes: Sequence[str]) -> "pd.DataFrame":
+    """Items whose given label the model disputes, by cleanlab's confident learning.
+
+    ``probs`` must be out-of-sample predictions (from a model that did not train on these items).
+    Returns the rows of ``items`` flagged by ``cleanlab.filter.find_label_issues`` (ranked by
+    self-confidence, most suspect first) with columns path, label, predicted, label_prob,
+    predicted_prob. Empty when cleanlab cannot run (e.g. too few items).
+    """
+    import numpy as np
+    import pandas as pd
+    from cleanlab.filter import find_label_issues
+
+    targets, probs = np.asarray(targets, dtype=int), np.asarray(probs, dtype=float)
+    columns = ["path", "label", "predicted", "label_prob", "predicted_prob"]
+    try:
+        order = find_label_issues(targets, probs, return_indices_ranked_by="self_confidence")
+    except (ValueError, IndexError, ZeroDivisionError) as exc:  # tiny or degenerate inputs
+        log.warning("suspect labels not computed: %s", exc)
+        return pd.DataFrame(columns=columns)
+    preds = probs.argmax(1)
+    rows = [{"path": items["path"].iloc[i], "label": classes[targets[i]], "predicted": classes[preds[i]],
+             "label_prob": float(probs[i, targets[i]]), "predicted_prob": float(probs[i, preds[i]])}
+            for i in order]
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ------------------------------------------------------------------------------------------ a run
+
+
+def model_size(run: TrainingRun) -> int:
+    """Image size the kept model was trained at: the best stage's (inference and export use it)."""
+    if run.best and run.best.get("stage") in run.results:
+        return run.results[run.best["stage"]].size
+    done = [s for s in run.config.stages if s.epochs > 0]
+    return done[-1].size if done else run.size
+
+
+def predict(run: TrainingRun, frame: "pd.DataFrame"):
+    """Probabilities (n, c) float32 numpy and targets (n,) int of ``frame`` under the valid transforms."""
+    import numpy as np
+
+    dl = run.learn.dls.test_dl(frame, with_labels=True)
+    probs, targets = run.learn.get_preds(dl=dl)
+    return probs.numpy().astype(np.float32), targets.numpy().astype(int)
+
+
+def evaluate(run: TrainingRun, n_grid: int = 16) -> dict:
+    """Test-split metrics and figures; suspect labels from valid + test predictions.
+
+    Writes metrics.json, confusion_matrix.png, top_losses.png, test_predictions.csv,
+    suspect_labels.csv and suspect_labels.png, at the kept model's size (:func:`model_size`).
+    Suspect labels use out-of-sample probabilities: the valid and test items, which the model never
+    trained on (valid picked the best epoch, which barely fits it); train items are not judged,
+    as that would need cross-validated training.
+    Returns the metrics dict; figures are in ``run.evaluation["figures"]``.
+    """
+    import numpy as np
+    import pandas as pd
+
+
+    set_size(run, model_size(run))
+    classes = run.splits.classes
+    test = run.splits.test
+    probs, targets = predict(run, test)
+    metrics = classification_metrics(targets, probs, classes)
+    metrics["split"] = run.splits.test_split
+    bboxes = list(test["bbox"]) if "bbox" in test.columns else None
+    figures = {
+        "confusion_matrix": plots.confusion_figure(np.array(metrics["confusion_matrix"]), classes,
+                                                title=f"confusion matrix ({run.splits.test_split})"),
+        "top_losses": plots.top_losses_figure(test, targets, probs, classes, n=n_grid, bboxes=bboxes),
+    }
+    preds = probs.argmax(1)
+    save_csv(run.output_dir / "test_predictions.csv", pd.DataFrame({
+        "path": test["path"], "label": test["label"], "predicted": [classes[i] for i in preds],
+        "prob": probs[np.arange(len(preds)), preds]}))
+
+    if run.splits.test_split == "valid":
+        pool, pool_probs, pool_targets = test, probs, targets
+    else:
+        v_probs, v_targets = predict(run, run.splits.valid)
+        pool = pd.concat([run.splits.valid, test], ignore_index=True)
+        pool_probs, pool_targets = np.concatenate([v_probs, probs]), np.concatenate([v_targets, targets])
+    suspects = find_suspect_labels(pool, pool_targets, pool_probs, classes)
+    save_csv(run.output_dir / "suspect_labels.csv", suspects)
+    by_path = dict(zip(pool["path"], pool["bbox"])) if "bbox" in pool.columns else None
+    figures["suspect_labels"] = plots.suspect_figure(
+        suspects, n=n_grid, bboxes=[by_path[p] for p in suspects["path"]] if by_path else None)
+    for name, fig in figures.items():
+        save_figure(run.output_dir / f"{name}.png", fig)
+
+    result = {
+        "test": metrics,
+        "stages": {k: v.to_dict() for k, v in run.results.items()},
+        "best": run.best,
+        "counts": {"train": len(run.splits.train), "valid": len(run.splits.valid), "test": len(test),
+                   "classes": len(classes), "skipped_images": len(run.splits.skipped)},
+        "valid_from_train": run.splits.valid_from_train,
+        "skipped_images": [{"path": p, "reason": r} for p, r in run.splits.skipped],
+        "suspect_labels": {"n": len(suspects), "judged": len(pool),
+                           "method": "cleanlab.filter.find_label_issues on valid+test predictions"},
+    }
+    write_json(run.output_dir / "metrics.json", result)
+    run.evaluation = {"metrics": result, "figures": figures}
+    topk = metrics["topk"]
+    log.info("%s accuracy on %d images: %s", run.splits.test_split, metrics["n"],
+             ", ".join(f"top-{k} {v:.3f}" for k, v in topk.items()))
+    return result
+
+
+def export(run: TrainingRun) -> Path:
+    """Write model.safetensors + model.json (classes, arch, sizes, normalisation, head, metrics, config)."""
+    b = run.backbone
+    info = {
+        "arch": run.config.arch, "classes": run.splits.classes,
+        "size": run.config.size, "final_size": model_size(run),
+        "mean": list(b.mean), "std": list(b.std), "feature_dim": b.feature_dim, "backbone_source": b.source,
+        "head": DEFAULT_HEAD, "crop": run.config.crop, "best": run.best,
+        "metrics": run.evaluation.get("metrics", {}).get("test", {}),
+        "train_config": run.config.to_dict(),
+    }
+    return export_model(run.output_dir, run.learn.model.eval(), info)

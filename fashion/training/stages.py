@@ -1,0 +1,200 @@
+"""The schedule: build the Learner, then run each :class:`Stage` (LR finder, ``fit_one_cycle``, keep the
+best epoch, roll back a stage that did not beat an earlier one), and :func:`train` for all at once.
+
+Cell by cell (as ``train.ipynb`` does)::
+
+    run = prepare(items, TrainConfig(), "out")
+    lr_find(run, run.config.stages[0])          # optional: run_stage calls it when needed
+    run_stage(run, run.config.stages[0])
+    ...
+    evaluate(run); export(run)
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from ..atomic import ensure_dir, save_figure
+from ..modelio import build_classifier, save_state_dict, splitter
+from . import checkpoints
+from .config import Stage, TrainConfig
+from .data import make_dataloaders, set_size, split_items
+from .evaluate import evaluate, export
+from .plots import loss_figure, lr_find_figure
+from .state import BEST_FILE, CHECKPOINTS, LRFind, Splits, StageResult, TrainingRun, TrainResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+log = logging.getLogger("fashion.training")
+
+
+def build_learner(splits: Splits, config: TrainConfig, output_dir: Path):
+    """fastai Learner over ``nn.Sequential(body, head)`` with [body early, body late, head] groups."""
+    import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle and Learner.lr_find)
+    from fastai.learner import Learner
+    from fastai.losses import CrossEntropyLossFlat
+    from fastai.metrics import accuracy
+
+    model, backbone = build_classifier(config.arch, len(splits.classes), pretrained=config.pretrained,
+                                       weights=config.weights)
+    dls = make_dataloaders(splits, config.stages[0].size if config.stages else config.size, config,
+                           backbone.mean, backbone.std)
+    cbs = []
+    if config.channels_last:  # oneDNN's fast convolutions: ~2x faster training on CPU
+        from fastai.callback.channelslast import ChannelsLast
+
+        cbs.append(ChannelsLast())
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, splitter=splitter,
+                    path=output_dir, model_dir=CHECKPOINTS, cbs=cbs)
+    return learn, backbone
+
+
+def prepare(items: "pd.DataFrame", config: TrainConfig, output_dir, resume: bool = False) -> TrainingRun:
+    """Split and check the items, build the Learner; with ``resume`` restore a previous run's state."""
+    from fastai.torch_core import set_seed
+
+    output_dir = ensure_dir(output_dir)
+    set_seed(config.seed, reproducible=True)
+    random.seed(config.seed)
+    splits = split_items(items, config)
+    learn, backbone = build_learner(splits, config, output_dir)
+    run = TrainingRun(learn=learn, config=config, splits=splits, output_dir=output_dir, backbone=backbone,
+                      size=config.stages[0].size if config.stages else config.size)
+    if resume:
+        checkpoints.restore(run)
+    return run
+
+
+def _set_frozen(run: TrainingRun, frozen: bool) -> None:
+    if frozen:
+        run.learn.freeze()
+    else:
+        run.learn.unfreeze()
+
+
+def lr_find(run: TrainingRun, stage: Stage, num_it: int | None = None) -> LRFind:
+    """fastai's LR finder for ``stage`` (its size and frozen state); saves ``lr_find_<stage>.png``.
+
+    The model is restored afterwards (fastai saves and reloads it); the suggestion is fastai's
+    ``config.lr_suggestion`` function ("valley" by default).
+    """
+    from fastai.callback import schedule
+
+    set_size(run, stage.size)
+    _set_frozen(run, stage.frozen)
+    num_it = num_it or run.config.lr_find_iters
+    how = run.config.lr_suggestion
+    with run.learn.no_bar():  # one bar per LR-finder batch is noise; the result is logged
+        suggested = run.learn.lr_find(num_it=num_it, suggest_funcs=(getattr(schedule, how),), show_plot=False)
+    suggestion = float(getattr(suggested, how))
+    recorder = run.learn.recorder
+    lrs, losses = [float(v) for v in recorder.lrs], [float(v) for v in recorder.losses]
+    # fastai's plot drops the first 10 and last 5 points (warm-up and divergence); so do we
+    cut = slice(10, -5) if len(lrs) > 20 else slice(None)
+    fig = lr_find_figure(lrs[cut], losses[cut], suggestion, title=f"LR finder, {stage.name} ({how})")
+    save_figure(run.output_dir / f"lr_find_{stage.name}.png", fig)
+    result = LRFind(stage.name, suggestion, lrs, losses, fig)
+    run.lr_finds[stage.name] = result
+    log.info("%s LR finder: suggested %.2e", stage.name, result.suggestion)
+    return result
+
+
+def _stage_lr(run: TrainingRun, stage: Stage) -> tuple[float, float, float | None]:
+    """(lo, hi, suggestion) of a stage: its own LR, or the LR finder's suggestion."""
+    suggestion = None
+    hi = stage.lr
+    if hi is None:
+        found = run.lr_finds.get(stage.name) or lr_find(run, stage)
+        suggestion = hi = found.suggestion
+        first = next((r for r in run.results.values() if r.frozen), None)
+        if not stage.frozen and first is not None and hi > first.lr[1]:
+            # after unfreezing the pretrained body should not move faster than the new head did
+            log.info("%s: capping the suggested LR %.2e at stage %s's %.2e", stage.name, hi, first.name, first.lr[1])
+            hi = first.lr[1]
+    lo = hi if stage.frozen else hi / stage.lr_div
+    return lo, hi, suggestion
+
+
+def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult | None:
+    """Fit one stage with ``fit_one_cycle``; keep its best epoch, roll back if an earlier stage was better.
+
+    Returns None for a stage of 0 epochs.
+    ``cbs``: extra fastai callbacks for this fit (e.g. ``ShowGraphCallback()`` in a notebook).
+    Writes ``loss_<stage>.png``, ``history.csv`` and the resume checkpoint.
+    """
+    from fastai.callback.tracker import EarlyStoppingCallback, SaveModelCallback
+
+    from .callbacks import EpochLog
+
+    if stage.epochs < 1:
+        log.info("%s: 0 epochs, skipped", stage.name)
+        return None
+    t0 = time.time()
+    set_size(run, stage.size)
+    _set_frozen(run, stage.frozen)
+    lo, hi, suggestion = _stage_lr(run, stage)
+    _set_frozen(run, stage.frozen)  # lr_find restores the weights, not necessarily requires_grad
+    saver = SaveModelCallback(monitor="valid_loss", fname=f"{stage.name}_best")
+    fit_cbs = [saver, EpochLog(run, stage), *cbs]
+    if run.config.early_stopping:
+        fit_cbs.append(EarlyStoppingCallback(monitor="valid_loss", patience=run.config.early_stopping))
+    log.info("%s: %d epochs at %d px, %s, lr %s", stage.name, stage.epochs, stage.size,
+             "body frozen" if stage.frozen else "unfrozen", f"{hi:.2e}" if stage.frozen else f"slice({lo:.2e}, {hi:.2e})")
+    try:
+        run.learn.fit_one_cycle(stage.epochs, hi if stage.frozen else slice(lo, hi), cbs=fit_cbs)
+    except RuntimeError as exc:
+        raise checkpoints.checkpoint_error(run, exc) from None
+    result = _finish_stage(run, stage, saver, (lo, hi), suggestion, time.time() - t0)
+    return result
+
+
+def _finish_stage(run: TrainingRun, stage: Stage, saver, lr, suggestion, seconds) -> StageResult:
+    import numpy as np
+
+    recorder = run.learn.recorder
+    valid_losses = [float(v[1]) for v in recorder.values]
+    best_epoch = int(np.argmin(valid_losses)) + 1 if valid_losses else 0
+    best = float(saver.best)
+    kept = not run.best or best < run.best["valid_loss"]
+    ensure_dir(run.checkpoints)
+    if kept:
+        save_state_dict(run.checkpoints / BEST_FILE, run.learn.model)
+        run.best = {"stage": stage.name, "valid_loss": best}
+    else:
+        log.info("%s (best valid loss %.4f) did not beat %s (%.4f): keeping %s's weights",
+                 stage.name, best, run.best["stage"], run.best["valid_loss"], run.best["stage"])
+        checkpoints.load_best(run)
+    fig = loss_figure([float(v) for v in recorder.losses], list(recorder.iters), valid_losses,
+                      title=f"loss, {stage.name} ({stage.size} px, {'frozen' if stage.frozen else 'unfrozen'})")
+    save_figure(run.output_dir / f"loss_{stage.name}.png", fig)
+    result = StageResult(stage.name, len(valid_losses), tuple(lr), suggestion, best, best_epoch, kept,
+                         round(seconds, 1), stage.size, stage.frozen, fig)
+    run.results[stage.name] = result
+    run.completed.append(stage.name)
+    checkpoints.save_state(run)
+    checkpoints.cleanup_fastai_files(run, stage)
+    log.info("%s done in %.1f min: best valid loss %.4f at epoch %d", stage.name, seconds / 60, best, best_epoch)
+    return result
+
+
+def train(items: "pd.DataFrame", config: TrainConfig | None = None, output_dir="runs/train",
+          resume: bool = False, cbs: Sequence = ()) -> TrainResult:
+    """Run every stage, evaluate the best model on the test split and export it (see module doc)."""
+    config = config or TrainConfig()
+    t0 = time.time()
+    run = prepare(items, config, output_dir, resume=resume)
+    for stage in config.stages:
+        if stage.name in run.completed:
+            log.info("%s already done (resumed)", stage.name)
+            continue
+        run_stage(run, stage, cbs=cbs)
+    if run.best:
+        checkpoints.load_best(run)  # the best stage's weights, whatever the last stage did
+    metrics = evaluate(run)
+    export(run)
+    return TrainResult(Path(output_dir), metrics, [r.to_dict() for r in run.results.values()], time.time() - t0)
