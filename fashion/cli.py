@@ -120,6 +120,8 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--workers", dest="num_workers", type=int, default=None, help="DataLoader workers")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --output_dir (the old one stays until the new one is complete)")
     p.add_argument("--skip-missing", action="store_true", help="skip annotated images that do not exist")
     p.set_defaults(func=_run_train)
 
@@ -220,7 +222,7 @@ def _run_train(args) -> int:
         early_stopping=args.early_stopping, seed=args.seed,
         **({"num_workers": args.num_workers} if args.num_workers is not None else {}),
     )
-    result = training.train(items, config, args.output_dir, resume=args.resume)
+    result = training.train(items, config, args.output_dir, resume=args.resume, overwrite=args.overwrite)
     print(result.summary() if hasattr(result, "summary") else result)
     return 0
 

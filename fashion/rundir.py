@@ -145,12 +145,13 @@ def verify(directory: os.PathLike | str, kind: str | None = None, hashes: bool =
             raise RunDirError(f"{directory}: {rel} {exc.reason}") from None
         if size != entry["size"]:
             raise RunDirError(f"{directory}: {rel} has {size} bytes but {MANIFEST} says {entry['size']}; "
-                              "the file changed after the run (rerun to rebuild it)")
+                              "the file changed after the run (rerun to rebuild it, or delete manifest.json to accept the edit)")
     if hashes:
         for rel, entry in files.items():
             if file_sha256(directory / rel) != entry["sha256"]:
-                raise RunDirError(f"{directory}: {rel} does not match its SHA-256 in {MANIFEST}; "
-                                  "the file changed after the run (rerun to rebuild it)")
+                raise RunDirError(f"{directory}: {rel} does not match its SHA-256 in {MANIFEST}; the file "
+                                  "changed after the run (rerun to rebuild it, or delete manifest.json to accept "
+                                  "the edit)")
     for name in ("run.json", "model.json", "state.json"):
         if name in files:
             _check_run_id(directory, name, manifest["run_id"])

@@ -93,15 +93,24 @@ def read_items_csv(path: os.PathLike | str, columns: tuple[str, ...] = ITEMS_COL
 
 
 def read_state_json(path: os.PathLike | str) -> dict:
-    """A training ``state.json``: ``completed`` (list of stage names) and ``best`` (dict) checked."""
+    """A training ``state.json`` (fashion.training.checkpoints) with every key resume uses checked:
+    classes, config.arch, completed (stage names), best, history (rows with a stage), results."""
     path = Path(path)
     state = read_json(path)
+    classes = need(state, "classes", list, path)
+    config = need(state, "config", dict, path)
+    need(config, "arch", str, path, "config.")
     completed = need(state, "completed", list, path)
-    if not all(isinstance(s, str) for s in completed):
-        raise RunFileError(f"{path}: key 'completed' must be a list of stage names, got {completed!r}"[:300])
-    for key in ("best", "results"):
-        if key in state:
-            need(state, key, (dict, type(None)), path)
+    if not all(isinstance(s, str) for s in completed) or not all(isinstance(c, str) for c in classes):
+        raise RunFileError(f"{path}: keys 'completed' and 'classes' must be lists of names")
+    need(state, "best", dict, path)
+    history = need(state, "history", list, path)
+    if not all(isinstance(r, dict) and isinstance(r.get("stage"), str) for r in history):
+        raise RunFileError(f"{path}: key 'history' must be a list of rows with a 'stage'")
+    results = need(state, "results", dict, path)
+    for name, r in results.items():
+        if not isinstance(r, dict) or not isinstance(r.get("lr"), list):
+            raise RunFileError(f"{path}: key 'results.{name}' must be an object with an 'lr' list")
     return state
 
 

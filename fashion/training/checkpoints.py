@@ -3,7 +3,6 @@ and turning checkpoint I/O failures into one clear error."""
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 from ..atomic import save_csv, write_json
 from ..backbones import read_state_dict
 from ..errors import OutputError
+from ..runfiles import RunFileError, read_state_json
 from .config import Stage
 from .state import BEST_FILE, HISTORY_COLUMNS, STATE_FILE, StageResult, TrainingRun
 
@@ -61,7 +61,7 @@ def restore(run: TrainingRun) -> None:
     if not path.is_file():
         log.info("nothing to resume in %s: starting from scratch", run.output_dir)
         return
-    state = json.loads(path.read_text(encoding="utf-8"))
+    state = read_state_json(path)  # every key below checked: one line naming the file and key
     if state["classes"] != run.splits.classes or state["config"]["arch"] != run.config.arch:
         raise ValueError(f"{path}: the saved run has other classes or another arch; use a new --output_dir")
     run.completed = list(state["completed"])
@@ -70,7 +70,10 @@ def restore(run: TrainingRun) -> None:
     for name, r in state["results"].items():
         r = dict(r)
         r["lr"] = tuple(r["lr"])
-        run.results[name] = StageResult(**r)
+        try:
+            run.results[name] = StageResult(**r)
+        except TypeError as exc:
+            raise RunFileError(f"{path}: key 'results.{name}' does not describe a stage ({exc})") from None
     if run.best:
         load_best(run)
     save_history(run)
