@@ -201,7 +201,7 @@ def test_measure_sim_killed_then_rerun_equals_uninterrupted(kill_root, reference
     reuses the cache and reproduces the uninterrupted outputs; no file is ever half-written."""
     out = tmp_path / "run"
     if moment == "embedding":
-        ready = lambda: any(out.glob("cache/*/chunk_00000.npz"))  # noqa: E731
+        ready = lambda: any(out.glob("cache/*/chunk_00000*.npz"))  # noqa: E731
     else:
         # the report is written in the run's staging directory beside ``out`` (fashion.rundir)
         ready = lambda: any(tmp_path.glob(".run.staging-*/grids/*.png"))  # noqa: E731
@@ -460,3 +460,88 @@ def test_search_photo_that_is_a_fifo_is_skipped_at_once(two_datasets, tmp_path):
     piped, good = box["r"]
     assert not piped.ok and piped.reason.startswith("is a FIFO"), piped.reason
     assert good.ok and len(good.matches) == 2
+
+
+# ------------------------------------------- the cache keys on every input of a vector (issue 11, 2 + 8)
+
+
+def _tiny_embedder(**changes):
+    import torch
+
+    from fashion.embedding import Embedder
+
+    torch.manual_seed(0)
+    embedder = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=32, precision="fp32",
+                                      runtime="torch")
+    for name, value in changes.items():
+        setattr(embedder, name, value)
+    return embedder
+
+
+VECTOR_INPUTS = {"std": (0.25, 0.25, 0.25), "mean": (0.1, 0.2, 0.3), "size": 40, "resize": "squish",
+                 "precision": "bf16", "runtime": "openvino", "checksum": "f" * 64, "name": "other_arch"}
+
+
+@pytest.mark.parametrize("name", sorted(VECTOR_INPUTS))
+def test_every_input_of_a_vector_names_its_own_cache(tmp_path, name):
+    """A change in any one input that shapes a vector gives another cache directory (mean and std,
+    edited in a model.json, used to reuse the old vectors)."""
+    base = _tiny_embedder()
+    changed = _tiny_embedder(**{name: VECTOR_INPUTS[name]})
+    assert base.cache_path(tmp_path) != changed.cache_path(tmp_path)
+    assert base.cache_path(tmp_path, crop=True) != base.cache_path(tmp_path)
+    assert _tiny_embedder().cache_path(tmp_path) == base.cache_path(tmp_path)  # and nothing else does
+
+
+def test_normalisation_edit_misses_the_cache(tmp_path):
+    """The issue's case end to end: the same weights with another normalisation recompute every vector."""
+    paths = [str(p) for p in sorted(make_root(tmp_path / "photos", 3, classes=2).rglob("*.jpg"))]
+    first = _tiny_embedder().embed(paths, batch_size=4, cache_dir=tmp_path / "cache", num_workers=0, progress=False)
+    again = _tiny_embedder().embed(paths, batch_size=4, cache_dir=tmp_path / "cache", num_workers=0, progress=False)
+    # (mean, not std: a randomly initialised ReLU network is scale-invariant after L2 normalisation)
+    edited = _tiny_embedder(mean=(0.1, 0.2, 0.3)).embed(paths, batch_size=4, cache_dir=tmp_path / "cache",
+                                                        num_workers=0, progress=False)
+    assert (first.n_computed, again.n_cached, edited.n_cached, edited.n_computed) == (6, 6, 0, 6)
+    assert not np.allclose(first.vectors, edited.vectors)
+
+
+def test_an_image_rewritten_with_its_old_size_and_mtime_misses_the_cache(tmp_path):
+    """New content of the same size with the old mtime put back (cp -p, a sync tool) is a new image."""
+    paths = [str(p) for p in sorted(make_root(tmp_path / "photos", 2, classes=2).rglob("*.jpg"))]
+    embedder = _tiny_embedder()
+    embedder.embed(paths, batch_size=4, cache_dir=tmp_path / "cache", num_workers=0, progress=False)
+    victim = Path(paths[0])
+    st = victim.stat()
+    data = bytearray(Path(paths[1]).read_bytes())
+    data = (bytes(data) + bytes(st.st_size))[:st.st_size] if len(data) < st.st_size else bytes(data[:st.st_size])
+    victim.write_bytes(data)
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (victim.stat().st_size, victim.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    result = _tiny_embedder().embed(paths, batch_size=4, cache_dir=tmp_path / "cache", num_workers=0, progress=False)
+    assert result.n_computed == 1 and result.n_cached == 3
+
+
+def test_concurrent_writers_sharing_a_cache_never_replace_each_others_chunks(tmp_path):
+    """Two runs open the same cache directory at once; each writes its first chunk: both survive."""
+    from fashion.embedding.cache import ChunkCache
+
+    one, two = ChunkCache(tmp_path), ChunkCache(tmp_path)
+    one.write(["a"], np.ones((1, 4), np.float32), np.array([True]), [""])
+    two.write(["b"], np.full((1, 4), 2, np.float32), np.array([True]), [""])
+    assert len(list(tmp_path.glob("chunk_*.npz"))) == 2
+    entries = ChunkCache(tmp_path).entries
+    assert set(entries) == {"a", "b"} and entries["b"][0][0] == 2
+
+
+def test_a_cache_chunk_with_a_crafted_header_is_ignored_unallocated(tmp_path, caplog):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": (2**45, 1280)})
+    with zipfile.ZipFile(tmp_path / "chunk_00000-x.npz", "w") as archive:
+        archive.writestr("vectors.npy", buffer.getvalue())
+    from fashion.embedding.cache import ChunkCache
+
+    assert ChunkCache(tmp_path).entries == {}
+    assert "claims" in caplog.text

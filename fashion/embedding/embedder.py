@@ -201,9 +201,18 @@ class Embedder:
 
     def cache_path(self, cache_dir, crop: bool = False) -> Path:
         """This embedder's cache sub-directory of ``cache_dir``:
-        ``<checksum[:16]>-<size>-<layer>-<precision>[-openvino]-<resize>[-bbox]``."""
+        ``<checksum[:16]>.<settings>-<size>-<layer>-<precision>[-openvino]-<resize>[-bbox]``, where
+        ``settings`` (:func:`.cache.settings_tag`) covers the other inputs of a vector: the full weights
+        checksum, arch, mean, std, size, layer, precision, resize and crop."""
+        from .cache import settings_tag
+
         runtime = "-openvino" if self.runtime == "openvino" else ""  # the torch tag predates runtimes
-        tag = (f"{self.checksum[:16]}-{self.size}-{self.layer}-{self.precision}{runtime}-{self.resize}"
+        # the runtime is in the name itself ("-openvino"), so a path asked for before "auto" is resolved
+        # (always torch below OPENVINO_MIN_IMAGES) names the torch cache, as it always did
+        settings = settings_tag(checksum=self.checksum, arch=self.name, mean=list(self.mean), std=list(self.std),
+                                size=self.size, layer=self.layer, precision=self.precision, resize=self.resize,
+                                crop=bool(crop))
+        tag = (f"{self.checksum[:16]}.{settings}-{self.size}-{self.layer}-{self.precision}{runtime}-{self.resize}"
                + ("-bbox" if crop else ""))
         return Path(cache_dir) / tag
 
