@@ -545,3 +545,21 @@ def test_a_cache_chunk_with_a_crafted_header_is_ignored_unallocated(tmp_path, ca
 
     assert ChunkCache(tmp_path).entries == {}
     assert "claims" in caplog.text
+
+
+# ----------------------------------------------------- a full disk says so (issue 11, class 7)
+
+
+@needs_mount
+@pytest.mark.parametrize("writer", ["save_npy", "write_text"])
+def test_full_disk_says_the_disk_is_full_and_names_the_file(tmp_path, writer):
+    """A real 64 KiB tmpfs: numpy's short write used to surface as "100000 requested and 16352 written"
+    (an OSError without errno); the message now says the disk is full and names the file."""
+    mount = tmp_path / "disk"
+    data = "np.zeros(100_000, np.float32)" if writer == "save_npy" else "'x' * 400_000"
+    code = (f"import numpy as np; from fashion import atomic\n"
+            f"try:\n    atomic.{writer}({str(mount / 'big.bin')!r}, {data})\n"
+            f"except atomic.OutputError as exc:\n    print(exc)\n")
+    proc = on_tmpfs([sys.executable, "-c", code], mount, "size=64k")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == f"cannot write {mount / 'big.bin'}: the disk is full: no space left on device"
