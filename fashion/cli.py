@@ -131,12 +131,26 @@ def _add_search(sub) -> None:
                        help="find the clothes most similar to new photos in a finished run",
                        description="Embed PHOTOs with a run's model, search the run's saved index, write a grid per\n"
                                    "photo and print the top matches.")
-    p.add_argument("photos", nargs="+", metavar="PHOTO")
+    p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files, or folders of them")
     p.add_argument("--run", required=True, metavar="DIR", help="output directory of `fashion neighbors` / measure_sim.py")
     p.add_argument("-k", "--k", type=_positive_int, default=10)
     p.add_argument("--output_dir", "--output-dir", dest="output_dir", default=None, metavar="DIR",
                    help="where the grids go; default: RUN/search")
+    p.add_argument("--json", action="store_true", help="print the results as JSON (one list, one entry a photo)")
+    p.add_argument("--no-grids", dest="grids", action="store_false", help="do not draw a grid per photo")
     p.set_defaults(func=_run_search)
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", formatter_class=_Formatter,
+                       help="serve a finished run: search by photo, browse neighbours (HTTP API + web page)",
+                       description="Load RUN_DIR once and serve the similar-clothes API and its web page.\n"
+                                   "Open http://HOST:PORT/ in a browser; the API is described at /docs.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="output directory of `fashion neighbors` / measure_sim.py")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to the network)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted photo upload")
+    p.set_defaults(func=_run_serve)
 
 
 def _add_summary(sub) -> None:
@@ -172,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (_add_train, _add_neighbors, _add_search, _add_summary, _add_backbones, _add_make_sample):
+    for add in (_add_train, _add_neighbors, _add_search, _add_serve, _add_summary, _add_backbones,
+                _add_make_sample):
         add(sub)
     return parser
 
@@ -248,11 +263,26 @@ def _run_neighbors(args) -> int:
 
 
 def _run_search(args) -> int:
+    import json
+
     from . import search
 
-    results = search.search(args.photos, args.run, k=args.k, output_dir=args.output_dir)
-    for result in results:
-        print(result.summary() if hasattr(result, "summary") else result)
+    results = search.search(args.photos, args.run, k=args.k, output_dir=args.output_dir, grids=args.grids)
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=1))
+    else:
+        for result in results:
+            print(result.summary())
+    if not any(r.ok for r in results):
+        print(f"fashion search: error: none of the {len(results)} photos could be searched", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_serve(args) -> int:
+    from .server import serve
+
+    serve(args.run_dir, host=args.host, port=args.port, max_upload=int(args.max_upload_mb * 1024 * 1024))
     return 0
 
 

@@ -13,6 +13,7 @@ only warns.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -77,18 +78,27 @@ def check_images(
     return bad
 
 
-def _decode(path: str | os.PathLike) -> Image.Image:
-    """Open, fully decode and EXIF-rotate ``path``; every failure becomes an :class:`ImageError`."""
+def open_image_bytes(data: bytes, name: str = "<upload>") -> Image.Image:
+    """:func:`open_image` for an image held in memory (an upload): the same checks and the same
+    :class:`ImageError` reasons, naming ``name``; nothing is written to disk."""
+    return to_rgb(_decode(name, bytes(data)), name)
+
+
+def _decode(path: str | os.PathLike, data: bytes | None = None) -> Image.Image:
+    """Open, fully decode and EXIF-rotate ``path`` (or ``data``, named ``path``); every failure becomes
+    an :class:`ImageError`."""
     from .filegate import UnsafeFileError, open_regular
 
+    if data is not None and len(data) > MAX_FILE_BYTES:
+        raise ImageError(path, f"too large: {len(data):,} bytes (the limit for images is {MAX_FILE_BYTES:,})")
     try:
         # the gate: a FIFO, device, directory, symlink loop, bad name or huge file is refused unread
-        f = open_regular(path, MAX_FILE_BYTES, what="image")
+        f = open_regular(path, MAX_FILE_BYTES, what="image") if data is None else io.BytesIO(data)
     except UnsafeFileError as exc:
         raise ImageError(path, exc.reason) from None
     try:
         with f:
-            if os.fstat(f.fileno()).st_size == 0:
+            if (os.fstat(f.fileno()).st_size if data is None else len(data)) == 0:
                 raise ImageError(path, "empty file (0 bytes)")
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that: make it an error too.
             with warnings.catch_warnings():

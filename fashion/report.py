@@ -131,6 +131,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { display: inline-block; margin: 0 1em 1.5em 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #ccc; }
 figcaption { font-size: 0.9em; color: #444; }
+ul.headline { font-size: 1.2em; list-style: none; padding: 0; }
 .same { color: #1ea03c; } .different { color: #d22828; }
 """
 
@@ -142,9 +143,11 @@ _TITLES = {
 
 
 def _href(path, base: Path) -> str:
-    """Relative, percent-encoded link from ``base`` to ``path`` (already safe inside an attribute)."""
-    path = Path(path)
-    rel = os.path.relpath(path, base) if path.is_absolute() else os.fspath(path)
+    """Link from the page in ``base`` to ``path``: relative to the page (never to the working directory,
+    so ``--output_dir out`` and an absolute output directory give the same page), percent-encoded and
+    already safe inside an attribute. Both are made absolute first: a relative ``path`` means relative
+    to the working directory, like ``base``."""
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(base))
     return html.escape(quote(Path(rel).as_posix(), safe="/"), quote=True)
 
 
@@ -174,10 +177,38 @@ def _list_item(entry) -> str:
     return f"<li>{html.escape(text)}</li>"
 
 
+def headline(metrics: Mapping) -> list[str]:
+    """The run's main numbers as sentences people read, e.g. ``"precision@10: 0.53 over 240 queries"``.
+
+    >>> headline({"k": 10, "precision_at_k": 0.5283, "n_queries": 240, "map_at_k": 0.712})
+    ['precision@10: 0.53 over 240 queries', 'mAP@10: 0.71']
+    """
+    k, lines = metrics.get("k", "k"), []
+    if isinstance(metrics.get("precision_at_k"), (int, float)):
+        over = f" over {metrics['n_queries']} queries" if "n_queries" in metrics else ""
+        lines.append(f"precision@{k}: {metrics['precision_at_k']:.2f}{over}")
+    if isinstance(metrics.get("map_at_k"), (int, float)):
+        lines.append(f"mAP@{k}: {metrics['map_at_k']:.2f}")
+    for k_, v in (metrics.get("recall_at_k") or {}).items():
+        lines.append(f"recall@{k_} of the query's item: {v:.2f}")
+    if "n_gallery" in metrics:
+        mode = f" ({metrics['mode']})" if metrics.get("mode") else ""
+        lines.append(f"gallery: {metrics['n_gallery']} images{mode}")
+    if "n_images" in metrics:
+        lines.append(f"images: {metrics['n_images']}, of which {metrics.get('n_skipped', 0)} skipped "
+                     "(unreadable or missing)")
+    if isinstance(metrics.get("timing"), Mapping) and "total" in metrics["timing"]:
+        lines.append(f"time: {metrics['timing']['total']:.1f} s")
+    return lines
+
+
 def _metrics_sections(metrics: Mapping) -> list[str]:
-    """Scalars in one table; each dict of scalars in its own table; each list as a bulleted list."""
+    """Headline sentences first; then scalars in one table; each dict of scalars in its own table; each
+    list as a bulleted list."""
     scalars = {k: v for k, v in metrics.items() if not isinstance(v, (Mapping, list, tuple))}
-    parts = ["<h2>Metrics</h2>", _table(scalars, "metric")]
+    words = "".join(f"<li>{html.escape(line)}</li>" for line in headline(metrics))
+    parts = [f'<ul class="headline">{words}</ul>' if words else "", "<h2>Metrics (raw keys)</h2>",
+             _table(scalars, "metric")]
     for key, value in metrics.items():
         title = html.escape(_TITLES.get(key, key.replace("_", " ")))
         if isinstance(value, Mapping):

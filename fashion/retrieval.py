@@ -327,7 +327,18 @@ def _draw_grids(out: Path, items, query_rows, neighbor_rows, dist, picks) -> lis
                               query_label=labels[q])
         path = save_image(out / "grids" / f"grid_{n:03d}_item{q:06d}.png", image)
         grids.append((path, f"{relpaths[q]} ({labels[q]}): {int(same.sum())}/{len(nbrs)} same label"))
+    _remove_stale_grids(out / "grids", {path.name for path, _ in grids})
     return grids
+
+
+def _remove_stale_grids(folder: Path, keep: set[str]) -> None:
+    """Delete the grid PNGs of an earlier run into the same directory (a rerun with fewer ``--grids``
+    must not leave old grids beside the page), never any other file."""
+    if folder.is_dir():
+        for old in folder.glob("grid_*.png"):
+            if old.name not in keep:
+                old.unlink(missing_ok=True)
+                log.debug("removed stale grid %s", old)
 
 
 def versions() -> dict:

@@ -217,7 +217,7 @@ def _check_run_id(directory: Path, name: str, run_id: str) -> None:
     try:
         data = json.loads((directory / name).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"{directory / name}: unreadable ({exc})") from None
+        raise RunDirError(f"{directory / name}: not readable JSON ({exc})") from None
     found = data.get("run_id") if isinstance(data, dict) else None
     if found is not None and found != run_id:
         raise RunDirError(f"{directory}: {name} belongs to run {str(found)[:12]}, {MANIFEST} to run "

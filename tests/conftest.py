@@ -25,3 +25,21 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory):
+    """A small finished run on the bundled sample (60 photos, torch runtime, k = 5): the service tests' data."""
+    from fashion.retrieval import MeasureConfig, run
+
+    out = tmp_path_factory.mktemp("sample_run") / "out"
+    run(MeasureConfig(output_dir=os.fspath(out), limit=60, k=5, grids=0, runtime="torch", num_workers=0))
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_service(sample_run):
+    """:class:`fashion.service.SimilarityService` over :func:`sample_run`, opened once."""
+    from fashion.service import SimilarityService
+
+    return SimilarityService.open(sample_run)

@@ -343,7 +343,8 @@ def _search_answer(run_dir: Path, photo: Path) -> list[str]:
 
     (result,) = search([photo], run_dir, k=3, grids=False)
     assert result.ok, result.reason
-    return [m.path for m in result.matches]
+    paths = pd.read_csv(run_dir / "items.csv", keep_default_na=False)["path"].astype(str)
+    return [paths[m.id] for m in result.matches]  # the photos it answers with, as files on disk
 
 
 @pytest.fixture(scope="module")

@@ -85,3 +85,35 @@ def test_gallery_with_hostile_names_runs_no_script(browser, tmp_path):
     widths = page.eval_on_selector_all("figure img", "imgs => imgs.map(i => i.naturalWidth)")
     assert len(widths) == 2 and all(w > 0 for w in widths), widths
     page.close()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_readme_quick_start_gallery_loads_from_a_relative_output_dir(browser, tmp_path):
+    """The README's exact quick-start command, run where a new user runs it (cwd = a fresh folder,
+    a relative --output_dir): every image of out/index.html loads from file://; a rerun with fewer
+    --grids leaves no stale grid behind."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, os.fspath(REPO / "measure_sim.py"), "--output_dir", "out"]
+    subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, timeout=600)
+    page_path = tmp_path / "out" / "index.html"
+    text = page_path.read_text()
+    assert 'src="grids/' in text and os.fspath(tmp_path) not in text  # relative to the page, not the cwd
+    page, events = _open(browser, page_path)
+    widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+    assert len(widths) == 12 and all(w > 0 for w in widths), widths
+    body = page.inner_text("body")
+    assert body.index("precision@10: ") < body.index("precision_at_k")  # words first, raw keys after
+    assert " over 240 queries" in body
+    assert not events["errors"]
+    page.close()
+
+    subprocess.run(command + ["--grids", "2"], cwd=tmp_path, check=True, capture_output=True, timeout=600)
+    assert len(list((tmp_path / "out" / "grids").iterdir())) == 2
+    page, _ = _open(browser, page_path)
+    widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+    assert len(widths) == 2 and all(w > 0 for w in widths), widths
+    page.close()

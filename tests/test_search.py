@@ -53,7 +53,7 @@ def test_search_finds_the_right_colour(finished_run, tmp_path):
     assert not broken.ok and broken.reason and broken.grid is None
     assert same.matches[0].relpath == "blue/blue_2.jpg" and same.matches[0].distance < 1e-3
     items = pd.read_csv(out / "items.csv", keep_default_na=False)
-    assert items.loc[same.matches[0].index, "relpath"] == "blue/blue_2.jpg"
+    assert items.loc[same.matches[0].id, "relpath"] == "blue/blue_2.jpg"
     assert first.grid.is_file() and first.grid.parent == tmp_path / "grids" and "#" not in first.grid.name
     assert Image.open(first.grid).width > 0
     assert "green" in first.summary() and "skipped" in broken.summary()
@@ -72,7 +72,7 @@ def test_search_refuses_changed_model_and_bad_run(finished_run, tmp_path):
         search([photo], tmp_path)
     fake = tmp_path / "fake"
     fake.mkdir()
-    for name in ("items.csv", "index.npz"):
+    for name in ("items.csv", "index.npz", "embeddings.npy", "metrics.json"):
         (fake / name).write_bytes((out / name).read_bytes())
     info = json.loads((out / "run.json").read_text())
     info["embedder"]["checksum"] = "0" * 64
@@ -98,7 +98,42 @@ def test_search_embeds_photos_with_the_runs_runtime(tmp_path, monkeypatch, caplo
     (same,) = search([known], out, k=2, grids=False)
     assert same.matches[0].relpath == "green/green_1.jpg" and same.matches[0].distance < 1e-5
     monkeypatch.setattr(net, "openvino_available", lambda: False)
-    with caplog.at_level("WARNING", logger="fashion.search"):
+    with caplog.at_level("WARNING", logger="fashion.service"):
         (fallback,) = search([known], out, k=2, grids=False)
     assert "OpenVINO, which is not installed" in caplog.text
     assert fallback.matches[0].relpath == "green/green_1.jpg" and fallback.matches[0].distance < 0.02
+
+
+def test_cli_search_folder_json_and_exit_codes(finished_run, tmp_path, capsys):
+    from fashion.cli import main
+
+    base, out = finished_run
+    folder = tmp_path / "photos"
+    _picture(folder / "a.jpg", COLORS["red"], seed=5)
+    _picture(folder / "b.png", COLORS["blue"], seed=6)
+    (folder / "notes.txt").write_text("not a photo")  # not an image suffix: not listed
+    assert main(["search", str(folder), "--run", str(out), "-k", "2", "--json", "--no-grids"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert [Path(r["photo"]).name for r in answer] == ["a.jpg", "b.png"]
+    assert all(r["ok"] and len(r["results"]) == 2 and r["grid"] is None for r in answer)
+    assert set(answer[0]["results"][0]) == {"rank", "id", "relpath", "label", "distance"}
+    assert answer[0]["results"][0]["label"] == "red" and answer[1]["results"][0]["label"] == "blue"
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    assert main(["search", str(bad), "--run", str(out), "--no-grids"]) == 1
+    assert "none of the 1 photos could be searched" in capsys.readouterr().err
+    assert main(["search", str(tmp_path / "empty_dir_missing"), "--run", str(out), "--no-grids"]) == 1
+
+
+def test_cli_serve_refuses_a_half_written_run_in_one_line(finished_run, tmp_path, capsys):
+    import shutil
+
+    from fashion.cli import main
+
+    _, out = finished_run
+    half = tmp_path / "half"
+    shutil.copytree(out, half)
+    (half / "embeddings.npy").write_bytes((out / "embeddings.npy").read_bytes()[:200])
+    assert main(["serve", str(half), "--port", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "embeddings.npy" in err

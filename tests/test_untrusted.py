@@ -397,9 +397,9 @@ def _reseal(run_dir: Path) -> None:
 
 
 RUN_FILE_CASES = {
-    "items_without_index_row": ("items.csv", lambda t: t.replace(",index_row", ",other", 1), r"items\.csv: column 'index_row' is missing"),
-    "items_without_path": ("items.csv", lambda t: t.replace("index,path,", "index,where,", 1), r"items\.csv: column 'path' is missing"),
-    "items_index_row_not_int": ("items.csv", lambda t: t.replace("\n0,", "\nx,", 1), r"items\.csv: column 'index' must hold integers"),
+    "items_without_index_row": ("items.csv", lambda t: t.replace(",index_row", ",other", 1), r"items\.csv: .*'index_row'"),
+    "items_without_path": ("items.csv", lambda t: t.replace("index,path,", "index,where,", 1), r"items\.csv: .*'path'"),
+    "items_index_row_not_int": ("items.csv", lambda t: t.replace("\n0,", "\nx,", 1), r"items\.csv: .*index"),
     "run_without_embedder": ("run.json", lambda t: json.dumps({k: v for k, v in json.loads(t).items() if k != "embedder"}),
                              r"run\.json: key 'embedder' is missing"),
     "run_without_checksum": ("run.json", lambda t: json.dumps({**json.loads(t), "embedder": {

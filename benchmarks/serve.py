@@ -1,0 +1,270 @@
+"""`fashion serve` under load: photo and id queries on a 100,000-vector gallery, against the cold CLI.
+
+    python benchmarks/serve.py                       # the run recorded in benchmarks/README.md
+    python benchmarks/serve.py --n 2000 --photo-requests 20 --id-requests 20 --no-cli   # smoke
+
+1. A real run on the bundled sample (240 photos, torch runtime), or ``--base-run DIR``.
+2. A run directory whose gallery is ``--n`` vectors: the real ones plus synthetic neighbours of them
+   (each a real vector plus Gaussian noise, renormalised, carrying its source's label and image), an
+   ``--index`` (default faiss-ivf, the README's choice at this size) fitted on all of them.
+3. ``fashion serve`` on 127.0.0.1 (a free port): seconds from start to /healthz ok.
+4. A bounded client loop on loopback (keep-alive connections, one per client thread): POST /api/search
+   with real photos and GET /api/items/{id}/neighbors with random ids, k = 10, at each concurrency;
+   latency p50/p95/p99, requests/s, errors; the server's resident memory after each cell (all of it, and
+   the anonymous part: file pages of the memory-mapped embeddings count in RSS once a row is read).
+5. The cold `fashion search PHOTO --run RUN --no-grids` on the same photo (process start to exit).
+
+The client shares the machine's cores with the server; everything prints as one table (and --json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, os.fspath(REPO))
+
+from fashion.server.launch import running_server  # noqa: E402
+
+TARGETS = {"photo_p50_ms_c1": 60.0, "id_p50_ms": 10.0, "photo_rps_c4": 30.0, "errors": 0, "rss_drift": 0.05,
+           "startup_s": 5.0}
+
+
+def base_run(dest: Path) -> Path:
+    from fashion.retrieval import MeasureConfig, run
+
+    run(MeasureConfig(output_dir=os.fspath(dest), runtime="torch", grids=0, num_workers=0))
+    return dest
+
+
+def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed: int = 0) -> dict:
+    """A run directory at ``dest`` whose gallery is ``n`` vectors (see the module docstring)."""
+    import pandas as pd
+
+    from fashion.atomic import save_csv, save_npy, write_json
+    from fashion.neighbors import build_index
+
+    items = pd.read_csv(base / "items.csv", keep_default_na=False)
+    real = np.load(base / "embeddings.npy")
+    good = np.flatnonzero(items["ok"].astype(str).str.lower() == "true")
+    rng = np.random.default_rng(seed)
+    src = good[rng.integers(0, len(good), size=n - len(items))]
+    synth = real[src] + rng.standard_normal((len(src), real.shape[1]), dtype=np.float32) * (noise / np.sqrt(real.shape[1]))
+    synth /= np.linalg.norm(synth, axis=1, keepdims=True)
+    vectors = np.concatenate([real, synth.astype(np.float32)])
+    extra = items.iloc[src].copy()
+    extra["relpath"] = [f"synthetic/{i:06d}/{r}" for i, r in enumerate(extra["relpath"])]
+    extra["split"], extra["role"] = "synthetic", "gallery"
+    table = pd.concat([items, extra], ignore_index=True)
+    table["index"] = np.arange(len(table))
+    table["ok"] = True
+    table["index_row"] = np.arange(len(table))
+    dest.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    index = build_index(index_name).fit(vectors)
+    fit_s = time.perf_counter() - t0
+    index.save(dest / "index.npz")
+    save_csv(dest / "items.csv", table)
+    save_npy(dest / "embeddings.npy", vectors)
+    info = json.loads((base / "run.json").read_text())
+    info["arguments"]["index"] = index_name
+    write_json(dest / "run.json", info)
+    metrics = json.loads((base / "metrics.json").read_text())
+    metrics.update(index=index.name, n_gallery=len(table), n_images=len(table), n_ok=len(table))
+    write_json(dest / "metrics.json", metrics)
+    return {"n": len(table), "d": int(vectors.shape[1]), "index": index.name, "fit_s": round(fit_s, 1)}
+
+
+def _multipart(photo: Path) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n10\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{photo.name}\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode()
+    return head + photo.read_bytes() + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def load(url: str, make_request, total: int, concurrency: int, time_limit: float) -> dict:
+    """``total`` requests from ``concurrency`` threads (each a keep-alive connection); stops early at
+    ``time_limit`` seconds. Returns latency percentiles (ms), requests/s and errors."""
+    host, port = url.removeprefix("http://").split(":")
+    latencies, errors, lock = [], [], threading.Lock()
+    counter = iter(range(total))
+    deadline = time.perf_counter() + time_limit
+
+    def worker(seed: int):
+        rnd = random.Random(seed)
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        while time.perf_counter() < deadline:
+            with lock:
+                if next(counter, None) is None:
+                    break
+            method, path, body, headers = make_request(rnd)
+            t0 = time.perf_counter()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                ok = response.status == 200 and data.startswith(b"{")
+            except (OSError, http.client.HTTPException) as exc:
+                ok, data = False, repr(exc).encode()
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=60)
+            dt = time.perf_counter() - t0
+            with lock:
+                (latencies.append(dt) if ok else errors.append(data[:200]))
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    return {"requests": len(latencies) + len(errors), "errors": len(errors), "wall_s": round(wall, 2),
+            "rps": round(len(latencies) / wall, 1), "p50_ms": round(float(np.percentile(ms, 50)), 1),
+            "p95_ms": round(float(np.percentile(ms, 95)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
+            "first_error": errors[0].decode(errors="replace") if errors else None}
+
+
+def cold_cli(run: Path, photo: Path, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "fashion", "-q", "search", os.fspath(photo), "--run", os.fspath(run),
+                        "--no-grids", "--json"], check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=100_000, help="gallery vectors")
+    p.add_argument("--index", default="faiss-ivf")
+    p.add_argument("--noise", type=float, default=0.6, help="norm of the noise added to a real vector")
+    p.add_argument("--base-run", default=None, help="a finished run to grow (default: make one on the sample)")
+    p.add_argument("--photos", default=os.fspath(REPO / "fashion" / "data" / "sample" / "img"),
+                   help="folder (searched recursively) of real query photos")
+    p.add_argument("--concurrency", default="1,4,16")
+    p.add_argument("--photo-requests", type=int, default=600, help="photo queries per concurrency")
+    p.add_argument("--id-requests", type=int, default=1100, help="id queries per concurrency")
+    p.add_argument("--time-limit", type=float, default=120.0, help="seconds at most per cell")
+    p.add_argument("--cli-repeats", type=int, default=2)
+    p.add_argument("--no-cli", action="store_true")
+    p.add_argument("--workdir", default=None, help="where the runs go (default: a temporary folder, removed)")
+    p.add_argument("--json", default=None, help="also write the results here")
+    args = p.parse_args(argv)
+    import psutil
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="serve-bench-"))
+    try:
+        base = Path(args.base_run) if args.base_run else base_run(work / "base")
+        run = work / f"run{args.n}"
+        t0 = time.perf_counter()
+        built = big_run(base, run, args.n, args.index, args.noise)
+        print(f"gallery: {built['n']} x {built['d']} vectors, index {built['index']} (fit {built['fit_s']} s, "
+              f"run dir written in {time.perf_counter() - t0:.1f} s)", flush=True)
+        photos = sorted(q for q in Path(args.photos).rglob("*") if q.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        bodies = [_multipart(q) for q in photos]
+        n_items = built["n"]
+
+        def photo_request(rnd):
+            body, ctype = bodies[rnd.randrange(len(bodies))]
+            return "POST", "/api/search", body, {"Content-Type": ctype}
+
+        def id_request(rnd):
+            return "GET", f"/api/items/{rnd.randrange(n_items)}/neighbors?k=10", None, {}
+
+        results = {"gallery": built, "photos": len(photos), "cells": []}
+        with running_server(run, timeout=300) as server:
+            results["startup_s"] = round(server.startup_s, 2)
+            proc = psutil.Process(server.process.pid)
+            print(f"start-up to /healthz ok: {server.startup_s:.2f} s", flush=True)
+            # warm-up at the highest concurrency: the first requests, the thread pool's threads and their
+            # malloc arenas (a one-time step of ~100 MB the first time 16 photos arrive at once)
+            top = max(int(x) for x in args.concurrency.split(","))
+            load(server.url, photo_request, 4 * top, top, 120)
+            load(server.url, id_request, 8 * top, top, 60)
+            def memory():  # resident MB: all, and anonymous (private; the file-backed rest is page cache)
+                info = proc.memory_info()
+                return round(info.rss / 2**20, 1), round((info.rss - info.shared) / 2**20, 1)
+
+            results["rss_mb"], results["anon_mb"] = [memory()[0]], [memory()[1]]
+            for kind, make, total in (("photo", photo_request, args.photo_requests), ("id", id_request, args.id_requests)):
+                for c in (int(x) for x in args.concurrency.split(",")):
+                    cell = {"kind": kind, "concurrency": c, **load(server.url, make, total, c, args.time_limit)}
+                    cell["rss_mb"], cell["anon_mb"] = memory()
+                    results["cells"].append(cell)
+                    results["rss_mb"].append(cell["rss_mb"])
+                    results["anon_mb"].append(cell["anon_mb"])
+                    print(f"{kind:5s} c={c:2d}: {cell['requests']:5d} requests, {cell['errors']} errors, "
+                          f"p50 {cell['p50_ms']:7.1f} ms  p95 {cell['p95_ms']:7.1f}  p99 {cell['p99_ms']:7.1f}  "
+                          f"{cell['rps']:7.1f} req/s  RSS {cell['rss_mb']:.0f} MB (anonymous {cell['anon_mb']:.0f})",
+                          flush=True)
+        rss, anon = np.array(results["rss_mb"]), np.array(results["anon_mb"])
+        results["rss_drift"] = round(float(np.abs(rss / rss[0] - 1).max()), 4)
+        results["anon_drift"] = round(float(np.abs(anon / anon[0] - 1).max()), 4)
+        if not args.no_cli:
+            photo = photos[0]
+            times = cold_cli(run, photo, args.cli_repeats)
+            results["cli_s"] = [round(t, 2) for t in times]
+            print(f"cold `fashion search {photo.name}` (same photo, same run): "
+                  f"{', '.join(f'{t:.2f} s' for t in times)}", flush=True)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+    cells = {(c["kind"], c["concurrency"]): c for c in results["cells"]}
+    total = sum(c["requests"] for c in results["cells"])
+    errors = sum(c["errors"] for c in results["cells"])
+    print("\n| query | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (kind, c), cell in cells.items():
+        print(f"| {kind} | {c} | {cell['requests']} | {cell['errors']} | {cell['p50_ms']} | {cell['p95_ms']} | "
+              f"{cell['p99_ms']} | {cell['rps']} |")
+    if "cli_s" in results:
+        cli = statistics.median(results["cli_s"])
+        one = cells.get(("photo", 1))
+        ratio = f", {cli * 1000 / one['p50_ms']:.0f}x the served p50" if one else ""
+        print(f"| cold CLI `fashion search` | 1 | {len(results['cli_s'])} | 0 | {cli * 1000:.0f} | | | "
+              f"{1 / cli:.2f} |{ratio}")
+    print(f"\n{total} requests, {errors} errors; server RSS {rss.min():.0f}-{rss.max():.0f} MB "
+          f"(drift {100 * results['rss_drift']:.1f} % of the post-warm-up {rss[0]:.0f} MB), of it anonymous "
+          f"{anon.min():.0f}-{anon.max():.0f} MB (drift {100 * results['anon_drift']:.1f} %; the rest is the "
+          f"memory-mapped embeddings' page cache, mapped as rows are read); start-up {results['startup_s']} s")
+    checks = {
+        "photo p50 <= 60 ms at c=1": cells.get(("photo", 1), {}).get("p50_ms", np.inf) <= TARGETS["photo_p50_ms_c1"],
+        "id p50 <= 10 ms (every concurrency)": all(c["p50_ms"] <= TARGETS["id_p50_ms"]
+                                                    for (k, _), c in cells.items() if k == "id"),
+        ">= 30 photo req/s at c=4": cells.get(("photo", 4), {}).get("rps", 0) >= TARGETS["photo_rps_c4"],
+        "zero errors": errors == 0,
+        "RSS flat within 5 %": results["rss_drift"] <= TARGETS["rss_drift"],
+        "anonymous memory flat within 5 %": results["anon_drift"] <= TARGETS["rss_drift"],
+        "start-up <= 5 s": results["startup_s"] <= TARGETS["startup_s"],
+    }
+    for name, ok in checks.items():
+        print(f"  {'met   ' if ok else 'MISSED'}  {name}")
+    results["checks"] = checks
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0 if errors == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

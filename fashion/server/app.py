@@ -1,0 +1,183 @@
+"""The HTTP face of :class:`fashion.service.SimilarityService` (FastAPI): the API and the web page.
+
+Contract (README "Explore"; tests/test_server.py):
+
+- ``GET /healthz`` → ``{"status": "ok", "items": N, "model": ..., "index": ...}``
+- ``POST /api/search`` (multipart: file field ``image``, optional ``k``) → ``{"k", "prediction", "results"}``
+- ``GET /api/items/{id}/neighbors?k=`` → the same shape for a gallery item
+- ``GET /api/items?label=&q=&offset=&limit=`` → ``{"total", "offset", "limit", "items"}``
+- ``GET /api/labels`` → ``{"labels": [{"label", "count", "precision", "queries"}]}``
+- ``GET /api/run`` → the run's headline, metrics, skipped files; ``GET /api/suspects`` → suspect labels
+- ``GET /images/{id}``, ``GET /thumbs/{id}`` → the item's image / a JPEG thumbnail (kept in memory)
+- ``GET /`` and ``/static/…`` → the page (files shipped in the package; no CDN, works offline)
+
+Safety: files are served by integer item id only (through the service's item table and dataset-root
+check), every error is a 4xx with a one-line JSON ``detail``, uploads are size-limited and decoded by
+the same safe opener as the batch path, every response carries a Content-Security-Policy that forbids
+inline script, and no endpoint writes anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from dataclasses import asdict
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import ImageError
+from ..service import MAX_K, MAX_PAGE, ItemNotFound, SimilarityService
+from .upload import FORM_OVERHEAD, BadForm, TooLarge, parse_form, read_body
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_UPLOAD = 10 * 1024 * 1024
+# The page's own files only: no inline script, no remote anything, no plugins, no framing, no forms posted away.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# FastAPI's /docs page (Swagger UI) is its own fixed page that needs its inline bootstrap and CDN bundle;
+# it shows no run data. Everything else gets CSP above.
+DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+            "connect-src 'self'; frame-ancestors 'none'")
+
+
+def _one_line(text) -> str:
+    return (str(text).strip().splitlines() or [""])[0][:300]
+
+
+def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
+    """The FastAPI app over an open ``service``; photos over ``max_upload`` bytes get 413."""
+    app = FastAPI(title="fashion: similar-clothes search", version="1",
+                  description=f"Run: {service.path} ({service.n_items} items)")
+    app.state.service = service
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        docs = request.url.path in ("/docs", "/docs/oauth2-redirect", "/redoc")
+        response.headers["Content-Security-Policy"] = DOCS_CSP if docs else CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"detail": _one_line(f"{where}: {first.get('msg', 'invalid request')}")}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # never a traceback to the client
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    def _call(fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ItemNotFound as exc:
+            raise HTTPException(404, _one_line(exc)) from None
+        except ImageError as exc:
+            raise HTTPException(422, _one_line(f"not a usable image: {exc.reason}")) from None
+        except ValueError as exc:
+            raise HTTPException(422, _one_line(exc)) from None
+
+    def _search_json(found) -> dict:
+        return {"k": found.k, "query_id": found.query_id,
+                "prediction": asdict(found.prediction) if found.prediction else None,
+                "results": [asdict(m) for m in found.results]}
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", **service.describe()}
+
+    @app.post("/api/search")
+    async def search(request: Request, k: int | None = Query(None, ge=1, le=MAX_K)) -> dict:
+        try:
+            body = await read_body(request, max_upload + FORM_OVERHEAD)
+            form = parse_form(body, request.headers.get("content-type"))
+        except TooLarge as exc:
+            raise HTTPException(413, _one_line(exc)) from None
+        except BadForm as exc:
+            raise HTTPException(422, _one_line(exc)) from None
+        image = form.get("image")
+        if image is None:
+            raise HTTPException(422, "missing the form's `image` file field")
+        if len(image.data) > max_upload:
+            raise HTTPException(413, f"photo of {len(image.data)} bytes is over the {max_upload}-byte limit")
+        if "k" in form:
+            text = form["k"].data.decode("utf-8", "replace").strip()
+            if not text.isdigit() or not 1 <= int(text) <= MAX_K:
+                raise HTTPException(422, f"k must be an integer from 1 to {MAX_K}, got {text[:20]!r}")
+            k = int(text)
+        found = await run_in_threadpool(_call, service.search_image, bytes(image.data), k or 10)
+        return _search_json(found)
+
+    @app.get("/api/items/{item_id}/neighbors")
+    def neighbors(item_id: int, k: int = Query(10, ge=1, le=MAX_K)) -> dict:
+        return _search_json(_call(service.neighbors_of, item_id, k))
+
+    @app.get("/api/items")
+    def items(label: str | None = Query(None, max_length=200), q: str | None = Query(None, max_length=200),
+              offset: int = Query(0, ge=0), limit: int = Query(60, ge=1, le=MAX_PAGE)) -> dict:
+        return asdict(_call(service.items, label=label or None, q=q or None, offset=offset, limit=limit))
+
+    @app.get("/api/items/{item_id}")
+    def item(item_id: int) -> dict:
+        return asdict(_call(service.item, item_id))
+
+    @app.get("/api/labels")
+    def labels() -> dict:
+        return {"labels": [asdict(s) for s in service.labels()]}
+
+    @app.get("/api/run")
+    def run_info() -> dict:
+        from ..report import headline
+
+        metrics = service.metrics
+        scalars = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
+        return {"path": str(service.path.name), "headline": headline(metrics), "metrics": scalars,
+                "timing": metrics.get("timing", {}), "skipped": service.skipped(),
+                "n_suspects": len(service.suspects()), **service.describe()}
+
+    @app.get("/api/suspects")
+    def suspects() -> dict:
+        return {"suspects": [asdict(s) for s in service.suspects()]}
+
+    @app.get("/images/{item_id}")
+    def image(item_id: int):
+        path = _call(service.image_file, item_id)
+        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        if not media.startswith("image/"):
+            media = "application/octet-stream"
+        return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/thumbs/{item_id}")
+    def thumb(item_id: int):
+        data = _call(service.thumbnail, item_id)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, max_upload: int = DEFAULT_MAX_UPLOAD) -> None:
+    """Open the run and serve it with uvicorn until interrupted (``fashion serve RUN_DIR``)."""
+    import uvicorn
+
+    service = SimilarityService.open(run_dir)
+    app = create_app(service, max_upload=max_upload)
+    log.info("serving %s on http://%s:%d/ (API docs at /docs)", run_dir, host, port)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -1,0 +1,538 @@
+"""A finished retrieval run, loaded once and queried many times (the Python API behind `fashion serve`).
+
+>>> svc = SimilarityService.open("out")                       # doctest: +SKIP
+>>> svc.search_image("my_photo.jpg", k=5).results[0].label    # doctest: +SKIP
+'Shirt'
+
+:meth:`SimilarityService.open` reads a ``measure_sim.py`` / ``fashion neighbors`` output directory
+(checked as a whole by :func:`check_run_dir`): the item table, the saved index, the embeddings
+(memory-mapped, not copied), and rebuilds the embedder with the run's exact settings from ``run.json``
+(same weights, checked by checksum; same size, layer, precision and runtime). When the run used a
+trained classifier (``--model``), photo searches also carry its predicted category.
+
+Items are addressed by their integer id: the row of ``items.csv`` (its ``index`` column). Files are
+only ever opened through that table, and only when they resolve inside the run's dataset root, so a
+caller can never make the service read a path it chose. Every answer is a plain dataclass
+(:func:`dataclasses.asdict` gives its JSON).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import FashionError
+from .rundir import RunDirError  # noqa: F401 - one class for every refused run directory
+
+log = logging.getLogger(__name__)
+
+RUN_FILES = ("run.json", "items.csv", "embeddings.npy", "index.npz", "metrics.json")
+ITEM_COLUMNS = ("index", "path", "relpath", "label", "split", "ok", "index_row")
+SUSPECTS_FILE = "suspect_labels.csv"
+MAX_K = 100
+MAX_PAGE = 200
+THUMB_SIZE = 256
+DECODERS = 2  # photos decoded at the same time (the network and index run one at a time)
+THUMB_CACHE = 4096  # thumbnails kept in memory (~10 kB each as JPEG)
+
+
+
+
+class ItemNotFound(FashionError, LookupError):
+    """No usable item (or image file) with that id."""
+
+
+# ------------------------------------------------------------------------------------- answers
+
+
+@dataclass
+class Item:
+    """One row of the run's item table."""
+
+    id: int
+    relpath: str
+    label: str
+    split: str
+
+
+@dataclass
+class Match:
+    """One neighbour: rank (1-based), item id, its relpath and label, distance to the query."""
+
+    rank: int
+    id: int
+    relpath: str
+    label: str
+    distance: float
+
+
+@dataclass
+class Prediction:
+    """The trained classifier's category for a photo, its probability, and the top 3."""
+
+    label: str
+    probability: float
+    top: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class SearchResponse:
+    """Matches of one query in rank order; ``prediction`` only for photos and runs with ``--model``."""
+
+    k: int
+    results: list[Match]
+    prediction: Prediction | None = None
+    query_id: int | None = None
+
+
+@dataclass
+class ItemPage:
+    """A page of items (after the label / file-name filters) and how many match in all."""
+
+    total: int
+    offset: int
+    limit: int
+    items: list[Item]
+
+
+@dataclass
+class LabelStat:
+    """A label: how many usable items carry it, and the run's precision@k for its queries (None: no query)."""
+
+    label: str
+    count: int
+    precision: float | None
+    queries: int = 0
+
+
+@dataclass
+class Suspect:
+    """An item whose label the trained model disputes (the training's suspect_labels.csv)."""
+
+    id: int
+    relpath: str
+    label: str
+    predicted: str
+    label_prob: float
+    predicted_prob: float
+
+
+# ------------------------------------------------------------------------------------- run dir
+
+
+@dataclass
+class RunDir:
+    """The files of a finished run, read and cross-checked by :func:`check_run_dir`.
+
+    info: run.json; items: items.csv (DataFrame, row i has id i); metrics: metrics.json;
+    embeddings: (n_items, d) float32, memory-mapped; index: the fitted NeighborIndex over the gallery.
+    """
+
+    path: Path
+    info: dict
+    items: Any
+    metrics: dict
+    embeddings: np.ndarray
+    index: Any
+
+
+def _json_file(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{path}: not readable JSON ({exc}); the run is incomplete or damaged") from None
+    if not isinstance(value, dict):
+        raise RunDirError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def check_run_dir(run_dir, load_index: bool = True) -> RunDir:
+    """Read a finished run directory, refusing a missing, half-written or inconsistent one.
+
+    Every check of a run directory lives here (one place to add a manifest check); ``load_index=False``
+    leaves ``index`` None (:meth:`SimilarityService.open` loads it alongside the model). Raises
+    FileNotFoundError (no such directory, or a file missing: "is not a finished run") or
+    :class:`RunDirError` (one line naming the file at fault).
+    """
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory")
+    absent = [n for n in RUN_FILES if not (run_dir / n).is_file()]
+    if absent:
+        raise FileNotFoundError(f"{run_dir} is not a finished run of `fashion neighbors` / measure_sim.py: "
+                                f"missing {', '.join(absent)}")
+    from .rundir import verify
+    from .runfiles import read_run_json
+
+    verify(run_dir)  # the manifest: one complete run, no file changed or taken from another run
+    info, metrics = read_run_json(run_dir / "run.json"), _json_file(run_dir / "metrics.json")
+    if not isinstance(info.get("embedder"), dict) or "checksum" not in info["embedder"]:
+        raise RunDirError(f"{run_dir / 'run.json'}: no embedder description (not written by this version?)")
+    csv = run_dir / "items.csv"
+    try:
+        items = pd.read_csv(csv, dtype={"label": str, "relpath": str, "path": str, "split": str},
+                            keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise RunDirError(f"{csv}: not a readable item table ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in ITEM_COLUMNS if c not in items.columns]
+    if missing:
+        raise RunDirError(f"{csv}: missing columns {missing}")
+    if not np.array_equal(items["index"].to_numpy(), np.arange(len(items))):
+        raise RunDirError(f"{csv}: the index column is not 0..{len(items) - 1} in order")
+    items["ok"] = items["ok"].astype(str).str.lower().isin(("true", "1"))
+    npy = run_dir / "embeddings.npy"
+    try:
+        embeddings = np.load(npy, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise RunDirError(f"{npy}: not a readable .npy array ({exc}); the run is incomplete or damaged") from None
+    if embeddings.ndim != 2 or embeddings.shape[0] != len(items) or embeddings.dtype != np.float32:
+        raise RunDirError(f"{npy}: expected float32 ({len(items)}, d) for the {len(items)} rows of items.csv, "
+                          f"got {embeddings.dtype} {embeddings.shape}")
+    rows = items["index_row"].to_numpy()
+    n_gallery = int((rows >= 0).sum())
+    if n_gallery == 0 or not np.array_equal(np.sort(rows[rows >= 0]), np.arange(n_gallery)):
+        raise RunDirError(f"{csv}: index_row must number the gallery items 0..n-1")
+    run = RunDir(run_dir, info, items, metrics, embeddings, None)
+    if load_index:
+        run.index = _index_of(run)
+    return run
+
+
+def _index_of(run: RunDir):
+    """The run's saved index, checked against its item table and embeddings (part of check_run_dir)."""
+    from .neighbors import load_index
+
+    path = run.path / "index.npz"
+    try:
+        index = load_index(path)
+    except ValueError as exc:
+        raise RunDirError(str(exc)) from None
+    n_gallery = int((run.items["index_row"].to_numpy() >= 0).sum())
+    if index.n_samples_fit_ != n_gallery or index.n_features_in_ != run.embeddings.shape[1]:
+        raise RunDirError(f"{path}: {index.n_samples_fit_} x {index.n_features_in_} vectors, but items.csv "
+                          f"lists {n_gallery} indexed items of dimension {run.embeddings.shape[1]}")
+    return index
+
+
+def embedder_for(info: dict):
+    """Rebuild the run's embedder from run.json; refuse when its weights are not the ones the run used."""
+    from .embedding import Embedder, openvino_available
+
+    desc = info["embedder"]
+    runtime = desc.get("runtime", "torch")  # the photos are embedded as the run embedded its gallery
+    if runtime == "openvino" and not openvino_available():
+        log.warning("the run embedded its images with OpenVINO, which is not installed here: using torch "
+                    "(vectors agree to cosine > 0.99, not bitwise)")
+        runtime = "torch"
+    embedder = Embedder.create(model=desc.get("model_dir"), arch=desc["arch"], layer=desc.get("layer", "body"),
+                               size=desc.get("size"), precision=desc.get("precision", "auto"),
+                               runtime=runtime if runtime in ("torch", "openvino") else "torch")
+    if embedder.checksum != desc["checksum"]:
+        raise FashionError(f"the model's weights changed since the run (checksum {embedder.checksum[:12]} != "
+                           f"{desc['checksum'][:12]}); rerun `fashion neighbors` with the current model")
+    return embedder
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_K:
+        raise ValueError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+    return int(k)
+
+
+# ------------------------------------------------------------------------------------- service
+
+
+class SimilarityService:
+    """Search a finished run by photo or by item id, and browse its items. Build with :meth:`open`.
+
+    Thread-safe: one lock serialises the network and the index (the cores are the bottleneck, and
+    concurrent BLAS/OpenMP calls would only fight over them).
+    """
+
+    def __init__(self, run: RunDir, embedder, classifier=None, root: Path | None = None):
+        self.run, self.embedder, self.classifier = run, embedder, classifier
+        self.path = run.path
+        items = run.items
+        self._labels = items["label"].astype(str).to_numpy()
+        self._relpaths = items["relpath"].astype(str).to_numpy()
+        self._splits = items["split"].astype(str).to_numpy()
+        self._paths = items["path"].astype(str).to_numpy()
+        self._ok = items["ok"].to_numpy(dtype=bool)
+        rows = items["index_row"].to_numpy(dtype=np.int64)
+        self._row_of = rows  # item id -> gallery row (-1: not in the index)
+        self._id_of = np.empty(int((rows >= 0).sum()), dtype=np.int64)  # gallery row -> item id
+        self._id_of[rows[rows >= 0]] = np.flatnonzero(rows >= 0)
+        self._usable = np.flatnonzero(self._ok)
+        self._lower = np.char.lower(self._relpaths.astype(str))
+        self.root = Path(root) if root is not None else _dataset_root(run.info, self._paths)
+        self._lock = threading.Lock()
+        self._decoding = threading.BoundedSemaphore(DECODERS)
+        self._label_stats: list[LabelStat] | None = None
+        self._suspects: list[Suspect] | None = None
+        self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._thumb_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, run_dir, warm: bool = True) -> "SimilarityService":
+        """Load the run at ``run_dir`` once (see the module docstring); ``warm`` runs one dummy photo
+        through the network so the first real query is not the slow one."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        start = time.perf_counter()
+        run = check_run_dir(run_dir, load_index=False)  # the cheap checks first: refuse a bad dir at once
+        with ThreadPoolExecutor(1) as pool:  # read the index (I/O, no GIL) while the model's imports run
+            index = pool.submit(_index_of, run)
+            embedder = embedder_for(run.info)
+            classifier = None
+            model_dir = run.info["embedder"].get("model_dir")
+            if model_dir:
+                from .modelio import load_model
+
+                classifier = load_model(model_dir)
+            if warm:  # one dummy photo through the network: the first real query is not the slow one
+                from PIL import Image
+
+                picture = Image.new("RGB", (embedder.size, embedder.size), (128, 100, 90))
+                _forward(embedder, picture)
+                if classifier is not None:
+                    classifier.predict([picture])
+            run.index = index.result()
+        service = cls(run, embedder, classifier)
+        log.info("opened %s: %d items, %d indexed (%s), model %s, in %.2f s", run.path, len(run.items),
+                 len(service._id_of), run.index.name, embedder.name, time.perf_counter() - start)
+        return service
+
+    # ---------------------------------------------------------------------------------- facts
+
+    @property
+    def n_items(self) -> int:
+        """Rows of the item table (ids are 0..n_items-1)."""
+        return len(self._labels)
+
+    @property
+    def n_gallery(self) -> int:
+        return len(self._id_of)
+
+    @property
+    def metrics(self) -> dict:
+        return self.run.metrics
+
+    def describe(self) -> dict:
+        """What /healthz reports: item count, model and index."""
+        desc = self.run.info["embedder"]
+        model = desc.get("arch", "?") + (f" (trained: {Path(desc['model_dir']).name})" if desc.get("model_dir") else "")
+        return {"items": self.n_items, "gallery": self.n_gallery, "model": model, "layer": desc.get("layer"),
+                "index": self.run.index.name, "metric": self.run.index.metric,
+                "classifier": self.classifier is not None}
+
+    def item(self, item_id) -> Item:
+        i = self._check_id(item_id)
+        return Item(i, str(self._relpaths[i]), str(self._labels[i]), str(self._splits[i]))
+
+    # ---------------------------------------------------------------------------------- search
+
+    def search_image(self, image, k: int = 10) -> SearchResponse:
+        """The ``k`` gallery items nearest to a photo: a path, bytes of an image file, or a PIL image.
+
+        Raises :class:`~fashion.errors.ImageError` when it cannot be decoded or gives no features.
+        """
+        from PIL import Image
+
+        from .errors import ImageError
+        from .images import open_image, open_image_bytes, to_rgb
+
+        k = _check_k(k)
+        with self._decoding:  # a few photos decoded at once: bounded memory and no thrash under load
+            if isinstance(image, (bytes, bytearray, memoryview)):
+                picture = open_image_bytes(image)
+            elif isinstance(image, Image.Image):
+                picture = to_rgb(image)
+            else:
+                picture = open_image(image)
+        vector = self._embed(picture)
+        if not np.isfinite(vector).all() or float(vector @ vector) <= 0:
+            raise ImageError(image if isinstance(image, (str, os.PathLike)) else "<upload>",
+                             "no features: the image gives an all-zero embedding (blank image?)")
+        prediction = self._predict(picture) if self.classifier is not None else None
+        return SearchResponse(min(k, self.n_gallery), self._search(vector, k, exclude=None), prediction)
+
+    def neighbors_of(self, item_id, k: int = 10) -> SearchResponse:
+        """The ``k`` gallery items nearest to item ``item_id`` (itself left out)."""
+        i, k = self._check_id(item_id), _check_k(k)
+        if not self._ok[i]:
+            raise ItemNotFound(f"item {i} ({self._relpaths[i]}) was skipped by the run: it has no embedding")
+        vector = np.asarray(self.run.embeddings[i], dtype=np.float32)
+        row = int(self._row_of[i])
+        results = self._search(vector, k, exclude=row if row >= 0 else None)
+        return SearchResponse(len(results), results, None, query_id=i)
+
+    def _search(self, vector: np.ndarray, k: int, exclude: int | None) -> list[Match]:
+        want = min(k + (exclude is not None), self.n_gallery)
+        with self._lock:
+            dist, idx = self.run.index.kneighbors(vector[None, :], n_neighbors=want)
+        matches, rank = [], 0
+        for d, j in zip(dist[0].tolist(), idx[0].tolist()):
+            if j == exclude or j < 0 or rank == k:
+                continue
+            rank += 1
+            i = int(self._id_of[j])
+            matches.append(Match(rank, i, str(self._relpaths[i]), str(self._labels[i]), float(d)))
+        return matches
+
+    def _embed(self, picture) -> np.ndarray:
+        with self._lock:
+            return _forward(self.embedder, picture)
+
+    def _predict(self, picture) -> Prediction:
+        with self._lock:
+            probs = self.classifier.predict([picture])[0].numpy()
+        order = np.argsort(-probs)[:3]
+        classes = self.classifier.classes
+        top = [{"label": str(classes[c]), "probability": float(probs[c])} for c in order]
+        return Prediction(top[0]["label"], top[0]["probability"], top)
+
+    # ---------------------------------------------------------------------------------- browse
+
+    def items(self, label: str | None = None, q: str | None = None, offset: int = 0, limit: int = 50) -> ItemPage:
+        """Usable items (not skipped) in id order, optionally of one ``label`` and whose relpath contains
+        ``q`` (case-insensitive); ``limit`` at most 200."""
+        if not 0 <= int(offset) or not 1 <= int(limit) <= MAX_PAGE:
+            raise ValueError(f"offset must be >= 0 and limit from 1 to {MAX_PAGE}, got {offset}, {limit}")
+        ids = self._usable
+        if label:
+            ids = ids[self._labels[ids] == label]
+        if q:
+            ids = ids[np.char.find(self._lower[ids], q.lower()) >= 0]
+        page = ids[int(offset):int(offset) + int(limit)]
+        return ItemPage(len(ids), int(offset), int(limit), [self.item(int(i)) for i in page])
+
+    def labels(self) -> list[LabelStat]:
+        """Every label of the usable items, with its count and the run's per-label precision@k."""
+        if self._label_stats is None:  # a run never changes: computed once
+            names, counts = np.unique(self._labels[self._usable], return_counts=True)
+            precision = self.metrics.get("per_label_precision", {})
+            queries = self.metrics.get("per_label_queries", {})
+            self._label_stats = [LabelStat(str(n), int(c), precision.get(str(n)), int(queries.get(str(n), 0)))
+                                 for n, c in zip(names, counts)]
+        return list(self._label_stats)
+
+    def skipped(self) -> list[dict]:
+        """The run's skipped images ({path, reason}) with paths shown relative to the dataset root."""
+        out = []
+        for entry in self.metrics.get("skipped", [])[:1000]:
+            path = str(entry.get("path", "")) if isinstance(entry, dict) else str(entry)
+            try:
+                path = os.path.relpath(path, self.root) if os.path.isabs(path) else path
+            except ValueError:
+                pass
+            out.append({"path": path, "reason": str(entry.get("reason", "")) if isinstance(entry, dict) else ""})
+        return out
+
+    def suspects(self) -> list[Suspect]:
+        """Items of this run that the trained model's suspect-labels report flags (empty without one)."""
+        if self._suspects is None:
+            self._suspects = self._read_suspects()
+        return list(self._suspects)
+
+    def _read_suspects(self) -> list[Suspect]:
+        import pandas as pd
+
+        model_dir = self.run.info["embedder"].get("model_dir")
+        if not model_dir or not (Path(model_dir) / SUSPECTS_FILE).is_file():
+            return []
+        try:
+            table = pd.read_csv(Path(model_dir) / SUSPECTS_FILE, dtype={"path": str, "label": str, "predicted": str},
+                                keep_default_na=False)
+        except (OSError, ValueError) as exc:
+            log.warning("%s: unreadable (%s)", Path(model_dir) / SUSPECTS_FILE, exc)
+            return []
+        by_path = {os.path.abspath(p): i for i, p in enumerate(self._paths)}
+        out = []
+        for row in table.itertuples(index=False):
+            i = by_path.get(os.path.abspath(str(row.path)))
+            if i is not None:  # only the run's own items: served by id like every other image
+                out.append(Suspect(i, str(self._relpaths[i]), str(row.label), str(row.predicted),
+                                   float(row.label_prob), float(row.predicted_prob)))
+        return out
+
+    # ---------------------------------------------------------------------------------- files
+
+    def image_file(self, item_id) -> Path:
+        """The item's image file, resolved; only a regular file inside the dataset root (a symlink that
+        leaves it is refused). Raises :class:`ItemNotFound`."""
+        i = self._check_id(item_id)
+        if not self._ok[i]:
+            raise ItemNotFound(f"item {i} was skipped by the run (unreadable image)")
+        try:
+            path = Path(self._paths[i]).resolve(strict=True)
+        except (OSError, RuntimeError):
+            raise ItemNotFound(f"item {i}: image file not found") from None
+        if not path.is_relative_to(self.root) or not path.is_file():
+            raise ItemNotFound(f"item {i}: image file outside the dataset root or not a regular file")
+        return path
+
+    def thumbnail(self, item_id, size: int = THUMB_SIZE) -> bytes:
+        """A JPEG of the item's image at most ``size`` px a side (kept in memory, never on disk)."""
+        from PIL import Image
+
+        from .images import open_image
+
+        i = self._check_id(item_id)
+        key = (i, int(size))
+        with self._thumb_lock:
+            if key in self._thumbs:
+                self._thumbs.move_to_end(key)
+                return self._thumbs[key]
+        try:
+            with self._decoding:
+                picture = open_image(self.image_file(i))
+        except OSError as exc:  # ImageError: a file the run skipped or that changed since
+            raise ItemNotFound(f"item {i}: image unreadable ({getattr(exc, 'reason', exc)})") from None
+        picture.thumbnail((size, size), Image.Resampling.BILINEAR)
+        buf = io.BytesIO()
+        picture.save(buf, format="JPEG", quality=85)
+        data = buf.getvalue()
+        with self._thumb_lock:
+            self._thumbs[key] = data
+            while len(self._thumbs) > THUMB_CACHE:
+                self._thumbs.popitem(last=False)
+        return data
+
+    def _check_id(self, item_id) -> int:
+        if isinstance(item_id, bool) or not isinstance(item_id, (int, np.integer)):
+            raise ItemNotFound(f"item ids are integers, got {item_id!r}")
+        if not 0 <= int(item_id) < self.n_items:
+            raise ItemNotFound(f"no item {item_id}: ids are 0..{self.n_items - 1}")
+        return int(item_id)
+
+
+def _forward(embedder, picture) -> np.ndarray:
+    """(d,) float32 vector of one RGB picture, preprocessed as ``Embedder.embed`` does its images."""
+    import torch
+
+    from .images import resize_image
+
+    pixels = resize_image(picture, embedder.size, embedder.resize)
+    batch = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()[None]
+    return embedder.forward(batch).numpy()[0].astype(np.float32)
+
+
+def _dataset_root(info: dict, paths: np.ndarray) -> Path:
+    """The run's dataset root (run.json), else the deepest folder holding every item."""
+    root = (info.get("dataset") or {}).get("root")
+    if not root:
+        root = os.path.commonpath([os.path.abspath(p) for p in paths]) if len(paths) else "/nonexistent"
+        root = root if os.path.isdir(root) else os.path.dirname(root)
+    return Path(root).resolve()

@@ -1,0 +1,212 @@
+"""fashion.service: a finished run opened once, searched by photo and by id, browsed; bad run dirs refused."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fashion.errors import ImageError
+from fashion.service import (ItemNotFound, ItemPage, LabelStat, Match, RunDirError, SearchResponse,
+                             SimilarityService, check_run_dir)
+
+
+def _items(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "items.csv", keep_default_na=False)
+
+
+def test_open_memory_maps_the_embeddings(sample_service):
+    emb = sample_service.run.embeddings
+    assert isinstance(emb, np.memmap) and emb.dtype == np.float32 and emb.shape[0] == 60
+    assert sample_service.n_items == 60 and sample_service.n_gallery == 60
+    desc = sample_service.describe()
+    assert desc["items"] == 60 and desc["index"] and desc["model"].startswith("efficientnet_lite0")
+
+
+def test_photo_search_finds_its_own_gallery_copy_first(sample_run, sample_service):
+    items = _items(sample_run)
+    path = items["path"].iloc[7]
+    for query in (path, Path(path).read_bytes(), Image.open(path)):
+        found = sample_service.search_image(query, k=4)
+        assert isinstance(found, SearchResponse) and found.k == 4 and found.prediction is None
+        assert [type(m) for m in found.results] == [Match] * 4 and [m.rank for m in found.results] == [1, 2, 3, 4]
+        assert found.results[0].id == 7 and found.results[0].distance < 1e-3
+        assert found.results[0].relpath == items["relpath"].iloc[7]
+        assert [m.distance for m in found.results] == sorted(m.distance for m in found.results)
+
+
+def test_neighbors_of_leaves_the_item_out_and_agrees_with_neighbors_csv(sample_run, sample_service):
+    found = sample_service.neighbors_of(3, k=5)
+    assert found.query_id == 3 and len(found.results) == 5 and all(m.id != 3 for m in found.results)
+    table = pd.read_csv(sample_run / "neighbors.csv")
+    expected = table[table["query"] == 3].sort_values("rank")
+    assert [m.id for m in found.results] == expected["neighbor"].tolist()
+    np.testing.assert_allclose([m.distance for m in found.results], expected["distance"], atol=1e-5)
+
+
+def test_items_pages_filters_and_labels(sample_run, sample_service):
+    items = _items(sample_run)
+    page = sample_service.items(offset=0, limit=25)
+    assert isinstance(page, ItemPage) and page.total == 60 and [i.id for i in page.items] == list(range(25))
+    label = items["label"].iloc[0]
+    only = sample_service.items(label=label, limit=200)
+    assert only.total == int((items["label"] == label).sum()) and {i.label for i in only.items} == {label}
+    stem = items["relpath"].iloc[11].upper()  # case-insensitive file-name search
+    assert [i.id for i in sample_service.items(q=stem).items] == [11]
+    assert sample_service.items(offset=59, limit=10).items[0].id == 59
+    assert sample_service.items(offset=100).items == []
+    labels = sample_service.labels()
+    assert all(isinstance(s, LabelStat) for s in labels) and sum(s.count for s in labels) == 60
+    metrics = json.loads((sample_run / "metrics.json").read_text())
+    assert {s.label: s.precision for s in labels} == metrics["per_label_precision"]
+    with pytest.raises(ValueError):
+        sample_service.items(limit=0)
+
+
+@pytest.mark.parametrize("bad", [-1, 60, 10**9, "3", 2.0, True, None])
+def test_bad_ids_are_not_found(sample_service, bad):
+    for call in (sample_service.neighbors_of, sample_service.image_file, sample_service.item):
+        with pytest.raises(ItemNotFound):
+            call(bad)
+
+
+@pytest.mark.parametrize("k", [0, -1, 101, 2.5, "5"])
+def test_bad_k(sample_service, k):
+    with pytest.raises(ValueError, match="k must be"):
+        sample_service.neighbors_of(0, k=k)
+
+
+def test_bad_photos_raise_image_error(sample_service, tmp_path):
+    for data in (b"", b"not an image", Path(_first_image(sample_service)).read_bytes()[:400]):
+        with pytest.raises(ImageError):
+            sample_service.search_image(data)
+    with pytest.raises(ImageError):
+        sample_service.search_image(tmp_path / "missing.jpg")
+
+
+def _first_image(service) -> str:
+    return str(service.run.items["path"].iloc[0])
+
+
+def test_thumbnails_are_cached_jpegs(sample_service):
+    first = sample_service.thumbnail(5)
+    assert first[:2] == b"\xff\xd8" and sample_service.thumbnail(5) is first
+    assert max(Image.open(io.BytesIO(first)).size) <= 256
+
+
+def _copy(run_dir: Path, dest: Path) -> Path:
+    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("cache", "grids"))
+    return dest
+
+
+def _reseal(run) -> None:
+    """Rewrite the run's manifest over edited files (a crafted run that passes fashion.rundir.verify),
+    so the checks behind the manifest are what is tested."""
+    from fashion import rundir
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    rundir.write_manifest(run, manifest["run_id"], manifest["kind"])
+
+
+def test_half_written_and_malformed_run_dirs_are_refused_naming_the_file(sample_run, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such run directory"):
+        check_run_dir(tmp_path / "nope")
+    cases = {
+        "metrics.json": (lambda p: p.unlink(), "missing metrics.json"),
+        "run.json": (lambda p: p.write_text('{"arguments": '), "run.json: not readable JSON"),
+        "embeddings.npy": (lambda p: p.write_bytes(p.read_bytes()[:1000]), "embeddings.npy"),
+        "index.npz": (lambda p: p.write_bytes(b"PK\x03\x04 truncated"), "index.npz"),
+        "items.csv": (lambda p: p.write_text("index,path\n0,a.jpg\n"), "items.csv: missing columns"),
+    }
+    for n, (name, (damage, message)) in enumerate(cases.items()):
+        run = _copy(sample_run, tmp_path / f"run{n}")
+        damage(run / name)
+        _reseal(run)
+        with pytest.raises((RunDirError, FileNotFoundError), match=message) as info:
+            SimilarityService.open(run)
+        assert len(str(info.value).splitlines()) == 1 and name in str(info.value)
+    run = _copy(sample_run, tmp_path / "short")  # embeddings of another run: row count disagrees
+    np.save(run / "embeddings.npy", np.zeros((10, 1280), dtype=np.float32))
+    _reseal(run)
+    with pytest.raises(RunDirError, match="embeddings.npy: expected float32 \\(60, d\\)"):
+        check_run_dir(run)
+
+
+def test_files_outside_the_dataset_root_are_never_served(sample_run, tmp_path):
+    run = _copy(sample_run, tmp_path / "run")
+    root = tmp_path / "root" / "img"
+    root.mkdir(parents=True)
+    secret = tmp_path / "secret.jpg"
+    shutil.copy(_items(run)["path"].iloc[0], secret)
+    (root / "escape.jpg").symlink_to(secret)  # a symlink inside the root that leaves it
+    shutil.copy(_items(run)["path"].iloc[2], root / "fine.jpg")
+    items = _items(run)
+    items.loc[0, "path"] = str(root / "escape.jpg")
+    items.loc[1, "path"] = str(secret)  # a path outside the root
+    items.loc[2, "path"] = str(root / "fine.jpg")
+    items.loc[3, "path"] = str(root / ".." / ".." / "secret.jpg")
+    items.to_csv(run / "items.csv", index=False)
+    info = json.loads((run / "run.json").read_text())
+    info["dataset"]["root"] = str(tmp_path / "root")
+    (run / "run.json").write_text(json.dumps(info))
+    _reseal(run)
+    service = SimilarityService.open(run, warm=False)
+    assert service.image_file(2) == (root / "fine.jpg").resolve()
+    for bad in (0, 1, 3):
+        with pytest.raises(ItemNotFound):
+            service.image_file(bad)
+        with pytest.raises(ItemNotFound):
+            service.thumbnail(bad)
+
+
+@pytest.fixture(scope="module")
+def model_run(tmp_path_factory):
+    """A run made with a (random-weight) trained-model directory whose training left a suspects report."""
+    import torch
+
+    from fashion import sample
+    from fashion.modelio import build_classifier, export_model
+    from fashion.retrieval import MeasureConfig, run
+
+    classes = sorted(p.name for p in (sample.sample_root() / "img").iterdir())
+    torch.manual_seed(0)
+    model, _ = build_classifier("efficientnet_lite0", len(classes), pretrained=False)
+    base = tmp_path_factory.mktemp("model_run")
+    export_model(base / "model", model.eval(), {"arch": "efficientnet_lite0", "classes": classes, "size": 64,
+                                                "mean": [0.5] * 3, "std": [0.5] * 3})
+    out = base / "out"
+    run(MeasureConfig(output_dir=str(out), model=str(base / "model"), limit=20, k=3, grids=0, runtime="torch",
+                      num_workers=0))
+    items = _items(out)
+    pd.DataFrame({"path": [items["path"].iloc[4], items["path"].iloc[2], "/elsewhere/not_in_run.jpg"],
+                  "label": ["Hat", "Dress", "Skirt"], "predicted": ["Shirt", "Pants", "Dress"],
+                  "label_prob": [0.01, 0.02, 0.03], "predicted_prob": [0.9, 0.8, 0.7]}
+                 ).to_csv(base / "model" / "suspect_labels.csv", index=False)
+    return out, classes
+
+
+def test_trained_model_runs_predict_and_show_suspects(model_run):
+    from fastapi.testclient import TestClient
+
+    from fashion.server import create_app
+
+    out, classes = model_run
+    service = SimilarityService.open(out)
+    assert service.describe()["classifier"] and service.describe()["layer"] == "head"
+    found = service.search_image(_items(out)["path"].iloc[0], k=3)
+    assert found.results[0].id == 0 and found.results[0].distance < 1e-3
+    assert found.prediction.label in classes and 0 <= found.prediction.probability <= 1
+    assert [t["label"] for t in found.prediction.top][0] == found.prediction.label and len(found.prediction.top) == 3
+    assert service.neighbors_of(0, k=2).prediction is None
+    assert [(s.id, s.predicted) for s in service.suspects()] == [(4, "Shirt"), (2, "Pants")]  # the run's own only
+    with TestClient(create_app(service)) as client:
+        assert client.get("/api/run").json()["n_suspects"] == 2
+        assert client.get("/api/suspects").json()["suspects"][0]["id"] == 4
+        body = client.post("/api/search", files={"image": ("q.jpg", Path(_items(out)["path"].iloc[1]).read_bytes())}).json()
+        assert body["prediction"]["label"] in classes
