@@ -171,12 +171,7 @@ def read_manifest(directory: os.PathLike | str) -> dict:
     if not path.is_file():
         raise RunDirError(f"{directory}: no {MANIFEST}: not a complete run (interrupted, or written by an "
                           "older version); rerun to rebuild it")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"{path}: unreadable manifest ({exc})") from None
-    if not isinstance(manifest, dict):
-        raise RunDirError(f"{path}: expected a JSON object")
+    manifest = read_json_object(path)
     for key, kind in (("run_id", str), ("files", dict)):
         if not isinstance(manifest.get(key), kind):
             raise RunDirError(f"{path}: key {key!r} missing or not a {kind.__name__}")
@@ -213,12 +208,21 @@ def _content_files(directory: Path, skip: tuple[str, ...]) -> Iterator[Path]:
             yield Path(dirpath, name)
 
 
-def _check_run_id(directory: Path, name: str, run_id: str) -> None:
+def read_json_object(path: os.PathLike | str) -> dict:
+    """A JSON object from a run file; :class:`RunDirError` naming the file when it is not one."""
+    path = Path(path)
     try:
-        data = json.loads((directory / name).read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"{directory / name}: not readable JSON ({exc})") from None
-    found = data.get("run_id") if isinstance(data, dict) else None
+        raise RunDirError(f"{path}: not readable JSON ({exc}); the run is incomplete or damaged") from None
+    if not isinstance(value, dict):
+        raise RunDirError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _check_run_id(directory: Path, name: str, run_id: str) -> None:
+    data = read_json_object(directory / name)
+    found = data.get("run_id")
     if found is not None and found != run_id:
         raise RunDirError(f"{directory}: {name} belongs to run {str(found)[:12]}, {MANIFEST} to run "
                           f"{run_id[:12]}; the directory mixes two runs (rerun to rebuild it)")

@@ -19,7 +19,6 @@ caller can never make the service read a path it chose. Every answer is a plain 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import threading
@@ -147,13 +146,9 @@ class RunDir:
 
 
 def _json_file(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"{path}: not readable JSON ({exc}); the run is incomplete or damaged") from None
-    if not isinstance(value, dict):
-        raise RunDirError(f"{path}: expected a JSON object, got {type(value).__name__}")
-    return value
+    from .rundir import read_json_object
+
+    return read_json_object(path)
 
 
 def check_run_dir(run_dir, load_index: bool = True) -> RunDir:

@@ -34,7 +34,7 @@ def test_committed_run_verifies_and_lists_every_file(tmp_path):
     (lambda d: (d / "sub" / "b.bin").unlink(), "sub/b.bin is listed in manifest.json but missing"),
     (lambda d: (d / "run.json").write_text(json.dumps({"run_id": "f" * 32}).ljust(44)), "run.json"),
     (lambda d: (d / "manifest.json").unlink(), "no manifest.json"),
-    (lambda d: (d / "manifest.json").write_text("{"), "unreadable manifest"),
+    (lambda d: (d / "manifest.json").write_text("{"), "manifest.json: not readable JSON"),
 ])
 def test_verify_refuses_a_changed_directory_naming_the_file(tmp_path, damage, named):
     _write_run(tmp_path / "r")
