@@ -17,17 +17,32 @@ from typing import IO, Iterator
 from .errors import OutputError
 
 _FRIENDLY = {
-    errno.ENOSPC: "no space left on device",
+    errno.ENOSPC: "the disk is full: no space left on device",
     errno.EROFS: "read-only file system",
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
     errno.EDQUOT: "disk quota exceeded",
 }
+_FULL_BYTES = 64 << 10  # free space below which an errno-less write failure is a full disk
 
 
 def _output_error(path: os.PathLike | str, exc: OSError) -> OutputError:
-    reason = _FRIENDLY.get(exc.errno, exc.strerror or str(exc))
+    """One line naming ``path`` and the cause. The errno decides; an OSError without one (numpy's
+    ``tofile`` reports a short write as "N requested and M written") is a full disk only when the file
+    system really has (almost) no free space left, never guessed from the text."""
+    code = exc.errno
+    if code is None and _disk_full(Path(path).parent):
+        code = errno.ENOSPC
+    reason = _FRIENDLY.get(code, exc.strerror or str(exc))
     return OutputError(f"cannot write {path}: {reason}")
+
+
+def _disk_full(directory: Path) -> bool:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _FULL_BYTES
 
 
 def ensure_dir(path: os.PathLike | str) -> Path:
@@ -88,10 +103,12 @@ def _replace_or_clean_up(tmp, path: Path) -> Iterator[None]:
         yield
         os.replace(tmp, path)
     except OSError as exc:
+        # the cause is read before the temporary file is removed (removing it frees the full disk)
+        error = exc if isinstance(exc, OutputError) else _output_error(path, exc)
         _silent_unlink(tmp)
-        if isinstance(exc, OutputError):
+        if error is exc:
             raise
-        raise _output_error(path, exc) from None
+        raise error from None
     except BaseException:
         _silent_unlink(tmp)
         raise

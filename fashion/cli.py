@@ -57,6 +57,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _image_size(text: str) -> int:
+    """An image size in pixels, bounded (``--size 100000`` would ask for a 30 GB input tensor)."""
+    from .runfiles import RunFileError, check_size
+
+    try:
+        return check_size(int(text), "--size")
+    except (ValueError, RunFileError) as exc:
+        raise argparse.ArgumentTypeError(str(exc) if isinstance(exc, RunFileError) else
+                                         f"expected an integer, got {text!r}") from None
+
+
 def _epochs(text: str) -> tuple[int, ...]:
     """``"3"`` → (3, 3, 3); ``"1,2,1"`` → (1, 2, 1) (:func:`fashion.training.config.parse_epochs`)."""
     from .training.config import parse_epochs
@@ -104,7 +115,7 @@ def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", "--k", type=_positive_int, default=d["k"], help="neighbours per query")
     p.add_argument("--index", default=d["index"], choices=INDEXES, help="nearest-neighbour backend")
     p.add_argument("--metric", default=d["metric"], choices=METRICS, help="distance between embeddings")
-    p.add_argument("--size", type=_positive_int, default=d["size"], help="image size; default: the model's")
+    p.add_argument("--size", type=_image_size, default=d["size"], help="image size; default: the model's")
     p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"], help="images per forward pass")
     p.add_argument("--format", default=d["format"], choices=_formats(), help="dataset layout (auto: detect it)")
     p.add_argument("--split", default=d["split"], help="use only this split (train, valid, test, query, gallery)")
@@ -201,8 +212,8 @@ def _add_train(sub) -> None:
     p.add_argument("--arch", default=d["arch"], help="backbone name (see `fashion backbones`)")
     p.add_argument("--weights", default=d["weights"], metavar="FILE", help="local backbone weights (state dict)")
     p.add_argument("--format", default="auto", choices=_formats(), help="dataset layout (auto: detect it)")
-    p.add_argument("--size", type=_positive_int, default=d["size"], help="image size of stages 1 and 2")
-    p.add_argument("--final-size", type=_positive_int, default=d["final_size"], help="image size of stage 3")
+    p.add_argument("--size", type=_image_size, default=d["size"], help="image size of stages 1 and 2")
+    p.add_argument("--final-size", type=_image_size, default=d["final_size"], help="image size of stage 3")
     p.add_argument("--epochs", type=_epochs, default=d["epochs"], help="epochs per stage: N or N1,N2,N3")
     p.add_argument("--lr", type=float, default=d["lr"], help="peak learning rate; default: the LR finder's suggestion")
     p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"], help="images per training step")
@@ -213,6 +224,8 @@ def _add_train(sub) -> None:
     p.add_argument("--workers", dest="num_workers", type=int, default=d["num_workers"],
                    help="DataLoader workers (0: decode in the training process)")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --output_dir (the old one stays until the new one is complete)")
     p.add_argument("--skip-missing", action="store_true", help="skip annotated images that do not exist")
     p.add_argument("--no-leak-check", dest="leak_check", action="store_false",
                    help="skip counting test photos with a near-copy in train/valid (and the accuracy without them)")
@@ -336,7 +349,7 @@ def _run_train(args) -> int:
 
     items = _load_items(args.dataset, args.format, args.skip_missing)
     config = training.TrainConfig(**_fields_of(training.TrainConfig, args))
-    result = training.train(items, config, args.output_dir, resume=args.resume)
+    result = training.train(items, config, args.output_dir, resume=args.resume, overwrite=args.overwrite)
     print(result.summary() if hasattr(result, "summary") else result)
     return 0
 

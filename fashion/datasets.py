@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ConfigError, DatasetError
+from .filegate import UnsafeFileError, check, display, kind_problem, name_problem, open_regular, os_reason, read_bytes
 from .images import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ _SPLIT_WORDS = {"train": "train", "val": "valid", "valid": "valid", "validation"
 _INSHOP_SPLITS = {"train": "train", "query": "query", "gallery": "gallery"}
 _CATEGORY_TYPES = (1, 2, 3)
 _MISSING_SHOWN = 5
+MAX_LIST_BYTES = 2 << 30  # the largest annotation list read (DeepFashion's biggest is ~20 MB)
 _ABSOLUTE = re.compile(r"^(?:[A-Za-z]:)?[\\/]")
 
 _CLOTH_HEADER = ("category_name", "category_type")
@@ -89,6 +91,7 @@ class _Parsed:
     lines: list[int]
     columns: dict[str, list] = field(default_factory=dict)  # label, split, then optional columns
     ignored: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason): files the gate refused
 
 
 # One data row of a list file: (1-based line number, fields). A plain tuple: there are 289k of them.
@@ -124,7 +127,10 @@ def load(root: str | os.PathLike, format: str = "auto", missing: str = "error"):
     :class:`DatasetError` for images listed but absent; "skip" drops them and records their relpaths
     in ``df.attrs["missing"]``. Columns: path, relpath, label, split, then item_id (str),
     category_id / category_type (int) and bbox (``(x1, y1, x2, y2)`` or None) where the format has them.
-    ``df.attrs``: format, root, missing (list[str]), ignored (list[str], non-image files in folders).
+    ``df.attrs``: format, root, missing (list[str]), ignored (list[str], non-image files in folders),
+    refused (list of (relpath, reason): image files the file gate refused at load time — a FIFO, a
+    directory, a symlink loop, a name that is not UTF-8 — dropped from the table; relpaths escaped
+    with ``\\xNN`` where they are not UTF-8).
     """
     if format not in ("auto",) + FORMATS:
         raise ConfigError(f"format must be 'auto' or one of {FORMATS}, got {format!r}")
@@ -135,10 +141,14 @@ def load(root: str | os.PathLike, format: str = "auto", missing: str = "error"):
         format = detect_format(root)
     reader = {"deepfashion": _load_deepfashion, "inshop": _load_inshop, "folder": _load_folder}[format]
     parsed = reader(root)
-    absent = [] if parsed.source is None else _check_files(root, parsed)
+    absent, refused = ([], {}) if parsed.source is None else _check_files(root, parsed)
     if absent:
         _handle_missing(parsed, absent, missing)
-    return _to_frame(root, parsed, format, absent)
+    if refused:
+        parsed.refused += [(parsed.relpaths[i], reason) for i, reason in refused.items()]
+        shown = ", ".join(f"{parsed.relpaths[i]} (line {parsed.lines[i]}: {r})" for i, r in list(refused.items())[:3])
+        log.warning("%s: skipping %d listed files that are not regular files: %s", parsed.source, len(refused), shown)
+    return _to_frame(root, parsed, format, absent, list(refused))
 
 
 def summary(items):
@@ -195,19 +205,29 @@ def _check_root(root: str | os.PathLike) -> Path:
 def _find_anno_dir(root: Path) -> Path | None:
     """The first of Anno/, Anno_coarse/ that holds list_category_img.txt."""
     for name in _ANNO_DIRS:
-        if (root / name / "list_category_img.txt").is_file():
+        if _present(root / name / "list_category_img.txt"):
             return root / name
     return None
+
+
+def _present(path: Path) -> bool:
+    """Whether an annotation file exists at all (a directory or FIFO there is then refused by
+    :func:`_read_lines` with one line, instead of being silently taken for no file)."""
+    return os.path.lexists(path)
 
 
 def _find_inshop_partition(root: Path) -> Path | None:
     """list_eval_partition.txt (root or Eval/) whose header has In-shop's three columns."""
     for path in (root / "list_eval_partition.txt", root / "Eval" / "list_eval_partition.txt"):
-        if path.is_file():
-            with open(path, encoding="utf-8-sig", errors="replace") as f:
-                f.readline()
-                if len(f.readline().split()) == len(_INSHOP_HEADER):
-                    return path
+        if _present(path):
+            try:
+                with open_regular(path, MAX_LIST_BYTES, what="annotation file") as f:
+                    f.readline()
+                    header = f.readline().decode("utf-8", "replace")
+            except UnsafeFileError as exc:
+                raise DatasetError(f"annotation file {exc.reason}", path) from None
+            if len(header.split()) == len(_INSHOP_HEADER):
+                return path
     return None
 
 
@@ -234,11 +254,13 @@ def _is_image_name(name: str) -> bool:
 
 
 def _read_lines(path: Path) -> list[str]:
-    """The file's lines as UTF-8 (BOM dropped, CRLF/CR line ends accepted)."""
+    """The file's lines as UTF-8 (BOM dropped, CRLF/CR line ends accepted), read through the file gate
+    (a directory, FIFO or oversized file named in one line, never opened for reading)."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetError("annotation file not found", path) from None
+        data = read_bytes(path, MAX_LIST_BYTES, what="annotation file")
+    except UnsafeFileError as exc:
+        reason = "annotation file not found" if exc.reason == "file not found" else f"annotation file {exc.reason}"
+        raise DatasetError(reason, path) from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -400,7 +422,7 @@ def _load_deepfashion(root: Path) -> _Parsed:
     parsed.columns["category_id"] = ids
     parsed.columns["category_type"] = [categories[cid - 1][1] for cid in ids]
     bbox_path = anno / "list_bbox.txt"
-    if bbox_path.is_file():
+    if _present(bbox_path):
         boxes = _index_rows(bbox_path, _read_list(bbox_path, _BBOX_HEADER, _image_name_ok), _bbox_value(bbox_path, 1))
         parsed.columns["bbox"] = _join(images, boxes, img_path, bbox_path, "bbox", required=False)
     return parsed
@@ -422,7 +444,7 @@ def _read_categories(path: Path) -> list[tuple[str, int]]:
 def _deepfashion_splits(root: Path, anno: Path, images: dict, img_path: Path) -> list[str]:
     """Split of every image from Eval/ (or Anno/) list_eval_partition.txt; "" when there is none."""
     for path in (root / "Eval" / "list_eval_partition.txt", anno / "list_eval_partition.txt"):
-        if path.is_file():
+        if _present(path):
             rows = _read_list(path, _PARTITION_HEADER, _image_name_ok)
             splits = _index_rows(path, rows, _split_word(_SPLIT_WORDS, path))
             return _join(images, splits, img_path, path, "split", required=True)
@@ -442,7 +464,7 @@ def _load_inshop(root: Path) -> _Parsed:
     parsed.columns["split"] = [split for _, (_, split) in images.values()]
     parsed.columns["item_id"] = [item for _, (item, _) in images.values()]
     for bbox_path in (root / "Anno" / "list_bbox_inshop.txt", root / "list_bbox_inshop.txt"):
-        if bbox_path.is_file():
+        if _present(bbox_path):
             rows = _read_list(bbox_path, _INSHOP_BBOX_HEADER, _image_name_ok)
             boxes = _index_rows(bbox_path, rows, _bbox_value(bbox_path, 3))
             parsed.columns["bbox"] = _join(images, boxes, path, bbox_path, "bbox", required=False)
@@ -470,22 +492,30 @@ def _load_folder(root: Path) -> _Parsed:
         groups = [(_SPLIT_WORDS[d.name.lower()], c) for d in split_dirs for c in _subdirs(d)]
     else:
         groups = [("", d) for d in tops]
-    records, ignored = [], []
+    records, ignored, refused = [], [], []
     for split, class_dir in groups:
         # a symlinked split or class folder, or a symlinked image, must not lead out of the root
         _inside(root, class_dir, class_dir.relative_to(root).as_posix() + "/", root, None)
         for file in _files_under(class_dir):
             relpath = file.relative_to(root).as_posix()
-            if _is_image_name(file.name):
-                if file.is_symlink():
-                    _inside(root, file, relpath, root, None)
-                records.append((relpath, class_dir.name, split))
-            else:
-                ignored.append(relpath)
+            if not _is_image_name(file.name):
+                ignored.append(display(relpath))
+                continue
+            problem = _gate(file)  # at load time, not when a worker opens it deep in the run
+            if problem:
+                refused.append((display(relpath), problem))
+                continue
+            if file.is_symlink():
+                _inside(root, file, relpath, root, None)
+            records.append((relpath, class_dir.name, split))
     records.sort()
     if ignored:
         log.info("%s: ignored %d non-image files (e.g. %s)", root, len(ignored), ", ".join(ignored[:_MISSING_SHOWN]))
-    parsed = _Parsed(None, [r[0] for r in records], [0] * len(records), ignored=sorted(ignored))
+    if refused:
+        log.warning("%s: skipping %d files that cannot be read as images: %s", root, len(refused),
+                    ", ".join(f"{name} ({why})" for name, why in refused[:_MISSING_SHOWN]))
+    parsed = _Parsed(None, [r[0] for r in records], [0] * len(records), ignored=sorted(ignored),
+                     refused=sorted(refused))
     parsed.columns["label"] = [r[1] for r in records]
     parsed.columns["split"] = [r[2] for r in records]
     return parsed
@@ -503,15 +533,34 @@ def _files_under(folder: Path) -> list[Path]:
 # ------------------------------------------------------------------------------------ file checks
 
 
-def _check_files(root: Path, parsed: _Parsed) -> list[int]:
-    """Reject names that escape ``root``; return the positions of listed images that do not exist.
+def _gate(path: Path) -> str | None:
+    """Why the file gate refuses ``path`` as an image (bad name, FIFO, symlink loop ...), or None."""
+    try:
+        check(path)
+    except UnsafeFileError as exc:
+        return exc.reason
+    return None
+
+
+_ABSENT = "absent"
+
+
+def _check_files(root: Path, parsed: _Parsed) -> tuple[list[int], dict[int, str]]:
+    """Reject names that escape ``root``, hold a NUL byte or are too long, and two spellings of one
+    file; return (positions of listed images that do not exist, {position: reason} of those that exist
+    but are not regular files: a directory, a FIFO, a symlink loop).
 
     One ``lstat`` per image; folders are resolved once each (symlinks included), and a symlinked
-    image is resolved on its own. Plain strings, not Paths: this runs for every row.
+    image is resolved on its own. Duplicates are found on the resolved folder + name, so
+    ``img/./Hat/x.jpg`` and ``img/Hat/x.jpg`` are one file. Plain strings, not Paths: this runs for every row.
     """
     folders: dict[str, str] = {}
-    absent = []
+    absent, refused = [], {}
+    seen: dict[str, int] = {}  # resolved path -> first position
     for position, (written, line) in enumerate(zip(parsed.relpaths, parsed.lines)):
+        problem = name_problem(written)
+        if problem:
+            raise DatasetError(f"image name '{display(written)}': {problem}", parsed.source, line)
         if _ABSOLUTE.match(written):
             message = f"absolute image path {written!r}: names must be relative to the dataset root"
             raise DatasetError(message, parsed.source, line)
@@ -524,25 +573,49 @@ def _check_files(root: Path, parsed: _Parsed) -> list[int]:
         if base in (".", ".."):  # the root itself or above it
             _inside(root, root / name, written, parsed.source, line)
             absent.append(position)
-        elif not _is_file_inside(root, f"{folders[folder]}/{base}", written, parsed.source, line):
+            continue
+        # one file, however spelled (``img/./Hat/x.jpg``, ``img//Hat/x.jpg``, a symlinked folder); a
+        # symlinked image is an alias of its own, as users make them on purpose
+        real = f"{folders[folder]}/{base}"
+        status, _ = _listed_file(root, real, written, parsed.source, line)
+        if real in seen:
+            first = seen[real]
+            raise DatasetError(f"duplicate image {written!r}: the same file as {parsed.relpaths[first]!r} "
+                               f"(line {parsed.lines[first]})", parsed.source, line)
+        seen[real] = position
+        if status == _ABSENT:
             absent.append(position)
-    return absent
+        elif status is not None:
+            refused[position] = status
+    return absent, refused
 
 
-def _is_file_inside(root: Path, path: str, name: str, source: Path | None, line: int) -> bool:
-    """Whether ``path`` (in a resolved folder) is a regular file; a symlink must stay inside ``root``."""
+def _listed_file(root: Path, path: str, name: str, source: Path | None, line: int) -> tuple[str | None, str]:
+    """(None for a regular file, ``_ABSENT``, or why it is refused; its resolved path). A symlink must
+    stay inside ``root``; a FIFO or directory is never opened."""
     try:
         mode = os.lstat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
-        return False
+        return _ABSENT, path
+    except OSError as exc:
+        return os_reason(exc), path
     if stat.S_ISLNK(mode):
-        return _inside(root, Path(path), name, source, line).is_file()
-    return stat.S_ISREG(mode)
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:  # a dangling link: the image is missing
+            return _ABSENT, path
+        except OSError as exc:  # a symlink loop
+            return os_reason(exc), path
+        path = str(_inside(root, Path(path), name, source, line))
+    return kind_problem(mode), path
 
 
 def _inside(root: Path, path: Path, name: str, source: Path | None, line: int) -> Path:
-    """``path`` resolved; a :class:`DatasetError` when it leaves ``root``."""
-    real = path.resolve()
+    """``path`` resolved; a :class:`DatasetError` when it leaves ``root`` or loops."""
+    try:
+        real = path.resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError on a symlink loop
+        raise DatasetError(f"image path '{display(name)}': symlink loop or unreadable path ({exc})", source, line) from None
     if not real.is_relative_to(root):
         raise DatasetError(f"image path {name!r} escapes the dataset root (resolves to {real})", source, line)
     return real
@@ -561,14 +634,16 @@ def _handle_missing(parsed: _Parsed, absent: list[int], missing: str) -> None:
     log.warning("%s: skipping %d listed images that do not exist: %s%s", parsed.source, len(absent), shown, more)
 
 
-def _to_frame(root: Path, parsed: _Parsed, format: str, absent: list[int]):
-    """Build the item table, dropping the rows of absent images (already reported)."""
+def _to_frame(root: Path, parsed: _Parsed, format: str, absent: list[int], refused: list[int] = ()):
+    """Build the item table, dropping the rows of absent and refused images (already reported)."""
     import pandas as pd
 
-    dropped = set(absent)
+    dropped = set(absent) | set(refused)
     keep = [i for i in range(len(parsed.relpaths)) if i not in dropped]
     if not keep:
         what = "all listed images are missing" if parsed.relpaths else "no images found"
+        if parsed.refused:
+            what += f"; {len(parsed.refused)} refused, e.g. {parsed.refused[0][0]}: {parsed.refused[0][1]}"
         raise DatasetError(f"empty dataset: {what}", parsed.source or root)
     relpaths = [parsed.relpaths[i] for i in keep]
     data = {"path": [os.path.join(root, *r.split("/")) for r in relpaths], "relpath": relpaths}
@@ -578,5 +653,6 @@ def _to_frame(root: Path, parsed: _Parsed, format: str, absent: list[int]):
     frame = pd.DataFrame(data)
     log.info("%s: %d images, %d labels (%s)", root, len(frame), len(set(data["label"])), format)
     missing = [parsed.relpaths[i] for i in absent]
-    frame.attrs.update(format=format, root=str(root), missing=missing, ignored=list(parsed.ignored))
+    frame.attrs.update(format=format, root=str(root), missing=missing, ignored=list(parsed.ignored),
+                       refused=list(parsed.refused))
     return frame

@@ -54,7 +54,9 @@ class ImageError(FashionError, OSError):
     """An image cannot be used: missing, empty, unreadable, truncated, too large or an empty crop."""
 
     def __init__(self, path, reason: str):
-        super().__init__(f"{path}: {reason}")
+        from .filegate import display  # the path on one printable line (NUL, undecodable bytes escaped)
+
+        super().__init__(f"{display(path)}: {reason}")
         self.path = path
         self.reason = reason
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import struct
 import warnings
@@ -33,6 +34,12 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 BBox = Sequence[float]  # (x1, y1, x2, y2), pixels, x2/y2 exclusive
 
 _WHITE = (255, 255, 255, 255)
+# The largest image file read (compressed bytes); pixels are limited by Image.MAX_IMAGE_PIXELS.
+MAX_FILE_BYTES = 1 << 30
+# Decoded bytes allowed per pixel of Image.MAX_IMAGE_PIXELS: an RGB(A) image at the pixel limit fits,
+# a 32-bit mode only up to 3/4 of it.
+MAX_DECODED_BYTES_PER_PIXEL = 3
+_SCALE_BLOCK = 1 << 20  # pixels per block when scaling 16/32-bit images to 8 bits
 # Errors Pillow's decoders raise on damaged data besides OSError.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
@@ -80,10 +87,18 @@ def open_image_bytes(data: bytes, name: str = "<upload>") -> Image.Image:
 def _decode(path: str | os.PathLike, data: bytes | None = None) -> Image.Image:
     """Open, fully decode and EXIF-rotate ``path`` (or ``data``, named ``path``); every failure becomes
     an :class:`ImageError`."""
+    from .filegate import UnsafeFileError, open_regular
+
+    if data is not None and len(data) > MAX_FILE_BYTES:
+        raise ImageError(path, f"too large: {len(data):,} bytes (the limit for images is {MAX_FILE_BYTES:,})")
     try:
-        size = os.stat(path).st_size if data is None else len(data)
-        with (open(path, "rb") if data is None else io.BytesIO(data)) as f:
-            if size == 0:
+        # the gate: a FIFO, device, directory, symlink loop, bad name or huge file is refused unread
+        f = open_regular(path, MAX_FILE_BYTES, what="image") if data is None else io.BytesIO(data)
+    except UnsafeFileError as exc:
+        raise ImageError(path, exc.reason) from None
+    try:
+        with f:
+            if (os.fstat(f.fileno()).st_size if data is None else len(data)) == 0:
                 raise ImageError(path, "empty file (0 bytes)")
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that: make it an error too.
             with warnings.catch_warnings():
@@ -94,12 +109,6 @@ def _decode(path: str | os.PathLike, data: bytes | None = None) -> Image.Image:
             return _upright(image, path)  # while the file is open: EXIF may be read lazily
     except ImageError:
         raise
-    except FileNotFoundError:
-        raise ImageError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageError(path, "is a directory, not an image") from None
-    except PermissionError:
-        raise ImageError(path, "permission denied") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError(path, f"too large (decompression bomb check): {exc}") from None
     except UnidentifiedImageError:
@@ -109,14 +118,41 @@ def _decode(path: str | os.PathLike, data: bytes | None = None) -> Image.Image:
 
 
 def _check_pixels(image: Image.Image, path) -> None:
-    """Enforce the pixel limit ourselves too: warning filters are process-global and not thread-safe."""
+    """Enforce the pixel limit ourselves too (warning filters are process-global and not thread-safe),
+    and a limit on the decoded bytes, whatever the mode: ``MAX_DECODED_BYTES_PER_PIXEL`` bytes for each
+    pixel Pillow allows (a 32-bit mode at the pixel limit would decode to 4x an 8-bit one)."""
     limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and image.width * image.height > limit:
+    pixels = image.width * image.height
+    if limit is None:
+        return
+    if pixels > limit:
         raise ImageError(
             path,
             f"too large (decompression bomb check): {image.width}x{image.height} pixels "
             f"exceeds Image.MAX_IMAGE_PIXELS={limit}",
         )
+    decoded = pixels * _bytes_per_pixel(image.mode)
+    if decoded > limit * MAX_DECODED_BYTES_PER_PIXEL:
+        raise ImageError(
+            path,
+            f"too large: {image.width}x{image.height} pixels of mode {image.mode} decode to {decoded:,} bytes "
+            f"(limit {limit * MAX_DECODED_BYTES_PER_PIXEL:,}: Image.MAX_IMAGE_PIXELS x "
+            f"{MAX_DECODED_BYTES_PER_PIXEL} bytes)",
+        )
+
+
+def _bytes_per_pixel(mode: str) -> float:
+    """Decoded bytes of one pixel in a Pillow mode (I;16 → 2, I/F → 4, RGB → 3, 1 → 1/8)."""
+    if mode == "1":
+        return 0.125
+    if mode.startswith("I;16"):
+        return 2
+    if mode in ("I", "F") or mode.startswith("I;32"):
+        return 4
+    try:
+        return max(1, Image.getmodebands(mode))
+    except (KeyError, ValueError):
+        return 4  # an unusual raw mode: the widest common pixel
 
 
 def _upright(image: Image.Image, path) -> Image.Image:
@@ -154,25 +190,45 @@ def _scale_to_8bit(image: Image.Image) -> Image.Image:
 
     I;16 uses its full range (0..65535 -> 0..255). I and F are taken as 8-bit when their values fit
     0..255 (floats in 0..1 as fractions), as 16-bit when they fit 0..65535, else min-max stretched.
+
+    Works on blocks of ``_SCALE_BLOCK`` pixels, so the float64 temporaries never exceed a few MB: the
+    decoded image plus its 8-bit result is the peak (a 9000×9900 I;16 PNG used to need ~3 GB).
     """
     import numpy as np
 
-    values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    values = np.asarray(image)  # the decoded buffer's own dtype (uint16 / int32 / float32): no copy
+    flat = values.reshape(-1)
+    rows = max(1, _SCALE_BLOCK // max(1, values.shape[1] if values.ndim > 1 else 1))
+    step = rows * (values.shape[1] if values.ndim > 1 else 1)
+
+    def blocks():
+        for start in range(0, flat.size, step):
+            yield np.nan_to_num(flat[start:start + step].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+
     if image.mode.startswith("I;16"):
-        scaled = values / 257.0
+        offset, factor = 0.0, 1 / 257.0
     else:
-        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        lo, hi = np.inf, -np.inf
+        for block in blocks():
+            if block.size:
+                lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+        if not np.isfinite(lo):
+            lo = hi = 0.0
         if image.mode == "F" and lo >= 0.0 and hi <= 1.0:
-            scaled = values * 255.0
+            offset, factor = 0.0, 255.0
         elif lo >= 0.0 and hi <= 255.0:
-            scaled = values
+            offset, factor = 0.0, 1.0
         elif lo >= 0.0 and hi <= 65535.0:
-            scaled = values / 257.0
+            offset, factor = 0.0, 1 / 257.0
         elif hi > lo:
-            scaled = (values - lo) * (255.0 / (hi - lo))
+            offset, factor = lo, 255.0 / (hi - lo)
         else:  # constant out-of-range image
-            scaled = np.full_like(values, 255.0 if hi > 0 else 0.0)
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+            offset, factor = None, 255.0 if hi > 0 else 0.0
+    out = np.empty(flat.size, dtype=np.uint8)
+    for n, block in enumerate(blocks()):
+        part = np.full_like(block, factor) if offset is None else (block - offset) * factor
+        out[n * step:n * step + block.size] = np.clip(np.rint(part), 0, 255)
+    return Image.fromarray(out.reshape(values.shape[:2]), mode="L")
 
 
 def crop_bbox(image: Image.Image, bbox: BBox, path: str | os.PathLike = "<image>") -> Image.Image:
@@ -221,12 +277,21 @@ def resize_center_crop(image, size: int) -> "np.ndarray":
     w, h = image.size
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if max(nw, nh) > _MAX_ASPECT * size:
+        # an extreme aspect ratio (a 1 × 100,000 px strip would be resized to 224 × 22 million first):
+        # keep only the central part of the source that can reach the final crop
+        keep_w, keep_h = min(w, math.ceil(_MAX_ASPECT * size / scale)), min(h, math.ceil(_MAX_ASPECT * size / scale))
+        left, top = (w - keep_w) // 2, (h - keep_h) // 2
+        image = image.crop((left, top, left + keep_w, top + keep_h))
+        w, h = image.size
+        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
     pixels = _resized(image, nw, nh)
     left, top = (nw - size) // 2, (nh - size) // 2
     return np.ascontiguousarray(pixels[top:top + size, left:left + size])
 
 
 RESIZES = ("crop", "squish")
+_MAX_ASPECT = 8  # longest intermediate side of resize_center_crop, in multiples of the output size
 
 
 def resize_image(image, size: int, method: str = "crop") -> "np.ndarray":

@@ -337,7 +337,11 @@ def load_model(directory) -> LoadedModel:
     """
     from .backbones import read_state_dict
 
+    from .rundir import has_manifest, verify
+
     directory = Path(directory)
+    if has_manifest(directory):  # a `fashion train` output: exactly the files its run sealed
+        verify(directory)
     info = ModelInfo.read(directory)
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():

@@ -12,8 +12,13 @@ compute metrics, report (files, grids, gallery). Output directory::
     grids/*.png     neighbour grids of ``grids`` queries chosen with ``seed``
     index.html      the gallery
     index.npz       the fitted index (fashion.neighbors save format)
-    run.json        arguments, versions, backbone, model checksum
-    cache/          the embedding cache (reused by a rerun into the same directory)
+    run.json        run id, arguments, versions, backbone, model checksum
+    manifest.json   written last: every file above with its size and SHA-256, and the run id (fashion.rundir)
+    cache/          the embedding cache (reused by a rerun into the same directory; not in the manifest)
+
+The run is a transaction (:mod:`fashion.rundir`): it is written into a staging directory beside
+``output_dir`` and swapped into place in one step at the end, so a failed or killed rerun leaves the
+previous complete run as it was, and readers verify the manifest before trusting the files.
 
 Modes: all-pairs over every usable item (each query leaves itself out); ``query_split`` → queries from
 that split, gallery = the other items; In-shop roots default to query vs gallery by their split column,
@@ -180,6 +185,52 @@ def _roles(items, ok: np.ndarray, config: MeasureConfig) -> tuple[np.ndarray, np
     return query & ok, gallery & ok, mode
 
 
+def check_model_output(emb, embedder, paths) -> None:
+    """Refuse a model whose features are unusable for every image, naming the model, not the images.
+
+    Non-finite (NaN/infinity: NaN weights, a std of 0 in model.json) or all-zero features for every
+    readable image, or one and the same vector for all of them while the files (``paths``, one per
+    row) differ (a collapsed model): a :class:`~fashion.errors.FashionError` naming the model file.
+    """
+    from .embedding import NO_FEATURES, NON_FINITE
+    from .errors import FashionError
+
+    where = (f"the model in {Path(embedder.model_dir) / 'model.json'}" if embedder.model_dir
+             else f"the backbone {embedder.name} ({embedder.source or 'pretrained'})")
+    reasons = [r for _, r in emb.failures]
+    featureless = sum(r in (NO_FEATURES, NON_FINITE) for r in reasons)
+    if not emb.ok.any() and featureless:
+        norm = f"(mean {list(embedder.mean)}, std {list(embedder.std)})"
+        if NON_FINITE in reasons:
+            raise FashionError(f"{where} produces non-finite (NaN or infinite) features for all {featureless} "
+                               f"readable images: its weights or its normalisation {norm} are broken")
+        raise FashionError(f"{where} produces all-zero features for all {featureless} readable images: blank "
+                           f"images, or broken weights or normalisation {norm}")
+    good = np.flatnonzero(emb.ok)
+    if len(good) >= 2:
+        first = emb.vectors[good[0]]
+        spread = max(float(np.abs(emb.vectors[rows] - first).max()) for rows in np.array_split(good, max(1, len(good) // 4096)))
+        if spread < 1e-6 and _distinct_files(paths, good):
+            raise FashionError(f"{where} produces the same vector for every image ({len(good)} images): "
+                               "a collapsed or untrained model; its neighbours would be arbitrary")
+
+
+def _distinct_files(paths, rows: np.ndarray, most: int = 64) -> bool:
+    """Whether the images behind ``rows`` are not all one and the same file content (copies of one
+    photo rightly share a vector). Only run when every vector is the same, so hashing is rare."""
+    from .rundir import file_sha256
+
+    seen = set()
+    for i in rows[:most]:
+        try:
+            seen.add(file_sha256(paths[i]))
+        except OSError:
+            continue
+        if len(seen) > 1:
+            return True
+    return False
+
+
 def _fit_index(vectors: np.ndarray, query: np.ndarray, gallery: np.ndarray, config: MeasureConfig):
     """Fit the index on the gallery rows; returns (index, k, all_pairs). k is clamped to what exists."""
     from .neighbors import build_index
@@ -319,16 +370,34 @@ def versions() -> dict:
 
 
 def run(config: MeasureConfig) -> RunResult:
-    """Run the whole retrieval measurement and write every output file (each atomically)."""
-    from .atomic import ensure_dir, save_csv, save_npy, write_json
-    from .embedding import Embedder
-    from .report import write_gallery
+    """Run the whole retrieval measurement; its files appear in ``output_dir`` together, in one step."""
+    from . import rundir
 
     if config.output_dir is None:
         raise ConfigError("output_dir is required")
     if config.k < 1:
         raise ConfigError(f"k must be positive, got {config.k}")
-    out = ensure_dir(config.output_dir)
+    if config.size is not None:
+        from .runfiles import check_size
+
+        check_size(config.size, "size")
+    # the run is staged beside output_dir and swapped in at the end: a failed or killed rerun leaves
+    # the previous complete run readable (fashion.rundir); the cache stays in output_dir throughout
+    with rundir.transaction(config.output_dir, kind=RUN_KIND) as txn:
+        result = _run(config, txn)
+    files = {name: txn.final(path) for name, path in result.files.items()}
+    return RunResult(txn.target, result.metrics, files)
+
+
+RUN_KIND = "neighbors"
+
+
+def _run(config: MeasureConfig, txn) -> RunResult:
+    from .atomic import save_csv, save_npy, write_json
+    from .embedding import Embedder
+    from .report import write_gallery
+
+    out = txn.path
     watch = _Stopwatch()
     from .scale import measure as scaled  # above a size threshold: the sharded stages (fashion.scale)
 
@@ -339,8 +408,9 @@ def run(config: MeasureConfig) -> RunResult:
         embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size,
                                    runtime=config.runtime)
     with watch.stage("embed"):
-        emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or out / "cache",
+        emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or txn.target / "cache",
                              num_workers=config.num_workers)
+    check_model_output(emb, embedder, items["path"].astype(str).to_numpy())
     query, gallery, mode = _roles(items, emb.ok, config)
     with watch.stage("index"):
         index, k, all_pairs = _fit_index(emb.vectors, query, gallery, config)
@@ -351,10 +421,12 @@ def run(config: MeasureConfig) -> RunResult:
     missing = list(items.attrs.get("missing", []))
     skipped = [{"path": p, "reason": r} for p, r in emb.failures]
     skipped += [{"path": rel, "reason": "file not found (listed in the annotations)"} for rel in missing]
+    refused = [tuple(r) for r in items.attrs.get("refused", [])]  # refused by the file gate at load time
+    skipped += [{"path": rel, "reason": reason} for rel, reason in refused]
     metrics = {
         "k": k, "k_requested": config.k, "metric": config.metric, "index": index.name, "mode": mode,
         "layer": embedder.layer, "precision_at_k": quality.pop("precision_at_k"), "map_at_k": quality.pop("map_at_k"),
-        "n_images": len(items) + len(missing), "n_ok": int(emb.ok.sum()), "n_skipped": len(skipped),
+        "n_images": len(items) + len(missing) + len(refused), "n_ok": int(emb.ok.sum()), "n_skipped": len(skipped),
         "n_queries": int(len(query_rows)), "n_gallery": int(gallery.sum()),
         "n_embedded": emb.n_computed, "n_from_cache": emb.n_cached,
         **quality, "timing": watch.timing, "skipped": skipped,
@@ -367,7 +439,7 @@ def run(config: MeasureConfig) -> RunResult:
             "embeddings.npy": save_npy(out / "embeddings.npy", emb.vectors),
             "neighbors.csv": save_csv(out / "neighbors.csv", _neighbors_table(items, query_rows, neighbor_rows, dist)),
             "index.npz": index.save(out / "index.npz"),
-            "run.json": write_json(out / "run.json", _run_info(config, items, embedder)),
+            "run.json": write_json(out / "run.json", {"run_id": txn.run_id, **_run_info(config, items, embedder)}),
             "metrics.json": out / "metrics.json",
         }
         grids = _draw_grids(out, items, query_rows, neighbor_rows, dist,

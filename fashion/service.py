@@ -19,7 +19,6 @@ caller can never make the service read a path it chose. Every answer is a plain 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import threading
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .errors import FashionError
+from .rundir import RunDirError  # noqa: F401 - one class for every refused run directory
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,6 @@ DECODERS = 2  # photos decoded at the same time (the network and index run one a
 THUMB_CACHE = 4096  # thumbnails kept in memory (~10 kB each as JPEG)
 
 
-class RunDirError(FashionError, ValueError):
-    """A run directory that is missing, half-written or inconsistent; the message names the file."""
 
 
 class ItemNotFound(FashionError, LookupError):
@@ -148,13 +146,9 @@ class RunDir:
 
 
 def _json_file(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"{path}: not readable JSON ({exc}); the run is incomplete or damaged") from None
-    if not isinstance(value, dict):
-        raise RunDirError(f"{path}: expected a JSON object, got {type(value).__name__}")
-    return value
+    from .rundir import read_json_object
+
+    return read_json_object(path)
 
 
 def check_run_dir(run_dir, load_index: bool = True) -> RunDir:
@@ -174,7 +168,11 @@ def check_run_dir(run_dir, load_index: bool = True) -> RunDir:
     if absent:
         raise FileNotFoundError(f"{run_dir} is not a finished run of `fashion neighbors` / measure_sim.py: "
                                 f"missing {', '.join(absent)}")
-    info, metrics = _json_file(run_dir / "run.json"), _json_file(run_dir / "metrics.json")
+    from .rundir import verify
+    from .runfiles import read_run_json
+
+    verify(run_dir)  # the manifest: one complete run, no file changed or taken from another run
+    info, metrics = read_run_json(run_dir / "run.json"), _json_file(run_dir / "metrics.json")
     if not isinstance(info.get("embedder"), dict) or "checksum" not in info["embedder"]:
         raise RunDirError(f"{run_dir / 'run.json'}: no embedder description (not written by this version?)")
     csv = run_dir / "items.csv"

@@ -74,3 +74,27 @@ def test_outputs_follow_the_umask_not_mkstemps_0600(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "b.npy").stat().st_mode) == 0o644
+
+
+# ------------------------------------------------------- a full disk says so (issue 11, class 7)
+# (the real full disk: tests/test_faults.py::test_full_disk_says_the_disk_is_full_and_names_the_file)
+
+
+def test_errno_decides_not_the_message_text(tmp_path, monkeypatch):
+    """An OSError without errno (a short write) on a disk with no free blocks is "the disk is full";
+    the same error with free space left is reported as it is, not guessed."""
+    class Full:
+        f_bavail, f_frsize = 0, 4096
+
+    def short_write(f):
+        raise OSError("100 requested and 16 written")
+
+    monkeypatch.setattr(atomic.os, "statvfs", lambda path: Full())
+    with pytest.raises(OutputError, match=r": the disk is full: no space left on device$"):
+        with atomic.atomic_write(tmp_path / "x.bin") as f:
+            short_write(f)
+    Full.f_bavail = 1 << 20
+    with pytest.raises(OutputError, match=r": 100 requested and 16 written$"):
+        with atomic.atomic_write(tmp_path / "x.bin") as f:
+            short_write(f)
+    assert _names(tmp_path) == []

@@ -84,17 +84,18 @@ def _sixteen_bit(path: Path) -> None:
     Image.fromarray(pixels).save(path, format="PNG")  # mode I;16
 
 
-def big_png(width: int, height: int) -> Callable[[Path], None]:
-    """A genuine ``width × height`` greyscale PNG of zeros, streamed: tiny on disk, cheap to write."""
+def big_png(width: int, height: int, bits: int = 8) -> Callable[[Path], None]:
+    """A genuine ``width × height`` greyscale PNG of zeros (8 or 16 bits a pixel), streamed: tiny on
+    disk, cheap to write."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     def write(path: Path) -> None:
-        packer, row = zlib.compressobj(9), bytes(width + 1)  # filter byte + one row of black pixels
+        packer, row = zlib.compressobj(9), bytes(width * bits // 8 + 1)  # filter byte + a row of black pixels
         idat = b"".join(packer.compress(row * 500) for _ in range(height // 500))
         idat += packer.compress(row * (height % 500)) + packer.flush()
-        ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+        ihdr = struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0)
         path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 
     return write
@@ -293,6 +294,16 @@ ANNO_CASES = [
     AnnoCase("dotdot_path", (_rename(NAMES[1], "img/../../outside.jpg"),), IMG_LINE4 + r"image path 'img/\.\./\.\./outside\.jpg' escapes the dataset root"),
     AnnoCase("absolute_path", (_rename(NAMES[1], "/etc/passwd.jpg"),), IMG_LINE4 + r"absolute image path '/etc/passwd\.jpg'"),
     AnnoCase("not_utf8", (_row(IMG, 4, f"{NAMES[1][:-4]}\xe9.jpg  1"),), IMG_LINE4 + r"not UTF-8 text", encoding="latin-1"),
+    # two spellings of one file are one item (issue 11, class 3): a duplicate, found on the resolved path
+    AnnoCase("two_spellings_dot", (_rename(NAMES[1], "img/./Blouse_A/img_00000001.jpg"),),
+             IMG_LINE4 + r"duplicate image 'img/\./Blouse_A/img_00000001\.jpg': the same file as "
+                         r"'img/Blouse_A/img_00000001\.jpg' \(line 3\)"),
+    AnnoCase("two_spellings_slashes", (_rename(NAMES[1], "img//Blouse_A//img_00000001.jpg"),),
+             IMG_LINE4 + r"duplicate image 'img//Blouse_A//img_00000001\.jpg': the same file as"),
+    AnnoCase("two_spellings_dotdot", (_rename(NAMES[1], "img/Jeans_B/../Blouse_A/img_00000001.jpg"),),
+             IMG_LINE4 + r"duplicate image .*: the same file as 'img/Blouse_A/img_00000001\.jpg'"),
+    AnnoCase("name_too_long", (_rename(NAMES[1], "img/Blouse_A/" + "x" * 300 + ".jpg"),),
+             IMG_LINE4 + r"image name .*: the name is longer than the file system allows", absent=("img/Blouse_A/" + "x" * 300 + ".jpg",)),
     AnnoCase("listed_image_missing", absent=(NAMES[1],),
              error=r"list_category_img\.txt: 1 of 4 listed images do not exist: img/Blouse_A/img_00000002\.jpg \(line 4\)"),
     # harmless oddities: they load
@@ -323,6 +334,8 @@ def make_deepfashion(root: Path, case: AnnoCase = AnnoCase("valid")) -> Path:
         path.write_bytes(text.encode(case.encoding))
     for n, line in enumerate(files[IMG][2:]):
         name = line.rsplit(None, 1)[0] if len(line.split()) > 1 else line
+        if name in case.absent:
+            continue
         target = (root / name).resolve()
         if name in case.absent or not target.is_relative_to(root.resolve()) or name.startswith("/"):
             continue
@@ -486,3 +499,359 @@ def test_train_finishes_on_salted_folder_root(salted_folder, tmp_path, caplog):
     _assert_skips_listed(metrics["skipped_images"], salted_folder)
     assert re.search(rf"skipping {len(BAD_IMAGES)} images that cannot be opened", caplog.text)
     assert (tmp_path / "train" / "model.safetensors").is_file()
+
+
+# -------------------------------------------------------------- the file gate (issue 11, classes 4-6, 8)
+# Every file is checked (os.stat, nothing opened) before it is read: FIFOs, symlink loops, over-long
+# and undecodable names are refused with the file named, at once.
+
+
+def _within(seconds: float, func):
+    """``func()``'s result or exception, or a failure when it has not returned within ``seconds``
+    (a read blocked on a FIFO: the test then opens the FIFO's write end to free the thread)."""
+    import threading
+
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = func()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return thread, box
+
+
+def _unblock(fifos) -> None:
+    import os as _os
+
+    for fifo in fifos:
+        try:
+            fd = _os.open(fifo, _os.O_WRONLY | _os.O_NONBLOCK)
+            _os.close(fd)
+        except OSError:
+            pass
+
+
+def _hostile_image(tmp_path: Path, kind: str) -> Path:
+    import os as _os
+
+    if kind == "fifo":
+        path = tmp_path / "pipe.jpg"
+        _os.mkfifo(path)
+    elif kind == "symlink_loop":
+        path = tmp_path / "loop.jpg"
+        _os.symlink("loop.jpg", path)
+    elif kind == "name_too_long":
+        path = tmp_path / ("x" * 300 + ".jpg")
+    elif kind == "directory":
+        path = tmp_path / "folder.jpg"
+        path.mkdir()
+    return path
+
+
+GATE_CASES = {"fifo": r"^is a FIFO \(named pipe\), not a regular file$",
+              "symlink_loop": r"^symlink loop", "name_too_long": r"^the name is longer than the file system allows",
+              "directory": r"^is a directory"}
+
+
+@pytest.mark.parametrize("kind", sorted(GATE_CASES))
+def test_open_image_refuses_what_is_not_a_regular_file_at_once(tmp_path, kind):
+    """open_image on a FIFO returns within a second (it used to block forever in open()), and a symlink
+    loop or an over-long name gets its own reason, not "truncated or corrupt image data"."""
+    path = _hostile_image(tmp_path, kind)
+    thread, box = _within(1.0, lambda: open_image(path))
+    if thread.is_alive():
+        _unblock([path])
+        pytest.fail(f"open_image({kind}) still blocked after 1 s")
+    error = box.get("error")
+    assert isinstance(error, ImageError), box
+    assert re.search(GATE_CASES[kind], error.reason), error.reason
+
+
+def test_folder_root_with_hostile_files_skips_each_at_load_naming_it(tmp_path):
+    """A FIFO, a symlink loop and a name that is not UTF-8 among a class folder's images: the dataset
+    loads at once without them, each listed in attrs["refused"] with its reason."""
+    import os as _os
+
+    root = tmp_path / "root"
+    for label in ("a", "b"):
+        for i in range(2):
+            (root / label).mkdir(parents=True, exist_ok=True)
+            _noise(seed=i).save(root / label / f"{i}.jpg")
+    _os.mkfifo(root / "a" / "pipe.jpg")
+    _os.symlink("loop.jpg", root / "a" / "loop.jpg")
+    with open(_os.fsencode(root / "b") + b"/caf\xe9.jpg", "wb") as f:
+        f.write((root / "a" / "0.jpg").read_bytes())
+    thread, box = _within(5.0, lambda: datasets.load(root))
+    if thread.is_alive():
+        _unblock([root / "a" / "pipe.jpg"])
+        pytest.fail("datasets.load blocked")
+    assert "error" not in box, box.get("error")
+    items = box["value"]
+    assert sorted(items["relpath"]) == ["a/0.jpg", "a/1.jpg", "b/0.jpg", "b/1.jpg"]
+    refused = dict(items.attrs["refused"])
+    assert set(refused) == {"a/pipe.jpg", "a/loop.jpg", "b/caf\\xe9.jpg"}, refused
+    assert refused["a/pipe.jpg"].startswith("is a FIFO")
+    assert refused["a/loop.jpg"].startswith("symlink loop")
+    assert refused["b/caf\\xe9.jpg"] == "the name is not valid UTF-8"
+
+
+def test_measure_sim_lists_the_refused_files_and_finishes(tmp_path):
+    """The whole run on that root: it ends, and metrics.json lists every refused file with its reason
+    (a non-UTF-8 name used to kill the run after all the embedding, writing items.csv)."""
+    import os as _os
+
+    root = tmp_path / "root"
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            _noise(seed=i, color=(40 + 150 * (label == "a"), 90, 90)).save(root / label / f"{i}.jpg")
+    _os.mkfifo(root / "a" / "pipe.jpg")
+    with open(_os.fsencode(root / "b") + b"/caf\xe9.jpg", "wb") as f:
+        f.write((root / "a" / "0.jpg").read_bytes())
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "fashion", "-q", "neighbors", "-i", str(root), "--output_dir",
+                           str(out), "--size", "32", "--grids", "1", "--workers", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    reasons = {s["path"]: s["reason"] for s in metrics["skipped"]}
+    assert reasons.get("a/pipe.jpg", "").startswith("is a FIFO"), reasons
+    assert reasons.get("b/caf\\xe9.jpg") == "the name is not valid UTF-8", reasons
+    assert metrics["n_ok"] == 6
+
+
+def _peak_mb(path: Path) -> float:
+    """Peak resident memory (MB) of a fresh process that opens ``path`` and resizes it to 224 px."""
+    code = ("import resource, sys; from fashion.images import open_image, resize_image; "
+            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            "resize_image(open_image(sys.argv[1]), 224); "
+            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def test_sixteen_bit_giant_png_costs_no_more_memory_than_its_8_bit_twin(tmp_path):
+    """A 9000×9900 16-bit PNG (under the pixel limit; ~170 KB on disk) used to peak at ~3 GB while
+    its 8-bit twin took ~1.4 GB: the 16-bit scaling now works in bounded row blocks."""
+    eight, sixteen = tmp_path / "eight.png", tmp_path / "sixteen.png"
+    big_png(9000, 9900, bits=8)(eight)
+    big_png(9000, 9900, bits=16)(sixteen)
+    assert Image.open(sixteen).mode.startswith("I;16")
+    peak8, peak16 = _peak_mb(eight), _peak_mb(sixteen)
+    assert peak16 <= 1.25 * peak8 + 200, (peak8, peak16)
+
+
+def test_decoded_size_limit_counts_bytes_not_pixels(tmp_path, monkeypatch):
+    """A 32-bit integer image at 80% of the pixel limit decodes to more bytes than an RGB image at the
+    limit: refused before decoding, with the decoded size named."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    path = tmp_path / "wide.tif"
+    Image.fromarray(np.zeros((80, 100), dtype=np.int32)).save(path)  # mode I, 8,000 px, 32,000 bytes
+    with pytest.raises(ImageError, match=r"too large: 100x80 pixels of mode I decode to 32,000 bytes"):
+        open_image(path)
+
+
+# ------------------------------------------------ annotation files and listed images that are not files
+
+
+def test_nul_byte_in_a_listed_name_names_the_file_and_line(tmp_path):
+    """It used to be "embedded null byte" with no file or line."""
+    root = make_deepfashion(tmp_path / "df")
+    for name in (IMG, BBOX, PART):
+        path = root / name
+        path.write_text(path.read_text().replace(NAMES[1], "img/Blouse_A/img\x002.jpg"))
+    with pytest.raises(DatasetError, match=IMG_LINE4 + r"image name 'img/Blouse_A/img\\x002\.jpg': "
+                                           r"the name holds a NUL byte"):
+        datasets.load(root)
+
+
+NOT_FILES = {"fifo": r"is a FIFO \(named pipe\), not a regular file", "directory": r"is a directory, not a regular file",
+             "symlink_loop": r"symlink loop"}
+
+
+def _make_not_file(path: Path, kind: str) -> None:
+    import os as _os
+
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    if kind == "fifo":
+        _os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        _os.symlink(path.name, path)
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_FILES))
+@pytest.mark.parametrize("which", [CLOTH, IMG, BBOX, PART])
+def test_annotation_file_that_is_not_a_file_is_one_line(tmp_path, which, kind):
+    """An annotation "file" that is a FIFO (used to hang), a directory (a traceback, or silently taken
+    for no file) or a symlink loop: one DatasetError line naming it, within a second."""
+    root = make_deepfashion(tmp_path / "df")
+    path = root / which
+    _make_not_file(path, kind)
+    thread, box = _within(1.0, lambda: datasets.load(root))
+    if thread.is_alive():
+        _unblock([path])
+        pytest.fail(f"datasets.load blocked on a {kind} {which}")
+    error = box.get("error")
+    assert isinstance(error, DatasetError), box
+    assert str(error).startswith(f"{path}: annotation file ") and re.search(NOT_FILES[kind], str(error)), error
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_FILES))
+def test_listed_image_that_is_not_a_file_is_refused_at_load(tmp_path, kind):
+    """A listed image that is a FIFO, a directory or a symlink loop: dropped at load time and listed in
+    attrs["refused"] with its reason (not "file not found", not a traceback, never opened)."""
+    root = make_deepfashion(tmp_path / "df")
+    _make_not_file(root / NAMES[1], kind)
+    thread, box = _within(2.0, lambda: datasets.load(root))
+    if thread.is_alive():
+        _unblock([root / NAMES[1]])
+        pytest.fail("datasets.load blocked")
+    assert "error" not in box, box.get("error")
+    items = box["value"]
+    assert list(items["relpath"]) == [NAMES[0], NAMES[2], NAMES[3]]
+    (refused,) = items.attrs["refused"]
+    assert refused[0] == NAMES[1] and re.search(NOT_FILES[kind], refused[1]), refused
+
+
+# ------------------------------------------------- a broken model is named as the cause (issue 11, class 7)
+
+
+def _broken_embedder(monkeypatch, tmp_path, how: str):
+    """Embedder.create, then broken the way a bad model.json or weights file breaks it."""
+    import torch
+
+    from fashion.embedding import Embedder
+
+    real = Embedder.create.__func__
+    model_dir = tmp_path / "model"
+
+    def create(cls, *args, **kwargs):
+        embedder = real(cls, *args, **kwargs)
+        embedder.model_dir = str(model_dir)
+        if how == "std_zero":
+            embedder.std = (0.0, 0.0, 0.0)
+        elif how == "nan_weights":
+            with torch.no_grad():
+                next(embedder._body.parameters()).fill_(float("nan"))
+        elif how == "constant":
+            dim = embedder.dim
+            embedder.forward = lambda images: torch.full((len(images), dim), dim ** -0.5)
+        return embedder
+
+    monkeypatch.setattr(Embedder, "create", classmethod(create))
+    return model_dir
+
+
+@pytest.mark.parametrize("how, says", [("std_zero", "non-finite"), ("nan_weights", "non-finite"),
+                                       ("constant", "the same vector for every image")])
+def test_broken_model_is_named_not_blamed_on_the_images(tmp_path, monkeypatch, capsys, how, says):
+    """A model whose std is 0 or whose weights are NaN used to end with "not enough usable images to
+    search: 0 queries"; a model giving one vector for every image silently gave random neighbours."""
+    root = tmp_path / "root"
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            _noise(seed=i + 7 * (label == "a"), color=(40 + 150 * (label == "a"), 90, 90)).save(root / label / f"{i}.jpg")
+    model_dir = _broken_embedder(monkeypatch, tmp_path, how)
+    status = cli.measure_sim_main(["-q", "-i", str(root), "--output_dir", str(tmp_path / "out"), "--size", "32",
+                                   "--grids", "0", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert says in err and str(model_dir) in err and "usable images" not in err, err
+
+
+@pytest.mark.parametrize("argv", [["neighbors", "--output_dir", "OUT", "--size", "100000"],
+                                  ["train", "DATA", "--output_dir", "OUT", "--final-size", "100000"],
+                                  ["neighbors", "--output_dir", "OUT", "--size", "0"]])
+def test_absurd_image_size_on_the_command_line_is_refused_by_the_parser(tmp_path, capsys, argv):
+    """`--size 100000` asked for a 30 GB input tensor (MemoryError traceback or the OOM killer): the
+    option's own validation refuses it before anything is loaded."""
+    argv = [str(tmp_path / a) if a in ("OUT", "DATA") else a for a in argv]
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in err
+    assert "image size must be an integer from 8 to 4096 pixels" in err, err
+
+
+# --------------------------------------------------- hostile cases beyond the issue's list (issue 11, 7)
+
+
+def test_extreme_aspect_strip_is_resized_in_bounded_memory(tmp_path):
+    """A 1,000,000 × 1 px strip (under the pixel limit, a few KB on disk) used to be resized to 64
+    million × 64 px before the centre crop (a 12 GB intermediate); only the central part is resized now."""
+    from fashion.images import resize_image
+
+    path = tmp_path / "strip.png"
+    Image.new("RGB", (1_000_000, 1), (200, 10, 10)).save(path)
+    thread, box = _within(20.0, lambda: resize_image(open_image(path), 64))
+    assert not thread.is_alive() and "error" not in box, box.get("error")
+    pixels = box["value"]
+    assert pixels.shape == (64, 64, 3) and np.abs(pixels[32, 32].astype(int) - (200, 10, 10)).max() <= 2
+
+
+def test_a_device_behind_a_symlink_is_refused_unread(tmp_path):
+    """x.jpg → /dev/zero would be read forever (an endless file): refused from its stat."""
+    path = tmp_path / "zero.jpg"
+    path.symlink_to("/dev/zero")
+    with pytest.raises(ImageError, match="is a character device, not a regular file"):
+        open_image(path)
+
+
+def test_a_socket_as_an_image_is_refused(tmp_path):
+    import socket
+
+    path = tmp_path / "s.jpg"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        with pytest.raises(ImageError, match="is a socket, not a regular file"):
+            open_image(path)
+
+
+def test_a_fifo_swapped_in_after_the_check_is_still_refused(tmp_path, monkeypatch):
+    """The gate's stat passes a regular file; a FIFO put in its place before the open is opened
+    non-blocking and refused from the descriptor's own fstat (no hang, no read)."""
+    import os as _os
+
+    from fashion import filegate
+
+    path = tmp_path / "swap.jpg"
+    _os.mkfifo(path)
+    monkeypatch.setattr(filegate, "check", lambda *a, **k: None)  # the check saw a regular file
+    thread, box = _within(1.0, lambda: open_image(path))
+    if thread.is_alive():
+        _unblock([path])
+        pytest.fail("blocked on the swapped-in FIFO")
+    assert isinstance(box.get("error"), ImageError) and box["error"].reason.startswith("is a FIFO"), box
+
+
+@pytest.mark.parametrize("what", ["image", "annotation"])
+def test_huge_files_are_refused_before_reading(tmp_path, what):
+    """A sparse 3 GB image or annotation list (nothing on disk) is refused from its size, unread."""
+    if what == "image":
+        path = tmp_path / "huge.jpg"
+        with open(path, "wb") as f:
+            f.truncate(3 << 30)
+        with pytest.raises(ImageError, match=r"too large: 3,221,225,472 bytes \(the limit for images is 1,073,741,824\)"):
+            open_image(path)
+    else:
+        root = make_deepfashion(tmp_path / "df")
+        with open(root / IMG, "r+b") as f:
+            f.truncate(3 << 30)
+        with pytest.raises(DatasetError, match=r"list_category_img\.txt: annotation file too large: 3,221,225,472 bytes"):
+            datasets.load(root)
+
+
+def test_nul_byte_in_a_photo_name_is_named(tmp_path):
+    with pytest.raises(ImageError) as info:
+        open_image(str(tmp_path / "a\0b.jpg"))
+    assert info.value.reason == "the name holds a NUL byte" and "a\\x00b.jpg" in str(info.value)

@@ -29,7 +29,8 @@ def test_deepfashion(tmp_path, anno):
     assert list(items["category_id"]) == [1, 1, 2, 3]
     assert list(items["category_type"]) == [1, 1, 2, 3]
     assert all(os.path.isabs(p) and os.path.isfile(p) for p in items["path"])
-    assert items.attrs == {"format": "deepfashion", "root": str(root.resolve()), "missing": [], "ignored": []}
+    assert items.attrs == {"format": "deepfashion", "root": str(root.resolve()), "missing": [], "ignored": [],
+                           "refused": []}
     assert detect_format(root) == "deepfashion"
 
 

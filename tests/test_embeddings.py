@@ -190,7 +190,7 @@ def test_blank_image_is_a_failure_also_from_the_cache(tmp_path):
 
 
 def test_non_finite_vector_is_a_failure():
-    from fashion.embedding import NO_FEATURES
+    from fashion.embedding import NO_FEATURES, NON_FINITE
     from fashion.embedding.embedder import reject_featureless
 
     vectors = np.array([[0.6, 0.8], [np.nan, 0.0], [0.0, 0.0], [np.inf, 0.0], [0.0, 0.0]], dtype=np.float32)
@@ -198,7 +198,7 @@ def test_non_finite_vector_is_a_failure():
     reasons = ["", "", "", "", "unreadable"]
     reject_featureless(vectors, ok, reasons)
     assert ok.tolist() == [True, False, False, False, False]
-    assert reasons == ["", NO_FEATURES, NO_FEATURES, NO_FEATURES, "unreadable"]
+    assert reasons == ["", NON_FINITE, NO_FEATURES, NON_FINITE, "unreadable"]
     assert np.all(vectors[1:] == 0) and vectors[0].tolist() == [0.6000000238418579, 0.800000011920929]
 
 _CHILD = """

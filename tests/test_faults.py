@@ -201,9 +201,10 @@ def test_measure_sim_killed_then_rerun_equals_uninterrupted(kill_root, reference
     reuses the cache and reproduces the uninterrupted outputs; no file is ever half-written."""
     out = tmp_path / "run"
     if moment == "embedding":
-        ready = lambda: any(out.glob("cache/*/chunk_00000.npz"))  # noqa: E731
+        ready = lambda: any(out.glob("cache/*/chunk_00000*.npz"))  # noqa: E731
     else:
-        ready = lambda: (out / "grids").is_dir() and any(p.suffix == ".png" for p in (out / "grids").iterdir())  # noqa: E731
+        # the report is written in the run's staging directory beside ``out`` (fashion.rundir)
+        ready = lambda: any(tmp_path.glob(".run.staging-*/grids/*.png"))  # noqa: E731
     with Watcher(out) as watcher:
         run_until(_measure(kill_root, out), ready)
         assert not (out / "metrics.json").exists(), "the kill landed after the run had finished"
@@ -331,3 +332,235 @@ def test_failing_disk_is_one_clear_line(tiny_root, tmp_path, case):
     proc = on_tmpfs(TOOLS[tool](tiny_root, mount / "out"), mount, options)
     assert proc.returncode == 2, proc.stderr[-3000:]
     _one_clear_line(proc.stderr, PROGS[tool], FAULTS[fault][1])
+
+
+# ------------------------------------------------------------------- a run directory is all-or-nothing
+# (issue 11, class 1: a failed or killed rerun must leave the previous complete run answering)
+
+
+def _search_answer(run_dir: Path, photo: Path) -> list[str]:
+    from fashion.search import search
+
+    (result,) = search([photo], run_dir, k=3, grids=False)
+    assert result.ok, result.reason
+    paths = pd.read_csv(run_dir / "items.csv", keep_default_na=False)["path"].astype(str)
+    return [paths[m.id] for m in result.matches]  # the photos it answers with, as files on disk
+
+
+@pytest.fixture(scope="module")
+def two_datasets(tmp_path_factory) -> tuple[Path, Path]:
+    """Two datasets of the same size and layout (the row-count check cannot tell them apart)."""
+    base = tmp_path_factory.mktemp("two")
+    return make_root(base / "A", 3, classes=2), make_root(base / "B", 3, side=20, classes=2)
+
+
+def _measure_args(root: Path, out: Path) -> list[str]:
+    return ["-q", "-i", str(root), "--output_dir", str(out), "--size", "32", "--batch-size", "4", "-k", "3",
+            "--grids", "1", "--workers", "0"]
+
+
+@pytest.mark.parametrize("fails_at", ["embeddings.npy", "index.npz", "index.html"])
+def test_failed_rerun_on_another_dataset_leaves_the_previous_run_answering(two_datasets, tmp_path, monkeypatch,
+                                                                           capsys, fails_at):
+    """A rerun on dataset B into A's directory fails (full disk) while writing ``fails_at``: the directory
+    is still A's complete run and `fashion search` still answers with A's photos, bit for bit."""
+    import fashion.atomic
+
+    a, b = two_datasets
+    out = tmp_path / "run"
+    assert cli.measure_sim_main(_measure_args(a, out)) == 0
+    photo = a / "class1" / "00001.jpg"
+    before = _search_answer(out, photo)
+    assert all(p.startswith(str(a)) for p in before)
+    files = {p.relative_to(out): p.read_bytes() for p in final_files(out) if "cache" not in p.parts}
+
+    real = os.replace
+
+    def failing(src, dst, *args, **kwargs):  # the disk fills up as ``fails_at`` is put in place
+        if Path(dst).name == fails_at:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(fashion.atomic.os, "replace", failing)
+    assert cli.measure_sim_main(_measure_args(b, out)) == 2
+    capsys.readouterr()
+    monkeypatch.undo()
+    assert {p.relative_to(out): p.read_bytes() for p in final_files(out) if "cache" not in p.parts} == files
+    assert _search_answer(out, photo) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging left behind"
+
+
+def test_rerun_reuses_the_cache_kept_outside_the_swapped_run(two_datasets, tmp_path):
+    """The cache (output_dir/cache) is carried over by the swap: a rerun computes nothing."""
+    a, _ = two_datasets
+    out = tmp_path / "run"
+    assert cli.measure_sim_main(_measure_args(a, out)) == 0
+    assert cli.measure_sim_main(_measure_args(a, out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_embedded"] == 0 and metrics["n_from_cache"] == metrics["n_images"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not any(name.startswith("cache/") for name in manifest["files"])
+    assert json.loads((out / "run.json").read_text())["run_id"] == manifest["run_id"]
+
+
+def test_search_refuses_a_mixed_run_directory_naming_the_file(two_datasets, tmp_path, capsys):
+    """Files of two runs in one directory (an older version's killed rerun): one line naming the file."""
+    a, b = two_datasets
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    assert cli.measure_sim_main(_measure_args(a, run_a)) == 0
+    assert cli.measure_sim_main(_measure_args(b, run_b)) == 0
+    shutil.copy(run_b / "items.csv", run_a / "items.csv")
+    status = cli.main(["search", str(a / "class0" / "00000.jpg"), "--run", str(run_a), "--output_dir", str(tmp_path / "g")])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "items.csv" in err and str(run_a) in err, err
+
+
+@pytest.mark.slow
+def test_killed_rerun_on_another_dataset_leaves_the_previous_run_answering(tmp_path):
+    """SIGKILL a rerun on dataset B while it draws its grids (its other files are written by then):
+    the directory is A's complete run and `fashion search` answers exactly as before."""
+    a = make_root(tmp_path / "A", 60, classes=2)
+    b = make_root(tmp_path / "B", 60, side=20, classes=2)
+    out = tmp_path / "run"
+    args = lambda root: MEASURE + _measure_args(root, out)[:-4] + ["--grids", "60", "--workers", "0"]  # noqa: E731
+    run_ok(args(a))
+    photo = a / "class1" / "00007.jpg"
+    before = _search_answer(out, photo)
+    first = (out / "run.json").stat().st_mtime_ns
+
+    def drawing() -> bool:  # a new grid of the rerun, wherever the run stages it
+        return any(p.stat().st_mtime_ns > first for p in tmp_path.rglob("grid_*.png"))
+
+    run_until(args(b), drawing)
+    assert _search_answer(out, photo) == before
+    from fashion.rundir import verify
+
+    verify(out)
+    assert cli.main(["search", str(photo), "--run", str(out), "--output_dir", str(tmp_path / "g")]) == 0
+
+
+def test_search_photo_that_is_a_fifo_is_skipped_at_once(two_datasets, tmp_path):
+    """`fashion search` given a FIFO as the photo (it used to block forever): that photo comes back
+    skipped with the reason within seconds, the other photo is answered."""
+    from fashion.search import search
+
+    a, _ = two_datasets
+    out = tmp_path / "run"
+    assert cli.measure_sim_main(_measure_args(a, out)) == 0
+    fifo = tmp_path / "upload.jpg"
+    os.mkfifo(fifo)
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.update(r=search([fifo, a / "class0" / "00000.jpg"], out, k=2,
+                                                                 grids=False)), daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():
+        open(fifo, "wb").close()  # frees the blocked reader
+        pytest.fail("search blocked on a FIFO photo")
+    piped, good = box["r"]
+    assert not piped.ok and piped.reason.startswith("is a FIFO"), piped.reason
+    assert good.ok and len(good.matches) == 2
+
+
+# ------------------------------------------- the cache keys on every input of a vector (issue 11, 2 + 8)
+
+
+def _tiny_embedder(**changes):
+    import torch
+
+    from fashion.embedding import Embedder
+
+    torch.manual_seed(0)
+    embedder = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=32, precision="fp32",
+                                      runtime="torch")
+    for name, value in changes.items():
+        setattr(embedder, name, value)
+    return embedder
+
+
+VECTOR_INPUTS = {"std": (0.25, 0.25, 0.25), "mean": (0.1, 0.2, 0.3), "size": 40, "resize": "squish",
+                 "precision": "bf16", "runtime": "openvino", "checksum": "f" * 64, "name": "other_arch"}
+
+
+@pytest.mark.parametrize("name", sorted(VECTOR_INPUTS))
+def test_every_input_of_a_vector_names_its_own_cache(tmp_path, name):
+    """A change in any one input that shapes a vector gives another cache directory (mean and std,
+    edited in a model.json, used to reuse the old vectors)."""
+    base = _tiny_embedder()
+    changed = _tiny_embedder(**{name: VECTOR_INPUTS[name]})
+    assert base.cache_path(tmp_path) != changed.cache_path(tmp_path)
+    assert base.cache_path(tmp_path, crop=True) != base.cache_path(tmp_path)
+    assert _tiny_embedder().cache_path(tmp_path) == base.cache_path(tmp_path)  # and nothing else does
+
+
+def test_normalisation_edit_misses_the_cache(tmp_path):
+    """The issue's case end to end: the same weights with another normalisation recompute every vector."""
+    paths = [str(p) for p in sorted(make_root(tmp_path / "photos", 3, classes=2).rglob("*.jpg"))]
+    first = _tiny_embedder().embed(paths, batch_size=4, cache_dir=tmp_path / "cache", num_workers=0, progress=False)
+    again = _tiny_embedder().embed(paths, batch_size=4, cache_dir=tmp_path / "cache", num_workers=0, progress=False)
+    # (mean, not std: a randomly initialised ReLU network is scale-invariant after L2 normalisation)
+    edited = _tiny_embedder(mean=(0.1, 0.2, 0.3)).embed(paths, batch_size=4, cache_dir=tmp_path / "cache",
+                                                        num_workers=0, progress=False)
+    assert (first.n_computed, again.n_cached, edited.n_cached, edited.n_computed) == (6, 6, 0, 6)
+    assert not np.allclose(first.vectors, edited.vectors)
+
+
+def test_an_image_rewritten_with_its_old_size_and_mtime_misses_the_cache(tmp_path):
+    """New content of the same size with the old mtime put back (cp -p, a sync tool) is a new image."""
+    paths = [str(p) for p in sorted(make_root(tmp_path / "photos", 2, classes=2).rglob("*.jpg"))]
+    embedder = _tiny_embedder()
+    embedder.embed(paths, batch_size=4, cache_dir=tmp_path / "cache", num_workers=0, progress=False)
+    victim = Path(paths[0])
+    st = victim.stat()
+    data = bytearray(Path(paths[1]).read_bytes())
+    data = (bytes(data) + bytes(st.st_size))[:st.st_size] if len(data) < st.st_size else bytes(data[:st.st_size])
+    victim.write_bytes(data)
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (victim.stat().st_size, victim.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    result = _tiny_embedder().embed(paths, batch_size=4, cache_dir=tmp_path / "cache", num_workers=0, progress=False)
+    assert result.n_computed == 1 and result.n_cached == 3
+
+
+def test_concurrent_writers_sharing_a_cache_never_replace_each_others_chunks(tmp_path):
+    """Two runs open the same cache directory at once; each writes its first chunk: both survive."""
+    from fashion.embedding.cache import ChunkCache
+
+    one, two = ChunkCache(tmp_path), ChunkCache(tmp_path)
+    one.write(["a"], np.ones((1, 4), np.float32), np.array([True]), [""])
+    two.write(["b"], np.full((1, 4), 2, np.float32), np.array([True]), [""])
+    assert len(list(tmp_path.glob("chunk_*.npz"))) == 2
+    entries = ChunkCache(tmp_path).entries
+    assert set(entries) == {"a", "b"} and entries["b"][0][0] == 2
+
+
+def test_a_cache_chunk_with_a_crafted_header_is_ignored_unallocated(tmp_path, caplog):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": (2**45, 1280)})
+    with zipfile.ZipFile(tmp_path / "chunk_00000-x.npz", "w") as archive:
+        archive.writestr("vectors.npy", buffer.getvalue())
+    from fashion.embedding.cache import ChunkCache
+
+    assert ChunkCache(tmp_path).entries == {}
+    assert "claims" in caplog.text
+
+
+# ----------------------------------------------------- a full disk says so (issue 11, class 7)
+
+
+@needs_mount
+@pytest.mark.parametrize("writer", ["save_npy", "write_text"])
+def test_full_disk_says_the_disk_is_full_and_names_the_file(tmp_path, writer):
+    """A real 64 KiB tmpfs: numpy's short write used to surface as "100000 requested and 16352 written"
+    (an OSError without errno); the message now says the disk is full and names the file."""
+    mount = tmp_path / "disk"
+    data = "np.zeros(100_000, np.float32)" if writer == "save_npy" else "'x' * 400_000"
+    code = (f"import numpy as np; from fashion import atomic\n"
+            f"try:\n    atomic.{writer}({str(mount / 'big.bin')!r}, {data})\n"
+            f"except atomic.OutputError as exc:\n    print(exc)\n")
+    proc = on_tmpfs([sys.executable, "-c", code], mount, "size=64k")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == f"cannot write {mount / 'big.bin'}: the disk is full: no space left on device"

@@ -105,6 +105,15 @@ def _copy(run_dir: Path, dest: Path) -> Path:
     return dest
 
 
+def _reseal(run) -> None:
+    """Rewrite the run's manifest over edited files (a crafted run that passes fashion.rundir.verify),
+    so the checks behind the manifest are what is tested."""
+    from fashion import rundir
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    rundir.write_manifest(run, manifest["run_id"], manifest["kind"])
+
+
 def test_half_written_and_malformed_run_dirs_are_refused_naming_the_file(sample_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such run directory"):
         check_run_dir(tmp_path / "nope")
@@ -118,11 +127,13 @@ def test_half_written_and_malformed_run_dirs_are_refused_naming_the_file(sample_
     for n, (name, (damage, message)) in enumerate(cases.items()):
         run = _copy(sample_run, tmp_path / f"run{n}")
         damage(run / name)
+        _reseal(run)
         with pytest.raises((RunDirError, FileNotFoundError), match=message) as info:
             SimilarityService.open(run)
         assert len(str(info.value).splitlines()) == 1 and name in str(info.value)
     run = _copy(sample_run, tmp_path / "short")  # embeddings of another run: row count disagrees
     np.save(run / "embeddings.npy", np.zeros((10, 1280), dtype=np.float32))
+    _reseal(run)
     with pytest.raises(RunDirError, match="embeddings.npy: expected float32 \\(60, d\\)"):
         check_run_dir(run)
 
@@ -144,6 +155,7 @@ def test_files_outside_the_dataset_root_are_never_served(sample_run, tmp_path):
     info = json.loads((run / "run.json").read_text())
     info["dataset"]["root"] = str(tmp_path / "root")
     (run / "run.json").write_text(json.dumps(info))
+    _reseal(run)
     service = SimilarityService.open(run, warm=False)
     assert service.image_file(2) == (root / "fine.jpg").resolve()
     for bad in (0, 1, 3):

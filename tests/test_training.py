@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -353,3 +354,74 @@ def test_suspect_labels_flag_a_flipped_label():
     suspects = find_suspect_labels(items, targets, probs, ["a", "b", "c"])
     assert list(suspects["path"]) == ["img5.jpg"]
     assert suspects.iloc[0]["label"] == "c" and suspects.iloc[0]["predicted"] == "a"
+
+
+# ----------------------------------------- the training output is a transaction too (issue 11, class 1)
+
+
+def test_finished_run_is_sealed_and_a_plain_rerun_refuses(trained):
+    """A finished directory carries a manifest (checkpoints/ left out); a rerun into it without
+    --resume or --overwrite is refused with one line, before any training."""
+    from fashion import rundir
+    from fashion.errors import FashionError
+
+    items, out, _ = trained
+    manifest = rundir.verify(out, kind="train")
+    assert "model.safetensors" in manifest["files"] and "model.json" in manifest["files"]
+    assert not any(name.startswith("checkpoints/") for name in manifest["files"])
+    with pytest.raises(FashionError, match=r"holds a finished training run: use --resume .* --overwrite"):
+        training.train(items, tiny_config(), out)
+
+
+def test_load_model_refuses_a_changed_model_directory_naming_the_file(trained, tmp_path):
+    from fashion.rundir import RunDirError
+
+    _, out, _ = trained
+    copy = tmp_path / "model"
+    shutil.copytree(out, copy)
+    path = copy / "model.json"
+    path.write_text(path.read_text().replace('"arch"', '"arch" ', 1))
+    with pytest.raises(RunDirError, match=r"model\.json has \d+ bytes but manifest\.json says"):
+        training.load_model(copy)
+
+
+def test_failed_overwrite_leaves_the_finished_run(trained, tmp_path, monkeypatch):
+    """--overwrite trains in a staging directory; failing at the end (evaluation) leaves the old run
+    complete and loadable."""
+    from fashion import rundir
+    from fashion.training import stages
+
+    items, out, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    before = {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+
+    def fail(run, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(stages, "evaluate", fail)
+    with pytest.raises(OSError):
+        training.train(items, tiny_config(epochs=(1, 0, 0)), copy, overwrite=True)
+    assert {p.relative_to(copy): p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
+    rundir.verify(copy, kind="train")
+    assert training.load_model(copy).classes
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+@pytest.mark.parametrize("key", ["history", "completed", "config", "results"])
+def test_resume_with_a_damaged_state_json_is_one_line(trained, tmp_path, key):
+    """A killed run's checkpoints/state.json missing a key: one RunFileError naming file and key
+    (it used to be a KeyError traceback)."""
+    from fashion.runfiles import RunFileError
+
+    items, out, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    for name in ("manifest.json", "model.json"):  # as a run killed before its export
+        (copy / name).unlink()
+    state = copy / "checkpoints" / "state.json"
+    data = json.loads(state.read_text())
+    del data[key]
+    state.write_text(json.dumps(data))
+    with pytest.raises(RunFileError, match=rf"state\.json: key '{key}' is missing"):
+        training.train(items, tiny_config(), copy, resume=True)

@@ -22,6 +22,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -306,3 +307,111 @@ def test_gallery_of_hostile_names_runs_no_script(chromium, tmp_path):
     for text in [HOSTILE_ROOT, *HOSTILE_CATEGORIES, HOSTILE_BROKEN]:
         assert text in seen["text"], text
 
+
+
+# ------------------------------------- crafted array headers and run files (issue 11, classes 6 and 5)
+
+
+def _npy_header(shape, dtype="<f4") -> bytes:
+    """A genuine .npy v1.0 header claiming ``shape`` (no data follows)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def _crafted_index(path: Path, shape) -> None:
+    """A valid index.npz layout whose data.npy header claims ``shape`` while holding 64 bytes."""
+    import io
+    import zipfile
+
+    meta = io.BytesIO()
+    np.save(meta, np.array(META))
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("__meta__.npy", meta.getvalue())
+        archive.writestr("data.npy", _npy_header(shape) + bytes(64))
+
+
+@pytest.mark.parametrize("shape", [(2**40, 256), (10**15,), (3, 2**61)])
+def test_index_whose_header_claims_a_huge_array_is_refused_before_allocating(tmp_path, shape):
+    """index.npz whose data.npy header claims a petabyte: one ValueError naming the file and the member,
+    no MemoryError (numpy used to try to allocate the claimed size)."""
+    import resource
+
+    from fashion.neighbors import load_index
+
+    path = tmp_path / "index.npz"
+    _crafted_index(path, shape)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError) as info:
+        load_index(path)
+    message = str(info.value)
+    assert str(path) in message and "data.npy" in message and "claims" in message, message
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB: nothing big touched
+
+
+def test_check_npy_compares_the_header_with_the_file_size(tmp_path):
+    from fashion.runfiles import RunFileError, check_npy
+
+    good = tmp_path / "good.npy"
+    np.save(good, np.zeros((4, 3), np.float32))
+    assert check_npy(good)[0] == (4, 3)
+    bad = tmp_path / "embeddings.npy"
+    bad.write_bytes(_npy_header((10**12, 512)) + bytes(16))
+    with pytest.raises(RunFileError, match=r"embeddings\.npy: the header claims a \(1000000000000, 512\) float32"):
+        check_npy(bad)
+
+
+@pytest.fixture(scope="module")
+def sealed_run(tmp_path_factory):
+    """A finished retrieval run on 6 tiny images."""
+    from fashion.retrieval import MeasureConfig, run
+
+    base = tmp_path_factory.mktemp("sealed")
+    for label in ("red", "blue"):
+        for i in range(3):
+            _image(base / "root" / label / f"{i}.jpg")
+    run(MeasureConfig(input=str(base / "root"), output_dir=str(base / "run"), size=32, grids=0, num_workers=0, k=2))
+    return base
+
+
+def _reseal(run_dir: Path) -> None:
+    """Rewrite the manifest over edited files: a crafted run that passes the manifest check."""
+    from fashion import rundir
+
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    rundir.write_manifest(run_dir, manifest["run_id"], manifest["kind"])
+
+
+RUN_FILE_CASES = {
+    "items_without_index_row": ("items.csv", lambda t: t.replace(",index_row", ",other", 1), r"items\.csv: .*'index_row'"),
+    "items_without_path": ("items.csv", lambda t: t.replace("index,path,", "index,where,", 1), r"items\.csv: .*'path'"),
+    "items_index_row_not_int": ("items.csv", lambda t: t.replace("\n0,", "\nx,", 1), r"items\.csv: .*index"),
+    "run_without_embedder": ("run.json", lambda t: json.dumps({k: v for k, v in json.loads(t).items() if k != "embedder"}),
+                             r"run\.json: key 'embedder' is missing"),
+    "run_without_checksum": ("run.json", lambda t: json.dumps({**json.loads(t), "embedder": {
+        k: v for k, v in json.loads(t)["embedder"].items() if k != "checksum"}}), r"run\.json: key 'embedder\.checksum' is missing"),
+    "run_with_absurd_size": ("run.json", lambda t: json.dumps({**json.loads(t), "embedder": {
+        **json.loads(t)["embedder"], "size": 100000}}), r"run\.json: key 'embedder\.size': image size must be an integer from 8 to 4096"),
+    "run_not_an_object": ("run.json", lambda t: "[1, 2]", r"run\.json: expected a JSON object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RUN_FILE_CASES))
+def test_search_on_a_run_with_bad_run_files_is_one_line(sealed_run, tmp_path, capsys, case):
+    """items.csv missing a column, run.json missing a key or holding an absurd value (even with a
+    manifest rewritten to match): `fashion search` ends with one line naming the file and the key."""
+    from fashion import cli
+
+    name, edit, expected = RUN_FILE_CASES[case]
+    run_dir = tmp_path / "run"
+    shutil.copytree(sealed_run / "run", run_dir)
+    path = run_dir / name
+    path.write_text(edit(path.read_text()))
+    _reseal(run_dir)
+    status = cli.main(["search", str(sealed_run / "root" / "red" / "0.jpg"), "--run", str(run_dir),
+                       "--output_dir", str(tmp_path / "grids")])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert re.search(expected, err), err

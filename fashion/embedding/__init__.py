@@ -36,6 +36,7 @@ from .embedder import (
     DEFAULT_CHUNK_SIZE,
     LAYERS,
     NO_FEATURES,
+    NON_FINITE,
     OPENVINO_MIN_IMAGES,
     PRECISIONS,
     RUNTIMES,
@@ -58,4 +59,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["Embedder", "EmbeddingResult", "LAYERS", "PRECISIONS", "RUNTIMES", "OPENVINO_MIN_IMAGES",
-           "DEFAULT_CHUNK_SIZE", "NO_FEATURES", "default_num_workers", *_NET]
+           "DEFAULT_CHUNK_SIZE", "NO_FEATURES", "NON_FINITE", "default_num_workers", *_NET]

@@ -32,6 +32,7 @@ RUNTIMES = ("auto", "torch", "openvino", "openvino-int8")  # openvino-int8: opt-
 OPENVINO_MIN_IMAGES = 512
 DEFAULT_CHUNK_SIZE = 1024
 NO_FEATURES = "no features: the image gives an all-zero embedding (blank image?)"
+NON_FINITE = "non-finite features: the model gives NaN or infinity for this image"
 
 
 @dataclass
@@ -224,12 +225,21 @@ class Embedder:
 
     def cache_path(self, cache_dir, crop: bool = False) -> Path:
         """This embedder's cache sub-directory of ``cache_dir``:
-        ``<checksum[:16]>-<size>-<layer>-<precision>[-openvino|-openvino-int8-<calibration id>]-<resize>[-bbox]``."""
+        ``<checksum[:16]>.<settings>-<size>-<layer>-<precision>[-openvino|-openvino-int8-<calibration id>]-<resize>[-bbox]``, where
+        ``settings`` (:func:`.cache.settings_tag`) covers the other inputs of a vector: the full weights
+        checksum, arch, mean, std, size, layer, precision, resize and crop."""
+        from .cache import settings_tag
+
         if self.runtime == "openvino-int8":  # the calibration set is part of what made the vectors
             runtime = f"-openvino-int8-{self.calibration()['id']}"
         else:
             runtime = "-openvino" if self.runtime == "openvino" else ""  # the torch tag predates runtimes
-        tag = (f"{self.checksum[:16]}-{self.size}-{self.layer}-{self.precision}{runtime}-{self.resize}"
+        # the runtime is in the name itself ("-openvino"), so a path asked for before "auto" is resolved
+        # (always torch below OPENVINO_MIN_IMAGES) names the torch cache, as it always did
+        settings = settings_tag(checksum=self.checksum, arch=self.name, mean=list(self.mean), std=list(self.std),
+                                size=self.size, layer=self.layer, precision=self.precision, resize=self.resize,
+                                crop=bool(crop))
+        tag = (f"{self.checksum[:16]}.{settings}-{self.size}-{self.layer}-{self.precision}{runtime}-{self.resize}"
                + ("-bbox" if crop else ""))
         return Path(cache_dir) / tag
 
@@ -300,7 +310,8 @@ def reject_featureless(vectors: np.ndarray, ok: np.ndarray, reasons: list[str]) 
     computed rows get the same outcome.
     """
     sq = np.einsum("ij,ij->i", vectors, vectors)  # (n,): no temporary of the matrix's size
-    bad = ok & ~(np.isfinite(sq) & (sq > 0))
+    finite = np.isfinite(sq)
+    bad = ok & ~(finite & (sq > 0))
     vectors[bad], ok[bad] = 0.0, False
     for i in np.flatnonzero(bad):
-        reasons[i] = NO_FEATURES
+        reasons[i] = NO_FEATURES if finite[i] else NON_FINITE

@@ -87,6 +87,9 @@ def load_index(path) -> NeighborIndex:
         with open(path, "rb") as f:
             if f.read(4) != b"PK\x03\x04":  # .npz is a zip; a pickle or .npy is refused unread
                 raise ValueError("not an .npz archive (pickled data is never loaded)")
+        from ..runfiles import check_npz
+
+        check_npz(path)  # array headers against the file's size: nothing huge is allocated for a lie
         with np.load(path, allow_pickle=False) as arrays:  # an object (pickled) array raises, never runs
             meta = json.loads(str(arrays["__meta__"]))
             if not isinstance(meta, dict):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from ..atomic import save_csv, write_json
 from ..backbones import read_state_dict
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
+from ..runfiles import RunFileError, read_state_json
 from .config import Stage
 from .state import BEST_FILE, HISTORY_COLUMNS, STATE_FILE, StageResult, TrainingRun
 
@@ -43,7 +43,7 @@ def restore(run: TrainingRun) -> None:
     if not path.is_file():
         log.info("nothing to resume in %s: starting from scratch", run.output_dir)
         return
-    state = json.loads(path.read_text(encoding="utf-8"))
+    state = read_state_json(path)  # every key below checked: one line naming the file and key
     if state["classes"] != run.splits.classes or state["config"]["arch"] != run.config.arch:
         raise ConfigError(f"{path}: the saved run has other classes or another arch; use a new --output_dir")
     run.completed = list(state["completed"])
@@ -52,7 +52,10 @@ def restore(run: TrainingRun) -> None:
     for name, r in state["results"].items():
         r = dict(r)
         r["lr"] = tuple(r["lr"])
-        run.results[name] = StageResult(**r)
+        try:
+            run.results[name] = StageResult(**r)
+        except TypeError as exc:
+            raise RunFileError(f"{path}: key 'results.{name}' does not describe a stage ({exc})") from None
     if run.best:
         load_best(run)
     save_history(run)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from ..atomic import ensure_dir, save_figure
+from ..errors import FashionError
 from ..modelio import build_classifier, save_state_dict, splitter
 from . import checkpoints
 from .config import Stage, TrainConfig
@@ -197,9 +198,37 @@ def _finish_stage(run: TrainingRun, stage: Stage, saver, lr, suggestion, seconds
     return result
 
 
+TRAIN_KIND = "train"
+
+
 def train(items: "pd.DataFrame", config: TrainConfig | None = None, output_dir="runs/train",
-          resume: bool = False, cbs: Sequence = ()) -> TrainResult:
-    """Run every stage, evaluate the best model on the test split and export it (see module doc)."""
+          resume: bool = False, cbs: Sequence = (), overwrite: bool = False) -> TrainResult:
+    """Run every stage, evaluate the best model on the test split and export it (see module doc).
+
+    The output directory is sealed by ``manifest.json`` when the run finishes (:mod:`fashion.rundir`;
+    ``checkpoints/`` is left out of it). A finished directory is refused unless ``resume`` (verified
+    first, then continued in place) or ``overwrite`` (a fresh run staged beside it and swapped in
+    at the end, so a killed or failed rerun leaves the finished run as it was).
+    """
+    from .. import rundir
+
+    out = Path(output_dir)
+    finished = rundir.has_manifest(out) or (out / "model.json").is_file()
+    if finished and not (resume or overwrite):
+        raise FashionError(f"{out} holds a finished training run: use --resume to continue it, --overwrite to "
+                           "replace it, or another --output_dir")
+    if finished and overwrite and not resume:
+        with rundir.transaction(out, kind=TRAIN_KIND, keep=(CHECKPOINTS,)) as txn:
+            result = _train(items, config, txn.path, False, cbs)
+        return TrainResult(txn.target, result.metrics, result.stages, result.seconds)
+    if resume and rundir.has_manifest(out):
+        rundir.verify(out, kind=TRAIN_KIND)  # a finished run continued only if it is the run it claims
+    result = _train(items, config, out, resume, cbs)
+    rundir.write_manifest(out, rundir.new_run_id(), TRAIN_KIND, skip=(CHECKPOINTS,))
+    return result
+
+
+def _train(items, config, output_dir, resume: bool, cbs) -> TrainResult:
     config = config or TrainConfig()
     t0 = time.time()
     run = prepare(items, config, output_dir, resume=resume)

@@ -1,0 +1,314 @@
+"""A run directory is a transaction: a reader sees the previous complete run or the new one, never a mix.
+
+Writers::
+
+    with rundir.transaction("runs/r1", kind="neighbors") as txn:
+        save_csv(txn.path / "items.csv", ...)        # txn.path: a staging directory beside runs/r1
+        write_json(txn.path / "run.json", {"run_id": txn.run_id, ...})
+    # here runs/r1 holds the new files and manifest.json, swapped in with one rename
+
+The staging directory is ``.<name>.staging-<pid>-<run id>`` in the target's parent (same file system,
+so the swap is a rename). On success :func:`transaction` writes ``manifest.json`` last (every file with
+its size and SHA-256, the run id, the kind of run) and exchanges the staging directory with the target
+in one ``renameat2(RENAME_EXCHANGE)`` (two renames where the kernel lacks it). On an exception or a
+kill the target is untouched; a killed run's staging directory is removed by the next transaction on
+the same target. Sub-directories named in ``keep`` (the embedding cache, ``cache/``) stay outside the
+manifest and are carried over from the old directory to the new one, so reruns still reuse them.
+
+Readers call :func:`verify` (or :func:`open_run`): it refuses a directory whose files do not match
+its manifest with one line naming the file that differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .errors import FashionError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+KEEP = ("cache",)  # carried over between runs, never part of a run's content
+_STAGING = ".staging-"
+_OLD = ".old-"
+
+
+class RunDirError(FashionError, ValueError):
+    """A run directory is incomplete or does not match its manifest (the message names the file)."""
+
+
+@dataclass
+class Transaction:
+    """An open run: write every file under ``path`` (the staging directory); ``run_id`` goes in run.json."""
+
+    target: Path
+    path: Path
+    run_id: str
+    kind: str
+
+    def final(self, path: os.PathLike | str) -> Path:
+        """Where a file written under :attr:`path` will be once the run is committed."""
+        return self.target / Path(path).relative_to(self.path)
+
+
+def new_run_id() -> str:
+    """A fresh run id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+@contextlib.contextmanager
+def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, ...] = KEEP,
+                run_id: str | None = None) -> Iterator[Transaction]:
+    """Stage a run beside ``target`` and swap it into place in one step when the block succeeds.
+
+    The target directory is created (empty) if absent, so the ``keep`` sub-directories (the embedding
+    cache) can live in it while the run works. Raises :class:`~fashion.errors.OutputError` when the
+    parent cannot be written. On any exception the staging directory is removed and ``target`` is left
+    exactly as it was.
+    """
+    from .atomic import ensure_dir
+
+    target = Path(target).absolute()
+    if target.is_symlink():  # swap the directory the link points to; the link itself stays
+        target = target.resolve()
+    _recover(target)
+    ensure_dir(target)
+    _remove_stale_staging(target)
+    run_id = run_id or new_run_id()
+    staging = ensure_dir(target.parent / f".{target.name}{_STAGING}{os.getpid()}-{run_id[:12]}")
+    txn = Transaction(target, staging, run_id, kind)
+    try:
+        yield txn
+        write_manifest(staging, run_id, kind, skip=keep)
+        _swap(staging, target, keep)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("run %s committed to %s", run_id[:12], target)
+
+
+def write_manifest(directory: os.PathLike | str, run_id: str, kind: str = "run",
+                   skip: tuple[str, ...] = KEEP) -> Path:
+    """Write ``directory/manifest.json``: every file (relative posix path → size, sha256), run id, kind."""
+    from .atomic import write_json
+
+    directory = Path(directory)
+    files = {}
+    for path in sorted(_content_files(directory, skip)):
+        rel = path.relative_to(directory).as_posix()
+        files[rel] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
+    return write_json(directory / MANIFEST, {"version": MANIFEST_VERSION, "run_id": run_id, "kind": kind,
+                                             "files": files})
+
+
+def verify(directory: os.PathLike | str, kind: str | None = None, hashes: bool = True) -> dict:
+    """Check that ``directory`` is one complete run: every file its manifest lists, unchanged.
+
+    The single check every reader (``fashion search``, ``fashion serve``'s service, ``--resume``,
+    ``load_model``) runs before trusting a run directory. Sizes are compared first (cheap), then the
+    SHA-256 of every file (``hashes=False`` skips the hashing). ``run.json``/``model.json``/``state.json``
+    that carry a ``run_id`` must carry the manifest's. Files the manifest does not list (grids of later
+    ``fashion search`` calls, the cache) are ignored.
+
+    Returns the manifest (dict: version, run_id, kind, files). Raises :class:`RunDirError` with one
+    line naming the directory and the file that differs: missing manifest, missing file, other size,
+    other content, another run's id, or (when ``kind`` is given) a run of another kind.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    if kind is not None and manifest.get("kind") != kind:
+        raise RunDirError(f"{directory}: {MANIFEST} says this is a {manifest.get('kind')!r} run, "
+                          f"not a {kind!r} run")
+    from .filegate import UnsafeFileError, check
+
+    files = manifest["files"]
+    for rel, entry in files.items():
+        path = directory / rel
+        if not os.path.lexists(path):
+            raise RunDirError(f"{directory}: {rel} is listed in {MANIFEST} but missing; the run directory "
+                              "is incomplete (rerun to rebuild it)")
+        try:
+            size = check(path).st_size  # a FIFO or directory in a file's place is refused, never read
+        except UnsafeFileError as exc:
+            raise RunDirError(f"{directory}: {rel} {exc.reason}") from None
+        if size != entry["size"]:
+            raise RunDirError(f"{directory}: {rel} has {size} bytes but {MANIFEST} says {entry['size']}; "
+                              "the file changed after the run (rerun to rebuild it, or delete manifest.json to accept the edit)")
+    if hashes:
+        for rel, entry in files.items():
+            if file_sha256(directory / rel) != entry["sha256"]:
+                raise RunDirError(f"{directory}: {rel} does not match its SHA-256 in {MANIFEST}; the file "
+                                  "changed after the run (rerun to rebuild it, or delete manifest.json to accept "
+                                  "the edit)")
+    for name in ("run.json", "model.json", "state.json"):
+        if name in files:
+            _check_run_id(directory, name, manifest["run_id"])
+    return manifest
+
+
+def open_run(directory: os.PathLike | str, kind: str | None = None) -> Path:
+    """:func:`verify` ``directory`` and return it as a Path (for ``open_run(d) / "items.csv"``)."""
+    verify(directory, kind=kind)
+    return Path(directory)
+
+
+def read_manifest(directory: os.PathLike | str) -> dict:
+    """The parsed, shape-checked manifest of ``directory``; :class:`RunDirError` naming what is wrong."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise RunDirError(f"{directory}: no {MANIFEST}: not a complete run (interrupted, or written by an "
+                          "older version); rerun to rebuild it")
+    manifest = read_json_object(path)
+    for key, kind in (("run_id", str), ("files", dict)):
+        if not isinstance(manifest.get(key), kind):
+            raise RunDirError(f"{path}: key {key!r} missing or not a {kind.__name__}")
+    for rel, entry in manifest["files"].items():
+        if (not isinstance(entry, dict) or not isinstance(entry.get("size"), int)
+                or not isinstance(entry.get("sha256"), str)):
+            raise RunDirError(f"{path}: entry {rel!r} needs an integer 'size' and a string 'sha256'")
+        if rel.startswith("/") or ".." in rel.split("/"):
+            raise RunDirError(f"{path}: entry {rel!r} points outside the run directory")
+    return manifest
+
+
+def has_manifest(directory: os.PathLike | str) -> bool:
+    """Whether ``directory`` was sealed by a manifest (a complete run of this version)."""
+    return (Path(directory) / MANIFEST).is_file()
+
+
+def file_sha256(path: os.PathLike | str) -> str:
+    """SHA-256 hex of a file's bytes (``hashlib.file_digest``: OpenSSL's loop over 1 MiB reads)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+# ------------------------------------------------------------------------------------ internals
+
+
+def _content_files(directory: Path, skip: tuple[str, ...]) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(directory):
+        if Path(dirpath) == directory:
+            dirnames[:] = [d for d in dirnames if d not in skip]
+        for name in filenames:
+            if name.startswith(".") or (Path(dirpath) == directory and name == MANIFEST):
+                continue  # hidden temporary files of the atomic writers
+            yield Path(dirpath, name)
+
+
+def read_json_object(path: os.PathLike | str) -> dict:
+    """A JSON object from a run file; :class:`RunDirError` naming the file when it is not one."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{path}: not readable JSON ({exc}); the run is incomplete or damaged") from None
+    if not isinstance(value, dict):
+        raise RunDirError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _check_run_id(directory: Path, name: str, run_id: str) -> None:
+    data = read_json_object(directory / name)
+    found = data.get("run_id")
+    if found is not None and found != run_id:
+        raise RunDirError(f"{directory}: {name} belongs to run {str(found)[:12]}, {MANIFEST} to run "
+                          f"{run_id[:12]}; the directory mixes two runs (rerun to rebuild it)")
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directories (Linux renameat2); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _swap(staging: Path, target: Path, keep: tuple[str, ...]) -> None:
+    """Put ``staging`` in ``target``'s place, carrying the ``keep`` sub-directories over."""
+    for name in keep:
+        if (target / name).is_dir() and not (staging / name).exists():
+            os.rename(target / name, staging / name)  # one rename: the cache is never copied
+    _fsync_dir(staging)
+    if _exchange(staging, target):
+        old = staging  # now holds the previous run
+    else:
+        old = target.parent / f".{target.name}{_OLD}{staging.name.rsplit('-', 1)[-1]}"
+        os.rename(target, old)
+        os.rename(staging, target)
+    _fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _recover(target: Path) -> None:
+    """Where a swap without renameat2 was killed between its two renames, put the old run back."""
+    if target.exists():
+        return
+    for old in sorted(target.parent.glob(f".{target.name}{_OLD}*")):
+        if has_manifest(old):
+            os.rename(old, target)
+            log.warning("restored %s from %s (a run was killed while swapping it in)", target, old)
+            return
+
+
+def _remove_stale_staging(target: Path) -> None:
+    """Remove what killed runs on ``target`` left beside it (their process is gone)."""
+    prefix = f".{target.name}"
+    with contextlib.suppress(OSError):
+        for entry in target.parent.iterdir():
+            name = entry.name
+            if not name.startswith(prefix):
+                continue
+            rest = name[len(prefix):]
+            if rest.startswith(_STAGING):
+                pid = rest[len(_STAGING):].split("-", 1)[0]
+                if pid.isdigit() and _alive(int(pid)):
+                    continue  # a concurrent run on the same target
+            elif not rest.startswith(_OLD):
+                continue
+            log.info("removing %s left by an interrupted run", entry)
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
