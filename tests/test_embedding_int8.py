@@ -10,6 +10,10 @@ import pytest
 from fashion.embedding import RUNTIMES, Embedder
 from fashion.embedding import int8
 
+# Own process (`python -m pytest -m int8`, run by .ci/run): after these tests, a later test in the same
+# process (test_embeddings.py::test_killed_run_resumes_bitwise) was seen to die of SIGSEGV in native code.
+pytestmark = pytest.mark.int8
+
 pytest.importorskip("openvino", reason="the int8 runtime runs on OpenVINO")
 pytest.importorskip("nncf", reason="the int8 runtime needs NNCF: pip install 'fashion[int8]'")
 
