@@ -87,6 +87,9 @@ def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed:
     metrics = json.loads((base / "metrics.json").read_text())
     metrics.update(index=index.name, n_gallery=len(table), n_images=len(table), n_ok=len(table))
     write_json(dest / "metrics.json", metrics)
+    from fashion import rundir  # sealed like a real run: readers verify the manifest
+
+    rundir.write_manifest(dest, info.get("run_id") or rundir.new_run_id(), "neighbors")
     return {"n": len(table), "d": int(vectors.shape[1]), "index": index.name, "fit_s": round(fit_s, 1)}
 
 

@@ -31,6 +31,10 @@ def hostile_run(sample_run, tmp_path_factory):
         metrics[key][HOSTILE] = metrics[key].pop(victim)
     metrics["skipped"] = [{"path": HOSTILE_SKIP, "reason": "<b>bold</b> reason"}]
     (run / "metrics.json").write_text(json.dumps(metrics))
+    from fashion import rundir  # a crafted run: reseal its manifest over the edited files
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    rundir.write_manifest(run, manifest["run_id"], manifest["kind"])
     return run, items
 
 
