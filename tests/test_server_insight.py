@@ -3,6 +3,7 @@ on the sample run plus a run with planted copies across splits."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pandas as pd
@@ -85,6 +86,10 @@ def test_a_run_without_insight_files_answers_empty(sample_run, tmp_path):
     shutil.copytree(sample_run, run)
     for name in ("duplicates.csv", "map.csv", "suspects.csv"):
         (run / name).unlink()
+    from fashion import rundir  # as a --no-insight run would be sealed: without those files
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    rundir.write_manifest(run, manifest["run_id"], manifest["kind"])
     with TestClient(create_app(SimilarityService.open(run, warm=False))) as c:
         assert c.get("/api/duplicates").json()["clusters"] == []
         assert c.get("/api/map").json()["points"] == []

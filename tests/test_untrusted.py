@@ -371,7 +371,7 @@ def sealed_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("sealed")
     for label in ("red", "blue"):
         for i in range(3):
-            _image(base / "root" / label / f"{i}.jpg")
+            noisy_jpeg(base / "root" / label / f"{i}.jpg", (200, 30, 30) if label == "red" else (30, 30, 200), seed=i)
     run(MeasureConfig(input=str(base / "root"), output_dir=str(base / "run"), size=32, grids=0, num_workers=0, k=2))
     return base
 

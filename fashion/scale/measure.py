@@ -35,8 +35,9 @@ def applies(config, items) -> bool:
     return True
 
 
-def run(config, items):
-    """The scaled retrieval run; returns :class:`fashion.retrieval.RunResult`."""
+def run(config, items, out=None):
+    """The scaled retrieval run into ``out`` (the staging directory of :func:`fashion.retrieval.run`'s
+    transaction; None: ``config.output_dir``); returns :class:`fashion.retrieval.RunResult`."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -47,7 +48,7 @@ def run(config, items):
     from . import embed, ivfpq, knn, manifest, shards
 
     start = time.perf_counter()
-    out = Path(config.output_dir)
+    out = Path(out if out is not None else config.output_dir)
     timing = {}
     t = time.perf_counter()
     manifest.write_manifest(items, out)
