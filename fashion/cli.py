@@ -160,31 +160,32 @@ def add_insight_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_duplicates(sub) -> None:
     from .insight.duplicates import METHODS
+    from .insight.stage import DuplicatesConfig  # dataclasses only
 
+    d = _defaults(DuplicatesConfig)
     p = sub.add_parser("duplicates", formatter_class=_Formatter,
                        help="find (near-)duplicate photos and split leaks in a dataset",
                        description="Exact copies by file hash, then near-copies: embed -> top-K neighbours ->\n"
                                    "pairs under the threshold, confirmed on the thumbnails (or perceptual hashes\n"
                                    "with --method phash). Writes duplicates.csv and duplicates.json.")
-    p.add_argument("dataset", nargs="?", default=None, metavar="DATASET", help="dataset root; default: the bundled sample")
-    p.add_argument("--method", default="embedding", choices=METHODS,
+    p.add_argument("input", nargs="?", default=d["input"], metavar="DATASET", help="dataset root; default: the bundled sample")
+    p.add_argument("--method", default=d["method"], choices=METHODS,
                    help="embedding: the backbone's features + a thumbnail check; phash: perceptual hashes, no network")
     _output_dir(p, "where duplicates.csv and duplicates.json go")
-    _add_duplicate_threshold(p, None)
-    p.add_argument("-k", "--k", type=_positive_int, default=10, help="neighbours per photo searched for copies")
-    p.add_argument("--model", default=None, metavar="DIR", help="trained model directory; default: the pretrained backbone")
-    p.add_argument("--arch", default="efficientnet_lite0", help="backbone when no --model is given")
-    p.add_argument("--format", default="auto", choices=_formats(), help="dataset layout")
-    p.add_argument("--cache-dir", default=None, metavar="DIR", help="embedding cache; default: OUTPUT_DIR/cache")
+    _add_duplicate_threshold(p, d["threshold"])
+    p.add_argument("-k", "--k", type=_positive_int, default=d["k"], help="neighbours per photo searched for copies")
+    p.add_argument("--model", default=d["model"], metavar="DIR", help="trained model directory; default: the pretrained backbone")
+    p.add_argument("--arch", default=d["arch"], help="backbone when no --model is given")
+    p.add_argument("--format", default=d["format"], choices=_formats(), help="dataset layout")
+    p.add_argument("--cache-dir", default=d["cache_dir"], metavar="DIR", help="embedding cache; default: OUTPUT_DIR/cache")
     p.set_defaults(func=_run_duplicates)
 
 
 def _run_duplicates(args) -> int:
     from .insight.stage import DuplicatesConfig, run_duplicates
 
-    result = run_duplicates(DuplicatesConfig(
-        input=args.dataset, output_dir=args.output_dir, method=args.method, threshold=args.duplicate_threshold,
-        k=args.k, model=args.model, arch=args.arch, format=args.format, cache_dir=args.cache_dir))
+    result = run_duplicates(DuplicatesConfig(threshold=args.duplicate_threshold,
+                                             **_fields_of(DuplicatesConfig, args)))
     print(result.summary())
     return 0
 
