@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .errors import FashionError
+from .metrics import check_k
 from .rundir import RunDirError  # noqa: F401 - one class for every refused run directory
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ RUN_FILES = ("run.json", "items.csv", "embeddings.npy", "index.npz", "metrics.js
 ITEM_COLUMNS = ("index", "path", "relpath", "label", "split", "ok", "index_row")
 SUSPECTS_FILE = "suspect_labels.csv"
 MAX_K = 100
+_K_LIMIT = "the most a request may ask for"  # k beyond the gallery's size is fine: fewer come back
 MAX_PAGE = 200
 THUMB_SIZE = 256
 DECODERS = 2  # photos decoded at the same time (the network and index run one at a time)
@@ -247,12 +249,6 @@ def embedder_for(info: dict):
     return embedder
 
 
-def _check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_K:
-        raise ValueError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
-    return int(k)
-
-
 # ------------------------------------------------------------------------------------- service
 
 
@@ -355,7 +351,7 @@ class SimilarityService:
         from .errors import ImageError
         from .images import open_image, open_image_bytes, to_rgb
 
-        k = _check_k(k)
+        k = check_k(k, MAX_K, what=_K_LIMIT)
         with self._decoding:  # a few photos decoded at once: bounded memory and no thrash under load
             if isinstance(image, (bytes, bytearray, memoryview)):
                 picture = open_image_bytes(image)
@@ -372,7 +368,7 @@ class SimilarityService:
 
     def neighbors_of(self, item_id, k: int = 10) -> SearchResponse:
         """The ``k`` gallery items nearest to item ``item_id`` (itself left out)."""
-        i, k = self._check_id(item_id), _check_k(k)
+        i, k = self._check_id(item_id), check_k(k, MAX_K, what=_K_LIMIT)
         if not self._ok[i]:
             raise ItemNotFound(f"item {i} ({self._relpaths[i]}) was skipped by the run: it has no embedding")
         vector = np.asarray(self.run.embeddings[i], dtype=np.float32)
