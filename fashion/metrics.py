@@ -156,7 +156,7 @@ def recall_at_k(query_item_ids, neighbor_item_ids, ks: Sequence[int] = (1, 5, 10
     {1: 0.5, 2: 1.0}
     >>> recall_at_k(["i1"], [["i1"]], ks=(1, 5))
     Traceback (most recent call last):
-    ValueError: k=5 is larger than the 1 neighbour columns given
+    fashion.errors.ConfigError: k must be <= 1 (neighbour columns given), got 5
     """
     query, neigh, _ = _retrieval_inputs(query_item_ids, neighbor_item_ids, None)
     ks = _check_ks(ks, neigh.shape[1])
