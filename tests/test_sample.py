@@ -34,7 +34,7 @@ def make_source(root: Path, per_split=(5, 2, 2)) -> Path:
 def test_bundled_sample_loads_and_opens():
     root = sample_root()
     assert detect_format(root) == "deepfashion"
-    items = load(root)
+    items = load(root).frame
     assert items["label"].nunique() == 10
     assert set(items["split"]) == {"train", "valid", "test"}
     assert 200 <= len(items) <= 300
@@ -55,7 +55,7 @@ def test_bundled_sample_is_small():
 def test_build_sample(tmp_path):
     src = make_source(tmp_path / "src")
     dst = build_sample(src, tmp_path / "out", per_class=6, long_side=20, seed=3)
-    items = load(dst)
+    items = load(dst).frame
     assert len(items) == 18
     assert list(items.drop_duplicates("label")["label"]) == ["Hat", "T-Shirt", "Dress"]  # by category type
     assert items.groupby("split").size().to_dict() == {"test": 3, "train": 12, "valid": 3}
