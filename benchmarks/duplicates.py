@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     from fashion.neighbors import build_index
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="dup-bench-"))
-    items = datasets.load(args.data)
+    items = datasets.load(args.data).frame
     n0 = len(items)
     rng = np.random.default_rng(args.seed)
     originals = np.sort(rng.choice(n0, size=min(args.originals, n0), replace=False))

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     from fashion import datasets
     from fashion.embedding import Embedder
 
-    items = datasets.load(args.data)
+    items = datasets.load(args.data).frame
     labels, splits = items["label"].to_numpy(), items["split"].to_numpy()
     if not {"train", "valid", "test"} <= set(splits):
         sys.exit(f"{args.data}: needs train, validation and test splits")

@@ -117,7 +117,7 @@ def _real_vectors(args) -> np.ndarray:
     from fashion import datasets
     from fashion.embedding import Embedder
 
-    items = datasets.load(REAL if REAL.is_dir() else ROOT / "fashion" / "data" / "sample")
+    items = datasets.load(REAL if REAL.is_dir() else ROOT / "fashion" / "data" / "sample").frame
     vecs = Embedder.create(runtime="openvino").embed(items, progress=False).vectors
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, vecs)

@@ -278,20 +278,6 @@ def _add_backbones(sub) -> None:
     p.set_defaults(func=_run_backbones)
 
 
-def _add_make_sample(sub) -> None:
-    p = sub.add_parser("make-sample", formatter_class=_Formatter,
-                       help="rebuild the bundled sample from clothing-dataset-small")
-    from .sample import build_sample
-
-    d = _parameter_defaults(build_sample)
-    p.add_argument("source", metavar="SRC", help="clothing-dataset-small root (train/validation/test folders)")
-    p.add_argument("dest", metavar="DST", help="where to write the DeepFashion-layout sample")
-    p.add_argument("--per-class", type=_positive_int, default=d["per_class"], help="images per class and split")
-    p.add_argument("--long-side", type=_positive_int, default=d["long_side"], help="longest image side, px")
-    p.add_argument("--seed", type=int, default=d["seed"], help="seed of the selection")
-    p.set_defaults(func=_run_make_sample)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``fashion`` parser with every sub-command."""
     parser = argparse.ArgumentParser(prog="fashion", formatter_class=_Formatter,
@@ -300,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     _verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_train, _add_neighbors, _add_search, _add_serve, _add_summary, _add_backbones,
-                _add_make_sample, _add_duplicates):
+                _add_duplicates):
         add(sub)
     _add_scale(sub)
     for subparser in sub.choices.values():
@@ -336,19 +322,10 @@ def _run_backbones(args) -> int:
     return 0
 
 
-def _run_make_sample(args) -> int:
-    from . import sample
-
-    dest = sample.build_sample(args.source, args.dest, per_class=args.per_class,
-                               long_side=args.long_side, seed=args.seed)
-    print(dest)
-    return 0
-
-
 def _run_train(args) -> int:
     from . import training
 
-    items = _load_items(args.dataset, args.format, args.skip_missing)
+    items = _load_items(args.dataset, args.format, args.skip_missing).frame
     config = training.TrainConfig(**_fields_of(training.TrainConfig, args))
     result = training.train(items, config, args.output_dir, resume=args.resume, overwrite=args.overwrite)
     print(result.summary() if hasattr(result, "summary") else result)

@@ -192,7 +192,8 @@ def _scale_to_8bit(image: Image.Image) -> Image.Image:
     0..255 (floats in 0..1 as fractions), as 16-bit when they fit 0..65535, else min-max stretched.
 
     Works on blocks of ``_SCALE_BLOCK`` pixels, so the float64 temporaries never exceed a few MB: the
-    decoded image plus its 8-bit result is the peak (a 9000×9900 I;16 PNG used to need ~3 GB).
+    decoded image plus its 8-bit result is the peak (in one piece, a 9000×9900 image needs 0.7 GB per
+    float64 temporary; benchmarks/README.md, "Decoding one giant 16-bit image").
     """
     import numpy as np
 

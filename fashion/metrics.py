@@ -12,6 +12,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .errors import ConfigError
+
 __all__ = [
     "precision_at_k",
     "average_precision_at_k",
@@ -22,6 +24,7 @@ __all__ = [
     "confusion_matrix",
     "per_class_accuracy",
     "most_confused",
+    "check_k",
 ]
 
 
@@ -37,19 +40,24 @@ def _retrieval_inputs(query_labels, neighbor_labels, k):
         raise ValueError(f"empty input: {query.shape[0]} queries, {neigh.shape[1]} neighbour columns")
     if neigh.shape[0] != query.shape[0]:
         raise ValueError(f"{query.shape[0]} query labels but {neigh.shape[0]} rows of neighbour labels")
-    k = _check_k(k, neigh.shape[1])
+    k = neigh.shape[1] if k is None else check_k(k, neigh.shape[1])
     return query, neigh[:, :k], k
 
 
-def _check_k(k, available: int) -> int:
-    if k is None:
-        return available
+def check_k(k, available: int, name: str = "k", what: str = "neighbour columns given") -> int:
+    """``k`` as an int from 1 to ``available``; the one check of a neighbour count, shared by the metrics,
+    the indexes (:mod:`fashion.neighbors`) and the service; a :class:`~fashion.errors.ConfigError` naming
+    ``name`` otherwise.
+
+    >>> check_k(3, 5)
+    3
+    """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"k must be an integer, got {k!r}")
+        raise ConfigError(f"{name} must be an integer, got {k!r}")
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise ConfigError(f"{name} must be >= 1, got {k}")
     if k > available:
-        raise ValueError(f"k={k} is larger than the {available} neighbour columns given")
+        raise ConfigError(f"{name} must be <= {available} ({what}), got {k}")
     return int(k)
 
 
@@ -148,7 +156,7 @@ def recall_at_k(query_item_ids, neighbor_item_ids, ks: Sequence[int] = (1, 5, 10
     {1: 0.5, 2: 1.0}
     >>> recall_at_k(["i1"], [["i1"]], ks=(1, 5))
     Traceback (most recent call last):
-    ValueError: k=5 is larger than the 1 neighbour columns given
+    fashion.errors.ConfigError: k must be <= 1 (neighbour columns given), got 5
     """
     query, neigh, _ = _retrieval_inputs(query_item_ids, neighbor_item_ids, None)
     ks = _check_ks(ks, neigh.shape[1])
@@ -160,7 +168,7 @@ def _check_ks(ks, available: int) -> list[int]:
     ks = [ks] if isinstance(ks, (int, np.integer)) else list(ks)
     if not ks:
         raise ValueError("ks is empty")
-    return [_check_k(k, available) for k in ks]
+    return [available if k is None else check_k(k, available) for k in ks]
 
 
 def _first_true(mask: np.ndarray) -> np.ndarray:

@@ -141,34 +141,31 @@ def _splits(text: str | None) -> list[str] | None:
 
 
 def load_items(config: MeasureConfig):
-    """The item table of the run: loaded, split-filtered and limited; index reset to 0..n-1."""
+    """The run's :class:`~fashion.datasets.ItemTable`: loaded, split-filtered and limited; index 0..n-1."""
     from . import datasets, sample
 
     root = config.input if config.input is not None else sample.sample_root()
-    items = datasets.load(root, format=config.format, missing="skip")
-    attrs = dict(items.attrs)
+    table = datasets.load(root, format=config.format, missing="skip")
     wanted = _splits(config.split)
     if wanted:
-        available = sorted(set(items["split"]))
-        items = items[items["split"].isin(wanted)]
-        if items.empty:
+        available = sorted(set(table.frame["split"]))
+        table = table.take(np.flatnonzero(table.frame["split"].isin(wanted).to_numpy()))
+        if not len(table):
             raise ConfigError(f"split {config.split!r} matches no item; splits in {root}: {available}")
-    if config.limit is not None and config.limit < len(items):
+    if config.limit is not None and config.limit < len(table):
         if config.limit < 2:
             raise ConfigError(f"limit must be at least 2, got {config.limit}")
         rng = np.random.default_rng(config.seed)
-        keep = np.sort(rng.choice(len(items), size=config.limit, replace=False))
-        items = items.iloc[keep]
-    items = items.reset_index(drop=True)
-    items.attrs.update(attrs)
-    return items
+        table = table.take(np.sort(rng.choice(len(table), size=config.limit, replace=False)))
+    return table
 
 
-def _roles(items, ok: np.ndarray, config: MeasureConfig) -> tuple[np.ndarray, np.ndarray, str]:
+def _roles(table, ok: np.ndarray, config: MeasureConfig) -> tuple[np.ndarray, np.ndarray, str]:
     """(query mask, gallery mask, mode) over the item rows; skipped rows are in neither."""
+    items = table.frame
     splits = items["split"].to_numpy()
     query_split = _splits(config.query_split)
-    is_inshop = items.attrs.get("format") == "inshop" or "item_id" in items.columns
+    is_inshop = table.format == "inshop" or "item_id" in items.columns
     if query_split is None and is_inshop and {"query", "gallery"} <= set(splits):
         query, gallery, mode = splits == "query", splits == "gallery", "query vs gallery (In-shop)"
     elif query_split is not None:
@@ -402,26 +399,26 @@ def _run(config: MeasureConfig, txn) -> RunResult:
     from .scale import measure as scaled  # above a size threshold: the sharded stages (fashion.scale)
 
     with watch.stage("load"):
-        items = load_items(config)
+        table = load_items(config)
+        items = table.frame
         if scaled.applies(config, items):
-            return scaled.run(config, items, out)
+            return scaled.run(config, table, out)
         embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size,
                                    runtime=config.runtime)
     with watch.stage("embed"):
         emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or txn.target / "cache",
                              num_workers=config.num_workers)
     check_model_output(emb, embedder, items["path"].astype(str).to_numpy())
-    query, gallery, mode = _roles(items, emb.ok, config)
+    query, gallery, mode = _roles(table, emb.ok, config)
     with watch.stage("index"):
         index, k, all_pairs = _fit_index(emb.vectors, query, gallery, config)
     with watch.stage("search"):
         query_rows, dist, neighbor_rows = _query(index, emb.vectors, query, gallery, k, all_pairs)
         quality = compute_metrics(items, query_rows, neighbor_rows, k)
 
-    missing = list(items.attrs.get("missing", []))
+    missing, refused = table.missing, table.refused  # refused: by the file gate at load time
     skipped = [{"path": p, "reason": r} for p, r in emb.failures]
     skipped += [{"path": rel, "reason": "file not found (listed in the annotations)"} for rel in missing]
-    refused = [tuple(r) for r in items.attrs.get("refused", [])]  # refused by the file gate at load time
     skipped += [{"path": rel, "reason": reason} for rel, reason in refused]
     metrics = {
         "k": k, "k_requested": config.k, "metric": config.metric, "index": index.name, "mode": mode,
@@ -439,7 +436,7 @@ def _run(config: MeasureConfig, txn) -> RunResult:
             "embeddings.npy": save_npy(out / "embeddings.npy", emb.vectors),
             "neighbors.csv": save_csv(out / "neighbors.csv", _neighbors_table(items, query_rows, neighbor_rows, dist)),
             "index.npz": index.save(out / "index.npz"),
-            "run.json": write_json(out / "run.json", {"run_id": txn.run_id, **_run_info(config, items, embedder)}),
+            "run.json": write_json(out / "run.json", {"run_id": txn.run_id, **_run_info(config, table, embedder)}),
             "metrics.json": out / "metrics.json",
         }
         grids = _draw_grids(out, items, query_rows, neighbor_rows, dist,
@@ -449,7 +446,7 @@ def _run(config: MeasureConfig, txn) -> RunResult:
         with watch.stage("insight"):
             sections = _insight(out, items, emb, query_rows, neighbor_rows, config, metrics, files)
     with watch.stage("gallery"):
-        title = f"Similar-clothes search: {Path(str(items.attrs.get('root', ''))).name}"
+        title = f"Similar-clothes search: {Path(table.root).name}"
         files["index.html"] = write_gallery(out, metrics, grids, list(files.values()), title=title,
                                             sections=sections)
     metrics["timing"] = {**watch.timing, "total": watch.total()}
@@ -478,13 +475,13 @@ def _insight(out: Path, items, emb, query_rows, neighbor_rows, config: MeasureCo
     return [insight_section(out, summary, strips, written.get("map.png"))]
 
 
-def _run_info(config: MeasureConfig, items, embedder) -> dict:
+def _run_info(config: MeasureConfig, table, embedder) -> dict:
     arguments = asdict(config)
-    arguments["input"] = items.attrs.get("root", config.input)
+    arguments["input"] = table.root
     return {
         "arguments": arguments,
         "command": [os.path.basename(sys.argv[0]), *sys.argv[1:]] if sys.argv and sys.argv[0] else [],
-        "dataset": {"root": items.attrs.get("root"), "format": items.attrs.get("format"), "n_items": len(items)},
+        "dataset": {"root": table.root, "format": table.format, "n_items": len(table)},
         "backbone": embedder.name,
         "model_checksum": embedder.checksum,
         "embedder": embedder.describe(),

@@ -206,20 +206,21 @@ def salted_folder(tmp_path_factory) -> Path:
 def test_folder_root_loads_with_every_oddity(salted_folder):
     """Non-image files are ignored and listed; odd labels, the single-image class and the empty
     split load; damaged images are still items (they are judged when opened, not when listed)."""
-    items = datasets.load(salted_folder)
-    assert items.attrs["format"] == "folder"
-    assert items.attrs["ignored"] == sorted(f"train/shirt/{n}" for n in NON_IMAGES)
+    table = datasets.load(salted_folder)
+    items = table.frame
+    assert table.format == "folder"
+    assert list(table.ignored) == sorted(f"train/shirt/{n}" for n in NON_IMAGES)
     assert set(items["split"]) == {"train", "valid"}  # test/ is empty
     counts = items.groupby("label").size()
     assert counts[SINGLE] == 1 and counts[BAD_LABEL] == 5
     assert counts["shirt"] == 5 + len(IMAGE_CASES)
     assert "photo 0 ü.jpg" in set(Path(p).name for p in items["path"])
-    assert "non-image files ignored: 3" in datasets.describe(items)
+    assert "non-image files ignored: 3" in datasets.describe(table)
 
 
 def test_check_images_lists_exactly_the_bad_ones(salted_folder):
     """check_images (used by training) returns each damaged file once, with its reason."""
-    items = datasets.load(salted_folder)
+    items = datasets.load(salted_folder).frame
     bad = dict(check_images(items["path"]))
     expected = {str(salted_folder / "train" / "shirt" / c.name): c for c in BAD_IMAGES}
     assert set(bad) == set(expected)
@@ -356,9 +357,9 @@ def test_annotation_case(tmp_path, case):
         assert re.search(case.error, message), message
         assert "\n" not in message and str(root) in message
     else:
-        items = datasets.load(root)
-        assert items.attrs["format"] == "deepfashion"
-        assert case.check(items), items
+        table = datasets.load(root)
+        assert table.format == "deepfashion"
+        assert case.check(table.frame), table.frame
 
 
 @pytest.mark.parametrize("case", [c for c in ANNO_CASES if c.error], ids=lambda c: c.id)
@@ -490,7 +491,7 @@ def test_train_finishes_on_salted_folder_root(salted_folder, tmp_path, caplog):
     count the damaged images and metrics.json lists each with its reason."""
     from fashion import training
 
-    items = datasets.load(salted_folder)
+    items = datasets.load(salted_folder).frame
     config = training.TrainConfig(size=32, final_size=32, epochs=(1, 1, 1), lr=1e-3, batch_size=8, num_workers=0)
     with caplog.at_level(logging.INFO, logger="fashion"):
         training.train(items, config, tmp_path / "train")
@@ -574,7 +575,7 @@ def test_open_image_refuses_what_is_not_a_regular_file_at_once(tmp_path, kind):
 
 def test_folder_root_with_hostile_files_skips_each_at_load_naming_it(tmp_path):
     """A FIFO, a symlink loop and a name that is not UTF-8 among a class folder's images: the dataset
-    loads at once without them, each listed in attrs["refused"] with its reason."""
+    loads at once without them, each listed in the table's ``refused`` with its reason."""
     import os as _os
 
     root = tmp_path / "root"
@@ -591,9 +592,9 @@ def test_folder_root_with_hostile_files_skips_each_at_load_naming_it(tmp_path):
         _unblock([root / "a" / "pipe.jpg"])
         pytest.fail("datasets.load blocked")
     assert "error" not in box, box.get("error")
-    items = box["value"]
-    assert sorted(items["relpath"]) == ["a/0.jpg", "a/1.jpg", "b/0.jpg", "b/1.jpg"]
-    refused = dict(items.attrs["refused"])
+    table = box["value"]
+    assert sorted(table.frame["relpath"]) == ["a/0.jpg", "a/1.jpg", "b/0.jpg", "b/1.jpg"]
+    refused = dict(table.refused)
     assert set(refused) == {"a/pipe.jpg", "a/loop.jpg", "b/caf\\xe9.jpg"}, refused
     assert refused["a/pipe.jpg"].startswith("is a FIFO")
     assert refused["a/loop.jpg"].startswith("symlink loop")
@@ -708,7 +709,7 @@ def test_annotation_file_that_is_not_a_file_is_one_line(tmp_path, which, kind):
 @pytest.mark.parametrize("kind", sorted(NOT_FILES))
 def test_listed_image_that_is_not_a_file_is_refused_at_load(tmp_path, kind):
     """A listed image that is a FIFO, a directory or a symlink loop: dropped at load time and listed in
-    attrs["refused"] with its reason (not "file not found", not a traceback, never opened)."""
+    the table's ``refused`` with its reason (not "file not found", not a traceback, never opened)."""
     root = make_deepfashion(tmp_path / "df")
     _make_not_file(root / NAMES[1], kind)
     thread, box = _within(2.0, lambda: datasets.load(root))
@@ -716,9 +717,9 @@ def test_listed_image_that_is_not_a_file_is_refused_at_load(tmp_path, kind):
         _unblock([root / NAMES[1]])
         pytest.fail("datasets.load blocked")
     assert "error" not in box, box.get("error")
-    items = box["value"]
-    assert list(items["relpath"]) == [NAMES[0], NAMES[2], NAMES[3]]
-    (refused,) = items.attrs["refused"]
+    table = box["value"]
+    assert list(table.frame["relpath"]) == [NAMES[0], NAMES[2], NAMES[3]]
+    (refused,) = table.refused
     assert refused[0] == NAMES[1] and re.search(NOT_FILES[kind], refused[1]), refused
 
 

@@ -25,11 +25,11 @@ def test_import_is_light():
 def test_fashion_help_lists_every_subcommand():
     out = _run("-m", "fashion", "--help")
     assert out.returncode == 0, out.stderr
-    for command in ("train", "neighbors", "search", "summary", "backbones", "make-sample"):
+    for command in ("train", "neighbors", "search", "summary", "backbones", "duplicates"):
         assert command in out.stdout
 
 
-@pytest.mark.parametrize("command", ["train", "neighbors", "search", "summary", "backbones", "make-sample"])
+@pytest.mark.parametrize("command", ["train", "neighbors", "search", "summary", "backbones", "duplicates"])
 def test_each_subcommand_has_help_with_defaults(command, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main([command, "--help"])
@@ -72,7 +72,7 @@ def test_verbosity_works_before_and_after_the_subcommand():
     assert cli.measure_sim_parser().parse_args(["--output-dir", "o", "-q"]).quiet
 
 
-@pytest.mark.parametrize("command", ["train", "neighbors", "search", "summary", "backbones", "make-sample"])
+@pytest.mark.parametrize("command", ["train", "neighbors", "search", "summary", "backbones", "duplicates"])
 def test_every_option_has_help(command):
     parser = cli.build_parser()
     sub = parser._subparsers._group_actions[0].choices[command]

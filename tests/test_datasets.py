@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fashion.datasets import FORMATS, describe, detect_format, load, summary
+from fashion.datasets import FORMATS, ItemTable, describe, detect_format, load, summary
 from fashion.errors import DatasetError
 
 from factories import CATEGORIES, make_deepfashion, make_inshop, write_list
@@ -21,7 +21,8 @@ from factories import tiny_jpeg as touch_image
 @pytest.mark.parametrize("anno", ["Anno", "Anno_coarse"])
 def test_deepfashion(tmp_path, anno):
     root = make_deepfashion(tmp_path / "df", anno=anno)
-    items = load(root)
+    table = load(root)
+    items = table.frame
     assert list(items.columns) == ["path", "relpath", "label", "split", "category_id", "category_type"]
     assert list(items["relpath"]) == [r[0] for r in IMAGES]
     assert list(items["label"]) == ["Blouse", "Blouse", "Jeans", "Dress"]
@@ -29,34 +30,35 @@ def test_deepfashion(tmp_path, anno):
     assert list(items["category_id"]) == [1, 1, 2, 3]
     assert list(items["category_type"]) == [1, 1, 2, 3]
     assert all(os.path.isabs(p) and os.path.isfile(p) for p in items["path"])
-    assert items.attrs == {"format": "deepfashion", "root": str(root.resolve()), "missing": [], "ignored": [],
-                           "refused": []}
+    assert isinstance(table, ItemTable) and len(table) == 4
+    assert (table.format, table.root, table.missing, table.ignored, table.refused) == (
+        "deepfashion", str(root.resolve()), (), (), ())
     assert detect_format(root) == "deepfashion"
 
 
 def test_deepfashion_with_bbox(tmp_path):
     boxes = [(r[0], 1, 2, 30, 40) for r in IMAGES[:3]]
-    items = load(make_deepfashion(tmp_path, bbox=boxes))
+    items = load(make_deepfashion(tmp_path, bbox=boxes)).frame
     assert list(items.columns)[-1] == "bbox"
     assert items["bbox"].tolist() == [(1, 2, 30, 40)] * 3 + [None]
 
 
 def test_deepfashion_without_partition(tmp_path):
-    items = load(make_deepfashion(tmp_path, partition=False))
+    items = load(make_deepfashion(tmp_path, partition=False)).frame
     assert set(items["split"]) == {""}
 
 
 def test_bom_crlf_and_spaces_in_names(tmp_path):
     images = IMAGES + [("img/My Folder/photo one.jpg", 2, "test")]
     root = make_deepfashion(tmp_path, images=images, newline="\r\n", bom=True)
-    items = load(root)
+    items = load(root).frame
     assert items["relpath"].iloc[-1] == "img/My Folder/photo one.jpg"
     assert items["label"].iloc[-1] == "Jeans"
 
 
 def test_category_names_may_hold_spaces(tmp_path):
     categories = [("Sheer Blouse", 1), ("Jeans", 2), ("Dress", 3)]
-    assert load(make_deepfashion(tmp_path, categories=categories))["label"].iloc[0] == "Sheer Blouse"
+    assert load(make_deepfashion(tmp_path, categories=categories)).frame["label"].iloc[0] == "Sheer Blouse"
 
 
 def test_partition_extra_rows_ignored(tmp_path):
@@ -72,7 +74,7 @@ def test_partition_extra_rows_ignored(tmp_path):
 def test_inshop(tmp_path, in_eval):
     root = make_inshop(tmp_path, in_eval=in_eval)
     assert detect_format(root) == "inshop"
-    items = load(root)
+    items = load(root).frame
     assert list(items.columns) == ["path", "relpath", "label", "split", "item_id"]
     assert list(items["label"]) == ["Dresses", "Dresses", "Denim"]
     assert list(items["split"]) == ["train", "query", "gallery"]
@@ -83,7 +85,7 @@ def test_inshop_bbox(tmp_path):
     root = make_inshop(tmp_path)
     header = "image_name  clothes_type  pose_type  x_1  y_1  x_2  y_2"
     write_list(root / "Anno" / "list_bbox_inshop.txt", header, [(INSHOP[0][0], 1, 1, 5, 6, 50, 60)])
-    assert load(root)["bbox"].tolist() == [(5, 6, 50, 60), None, None]
+    assert load(root).frame["bbox"].tolist() == [(5, 6, 50, 60), None, None]
 
 
 def test_inshop_label_without_item_folder(tmp_path):
@@ -109,12 +111,13 @@ def test_folder_without_splits(tmp_path):
     (tmp_path / ".cache").mkdir()
     touch_image(tmp_path / ".cache" / "z.jpg")
     assert detect_format(tmp_path) == "folder"
-    items = load(tmp_path)
+    table = load(tmp_path)
+    items = table.frame
     assert list(items.columns) == ["path", "relpath", "label", "split"]
     assert list(items["relpath"]) == ["hat/sub/y.jpg", "hat/x.jpeg", "shirt/a.PNG", "shirt/b.jpg"]
     assert list(items["label"]) == ["hat", "hat", "shirt", "shirt"]
     assert set(items["split"]) == {""}
-    assert items.attrs["ignored"] == ["hat/.hidden.jpg", "hat/notes.txt", "shirt/.DS_Store", "shirt/Thumbs.db"]
+    assert table.ignored == ("hat/.hidden.jpg", "hat/notes.txt", "shirt/.DS_Store", "shirt/Thumbs.db")
 
 
 @pytest.mark.parametrize("valid_name", ["valid", "validation", "val"])
@@ -122,7 +125,7 @@ def test_folder_with_splits(tmp_path, valid_name):
     for name in ("train/shirt/a.jpg", "train/hat/b.jpg", f"{valid_name}/shirt/c.jpg", "test/hat/d.jpg"):
         touch_image(tmp_path / name)
     touch_image(tmp_path / "train" / "stray.jpg")  # not in a class folder
-    items = load(tmp_path, format="folder")
+    items = load(tmp_path, format="folder").frame
     assert dict(zip(items["relpath"], items["split"])) == {
         "test/hat/d.jpg": "test", "train/hat/b.jpg": "train", "train/shirt/a.jpg": "train",
         f"{valid_name}/shirt/c.jpg": "valid",
@@ -135,7 +138,7 @@ def test_folder_unicode_html_names_empty_split_and_single_image(tmp_path):
     touch_image(tmp_path / "train" / "hat" / "a.jpg")
     touch_image(tmp_path / "test" / "hat" / "b.jpg")
     (tmp_path / "valid").mkdir()  # an empty split
-    items = load(tmp_path)
+    items = load(tmp_path).frame
     assert sorted(items["label"]) == ["Käse <script>alert(1)", "hat", "hat"]
     assert "train/Käse <script>alert(1)/фото 1.jpg" in set(items["relpath"])
     assert set(items["split"]) == {"train", "test"}
@@ -143,7 +146,7 @@ def test_folder_unicode_html_names_empty_split_and_single_image(tmp_path):
 
 def test_deepfashion_unicode_names(tmp_path):
     images = [("img/Blúsa/ünï <b>.jpg", 1, "train")]
-    items = load(make_deepfashion(tmp_path, images=images, categories=[("Blúsa <i>", 1)]))
+    items = load(make_deepfashion(tmp_path, images=images, categories=[("Blúsa <i>", 1)])).frame
     assert items["label"].tolist() == ["Blúsa <i>"] and items["relpath"].tolist() == ["img/Blúsa/ünï <b>.jpg"]
 
 
@@ -276,7 +279,7 @@ def test_symlink_inside_root_is_fine(tmp_path):
     write_list(root / "Anno" / "list_category_img.txt", "image_name  category_label", _img_rows(("img/alias.jpg", 2)))
     write_list(root / "Eval" / "list_eval_partition.txt", "image_name  evaluation_status",
                [(r[0], r[2]) for r in IMAGES] + [("img/alias.jpg", "test")])
-    assert load(root)["relpath"].iloc[-1] == "img/alias.jpg"
+    assert load(root).frame["relpath"].iloc[-1] == "img/alias.jpg"
 
 
 def test_not_utf8(tmp_path):
@@ -302,11 +305,11 @@ def test_missing_images_error_lists_count_and_first(tmp_path):
 def test_missing_images_skipped(tmp_path, caplog):
     root = make_deepfashion(tmp_path)
     (root / IMAGES[1][0]).unlink()
-    items = load(root, missing="skip")
-    assert list(items["relpath"]) == [IMAGES[0][0], IMAGES[2][0], IMAGES[3][0]]
-    assert items.attrs["missing"] == [IMAGES[1][0]]
+    table = load(root, missing="skip")
+    assert list(table.frame["relpath"]) == [IMAGES[0][0], IMAGES[2][0], IMAGES[3][0]]
+    assert table.missing == (IMAGES[1][0],)
     assert "skipping 1 listed images" in caplog.text
-    assert "missing (skipped): 1" in describe(items)
+    assert "missing (skipped): 1" in describe(table)
 
 
 def test_all_missing_is_empty(tmp_path):
@@ -326,17 +329,17 @@ def test_zero_rows_is_empty(tmp_path):
 
 def test_summary_and_describe(tmp_path):
     items = load(make_deepfashion(tmp_path))
-    table = summary(items)
-    assert list(table.columns) == ["train", "valid", "test", "total"]
-    assert table.loc["Blouse"].tolist() == [1, 1, 0, 2]
-    assert table.loc["total", "total"] == 4
+    counts = summary(items.frame)
+    assert list(counts.columns) == ["train", "valid", "test", "total"]
+    assert counts.loc["Blouse"].tolist() == [1, 1, 0, 2]
+    assert counts.loc["total", "total"] == 4
     text = describe(items)
     assert "format: deepfashion" in text and "images: 4 in 3 labels" in text and "train 2" in text
 
 
 def test_summary_unsplit(tmp_path):
     touch_image(tmp_path / "hat" / "a.jpg")
-    assert list(summary(load(tmp_path)).columns) == ["unsplit", "total"]
+    assert list(summary(load(tmp_path).frame).columns) == ["unsplit", "total"]
 
 
 # ------------------------------------------------------------------------------------------ scale
@@ -357,5 +360,5 @@ def test_large_annotation_loads_in_seconds(tmp_path, n):
     start = time.perf_counter()
     items = load(tmp_path, missing="skip")
     elapsed = time.perf_counter() - start
-    assert len(items) == 1 and len(items.attrs["missing"]) == n - 1
+    assert len(items) == 1 and len(items.missing) == n - 1
     assert elapsed < n / 20_000, f"load of {n} rows took {elapsed:.1f}s"

@@ -124,7 +124,7 @@ def test_leaks_mask_marks_the_test_copies(planted_root):
     from fashion.insight.leaks import leak_aware_accuracy
     from fashion.insight.stage import find_leaks
 
-    items = datasets.load(planted_root, missing="skip").reset_index(drop=True)
+    items = datasets.load(planted_root, missing="skip").frame
     leaked = find_leaks(items)
     rel = items["relpath"].astype(str).to_numpy()
     want = {f"test/{label}/{label}_{i}_{t}.jpg" for label, i in ORIGINALS for t in FOUND}

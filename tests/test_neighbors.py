@@ -153,8 +153,8 @@ def test_k_equal_n_with_queries_and_n_minus_1_without():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda i: i.kneighbors(None, 4), "n_neighbors=4"),
-        (lambda i: i.kneighbors(np.ones((1, 3)), 5), "n_neighbors=5"),
+        (lambda i: i.kneighbors(None, 4), r"n_neighbors must be <= 3 \(with X=None each of the 4 fitted points"),
+        (lambda i: i.kneighbors(np.ones((1, 3)), 5), r"n_neighbors must be <= 4 \(the fitted points\), got 5"),
         (lambda i: i.kneighbors(None, 0), "n_neighbors must be >= 1, got 0"),
         (lambda i: i.kneighbors(None, 2.5), "2.5"),
         (lambda i: i.kneighbors(np.ones((1, 5)), 1), "5 features"),

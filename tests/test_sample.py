@@ -1,40 +1,16 @@
-"""fashion.sample: the bundled sample loads and opens; build_sample makes a DeepFashion root."""
+"""fashion.sample: the bundled sample loads and opens (its builder: tests/test_make_sample.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-from PIL import Image
-
 from fashion.datasets import detect_format, load
-from fashion.errors import FashionError
 from fashion.images import open_image
-from fashion.cli import main
-from fashion.sample import build_sample, sample_root
-
-CLASSES = ("dress", "hat", "t-shirt")
-
-
-def make_source(root: Path, per_split=(5, 2, 2)) -> Path:
-    """A tiny clothing-dataset-small: {train,validation,test}/<class>/*.jpg plus LICENSE and SOURCE.md."""
-    for split, count in zip(("train", "validation", "test"), per_split):
-        for c, cls in enumerate(CLASSES):
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(count):
-                Image.new("RGB", (40 + i, 60), (40 * c, 10 * i, 90)).save(folder / f"{split}-{i}.jpg")
-            (folder / ".DS_Store").write_text("x")
-    (root / "train" / "hat" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    (root / "LICENSE").write_text("CC0 1.0 Universal\n")
-    (root / "SOURCE.md").write_text("# Source\nA test source.\n")
-    return root
+from fashion.sample import sample_root
 
 
 def test_bundled_sample_loads_and_opens():
     root = sample_root()
     assert detect_format(root) == "deepfashion"
-    items = load(root)
+    items = load(root).frame
     assert items["label"].nunique() == 10
     assert set(items["split"]) == {"train", "valid", "test"}
     assert 200 <= len(items) <= 300
@@ -50,62 +26,3 @@ def test_bundled_sample_loads_and_opens():
 def test_bundled_sample_is_small():
     total = sum(p.stat().st_size for p in sample_root().rglob("*") if p.is_file())
     assert total < 4_000_000
-
-
-def test_build_sample(tmp_path):
-    src = make_source(tmp_path / "src")
-    dst = build_sample(src, tmp_path / "out", per_class=6, long_side=20, seed=3)
-    items = load(dst)
-    assert len(items) == 18
-    assert list(items.drop_duplicates("label")["label"]) == ["Hat", "T-Shirt", "Dress"]  # by category type
-    assert items.groupby("split").size().to_dict() == {"test": 3, "train": 12, "valid": 3}
-    assert items["relpath"].iloc[0] == "img/Hat/img_00000001.jpg"
-    assert all(max(open_image(p).size) == 20 for p in items["path"])
-    cloth = (dst / "Anno" / "list_category_cloth.txt").read_text().splitlines()
-    assert cloth[:2] == ["3", "category_name  category_type"] and cloth[2].split() == ["Hat", "1"]
-    assert (dst / "LICENSE").read_text() == "CC0 1.0 Universal\n"
-    source_note = (dst / "SOURCE.md").read_text()
-    assert "> A test source." in source_note and "fashion make-sample" in source_note
-    assert "broken.jpg" not in source_note
-
-
-def test_build_sample_is_deterministic_and_replaces_itself(tmp_path):
-    src = make_source(tmp_path / "src")
-    dst = tmp_path / "out"
-    build_sample(src, dst, per_class=6, long_side=20, seed=1)
-    first = (dst / "SOURCE.md").read_text()
-    (dst / "img" / "stale.jpg").write_bytes(b"old")
-    build_sample(src, dst, per_class=6, long_side=20, seed=1)
-    assert (dst / "SOURCE.md").read_text() == first
-    assert not (dst / "img" / "stale.jpg").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]  # no .building/.old left
-    build_sample(src, dst, per_class=6, long_side=20, seed=2)
-    assert (dst / "SOURCE.md").read_text() != first
-
-
-def test_build_sample_refuses_foreign_folder(tmp_path):
-    src = make_source(tmp_path / "src")
-    dst = tmp_path / "precious"
-    dst.mkdir()
-    (dst / "thesis.tex").write_text("x")
-    with pytest.raises(FashionError, match="refusing"):
-        build_sample(src, dst, per_class=6)
-    assert (dst / "thesis.tex").exists()
-
-
-def test_build_sample_bad_source(tmp_path):
-    with pytest.raises(FashionError, match="missing folders"):
-        build_sample(tmp_path, tmp_path / "out")
-    src = make_source(tmp_path / "src", per_split=(9, 2, 1))
-    with pytest.raises(FashionError, match="only 1 readable images, need 2"):
-        build_sample(src, tmp_path / "out", per_class=12)
-    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.building").exists()
-    with pytest.raises(ValueError):
-        build_sample(src, tmp_path / "out", per_class=2)
-
-
-def test_make_sample_command(tmp_path):
-    src = make_source(tmp_path / "src")
-    assert main(["make-sample", str(src), str(tmp_path / "out"), "--per-class", "6", "--long-side", "16"]) == 0
-    assert len(load(tmp_path / "out")) == 18
-    assert main(["make-sample", str(tmp_path / "nothing"), str(tmp_path / "out2")]) == 2

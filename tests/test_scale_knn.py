@@ -7,6 +7,7 @@ import pytest
 
 pa = pytest.importorskip("pyarrow")
 
+from fashion.datasets import ItemTable  # noqa: E402
 from fashion.scale import ivfpq, knn, manifest, shards  # noqa: E402
 
 
@@ -22,7 +23,7 @@ def run(tmp_path):
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     items = pd.DataFrame({"path": [f"/x/{i}.jpg" for i in range(n)], "relpath": [f"{i}.jpg" for i in range(n)],
                           "label": labels, "split": [""] * n})
-    manifest.write_manifest(items, tmp_path)
+    manifest.write_manifest(ItemTable(items, "folder", "/x"), tmp_path)
     emb = tmp_path / "embeddings" / "tag"
     for s in range(0, n, 250):
         ids = np.arange(s, min(n, s + 250))

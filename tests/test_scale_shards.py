@@ -34,7 +34,7 @@ def test_manifest_ids_are_stable_and_dense(tmp_path):
     m1 = manifest.write_manifest(items, tmp_path / "run", shard_rows=4)
     table = manifest.read_items(tmp_path / "run")
     assert table.column("id").to_pylist() == list(range(len(items)))
-    assert table.column("relpath").to_pylist() == list(items["relpath"])
+    assert table.column("relpath").to_pylist() == list(items.frame["relpath"])
     assert len(m1.shards) == 2
     # rerun on the same dataset: same manifest; another directory: same ids and fingerprint
     assert manifest.write_manifest(items, tmp_path / "run").fingerprint == m1.fingerprint

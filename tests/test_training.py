@@ -192,6 +192,21 @@ def test_frozen_stage_uses_lr_finder_suggestion(run):
     assert (run.output_dir / "lr_find_s1.png").is_file() and (run.output_dir / "loss_s1.png").is_file()
 
 
+def test_lr_finder_restores_the_weights_without_writing_a_file(run):
+    """fastai's finder writes models/tmp*/_tmp.pth, and torch reports a full disk there as a RuntimeError
+    without errno; ours keeps the snapshot in memory, so an unusable model dir does not matter."""
+    blocker = run.output_dir / "a_file"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("")
+    before = {k: v.clone() for k, v in run.learn.model.state_dict().items()}
+    old, run.learn.model_dir = run.learn.model_dir, blocker / "models"  # fastai's finder: NotADirectoryError
+    try:
+        found = training.lr_find(run, Stage("probe", 1, lr=None, frozen=True, size=32))
+    finally:
+        run.learn.model_dir = old
+    assert found.suggestion > 0 and _same_weights(run.learn.model, before)
+
+
 class _SpoilSecondEpoch:
     """Callback factory: snapshots weights after epoch 1, wrecks the head before epoch ``spoil_at``'s validation."""
 

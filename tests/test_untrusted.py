@@ -234,7 +234,7 @@ def test_symlinks_inside_the_root_are_fine(tmp_path):
     tiny_jpeg(root / "shirt" / "a.jpg")
     (root / "shirt" / "alias.jpg").symlink_to(root / "shirt" / "a.jpg")
     (root / "pants").symlink_to(root / "shirt")
-    assert sorted(datasets.load(root)["relpath"]) == ["pants/a.jpg", "pants/alias.jpg", "shirt/a.jpg", "shirt/alias.jpg"]
+    assert sorted(datasets.load(root).frame["relpath"]) == ["pants/a.jpg", "pants/alias.jpg", "shirt/a.jpg", "shirt/alias.jpg"]
 
 
 # ---------------------------------------------------------------------------------- HTML gallery

@@ -3,8 +3,8 @@
 OpenVINO's NNCF (``nncf.quantize``; the optional ``[int8]`` extra) puts int8 quantisers into the
 converted network: weights per output channel, activations with the ranges it measures on
 calibration images. Only the network body is quantised: the input normalisation, pooling, a trained
-head and the L2 normalisation stay in floating point (quantised as well, the vectors came out up to
-3 % off unit length and precision@10 fell by 0.03 on the embedding benchmark's photos).
+head and the L2 normalisation stay in floating point (quantised as well, the vectors come out off unit
+length and precision@10 falls: benchmarks/README.md, "openvino-int8 runtime").
 
 Calibration set: ``CALIBRATION_IMAGES`` photos of the sample the package ships (``fashion/data/sample``,
 photos of clothing-dataset-small), spread evenly over its sorted file names and prepared by the

@@ -1,8 +1,8 @@
 """A 2-D map of the embeddings: the layout (PCA first, then UMAP or t-SNE) and its figure.
 
 Method ``auto`` (benchmarks/README.md, "Embedding map"): plain PCA to 2-D below ``AUTO_UMAP_MIN``
-points — UMAP's numba compilation costs ~8 s in every new process (~25 s the very first time), more
-than the whole quick start on the 240-photo sample — and UMAP (umap-learn) on 50 PCA components from
+points — UMAP's numba compilation, paid in every new process, costs more than the whole quick start
+on the 240-photo sample — and UMAP (umap-learn) on 50 PCA components from
 there up, where its neighbourhood-preserving layout pays for the compile; scikit-learn t-SNE when
 umap-learn is not installed and the set is small enough for it, PCA beyond.
 """

@@ -230,7 +230,7 @@ def run_duplicates(config: DuplicatesConfig) -> DuplicatesResult:
         raise ValueError(f"unknown duplicates method {config.method!r}; valid: {', '.join(METHODS)}")
     out = ensure_dir(config.output_dir)
     root = config.input if config.input is not None else sample.sample_root()
-    items = datasets.load(root, format=config.format, missing="skip").reset_index(drop=True)
+    items = datasets.load(root, format=config.format, missing="skip").frame
     paths = items["path"].astype(str).tolist()
     if config.method == "phash":
         threshold = DEFAULT_PHASH_THRESHOLD if config.threshold is None else config.threshold

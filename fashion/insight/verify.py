@@ -1,9 +1,9 @@
 """Check candidate duplicate pairs on the pixels: the best normalised correlation of small grey thumbnails.
 
 Why: embedding distance alone cannot separate copies from distinct photos of one class. On
-clothing-dataset-small with planted copies (benchmarks/duplicates.py) the pretrained body features put
-greyscale copies as far from their originals (median cosine distance 0.15) as the nearest distinct photo of
-the same class is (5th percentile 0.11), so any threshold that keeps false pairs under 2 % misses most grey
+clothing-dataset-small with planted copies (benchmarks/duplicates.py; the distances in benchmarks/README.md,
+"Calibration with planted copies") the pretrained body features put greyscale copies as far from their
+originals as distinct photos of the same class, so no threshold that keeps false pairs rare finds the grey
 and cropped copies. The kNN table is therefore read with a generous threshold and each candidate pair is
 confirmed here: a copy survives greyscale (thumbnails are grey), JPEG and resizing (thumbnails are tiny),
 mirroring (the mirrored thumbnail is tried) and a slight crop (each side of one photo is cut by 0, 3.3, 6.6

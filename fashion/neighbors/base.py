@@ -15,6 +15,7 @@ import numpy as np
 from ..atomic import atomic_write
 from .distances import pair_sq_distances, sq_norms
 from ..errors import ConfigError, NotFittedError
+from ..metrics import check_k
 
 logger = logging.getLogger("fashion.neighbors")
 
@@ -70,23 +71,6 @@ def _check_metric(metric: str) -> str:
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
     return metric
-
-
-def _check_k(k, n: int, self_excluded: bool) -> int:
-    """Validate n_neighbors against the fitted size (n - 1 when each point leaves itself out)."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ConfigError(f"n_neighbors must be an integer, got {k!r}")
-    k = int(k)
-    if k < 1:
-        raise ConfigError(f"n_neighbors must be >= 1, got {k}")
-    if self_excluded and k > n - 1:
-        raise ConfigError(
-            f"n_neighbors={k} is too large: with X=None each of the {n} fitted points leaves itself "
-            f"out, so n_neighbors must be <= {n - 1}"
-        )
-    if k > n:
-        raise ConfigError(f"n_neighbors={k} is larger than the {n} fitted points")
-    return k
 
 
 def _drop_self(idx: np.ndarray) -> np.ndarray:
@@ -184,7 +168,9 @@ class NeighborIndex:
         self._check_fitted()
         n = self._X.shape[0]
         self_excluded = X is None
-        k = _check_k(n_neighbors, n, self_excluded)
+        k = check_k(n_neighbors, n - 1 if self_excluded else n, "n_neighbors",
+                    f"with X=None each of the {n} fitted points leaves itself out"
+                    if self_excluded else "the fitted points")
         if self_excluded:
             Q, kk = self._X, k + 1
         else:

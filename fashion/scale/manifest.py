@@ -1,6 +1,6 @@
 """The item table as id-keyed parquet shards plus ``manifest.json`` (written last: it seals the stage).
 
-``id`` is the row number of :func:`fashion.datasets.load`'s table (int64, dense 0..n-1) and the only
+``id`` is the row number of :func:`fashion.datasets.load`'s table frame (int64, dense 0..n-1) and the only
 join key of every later stage. The fingerprint is a sha256 over every row's relpath, label, split, bbox,
 file size and mtime, so a rerun on a changed dataset is refused instead of mixing two id spaces.
 """
@@ -94,8 +94,8 @@ def _to_table(items, start: int, stop: int):
     return pa.table(cols)
 
 
-def write_manifest(items, run_dir: os.PathLike | str, shard_rows: int = DEFAULT_SHARD_ROWS) -> Manifest:
-    """Write ``items`` (a :func:`fashion.datasets.load` table) as the manifest of ``run_dir``.
+def write_manifest(table, run_dir: os.PathLike | str, shard_rows: int = DEFAULT_SHARD_ROWS) -> Manifest:
+    """Write ``table`` (a :class:`fashion.datasets.ItemTable`) as the manifest of ``run_dir``.
 
     A rerun on the same dataset (same fingerprint) keeps the existing manifest; on a different one it
     raises :class:`ManifestError` (the run's embeddings are keyed on these ids).
@@ -105,6 +105,7 @@ def write_manifest(items, run_dir: os.PathLike | str, shard_rows: int = DEFAULT_
     if shard_rows < 1:
         raise ValueError(f"shard_rows must be positive, got {shard_rows}")
     run_dir = ensure_dir(run_dir)
+    items = table.frame
     fp = fingerprint(items)
     if (run_dir / MANIFEST_JSON).is_file():
         old = Manifest.read(run_dir)
@@ -123,8 +124,8 @@ def write_manifest(items, run_dir: os.PathLike | str, shard_rows: int = DEFAULT_
         path = shards.write_table(out / f"part-{start:012d}.parquet", _to_table(items, start, stop))
         names.append(path.name)
     columns = list(_to_table(items, 0, min(1, len(items))).column_names)
-    manifest = Manifest(count=len(items), fingerprint=fp, root=str(items.attrs.get("root", "")),
-                        format=str(items.attrs.get("format", "")), shards=names, columns=columns)
+    manifest = Manifest(count=len(items), fingerprint=fp, root=table.root, format=table.format, shards=names,
+                        columns=columns)
     manifest.write(run_dir)
     log.info("%s: manifest of %d items in %d shards", run_dir, len(items), len(names))
     return manifest

@@ -35,9 +35,10 @@ def applies(config, items) -> bool:
     return True
 
 
-def run(config, items, out=None):
-    """The scaled retrieval run into ``out`` (the staging directory of :func:`fashion.retrieval.run`'s
-    transaction; None: ``config.output_dir``); returns :class:`fashion.retrieval.RunResult`."""
+def run(config, table, out=None):
+    """The scaled retrieval run of ``table`` (a :class:`fashion.datasets.ItemTable`) into ``out`` (the
+    staging directory of :func:`fashion.retrieval.run`'s transaction; None: ``config.output_dir``);
+    returns :class:`fashion.retrieval.RunResult`."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -48,10 +49,11 @@ def run(config, items, out=None):
     from . import embed, ivfpq, knn, manifest, shards
 
     start = time.perf_counter()
+    items = table.frame
     out = Path(out if out is not None else config.output_dir)
     timing = {}
     t = time.perf_counter()
-    manifest.write_manifest(items, out)
+    manifest.write_manifest(table, out)
     emb = embed.embed_run(embed.EmbedConfig(str(out), model=config.model, arch=config.arch, layer=config.layer,
                                             size=config.size, runtime=config.runtime, batch_size=config.batch_size,
                                             num_workers=config.num_workers))
@@ -101,7 +103,7 @@ def run(config, items, out=None):
     files = {"run.json": write_json(out / "run.json", run_info), "metrics.json": out / "metrics.json",
              "neighbors": out / knn.NEIGHBORS_DIR, "manifest.json": out / manifest.MANIFEST_JSON}
     files["index.html"] = write_gallery(out, metrics, grids, [p for p in files.values() if p.is_file()],
-                                        title=f"Similar-clothes search: {Path(str(items.attrs.get('root', ''))).name}")
+                                        title=f"Similar-clothes search: {Path(table.root).name}")
     write_json(out / "metrics.json", metrics)
     files.update({f"grids/{path.name}": path for path, _ in grids})
     log.info("precision@%d = %.4f over %d queries (sharded stages); %d images, %d skipped", config.k,

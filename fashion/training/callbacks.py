@@ -1,16 +1,19 @@
-"""fastai callbacks of a stage: the per-epoch log line (and ``history.csv``), and the best-epoch saver.
+"""fastai callbacks of a stage: the per-epoch log line (and ``history.csv``), the best-epoch saver and
+the LR finder that restores the weights from memory.
 
 Imports fastai: :mod:`fashion.training.stages` loads it when a stage runs.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 
 from pathlib import Path
 
 from fastai.callback.core import Callback, CancelFitException
+from fastai.callback.schedule import LRFinder, ParamScheduler
 from fastai.callback.tracker import SaveModelCallback
 from fastai.learner import Recorder
 
@@ -90,3 +93,38 @@ class BatchProgress(Callback):
 
     def after_fit(self):
         self.bar.close()
+
+
+class InMemoryLRFinder(LRFinder):
+    """fastai's ``LRFinder``, keeping the weights and optimizer state it restores afterwards in memory
+    instead of ``models/tmpXXXX/_tmp.pth``. torch's zip writer reports a full or read-only disk as a
+    RuntimeError that carries no errno, so no caller could tell it from a bug; with no file written
+    there is no such error to classify (the best-epoch saver writes through
+    :func:`fashion.modelio.save_state_dict`, whose OSErrors the errno decides)."""
+
+    def before_fit(self):
+        ParamScheduler.before_fit(self)
+        self.snapshot = io.BytesIO()
+        self.learn.save(self.snapshot)  # fastai's save and load take a file object as well as a name
+        self.best_loss = float("inf")
+
+    def after_fit(self):
+        self.learn.opt.zero_grad()  # as fastai's: needed before the optimizer is detached for later fits
+        self.snapshot.seek(0)
+        self.learn.load(self.snapshot, with_opt=True)
+
+
+def find_lr(learn, num_it: int, suggest) -> float:
+    """``learn.lr_find(num_it=num_it, suggest_funcs=(suggest,))``'s suggestion, run with
+    :class:`InMemoryLRFinder`: the same schedule, the same points dropped before ``suggest`` (one of
+    fastai's ``valley``, ``slide``, ``minimum``, ``steep``) sees them."""
+    import torch
+
+    with learn.no_logging():
+        learn.fit(num_it // len(learn.dls.train) + 1, cbs=InMemoryLRFinder(num_it=num_it))
+    cut = slice(num_it // 10, -5)
+    lrs, losses = torch.tensor(learn.recorder.lrs[cut]), torch.tensor(learn.recorder.losses[cut])
+    nan = torch.nonzero(torch.isnan(losses.view(-1)))
+    if len(nan):
+        lrs, losses = lrs[: int(nan.min())], losses[: int(nan.min())]
+    return float(suggest(lrs, losses, num_it)[0])

@@ -83,7 +83,8 @@ def _set_frozen(run: TrainingRun, frozen: bool) -> None:
 def lr_find(run: TrainingRun, stage: Stage, num_it: int | None = None) -> LRFind:
     """fastai's LR finder for ``stage`` (its size and frozen state); saves ``lr_find_<stage>.png``.
 
-    The model is restored afterwards (fastai saves and reloads it); the suggestion is fastai's
+    The model is restored afterwards, from memory (:class:`~fashion.training.callbacks.InMemoryLRFinder`:
+    no file, so no errno-less torch write error); the suggestion is fastai's
     ``config.lr_suggestion`` function ("valley" by default).
     """
     from fastai.callback import schedule
@@ -92,14 +93,13 @@ def lr_find(run: TrainingRun, stage: Stage, num_it: int | None = None) -> LRFind
     _set_frozen(run, stage.frozen)
     num_it = num_it or run.config.lr_find_iters
     how = run.config.lr_suggestion
-    from .callbacks import BatchProgress
+    from .callbacks import BatchProgress, find_lr
 
     log.info("%s LR finder: %d batches at %d px, body %s", stage.name, num_it, stage.size,
              "frozen" if stage.frozen else "unfrozen")
     # fastai's own bars would draw one bar per LR-finder batch; one tqdm bar over them instead
     with run.learn.no_bar(), run.learn.added_cbs(BatchProgress(num_it, f"{stage.name} LR finder")):
-        suggested = run.learn.lr_find(num_it=num_it, suggest_funcs=(getattr(schedule, how),), show_plot=False)
-    suggestion = float(getattr(suggested, how))
+        suggestion = find_lr(run.learn, num_it, getattr(schedule, how))
     recorder = run.learn.recorder
     lrs, losses = [float(v) for v in recorder.lrs], [float(v) for v in recorder.losses]
     # fastai's plot drops the first 10 and last 5 points (warm-up and divergence); so do we

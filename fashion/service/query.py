@@ -1,20 +1,4 @@
-"""A finished retrieval run, loaded once and queried many times (the Python API behind `fashion serve`).
-
->>> svc = SimilarityService.open("out")                       # doctest: +SKIP
->>> svc.search_image("my_photo.jpg", k=5).results[0].label    # doctest: +SKIP
-'Shirt'
-
-:meth:`SimilarityService.open` reads a ``measure_sim.py`` / ``fashion neighbors`` output directory
-(checked as a whole by :func:`check_run_dir`): the item table, the saved index, the embeddings
-(memory-mapped, not copied), and rebuilds the embedder with the run's exact settings from ``run.json``
-(same weights, checked by checksum; same size, layer, precision and runtime). When the run used a
-trained classifier (``--model``), photo searches also carry its predicted category.
-
-Items are addressed by their integer id: the row of ``items.csv`` (its ``index`` column). Files are
-only ever opened through that table, and only when they resolve inside the run's dataset root, so a
-caller can never make the service read a path it chose. Every answer is a plain dataclass
-(:func:`dataclasses.asdict` gives its JSON).
-"""
+"""The query API of a finished run: :class:`SimilarityService` (search by photo or id, browse, thumbnails)."""
 
 from __future__ import annotations
 
@@ -24,236 +8,23 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .errors import FashionError
-from .rundir import RunDirError  # noqa: F401 - one class for every refused run directory
+from ..metrics import check_k
+from .answers import Item, ItemNotFound, ItemPage, LabelStat, Match, Prediction, SearchResponse, Suspect
+from .loading import RunDir, check_run_dir, dataset_root, embedder_for, index_of
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fashion.service")
 
-RUN_FILES = ("run.json", "items.csv", "embeddings.npy", "index.npz", "metrics.json")
-ITEM_COLUMNS = ("index", "path", "relpath", "label", "split", "ok", "index_row")
 SUSPECTS_FILE = "suspect_labels.csv"
 MAX_K = 100
+_K_LIMIT = "the most a request may ask for"  # k beyond the gallery's size is fine: fewer come back
 MAX_PAGE = 200
 THUMB_SIZE = 256
 DECODERS = 2  # photos decoded at the same time (the network and index run one at a time)
 THUMB_CACHE = 4096  # thumbnails kept in memory (~10 kB each as JPEG)
-
-
-
-
-class ItemNotFound(FashionError, LookupError):
-    """No usable item (or image file) with that id."""
-
-
-# ------------------------------------------------------------------------------------- answers
-
-
-@dataclass
-class Item:
-    """One row of the run's item table."""
-
-    id: int
-    relpath: str
-    label: str
-    split: str
-
-
-@dataclass
-class Match:
-    """One neighbour: rank (1-based), item id, its relpath and label, distance to the query."""
-
-    rank: int
-    id: int
-    relpath: str
-    label: str
-    distance: float
-
-
-@dataclass
-class Prediction:
-    """The trained classifier's category for a photo, its probability, and the top 3."""
-
-    label: str
-    probability: float
-    top: list[dict] = field(default_factory=list)
-
-
-@dataclass
-class SearchResponse:
-    """Matches of one query in rank order; ``prediction`` only for photos and runs with ``--model``."""
-
-    k: int
-    results: list[Match]
-    prediction: Prediction | None = None
-    query_id: int | None = None
-
-
-@dataclass
-class ItemPage:
-    """A page of items (after the label / file-name filters) and how many match in all."""
-
-    total: int
-    offset: int
-    limit: int
-    items: list[Item]
-
-
-@dataclass
-class LabelStat:
-    """A label: how many usable items carry it, and the run's precision@k for its queries (None: no query)."""
-
-    label: str
-    count: int
-    precision: float | None
-    queries: int = 0
-
-
-@dataclass
-class Suspect:
-    """An item whose label the trained model disputes (the training's suspect_labels.csv)."""
-
-    id: int
-    relpath: str
-    label: str
-    predicted: str
-    label_prob: float
-    predicted_prob: float
-
-
-# ------------------------------------------------------------------------------------- run dir
-
-
-@dataclass
-class RunDir:
-    """The files of a finished run, read and cross-checked by :func:`check_run_dir`.
-
-    info: run.json; items: items.csv (DataFrame, row i has id i); metrics: metrics.json;
-    embeddings: (n_items, d) float32, memory-mapped; index: the fitted NeighborIndex over the gallery.
-    """
-
-    path: Path
-    info: dict
-    items: Any
-    metrics: dict
-    embeddings: np.ndarray
-    index: Any
-
-
-def _json_file(path: Path) -> dict:
-    from .rundir import read_json_object
-
-    return read_json_object(path)
-
-
-def check_run_dir(run_dir, load_index: bool = True) -> RunDir:
-    """Read a finished run directory, refusing a missing, half-written or inconsistent one.
-
-    Every check of a run directory lives here (one place to add a manifest check); ``load_index=False``
-    leaves ``index`` None (:meth:`SimilarityService.open` loads it alongside the model). Raises
-    FileNotFoundError (no such directory, or a file missing: "is not a finished run") or
-    :class:`RunDirError` (one line naming the file at fault).
-    """
-    import pandas as pd
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: no such run directory")
-    absent = [n for n in RUN_FILES if not (run_dir / n).is_file()]
-    if absent:
-        raise FileNotFoundError(f"{run_dir} is not a finished run of `fashion neighbors` / measure_sim.py: "
-                                f"missing {', '.join(absent)}")
-    from .rundir import verify
-    from .runfiles import read_run_json
-
-    verify(run_dir)  # the manifest: one complete run, no file changed or taken from another run
-    info, metrics = read_run_json(run_dir / "run.json"), _json_file(run_dir / "metrics.json")
-    if not isinstance(info.get("embedder"), dict) or "checksum" not in info["embedder"]:
-        raise RunDirError(f"{run_dir / 'run.json'}: no embedder description (not written by this version?)")
-    csv = run_dir / "items.csv"
-    try:
-        items = pd.read_csv(csv, dtype={"label": str, "relpath": str, "path": str, "split": str},
-                            keep_default_na=False)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise RunDirError(f"{csv}: not a readable item table ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in ITEM_COLUMNS if c not in items.columns]
-    if missing:
-        raise RunDirError(f"{csv}: missing columns {missing}")
-    if not np.array_equal(items["index"].to_numpy(), np.arange(len(items))):
-        raise RunDirError(f"{csv}: the index column is not 0..{len(items) - 1} in order")
-    items["ok"] = items["ok"].astype(str).str.lower().isin(("true", "1"))
-    npy = run_dir / "embeddings.npy"
-    try:
-        embeddings = np.load(npy, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise RunDirError(f"{npy}: not a readable .npy array ({exc}); the run is incomplete or damaged") from None
-    if embeddings.ndim != 2 or embeddings.shape[0] != len(items) or embeddings.dtype != np.float32:
-        raise RunDirError(f"{npy}: expected float32 ({len(items)}, d) for the {len(items)} rows of items.csv, "
-                          f"got {embeddings.dtype} {embeddings.shape}")
-    rows = items["index_row"].to_numpy()
-    n_gallery = int((rows >= 0).sum())
-    if n_gallery == 0 or not np.array_equal(np.sort(rows[rows >= 0]), np.arange(n_gallery)):
-        raise RunDirError(f"{csv}: index_row must number the gallery items 0..n-1")
-    run = RunDir(run_dir, info, items, metrics, embeddings, None)
-    if load_index:
-        run.index = _index_of(run)
-    return run
-
-
-def _index_of(run: RunDir):
-    """The run's saved index, checked against its item table and embeddings (part of check_run_dir)."""
-    from .neighbors import load_index
-
-    path = run.path / "index.npz"
-    try:
-        index = load_index(path)
-    except ValueError as exc:
-        raise RunDirError(str(exc)) from None
-    n_gallery = int((run.items["index_row"].to_numpy() >= 0).sum())
-    if index.n_samples_fit_ != n_gallery or index.n_features_in_ != run.embeddings.shape[1]:
-        raise RunDirError(f"{path}: {index.n_samples_fit_} x {index.n_features_in_} vectors, but items.csv "
-                          f"lists {n_gallery} indexed items of dimension {run.embeddings.shape[1]}")
-    return index
-
-
-def embedder_for(info: dict):
-    """Rebuild the run's embedder from run.json; refuse when its weights are not the ones the run used."""
-    from .embedding import RUNTIMES, Embedder, openvino_available
-
-    desc = info["embedder"]
-    runtime = desc.get("runtime", "torch")  # the photos are embedded as the run embedded its gallery
-    if runtime.startswith("openvino") and not openvino_available():
-        log.warning("the run embedded its images with OpenVINO, which is not installed here: using torch "
-                    "(vectors agree to cosine > 0.99, not bitwise)")
-        runtime = "torch"
-    if runtime == "openvino-int8":
-        from .embedding.int8 import nncf_available
-
-        if not nncf_available():
-            log.warning("the run embedded its images with the int8 runtime, which needs NNCF (pip install "
-                        "'fashion[int8]'): using OpenVINO's float network (vectors close, not bitwise)")
-            runtime = "openvino"
-    embedder = Embedder.create(model=desc.get("model_dir"), arch=desc["arch"], layer=desc.get("layer", "body"),
-                               size=desc.get("size"), precision=desc.get("precision", "auto"),
-                               runtime=runtime if runtime in RUNTIMES[1:] else "torch")
-    if embedder.checksum != desc["checksum"]:
-        raise FashionError(f"the model's weights changed since the run (checksum {embedder.checksum[:12]} != "
-                           f"{desc['checksum'][:12]}); rerun `fashion neighbors` with the current model")
-    return embedder
-
-
-def _check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_K:
-        raise ValueError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
-    return int(k)
-
-
-# ------------------------------------------------------------------------------------- service
 
 
 class SimilarityService:
@@ -278,7 +49,7 @@ class SimilarityService:
         self._id_of[rows[rows >= 0]] = np.flatnonzero(rows >= 0)
         self._usable = np.flatnonzero(self._ok)
         self._lower = np.char.lower(self._relpaths.astype(str))
-        self.root = Path(root) if root is not None else _dataset_root(run.info, self._paths)
+        self.root = Path(root) if root is not None else dataset_root(run.info, self._paths)
         self._lock = threading.Lock()
         self._decoding = threading.BoundedSemaphore(DECODERS)
         self._label_stats: list[LabelStat] | None = None
@@ -295,12 +66,12 @@ class SimilarityService:
         start = time.perf_counter()
         run = check_run_dir(run_dir, load_index=False)  # the cheap checks first: refuse a bad dir at once
         with ThreadPoolExecutor(1) as pool:  # read the index (I/O, no GIL) while the model's imports run
-            index = pool.submit(_index_of, run)
+            index = pool.submit(index_of, run)
             embedder = embedder_for(run.info)
             classifier = None
             model_dir = run.info["embedder"].get("model_dir")
             if model_dir:
-                from .modelio import load_model
+                from ..modelio import load_model
 
                 classifier = load_model(model_dir)
             if warm:  # one dummy photo through the network: the first real query is not the slow one
@@ -352,10 +123,10 @@ class SimilarityService:
         """
         from PIL import Image
 
-        from .errors import ImageError
-        from .images import open_image, open_image_bytes, to_rgb
+        from ..errors import ImageError
+        from ..images import open_image, open_image_bytes, to_rgb
 
-        k = _check_k(k)
+        k = check_k(k, MAX_K, what=_K_LIMIT)
         with self._decoding:  # a few photos decoded at once: bounded memory and no thrash under load
             if isinstance(image, (bytes, bytearray, memoryview)):
                 picture = open_image_bytes(image)
@@ -372,7 +143,7 @@ class SimilarityService:
 
     def neighbors_of(self, item_id, k: int = 10) -> SearchResponse:
         """The ``k`` gallery items nearest to item ``item_id`` (itself left out)."""
-        i, k = self._check_id(item_id), _check_k(k)
+        i, k = self._check_id(item_id), check_k(k, MAX_K, what=_K_LIMIT)
         if not self._ok[i]:
             raise ItemNotFound(f"item {i} ({self._relpaths[i]}) was skipped by the run: it has no embedding")
         vector = np.asarray(self.run.embeddings[i], dtype=np.float32)
@@ -489,7 +260,7 @@ class SimilarityService:
         """A JPEG of the item's image at most ``size`` px a side (kept in memory, never on disk)."""
         from PIL import Image
 
-        from .images import open_image
+        from ..images import open_image
 
         i = self._check_id(item_id)
         key = (i, int(size))
@@ -524,17 +295,8 @@ def _forward(embedder, picture) -> np.ndarray:
     """(d,) float32 vector of one RGB picture, preprocessed as ``Embedder.embed`` does its images."""
     import torch
 
-    from .images import resize_image
+    from ..images import resize_image
 
     pixels = resize_image(picture, embedder.size, embedder.resize)
     batch = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()[None]
     return embedder.forward(batch).numpy()[0].astype(np.float32)
-
-
-def _dataset_root(info: dict, paths: np.ndarray) -> Path:
-    """The run's dataset root (run.json), else the deepest folder holding every item."""
-    root = (info.get("dataset") or {}).get("root")
-    if not root:
-        root = os.path.commonpath([os.path.abspath(p) for p in paths]) if len(paths) else "/nonexistent"
-        root = root if os.path.isdir(root) else os.path.dirname(root)
-    return Path(root).resolve()
