@@ -4,6 +4,8 @@ is kept in the cache and a run that reads it computes what the calibrating run c
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -72,6 +74,12 @@ def test_int8_rows_do_not_depend_on_their_batch_and_the_saved_network_gives_the_
     again = _embedder(like=first)
     resumed = again.embed(photos, batch_size=4, cache_dir=tmp_path / "a", num_workers=0, progress=False)
     assert resumed.n_computed == len(photos) and np.array_equal(resumed.vectors, whole.vectors)
+
+    from fashion.embedding import sigstack
+
+    del first, again  # released in the order they were made, NNCF's Cores long gone: a signal stack
+    gc.collect()  # that is still mapped (else the next handled signal is a SIGSEGV: see sigstack)
+    assert sigstack.usable()
 
 
 def test_int8_without_nncf_is_a_clear_error(monkeypatch):
