@@ -79,14 +79,16 @@ def _set(stack: tuple[int, int, int]) -> None:
 @contextlib.contextmanager
 def kept():
     """Run a block that may make and drop OpenVINO Cores, then give the calling thread back the
-    alternate signal stack it had before. The objects the block dropped are collected first, so
-    that their destructors run now rather than at a later collection: a plugin destroyed after the
-    stack is put back unmaps only its own stack, which is then not the current one."""
+    alternate signal stack it had before: at once (the one the block left may be unmapped already),
+    and again after collecting what the block dropped, so that the plugins' destructors run now
+    rather than at some later collection. A plugin destroyed once its stack is no longer the
+    current one unmaps only its own stack."""
     before = current()
     try:
         yield
     finally:
         if before is not None:
-            gc.collect()
-            if current() != before:
-                _set(before)
+            for _ in range(2):
+                if current() != before:
+                    _set(before)
+                gc.collect()
