@@ -12,8 +12,8 @@ import pytest
 from fashion.embedding import RUNTIMES, Embedder
 from fashion.embedding import int8
 
-# Own process (`python -m pytest -m int8`, run by .ci/run): after these tests, a later test in the same
-# process (test_embeddings.py::test_killed_run_resumes_bitwise) was seen to die of SIGSEGV in native code.
+# In the default run. They once had a process of their own: a later test died of SIGSEGV, the signal
+# stack OpenVINO plugins left unmapped (fashion.embedding.sigstack, fixed); the last test checks it.
 pytestmark = pytest.mark.int8
 
 pytest.importorskip("openvino", reason="the int8 runtime runs on OpenVINO")
