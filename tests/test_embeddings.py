@@ -373,3 +373,39 @@ def test_cached_openvino_run_converts_nothing(images, tmp_path):
     assert cached.n_cached == len(images) - 1  # all but the missing file, which has no cache key
     assert np.array_equal(cached.vectors, computed.vectors)
     assert again.describe()["dim"] == 1280 and again._openvino is None
+
+
+def test_openvino_runtimes_released_in_creation_order_leave_a_usable_signal_stack():
+    """Each OpenVINO CPU plugin swaps in a signal stack of its own and unmaps it when destroyed; two
+    released first-made-first left this thread on an unmapped stack, and the next handled signal (the
+    DataLoader's SIGCHLD in test_killed_run_resumes_bitwise) was a SIGSEGV with no traceback."""
+    import gc
+
+    import torch
+
+    from fashion.embedding import sigstack
+
+    pytest.importorskip("openvino")
+    if sigstack.current() is None:
+        pytest.skip("sigaltstack is read on Linux only")
+    pixels = torch.zeros((2, 3, SIZE, SIZE), dtype=torch.uint8)
+    first = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE, runtime="openvino")
+    first.forward(pixels)
+    second = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE, runtime="openvino")
+    second.forward(pixels)
+    del first
+    gc.collect()
+    del second
+    gc.collect()
+    assert sigstack.usable(), f"this thread's signal stack {sigstack.current()} is not mapped"
+    received = []
+    old = signal.signal(signal.SIGUSR1, lambda *_: received.append(True))  # delivered on that stack
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        for _ in range(100):
+            if received:
+                break
+            time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert received

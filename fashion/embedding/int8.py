@@ -85,7 +85,7 @@ def quantized_model(model, size: int, resize: str, directory: Path | None):
     vectors as one that reads the saved network."""
     import tempfile
 
-    import openvino as ov
+    from .net import openvino_core
 
     if directory is None:
         with tempfile.TemporaryDirectory(prefix="fashion-int8-") as tmp:
@@ -95,11 +95,13 @@ def quantized_model(model, size: int, resize: str, directory: Path | None):
         _save(_calibrate(model, size, resize), saved)
     else:
         log.info("int8: quantised network from %s", saved)
-    return ov.Core().read_model(saved)
+    return openvino_core().read_model(saved)
 
 
 def _calibrate(model, size: int, resize: str):
     import nncf
+
+    from . import sigstack
 
     start = time.perf_counter()
     images = calibration_images(size, resize)
@@ -107,7 +109,9 @@ def _calibrate(model, size: int, resize: str):
     level = logging.getLogger("nncf").level
     nncf.set_log_level(logging.WARNING)  # its per-node notes are not for our users
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # nor its progress bars (printed on stdout)
+        # nor its progress bars (printed on stdout); NNCF compiles on Cores of its own and drops them
+        # in no set order: sigstack.kept() gives this thread back a signal stack that is still mapped
+        with contextlib.redirect_stdout(io.StringIO()), sigstack.kept():
             quantized = nncf.quantize(model, dataset, subset_size=len(images),
                                       ignored_scope=nncf.IgnoredScope(patterns=[_NOT_BODY], validate=False))
     finally:

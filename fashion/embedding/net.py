@@ -8,7 +8,8 @@ features → L2-normalised float32 (N, d).
   channels-last memory format and, with ``precision="bf16"``, bf16 autocast.
 - :class:`OpenVINORuntime`: the same module converted once by OpenVINO, which fuses the graph and
   uses bf16 where ``precision`` says. Its outputs do not depend on the batch a row is in. With the
-  body quantised to int8 (:mod:`.int8`) it is the ``openvino-int8`` runtime.
+  body quantised to int8 (:mod:`.int8`) it is the ``openvino-int8`` runtime. Every OpenVINO runtime
+  of the process compiles on the one Core of :func:`openvino_core` (why: :mod:`.sigstack`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import copy
 import hashlib
 import importlib.util
 import logging
+import threading
 import time
 import warnings
 
@@ -31,6 +33,26 @@ log = logging.getLogger("fashion.embedding")
 def openvino_available() -> bool:
     """True when the ``openvino`` package can be imported (checked without importing it)."""
     return importlib.util.find_spec("openvino") is not None
+
+
+_CORE_LOCK = threading.Lock()
+_CORE = None
+
+
+def openvino_core():
+    """The process's one ``openvino.Core``, made on first use and kept until the process ends.
+
+    One Core means one CPU plugin instance: each instance swaps in an alternate signal stack of its
+    own on the thread that makes it, and instances released out of order leave that thread on an
+    unmapped stack, where the next handled signal is a SIGSEGV (:mod:`.sigstack`). A Core per
+    runtime did exactly that once two embedders had come and gone."""
+    global _CORE
+    with _CORE_LOCK:
+        if _CORE is None:
+            import openvino as ov
+
+            _CORE = ov.Core()
+        return _CORE
 
 
 def bf16_supported() -> bool:
@@ -164,7 +186,7 @@ class OpenVINORuntime:
             model = ov.convert_model(net, example_input=example, input=[(-1, 3, size, size)])
         if transform is not None:
             model = transform(model)
-        self.compiled = ov.Core().compile_model(model, "CPU", {
+        self.compiled = openvino_core().compile_model(model, "CPU", {
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads()})
         log.info("%s: converted to OpenVINO in %.1f s", label, time.perf_counter() - start)
