@@ -217,6 +217,10 @@ def _add_train(sub) -> None:
     p.add_argument("--final-size", type=_image_size, default=d["final_size"], help="image size of stage 3")
     p.add_argument("--epochs", type=_epochs, default=d["epochs"], help="epochs per stage: N or N1,N2,N3")
     p.add_argument("--lr", type=float, default=d["lr"], help="peak learning rate; default: the LR finder's suggestion")
+    p.add_argument("--lr-find-iters", type=_positive_int, default=d["lr_find_iters"], metavar="N",
+                   help="batches per LR-finder run (too few give a curve too short to read: the fallback LR is used)")
+    p.add_argument("--fallback-lr", type=float, default=d["fallback_lr"], metavar="LR",
+                   help="peak LR of a frozen stage whose LR-finder curve is unfit (half of it once unfrozen)")
     p.add_argument("--batch-size", type=_positive_int, default=d["batch_size"], help="images per training step")
     p.add_argument("--crop", default=d["crop"], choices=CROPS, help="crop to the DeepFashion bounding box")
     p.add_argument("--early-stopping", type=_positive_int, default=d["early_stopping"], metavar="PATIENCE",

@@ -29,9 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +37,7 @@ import numpy as np
 
 from .errors import ConfigError, DatasetError
 from .insight.duplicates import DEFAULT_THRESHOLD  # numpy only
+from .provenance import command_line, created, git_revision, versions  # versions: also fashion.scale's
 
 log = logging.getLogger(__name__)
 
@@ -349,20 +347,6 @@ def _remove_stale_grids(folder: Path, keep: set[str]) -> None:
                 log.debug("removed stale grid %s", old)
 
 
-def versions() -> dict:
-    """Versions of python and the libraries that shape the numbers."""
-    from importlib import metadata
-
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("fashion", "torch", "torchvision", "fastai", "timm", "faiss-cpu", "scikit-learn", "numpy",
-                 "pandas", "Pillow"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
 # ------------------------------------------------------------------------------------------- run
 
 
@@ -480,11 +464,12 @@ def _run_info(config: MeasureConfig, table, embedder) -> dict:
     arguments["input"] = table.root
     return {
         "arguments": arguments,
-        "command": [os.path.basename(sys.argv[0]), *sys.argv[1:]] if sys.argv and sys.argv[0] else [],
+        "command": command_line(),
         "dataset": {"root": table.root, "format": table.format, "n_items": len(table)},
         "backbone": embedder.name,
         "model_checksum": embedder.checksum,
         "embedder": embedder.describe(),
         "versions": versions(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git": git_revision(),
+        "created": created(),
     }

@@ -56,6 +56,20 @@ def test_epochs_option_takes_one_or_three_numbers():
         parser.parse_args(["train", "--output_dir", "o", "--epochs", "1,2"])
 
 
+def test_lr_finder_options_reach_the_train_config():
+    """--lr-find-iters and --fallback-lr are TrainConfig fields, defaults from the dataclass."""
+    from fashion.training import TrainConfig
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", "--output_dir", "o", "--lr-find-iters", "40", "--fallback-lr", "5e-4"])
+    config = TrainConfig(**cli._fields_of(TrainConfig, args))
+    assert (config.lr_find_iters, config.fallback_lr) == (40, 5e-4)
+    defaults = parser.parse_args(["train", "--output_dir", "o"])
+    assert (defaults.lr_find_iters, defaults.fallback_lr) == (TrainConfig.lr_find_iters, TrainConfig.fallback_lr)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--output_dir", "o", "--lr-find-iters", "0"])
+
+
 def test_library_errors_become_one_line(tmp_path, capsys):
     code = cli.main(["summary", str(tmp_path / "nowhere")])
     err = capsys.readouterr().err.strip()

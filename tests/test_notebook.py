@@ -7,6 +7,7 @@ tests/test_training.py::test_train_writes_every_output.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -23,16 +24,18 @@ def test_notebook_is_committed_without_outputs():
 
 
 @pytest.mark.slow
-def test_notebook_runs_on_the_sample(tmp_path):
+def test_notebook_runs_on_the_sample(tmp_path, monkeypatch):
     papermill = pytest.importorskip("papermill")
     out = tmp_path / "run"
+    # the kernel runs in tmp_path: without this it would import the installed fashion, not this checkout's
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(NOTEBOOK.parent), os.environ.get("PYTHONPATH")])))
     papermill.execute_notebook(
         str(NOTEBOOK), str(tmp_path / "train.out.ipynb"), kernel_name="python3", cwd=str(tmp_path),
         parameters={"output_dir": str(out), "size": 64, "final_size": 64, "epochs": 1, "batch_size": 16,
                     "lr_find_iters": 5},
         progress_bar=False)
     for name in ("model.safetensors", "model.json", "metrics.json", "history.csv", "confusion_matrix.png",
-                 "top_losses.png", "suspect_labels.csv", "lr_find_stage3.png", "loss_stage3.png"):
+                 "top_losses.png", "suspect_labels.csv", "lr_find_stage3.png", "loss_stage3.png", "run.json"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["n"] == 40 and metrics["counts"]["classes"] == 10
@@ -43,4 +46,10 @@ def test_notebook_runs_on_the_sample(tmp_path):
     assert len(figures) >= 9 and all("image/png" in o["data"] for o in figures)  # every stage's figures render
     stderr = ["".join(o["text"]) for o in outputs if o.get("output_type") == "stream" and o.get("name") == "stderr"]
     assert not stderr, stderr  # logs are plain output; no IProgress or deprecation notices
+    # lr_find_iters=5: every curve is too short; each LR-finder cell says so and the stages fall back
+    stdout = "".join("".join(o["text"]) for o in outputs if o.get("output_type") == "stream")
+    assert f"root: {NOTEBOOK.parent / 'fashion' / 'data' / 'sample'}" in stdout  # this checkout's library ran
+    assert stdout.count("is not used because only 1 point on the curve") == 3
+    info = json.loads((out / "run.json").read_text())
+    assert [d["source"] for d in info["lr_decisions"]] == ["fallback"] * 3
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,7 @@ COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
 OUTPUT_FILES = ["model.safetensors", "model.json", "history.csv", "metrics.json", "confusion_matrix.png",
                 "top_losses.png", "suspect_labels.csv", "suspect_labels.png", "test_predictions.csv",
                 "lr_find_stage1.png", "lr_find_stage2.png", "lr_find_stage3.png",
-                "loss_stage1.png", "loss_stage2.png", "loss_stage3.png"]
+                "loss_stage1.png", "loss_stage2.png", "loss_stage3.png", "run.json"]
 
 
 def make_items(root, per_split=(4, 2, 2), corrupt=True, size=40) -> pd.DataFrame:
@@ -81,7 +82,8 @@ def test_config_derives_the_three_stages():
     assert [s.lr for s in cfg.stages] == [1e-3, 5e-4, 5e-4]
 
 
-@pytest.mark.parametrize("bad", [dict(crop="box"), dict(epochs=(1, 2)), dict(epochs=-1), dict(size=0), dict(lr=-1.0)])
+@pytest.mark.parametrize("bad", [dict(crop="box"), dict(epochs=(1, 2)), dict(epochs=-1), dict(size=0), dict(lr=-1.0),
+                                 dict(fallback_lr=0.0)])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)
@@ -185,10 +187,15 @@ def test_unfrozen_stage_spreads_discriminative_lrs(run):
     np.testing.assert_allclose(lrs[:, 1] / lrs[:, 2], 1e-1, rtol=1e-6)  # geometric middle
 
 
-def test_frozen_stage_uses_lr_finder_suggestion(run):
+def test_frozen_stage_uses_lr_finder_suggestion(tmp_path):
+    """A pretrained head learns the colours: the curve descends, its suggestion is trained at."""
+    items = make_items(tmp_path / "data", per_split=(4, 2, 2), corrupt=False)
+    run = training.prepare(items, tiny_config(lr_find_iters=30), tmp_path / "out")
     result = training.run_stage(run, Stage("s1", 1, lr=None, frozen=True, size=32))
     found = run.lr_finds["s1"]
+    assert found.problem is None, found.problem
     assert result.lr_suggestion == found.suggestion > 0 and result.lr == (found.suggestion, found.suggestion)
+    assert result.lr_source == "lr_finder" and result.lr_problem is None
     assert (run.output_dir / "lr_find_s1.png").is_file() and (run.output_dir / "loss_s1.png").is_file()
 
 
@@ -205,6 +212,59 @@ def test_lr_finder_restores_the_weights_without_writing_a_file(run):
     finally:
         run.learn.model_dir = old
     assert found.suggestion > 0 and _same_weights(run.learn.model, before)
+
+
+class _NoStep:
+    """Callback factory: skips every optimiser step, so the loss cannot fall whatever the LR."""
+
+    @staticmethod
+    def create():
+        from fastai.callback.core import Callback, CancelStepException
+
+        class NoStep(Callback):
+            def before_step(self):
+                raise CancelStepException()
+
+        return NoStep()
+
+
+def test_stage_falls_back_when_the_curve_has_no_valley(tmp_path, caplog):
+    """A model that cannot learn (random weights, no optimiser steps): a flat LR-finder curve. The
+    stage trains at the stated fallback LR, says why in a warning, and records it."""
+    items = make_items(tmp_path / "data", per_split=(4, 2, 2), corrupt=False)
+    config = tiny_config(pretrained=False, lr_find_iters=30, fallback_lr=3e-3)
+    run = training.prepare(items, config, tmp_path / "out")
+    stage = Stage("s1", 1, lr=None, frozen=True, size=32)
+    with caplog.at_level(logging.INFO, logger="fashion.training"), run.learn.added_cbs(_NoStep.create()):
+        found = training.lr_find(run, stage)
+    assert found.problem.startswith("the loss does not descend") and found.fallback == 3e-3
+    assert "\nnot used: the loss does not descend" in found.figure.axes[0].get_title()
+    warning = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warning) == 1 and f"not used because {found.problem}" in warning[0].getMessage()
+    assert "fallback LR 3.00e-03" in warning[0].getMessage()
+    assert "s1 LR finder: 30/30 batches" in caplog.text  # progress, as log lines when not on a terminal
+    result = training.run_stage(run, stage)
+    assert result.lr == (3e-3, 3e-3) and result.lr_suggestion == found.suggestion
+    assert result.lr_source == "fallback" and result.lr_problem == found.problem
+    state = json.loads((run.checkpoints / "state.json").read_text())
+    assert state["results"]["s1"]["lr_source"] == "fallback"
+
+
+def test_lr_finder_progress_in_a_log_and_on_a_terminal(caplog, capsys):
+    from types import SimpleNamespace
+
+    from fashion.training.callbacks import BatchProgress
+
+    for mode in ("log", "terminal"):
+        bar = BatchProgress(8, f"finder ({mode})", mode=mode)
+        bar.learn = SimpleNamespace(training=True)
+        with caplog.at_level(logging.INFO, logger="fashion.training"):
+            bar.before_fit()
+            for _ in range(8):
+                bar.after_batch()
+            bar.after_fit()
+    assert [r.getMessage() for r in caplog.records] == [f"finder (log): {i}/8 batches" for i in (2, 4, 6, 8)]
+    assert "finder (terminal)" in capsys.readouterr().err  # tqdm's bar
 
 
 class _SpoilSecondEpoch:
@@ -263,6 +323,9 @@ def test_resume_continues_with_the_next_stage(tmp_path, caplog):
     assert "stage1 already done (resumed)" in caplog.text
     history = pd.read_csv(tmp_path / "out" / "history.csv")
     assert list(history["stage"]) == ["stage1", "stage2", "stage3"]
+    info = json.loads((tmp_path / "out" / "run.json").read_text())  # the resumed stage's decision kept
+    assert [(d["stage"], d["source"], d["used"][1]) for d in info["lr_decisions"]] == [
+        ("stage1", "given", 1e-3), ("stage2", "given", 5e-4), ("stage3", "given", 5e-4)]
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -283,6 +346,42 @@ def test_train_writes_every_output(trained):
     suspects = pd.read_csv(out / "suspect_labels.csv")
     assert list(suspects.columns) == ["path", "label", "predicted", "label_prob", "predicted_prob"]
     assert "test" in result.summary()
+
+
+def test_train_writes_run_json(trained):
+    """run.json: the manifest's run id, command, dataset counts, config, versions, git revision,
+    wall time per stage and the LR decisions (lr_find_iters=5: a curve too short, the fallback used)."""
+    import subprocess
+
+    from fashion import rundir
+
+    _, out, _ = trained
+    info = json.loads((out / "run.json").read_text())
+    manifest = rundir.verify(out, kind="train")
+    assert info["run_id"] == manifest["run_id"] and "run.json" in manifest["files"]
+    assert info["kind"] == "train" and isinstance(info["command"], list)
+    assert info["dataset"]["splits"] == {"test": 6, "train": 13, "valid": 6}  # as loaded, the corrupt file too
+    assert info["dataset"]["used"] == {"train": 12, "valid": 6, "test": 6, "test_split": "test",
+                                       "valid_from_train": False, "skipped_images": 1, "classes": 3}
+    assert info["config"] == json.loads(json.dumps(tiny_config().to_dict()))
+    import fastai
+
+    assert info["versions"]["fastai"] == fastai.__version__
+    head = subprocess.run(["git", "-C", str(Path(training.__file__).parent), "rev-parse", "HEAD"],
+                          capture_output=True, text=True)
+    if head.returncode == 0:  # a checkout (this repository's tests run in one)
+        assert info["git"]["commit"] == head.stdout.strip() and isinstance(info["git"]["dirty"], bool)
+    else:
+        assert info["git"] is None
+    stages = info["timing"]["stages"]
+    assert list(stages) == ["stage1", "stage2", "stage3"]
+    assert all(t["fit"] > 0 and t["lr_find"] > 0 for t in stages.values())
+    assert info["timing"]["evaluate"] > 0 and info["timing"]["total"] >= sum(t["fit"] for t in stages.values())
+    decisions = info["lr_decisions"]
+    assert [d["source"] for d in decisions] == ["fallback"] * 3
+    assert all(d["problem"] == "only 1 point on the curve, fewer than 20 (raise lr_find_iters)" for d in decisions)
+    assert decisions[0]["used"] == [2e-3, 2e-3] and decisions[1]["used"] == [1e-5, 1e-3]  # fastai's fine_tune LRs
+    assert all(d["suggested"] == pytest.approx(1e-7) for d in decisions)  # what the 5-point finder said
 
 
 def test_load_model_reproduces_the_test_accuracy(trained):
@@ -369,6 +468,54 @@ def test_suspect_labels_flag_a_flipped_label():
     suspects = find_suspect_labels(items, targets, probs, ["a", "b", "c"])
     assert list(suspects["path"]) == ["img5.jpg"]
     assert suspects.iloc[0]["label"] == "c" and suspects.iloc[0]["predicted"] == "a"
+
+
+def _weak_probs(n: int, n_classes: int, accuracy: float, seed: int = 0):
+    """(targets, probs) of a confident model right on ``accuracy`` of ``n`` items."""
+    rng = np.random.default_rng(seed)
+    targets = np.arange(n) % n_classes
+    preds = targets.copy()
+    wrong = rng.permutation(n)[:n - int(round(accuracy * n))]
+    preds[wrong] = (targets[wrong] + rng.integers(1, n_classes, len(wrong))) % n_classes
+    probs = np.full((n, n_classes), 0.1 / (n_classes - 1))
+    probs[np.arange(n), preds] = 0.9
+    return targets, probs
+
+
+def test_suspects_of_a_weak_model_carry_the_caveat():
+    """A 0.30-accuracy model: cleanlab flags many of 80 photos, and the caveat says not to trust them."""
+    from fashion.training.evaluate import SUSPECT_MIN_ACCURACY, find_suspect_labels, suspect_caveat
+
+    targets, probs = _weak_probs(80, 10, accuracy=0.3)
+    suspects = find_suspect_labels(pd.DataFrame({"path": [f"{i}.jpg" for i in range(80)]}), targets, probs,
+                                   [f"c{i}" for i in range(10)])
+    assert len(suspects) > 20
+    trust = suspect_caveat(targets, probs)
+    assert trust["model_accuracy"] == pytest.approx(0.3) and trust["min_accuracy"] == SUSPECT_MIN_ACCURACY
+    assert not trust["reliable"] and trust["caveat"].startswith("unreliable: the model is right on only 30% of the 80")
+    strong = suspect_caveat(*_weak_probs(80, 10, accuracy=0.95))
+    assert strong["reliable"] and strong["caveat"] is None
+
+
+def test_evaluate_says_a_weak_models_suspect_labels_are_unreliable(tmp_path, monkeypatch, caplog):
+    """evaluate() on a weak model's probabilities: a warning, the caveat in metrics.json and on the figure."""
+    import sys
+
+    evaluation = sys.modules["fashion.training.evaluate"]  # the module; fashion.training.evaluate is its function
+    items = make_items(tmp_path / "data", per_split=(2, 5, 5), corrupt=False)
+    run = training.prepare(items, tiny_config(epochs=0, leak_check=False), tmp_path / "out")
+
+    def weak_predict(run, frame):
+        return _weak_probs(len(frame), 3, accuracy=0.4)[::-1]
+
+    monkeypatch.setattr(evaluation, "predict", weak_predict)
+    with caplog.at_level(logging.WARNING, logger="fashion.training"):
+        metrics = training.evaluate(run)
+    trust = metrics["suspect_labels"]
+    assert trust["reliable"] is False and trust["model_accuracy"] == pytest.approx(0.4)
+    assert json.loads((run.output_dir / "metrics.json").read_text())["suspect_labels"]["caveat"] == trust["caveat"]
+    assert "suspect labels:" in caplog.text and trust["caveat"] in caplog.text
+    assert "unreliable" in run.evaluation["figures"]["suspect_labels"].get_suptitle()
 
 
 # ----------------------------------------- the training output is a transaction too (issue 11, class 1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import time
 
 from pathlib import Path
@@ -75,24 +76,52 @@ class SaveBestModel(SaveModelCallback):
             self.learn.model.load_state_dict(read_state_dict(self.path(self.fname)), strict=True)
 
 
-class BatchProgress(Callback):
-    """A tqdm bar over the batches of one fit: the LR finder's, whose fastai bars are off (they would
-    draw one bar per batch). Shown on a terminal only (tqdm's ``disable=None``)."""
+def progress_mode() -> str:
+    """How a long loop shows progress: "notebook" (fastprogress' HTML bar), "terminal" (tqdm on
+    stderr), "log" (a log line now and then: a log file or a pipe would keep every bar redraw)."""
+    from fastprogress.fastprogress import IN_NOTEBOOK
 
-    def __init__(self, total: int, desc: str):
-        self.total, self.desc = total, desc
+    if IN_NOTEBOOK:
+        return "notebook"
+    return "terminal" if sys.stderr.isatty() else "log"
+
+
+class BatchProgress(Callback):
+    """Progress over the training batches of one fit: the LR finder's, whose fastai bars are off
+    (they would draw one bar per batch). A bar in a notebook or on a terminal; otherwise a log line
+    at each quarter of ``total`` (:func:`progress_mode`)."""
+
+    def __init__(self, total: int, desc: str, mode: str | None = None):
+        self.total, self.desc, self.mode = total, desc, mode
 
     def before_fit(self):
-        from tqdm import tqdm
+        self.done, self.bar, self.shown = 0, None, self.mode or progress_mode()
+        if self.shown == "notebook":
+            from fastprogress.fastprogress import progress_bar
 
-        self.bar = tqdm(total=self.total, desc=self.desc, unit="batch", disable=None, leave=False)
+            self.bar = progress_bar(range(self.total), leave=False, comment=self.desc)
+            self.bar.update(0)
+        elif self.shown == "terminal":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc=self.desc, unit="batch", leave=False)
 
     def after_batch(self):
-        if self.training:
+        if not self.training:
+            return
+        self.done += 1
+        if self.shown == "notebook":
+            self.bar.update(min(self.done, self.total))
+        elif self.shown == "terminal":
             self.bar.update(1)
+        elif self.done in {max(1, round(self.total * q / 4)) for q in (1, 2, 3, 4)}:
+            log.info("%s: %d/%d batches", self.desc, self.done, self.total)
 
     def after_fit(self):
-        self.bar.close()
+        if self.shown == "terminal":
+            self.bar.close()
+        elif self.shown == "notebook" and self.bar.last_v is not None:  # stopped early: the loss diverged
+            self.bar.on_iter_end()
 
 
 class InMemoryLRFinder(LRFinder):

@@ -55,7 +55,9 @@ class TrainConfig:
     fastai's ``fine_tune``), None = LR finder; crop: "bbox" crops to the items' ``bbox`` column;
     early_stopping: patience in epochs (None = off); lr_find_iters: batches per LR-finder run;
     lr_suggestion: fastai's suggestion function read off the LR-finder curve (valley, minimum, steep,
-    slide); valid_pct: share of train held out (seeded) when the items have no "valid" split;
+    slide); fallback_lr: peak LR of a frozen stage whose LR-finder curve is unfit to read (too short, flat,
+    suggestion at the range's edge: :mod:`fashion.training.lrguard`), half of it for unfrozen stages, as
+    fastai's ``fine_tune``; valid_pct: share of train held out (seeded) when the items have no "valid" split;
     num_workers: DataLoader worker processes (0 = decode in the training process);
     channels_last: train in channels-last memory format (faster oneDNN convolutions on CPU);
     leak_check: report test photos with a near-copy in train/valid and the accuracy without them
@@ -77,6 +79,7 @@ class TrainConfig:
     num_workers: int = 0
     lr_find_iters: int = 100
     lr_suggestion: str = "valley"
+    fallback_lr: float = 2e-3
     valid_pct: float = 0.2
     channels_last: bool = True
     leak_check: bool = True
@@ -93,6 +96,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be positive, got {self.lr!r}")
+        if not self.fallback_lr > 0:
+            raise ConfigError(f"fallback_lr must be positive, got {self.fallback_lr!r}")
         if self.weights is not None:
             self.weights = str(self.weights)
         if self.stages is None:

@@ -17,8 +17,9 @@ def _figure(width: float, height: float) -> "Figure":
 
 
 def lr_find_figure(lrs: Sequence[float], losses: Sequence[float], suggestion: float | None,
-                   title: str = "") -> "Figure":
-    """Loss against learning rate (log x) with the suggested LR marked."""
+                   title: str = "", fallback: float | None = None) -> "Figure":
+    """Loss against learning rate (log x) with the suggested LR marked, and the fallback LR trained
+    at instead when the curve was unfit (``fallback``)."""
     fig = _figure(6, 4)
     ax = fig.add_subplot()
     ax.plot(lrs, losses)
@@ -26,9 +27,13 @@ def lr_find_figure(lrs: Sequence[float], losses: Sequence[float], suggestion: fl
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss (smoothed)")
     if suggestion:
-        ax.axvline(suggestion, color="red", linestyle="--", label=f"suggested {suggestion:.2e}")
+        ax.axvline(suggestion, color="red", linestyle="--",
+                   label=f"suggested {suggestion:.2e}" + (" (not used)" if fallback else ""))
+    if fallback:
+        ax.axvline(fallback, color="green", linestyle="-", label=f"fallback {fallback:.2e} (used)")
+    if suggestion or fallback:
         ax.legend()
-    ax.set_title(title or "LR finder")
+    ax.set_title(title or "LR finder", fontsize=9 if "\n" in title else None)
     return fig
 
 
@@ -121,10 +126,15 @@ def top_losses_figure(items: "pd.DataFrame", targets, probs, classes: Sequence[s
     return image_grid_figure(images, titles, title="top losses: predicted / actual")
 
 
-def suspect_figure(suspects: "pd.DataFrame", n: int = 16, bboxes: Sequence | None = None) -> "Figure":
-    """Grid of the most suspect labels: given label → model's prediction (probabilities)."""
+def suspect_figure(suspects: "pd.DataFrame", n: int = 16, bboxes: Sequence | None = None,
+                   caveat: str | None = None) -> "Figure":
+    """Grid of the most suspect labels: given label → model's prediction (probabilities); ``caveat``
+    (why the flags are unreliable) goes under the title."""
+    import textwrap
+
     rows = suspects.head(n)
     images = load_thumbnails(list(rows["path"]), bboxes[:n] if bboxes is not None else None)
     titles = [f"label {r.label} ({r.label_prob:.2f})\nmodel {r.predicted} ({r.predicted_prob:.2f})"
               for r in rows.itertuples()]
-    return image_grid_figure(images, titles, title="suspect labels (cleanlab)")
+    title = "suspect labels (cleanlab)" + (f"\n{textwrap.fill(caveat, 90)}" if caveat else "")
+    return image_grid_figure(images, titles, title=title)

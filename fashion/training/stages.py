@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -27,7 +27,9 @@ from . import checkpoints
 from .config import Stage, TrainConfig
 from .data import make_dataloaders, set_size, split_items
 from .evaluate import evaluate, export
+from .lrguard import curve_problem, fallback_lr
 from .plots import loss_figure, lr_find_figure
+from .runinfo import dataset_info, write_run_json
 from .state import BEST_FILE, CHECKPOINTS, LRFind, Splits, StageResult, TrainingRun, TrainResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,13 +63,15 @@ def prepare(items: "pd.DataFrame", config: TrainConfig, output_dir, resume: bool
     """Split and check the items, build the Learner; with ``resume`` restore a previous run's state."""
     from fastai.torch_core import set_seed
 
+    started = time.time()
     output_dir = ensure_dir(output_dir)
     set_seed(config.seed, reproducible=True)
     random.seed(config.seed)
     splits = split_items(items, config)
     learn, backbone = build_learner(splits, config, output_dir)
     run = TrainingRun(learn=learn, config=config, splits=splits, output_dir=output_dir, backbone=backbone,
-                      size=config.stages[0].size if config.stages else config.size)
+                      size=config.stages[0].size if config.stages else config.size,
+                      dataset=dataset_info(items, splits), started=started)
     if resume:
         checkpoints.restore(run)
     return run
@@ -85,7 +89,10 @@ def lr_find(run: TrainingRun, stage: Stage, num_it: int | None = None) -> LRFind
 
     The model is restored afterwards, from memory (:class:`~fashion.training.callbacks.InMemoryLRFinder`:
     no file, so no errno-less torch write error); the suggestion is fastai's
-    ``config.lr_suggestion`` function ("valley" by default).
+    ``config.lr_suggestion`` function ("valley" by default). The curve it was read off is checked
+    (:func:`.lrguard.curve_problem`): when it is unfit (too few points, no descent, a suggestion at
+    the range's edge, NaN losses) a warning names why and the stage will train at the fallback LR
+    (``config.fallback_lr``, halved for an unfrozen body) instead, both recorded in the result.
     """
     from fastai.callback import schedule
 
@@ -97,42 +104,55 @@ def lr_find(run: TrainingRun, stage: Stage, num_it: int | None = None) -> LRFind
 
     log.info("%s LR finder: %d batches at %d px, body %s", stage.name, num_it, stage.size,
              "frozen" if stage.frozen else "unfrozen")
-    # fastai's own bars would draw one bar per LR-finder batch; one tqdm bar over them instead
+    t0 = time.time()
+    # fastai's own bars would draw one bar per LR-finder batch; one bar over them instead
     with run.learn.no_bar(), run.learn.added_cbs(BatchProgress(num_it, f"{stage.name} LR finder")):
         suggestion = find_lr(run.learn, num_it, getattr(schedule, how))
     recorder = run.learn.recorder
     lrs, losses = [float(v) for v in recorder.lrs], [float(v) for v in recorder.losses]
+    judged = slice(num_it // 10, -5)  # the points fastai read its suggestion off (Learner.lr_find)
+    problem = curve_problem(lrs[judged], losses[judged], suggestion)
+    fallback = fallback_lr(run.config.fallback_lr, stage.frozen) if problem else None
     # fastai's plot drops the first 10 and last 5 points (warm-up and divergence); so do we
     cut = slice(10, -5) if len(lrs) > 20 else slice(None)
-    fig = lr_find_figure(lrs[cut], losses[cut], suggestion, title=f"LR finder, {stage.name} ({how})")
+    title = f"LR finder, {stage.name} ({how})" + ("\n" + textwrap.fill(f"not used: {problem}", 80) if problem else "")
+    fig = lr_find_figure(lrs[cut], losses[cut], suggestion, title=title, fallback=fallback)
     save_figure(run.output_dir / f"lr_find_{stage.name}.png", fig)
-    result = LRFind(stage.name, suggestion, lrs, losses, fig)
+    result = LRFind(stage.name, suggestion, lrs, losses, fig, problem=problem, fallback=fallback,
+                    seconds=round(time.time() - t0, 1))
     run.lr_finds[stage.name] = result
-    log.info("%s LR finder: suggested %.2e", stage.name, result.suggestion)
+    if problem:
+        log.warning("%s LR finder: its suggestion %.2e is not used because %s; the stage trains at the fallback "
+                    "LR %.2e instead (fallback_lr %.2e%s)", stage.name, suggestion, problem, fallback,
+                    run.config.fallback_lr, "" if stage.frozen else ", halved for the unfrozen body")
+    else:
+        log.info("%s LR finder: suggested %.2e", stage.name, result.suggestion)
     return result
 
 
 def _show_bars() -> bool:
     """True on a terminal or in a notebook (fastprogress draws HTML there)."""
-    from fastprogress.fastprogress import IN_NOTEBOOK
+    from .callbacks import progress_mode
 
-    return bool(IN_NOTEBOOK) or sys.stderr.isatty()
+    return progress_mode() != "log"
 
 
-def _stage_lr(run: TrainingRun, stage: Stage) -> tuple[float, float, float | None]:
-    """(lo, hi, suggestion) of a stage: its own LR, or the LR finder's suggestion."""
-    suggestion = None
+def _stage_lr(run: TrainingRun, stage: Stage) -> tuple[float, float, float | None, str, str | None]:
+    """(lo, hi, suggestion, source, problem) of a stage: its own LR ("given"), the LR finder's
+    suggestion ("lr_finder"), or the fallback LR where the finder's curve is unfit ("fallback")."""
+    suggestion, source, problem = None, "given", None
     hi = stage.lr
     if hi is None:
         found = run.lr_finds.get(stage.name) or lr_find(run, stage)
-        suggestion = hi = found.suggestion
+        suggestion, problem = found.suggestion, found.problem
+        source, hi = ("fallback", found.fallback) if problem else ("lr_finder", suggestion)
         first = next((r for r in run.results.values() if r.frozen), None)
         if not stage.frozen and first is not None and hi > first.lr[1]:
             # after unfreezing the pretrained body should not move faster than the new head did
-            log.info("%s: capping the suggested LR %.2e at stage %s's %.2e", stage.name, hi, first.name, first.lr[1])
+            log.info("%s: capping the LR %.2e at stage %s's %.2e", stage.name, hi, first.name, first.lr[1])
             hi = first.lr[1]
     lo = hi if stage.frozen else hi / stage.lr_div
-    return lo, hi, suggestion
+    return lo, hi, suggestion, source, problem
 
 
 def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult | None:
@@ -149,27 +169,28 @@ def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult
     if stage.epochs < 1:
         log.info("%s: 0 epochs, skipped", stage.name)
         return None
-    t0 = time.time()
     set_size(run, stage.size)
     _set_frozen(run, stage.frozen)
-    lo, hi, suggestion = _stage_lr(run, stage)
+    lo, hi, suggestion, source, problem = _stage_lr(run, stage)
+    t0 = time.time()  # the fit's time; the LR finder's is in run.lr_finds
     _set_frozen(run, stage.frozen)  # lr_find restores the weights, not necessarily requires_grad
     saver = SaveBestModel(monitor="valid_loss", fname=f"{stage.name}_best")
     fit_cbs = [saver, EpochLog(run, stage), *cbs]
     if run.config.early_stopping:
         fit_cbs.append(EarlyStoppingCallback(monitor="valid_loss", patience=run.config.early_stopping))
-    log.info("%s: %d epochs at %d px, %s, lr %s", stage.name, stage.epochs, stage.size,
-             "body frozen" if stage.frozen else "unfrozen", f"{hi:.2e}" if stage.frozen else f"slice({lo:.2e}, {hi:.2e})")
+    log.info("%s: %d epochs at %d px, %s, lr %s (%s)", stage.name, stage.epochs, stage.size,
+             "body frozen" if stage.frozen else "unfrozen", f"{hi:.2e}" if stage.frozen else f"slice({lo:.2e}, {hi:.2e})",
+             {"given": "given", "lr_finder": "LR finder", "fallback": "fallback LR"}[source])
     # fastai's per-batch bars on a terminal or in a notebook; in a log file, the one line per epoch only
     with contextlib.nullcontext() if _show_bars() else run.learn.no_bar():
         run.learn.fit_one_cycle(stage.epochs, hi if stage.frozen else slice(lo, hi), cbs=fit_cbs)
     if saver.error is not None:
         raise saver.error
-    result = _finish_stage(run, stage, saver, (lo, hi), suggestion, time.time() - t0)
-    return result
+    return _finish_stage(run, stage, saver, (lo, hi), suggestion, time.time() - t0, source, problem)
 
 
-def _finish_stage(run: TrainingRun, stage: Stage, saver, lr, suggestion, seconds) -> StageResult:
+def _finish_stage(run: TrainingRun, stage: Stage, saver, lr, suggestion, seconds, lr_source: str,
+                  lr_problem: str | None) -> StageResult:
     import numpy as np
 
     recorder = run.learn.recorder
@@ -189,7 +210,7 @@ def _finish_stage(run: TrainingRun, stage: Stage, saver, lr, suggestion, seconds
                       title=f"loss, {stage.name} ({stage.size} px, {'frozen' if stage.frozen else 'unfrozen'})")
     save_figure(run.output_dir / f"loss_{stage.name}.png", fig)
     result = StageResult(stage.name, len(valid_losses), tuple(lr), suggestion, best, best_epoch, kept,
-                         round(seconds, 1), stage.size, stage.frozen, fig)
+                         round(seconds, 1), stage.size, stage.frozen, fig, lr_source=lr_source, lr_problem=lr_problem)
     run.results[stage.name] = result
     run.completed.append(stage.name)
     checkpoints.save_state(run)
@@ -217,18 +238,19 @@ def train(items: "pd.DataFrame", config: TrainConfig | None = None, output_dir="
     if finished and not (resume or overwrite):
         raise FashionError(f"{out} holds a finished training run: use --resume to continue it, --overwrite to "
                            "replace it, or another --output_dir")
+    run_id = rundir.new_run_id()
     if finished and overwrite and not resume:
-        with rundir.transaction(out, kind=TRAIN_KIND, keep=(CHECKPOINTS,)) as txn:
-            result = _train(items, config, txn.path, False, cbs)
+        with rundir.transaction(out, kind=TRAIN_KIND, keep=(CHECKPOINTS,), run_id=run_id) as txn:
+            result = _train(items, config, txn.path, False, cbs, run_id)
         return TrainResult(txn.target, result.metrics, result.stages, result.seconds)
     if resume and rundir.has_manifest(out):
         rundir.verify(out, kind=TRAIN_KIND)  # a finished run continued only if it is the run it claims
-    result = _train(items, config, out, resume, cbs)
-    rundir.write_manifest(out, rundir.new_run_id(), TRAIN_KIND, skip=(CHECKPOINTS,))
+    result = _train(items, config, out, resume, cbs, run_id)
+    rundir.write_manifest(out, run_id, TRAIN_KIND, skip=(CHECKPOINTS,))
     return result
 
 
-def _train(items, config, output_dir, resume: bool, cbs) -> TrainResult:
+def _train(items, config, output_dir, resume: bool, cbs, run_id: str) -> TrainResult:
     config = config or TrainConfig()
     t0 = time.time()
     run = prepare(items, config, output_dir, resume=resume)
@@ -239,6 +261,11 @@ def _train(items, config, output_dir, resume: bool, cbs) -> TrainResult:
         run_stage(run, stage, cbs=cbs)
     if run.best:
         checkpoints.load_best(run)  # the best stage's weights, whatever the last stage did
+    t = time.time()
     metrics = evaluate(run)
+    run.timing["evaluate"] = round(time.time() - t, 1)
+    t = time.time()
     export(run)
+    run.timing["export"] = round(time.time() - t, 1)
+    write_run_json(run, run_id)  # after export: the timing of every step is known
     return TrainResult(Path(output_dir), metrics, [r.to_dict() for r in run.results.values()], time.time() - t0)

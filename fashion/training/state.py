@@ -33,18 +33,27 @@ class Splits:
 
 @dataclass
 class LRFind:
-    """An LR-finder run: suggestion (config.lr_suggestion), and the curve (lrs, losses) it was taken from."""
+    """An LR-finder run: suggestion (config.lr_suggestion), the curve (lrs, losses) it was taken from,
+    and ``problem``: why the curve is unfit to read an LR off (:func:`.lrguard.curve_problem`), None
+    when it is fit; a stage then trains at :attr:`fallback` instead of the suggestion."""
 
     stage: str
     suggestion: float
     lrs: list
     losses: list
     figure: Any = None
+    problem: str | None = None
+    fallback: float | None = None
+    seconds: float | None = None
 
 
 @dataclass
 class StageResult:
-    """Outcome of one stage: the LR used (lo, hi), its best valid loss and epoch, and wall time."""
+    """Outcome of one stage: the LR used (lo, hi), its best valid loss and epoch, and wall time.
+
+    lr_source: where the LR came from — "given" (the stage's own), "lr_finder" (the suggestion, maybe
+    capped at the frozen stage's LR) or "fallback" (the curve was unfit: ``lr_problem`` says why).
+    """
 
     name: str
     epochs_run: int
@@ -57,6 +66,8 @@ class StageResult:
     size: int
     frozen: bool
     figure: Any = None
+    lr_source: str = "given"
+    lr_problem: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -80,6 +91,9 @@ class TrainingRun:
     best: dict = field(default_factory=dict)       # {"stage": name, "valid_loss": float}
     completed: list = field(default_factory=list)
     evaluation: dict = field(default_factory=dict)
+    dataset: dict = field(default_factory=dict)    # root, format, items per split (run.json)
+    started: float = 0.0                           # time.time() when prepare() began
+    timing: dict = field(default_factory=dict)     # seconds of the steps after the stages (evaluate, export)
 
     @property
     def checkpoints(self) -> Path:
