@@ -329,7 +329,7 @@ def _run_backbones(args) -> int:
 def _run_train(args) -> int:
     from . import training
 
-    items = _load_items(args.dataset, args.format, args.skip_missing).frame
+    items = _load_items(args.dataset, args.format, args.skip_missing)
     config = training.TrainConfig(**_fields_of(training.TrainConfig, args))
     result = training.train(items, config, args.output_dir, resume=args.resume, overwrite=args.overwrite)
     print(result.summary() if hasattr(result, "summary") else result)

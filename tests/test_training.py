@@ -587,3 +587,14 @@ def test_resume_with_a_damaged_state_json_is_one_line(trained, tmp_path, key):
     state.write_text(json.dumps(data))
     with pytest.raises(RunFileError, match=rf"state\.json: key '{key}' is missing"):
         training.train(items, tiny_config(), copy, resume=True)
+
+
+def test_prepare_takes_an_item_table_and_keeps_its_root_and_format(tmp_path):
+    """fashion train passes datasets.load's ItemTable: run.json's dataset names its root and format."""
+    from fashion import datasets
+
+    make_items(tmp_path / "data", corrupt=False)
+    table = datasets.load(tmp_path / "data")
+    run = training.prepare(table, tiny_config(epochs=0, leak_check=False), tmp_path / "out")
+    assert run.dataset["root"] == table.root and run.dataset["format"] == "folder"
+    assert run.dataset["n_items"] == len(table)

@@ -21,14 +21,18 @@ from .state import Splits, TrainingRun
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
+    from ..datasets import ItemTable
+
 RUN_FILE = "run.json"
 
 
-def dataset_info(items: "pd.DataFrame", splits: Splits) -> dict:
-    """Root, format and counts of the items as loaded (per split) and as used (per role)."""
+def dataset_info(items: "pd.DataFrame", splits: Splits, table: "ItemTable | None" = None) -> dict:
+    """Root and format (from ``table``, None without one) and counts of the items as loaded (per split)
+    and as used (per role)."""
     loaded = items["split"].astype(str).replace("", "(none)").value_counts()
     return {
-        "root": items.attrs.get("root"), "format": items.attrs.get("format"), "n_items": int(len(items)),
+        "root": table.root if table is not None else None, "format": table.format if table is not None else None,
+        "n_items": int(len(items)),
         "splits": {str(k): int(v) for k, v in sorted(loaded.items())},
         "used": {"train": len(splits.train), "valid": len(splits.valid), "test": len(splits.test),
                  "test_split": splits.test_split, "valid_from_train": splits.valid_from_train,

@@ -59,10 +59,17 @@ def build_learner(splits: Splits, config: TrainConfig, output_dir: Path):
     return learn, backbone
 
 
-def prepare(items: "pd.DataFrame", config: TrainConfig, output_dir, resume: bool = False) -> TrainingRun:
-    """Split and check the items, build the Learner; with ``resume`` restore a previous run's state."""
+def prepare(items, config: TrainConfig, output_dir, resume: bool = False) -> TrainingRun:
+    """Split and check the items, build the Learner; with ``resume`` restore a previous run's state.
+
+    ``items``: a :class:`fashion.datasets.ItemTable` (its root and format reach ``run.json``) or its
+    DataFrame alone."""
     from fastai.torch_core import set_seed
 
+    from ..datasets.table import ItemTable
+
+    table = items if isinstance(items, ItemTable) else None
+    items = table.frame if table is not None else items
     started = time.time()
     output_dir = ensure_dir(output_dir)
     set_seed(config.seed, reproducible=True)
@@ -71,7 +78,7 @@ def prepare(items: "pd.DataFrame", config: TrainConfig, output_dir, resume: bool
     learn, backbone = build_learner(splits, config, output_dir)
     run = TrainingRun(learn=learn, config=config, splits=splits, output_dir=output_dir, backbone=backbone,
                       size=config.stages[0].size if config.stages else config.size,
-                      dataset=dataset_info(items, splits), started=started)
+                      dataset=dataset_info(items, splits, table), started=started)
     if resume:
         checkpoints.restore(run)
     return run
@@ -222,7 +229,7 @@ def _finish_stage(run: TrainingRun, stage: Stage, saver, lr, suggestion, seconds
 TRAIN_KIND = "train"
 
 
-def train(items: "pd.DataFrame", config: TrainConfig | None = None, output_dir="runs/train",
+def train(items, config: TrainConfig | None = None, output_dir="runs/train",
           resume: bool = False, cbs: Sequence = (), overwrite: bool = False) -> TrainResult:
     """Run every stage, evaluate the best model on the test split and export it (see module doc).
 
