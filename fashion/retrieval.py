@@ -404,7 +404,7 @@ def _run(config: MeasureConfig, txn) -> RunResult:
     with watch.stage("load"):
         items = load_items(config)
         if scaled.applies(config, items):
-            return scaled.run(config, items, out)
+            return scaled.run(config, items, out, cache=config.cache_dir or txn.target / "cache")
         embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size,
                                    runtime=config.runtime)
     with watch.stage("embed"):
