@@ -52,7 +52,7 @@ def _photo_dataset(dest: Path, n: int) -> Path:
     for i, p in enumerate(photos):
         out = dest / p.parent.name / f"{i:05d}.jpg"
         out.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(p, out)
+        shutil.copyfile(p, out)  # copies: the dataset loader refuses links that leave its root
     return dest
 
 
@@ -129,20 +129,11 @@ def bench_embed(args) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def drift(ref: np.ndarray, got: np.ndarray) -> dict:
-    """Per-vector differences of two (n, d) matrices: max |a−b| over coordinates and ‖a−b‖ / ‖a‖,
-    their maximum and median over the vectors, and how many vectors are bitwise equal."""
-    diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-    rel = np.linalg.norm(diff, axis=1) / np.maximum(np.linalg.norm(ref.astype(np.float64), axis=1), 1e-30)
-    per = diff.max(axis=1)
-    return {"max_abs": float(per.max()), "median_abs": float(np.median(per)), "max_rel": float(rel.max()),
-            "median_rel": float(np.median(rel)), "bitwise_equal": int((per == 0).sum()), "vectors": len(per)}
-
-
 def bench_drift(args) -> dict:
     """The torch runtime's vectors on the Ray engine (1 and 2 actors) and at another batch size on the
     local engine, each against the local engine's at batch 32 (same photos, same precision)."""
     from fashion import datasets
+    from fashion.scale import embed
 
     work = Path(tempfile.mkdtemp(prefix="scale_drift_"))
     try:
@@ -154,7 +145,7 @@ def bench_drift(args) -> dict:
                 ref = (ids, vecs)
                 continue
             assert np.array_equal(ids, ref[0]), f"{name}: other ids than the local engine's"
-            rows.append({"run": name, **drift(ref[1], vecs)})
+            rows.append({"run": name, **embed.drift(ref[1], vecs)})
         spec = json.loads(next((work / "local").glob("embeddings/*/embedder.json")).read_text())["spec"]
         out = {"photos": len(items), "precision": spec["precision"], "rows": rows}
         print(f"\ntorch runtime ({spec['precision']}), {len(ref[0])} vectors, each run against the local engine "
@@ -301,7 +292,8 @@ def _calibrate(real: np.ndarray, dim: int, clusters, seed: int):
                          for c in CHECKS]}
     fmt = "{:>24} {:>9} {:>9}"
     print(f"\ncalibration: {len(real_low)} real vectors (top-{dim} PCA axes keep {gen.explained:.1%} of their "
-          f"variance) vs as many generated; recall@10, 300 queries, no re-rank unless said")
+          f"variance) vs as many generated; recall@10 of 300 of them against the other {len(real_low) - 300}, "
+          "no re-rank unless said (rr)")
     print(fmt.format("setting", "real", "generated"))
     for r in rows:
         print(fmt.format(f"{_setting(CALIBRATION)} k={r['k']}", report["real"], r["generated"]))
@@ -348,15 +340,22 @@ def bench_index(args) -> dict:
     work = Path(args.work or tempfile.mkdtemp(prefix="scale_index_"))
     emb = work / "embeddings"
     t = time.perf_counter()
-    if not shards.list_parts(emb):
+    marker = work / "generated.json"  # written once every shard is: a reused set is whole and of these settings
+    settings = {"n": args.n, "dim": args.dim, "k": gen.k, "seed": args.seed, "shard": args.shard}
+    if not marker.is_file() or json.loads(marker.read_text()) != settings:
+        shutil.rmtree(emb, ignore_errors=True)
+        marker.unlink(missing_ok=True)
         for s in range(0, args.n, args.shard):
             ids = np.arange(s, min(args.n, s + args.shard), dtype=np.int64)
             v = gen.sample(len(ids), rng)
             shards.write_shard(emb, pa.table({"id": pa.array(ids), "vector": shards.vector_array(v),
                                               "ok": pa.array(np.ones(len(ids), bool)),
                                               "reason": pa.array([""] * len(ids))}))
+        marker.write_text(json.dumps(settings))
     gen_s = time.perf_counter() - t
-    print(f"generated {args.n} vectors of d={args.dim} in {gen_s:.0f} s")
+    print(f"generated {args.n} vectors of d={args.dim} in {gen_s:.0f} s (k={gen.k}) into {emb}")
+    if args.generate_only:
+        return {"calibration": calib, "generated": str(emb)}
     # train time vs sample size (the trained index is not kept)
     train_rows = []
     params0 = ivfpq.choose_params(args.n, args.dim, memory=args.memory)
@@ -465,6 +464,8 @@ def main(argv=None) -> int:
     i.add_argument("--clusters", type=int, nargs="+", default=[16, 32, 64, 128],
                    help="generator cluster counts tried by the calibration (≤ 128: ≥ ~30 real members each)")
     i.add_argument("--calibrate-only", action="store_true", help="print the calibration and stop")
+    i.add_argument("--generate-only", action="store_true",
+                   help="calibrate, write the generated shards to --work and stop (the timed run reuses them)")
     i.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "fashion_scale_bench"))
     i.add_argument("--work", default=None, help="keep generated shards here (reused by a rerun)")
     i.add_argument("--keep", action="store_true")

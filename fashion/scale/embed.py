@@ -202,6 +202,27 @@ def embed_run(config: EmbedConfig, progress: bool = True) -> EmbedResult:
     return result
 
 
+def drift(ref: np.ndarray, got: np.ndarray) -> dict:
+    """Per-vector differences of two (n, d) matrices (rows paired): max |a − b| over a vector's
+    coordinates and ‖a − b‖ / ‖a‖, each as its maximum and median over the vectors, and how many
+    vectors are bitwise equal.
+
+    >>> d = drift(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[1.0, 0.0], [0.0, 0.5]]))
+    >>> d["max_abs"], d["max_rel"], d["bitwise_equal"]
+    (0.5, 0.5, 1)
+    """
+    ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+    if ref.shape != got.shape:
+        raise ValueError(f"shapes differ: {ref.shape} vs {got.shape}")
+    if len(ref) == 0:
+        return {"max_abs": 0.0, "median_abs": 0.0, "max_rel": 0.0, "median_rel": 0.0, "bitwise_equal": 0, "vectors": 0}
+    diff = np.abs(got - ref)
+    per = diff.max(axis=1)
+    rel = np.linalg.norm(diff, axis=1) / np.maximum(np.linalg.norm(ref, axis=1), 1e-30)
+    return {"max_abs": float(per.max()), "median_abs": float(np.median(per)), "max_rel": float(rel.max()),
+            "median_rel": float(np.median(rel)), "bitwise_equal": int((per == 0).sum()), "vectors": len(per)}
+
+
 def read_embeddings(directory, ids_only_ok: bool = True):
     """(ids, vectors) of every kept row of an embeddings directory, sorted by id (loads all in memory)."""
     shard_set = shards.ShardSet(directory, only_ok=ids_only_ok)
