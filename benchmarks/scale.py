@@ -56,11 +56,21 @@ def _photo_dataset(dest: Path, n: int) -> Path:
     return dest
 
 
-def _ray_init(work: Path) -> float:
-    """A private loopback-only Ray (2 CPUs, no dashboard, temp dir under ``work``); returns its start-up s."""
+def _import_ray():
+    """Ray, imported after the variables that keep it on 127.0.0.1 (read at import) and tokenless; its
+    workers at the driver's priority (Ray starts them at niceness 15: against the local engine at 0
+    that would time the scheduler, not the engine)."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_worker_niceness", "0")
     import ray
+
+    return ray
+
+
+def _ray_init(work: Path) -> float:
+    """A private loopback-only Ray (2 CPUs, no dashboard, temp dir under ``work``); returns its start-up s."""
+    ray = _import_ray()
 
     t = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
@@ -73,7 +83,7 @@ def _ray_init(work: Path) -> float:
 def _engine_runs(items, work: Path, runs, runtime: str):
     """Embed ``items`` once per (name, engine, actors, batch size) of ``runs`` into runs of their own;
     yields (name, wall s, Ray start-up s, ids, vectors). Each run pays its own model load."""
-    import ray
+    ray = _import_ray()
 
     from fashion.scale import embed, manifest
 

@@ -21,13 +21,16 @@ import numpy as np
 import pytest
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+# Ray reads these at import: keep 127.0.0.1 as the node address, no token file (see test_scale_ray; this
+# module is collected first, so it must set them before its importorskip imports Ray)
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
+for _name, _value in RAY_ENV.items():
+    os.environ.setdefault(_name, _value)
 pytest.importorskip("ray", reason="the [scale] extra is not installed (pip install -e '.[scale]')")
 pytest.importorskip("ray.data", reason="ray[data] is not installed")
 
 LOOPBACK = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[1]
-# Ray reads these at import: keep 127.0.0.1 as the node address, no token file (see test_scale_ray)
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
 
 
 def _cluster_processes(temp_dir, seen=None) -> list[str]:
@@ -89,7 +92,7 @@ def child(run_dir: str, temp_dir: str, report: str) -> None:
         cluster.shutdown()
 
 
-def test_two_node_loopback_cluster_gives_the_local_results(tmp_path):
+def test_two_node_loopback_cluster_gives_the_local_results(tmp_path, tmp_path_factory):
     from fashion import datasets
     from fashion.scale import embed, ivfpq, knn, manifest, shards
 
@@ -103,7 +106,9 @@ def test_two_node_loopback_cluster_gives_the_local_results(tmp_path):
     ivfpq.build(ref.directory, local / "index")
     knn.knn_run(knn.KnnConfig(str(local), k=5))
 
-    temp_dir = tmp_path / "ray"  # Ray's session files (and its sockets' paths) stay under tmp_path
+    # Ray's session files under pytest's temporary directory, in a short-named folder: its socket paths
+    # (session_<date>_<pid>/sockets/plasma_store inside it) must stay within AF_UNIX's 107 bytes
+    temp_dir = tmp_path_factory.mktemp("r")
     report = tmp_path / "report.json"
     env = {**os.environ, **RAY_ENV, "RAY_TMPDIR": str(temp_dir), "PYTHONPATH": str(ROOT)}
     code = f"from tests.test_scale_cluster import child; child({str(far)!r}, {str(temp_dir)!r}, {str(report)!r})"

@@ -5,8 +5,9 @@ anti-joins the manifest's ids with the ids already in finished shards (torn file
 hands only the missing rows to an engine: :mod:`.engine_local` (default) or :mod:`.engine_ray`.
 Both engines run the same per-row decode and per-batch network code, so a row's vector does not depend
 on the engine. The OpenVINO runtime is batch-invariant, so its vectors are bitwise equal across engines,
-batch sizes and resumes; the torch runtime is not (oneDNN picks kernels by batch shape), and how far
-its vectors differ between engines has not been measured yet.
+batch sizes and resumes. The torch runtime measured the same here (``benchmarks/scale.py drift``: 200
+photos, bf16, Ray with 1 and 2 actors and the local engine at batch 7, all bitwise equal to the local
+engine at batch 32, on an AVX-512-BF16 CPU); :func:`drift` measures it on another machine.
 """
 
 from __future__ import annotations
