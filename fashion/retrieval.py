@@ -386,7 +386,7 @@ def _run(config: MeasureConfig, txn) -> RunResult:
         table = load_items(config)
         items = table.frame
         if scaled.applies(config, items):
-            return scaled.run(config, table, out)
+            return scaled.run(config, table, out, cache=config.cache_dir or txn.target / "cache")
         embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size,
                                    runtime=config.runtime)
     with watch.stage("embed"):

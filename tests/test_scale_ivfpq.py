@@ -18,10 +18,11 @@ def _unit(rng, n, d, rank=8):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def _write(directory, vecs, per_shard):
+def _write(directory, vecs, per_shard, start=0):
     for s in range(0, len(vecs), per_shard):
-        ids = np.arange(s, min(len(vecs), s + per_shard))
-        shards.write_shard(directory, pa.table({"id": pa.array(ids), "vector": shards.vector_array(vecs[ids]),
+        rows = np.arange(s, min(len(vecs), s + per_shard))
+        ids = rows + start
+        shards.write_shard(directory, pa.table({"id": pa.array(ids), "vector": shards.vector_array(vecs[rows]),
                                                 "ok": pa.array(np.ones(len(ids), bool)),
                                                 "reason": pa.array([""] * len(ids))}))
 
@@ -84,6 +85,19 @@ def test_build_resumes_from_finished_shard_indexes(tmp_path):
     idx = ivfpq.ScaleIndex(tmp_path / "index")
     d, i = idx.search(vecs[:5], 1)
     assert i[:, 0].tolist() == [0, 1, 2, 3, 4] and np.allclose(d[:, 0], 0, atol=1e-5)
+
+
+def test_finished_build_is_kept_and_a_changed_shard_set_starts_over(tmp_path):
+    rng = np.random.default_rng(2)
+    vecs = _unit(rng, 3_000, 16)
+    _write(tmp_path / "emb", vecs[:2_000], per_shard=1_000)
+    first = ivfpq.build(tmp_path / "emb", tmp_path / "index")
+    sealed = (tmp_path / "index" / ivfpq.INDEX_JSON).stat().st_mtime_ns
+    again = ivfpq.build(tmp_path / "emb", tmp_path / "index")
+    assert again.timings == first.timings and (tmp_path / "index" / ivfpq.INDEX_JSON).stat().st_mtime_ns == sealed
+    _write(tmp_path / "emb", vecs[2_000:], per_shard=1_000, start=2_000)  # one more shard
+    grown = ivfpq.build(tmp_path / "emb", tmp_path / "index")
+    assert grown.count == 3_000 and len(list((tmp_path / "index" / "shards").iterdir())) == 3
 
 
 def test_unfinished_build_is_refused(tmp_path):

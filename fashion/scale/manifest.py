@@ -94,11 +94,13 @@ def _to_table(items, start: int, stop: int):
     return pa.table(cols)
 
 
-def write_manifest(table, run_dir: os.PathLike | str, shard_rows: int = DEFAULT_SHARD_ROWS) -> Manifest:
+def write_manifest(table, run_dir: os.PathLike | str, shard_rows: int = DEFAULT_SHARD_ROWS,
+                   fp: str | None = None) -> Manifest:
     """Write ``table`` (a :class:`fashion.datasets.ItemTable`) as the manifest of ``run_dir``.
 
     A rerun on the same dataset (same fingerprint) keeps the existing manifest; on a different one it
-    raises :class:`ManifestError` (the run's embeddings are keyed on these ids).
+    raises :class:`ManifestError` (the run's embeddings are keyed on these ids). ``fp``: the items'
+    :func:`fingerprint` when the caller has it already (it stats every file).
     """
     from ..atomic import ensure_dir
 
@@ -106,7 +108,7 @@ def write_manifest(table, run_dir: os.PathLike | str, shard_rows: int = DEFAULT_
         raise ValueError(f"shard_rows must be positive, got {shard_rows}")
     run_dir = ensure_dir(run_dir)
     items = table.frame
-    fp = fingerprint(items)
+    fp = fp or fingerprint(items)
     if (run_dir / MANIFEST_JSON).is_file():
         old = Manifest.read(run_dir)
         if old.fingerprint == fp and old.count == len(items):
