@@ -79,9 +79,9 @@ def _fresh_index_dir(index_dir: Path, settings: dict) -> None:
 
 
 def run(config, table, out=None, cache=None):
-    """The scaled retrieval run of ``table`` (a :class:`fashion.datasets.ItemTable`) into ``out`` (the staging directory of :func:`fashion.retrieval.run`'s
-    transaction; None: ``config.output_dir``), its resumable work in ``cache`` (None: ``config.cache_dir``
-    or ``OUTPUT_DIR/cache``); returns :class:`fashion.retrieval.RunResult`."""
+    """The scaled retrieval run of ``table`` (a :class:`fashion.datasets.ItemTable`) into ``out`` (the
+    staging directory of :func:`fashion.retrieval.run`'s transaction; None: ``config.output_dir``), its
+    resumable work in ``cache`` (None: ``config.cache_dir`` or ``OUTPUT_DIR/cache``); returns :class:`fashion.retrieval.RunResult`."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -120,10 +120,10 @@ def run(config, table, out=None, cache=None):
     timing["search"] = time.perf_counter() - t
     every = shards.ShardSet(emb.directory)
     failed = []
-    for _, table in every.iter_batches(["id", "ok", "reason"]):
-        bad = ~table.column("ok").to_numpy(zero_copy_only=False)
-        failed += list(zip(table.column("id").to_numpy()[bad].tolist(),
-                           np.asarray(table.column("reason").to_pylist(), dtype=object)[bad].tolist()))
+    for _, batch in every.iter_batches(["id", "ok", "reason"]):
+        bad = ~batch.column("ok").to_numpy(zero_copy_only=False)
+        failed += list(zip(batch.column("id").to_numpy()[bad].tolist(),
+                           np.asarray(batch.column("reason").to_pylist(), dtype=object)[bad].tolist()))
     paths = items["path"].astype(str).to_numpy()
     skipped = [{"path": paths[i], "reason": r} for i, r in failed]
     metrics = {"k": config.k, "k_requested": config.k, "metric": "cosine", "index": "ivfpq (fashion.scale)",
@@ -138,8 +138,8 @@ def run(config, table, out=None, cache=None):
     picks = np.sort(ok_ids[retrieval.pick_grid_queries(ok_ids, config.grids, config.seed)])
     rows = []
     for part in neighbor_parts:
-        table = pq.read_table(part)
-        rows.append(table.filter(pc.is_in(table.column("query_id"), value_set=pa.array(picks))))
+        part_rows = pq.read_table(part)
+        rows.append(part_rows.filter(pc.is_in(part_rows.column("query_id"), value_set=pa.array(picks))))
 
     grids = []
     if rows and len(picks):
