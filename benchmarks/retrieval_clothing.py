@@ -3,9 +3,10 @@
     python benchmarks/retrieval_clothing.py --data /work/shared/data/clothing-dataset-small \\
         --model /work/runs/clothing-lite2 --output_dir /work/runs/retrieval-lite2
 
-For the pretrained default backbone and (with ``--model``) the trained classifier's body and head
-features, runs ``fashion.retrieval.run`` twice: queries = test against a gallery of train + validation,
-and all-pairs over every image. Prints precision@10 / mAP@10 and the time of each stage side by side.
+For the pretrained default backbone, (with ``--model``) the trained classifier's body and head
+features and (with ``--metric-model``, issue 15) the body and head features of a model trained with a
+metric-learning loss (``fashion train --metric-loss ...``), runs ``fashion.retrieval.run`` for each
+``--modes``: queries = test against a gallery of train + validation, and all-pairs over every image. Prints precision@10 / mAP@10 and the time of each stage side by side.
 Each model's embeddings are computed once and shared between its two runs through the cache.
 """
 
@@ -23,6 +24,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="/work/shared/data/clothing-dataset-small")
     p.add_argument("--model", default=None, help="trained model dir (fashion train); omit for pretrained only")
+    p.add_argument("--metric-model", default=None,
+                   help="a model dir trained with --metric-loss (fashion train), compared in the same table")
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     p.add_argument("--output_dir", default="/work/runs/retrieval")
     p.add_argument("--index", default="auto")
     p.add_argument("-k", type=int, default=10)
@@ -31,13 +35,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def models(args) -> list[tuple[str, str | None, str]]:
-    """(name, model dir, layer) of every embedding model to compare."""
-    rows = [("pretrained efficientnet_lite0 (body)", None, "body")]
-    if args.model:
-        arch = json.loads((Path(args.model) / "model.json").read_text()).get("arch", "model")
-        short = arch.replace("efficientnet_", "")
-        rows += [(f"trained {short} (body)", args.model, "body"), (f"trained {short} (head)", args.model, "head")]
+def models(args) -> list[tuple[str, str | None, str, str]]:
+    """(name, model dir, layer, output tag) of every embedding model to compare."""
+    rows = [("pretrained efficientnet_lite0 (body)", None, "body", "pretrained-body")]
+    for kind, model in (("trained", args.model), ("metric", args.metric_model)):
+        if model:
+            arch = json.loads((Path(model) / "model.json").read_text()).get("arch", "model")
+            short = arch.replace("efficientnet_", "")
+            rows += [(f"{kind} {short} ({layer})", model, layer, f"{kind}-{layer}") for layer in ("body", "head")]
     return rows
 
 
@@ -48,9 +53,14 @@ def main(argv=None) -> int:
 
     out = Path(args.output_dir)
     rows = []
-    for name, model, layer in models(args):
-        for mode, query_split in MODES.items():
-            tag = f"{'trained' if model else 'pretrained'}-{layer}-{mode}".replace("+", "")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise SystemExit(f"--modes: unknown {sorted(unknown)}; choose from {', '.join(MODES)}")
+    for name, model, layer, kind in models(args):
+        for mode in modes:
+            query_split = MODES[mode]
+            tag = f"{kind}-{mode}".replace("+", "")
             config = MeasureConfig(input=args.data, output_dir=str(out / tag), model=model, layer=layer,
                                    k=args.k, index=args.index, query_split=query_split, grids=args.grids,
                                    limit=args.limit, cache_dir=str(out / "cache"))

@@ -14,6 +14,11 @@ Not part of the test suite: it takes about half an hour on two idle CPU cores.
     python benchmarks/train_clothing.py --report-only --output_dir /work/runs/clothing-lite0 \
         --log /work/runs/clothing-lite0.log --images images
 
+The levers of issue 15 are the options of `fashion train` (``fashion.cli.add_train_levers``, defaults
+from ``TrainConfig``), so an ablation row is one command, e.g. label smoothing and TTA on the reference run::
+
+    python benchmarks/train_clothing.py --output_dir /work/runs/ls --label-smoothing 0.1 --tta
+
 writes the markdown section for benchmarks/README.md (``<output_dir>/benchmark.md``) from a finished
 run and copies its loss curves and confusion matrix into ``--images``.
 """
@@ -47,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="peak LR of stage 1 (fastai fine_tune's 2e-3); 0 = the LR finder's suggestion")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--resume", action="store_true")
+    from fashion.cli import add_train_levers
+
+    add_train_levers(p)
     p.add_argument("--report-only", action="store_true", help="only write benchmark.md from a finished run")
     p.add_argument("--log", default=None, help="the run's log (for the total wall time), with --report-only")
     p.add_argument("--images", default=None, help="copy loss curves + confusion matrix here, with --report-only")
@@ -61,6 +69,36 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def lever_flags(cfg: dict) -> str:
+    """The command-line flags of a saved TrainConfig's levers that differ from the defaults."""
+    from fashion.training.config import LEVERS, TrainConfig
+
+    default = TrainConfig().to_dict()
+    flags = []
+    for name in LEVERS:
+        value = cfg.get(name, default[name])
+        if value == default[name] or (isinstance(value, list) and tuple(value) == default[name]):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + name.replace("_", "-"))
+        else:
+            flags.append(f"{flag} {','.join(value) if isinstance(value, list) else value}")
+    return "".join(" " + f for f in flags)
+
+
+def accuracy_line(metrics: dict) -> str:
+    """Test top-k, then valid top-1 (what levers are chosen on), TTA and perturbed-photo accuracy where run."""
+    test, valid = metrics["test"], metrics.get("valid", {})
+    parts = [", ".join(f"top-{k} **{v:.3f}**" for k, v in test["topk"].items())]
+    for key, label in (("tta", "with TTA"), ("perturbed", "perturbed test photos")):
+        if key in test:
+            parts.append(f"{label} top-1 {test[key]['1']:.3f}")
+    if valid:
+        parts.append(f"valid top-1 {valid['topk']['1']:.3f}" + (f" (TTA {valid['tta']['1']:.3f})" if "tta" in valid else ""))
+    return "; ".join(parts)
 
 
 def write_report(output_dir, log_path=None, images=None) -> str:
@@ -78,7 +116,8 @@ def write_report(output_dir, log_path=None, images=None) -> str:
     command = (f"python benchmarks/train_clothing.py --output_dir {out} --arch {cfg['arch']} --size {cfg['size']} "
                f"--final-size {cfg['final_size']} --epochs {','.join(str(st['epochs']) for st in cfg['stages'])} "
                f"--batch-size {cfg['batch_size']} --seed {cfg['seed']}"
-               + (f" --lr {cfg['lr']}" if cfg["lr"] else f" --lr-find-iters {cfg['lr_find_iters']}"))
+               + (f" --lr {cfg['lr']}" if cfg["lr"] else f" --lr-find-iters {cfg['lr_find_iters']}")
+               + lever_flags(cfg))
     lines = ["## Training (benchmarks/train_clothing.py)", "", "    " + command, "",
              f"Machine: {_cpu_name()} ({os.cpu_count()} cores), {machine['torch_threads']} torch threads, torch {machine['torch']}, "
              f"Python {machine['python']} ({machine['platform']}); CPU only, cores shared with other jobs." if machine
@@ -96,8 +135,8 @@ def write_report(output_dir, log_path=None, images=None) -> str:
                      f"{st['seconds'] / 60:.1f} min |")
     stage_total = sum(st["seconds"] for st in metrics["stages"].values())
     total = f"{wall / 60:.1f} min in all" if wall else f"{stage_total / 60:.1f} min of training"
-    topk = ", ".join(f"top-{k} **{v:.3f}**" for k, v in test["topk"].items())
-    lines += ["", f"Test ({test['n']} images, model of {metrics['best']['stage']} at {model['final_size']} px): {topk}. "
+    topk = accuracy_line(metrics)
+    lines += ["", f"Test ({test['n']} images, model of {metrics['best'].get('stage', 'every member')} at {model['final_size']} px): {topk}. "
               f"Wall time: {stage_total / 60:.1f} min of stages, {total}.", "",
               f"Batch size {cfg['batch_size']}, seed {cfg['seed']}, LR given as `--lr {cfg['lr']}`"
               if cfg["lr"] else f"Batch size {cfg['batch_size']}, seed {cfg['seed']}, LRs from the LR finder "
@@ -124,12 +163,14 @@ def main(argv=None) -> int:
         return 0
     from fashion import datasets
     from fashion.training import Stage, TrainConfig, train
+    from fashion.training.config import LEVERS
 
     items = datasets.load(args.data, format="folder")
     logging.info("%s", datasets.describe(items))
     epochs = [int(e) for e in args.epochs.split(",")]
     config = TrainConfig(arch=args.arch, size=args.size, final_size=args.final_size, epochs=tuple(epochs[:3]),
-                         lr=args.lr or None, batch_size=args.batch_size, lr_find_iters=args.lr_find_iters, seed=args.seed)
+                         lr=args.lr or None, batch_size=args.batch_size, lr_find_iters=args.lr_find_iters, seed=args.seed,
+                         **{name: getattr(args, name) for name in LEVERS})
     for i, n in enumerate(epochs[3:], start=4):  # more fine-tuning at the final size, as stage 3
         last = config.stages[-1]
         config.stages.append(Stage(f"stage{i}", n, last.lr, False, args.final_size, last.lr_div))

@@ -234,7 +234,45 @@ def _add_train(sub) -> None:
     p.add_argument("--skip-missing", action="store_true", help="skip annotated images that do not exist")
     p.add_argument("--no-leak-check", dest="leak_check", action="store_false",
                    help="skip counting test photos with a near-copy in train/valid (and the accuracy without them)")
+    add_train_levers(p, d)
     p.set_defaults(func=_run_train)
+
+
+def _archs(text: str) -> tuple[str, ...]:
+    return tuple(a.strip() for a in text.split(",") if a.strip())
+
+
+def add_train_levers(p: argparse.ArgumentParser, d: dict | None = None) -> None:
+    """Accuracy and retrieval levers of `fashion train` (#15); fields of TrainConfig, defaults from it
+    (``d``: its defaults; also used by benchmarks/train_clothing.py, so each lever is defined once)."""
+    from .training.config import AUGMENTS, CLEAN_LABELS, METRIC_LOSSES, MIXES, TrainConfig
+
+    d = d or _defaults(TrainConfig)
+
+    g = p.add_argument_group("accuracy and retrieval levers")
+    g.add_argument("--label-smoothing", type=float, default=d["label_smoothing"], metavar="EPS",
+                   help="label-smoothing cross entropy (0: plain cross entropy)")
+    g.add_argument("--mix", default=d["mix"], choices=MIXES, help="MixUp or CutMix of the training batches")
+    g.add_argument("--mix-alpha", type=float, default=d["mix_alpha"], metavar="ALPHA",
+                   help="Beta parameter of --mix (default: fastai's, 0.4 MixUp, 1.0 CutMix)")
+    g.add_argument("--augment", default=d["augment"], choices=AUGMENTS,
+                   help="training augmentation: fastai aug_transforms, or stronger lighting/warp/zoom/rotation")
+    g.add_argument("--min-scale", type=float, default=d["min_scale"], metavar="SHARE",
+                   help="random resized crops keeping at least this share of the image (1: off)")
+    g.add_argument("--ema", type=float, default=d["ema"], metavar="DECAY",
+                   help="validate and keep an exponential moving average of the weights (decay per batch, e.g. 0.99)")
+    g.add_argument("--tta", action="store_true", default=d["tta"],
+                   help="also report test-time-augmented accuracy (valid and test)")
+    g.add_argument("--no-hard-check", dest="hard_check", action="store_false", default=d["hard_check"],
+                   help="skip the accuracy on strongly perturbed test photos")
+    g.add_argument("--ensemble", type=_archs, default=d["ensemble"], metavar="ARCH[,ARCH]",
+                   help="more backbones trained the same way and exported with --arch as one model")
+    g.add_argument("--clean-labels", default=d["clean_labels"], choices=CLEAN_LABELS,
+                   help="drop the training photos cleanlab flags (out-of-fold predictions on frozen features)")
+    g.add_argument("--metric-loss", default=d["metric_loss"], choices=METRIC_LOSSES,
+                   help="add a pytorch-metric-learning loss on the embedding (the head's penultimate features)")
+    g.add_argument("--metric-weight", type=float, default=d["metric_weight"], metavar="W",
+                   help="weight of --metric-loss beside the classification loss")
 
 
 def _add_search(sub) -> None:

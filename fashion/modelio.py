@@ -121,7 +121,9 @@ class ModelInfo:
     mean / std: per-channel normalisation on the [0, 1] scale (3 values each, std > 0);
     feature_dim: the body's channels; head: fastai ``create_head`` settings (lin_ftrs, ps, concat_pool);
     crop: "bbox" when trained on DeepFashion boxes, else "none"; backbone_source: where the pretrained
-    weights came from; best / metrics / train_config: what the run recorded, for people.
+    weights came from; best / metrics / train_config: what the run recorded, for people;
+    members: for an ensemble (:mod:`fashion.ensemble`), each member's {arch, feature_dim, head}, in
+    state-dict order (``arch`` then names them all, joined by "+"); empty for one classifier.
     ``format_version`` (:data:`FORMAT_VERSION`) says how to read the file; files without one are version 1.
     """
 
@@ -138,6 +140,7 @@ class ModelInfo:
     best: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     train_config: dict = field(default_factory=dict)
+    members: tuple = ()
     format_version: int = FORMAT_VERSION
 
     @property
@@ -148,7 +151,8 @@ class ModelInfo:
     def to_json(self) -> dict:
         """A JSON-ready dict (lists for tuples), the inverse of :meth:`from_json`."""
         out = asdict(self)
-        out.update(classes=list(self.classes), mean=list(self.mean), std=list(self.std))
+        out.update(classes=list(self.classes), mean=list(self.mean), std=list(self.std),
+                   members=[dict(m) for m in self.members])
         return {"format_version": out.pop("format_version"), **out}
 
     @classmethod
@@ -174,7 +178,7 @@ class ModelInfo:
             head=check.head("head"), crop=check.choice("crop", _CROPS, default="none"),
             backbone_source=check.text("backbone_source", default=""),
             best=check.mapping("best"), metrics=check.mapping("metrics"), train_config=check.mapping("train_config"),
-            format_version=version)
+            members=check.members("members"), format_version=version)
 
     @classmethod
     def read(cls, directory) -> "ModelInfo":
@@ -249,6 +253,20 @@ class _Checker:
             self._fail(key, f"expected a JSON object, got {_short(value)}")
         return value
 
+    def members(self, key) -> tuple:
+        value = self._get(key, [])
+        if not isinstance(value, list) or len(value) == 1 or not all(isinstance(m, dict) for m in value):
+            self._fail(key, f"expected a list of at least 2 objects {{arch, feature_dim, head}}, got {_short(value)}")
+        out = []
+        for i, member in enumerate(value):
+            check = _Checker(member, self.source)
+            try:
+                out.append({"arch": check.text("arch"), "feature_dim": check.integer("feature_dim", 1, MAX_FEATURES),
+                            "head": check.head("head")})
+            except FormatError as exc:
+                self._fail(key, f"member {i}: {exc}")
+        return tuple(out)
+
     def head(self, key) -> dict:
         value = self.mapping(key) or dict(DEFAULT_HEAD)
         unknown = set(value) - set(DEFAULT_HEAD)
@@ -285,17 +303,31 @@ class LoadedModel:
         return list(self.info.classes)
 
     @property
+    def is_ensemble(self) -> bool:
+        return bool(self.info.members)
+
+    @property
     def body(self) -> "nn.Module":
-        return self.model[0]
+        """(N, 3, S, S) → feature map; an ensemble's is its members' raw maps side by side."""
+        return self.model.body(normalise=False) if self.is_ensemble else self.model[0]
 
     @property
     def head(self) -> "nn.Sequential":
+        if self.is_ensemble:
+            raise ValueError("an ensemble has one head per member (model.members[i][1])")
         return self.model[1]
 
     @property
-    def penultimate(self) -> "nn.Sequential":
-        """Feature map (N, C, h, w) → (N, 512): the head's penultimate features (for retrieval)."""
-        return penultimate(self.head)
+    def penultimate(self) -> "nn.Module":
+        """Feature map of :attr:`body` → (N, 512 per member): the head's penultimate features (for retrieval)."""
+        return self.model.penultimate() if self.is_ensemble else penultimate(self.head)
+
+    def embedding_parts(self, layer: str) -> "tuple[nn.Module, nn.Module | None]":
+        """(body, head or None) that :mod:`fashion.embedding` runs for ``layer`` "body" (pooled body
+        features) or "head" (penultimate features); an ensemble's are described in :mod:`fashion.ensemble`."""
+        if layer == "head":
+            return self.body, self.penultimate
+        return (self.model.body(normalise=True) if self.is_ensemble else self.body), None
 
     @property
     def size(self) -> int:
@@ -329,6 +361,17 @@ def preprocess(images: Sequence, size: int, mean, std) -> "torch.Tensor":
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
+def build_model(info: ModelInfo) -> "nn.Module":
+    """The untrained network ``info`` describes: a classifier, or an :class:`~fashion.ensemble.EnsembleClassifier`."""
+    if not info.members:
+        return build_classifier(info.arch, len(info.classes), pretrained=False, head=info.head)[0]
+    from .ensemble import EnsembleClassifier
+
+    members = [build_classifier(m["arch"], len(info.classes), pretrained=False, head=m["head"])[0]
+               for m in info.members]
+    return EnsembleClassifier(members, [m["feature_dim"] for m in info.members])
+
+
 def load_model(directory) -> LoadedModel:
     """Rebuild the classifier of a ``fashion train`` output directory; no pickled code is run.
 
@@ -349,7 +392,7 @@ def load_model(directory) -> LoadedModel:
     if not weights.is_file():
         raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE} or {LEGACY_WEIGHTS_FILE}")
     state = read_state_dict(weights)
-    model, _ = build_classifier(info.arch, len(info.classes), pretrained=False, head=info.head)
+    model = build_model(info)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

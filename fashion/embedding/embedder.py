@@ -149,9 +149,10 @@ class Embedder:
             raise FileNotFoundError(f"model directory not found: {path}")
         loaded = load_model(path)
         info = loaded.info
-        return cls(loaded.body, name=info.arch, size=int(size or info.input_size), mean=info.mean, std=info.std,
+        body, head = loaded.embedding_parts(layer)
+        return cls(body, name=info.arch, size=int(size or info.input_size), mean=info.mean, std=info.std,
                    checksum=file_sha256(loaded.weights_path), layer=layer,
-                   head=loaded.penultimate if layer == "head" else None, source=f"trained:{path}",
+                   head=head, source=f"trained:{path}",
                    model_dir=os.fspath(path.resolve()), precision=precision, crop=info.crop == "bbox",
                    resize="squish", runtime=runtime)  # the transform fashion.training trains with
 

@@ -157,3 +157,38 @@ def find_lr(learn, num_it: int, suggest) -> float:
     if len(nan):
         lrs, losses = lrs[: int(nan.min())], losses[: int(nan.min())]
     return float(suggest(lrs, losses, num_it)[0])
+
+
+class WeightAverage(Callback):
+    """An exponential moving average of the weights (``torch.optim.swa_utils.AveragedModel`` with
+    BatchNorm buffers), updated after every training batch.
+
+    Validation runs on the averaged weights, so the valid loss the saver watches is the average's and the
+    weights it saves (and loads at the end of the stage) are the average's; the raw weights go back in
+    after each epoch, so training itself continues from them.
+    """
+
+    order = SaveBestModel.order + 1  # after_epoch: restore the raw weights only once the saver has saved
+
+    def __init__(self, decay: float):
+        self.decay = decay
+
+    def before_fit(self):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        self.averaged = AveragedModel(self.learn.model, multi_avg_fn=get_ema_multi_avg_fn(self.decay),
+                                      use_buffers=True)
+        self.raw = None
+
+    def after_batch(self):
+        if self.training:
+            self.averaged.update_parameters(self.learn.model)
+
+    def before_validate(self):
+        self.raw = {k: v.detach().clone() for k, v in self.learn.model.state_dict().items()}
+        self.learn.model.load_state_dict(self.averaged.module.state_dict())
+
+    def after_epoch(self):
+        if self.raw is not None:
+            self.learn.model.load_state_dict(self.raw)
+            self.raw = None

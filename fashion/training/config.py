@@ -10,6 +10,20 @@ from ..errors import ConfigError
 
 CROPS = ("none", "bbox")
 LR_SUGGESTIONS = ("valley", "minimum", "steep", "slide")  # fastai.callback.schedule suggestion functions
+# accuracy and retrieval levers (#15)
+MIXES = ("none", "mixup", "cutmix")                     # fastai.callback.mixup
+AUGMENTS = ("default", "strong", "none")                 # fastai aug_transforms settings (AUGMENT_SETTINGS)
+CLEAN_LABELS = ("none", "drop")                          # confident-learning cleanup of the train labels
+METRIC_LOSSES = ("none", "supcon", "multisimilarity", "arcface")  # pytorch-metric-learning, on the embedding
+# the TrainConfig fields above, in CLI order (fashion.cli.add_train_levers; benchmarks/train_clothing.py)
+LEVERS = ("label_smoothing", "mix", "mix_alpha", "augment", "min_scale", "ema", "tta", "hard_check", "ensemble",
+          "clean_labels", "metric_loss", "metric_weight")
+# aug_transforms keyword arguments per ``augment`` choice ("strong": lighting, warp, zoom, rotation turned up)
+AUGMENT_SETTINGS = {
+    "default": {},
+    "strong": {"max_rotate": 20.0, "min_zoom": 0.9, "max_zoom": 1.3, "max_lighting": 0.4, "max_warp": 0.3,
+               "p_lighting": 0.9},
+}
 
 
 def parse_epochs(value) -> tuple[int, int, int]:
@@ -63,6 +77,20 @@ class TrainConfig:
     leak_check: report test photos with a near-copy in train/valid and the accuracy without them
     (fashion.insight; embeds every photo once with the pretrained backbone);
     stages: derived from the fields above unless given.
+
+    Levers (#15, each off by default except ``hard_check``): label_smoothing: eps of fastai's
+    ``LabelSmoothingCrossEntropyFlat`` (0 = plain cross entropy); mix: fastai ``MixUp`` / ``CutMix``
+    on the training batches, mix_alpha their Beta parameter (None = fastai's default); augment:
+    aug_transforms settings (:data:`AUGMENT_SETTINGS`, "none" = no augmentation); min_scale: below
+    1, a random resized crop covering at least this share of the (squished) image; ema: decay of an
+    exponential moving average of the weights, updated every batch, validated and kept in place of the
+    raw weights; tta: also report test-time-augmented accuracy (fastai ``Learner.tta``); hard_check:
+    report accuracy on strongly perturbed test photos (:mod:`.robustness`); ensemble: more registry
+    archs trained with the same schedule and exported with ``arch`` as one model (:mod:`fashion.ensemble`);
+    clean_labels: "drop" removes the train photos cleanlab flags on out-of-fold predictions of a
+    logistic regression on frozen pretrained features (:mod:`.cleanup`); metric_loss: a
+    pytorch-metric-learning loss on the head's penultimate features added to the classification loss,
+    weighted by metric_weight, in every stage (:mod:`.metric`).
     """
 
     arch: str = "efficientnet_lite0"
@@ -83,6 +111,19 @@ class TrainConfig:
     valid_pct: float = 0.2
     channels_last: bool = True
     leak_check: bool = True
+    # accuracy and retrieval levers (#15)
+    label_smoothing: float = 0.0
+    mix: str = "none"
+    mix_alpha: float | None = None
+    augment: str = "default"
+    min_scale: float = 1.0
+    ema: float | None = None
+    tta: bool = False
+    hard_check: bool = True
+    ensemble: tuple = ()
+    clean_labels: str = "none"
+    metric_loss: str = "none"
+    metric_weight: float = 1.0
     stages: list = field(default=None)
 
     def __post_init__(self):
@@ -100,6 +141,7 @@ class TrainConfig:
             raise ConfigError(f"fallback_lr must be positive, got {self.fallback_lr!r}")
         if self.weights is not None:
             self.weights = str(self.weights)
+        self._check_levers()
         if self.stages is None:
             half = self.lr / 2 if self.lr else None
             self.stages = [Stage("stage1", epochs[0], self.lr, True, self.size),
@@ -108,6 +150,31 @@ class TrainConfig:
         self.stages = [s if isinstance(s, Stage) else Stage(**s) for s in self.stages]
         if len({s.name for s in self.stages}) != len(self.stages):
             raise ConfigError("stage names must be unique")
+
+    def _check_levers(self) -> None:
+        for name, choices in (("mix", MIXES), ("augment", AUGMENTS), ("clean_labels", CLEAN_LABELS),
+                              ("metric_loss", METRIC_LOSSES)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if self.mix_alpha is not None and not self.mix_alpha > 0:
+            raise ConfigError(f"mix_alpha must be positive, got {self.mix_alpha!r}")
+        if not 0 < self.min_scale <= 1:
+            raise ConfigError(f"min_scale must be in (0, 1], got {self.min_scale!r}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ConfigError(f"ema (the decay per batch) must be in (0, 1), got {self.ema!r}")
+        if not self.metric_weight > 0:
+            raise ConfigError(f"metric_weight must be positive, got {self.metric_weight!r}")
+        if self.mix != "none" and self.metric_loss != "none":
+            raise ConfigError("mix and metric_loss do not combine: a mixed photo has no one label to pull "
+                              "its embedding towards")
+        self.ensemble = tuple(str(a) for a in (self.ensemble.split(",") if isinstance(self.ensemble, str) else self.ensemble)
+                              if str(a).strip())
+        self.ensemble = tuple(a.strip() for a in self.ensemble)
+        if self.arch in self.ensemble or len(set(self.ensemble)) != len(self.ensemble):
+            raise ConfigError(f"ensemble lists the other archs, each once (arch is {self.arch!r}); got "
+                              f"{list(self.ensemble)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

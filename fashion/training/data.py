@@ -76,12 +76,27 @@ class ReadImage:
         return open_image(row["path"], row["bbox"] if self.crop else None)
 
 
+def train_transforms(size: int, config: TrainConfig) -> list:
+    """The batch augmentations of the training set: fastai ``aug_transforms`` with ``config.augment``'s
+    settings, plus a random resized crop when ``config.min_scale < 1`` (on the valid set that crop is the
+    whole squished image, so validation sees what inference sees); [] for ``augment="none"``."""
+    from fastai.vision.augment import RandomResizedCropGPU, aug_transforms
+
+    from .config import AUGMENT_SETTINGS
+
+    crop = [RandomResizedCropGPU(size, min_scale=config.min_scale)] if config.min_scale < 1 else []
+    if config.augment == "none":
+        return crop
+    return [*crop, *aug_transforms(**AUGMENT_SETTINGS[config.augment])]
+
+
 def make_dataloaders(splits: Splits, size: int, config: TrainConfig, mean, std):
-    """fastai DataLoaders at ``size``: squish-resize, train-time aug_transforms, normalise with (mean, std)."""
+    """fastai DataLoaders at ``size``: squish-resize, train-time augmentation (:func:`train_transforms`),
+    normalise with (mean, std)."""
     import pandas as pd
     from fastai.data.block import CategoryBlock, DataBlock
     from fastai.data.transforms import ColReader, ColSplitter, Normalize
-    from fastai.vision.augment import Resize, ResizeMethod, aug_transforms
+    from fastai.vision.augment import Resize, ResizeMethod
     from fastai.vision.data import ImageBlock
 
     frame = pd.concat([splits.train.assign(is_valid=False), splits.valid.assign(is_valid=True)],
@@ -91,7 +106,7 @@ def make_dataloaders(splits: Splits, size: int, config: TrainConfig, mean, std):
         get_x=ReadImage(config.crop == "bbox"), get_y=ColReader("label"), splitter=ColSplitter("is_valid"),
         # squish keeps the whole garment (a centre crop cuts collars and hems); same as LoadedModel.preprocess
         item_tfms=Resize(size, method=ResizeMethod.Squish),
-        batch_tfms=[*aug_transforms(), Normalize.from_stats(mean, std, cuda=False)],
+        batch_tfms=[*train_transforms(size, config), Normalize.from_stats(mean, std, cuda=False)],
     )
     return block.dataloaders(frame, bs=config.batch_size, num_workers=config.num_workers, device="cpu")
 

@@ -127,6 +127,39 @@ def predict(run: TrainingRun, frame: "pd.DataFrame"):
     return probs.numpy().astype(np.float32), targets.numpy().astype(int)
 
 
+def predict_tta(run: TrainingRun, frame: "pd.DataFrame", n: int = 4):
+    """As :func:`predict`, with fastai's test-time augmentation (``Learner.tta``: the mean of ``n`` passes
+    under the training augmentations, blended 3:1 with the plain pass)."""
+    import numpy as np
+
+    dl = run.learn.dls.test_dl(frame, with_labels=True)
+    with run.learn.no_bar():
+        probs, targets = run.learn.tta(dl=dl, n=n)
+    return probs.numpy().astype(np.float32), targets.numpy().astype(int)
+
+
+def _topk(targets, probs, n_classes: int) -> dict:
+    from ..metrics import topk_accuracy
+
+    return {int(k): float(v) for k, v in topk_accuracy(targets, probs, ks=tuple(k for k in TOPK if k <= n_classes)).items()}
+
+
+def lever_metrics(run: TrainingRun, frame: "pd.DataFrame", targets, perturbed: bool = True) -> dict:
+    """What ``run.config``'s evaluation levers add for ``frame``: ``tta`` {k: top-k} when ``config.tta``;
+    ``perturbed`` {k: top-k} of the strongly perturbed photos (:mod:`.robustness`) when
+    ``config.hard_check`` and ``perturbed``."""
+    from .robustness import perturbed_probs
+
+    out, n_classes = {}, len(run.splits.classes)
+    if run.config.tta:
+        out["tta"] = _topk(targets, predict_tta(run, frame)[0], n_classes)
+    if run.config.hard_check and perturbed:
+        probs = perturbed_probs(run.learn.model, frame, model_size(run), run.backbone.mean, run.backbone.std,
+                                crop=run.config.crop == "bbox")
+        out["perturbed"] = _topk(targets, probs, n_classes)
+    return out
+
+
 def evaluate(run: TrainingRun, n_grid: int = 16) -> dict:
     """Test-split metrics and figures; suspect labels from valid + test predictions.
 
@@ -163,12 +196,17 @@ def evaluate(run: TrainingRun, n_grid: int = 16) -> dict:
         "path": test["path"], "label": test["label"], "predicted": [classes[i] for i in preds],
         "prob": probs[np.arange(len(preds)), preds]}))
 
+    metrics.update(lever_metrics(run, test, targets))
     if run.splits.test_split == "valid":
         pool, pool_probs, pool_targets = test, probs, targets
+        valid = {"n": metrics["n"], "topk": metrics["topk"], **{k: metrics[k] for k in ("tta",) if k in metrics}}
     else:
         v_probs, v_targets = predict(run, run.splits.valid)
         pool = pd.concat([run.splits.valid, test], ignore_index=True)
         pool_probs, pool_targets = np.concatenate([v_probs, probs]), np.concatenate([v_targets, targets])
+        # what levers are chosen on (the test split is for the final numbers only)
+        valid = {"n": len(v_targets), "topk": _topk(v_targets, v_probs, len(classes)),
+                 **lever_metrics(run, run.splits.valid, v_targets, perturbed=False)}
     suspects = find_suspect_labels(pool, pool_targets, pool_probs, classes)
     save_csv(run.output_dir / "suspect_labels.csv", suspects)
     trust = suspect_caveat(pool_targets, pool_probs)
@@ -183,6 +221,7 @@ def evaluate(run: TrainingRun, n_grid: int = 16) -> dict:
 
     result = {
         "test": metrics,
+        "valid": valid,
         "stages": {k: v.to_dict() for k, v in run.results.items()},
         "best": run.best,
         "counts": {"train": len(run.splits.train), "valid": len(run.splits.valid), "test": len(test),
@@ -194,18 +233,24 @@ def evaluate(run: TrainingRun, n_grid: int = 16) -> dict:
     }
     write_json(run.output_dir / "metrics.json", result)
     run.evaluation = {"metrics": result, "figures": figures}
-    topk = metrics["topk"]
-    log.info("%s accuracy on %d images: %s", run.splits.test_split, metrics["n"],
-             ", ".join(f"top-{k} {v:.3f}" for k, v in topk.items()))
+    for name, m in ((f"{run.splits.test_split}", metrics), ("valid", valid)):
+        for key, label in (("topk", ""), ("tta", " with TTA"), ("perturbed", " of perturbed photos")):
+            if key in m:
+                log.info("%s accuracy%s on %d images: %s", name, label, m["n"],
+                         ", ".join(f"top-{k} {v:.3f}" for k, v in m[key].items()))
     return result
 
 
 def export(run: TrainingRun) -> Path:
     """Write model.safetensors + model.json (classes, arch, sizes, normalisation, head, metrics, config)."""
     b = run.backbone
+    archs = (run.config.arch, *run.config.ensemble)
+    dims = getattr(run.learn.model, "feature_dims", [b.feature_dim])  # an ensemble's: one per member
+    members = (tuple({"arch": a, "feature_dim": d, "head": dict(DEFAULT_HEAD)} for a, d in zip(archs, dims))
+               if run.config.ensemble else ())
     info = ModelInfo(
-        arch=run.config.arch, classes=tuple(run.splits.classes), size=run.config.size, final_size=model_size(run),
-        mean=tuple(b.mean), std=tuple(b.std), feature_dim=b.feature_dim, backbone_source=b.source,
+        arch="+".join(archs), classes=tuple(run.splits.classes), size=run.config.size, final_size=model_size(run),
+        mean=tuple(b.mean), std=tuple(b.std), feature_dim=sum(dims), backbone_source=b.source,
         head=dict(DEFAULT_HEAD), crop=run.config.crop, best=run.best,
-        metrics=run.evaluation.get("metrics", {}).get("test", {}), train_config=run.config.to_dict())
+        metrics=run.evaluation.get("metrics", {}).get("test", {}), train_config=run.config.to_dict(), members=members)
     return export_model(run.output_dir, run.learn.model.eval(), info)

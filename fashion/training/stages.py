@@ -42,7 +42,7 @@ def build_learner(splits: Splits, config: TrainConfig, output_dir: Path):
     """fastai Learner over ``nn.Sequential(body, head)`` with [body early, body late, head] groups."""
     import fastai.callback.schedule  # noqa: F401  (adds Learner.fit_one_cycle and Learner.lr_find)
     from fastai.learner import Learner
-    from fastai.losses import CrossEntropyLossFlat
+    from fastai.losses import CrossEntropyLossFlat, LabelSmoothingCrossEntropyFlat
     from fastai.metrics import accuracy
 
     model, backbone = build_classifier(config.arch, len(splits.classes), pretrained=config.pretrained,
@@ -54,7 +54,9 @@ def build_learner(splits: Splits, config: TrainConfig, output_dir: Path):
         from fastai.callback.channelslast import ChannelsLast
 
         cbs.append(ChannelsLast())
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, splitter=splitter,
+    loss = (LabelSmoothingCrossEntropyFlat(eps=config.label_smoothing) if config.label_smoothing
+            else CrossEntropyLossFlat())
+    learn = Learner(dls, model, loss_func=loss, metrics=accuracy, splitter=splitter,
                     path=output_dir, model_dir=CHECKPOINTS, cbs=cbs)
     return learn, backbone
 
@@ -75,6 +77,10 @@ def prepare(items, config: TrainConfig, output_dir, resume: bool = False) -> Tra
     set_seed(config.seed, reproducible=True)
     random.seed(config.seed)
     splits = split_items(items, config)
+    if config.clean_labels != "none":
+        from .cleanup import clean_splits
+
+        splits = clean_splits(splits, config, output_dir)
     learn, backbone = build_learner(splits, config, output_dir)
     run = TrainingRun(learn=learn, config=config, splits=splits, output_dir=output_dir, backbone=backbone,
                       size=config.stages[0].size if config.stages else config.size,
@@ -162,6 +168,27 @@ def _stage_lr(run: TrainingRun, stage: Stage) -> tuple[float, float, float | Non
     return lo, hi, suggestion, source, problem
 
 
+def lever_callbacks(run: TrainingRun) -> list:
+    """The fastai callbacks of a stage's fit that ``run.config``'s levers ask for (MixUp / CutMix,
+    weight averaging, the metric-learning loss); the LR finder runs without them."""
+    config = run.config
+    cbs = []
+    if config.mix != "none":
+        from fastai.callback.mixup import CutMix, MixUp
+
+        mix = MixUp if config.mix == "mixup" else CutMix
+        cbs.append(mix() if config.mix_alpha is None else mix(config.mix_alpha))
+    if config.ema is not None:
+        from .callbacks import WeightAverage
+
+        cbs.append(WeightAverage(config.ema))
+    if config.metric_loss != "none":
+        from .metric import MetricLoss
+
+        cbs.append(MetricLoss(config.metric_loss, config.metric_weight, len(run.splits.classes)))
+    return cbs
+
+
 def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult | None:
     """Fit one stage with ``fit_one_cycle``; keep its best epoch, roll back if an earlier stage was better.
 
@@ -182,7 +209,7 @@ def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult
     t0 = time.time()  # the fit's time; the LR finder's is in run.lr_finds
     _set_frozen(run, stage.frozen)  # lr_find restores the weights, not necessarily requires_grad
     saver = SaveBestModel(monitor="valid_loss", fname=f"{stage.name}_best")
-    fit_cbs = [saver, EpochLog(run, stage), *cbs]
+    fit_cbs = [saver, EpochLog(run, stage), *lever_callbacks(run), *cbs]
     if run.config.early_stopping:
         fit_cbs.append(EarlyStoppingCallback(monitor="valid_loss", patience=run.config.early_stopping))
     log.info("%s: %d epochs at %d px, %s, lr %s (%s)", stage.name, stage.epochs, stage.size,
@@ -257,9 +284,8 @@ def train(items, config: TrainConfig | None = None, output_dir="runs/train",
     return result
 
 
-def _train(items, config, output_dir, resume: bool, cbs, run_id: str) -> TrainResult:
-    config = config or TrainConfig()
-    t0 = time.time()
+def _fit(items, config: TrainConfig, output_dir, resume: bool, cbs) -> TrainingRun:
+    """Prepare and run every stage; the run holds the best stage's weights, evaluated and exported."""
     run = prepare(items, config, output_dir, resume=resume)
     for stage in config.stages:
         if stage.name in run.completed:
@@ -268,11 +294,65 @@ def _train(items, config, output_dir, resume: bool, cbs, run_id: str) -> TrainRe
         run_stage(run, stage, cbs=cbs)
     if run.best:
         checkpoints.load_best(run)  # the best stage's weights, whatever the last stage did
+    _evaluate_and_export(run)
+    return run
+
+
+def _evaluate_and_export(run: TrainingRun) -> None:
+    """Evaluate on the test split, then export; each step's seconds in ``run.timing`` (run.json)."""
     t = time.time()
-    metrics = evaluate(run)
+    evaluate(run)
     run.timing["evaluate"] = round(time.time() - t, 1)
     t = time.time()
     export(run)
     run.timing["export"] = round(time.time() - t, 1)
+
+
+MEMBERS = "members"  # an ensemble's output dir: members/<arch>/ holds each member's own training run
+
+
+def ensemble_run(runs: Sequence[TrainingRun], config: TrainConfig, output_dir) -> TrainingRun:
+    """A run over the :class:`~fashion.ensemble.EnsembleClassifier` of finished member runs (for
+    :func:`evaluate` and :func:`export`); members must share their input normalisation."""
+    from fastai.learner import Learner
+    from fastai.losses import CrossEntropyLossFlat
+    from fastai.metrics import accuracy
+
+    from ..ensemble import EnsembleClassifier
+    from .evaluate import model_size
+
+    first = runs[0]
+    for r in runs[1:]:
+        if (tuple(r.backbone.mean), tuple(r.backbone.std)) != (tuple(first.backbone.mean), tuple(first.backbone.std)):
+            raise FashionError(f"ensemble members {first.config.arch} and {r.config.arch} normalise their inputs "
+                               "differently; pick archs of one family (e.g. efficientnet_lite0/1/2)")
+    model = EnsembleClassifier([r.learn.model.eval() for r in runs], [r.backbone.feature_dim for r in runs])
+    # the ensemble's output is log-probabilities: cross entropy's softmax of it gives the mean probabilities back
+    learn = Learner(first.learn.dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy,
+                    path=Path(output_dir), model_dir=CHECKPOINTS)
+    run = TrainingRun(learn=learn, config=config, splits=first.splits, output_dir=Path(output_dir),
+                      backbone=first.backbone, size=first.size, dataset=first.dataset, started=first.started)
+    run.results = {f"{r.config.arch}/{name}": res for r in runs for name, res in r.results.items()}
+    set_size(run, model_size(run))
+    return run
+
+
+def _train(items, config, output_dir, resume: bool, cbs, run_id: str) -> TrainResult:
+    import dataclasses
+
+    config = config or TrainConfig()
+    t0 = time.time()
+    if not config.ensemble:
+        run = _fit(items, config, output_dir, resume, cbs)
+    else:
+        members = []
+        for arch in (config.arch, *config.ensemble):
+            member_dir = Path(output_dir) / MEMBERS / arch
+            log.info("ensemble member %s: training in %s", arch, member_dir)
+            member = dataclasses.replace(config, arch=arch, ensemble=(), leak_check=False)
+            members.append(_fit(items, member, member_dir, resume, cbs))
+        run = ensemble_run(members, config, output_dir)
+        _evaluate_and_export(run)
     write_run_json(run, run_id)  # after export: the timing of every step is known
+    metrics = run.evaluation["metrics"]
     return TrainResult(Path(output_dir), metrics, [r.to_dict() for r in run.results.values()], time.time() - t0)

@@ -1,0 +1,68 @@
+"""benchmarks/train_clothing.py (the recipe command of #15) and benchmarks/retrieval_clothing.py's table rows."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_passes_every_lever_to_train_config(monkeypatch, tmp_path):
+    from fashion import training
+
+    bench = load("train_clothing")
+    seen = {}
+
+    def fake_train(items, config, output_dir, resume=False):  # the schedule itself is tests/test_training.py's
+        seen["config"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(training, "train", fake_train)
+    from factories import make_folder
+
+    root = make_folder(tmp_path / "d", {"a": (200, 0, 0), "b": (0, 200, 0)}, 2, splits=("train", "valid", "test"))
+    with pytest.raises(SystemExit):
+        bench.main(["--data", str(root), "--output_dir", str(tmp_path / "o"), "--label-smoothing", "0.1", "--tta",
+                    "--ema", "0.99", "--metric-loss", "supcon", "--metric-weight", "0.2", "--epochs", "2,3,2,1"])
+    cfg = seen["config"]
+    assert (cfg.label_smoothing, cfg.tta, cfg.ema, cfg.metric_loss, cfg.metric_weight) == (0.1, True, 0.99, "supcon", 0.2)
+    assert [s.epochs for s in cfg.stages] == [2, 3, 2, 1] and cfg.arch == "efficientnet_lite2"
+
+
+def test_report_names_the_levers_and_the_extra_accuracies():
+    from fashion.training import TrainConfig
+
+    bench = load("train_clothing")
+    cfg = TrainConfig(label_smoothing=0.1, tta=True, ensemble=("efficientnet_lite1",), hard_check=False).to_dict()
+    cfg = json.loads(json.dumps(cfg))
+    assert bench.lever_flags(cfg) == " --label-smoothing 0.1 --tta --no-hard-check --ensemble efficientnet_lite1"
+    assert bench.lever_flags(json.loads(json.dumps(TrainConfig().to_dict()))) == ""
+    metrics = {"test": {"topk": {"1": 0.9, "3": 0.98}, "tta": {"1": 0.91}, "perturbed": {"1": 0.7}},
+               "valid": {"topk": {"1": 0.88}, "tta": {"1": 0.89}}}
+    line = bench.accuracy_line(metrics)
+    assert line == ("top-1 **0.900**, top-3 **0.980**; with TTA top-1 0.910; perturbed test photos top-1 0.700; "
+                    "valid top-1 0.880 (TTA 0.890)")
+
+
+def test_retrieval_table_has_a_row_per_model_and_layer(tmp_path):
+    bench = load("retrieval_clothing")
+    for name in ("clf", "met"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.json").write_text(json.dumps({"arch": "efficientnet_lite2"}))
+    args = bench.parse_args(["--model", str(tmp_path / "clf"), "--metric-model", str(tmp_path / "met")])
+    rows = bench.models(args)
+    assert [r[0] for r in rows] == ["pretrained efficientnet_lite0 (body)", "trained lite2 (body)", "trained lite2 (head)",
+                                    "metric lite2 (body)", "metric lite2 (head)"]
+    assert len({r[3] for r in rows}) == len(rows)  # one output directory each
+    with pytest.raises(SystemExit):
+        bench.main(["--modes", "sideways", "--output_dir", str(tmp_path / "o")])
