@@ -85,7 +85,7 @@ def test_measure_sim_embeds_with_an_ensemble_model_dir(exported, tmp_path):
 
     out, _, _ = exported
     root = make_folder(tmp_path / "d", COLOURS, 2, size=(40, 40))
-    items = datasets.load(root, format="folder")
+    items = datasets.load(root, format="folder").frame
     for layer, dim in (("body", 2560), ("head", 1024)):
         result = Embedder.from_model_dir(out, layer=layer, runtime="torch", precision="fp32").embed(
             items, num_workers=0, progress=False)
@@ -117,7 +117,7 @@ def test_weights_of_another_ensemble_are_one_format_error(exported, tmp_path):
 @pytest.mark.slow  # two members' training runs: minutes on the shared cores
 def test_train_with_ensemble_exports_one_model(tmp_path):
     items = datasets.load(make_folder(tmp_path / "d", COLOURS, 3, splits=("train", "valid", "test"), size=(40, 40)),
-                          format="folder")
+                          format="folder").frame
     cfg = training.TrainConfig(arch=ARCHS[0], ensemble=ARCHS[1:], size=32, final_size=32, epochs=(1, 0, 0), lr=1e-3,
                                batch_size=4, pretrained=False, leak_check=False, hard_check=False, seed=0)
     out = tmp_path / "out"

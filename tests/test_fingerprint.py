@@ -4,6 +4,13 @@
 the default exact index, cosine) produced on the untouched code; a refactor must reproduce it bit for
 bit. Regenerate it only for a change that means to move the numbers:
 ``python tests/test_fingerprint.py --write`` (and say why in the commit).
+
+Bitwise holds on one kind of CPU only: oneDNN picks its convolution kernels by instruction set (AMX,
+AVX-512 BF16, VNNI ...), and the bf16 vectors round differently on each (seen: the same commit gave
+precision@10 0.5283 on an AMD Zen 4 and 0.5275 on an Intel Xeon, both AVX-512 BF16). So the file keeps one
+fingerprint per CPU kind (:func:`cpu_kind`); ``--write`` adds or replaces this machine's. On a kind it
+has no entry for, the run must still agree with a stored one within :data:`TOLERANCE` in precision@k
+and mAP@k, with every count equal, and the test says that bitwise was not checked.
 """
 
 from __future__ import annotations
@@ -14,10 +21,34 @@ import sys
 from pathlib import Path
 
 FINGERPRINT = Path(__file__).parent / "data" / "sample_fingerprint.json"
+TOLERANCE = 0.005  # precision@k / mAP@k between CPU kinds (the int8 and bf16 runtimes' own quality bound)
+_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 # What metrics.json holds besides timings and the skipped list: every number of the run.
 METRIC_KEYS = ("k", "k_requested", "metric", "index", "mode", "layer", "precision_at_k", "map_at_k", "n_images",
                "n_ok", "n_skipped", "n_queries", "n_gallery", "n_embedded", "n_from_cache",
                "per_label_precision", "per_label_queries")
+
+
+def cpu_kind() -> str:
+    """The CPU's vendor and the instruction sets oneDNN chooses kernels by, e.g.
+    ``GenuineIntel avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile``."""
+    vendor, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "vendor_id":
+                vendor = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    except OSError:
+        pass
+    return " ".join([vendor, *(f for f in _ISA_FLAGS if f in flags)])
+
+
+def stored() -> dict:
+    """{cpu kind: fingerprint} from the file."""
+    return json.loads(FINGERPRINT.read_text())["machines"]
 
 
 def _sha256(data: bytes) -> str:
@@ -46,8 +77,22 @@ def fingerprint(output_dir: Path) -> dict:
 
 
 def test_sample_run_matches_the_stored_fingerprint(tmp_path):
-    expected = json.loads(FINGERPRINT.read_text())
+    import warnings
+
+    machines = stored()
     got = fingerprint(tmp_path / "out")
+    expected = machines.get(cpu_kind())
+    if expected is None:  # another CPU kind: the same run within TOLERANCE of a stored one, bitwise not checked
+        counts = [k for k in METRIC_KEYS if k not in ("precision_at_k", "map_at_k", "per_label_precision")]
+        close = [kind for kind, fp in machines.items()
+                 if all(got["metrics"][k] == fp["metrics"][k] for k in counts)
+                 and abs(got["metrics"]["precision_at_k"] - fp["metrics"]["precision_at_k"]) <= TOLERANCE
+                 and abs(got["metrics"]["map_at_k"] - fp["metrics"]["map_at_k"]) <= TOLERANCE]
+        assert close, (f"no stored fingerprint for this CPU ({cpu_kind()}), and the run is not within {TOLERANCE} "
+                       f"of any stored one: {got['metrics']}")
+        warnings.warn(f"no fingerprint stored for this CPU kind ({cpu_kind()}): matched {close[0]!r} within "
+                      f"{TOLERANCE}, bitwise not checked (python tests/test_fingerprint.py --write adds it)")
+        return
     assert got["metrics"] == expected["metrics"]
     assert got["embeddings_shape"] == expected["embeddings_shape"]
     assert got["n_neighbor_rows"] == expected["n_neighbor_rows"]
@@ -55,12 +100,14 @@ def test_sample_run_matches_the_stored_fingerprint(tmp_path):
     assert got["neighbors_sha256"] == expected["neighbors_sha256"], "neighbours or distances changed"
 
 
-if __name__ == "__main__":  # python tests/test_fingerprint.py --write
+if __name__ == "__main__":  # python tests/test_fingerprint.py --write: add or replace this CPU kind's entry
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         result = fingerprint(Path(tmp) / "out")
-    text = json.dumps(result, indent=1, sort_keys=True) + "\n"
     if "--write" in sys.argv:
-        FINGERPRINT.write_text(text)
-    print(text)
+        machines = stored() if FINGERPRINT.is_file() else {}
+        machines[cpu_kind()] = result
+        FINGERPRINT.write_text(json.dumps({"machines": machines}, indent=1, sort_keys=True) + "\n")
+    print(cpu_kind())
+    print(json.dumps(result, indent=1, sort_keys=True))

@@ -28,7 +28,7 @@ def one_thread():
 
 
 def items_of(root, per_class=4, splits=("train", "valid", "test")):
-    return datasets.load(make_folder(root, COLOURS, per_class, splits=splits, size=(40, 40)), format="folder")
+    return datasets.load(make_folder(root, COLOURS, per_class, splits=splits, size=(40, 40)), format="folder").frame
 
 
 def quick_config(**kw) -> TrainConfig:
