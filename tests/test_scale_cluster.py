@@ -109,6 +109,7 @@ def test_two_node_loopback_cluster_gives_the_local_results(tmp_path, tmp_path_fa
     # Ray's session files under pytest's temporary directory, in a short-named folder: its socket paths
     # (session_<date>_<pid>/sockets/plasma_store inside it) must stay within AF_UNIX's 107 bytes
     temp_dir = tmp_path_factory.mktemp("r")
+    (temp_dir / "ray").mkdir()  # RAY_TMPDIR/ray: where Cluster writes the address file
     report = tmp_path / "report.json"
     env = {**os.environ, **RAY_ENV, "RAY_TMPDIR": str(temp_dir), "PYTHONPATH": str(ROOT)}
     code = f"from tests.test_scale_cluster import child; child({str(far)!r}, {str(temp_dir)!r}, {str(report)!r})"
