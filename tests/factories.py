@@ -6,6 +6,8 @@ writes under the ``root`` it is given (a ``tmp_path``) and returns it.
 
 from __future__ import annotations
 
+import pytest
+
 import io
 from pathlib import Path
 from typing import Callable, Sequence
@@ -115,3 +117,15 @@ def make_folder(root: Path, colors: dict, per_class: int, splits: Sequence[str] 
                 noisy_jpeg(root / split / label / f"{label}_{i}.jpg", color, seed=seed + 100 * c + i, size=size,
                            noise=noise)
     return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op torch thread for a training test module (import it there; autouse): on a shared 2-core
+    machine spinning OpenMP threads slow tiny batches 10x."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -12,18 +12,12 @@ torch = pytest.importorskip("torch")
 from fashion import datasets, modelio, training  # noqa: E402
 from fashion.errors import FormatError  # noqa: E402
 
-from factories import make_folder  # noqa: E402
+from factories import make_folder, one_thread  # noqa: E402,F401  (one_thread: autouse)
 
 COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
 ARCHS = ("efficientnet_lite0", "efficientnet_lite1")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def ensemble_info(**kw) -> modelio.ModelInfo:

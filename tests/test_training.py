@@ -16,14 +16,7 @@ torch = pytest.importorskip("torch")
 from fashion import training  # noqa: E402
 from fashion.training import Stage, TrainConfig  # noqa: E402
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine spinning OpenMP threads slow tiny batches 10x."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
+from factories import one_thread  # noqa: E402,F401  (autouse: one torch thread for the module)
 
 COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
 OUTPUT_FILES = ["model.safetensors", "model.json", "history.csv", "metrics.json", "confusion_matrix.png",

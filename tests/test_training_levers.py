@@ -13,18 +13,11 @@ from fashion import datasets, training  # noqa: E402
 from fashion.errors import ConfigError  # noqa: E402
 from fashion.training import TrainConfig  # noqa: E402
 
-from factories import make_folder  # noqa: E402
+from factories import make_folder, one_thread  # noqa: E402,F401  (one_thread: autouse)
 
 COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine spinning OpenMP threads slow tiny batches 10x."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def items_of(root, per_class=4, splits=("train", "valid", "test")):
