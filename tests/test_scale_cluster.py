@@ -1,10 +1,10 @@
 """fashion.scale on a two-node Ray cluster on one machine, loopback only (``slow`` + ``ray`` markers).
 
-The cluster (``ray.cluster_utils.Cluster``: a head and a second node, 1 CPU each, node IP 127.0.0.1,
+The cluster (``ray.cluster_utils.Cluster``: a head and a second node, 3 logical CPUs each, node IP 127.0.0.1,
 Ray's temp dir under ``tmp_path``) lives in a child process of its own: the session-scoped Ray of
 ``test_scale_ray`` may already be running in the pytest process, and ``ray stop`` would stop every
 Ray on the machine, not only this test's. The child runs embed → index → knn with ``engine="ray"``
-on the cluster (two whole-CPU knn actors: one per node, so both nodes work), reports what Ray says
+on the cluster (two 2-CPU knn actors: one per node, so both nodes work), reports what Ray says
 about its nodes and the addresses its processes listen on, and shuts the cluster down. The test
 compares the results with the local engine's and checks with ``ps`` that no process of the cluster
 (nothing whose command line names its temp dir) is left.
@@ -66,7 +66,9 @@ def child(run_dir: str, temp_dir: str, report: str) -> None:
 
     from fashion.scale import embed, ivfpq, knn
 
-    node = {"num_cpus": 1, "node_ip_address": LOOPBACK, "object_store_memory": 150 * 2**20, "temp_dir": temp_dir}
+    # 3 logical CPUs a node: with 1, the embed actors and the read held every CPU and Ray Data's budget left
+    # the next map 0 CPU, a hang (its no-progress timeout did not fire)
+    node = {"num_cpus": 3, "node_ip_address": LOOPBACK, "object_store_memory": 150 * 2**20, "temp_dir": temp_dir}
     cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
     out = {}
     try:
@@ -79,7 +81,7 @@ def child(run_dir: str, temp_dir: str, report: str) -> None:
         result = embed.embed_run(_config(run_dir, "ray", actors=2, cpus_per_actor=0.5), progress=False)
         out["computed"], out["failed"], out["embeddings"] = result.computed, result.failed, result.directory
         ivfpq.build(result.directory, Path(run_dir) / "index", engine="ray")
-        knn.knn_run(knn.KnnConfig(run_dir, k=5, engine="ray", actors=2, cpus_per_actor=1.0))
+        knn.knn_run(knn.KnnConfig(run_dir, k=5, engine="ray", actors=2, cpus_per_actor=2.0))
         # the cluster's processes: those naming the temp dir, and their children (workers retitle themselves)
         top = [p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])]
         procs = {p for t in top for p in [t, *t.children(recursive=True)] if p.pid != os.getpid()}
