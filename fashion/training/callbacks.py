@@ -143,6 +143,12 @@ class InMemoryLRFinder(LRFinder):
         self.learn.load(self.snapshot, with_opt=True)
 
 
+def read_points(num_it: int) -> slice:
+    """The recorder points an LR-finder suggestion is read off: fastai's ``Learner.lr_find`` drops the
+    first tenth (warm-up) and the last five (divergence)."""
+    return slice(num_it // 10, -5)
+
+
 def find_lr(learn, num_it: int, suggest) -> float:
     """``learn.lr_find(num_it=num_it, suggest_funcs=(suggest,))``'s suggestion, run with
     :class:`InMemoryLRFinder`: the same schedule, the same points dropped before ``suggest`` (one of
@@ -151,7 +157,7 @@ def find_lr(learn, num_it: int, suggest) -> float:
 
     with learn.no_logging():
         learn.fit(num_it // len(learn.dls.train) + 1, cbs=InMemoryLRFinder(num_it=num_it))
-    cut = slice(num_it // 10, -5)
+    cut = read_points(num_it)
     lrs, losses = torch.tensor(learn.recorder.lrs[cut]), torch.tensor(learn.recorder.losses[cut])
     nan = torch.nonzero(torch.isnan(losses.view(-1)))
     if len(nan):

@@ -113,7 +113,7 @@ def lr_find(run: TrainingRun, stage: Stage, num_it: int | None = None) -> LRFind
     _set_frozen(run, stage.frozen)
     num_it = num_it or run.config.lr_find_iters
     how = run.config.lr_suggestion
-    from .callbacks import BatchProgress, find_lr
+    from .callbacks import BatchProgress, find_lr, read_points
 
     log.info("%s LR finder: %d batches at %d px, body %s", stage.name, num_it, stage.size,
              "frozen" if stage.frozen else "unfrozen")
@@ -123,7 +123,7 @@ def lr_find(run: TrainingRun, stage: Stage, num_it: int | None = None) -> LRFind
         suggestion = find_lr(run.learn, num_it, getattr(schedule, how))
     recorder = run.learn.recorder
     lrs, losses = [float(v) for v in recorder.lrs], [float(v) for v in recorder.losses]
-    judged = slice(num_it // 10, -5)  # the points fastai read its suggestion off (Learner.lr_find)
+    judged = read_points(num_it)  # the points the suggestion was read off
     problem = curve_problem(lrs[judged], losses[judged], suggestion)
     fallback = fallback_lr(run.config.fallback_lr, stage.frozen) if problem else None
     # fastai's plot drops the first 10 and last 5 points (warm-up and divergence); so do we
