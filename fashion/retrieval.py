@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import ConfigError, DatasetError
 from .insight.duplicates import DEFAULT_THRESHOLD  # numpy only
-from .provenance import command_line, created, git_revision, versions  # versions: also fashion.scale's
+from .provenance import command_line, created, git_revision, versions
 
 log = logging.getLogger(__name__)
 

@@ -86,7 +86,7 @@ def run(config, table, out=None, cache=None):
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from .. import retrieval
+    from .. import provenance, retrieval
     from ..atomic import write_json
     from ..report import write_gallery
     from . import embed, ivfpq, knn, manifest, shards
@@ -155,7 +155,8 @@ def run(config, table, out=None, cache=None):
                 "scale": {"work_dir": str(work.absolute()), "embeddings": str(Path(emb.directory).absolute()),
                           "index": str((work / knn.INDEX_DIR).absolute())},
                 "embedder": json.loads((Path(emb.directory) / "embedder.json").read_text(encoding="utf-8")),
-                "versions": retrieval.versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                "versions": provenance.versions(), "command": provenance.command_line(),
+                "git": provenance.git_revision(), "created": provenance.created()}
     files = {"run.json": write_json(out / "run.json", run_info), "metrics.json": out / "metrics.json",
              "neighbors": out / knn.NEIGHBORS_DIR, "items": out / ITEMS_DIR}
     files["index.html"] = write_gallery(out, metrics, grids, [p for p in files.values() if p.is_file()],
