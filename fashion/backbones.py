@@ -117,13 +117,10 @@ def create_imagenet_model(name: str = DEFAULT_BACKBONE, pretrained: bool = True,
     return _timm_classifier(_timm_name(name), pretrained, weights, registry_name=name)
 
 
-def body_groups(body: "nn.Module", n_groups: int = 2) -> list[list["nn.Module"]]:
-    """Split a body into ``n_groups`` consecutive groups of modules (early layers first).
-
-    The body's top-level children (with ``Sequential`` children such as EfficientNet's ``blocks``
-    expanded one level) that own parameters are cut into equal-length runs; used for
-    discriminative learning rates (early layers learn slower).
-    """
+def body_units(body: "nn.Module") -> list["nn.Module"]:
+    """The body's layers in order, early first: its top-level children that own parameters, with
+    ``Sequential`` children such as EfficientNet's ``blocks`` expanded one level (one unit a block
+    stage). What :func:`body_groups` cuts and ``TrainConfig.freeze_early`` counts."""
     from torch import nn
 
     from .layers import TimmFeatures
@@ -133,6 +130,13 @@ def body_groups(body: "nn.Module", n_groups: int = 2) -> list[list["nn.Module"]]
     for child in root.children():
         parts = list(child.children()) if isinstance(child, nn.Sequential) else [child]
         units += [m for m in parts if any(True for _ in m.parameters())]
+    return units
+
+
+def body_groups(body: "nn.Module", n_groups: int = 2) -> list[list["nn.Module"]]:
+    """Split a body into ``n_groups`` consecutive groups of :func:`body_units` (early layers first), cut
+    into equal-length runs; used for discriminative learning rates (early layers learn slower)."""
+    units = body_units(body)
     if len(units) < n_groups:
         return [[body]] + [[] for _ in range(n_groups - 1)]
     bounds = [round(i * len(units) / n_groups) for i in range(n_groups + 1)]

@@ -250,6 +250,9 @@ def add_train_levers(p: argparse.ArgumentParser, d: dict | None = None) -> None:
     d = d or _defaults(TrainConfig)
 
     g = p.add_argument_group("accuracy and retrieval levers")
+    g.add_argument("--freeze-early", type=int, default=d["freeze_early"], metavar="N",
+                   help="keep the body's first N layers (stem, its BN, block stages) frozen in every stage: "
+                        "no backward pass through the high-resolution layers (about 2x faster on CPU)")
     g.add_argument("--label-smoothing", type=float, default=d["label_smoothing"], metavar="EPS",
                    help="label-smoothing cross entropy (0: plain cross entropy)")
     g.add_argument("--mix", default=d["mix"], choices=MIXES, help="MixUp or CutMix of the training batches")
@@ -268,7 +271,8 @@ def add_train_levers(p: argparse.ArgumentParser, d: dict | None = None) -> None:
     g.add_argument("--ensemble", type=_archs, default=d["ensemble"], metavar="ARCH[,ARCH]",
                    help="more backbones trained the same way and exported with --arch as one model")
     g.add_argument("--clean-labels", default=d["clean_labels"], choices=CLEAN_LABELS,
-                   help="drop the training photos cleanlab flags (out-of-fold predictions on frozen features)")
+                   help="drop the training photos cleanlab flags (out-of-fold predictions on frozen features), "
+                        "or keep them sampled at their label-quality score (weight)")
     g.add_argument("--metric-loss", default=d["metric_loss"], choices=METRIC_LOSSES,
                    help="add a pytorch-metric-learning loss on the embedding (the head's penultimate features)")
     g.add_argument("--metric-weight", type=float, default=d["metric_weight"], metavar="W",

@@ -62,7 +62,7 @@ def test_cli_maps_every_lever_onto_train_config():
     from fashion.cli import _fields_of, build_parser
 
     args = build_parser().parse_args(
-        ["train", "data", "--output-dir", "out", "--label-smoothing", "0.1", "--mix", "cutmix", "--mix-alpha", "0.5",
+        ["train", "data", "--output-dir", "out", "--freeze-early", "5", "--label-smoothing", "0.1", "--mix", "cutmix", "--mix-alpha", "0.5",
          "--augment", "strong", "--min-scale", "0.6", "--ema", "0.98", "--tta", "--no-hard-check",
          "--ensemble", "efficientnet_lite1,efficientnet_lite2", "--clean-labels", "drop"])
     cfg = TrainConfig(**_fields_of(TrainConfig, args))
@@ -71,6 +71,7 @@ def test_cli_maps_every_lever_onto_train_config():
         0.1, "cutmix", 0.5, "strong", 0.6, 0.98, True, False, ("efficientnet_lite1", "efficientnet_lite2"), "drop")
     metric = build_parser().parse_args(["train", "--output-dir", "o", "--metric-loss", "arcface", "--metric-weight", "2"])
     assert (metric.metric_loss, metric.metric_weight) == ("arcface", 2.0)
+    assert cfg.freeze_early == 5
     plain = TrainConfig(**_fields_of(TrainConfig, build_parser().parse_args(["train", "--output-dir", "o"])))
     assert plain.to_dict() == TrainConfig().to_dict()  # every default is the dataclass's
 
@@ -284,3 +285,55 @@ def test_clean_labels_drop_removes_a_flipped_training_photo(tmp_path):
     assert items.loc[flipped, "path"] in issues
     assert items.loc[flipped, "path"] not in set(run.splits.train["path"])
     assert len(run.splits.train) < (items["split"] == "train").sum()
+
+
+# ------------------------------------------------------------------------------------------ freeze_early
+
+
+def test_freeze_early_keeps_the_first_layers_and_their_batchnorm_statistics_fixed(tmp_path):
+    from fashion.backbones import body_units
+
+    cfg = quick_config(freeze_early=3, epochs=(0, 1, 0), size=32, final_size=32)
+    run = training.prepare(items_of(tmp_path / "data"), cfg, tmp_path / "out")
+    units = body_units(run.learn.model[0])
+    before = {k: v.clone() for k, v in run.learn.model.state_dict().items()}
+    early = {id(p) for u in units[:3] for p in u.parameters()}
+    prefixes = tuple(name + "." for name, m in run.learn.model.named_modules() if any(m is u for u in units[:3]))
+    early_keys = {k for k in before if k.startswith(prefixes)}
+    assert early_keys and any("running_mean" in k for k in early_keys)
+    result = training.run_stage(run, run.config.stages[1])  # unfrozen: all but the first three layers train
+    assert result.epochs_run == 1
+    grads = {id(p): p.requires_grad for p in run.learn.model.parameters()}
+    assert not any(grads[i] for i in early) and all(v for i, v in grads.items() if i not in early)
+    after = run.learn.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert not changed & early_keys  # weights and BatchNorm statistics of the early layers untouched
+    assert any(k.startswith("0.") for k in changed) and any(k.startswith("1.") for k in changed)
+
+
+def test_freeze_early_must_leave_part_of_the_body_to_train(tmp_path):
+    run = training.prepare(items_of(tmp_path / "data", per_class=2), quick_config(freeze_early=99), tmp_path / "o")
+    with pytest.raises(ConfigError, match="freeze_early=99 leaves nothing"):
+        training.run_stage(run, run.config.stages[0])
+    with pytest.raises(ConfigError, match="freeze_early"):
+        quick_config(freeze_early=-1)
+
+
+def test_clean_labels_weight_samples_a_flipped_training_photo_less(tmp_path):
+    from fastai.callback.data import WeightedDL
+
+    items = items_of(tmp_path / "data", per_class=8)
+    flipped = items.index[(items["split"] == "train") & (items["label"] == "red")][0]
+    items.loc[flipped, "label"] = "blue"
+    run = training.prepare(items, quick_config(clean_labels="weight", pretrained=True), tmp_path / "out")
+    train = run.splits.train
+    assert len(train) == (items["split"] == "train").sum()  # kept, not dropped
+    weight = dict(zip(train["path"], train["sample_weight"]))
+    assert weight[items.loc[flipped, "path"]] < 0.5 and max(weight.values()) == 1.0
+    assert items.loc[flipped, "path"] in (tmp_path / "out" / "train_label_issues.csv").read_text()
+    dl = run.learn.dls.train
+    valid = run.learn.dls.valid  # fastai makes it a WeightedDL too, unshuffled: every photo once, in order
+    assert isinstance(dl, WeightedDL) and not valid.shuffle and list(valid.get_idxs()) == list(range(valid.n))
+    assert dl.wgts == pytest.approx(train["sample_weight"].to_numpy() / train["sample_weight"].sum())
+    result = training.run_stage(run, run.config.stages[0])
+    assert result.epochs_run == 1 and np.isfinite(result.best_valid_loss)

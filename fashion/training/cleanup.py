@@ -1,10 +1,13 @@
-"""Confident-learning cleanup of the *training* labels (``TrainConfig(clean_labels="drop")``, #15).
+"""Confident-learning cleanup of the *training* labels (``TrainConfig(clean_labels="drop" | "weight")``, #15).
 
 cleanlab needs out-of-sample probabilities for every photo it judges. For the training photos they come
 cheaply from cross-validation of a logistic regression on frozen features of the pretrained backbone
 (the same body the run fine-tunes): :func:`out_of_fold_probs`, then
 :func:`fashion.training.evaluate.find_suspect_labels`. :func:`clean_splits` drops the flagged photos
-from the training table before the Learner is built and writes them to ``train_label_issues.csv``.
+from the training table before the Learner is built ("drop"), or keeps them with a ``sample_weight``
+column, their cleanlab label-quality score (``cleanlab.rank.get_label_quality_scores``: how likely the
+given label is, 0–1), that the training DataLoader samples by ("weight"; everything else weighs 1);
+either way the flagged photos are written to ``train_label_issues.csv``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ log = logging.getLogger("fashion.training")
 
 ISSUES_FILE = "train_label_issues.csv"
 FOLDS = 5
+MIN_WEIGHT = 0.05  # a flagged photo is still drawn now and then: the out-of-fold model can be wrong
 
 
 def out_of_fold_probs(features: "np.ndarray", targets: "np.ndarray", folds: int = FOLDS, seed: int = 0) -> "np.ndarray":
@@ -43,12 +47,15 @@ def out_of_fold_probs(features: "np.ndarray", targets: "np.ndarray", folds: int 
 
 
 def clean_splits(splits: Splits, config: TrainConfig, output_dir) -> Splits:
-    """``splits`` with the training photos cleanlab flags removed (``config.clean_labels == "drop"``).
+    """``splits`` with the training photos cleanlab flags removed (``config.clean_labels == "drop"``) or
+    down-weighted (``"weight"``: a ``sample_weight`` column, the flagged photos' label-quality score, at
+    least :data:`MIN_WEIGHT`; 1 for the others).
 
     Embeds the training photos once with the pretrained ``config.arch`` body, predicts them out of fold
     and writes the flagged ones (path, label, predicted, probabilities) to ``output_dir/train_label_issues.csv``.
     """
     import numpy as np
+    from cleanlab.rank import get_label_quality_scores
 
     from ..embedding import Embedder
     from .evaluate import find_suspect_labels
@@ -65,6 +72,16 @@ def clean_splits(splits: Splits, config: TrainConfig, output_dir) -> Splits:
     probs[ok] = out_of_fold_probs(result.vectors[ok], targets[ok], seed=config.seed)
     suspects = find_suspect_labels(train[ok].reset_index(drop=True), targets[ok], probs[ok], splits.classes)
     save_csv(output_dir / ISSUES_FILE, suspects)
+    if config.clean_labels == "weight":
+        quality = np.ones(len(train))
+        quality[ok] = get_label_quality_scores(targets[ok], probs[ok])
+        flagged = train["path"].isin(set(suspects["path"])).to_numpy()
+        weights = np.where(flagged, np.clip(quality, MIN_WEIGHT, 1.0), 1.0)
+        log.info("label cleanup: cleanlab flags %d of %d training photos (out-of-fold logistic regression on "
+                 "pretrained %s features); training with them sampled at their label-quality score (mean %.2f) "
+                 "(%s)", len(suspects), len(train), config.arch, weights[flagged].mean() if flagged.any() else 1.0,
+                 output_dir / ISSUES_FILE)
+        return dataclasses.replace(splits, train=train.assign(sample_weight=weights))
     kept = train[~train["path"].isin(set(suspects["path"]))].reset_index(drop=True)
     log.info("label cleanup: cleanlab flags %d of %d training photos (out-of-fold logistic regression on "
              "pretrained %s features); training without them (%s)", len(suspects), len(train), config.arch,

@@ -13,10 +13,10 @@ LR_SUGGESTIONS = ("valley", "minimum", "steep", "slide")  # fastai.callback.sche
 # accuracy and retrieval levers (#15)
 MIXES = ("none", "mixup", "cutmix")                     # fastai.callback.mixup
 AUGMENTS = ("default", "strong", "none")                 # fastai aug_transforms settings (AUGMENT_SETTINGS)
-CLEAN_LABELS = ("none", "drop")                          # confident-learning cleanup of the train labels
+CLEAN_LABELS = ("none", "drop", "weight")                # confident-learning cleanup of the train labels
 METRIC_LOSSES = ("none", "supcon", "multisimilarity", "arcface")  # pytorch-metric-learning, on the embedding
 # the TrainConfig fields above, in CLI order (fashion.cli.add_train_levers; benchmarks/train_clothing.py)
-LEVERS = ("label_smoothing", "mix", "mix_alpha", "augment", "min_scale", "ema", "tta", "hard_check", "ensemble",
+LEVERS = ("freeze_early", "label_smoothing", "mix", "mix_alpha", "augment", "min_scale", "ema", "tta", "hard_check", "ensemble",
           "clean_labels", "metric_loss", "metric_weight")
 # aug_transforms keyword arguments per ``augment`` choice ("strong": lighting, warp, zoom, rotation turned up)
 AUGMENT_SETTINGS = {
@@ -78,7 +78,10 @@ class TrainConfig:
     (fashion.insight; embeds every photo once with the pretrained backbone);
     stages: derived from the fields above unless given.
 
-    Levers (#15, each off by default except ``hard_check``): label_smoothing: eps of fastai's
+    Levers (#15, each off by default except ``hard_check``): freeze_early: the body's first N layers
+    (:func:`fashion.backbones.body_units`: stem conv, its BatchNorm, then one block stage each) stay
+    frozen in every stage, weights and BatchNorm statistics, so no gradient is computed through the
+    high-resolution layers (the costliest part of a CPU backward pass); label_smoothing: eps of fastai's
     ``LabelSmoothingCrossEntropyFlat`` (0 = plain cross entropy); mix: fastai ``MixUp`` / ``CutMix``
     on the training batches, mix_alpha their Beta parameter (None = fastai's default); augment:
     aug_transforms settings (:data:`AUGMENT_SETTINGS`, "none" = no augmentation); min_scale: below
@@ -88,7 +91,8 @@ class TrainConfig:
     report accuracy on strongly perturbed test photos (:mod:`.robustness`); ensemble: more registry
     archs trained with the same schedule and exported with ``arch`` as one model (:mod:`fashion.ensemble`);
     clean_labels: "drop" removes the train photos cleanlab flags on out-of-fold predictions of a
-    logistic regression on frozen pretrained features (:mod:`.cleanup`); metric_loss: a
+    logistic regression on frozen pretrained features, "weight" keeps them but samples each with its
+    label-quality score as weight (fastai ``WeightedDL``; the others weigh 1) (:mod:`.cleanup`); metric_loss: a
     pytorch-metric-learning loss on the head's penultimate features added to the classification loss,
     weighted by metric_weight, in every stage (:mod:`.metric`).
     """
@@ -112,6 +116,7 @@ class TrainConfig:
     channels_last: bool = True
     leak_check: bool = True
     # accuracy and retrieval levers (#15)
+    freeze_early: int = 0
     label_smoothing: float = 0.0
     mix: str = "none"
     mix_alpha: float | None = None
@@ -156,6 +161,9 @@ class TrainConfig:
                               ("metric_loss", METRIC_LOSSES)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        if int(self.freeze_early) != self.freeze_early or self.freeze_early < 0:
+            raise ConfigError(f"freeze_early must be a whole number >= 0, got {self.freeze_early!r}")
+        self.freeze_early = int(self.freeze_early)
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if self.mix_alpha is not None and not self.mix_alpha > 0:

@@ -92,7 +92,8 @@ def train_transforms(size: int, config: TrainConfig) -> list:
 
 def make_dataloaders(splits: Splits, size: int, config: TrainConfig, mean, std):
     """fastai DataLoaders at ``size``: squish-resize, train-time augmentation (:func:`train_transforms`),
-    normalise with (mean, std)."""
+    normalise with (mean, std). A ``sample_weight`` column in the train table (``clean_labels="weight"``)
+    makes the training loader fastai's ``WeightedDL``: each epoch draws as many photos, by weight."""
     import pandas as pd
     from fastai.data.block import CategoryBlock, DataBlock
     from fastai.data.transforms import ColReader, ColSplitter, Normalize
@@ -108,6 +109,12 @@ def make_dataloaders(splits: Splits, size: int, config: TrainConfig, mean, std):
         item_tfms=Resize(size, method=ResizeMethod.Squish),
         batch_tfms=[*train_transforms(size, config), Normalize.from_stats(mean, std, cuda=False)],
     )
+    if "sample_weight" in splits.train.columns:
+        import fastai.callback.data  # noqa: F401  (adds DataBlock.weighted_dataloaders)
+
+        weights = frame["sample_weight"].fillna(1.0).to_numpy(dtype=float)
+        return block.weighted_dataloaders(frame, weights, bs=config.batch_size, num_workers=config.num_workers,
+                                          device="cpu")
     return block.dataloaders(frame, bs=config.batch_size, num_workers=config.num_workers, device="cpu")
 
 

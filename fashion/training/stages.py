@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from ..atomic import ensure_dir, save_figure
-from ..errors import FashionError
+from ..errors import ConfigError, FashionError
 from ..modelio import build_classifier, save_state_dict, splitter
 from . import checkpoints
 from .config import Stage, TrainConfig
@@ -54,6 +54,10 @@ def build_learner(splits: Splits, config: TrainConfig, output_dir: Path):
         from fastai.callback.channelslast import ChannelsLast
 
         cbs.append(ChannelsLast())
+    if config.freeze_early:  # BatchNorm layers without trainable parameters keep their statistics
+        from fastai.callback.training import BnFreeze
+
+        cbs.append(BnFreeze())
     loss = (LabelSmoothingCrossEntropyFlat(eps=config.label_smoothing) if config.label_smoothing
             else CrossEntropyLossFlat())
     learn = Learner(dls, model, loss_func=loss, metrics=accuracy, splitter=splitter,
@@ -91,10 +95,26 @@ def prepare(items, config: TrainConfig, output_dir, resume: bool = False) -> Tra
 
 
 def _set_frozen(run: TrainingRun, frozen: bool) -> None:
+    """Head only (``frozen``) or the whole model; either way less ``config.freeze_early``'s first body
+    layers, whose BatchNorm statistics fastai's ``BnFreeze`` (a Learner callback) keeps in eval mode."""
     if frozen:
         run.learn.freeze()
     else:
         run.learn.unfreeze()
+    for param in early_parameters(run.learn.model, run.config.freeze_early):
+        param.requires_grad_(False)
+
+
+def early_parameters(model, n_units: int) -> list:
+    """Parameters of the body's first ``n_units`` layers (:func:`fashion.backbones.body_units`)."""
+    from ..backbones import body_units
+
+    if n_units < 1:
+        return []
+    units = body_units(model[0])
+    if n_units >= len(units):
+        raise ConfigError(f"freeze_early={n_units} leaves nothing of the body to train: it has {len(units)} layers")
+    return [p for unit in units[:n_units] for p in unit.parameters()]
 
 
 def lr_find(run: TrainingRun, stage: Stage, num_it: int | None = None) -> LRFind:
