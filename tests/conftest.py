@@ -43,3 +43,38 @@ def sample_service(sample_run):
     from fashion.service import SimilarityService
 
     return SimilarityService.open(sample_run)
+
+
+@pytest.fixture(scope="session")
+def model_run(tmp_path_factory):
+    """A run made with a (random-weight) trained-model directory whose training left a suspects report."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from fashion import sample
+    from fashion.modelio import ModelInfo, build_classifier, export_model
+    from fashion.retrieval import MeasureConfig, run
+
+    classes = sorted(p.name for p in (sample.sample_root() / "img").iterdir())
+    torch.manual_seed(0)
+    model, _ = build_classifier("efficientnet_lite0", len(classes), pretrained=False)
+    base = tmp_path_factory.mktemp("model_run")
+    export_model(base / "model", model.eval(), ModelInfo(arch="efficientnet_lite0", classes=tuple(classes), size=64,
+                                                         mean=(0.5,) * 3, std=(0.5,) * 3))
+    out = base / "out"
+    run(MeasureConfig(output_dir=str(out), model=str(base / "model"), limit=20, k=3, grids=0, runtime="torch",
+                      num_workers=0))
+    items = pd.read_csv(out / "items.csv", keep_default_na=False)
+    pd.DataFrame({"path": [items["path"].iloc[4], items["path"].iloc[2], "/elsewhere/not_in_run.jpg"],
+                  "label": ["Hat", "Dress", "Skirt"], "predicted": ["Shirt", "Pants", "Dress"],
+                  "label_prob": [0.01, 0.02, 0.03], "predicted_prob": [0.9, 0.8, 0.7]}
+                 ).to_csv(base / "model" / "suspect_labels.csv", index=False)
+    # what training writes beside it: cleanlab judged with a weak model (evaluate.suspect_caveat)
+    from fashion.training.evaluate import suspect_caveat
+
+    trust = suspect_caveat(np.array([0, 1, 2, 0]), np.eye(3)[[0, 2, 0, 1]])
+    (base / "model" / "metrics.json").write_text(json.dumps({"suspect_labels": {"n": 2, "judged": 4, **trust}}))
+    return out, classes

@@ -75,7 +75,7 @@ def test_neighbors_items_labels_run(client, items, sample_run):
     assert {x["label"]: x["precision"] for x in labels} == metrics["per_label_precision"]
     run = client.get("/api/run").json()
     assert run["headline"][0].startswith("precision@5: ") and run["skipped"] == [] and run["n_suspects"] == 0
-    assert client.get("/api/suspects").json() == {"suspects": []}
+    assert client.get("/api/suspects").json() == {"suspects": [], "trust": None}
     assert client.get("/api/items/4").json()["relpath"] == items["relpath"].iloc[4]
 
 

@@ -95,3 +95,20 @@ def test_live_page(chromium, hostile_run):
         assert not page.locator("#tab-suspects").count()  # no suspects report for a pretrained run
         context.close()
     assert server.process.poll() is not None  # stopped
+
+
+def test_suspects_tab_says_when_the_model_is_too_weak_to_trust(chromium, model_run):
+    out, _ = model_run  # random-weight model; its metrics.json says cleanlab judged with 25 % accuracy
+    with running_server(out) as server:
+        page = chromium.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url + "/", wait_until="load")
+        page.click("#tab-suspects")
+        page.wait_for_selector("#suspects-grid .card")
+        trust = page.locator("#suspects-trust")
+        assert "Caveat: unreliable: the model is right on only 25% of the 4 photos" in trust.inner_text()
+        assert "error" in trust.get_attribute("class") and page.locator("#suspects-grid .card").count() == 2
+        assert errors == []
+        page.close()
+    assert server.process.poll() is not None  # stopped

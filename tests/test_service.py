@@ -165,32 +165,6 @@ def test_files_outside_the_dataset_root_are_never_served(sample_run, tmp_path):
             service.thumbnail(bad)
 
 
-@pytest.fixture(scope="module")
-def model_run(tmp_path_factory):
-    """A run made with a (random-weight) trained-model directory whose training left a suspects report."""
-    import torch
-
-    from fashion import sample
-    from fashion.modelio import ModelInfo, build_classifier, export_model
-    from fashion.retrieval import MeasureConfig, run
-
-    classes = sorted(p.name for p in (sample.sample_root() / "img").iterdir())
-    torch.manual_seed(0)
-    model, _ = build_classifier("efficientnet_lite0", len(classes), pretrained=False)
-    base = tmp_path_factory.mktemp("model_run")
-    export_model(base / "model", model.eval(), ModelInfo(arch="efficientnet_lite0", classes=tuple(classes), size=64,
-                                                         mean=(0.5,) * 3, std=(0.5,) * 3))
-    out = base / "out"
-    run(MeasureConfig(output_dir=str(out), model=str(base / "model"), limit=20, k=3, grids=0, runtime="torch",
-                      num_workers=0))
-    items = _items(out)
-    pd.DataFrame({"path": [items["path"].iloc[4], items["path"].iloc[2], "/elsewhere/not_in_run.jpg"],
-                  "label": ["Hat", "Dress", "Skirt"], "predicted": ["Shirt", "Pants", "Dress"],
-                  "label_prob": [0.01, 0.02, 0.03], "predicted_prob": [0.9, 0.8, 0.7]}
-                 ).to_csv(base / "model" / "suspect_labels.csv", index=False)
-    return out, classes
-
-
 def test_trained_model_runs_predict_and_show_suspects(model_run):
     from fastapi.testclient import TestClient
 
@@ -207,6 +181,9 @@ def test_trained_model_runs_predict_and_show_suspects(model_run):
     assert [(s.id, s.predicted) for s in service.suspects()] == [(4, "Shirt"), (2, "Pants")]  # the run's own only
     with TestClient(create_app(service)) as client:
         assert client.get("/api/run").json()["n_suspects"] == 2
-        assert client.get("/api/suspects").json()["suspects"][0]["id"] == 4
+        body = client.get("/api/suspects").json()
+        assert body["suspects"][0]["id"] == 4
+        assert body["trust"]["reliable"] is False and body["trust"]["model_accuracy"] == 0.25
+        assert body["trust"]["caveat"].startswith("unreliable: the model is right on only 25% of the 4 photos")
         body = client.post("/api/search", files={"image": ("q.jpg", Path(_items(out)["path"].iloc[1]).read_bytes())}).json()
         assert body["prediction"]["label"] in classes

@@ -7,7 +7,7 @@ Contract (README "Explore"; tests/test_server.py):
 - ``GET /api/items/{id}/neighbors?k=`` → the same shape for a gallery item
 - ``GET /api/items?label=&q=&offset=&limit=`` → ``{"total", "offset", "limit", "items"}``
 - ``GET /api/labels`` → ``{"labels": [{"label", "count", "precision", "queries"}]}``
-- ``GET /api/run`` → the run's headline, metrics, skipped files; ``GET /api/suspects`` → suspect labels
+- ``GET /api/run`` → the run's headline, metrics, skipped files; ``GET /api/suspects`` → suspect labels and how far to trust them (``trust``: model accuracy, caveat)
 - ``GET /images/{id}``, ``GET /thumbs/{id}`` → the item's image / a JPEG thumbnail (kept in memory)
 - ``GET /`` and ``/static/…`` → the page (files shipped in the package; no CDN, works offline)
 
@@ -150,7 +150,7 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD)
 
     @app.get("/api/suspects")
     def suspects() -> dict:
-        return {"suspects": [asdict(s) for s in service.suspects()]}
+        return {"suspects": [asdict(s) for s in service.suspects()], "trust": service.suspects_trust()}
 
     @app.get("/images/{item_id}")
     def image(item_id: int):

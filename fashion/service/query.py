@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import threading
@@ -218,6 +219,23 @@ class SimilarityService:
         if self._suspects is None:
             self._suspects = self._read_suspects()
         return list(self._suspects)
+
+    def suspects_trust(self) -> dict | None:
+        """How far the suspects report can be trusted, from the training's metrics.json ("suspect_labels":
+        model_accuracy, min_accuracy, reliable, caveat: a plain sentence when the model is too weak); None
+        when the run has no trained model or its metrics.json lacks the block."""
+        model_dir = self.run.info["embedder"].get("model_dir")
+        path = Path(model_dir) / "metrics.json" if model_dir else None
+        if path is None or not path.is_file():
+            return None
+        try:
+            block = json.loads(path.read_text()).get("suspect_labels", {})
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("%s: unreadable (%s)", path, exc)
+            return None
+        if not isinstance(block, dict) or "reliable" not in block:
+            return None
+        return {key: block.get(key) for key in ("model_accuracy", "min_accuracy", "reliable", "caveat")}
 
     def _read_suspects(self) -> list[Suspect]:
         import pandas as pd
