@@ -66,3 +66,16 @@ def test_retrieval_table_has_a_row_per_model_and_layer(tmp_path):
     assert len({r[3] for r in rows}) == len(rows)  # one output directory each
     with pytest.raises(SystemExit):
         bench.main(["--modes", "sideways", "--output_dir", str(tmp_path / "o")])
+
+
+def test_retrieval_benchmark_prints_its_table(tmp_path, capsys):
+    from fashion import sample
+
+    bench = load("retrieval_clothing")
+    assert bench.main(["--data", str(sample.sample_root()), "--modes", "all-pairs", "--limit", "12", "--grids", "0",
+                       "--output_dir", str(tmp_path / "o")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    row = next(line for line in table if line.startswith("pretrained efficientnet_lite0 (body)"))
+    assert row.split()[3:6] == ["all-pairs", "12", "12"]  # mode, queries, gallery: counts, not timings
+    saved = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert saved[0]["gallery"] == 12 and set(saved[0]["seconds"]) >= {"embed", "index", "search"}
