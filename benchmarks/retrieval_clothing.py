@@ -24,8 +24,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="/work/shared/data/clothing-dataset-small")
     p.add_argument("--model", default=None, help="trained model dir (fashion train); omit for pretrained only")
-    p.add_argument("--metric-model", default=None,
-                   help="a model dir trained with --metric-loss (fashion train), compared in the same table")
+    p.add_argument("--metric-model", action="append", default=[],
+                   help="a model dir trained with --metric-loss (fashion train), compared in the same table; "
+                        "repeat it to compare several (rows named by the directory)")
     p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     p.add_argument("--output_dir", default="/work/runs/retrieval")
     p.add_argument("--index", default="auto")
@@ -38,11 +39,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 def models(args) -> list[tuple[str, str | None, str, str]]:
     """(name, model dir, layer, output tag) of every embedding model to compare."""
     rows = [("pretrained efficientnet_lite0 (body)", None, "body", "pretrained-body")]
-    for kind, model in (("trained", args.model), ("metric", args.metric_model)):
-        if model:
-            arch = json.loads((Path(model) / "model.json").read_text()).get("arch", "model")
-            short = arch.replace("efficientnet_", "")
-            rows += [(f"{kind} {short} ({layer})", model, layer, f"{kind}-{layer}") for layer in ("body", "head")]
+    several = len(args.metric_model) > 1
+    models = [("trained", m) for m in [args.model] if m] + [("metric", m) for m in args.metric_model]
+    for kind, model in models:
+        arch = json.loads((Path(model) / "model.json").read_text()).get("arch", "model")
+        name = arch.replace("efficientnet_", "") + (f" {Path(model).name}" if several and kind == "metric" else "")
+        tag = kind + (f"-{Path(model).name}" if several and kind == "metric" else "")
+        rows += [(f"{kind} {name} ({layer})", model, layer, f"{tag}-{layer}") for layer in ("body", "head")]
     return rows
 
 
@@ -68,13 +71,13 @@ def main(argv=None) -> int:
             rows.append({"model": name, "mode": mode, "queries": m["n_queries"], "gallery": m["n_gallery"],
                          "p@k": m["precision_at_k"], "mAP@k": m["map_at_k"], "seconds": m["timing"],
                          "embedded": m["n_embedded"], "cached": m["n_from_cache"]})
-    header = (f"{'model':38} {'mode':20} {'queries':>7} {'gallery':>7} {'P@' + str(args.k):>7} "
+    header = (f"{'model':44} {'mode':20} {'queries':>7} {'gallery':>7} {'P@' + str(args.k):>7} "
               f"{'mAP@' + str(args.k):>7} {'embed s':>8} {'(cached)':>8} {'index s':>8} {'search s':>8} {'report s':>8}")
     print(header)
     print("-" * len(header))
     for r in rows:
         t = r["seconds"]  # timing's stage names ("gallery" among them) kept apart from the row's counts
-        print(f"{r['model']:38} {r['mode']:20} {r['queries']:7d} {r['gallery']:7d} {r['p@k']:7.4f} "
+        print(f"{r['model']:44} {r['mode']:20} {r['queries']:7d} {r['gallery']:7d} {r['p@k']:7.4f} "
               f"{r['mAP@k']:7.4f} {t['embed']:8.2f} {r['cached']:8d} {t['index']:8.2f} {t['search']:8.2f} {t['report']:8.2f}")
     print("((cached): images whose vectors came from the embedding cache of the model's first run)")
     (out / "summary.json").write_text(json.dumps(rows, indent=2))

@@ -64,6 +64,12 @@ def test_retrieval_table_has_a_row_per_model_and_layer(tmp_path):
     assert [r[0] for r in rows] == ["pretrained efficientnet_lite0 (body)", "trained lite2 (body)", "trained lite2 (head)",
                                     "metric lite2 (body)", "metric lite2 (head)"]
     assert len({r[3] for r in rows}) == len(rows)  # one output directory each
+    (tmp_path / "met2").mkdir()
+    (tmp_path / "met2" / "model.json").write_text(json.dumps({"arch": "efficientnet_lite2"}))
+    two = bench.models(bench.parse_args(["--metric-model", str(tmp_path / "met"), "--metric-model", str(tmp_path / "met2")]))
+    assert [r[0] for r in two[1:]] == ["metric lite2 met (body)", "metric lite2 met (head)",
+                                       "metric lite2 met2 (body)", "metric lite2 met2 (head)"]
+    assert len({r[3] for r in two}) == len(two)
     with pytest.raises(SystemExit):
         bench.main(["--modes", "sideways", "--output_dir", str(tmp_path / "o")])
 
