@@ -85,3 +85,11 @@ def test_retrieval_benchmark_prints_its_table(tmp_path, capsys):
     assert row.split()[3:6] == ["all-pairs", "12", "12"]  # mode, queries, gallery: counts, not timings
     saved = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert saved[0]["gallery"] == 12 and set(saved[0]["seconds"]) >= {"embed", "index", "search"}
+
+
+def test_train_step_benchmark_compares_freeze_settings_in_one_run(capsys):
+    bench = load("train_step")
+    assert bench.main(["--arch", "efficientnet_lite0", "--size", "32", "--batch-size", "2", "--steps", "1",
+                       "--freeze", "0,5"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["0", "5"] and rows[0][2] == "1.00" and float(rows[1][2]) > 0
