@@ -31,6 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def step_speed(arch: str, size: int, batch_size: int, freeze: int, steps: int) -> float:
     """Images per second of training steps with the body's first ``freeze`` layers frozen."""
     import torch
+    from fastai.callback.training import set_bn_eval
 
     from fashion.modelio import build_classifier
     from fashion.training.stages import early_parameters
@@ -41,10 +42,7 @@ def step_speed(arch: str, size: int, batch_size: int, freeze: int, steps: int) -
     for p in frozen:
         p.requires_grad_(False)
     model = model.to(memory_format=torch.channels_last).train()
-    frozen_ids = {id(p) for p in frozen}
-    for m in model.modules():  # what fastai's BnFreeze does: BN without trainable weights keeps its statistics
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and any(id(p) in frozen_ids for p in m.parameters()):
-            m.eval()
+    set_bn_eval(model)  # what fastai's BnFreeze does in training: BN without trainable weights keeps its statistics
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
     x = torch.randn(batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,))

@@ -55,6 +55,7 @@ class SimilarityService:
         self._decoding = threading.BoundedSemaphore(DECODERS)
         self._label_stats: list[LabelStat] | None = None
         self._suspects: list[Suspect] | None = None
+        self._trust: tuple[dict | None] | None = None
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumb_lock = threading.Lock()
 
@@ -223,7 +224,12 @@ class SimilarityService:
     def suspects_trust(self) -> dict | None:
         """How far the suspects report can be trusted, from the training's metrics.json ("suspect_labels":
         model_accuracy, min_accuracy, reliable, caveat: a plain sentence when the model is too weak); None
-        when the run has no trained model or its metrics.json lacks the block."""
+        when the run has no trained model or its metrics.json lacks the block. Read once."""
+        if self._trust is None:
+            self._trust = (self._read_trust(),)
+        return self._trust[0]
+
+    def _read_trust(self) -> dict | None:
         model_dir = self.run.info["embedder"].get("model_dir")
         path = Path(model_dir) / "metrics.json" if model_dir else None
         if path is None or not path.is_file():

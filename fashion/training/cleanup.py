@@ -72,18 +72,16 @@ def clean_splits(splits: Splits, config: TrainConfig, output_dir) -> Splits:
     probs[ok] = out_of_fold_probs(result.vectors[ok], targets[ok], seed=config.seed)
     suspects = find_suspect_labels(train[ok].reset_index(drop=True), targets[ok], probs[ok], splits.classes)
     save_csv(output_dir / ISSUES_FILE, suspects)
+    flagged = train["path"].isin(set(suspects["path"])).to_numpy()
     if config.clean_labels == "weight":
         quality = np.ones(len(train))
         quality[ok] = get_label_quality_scores(targets[ok], probs[ok])
-        flagged = train["path"].isin(set(suspects["path"])).to_numpy()
         weights = np.where(flagged, np.clip(quality, MIN_WEIGHT, 1.0), 1.0)
-        log.info("label cleanup: cleanlab flags %d of %d training photos (out-of-fold logistic regression on "
-                 "pretrained %s features); training with them sampled at their label-quality score (mean %.2f) "
-                 "(%s)", len(suspects), len(train), config.arch, weights[flagged].mean() if flagged.any() else 1.0,
-                 output_dir / ISSUES_FILE)
-        return dataclasses.replace(splits, train=train.assign(sample_weight=weights))
-    kept = train[~train["path"].isin(set(suspects["path"]))].reset_index(drop=True)
+        cleaned = train.assign(sample_weight=weights)
+        how = f"with them sampled at their label-quality score (mean {weights[flagged].mean() if flagged.any() else 1:.2f})"
+    else:
+        cleaned, how = train[~flagged].reset_index(drop=True), "without them"
     log.info("label cleanup: cleanlab flags %d of %d training photos (out-of-fold logistic regression on "
-             "pretrained %s features); training without them (%s)", len(suspects), len(train), config.arch,
+             "pretrained %s features); training %s (%s)", len(suspects), len(train), config.arch, how,
              output_dir / ISSUES_FILE)
-    return dataclasses.replace(splits, train=kept)
+    return dataclasses.replace(splits, train=cleaned)
