@@ -205,6 +205,23 @@ def test_metric_loss_adds_the_weighted_loss_on_the_penultimate_features(run):
         assert got == pytest.approx(expected, rel=1e-4) and got != pytest.approx(plain)
 
 
+def test_metric_loss_hook_is_off_the_model_after_a_stage_even_one_that_raises(tmp_path):
+    from fastai.callback.core import Callback
+
+    class Boom(Callback):
+        def after_batch(self):
+            raise RuntimeError("boom")
+
+    run = training.prepare(items_of(tmp_path / "data"), quick_config(metric_loss="supcon"), tmp_path / "out")
+    last = run.learn.model[1][-1]
+    training.run_stage(run, run.config.stages[0])
+    assert not last._forward_hooks and not last._forward_pre_hooks
+    with pytest.raises(RuntimeError, match="boom"):
+        training.run_stage(run, run.config.stages[0], cbs=[Boom()])
+    # fastai skips after_fit, where the hook would come off
+    assert not last._forward_hooks and not last._forward_pre_hooks
+
+
 def test_arcface_trains_its_own_class_centres(run):
     from fashion.training.metric import MetricLoss
 

@@ -10,7 +10,7 @@ afresh each stage). Imports fastai and pytorch-metric-learning: loaded when a st
 
 from __future__ import annotations
 
-from fastai.callback.core import Callback
+from fastai.callback.hook import HookCallback
 
 from ..errors import ConfigError
 
@@ -32,33 +32,38 @@ def make_metric_loss(name: str, n_classes: int, dim: int):
     raise ConfigError(f"unknown metric_loss {name!r}")
 
 
-class MetricLoss(Callback):
+class MetricLoss(HookCallback):
     """Adds ``weight`` × a metric-learning loss on the penultimate features to each training batch's loss.
 
-    The validation loss (which picks the best epoch) stays the classification loss alone.
+    The features are the input of the head's last Linear, grabbed by fastai's forward hook (a
+    ``HookCallback``: registered in ``before_fit``, removed in ``after_fit``, and on garbage collection
+    when a fit raises, which skips ``after_fit``). The validation loss (which picks the best epoch) stays
+    the classification loss alone.
     """
 
     def __init__(self, name: str, weight: float, n_classes: int):
+        super().__init__(modules=None, detach=False, cpu=False)
         self.loss_name, self.weight, self.n_classes = name, weight, n_classes
-        self.features = None
+
+    def hook(self, module, inputs, output):
+        return inputs[0]
 
     def before_fit(self):
         import torch
 
         last = self.learn.model[1][-1]
+        self.modules = [last]
         self.metric, self.miner = make_metric_loss(self.loss_name, self.n_classes, last.in_features)
         params = list(self.metric.parameters())
         self.centres_opt = torch.optim.Adam(params, lr=ARCFACE_LR) if params else None
-        self.hook = last.register_forward_pre_hook(self._grab)
-
-    def _grab(self, module, inputs):
-        self.features = inputs[0]
+        super().before_fit()
 
     def after_loss(self):
-        if not self.training or self.features is None:
+        features = self.hooks.stored[0]
+        if not self.training or features is None:
             return
         labels = self.learn.yb[0]
-        feats = self.features.float()
+        feats = features.float()
         extra = self.metric(feats, labels, self.miner(feats, labels)) if self.miner else self.metric(feats, labels)
         self.learn.loss_grad = self.learn.loss_grad + self.weight * extra
         self.learn.loss = self.learn.loss_grad.clone()
@@ -67,7 +72,3 @@ class MetricLoss(Callback):
         if self.centres_opt is not None:
             self.centres_opt.step()
             self.centres_opt.zero_grad()
-
-    def after_fit(self):
-        self.hook.remove()
-        self.features = None

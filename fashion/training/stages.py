@@ -216,6 +216,7 @@ def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult
     ``cbs``: extra fastai callbacks for this fit (e.g. ``ShowGraphCallback()`` in a notebook).
     Writes ``loss_<stage>.png``, ``history.csv`` and the resume checkpoint.
     """
+    from fastai.callback.hook import HookCallback
     from fastai.callback.tracker import EarlyStoppingCallback
 
     from .callbacks import EpochLog, SaveBestModel
@@ -236,8 +237,13 @@ def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult
              "body frozen" if stage.frozen else "unfrozen", f"{hi:.2e}" if stage.frozen else f"slice({lo:.2e}, {hi:.2e})",
              {"given": "given", "lr_finder": "LR finder", "fallback": "fallback LR"}[source])
     # fastai's per-batch bars on a terminal or in a notebook; in a log file, the one line per epoch only
-    with contextlib.nullcontext() if _show_bars() else run.learn.no_bar():
-        run.learn.fit_one_cycle(stage.epochs, hi if stage.frozen else slice(lo, hi), cbs=fit_cbs)
+    try:
+        with contextlib.nullcontext() if _show_bars() else run.learn.no_bar():
+            run.learn.fit_one_cycle(stage.epochs, hi if stage.frozen else slice(lo, hi), cbs=fit_cbs)
+    finally:  # a fit that raises skips after_fit, where a HookCallback (MetricLoss) takes its hooks off
+        for cb in fit_cbs:
+            if isinstance(cb, HookCallback):
+                cb._remove()
     if saver.error is not None:
         raise saver.error
     return _finish_stage(run, stage, saver, (lo, hi), suggestion, time.time() - t0, source, problem)
