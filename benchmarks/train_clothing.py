@@ -175,7 +175,7 @@ def main(argv=None) -> int:
         last = config.stages[-1]
         config.stages.append(Stage(f"stage{i}", n, last.lr, False, args.final_size, last.lr_div))
     t0 = time.time()
-    result = train(items.frame, config, args.output_dir, resume=args.resume)
+    result = train(items, config, args.output_dir, resume=args.resume)
     import torch
 
     machine = {"platform": platform.platform(), "processor": _cpu_name(),

@@ -24,7 +24,7 @@ def test_recipe_passes_every_lever_to_train_config(monkeypatch, tmp_path):
     seen = {}
 
     def fake_train(items, config, output_dir, resume=False):  # the schedule itself is tests/test_training.py's
-        seen["config"] = config
+        seen["config"], seen["items"] = config, items
         raise SystemExit(0)
 
     monkeypatch.setattr(training, "train", fake_train)
@@ -37,6 +37,7 @@ def test_recipe_passes_every_lever_to_train_config(monkeypatch, tmp_path):
     cfg = seen["config"]
     assert (cfg.label_smoothing, cfg.tta, cfg.ema, cfg.metric_loss, cfg.metric_weight) == (0.1, True, 0.99, "supcon", 0.2)
     assert [s.epochs for s in cfg.stages] == [2, 3, 2, 1] and cfg.arch == "efficientnet_lite2"
+    assert seen["items"].root == str(root)  # the table, so run.json records the dataset's root and format
 
 
 def test_report_names_the_levers_and_the_extra_accuracies():
