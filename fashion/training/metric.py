@@ -36,9 +36,9 @@ class MetricLoss(HookCallback):
     """Adds ``weight`` × a metric-learning loss on the penultimate features to each training batch's loss.
 
     The features are the input of the head's last Linear, grabbed by fastai's forward hook (a
-    ``HookCallback``: registered in ``before_fit``, removed in ``after_fit``, and on garbage collection
-    when a fit raises, which skips ``after_fit``). The validation loss (which picks the best epoch) stays
-    the classification loss alone.
+    ``HookCallback``: registered in ``before_fit``, removed in ``after_fit``). A fit that raises skips
+    ``after_fit``, and the hook keeps the callback alive, so ``run_stage`` removes the hooks itself in a
+    ``finally``. The validation loss (which picks the best epoch) stays the classification loss alone.
     """
 
     def __init__(self, name: str, weight: float, n_classes: int):
