@@ -94,3 +94,63 @@ def test_train_step_benchmark_compares_freeze_settings_in_one_run(capsys):
                        "--freeze", "0,5"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
     assert [r[0] for r in rows] == ["0", "5"] and rows[0][2] == "1.00" and float(rows[1][2]) > 0
+
+
+def test_every_ablation_row_is_a_valid_train_config(tmp_path):
+    from fashion.training import TrainConfig
+    from fashion.training.config import LEVERS
+
+    abl, bench = load("ablation_clothing"), load("train_clothing")
+    args = abl.parse_args(["--output_dir", str(tmp_path)])
+    assert args.rows == list(abl.ROWS)
+    configs = {}
+    for row in abl.ROWS:
+        argv = abl.row_command(row, tmp_path, args)[2:]
+        parsed = bench.parse_args(argv)
+        configs[row] = TrainConfig(arch=parsed.arch, epochs=parsed.epochs, seed=parsed.seed,
+                                   **{name: getattr(parsed, name) for name in LEVERS})
+        assert parsed.output_dir == str(tmp_path / row) and parsed.freeze_early == 5 and parsed.tta
+    base = configs["base"].to_dict()
+    for row, cfg in configs.items():  # one lever each, except the combination
+        changed = {k for k, v in cfg.to_dict().items() if v != base[k]}
+        assert len(changed) == {"base": 0, "recipe": 4, "supcon": 2}.get(row, 1), (row, changed)
+    with pytest.raises(SystemExit):
+        abl.parse_args(["--rows", "base,sideways"])
+
+
+def _finished_row(run_dir, valid, test, minutes):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").write_text(json.dumps(
+        {"test": {"topk": {"1": test, "3": 0.99}, "tta": {"1": test + 0.01}, "perturbed": {"1": test - 0.1}},
+         "valid": {"topk": {"1": valid}, "tta": {"1": valid + 0.01}}}))
+    (run_dir / "run.json").write_text(json.dumps({"timing": {"total": minutes * 60},
+                                                  "config": {"stages": [{"epochs": 1}, {"epochs": 2}]}}))
+
+
+def test_ablation_runs_unfinished_rows_once_and_tabulates_them(tmp_path, monkeypatch, capsys):
+    abl = load("ablation_clothing")
+    _finished_row(tmp_path / "base", 0.8, 0.85, 12.0)
+    (tmp_path / "ls").mkdir()  # killed before: resumed, not started again
+    calls = []
+
+    def fake_call(cmd, stdout, stderr):
+        calls.append(cmd)
+        _finished_row(Path(cmd[cmd.index("--output_dir") + 1]), 0.82, 0.86, 13.5)
+        return 0
+
+    monkeypatch.setattr(abl.subprocess, "call", fake_call)
+    assert abl.main(["--output_dir", str(tmp_path), "--rows", "base,ls,mixup"]) == 0
+    assert [c[c.index("--output_dir") + 1] for c in calls] == [str(tmp_path / "ls"), str(tmp_path / "mixup")]
+    assert calls[0][-3:] == ["--label-smoothing", "0.1", "--resume"] and calls[1][-2:] == ["--mix", "mixup"]
+    text = (tmp_path / "ablation.md").read_text()
+    assert text in capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line.startswith("| base") or line.startswith("| ls")]
+    assert rows[0] == "| base | `(none)` | 0.800 (0.810) | 0.850 / 0.990 | 0.860 | 0.750 | 12.0 min |"
+    assert rows[1].startswith("| ls | `--label-smoothing 0.1` | 0.820 (0.830) | 0.860 / 0.990 |")
+
+
+def test_ablation_stops_at_a_failed_row(tmp_path, monkeypatch):
+    abl = load("ablation_clothing")
+    monkeypatch.setattr(abl.subprocess, "call", lambda cmd, stdout, stderr: 3)
+    assert abl.main(["--output_dir", str(tmp_path), "--rows", "base,ls"]) == 3
+    assert (tmp_path / "base.log").exists() and not (tmp_path / "ls.log").exists()
