@@ -12,10 +12,10 @@ the levers are chosen on; with TTA), test top-1 / top-3, test top-1 with TTA, th
 photos' top-1 (the harder check) and the run's wall time, each read from the row's ``metrics.json`` and
 ``run.json``.
 
-The short schedule (``--epochs 1,2,0``: one frozen epoch and two unfrozen ones, all at 224 px, about
-10-15 minutes a row on two cores) is what makes a dozen rows fit a working session; it favours levers
-that help early and under-rates regularisers (MixUp, CutMix, strong augmentation), whose gains usually
-need more epochs. Every row has ``--freeze-early 5`` (its effect is on speed: benchmarks/train_step.py)
+The short schedule (``--epochs 1,2,0``: one frozen epoch and two unfrozen ones, all at 224 px, 7-9
+minutes a row on two cores, 17 for the two-backbone ensemble) is what makes a dozen rows fit a
+working session; it favours levers that help early and under-rates regularisers (MixUp, CutMix,
+strong augmentation), whose gains usually need more epochs. Every row has ``--freeze-early 5`` (its effect is on speed: benchmarks/train_step.py)
 and ``--tta``, so TTA's effect is read off every row.
 """
 
