@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -199,7 +200,10 @@ def test_metric_loss_adds_the_weighted_loss_on_the_penultimate_features(run):
             self.hook.remove()
 
     check = Check()
-    run.learn.fit(1, 1e-3, cbs=[MetricLoss("supcon", 2.0, len(run.splits.classes)), check])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run.learn.fit(1, 1e-3, cbs=[MetricLoss("supcon", 2.0, len(run.splits.classes)), check])
+    assert not [w for w in caught if "shadowing" in str(w.message)]  # no fastai warning at every stage
     assert check.seen
     for got, expected, plain in check.seen:
         assert got == pytest.approx(expected, rel=1e-4) and got != pytest.approx(plain)

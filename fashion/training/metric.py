@@ -52,7 +52,9 @@ class MetricLoss(HookCallback):
         import torch
 
         last = self.learn.model[1][-1]
-        self.modules = [last]
+        # fastai's Callback.__setattr__ warns that this shadows ``learn.modules`` (the model's
+        # nn.Module.modules, reached through the learner); the hook list is the callback's own
+        self.__dict__["modules"] = [last]
         self.metric, self.miner = make_metric_loss(self.loss_name, self.n_classes, last.in_features)
         params = list(self.metric.parameters())
         self.centres_opt = torch.optim.Adam(params, lr=ARCFACE_LR) if params else None
