@@ -237,6 +237,29 @@ def test_arcface_trains_its_own_class_centres(run):
     assert metric.centres_opt is not None and not torch.equal(centres, metric.metric.W.detach())
 
 
+@pytest.mark.parametrize("loss", ["supcon", "arcface"])
+def test_a_metric_learning_model_exports_and_loads_through_load_model_without_pickle(tmp_path, loss):
+    from fashion.backbones import read_state_dict
+    from fashion.images import open_image
+
+    items = items_of(tmp_path / "data")
+    out = tmp_path / "out"
+    result = training.train(items, quick_config(metric_loss=loss, metric_weight=0.5), out)
+    assert json.loads((out / "model.json").read_text())["train_config"]["metric_loss"] == loss
+    assert not [p for p in out.rglob("*") if p.suffix in {".pkl", ".pth", ".pt"}]  # safetensors + JSON only
+    loaded = training.load_model(out)
+    # the network alone: ArcFace's class centres belong to the training loss, not to the exported model
+    assert set(read_state_dict(out / "model.safetensors")) == set(loaded.model.state_dict())
+    test = items[items["split"] == "test"]
+    images = [open_image(p) for p in test["path"]]
+    probs = loaded.predict(images).numpy()
+    accuracy = float(np.mean(np.array(loaded.classes)[probs.argmax(1)] == test["label"].to_numpy()))
+    assert accuracy == pytest.approx(result.metrics["test"]["accuracy"])
+    # the embedding retrieval uses (measure_sim --model: the head's penultimate features)
+    features = loaded.penultimate(loaded.body(loaded.preprocess(images)))
+    assert features.shape[0] == len(images) and torch.isfinite(features).all()
+
+
 # ----------------------------------------------------------------------------------------- harder check
 
 
