@@ -15,8 +15,8 @@ photos' top-1 (the harder check) and the run's wall time, each read from the row
 The short schedule (``--epochs 1,2,0``: one frozen epoch and two unfrozen ones, all at 224 px, 7-9
 minutes a row on two cores, 17 for the two-backbone ensemble) is what makes a dozen rows fit a
 working session; it favours levers that help early and under-rates regularisers (MixUp, CutMix,
-strong augmentation), whose gains usually need more epochs. Every row has ``--freeze-early 5`` (its effect is on speed: benchmarks/train_step.py)
-and ``--tta``, so TTA's effect is read off every row.
+strong augmentation), whose gains usually need more epochs. Every row has ``--freeze-early 5`` (its
+effect is on speed: benchmarks/train_step.py) and ``--tta``, so TTA's effect is read off every row.
 """
 
 from __future__ import annotations
