@@ -7,10 +7,12 @@ bit. Regenerate it only for a change that means to move the numbers:
 
 Bitwise holds on one kind of CPU only: oneDNN picks its convolution kernels by instruction set (AMX,
 AVX-512 BF16, VNNI ...), and the bf16 vectors round differently on each (seen: the same commit gave
-precision@10 0.5283 on an AMD Zen 4 and 0.5275 on an Intel Xeon, both AVX-512 BF16). So the file keeps one
-fingerprint per CPU kind (:func:`cpu_kind`); ``--write`` adds or replaces this machine's. On a kind it
-has no entry for, the run must still agree with a stored one within :data:`TOLERANCE` in precision@k
-and mAP@k, with every count equal, and the test says that bitwise was not checked.
+precision@10 0.5283 on an AMD Zen 4 and 0.5275 on an Intel Xeon, both AVX-512 BF16), and with the versions
+of the libraries that decode and embed the photos (seen: the same commit and the same Zen 4 gave 0.5288
+after a fresh install resolved newer packages). So the file keeps one fingerprint per CPU kind and
+library versions (:func:`machine_kind`); ``--write`` adds or replaces this machine's. On a kind it has no
+entry for, the run must still agree with a stored one within :data:`TOLERANCE` in precision@k and
+mAP@k, with every count equal, and the test says that bitwise was not checked.
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ def cpu_kind() -> str:
     except OSError:
         pass
     return " ".join([vendor, *(f for f in _ISA_FLAGS if f in flags)])
+
+
+def machine_kind() -> str:
+    """:func:`cpu_kind` and the versions of the libraries whose arithmetic the fingerprint pins (torch's
+    kernels, Pillow's JPEG decoder, numpy, faiss), e.g. ``AuthenticAMD avx2 ... | torch 2.14.1 ...``."""
+    import faiss
+    import numpy
+    import PIL
+    import torch
+
+    return (f"{cpu_kind()} | torch {torch.__version__} Pillow {PIL.__version__} numpy {numpy.__version__} "
+            f"faiss {faiss.__version__}")
 
 
 def stored() -> dict:
@@ -81,16 +95,16 @@ def test_sample_run_matches_the_stored_fingerprint(tmp_path):
 
     machines = stored()
     got = fingerprint(tmp_path / "out")
-    expected = machines.get(cpu_kind())
+    expected = machines.get(machine_kind())
     if expected is None:  # another CPU kind: the same run within TOLERANCE of a stored one, bitwise not checked
         counts = [k for k in METRIC_KEYS if k not in ("precision_at_k", "map_at_k", "per_label_precision")]
         close = [kind for kind, fp in machines.items()
                  if all(got["metrics"][k] == fp["metrics"][k] for k in counts)
                  and abs(got["metrics"]["precision_at_k"] - fp["metrics"]["precision_at_k"]) <= TOLERANCE
                  and abs(got["metrics"]["map_at_k"] - fp["metrics"]["map_at_k"]) <= TOLERANCE]
-        assert close, (f"no stored fingerprint for this CPU ({cpu_kind()}), and the run is not within {TOLERANCE} "
+        assert close, (f"no stored fingerprint for this machine ({machine_kind()}), and the run is not within {TOLERANCE} "
                        f"of any stored one: {got['metrics']}")
-        warnings.warn(f"no fingerprint stored for this CPU kind ({cpu_kind()}): matched {close[0]!r} within "
+        warnings.warn(f"no fingerprint stored for this machine ({machine_kind()}): matched {close[0]!r} within "
                       f"{TOLERANCE}, bitwise not checked (python tests/test_fingerprint.py --write adds it)")
         return
     assert got["metrics"] == expected["metrics"]
@@ -100,14 +114,14 @@ def test_sample_run_matches_the_stored_fingerprint(tmp_path):
     assert got["neighbors_sha256"] == expected["neighbors_sha256"], "neighbours or distances changed"
 
 
-if __name__ == "__main__":  # python tests/test_fingerprint.py --write: add or replace this CPU kind's entry
+if __name__ == "__main__":  # python tests/test_fingerprint.py --write: add or replace this machine's entry
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         result = fingerprint(Path(tmp) / "out")
     if "--write" in sys.argv:
         machines = stored() if FINGERPRINT.is_file() else {}
-        machines[cpu_kind()] = result
+        machines[machine_kind()] = result
         FINGERPRINT.write_text(json.dumps({"machines": machines}, indent=1, sort_keys=True) + "\n")
-    print(cpu_kind())
+    print(machine_kind())
     print(json.dumps(result, indent=1, sort_keys=True))
