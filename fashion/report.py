@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 from urllib.parse import quote
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 SAME_COLOR = (30, 160, 60)
@@ -268,3 +270,43 @@ def write_gallery(output_dir, metrics: Mapping, grids: Sequence, files: Sequence
     path = write_text(out / "index.html", page)
     log.info("wrote %s (%d grids, %d files)", path, len(figures), len(files))
     return path
+
+
+# ------------------------------------------------------------------------------------ a run's grids
+
+
+def pick_grid_queries(query_rows: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Positions (into ``query_rows``) of the ``n`` queries to draw, seeded and sorted."""
+    n = max(0, min(int(n), len(query_rows)))
+    return np.sort(np.random.default_rng(seed).choice(len(query_rows), size=n, replace=False))
+
+
+def draw_grids(out: Path, items, query_rows, neighbor_rows, dist, picks) -> list[tuple[Path, str]]:
+    """Draw the neighbour grids of the queries at positions ``picks`` into ``out/grids`` (stale grids of an
+    earlier run removed); returns [(png path, caption)]. ``items``: the item frame (path, label, relpath);
+    query_rows (q,), neighbor_rows (q, k), dist (q, k): the neighbours in item rows, rank order."""
+    from .atomic import save_image
+
+    paths = items["path"].astype(str).to_numpy()
+    labels = items["label"].astype(str).to_numpy()
+    relpaths = items["relpath"].astype(str).to_numpy()
+    grids = []
+    for n, pos in enumerate(picks):
+        q, nbrs = int(query_rows[pos]), neighbor_rows[pos]
+        same = labels[nbrs] == labels[q]
+        image = neighbor_grid(paths[q], list(paths[nbrs]), list(labels[nbrs]), dist[pos], same,
+                              query_label=labels[q])
+        path = save_image(out / "grids" / f"grid_{n:03d}_item{q:06d}.png", image)
+        grids.append((path, f"{relpaths[q]} ({labels[q]}): {int(same.sum())}/{len(nbrs)} same label"))
+    _remove_stale_grids(out / "grids", {path.name for path, _ in grids})
+    return grids
+
+
+def _remove_stale_grids(folder: Path, keep: set[str]) -> None:
+    """Delete the grid PNGs of an earlier run into the same directory (a rerun with fewer ``--grids``
+    must not leave old grids beside the page), never any other file."""
+    if folder.is_dir():
+        for old in folder.glob("grid_*.png"):
+            if old.name not in keep:
+                old.unlink(missing_ok=True)
+                log.debug("removed stale grid %s", old)

@@ -27,10 +27,8 @@ and wherever items have an ``item_id`` column recall@k by item id is reported to
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +36,7 @@ import numpy as np
 from .errors import ConfigError, DatasetError
 from .insight.duplicates import DEFAULT_THRESHOLD  # numpy only
 from .provenance import command_line, created, git_revision, versions
+from .runresult import RunResult, Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -84,46 +83,6 @@ class MeasureConfig:
     insight: bool = True
     duplicate_threshold: float = DEFAULT_THRESHOLD
     map_method: str = "auto"
-
-
-@dataclass
-class RunResult:
-    """What :func:`run` produced: the directory, metrics (as in metrics.json) and output paths by name."""
-
-    output_dir: Path
-    metrics: dict
-    files: dict[str, Path] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        """A few human lines: the headline metrics, counts, stage times and where the gallery is."""
-        m = self.metrics
-        k = m["k"]
-        lines = [f"precision@{k} = {m['precision_at_k']:.4f}   mAP@{k} = {m['map_at_k']:.4f}   "
-                 f"({m['n_queries']} queries, gallery {m['n_gallery']}, {m['mode']})"]
-        if m.get("recall_at_k"):
-            lines.append("recall@k by item id: " + "  ".join(f"R@{k_}={v:.4f}" for k_, v in m["recall_at_k"].items()))
-        lines.append(f"{m['n_images']} images, {m['n_skipped']} skipped (unreadable or missing)")
-        lines.append("time: " + ", ".join(f"{s} {t:.2f}s" for s, t in m["timing"].items()))
-        lines.append(f"gallery: {self.files.get('index.html', self.output_dir / 'index.html')}")
-        return "\n".join(lines)
-
-
-class _Stopwatch:
-    """Times named stages (seconds, in ``timing``) and logs each one."""
-
-    def __init__(self):
-        self.timing: dict[str, float] = {}
-        self._start = time.perf_counter()
-
-    @contextlib.contextmanager
-    def stage(self, name: str):
-        t0 = time.perf_counter()
-        yield
-        self.timing[name] = round(time.perf_counter() - t0, 4)
-        log.info("stage %-6s %7.2f s", name, self.timing[name])
-
-    def total(self) -> float:
-        return round(time.perf_counter() - self._start, 4)
 
 
 # ------------------------------------------------------------------------------------------- stages
@@ -312,41 +271,6 @@ def _neighbors_table(items, query_rows, neighbor_rows, dist):
     return pd.DataFrame(table)
 
 
-def pick_grid_queries(query_rows: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Positions (into ``query_rows``) of the ``n`` queries to draw, seeded and sorted."""
-    n = max(0, min(int(n), len(query_rows)))
-    return np.sort(np.random.default_rng(seed).choice(len(query_rows), size=n, replace=False))
-
-
-def _draw_grids(out: Path, items, query_rows, neighbor_rows, dist, picks) -> list[tuple[Path, str]]:
-    from .atomic import save_image
-    from .report import neighbor_grid
-
-    paths = items["path"].astype(str).to_numpy()
-    labels = items["label"].astype(str).to_numpy()
-    relpaths = items["relpath"].astype(str).to_numpy()
-    grids = []
-    for n, pos in enumerate(picks):
-        q, nbrs = int(query_rows[pos]), neighbor_rows[pos]
-        same = labels[nbrs] == labels[q]
-        image = neighbor_grid(paths[q], list(paths[nbrs]), list(labels[nbrs]), dist[pos], same,
-                              query_label=labels[q])
-        path = save_image(out / "grids" / f"grid_{n:03d}_item{q:06d}.png", image)
-        grids.append((path, f"{relpaths[q]} ({labels[q]}): {int(same.sum())}/{len(nbrs)} same label"))
-    _remove_stale_grids(out / "grids", {path.name for path, _ in grids})
-    return grids
-
-
-def _remove_stale_grids(folder: Path, keep: set[str]) -> None:
-    """Delete the grid PNGs of an earlier run into the same directory (a rerun with fewer ``--grids``
-    must not leave old grids beside the page), never any other file."""
-    if folder.is_dir():
-        for old in folder.glob("grid_*.png"):
-            if old.name not in keep:
-                old.unlink(missing_ok=True)
-                log.debug("removed stale grid %s", old)
-
-
 # ------------------------------------------------------------------------------------------- run
 
 
@@ -376,10 +300,10 @@ RUN_KIND = "neighbors"
 def _run(config: MeasureConfig, txn) -> RunResult:
     from .atomic import save_csv, save_npy, write_json
     from .embedding import Embedder
-    from .report import write_gallery
+    from .report import draw_grids, pick_grid_queries, write_gallery
 
     out = txn.path
-    watch = _Stopwatch()
+    watch = Stopwatch()
     from .scale import measure as scaled  # above a size threshold: the sharded stages (fashion.scale)
 
     with watch.stage("load"):
@@ -423,7 +347,7 @@ def _run(config: MeasureConfig, txn) -> RunResult:
             "run.json": write_json(out / "run.json", {"run_id": txn.run_id, **_run_info(config, table, embedder)}),
             "metrics.json": out / "metrics.json",
         }
-        grids = _draw_grids(out, items, query_rows, neighbor_rows, dist,
+        grids = draw_grids(out, items, query_rows, neighbor_rows, dist,
                             pick_grid_queries(query_rows, config.grids, config.seed))
     sections = []
     if config.insight:

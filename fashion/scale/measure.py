@@ -81,14 +81,15 @@ def _fresh_index_dir(index_dir: Path, settings: dict) -> None:
 def run(config, table, out=None, cache=None):
     """The scaled retrieval run of ``table`` (a :class:`fashion.datasets.ItemTable`) into ``out`` (the
     staging directory of :func:`fashion.retrieval.run`'s transaction; None: ``config.output_dir``), its
-    resumable work in ``cache`` (None: ``config.cache_dir`` or ``OUTPUT_DIR/cache``); returns :class:`fashion.retrieval.RunResult`."""
+    resumable work in ``cache`` (None: ``config.cache_dir`` or ``OUTPUT_DIR/cache``); returns :class:`fashion.runresult.RunResult`."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from .. import provenance, retrieval
+    from .. import provenance
     from ..atomic import write_json
-    from ..report import write_gallery
+    from ..report import draw_grids, pick_grid_queries, write_gallery
+    from ..runresult import RunResult
     from . import embed, ivfpq, knn, manifest, shards
 
     start = time.perf_counter()
@@ -135,7 +136,7 @@ def run(config, table, out=None, cache=None):
     # grids from a seeded sample of queries, read from the neighbour shards
     t = time.perf_counter()
     ok_ids = shards.ShardSet(emb.directory, only_ok=True).ids
-    picks = np.sort(ok_ids[retrieval.pick_grid_queries(ok_ids, config.grids, config.seed)])
+    picks = np.sort(ok_ids[pick_grid_queries(ok_ids, config.grids, config.seed)])
     rows = []
     for part in neighbor_parts:
         part_rows = pq.read_table(part)
@@ -147,7 +148,7 @@ def run(config, table, out=None, cache=None):
         k = int(nb["rank"].max())
         full = nb.groupby("query_id").filter(lambda g: len(g) == k)
         qrows = full["query_id"].unique()
-        grids = retrieval._draw_grids(out, items, qrows, full["neighbor_id"].to_numpy().reshape(-1, k),
+        grids = draw_grids(out, items, qrows, full["neighbor_id"].to_numpy().reshape(-1, k),
                                       full["distance"].to_numpy().reshape(-1, k), np.arange(len(qrows)))
     timing["report"] = time.perf_counter() - t
     metrics["timing"] = {**{k: round(v, 3) for k, v in timing.items()}, "total": round(time.perf_counter() - start, 3)}
@@ -165,4 +166,4 @@ def run(config, table, out=None, cache=None):
     files.update({f"grids/{path.name}": path for path, _ in grids})
     log.info("precision@%d = %.4f over %d queries (sharded stages); %d images, %d skipped", config.k,
              metrics["precision_at_k"], metrics["n_queries"], len(items), len(failed))
-    return retrieval.RunResult(out, metrics, files)
+    return RunResult(out, metrics, files)
