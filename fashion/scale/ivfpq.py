@@ -103,6 +103,7 @@ def choose_params(n: int, d: int, memory="4G", factory: str = "auto", seed: int 
         nlist //= 2
     coarse = f"IVF{nlist}_HNSW32" if nlist >= 1024 else f"IVF{nlist}"
     if factory != "auto":
+        check_factory(factory, d)
         m_match = re.search(r"PQ(\d+)", factory)
         m = int(m_match.group(1)) if m_match else 0
         nl = re.search(r"IVF(\d+)", factory)
@@ -131,6 +132,18 @@ def _faiss():
     import faiss
 
     return faiss
+
+
+def check_factory(factory: str, d: int) -> None:
+    """A faiss factory string faiss can build for dimension ``d``; else one-line ConfigError (--factory)."""
+    from ..errors import ConfigError
+
+    try:
+        _faiss().index_factory(d, factory, _faiss().METRIC_L2)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rsplit(": ", 1)[-1]  # faiss: "at file:line: why"
+        raise ConfigError(f"--factory {factory!r} is not a faiss index factory string for d={d} "
+                          f"({reason[:160]}); e.g. IVF256,PQ16x8 or auto") from None
 
 
 def _write_index(index, path: Path) -> None:
@@ -213,7 +226,6 @@ def build(embeddings_dir, out_dir, id_space: int | None = None, factory: str = "
     from ..atomic import ensure_dir, write_json
 
     t0 = time.perf_counter()
-    out_dir = ensure_dir(out_dir)
     shard_set = shards.ShardSet(embeddings_dir, only_ok=True)
     n = len(shard_set)
     if n == 0:
@@ -222,6 +234,7 @@ def build(embeddings_dir, out_dir, id_space: int | None = None, factory: str = "
     d = shards.vectors_of(first.column("vector")[:1]).shape[1]
     id_space = int(id_space if id_space is not None else shard_set.ids.max() + 1)
     params = choose_params(n, d, memory=memory, factory=factory, seed=seed)
+    out_dir = ensure_dir(out_dir)  # only once the settings are known to be good: a refused build leaves nothing
     params.id_space, timings = id_space, {}
     params.sources = sorted(p.path.name for p in shard_set.parts)
     if train_size is not None:
