@@ -76,7 +76,8 @@ def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, .
     The target directory is created (empty) if absent, so the ``keep`` sub-directories (the embedding
     cache) can live in it while the run works. Raises :class:`~fashion.errors.OutputError` when the
     parent cannot be written. On any exception the staging directory is removed and ``target`` is left
-    exactly as it was.
+    exactly as it was: folders this transaction created are removed again while they are empty (a
+    failed first run leaves no empty output folder; a cache it filled stays).
     """
     from .atomic import ensure_dir
 
@@ -84,6 +85,7 @@ def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, .
     if target.is_symlink():  # swap the directory the link points to; the link itself stays
         target = target.resolve()
     _recover(target)
+    created = _missing_ancestors(target)
     ensure_dir(target)
     _remove_stale_staging(target)
     run_id = run_id or new_run_id()
@@ -95,8 +97,28 @@ def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, .
         _swap(staging, target, keep)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_if_empty(created)
         raise
     log.info("run %s committed to %s", run_id[:12], target)
+
+
+def _missing_ancestors(path: Path) -> list[Path]:
+    """``path`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.lexists(path) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) and their empty ``keep`` sub-folders while they are empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            for name in KEEP:
+                if (folder / name).is_dir() and not any((folder / name).iterdir()):
+                    (folder / name).rmdir()
+            folder.rmdir()  # refuses a folder that is not empty
 
 
 def write_manifest(directory: os.PathLike | str, run_id: str, kind: str = "run",

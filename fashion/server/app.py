@@ -215,8 +215,11 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, max_upload: int = 
 
     from .listen import bind, default_allowed_hosts, json_error_protocol
 
+    from ..service.budget import return_freed_memory
+
     sock = bind(host, port)
     try:
+        return_freed_memory()  # before the first photo: its buffers go back to the system once freed
         service = SimilarityService.open(run_dir, limits=limits)
         app = create_app(service, max_upload=max_upload,
                          allowed_hosts=tuple(allowed_hosts) if allowed_hosts else default_allowed_hosts(host))
