@@ -351,8 +351,12 @@ def test_a_client_that_disconnects_mid_upload_is_one_log_line(sample_service, ca
              "path": "/api/search", "raw_path": b"/api/search", "query_string": b"", "root_path": "",
              "headers": [(b"host", b"localhost"), (b"content-type", b"multipart/form-data; boundary=x")],
              "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
-    with caplog.at_level(logging.INFO):
-        asyncio.run(app(scope, receive, send))
+    import threading
+
+    with caplog.at_level(logging.INFO):  # in a thread of its own: another test may leave a loop running here
+        worker = threading.Thread(target=lambda: asyncio.run(app(scope, receive, send)))
+        worker.start()
+        worker.join(30)
     records = [r for r in caplog.records if r.name.startswith("fashion")]
     assert len(records) == 1 and "disconnected" in records[0].getMessage(), [r.getMessage() for r in records]
     assert records[0].levelno < logging.ERROR and records[0].exc_info is None
