@@ -379,7 +379,7 @@ def bench_index(args) -> dict:
             continue
         _, sample = sampler.sample_vectors(shard_set, size, seed=args.seed)
         t = time.perf_counter()
-        ivfpq.train(params0, sample)
+        ivfpq.train_index(params0, sample)
         train_rows.append({"sample": size, "train_s": round(time.perf_counter() - t, 1)})
         print(f"train on {size}: {train_rows[-1]['train_s']} s")
         del sample

@@ -12,6 +12,7 @@ Backends (``INDEXES``), one module per family:
 - ``exact`` (:mod:`.exact`): faiss' blocked brute force (``faiss.knn``) on the data in place.
 - ``kdtree`` / ``balltree`` (:mod:`.trees`): scikit-learn trees (what the original study used).
 - ``faiss-flat`` (exact), ``faiss-hnsw`` / ``faiss-ivf`` (approximate) (:mod:`.faiss`).
+- ``faiss-ivfpq`` (approximate, compressed codes re-ranked exactly; :mod:`.ivfpq`).
 - ``auto``: :func:`auto_index_name`.
 
 Whatever the backend, the distances of the returned neighbours are recomputed from the two float32
@@ -34,15 +35,17 @@ from ..errors import ConfigError, FormatError
 from .base import FORMAT_VERSION, METRICS, NeighborIndex, _as_matrix, _check_metric
 from .exact import ExactIndex
 from .faiss import FaissFlatIndex, FaissHNSWIndex, FaissIVFIndex
+from .ivfpq import FaissIVFPQIndex
 from .trees import BallTreeIndex, KDTreeIndex
 
-INDEXES = ("auto", "exact", "kdtree", "balltree", "faiss-flat", "faiss-hnsw", "faiss-ivf")
+INDEXES = ("auto", "exact", "kdtree", "balltree", "faiss-flat", "faiss-hnsw", "faiss-ivf", "faiss-ivfpq")
 EXACT_INDEXES = ("exact", "kdtree", "balltree", "faiss-flat")
-APPROXIMATE_INDEXES = ("faiss-hnsw", "faiss-ivf")
+APPROXIMATE_INDEXES = ("faiss-hnsw", "faiss-ivf", "faiss-ivfpq")
 
 _BACKENDS = {
     cls.name: cls
-    for cls in (ExactIndex, KDTreeIndex, BallTreeIndex, FaissFlatIndex, FaissHNSWIndex, FaissIVFIndex)
+    for cls in (ExactIndex, KDTreeIndex, BallTreeIndex, FaissFlatIndex, FaissHNSWIndex, FaissIVFIndex,
+                FaissIVFPQIndex)
 }
 
 
@@ -111,5 +114,5 @@ def load_index(path) -> NeighborIndex:
     return index
 
 __all__ = ["INDEXES", "EXACT_INDEXES", "APPROXIMATE_INDEXES", "METRICS", "NeighborIndex", "ExactIndex",
-           "KDTreeIndex", "BallTreeIndex", "FaissFlatIndex", "FaissHNSWIndex", "FaissIVFIndex",
+           "KDTreeIndex", "BallTreeIndex", "FaissFlatIndex", "FaissHNSWIndex", "FaissIVFIndex", "FaissIVFPQIndex",
            "auto_index_name", "build_index", "load_index"]

@@ -1,10 +1,7 @@
 """A faiss IVF-PQ index built shard by shard, merged on disk, re-ranked exactly from float16 vectors.
 
-Build (:func:`build`): choose the factory from the vector count and a memory budget
-(:func:`choose_params`, after autofaiss' heuristics but at the low end for small machines: ``nlist ≈ √n``
-lists (autofaiss: 4-16·√n; k-means cost grows with nlist and was the build's bottleneck on 2 cores) with
-≥ 39 training points each, an HNSW coarse quantiser from 1,024 lists on, OPQ rotation to ``4·m`` dimensions and ``m``-byte PQ
-codes, the largest ``m`` whose codes fit the budget), train on a seeded uniform sample across shards,
+Build (:func:`build`): the parameters of :func:`fashion.neighbors.ivfpq.choose_params` (the same
+choice as the in-memory ``faiss-ivfpq`` backend), trained on a seeded uniform sample across shards,
 add every embedding shard into its own shard index (``add_with_ids``; written atomically, skipped when
 present, so a killed build resumes), merge the shard indexes into one on-disk inverted-list file
 (``faiss.contrib.ondisk.merge_ondisk``) and write the float16 re-rank matrix. ``index.json`` is written
@@ -24,16 +21,15 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FashionError
+from ..neighbors.ivfpq import IndexParams, choose_params, parse_bytes, train_index  # noqa: F401 (re-exported)
 from . import sampler, shards
 
 log = logging.getLogger(__name__)
@@ -44,88 +40,15 @@ IVFDATA_FILE = "index.ivfdata"
 TRAINED_FILE = "trained.faiss"
 RERANK_FILE = "vectors.f16.npy"
 SHARDS_DIR = "shards"
-PQ_CHOICES = (64, 48, 32, 24, 16, 8)
-MIN_POINTS_PER_LIST = 39  # faiss warns below this many training points per centroid
-FLAT_BELOW = 20_000  # fewer vectors: IVF-Flat (PQ codebooks need ≥ 256·39 points to train well)
 
 
 class IndexBuildError(FashionError, ValueError):
     """An index cannot be built or loaded from the given directory."""
 
 
-def parse_bytes(text) -> int:
-    """``"4G"`` → 4·2³⁰; ``"512M"``, ``"100k"``, plain integers.
-
-    >>> parse_bytes("4G"), parse_bytes("512M"), parse_bytes(1000)
-    (4294967296, 536870912, 1000)
-    """
-    if isinstance(text, (int, float)):
-        return int(text)
-    m = re.fullmatch(r"\s*([0-9.]+)\s*([kKmMgGtT]?)[iI]?[bB]?\s*", str(text))
-    if not m:
-        raise ValueError(f"expected a size like 4G or 512M, got {text!r}")
-    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
-
-
-@dataclass
-class IndexParams:
-    """What :func:`choose_params` picked (and ``index.json`` records)."""
-
-    factory: str
-    n: int
-    d: int
-    nlist: int
-    m: int  # PQ bytes per vector (0: flat codes)
-    train_size: int
-    nprobe: int
-    rerank: int
-    seed: int = 0
-    memory: int = 4 << 30
-    bytes_per_vector: float = 0.0  # codes + ids + coarse quantiser, per vector (re-rank vectors not counted)
-    timings: dict = field(default_factory=dict)
-    count: int = 0  # vectors in the index
-    id_space: int = 0  # rows of the re-rank matrix (the manifest's count)
-    sources: list = field(default_factory=list)  # file names of the embedding shards indexed
-
-
 def _same_build(done: "IndexParams", want: "IndexParams") -> bool:
     keys = ("factory", "n", "d", "seed", "train_size", "id_space", "sources")
     return all(getattr(done, k) == getattr(want, k) for k in keys)
-
-
-def choose_params(n: int, d: int, memory="4G", factory: str = "auto", seed: int = 0) -> IndexParams:
-    """Pick the index for ``n`` vectors of dimension ``d`` within ``memory`` bytes (see module doc)."""
-    if n < 1 or d < 1:
-        raise ValueError(f"need at least one vector of positive dimension, got n={n}, d={d}")
-    budget = parse_bytes(memory)
-    nlist = 2 ** max(0, round(math.log2(max(1.0, math.sqrt(n)))))
-    while nlist > 1 and n < MIN_POINTS_PER_LIST * nlist:
-        nlist //= 2
-    coarse = f"IVF{nlist}_HNSW32" if nlist >= 1024 else f"IVF{nlist}"
-    if factory != "auto":
-        check_factory(factory, d)
-        m_match = re.search(r"PQ(\d+)", factory)
-        m = int(m_match.group(1)) if m_match else 0
-        nl = re.search(r"IVF(\d+)", factory)
-        nlist = int(nl.group(1)) if nl else nlist
-        dout = d
-    elif n < FLAT_BELOW:
-        m, dout, factory = 0, d, f"{coarse},Flat"
-    else:
-        choices = [c for c in PQ_CHOICES if 2 * c <= d] or [max(1, d // 2)]  # ≥ 2 dims per sub-quantiser
-        for m in choices:
-            dout = min(d, 4 * m) // m * m
-            if n * (m + 8) + nlist * dout * 4 * 2 <= budget // 2:
-                break
-        factory = f"OPQ{m}_{dout},{coarse},PQ{m}x8" if dout < d else f"{coarse},PQ{m}x8"
-    # training points: ≥ 39 per list (and ≥ 256·39 for the PQ codebooks), capped so the sample is ≤ budget/4
-    want = max(MIN_POINTS_PER_LIST * nlist, 256 * MIN_POINTS_PER_LIST if m else 0)
-    train_size = int(min(n, want, max(1, budget // 4 // (4 * d))))
-    code = (m if m else 4 * d) + 8
-    coarse_bytes = nlist * dout * 4 * (1.25 if nlist >= 1024 else 1.0) + (d * dout * 4 if dout < d else 0)
-    return IndexParams(factory=factory, n=n, d=d, nlist=nlist, m=m, train_size=train_size,
-                       nprobe=min(nlist, max(1, nlist // 64, 16)), rerank=100 if m else 0, seed=seed,
-                       memory=budget, bytes_per_vector=round(code + coarse_bytes / n, 2))
 
 
 def _faiss():
@@ -151,23 +74,6 @@ def _write_index(index, path: Path) -> None:
 
     with atomic_path(path) as tmp:
         _faiss().write_index(index, str(tmp))
-
-
-def train(params: IndexParams, sample: np.ndarray):
-    """An empty trained faiss index of ``params.factory`` (L2 on unit vectors)."""
-    faiss = _faiss()
-    index = faiss.index_factory(params.d, params.factory, faiss.METRIC_L2)
-    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
-    ivf.cp.seed = params.seed
-    if hasattr(ivf, "pq"):  # 64 training points per code word, not faiss' default 256: a quarter of the PQ's training work
-        ivf.pq.cp.max_points_per_centroid, ivf.pq.cp.seed = 64, params.seed
-    if hasattr(ivf, "do_polysemous_training"):
-        # index_factory turns on polysemous training (re-orders each codebook for Hamming filtering,
-        # which search never uses here): it costs far more than the k-means itself (IVF64,PQ16x8 on
-        # 1,200 vectors: 0.27 CPU-s without it, minutes with it) and leaves the ADC distances unchanged
-        ivf.do_polysemous_training = False
-    index.train(np.ascontiguousarray(sample, dtype=np.float32))
-    return index
 
 
 def add_shard(trained_path, embedding_part, keep: np.ndarray, out_path) -> int:
@@ -233,6 +139,8 @@ def build(embeddings_dir, out_dir, id_space: int | None = None, factory: str = "
     first = next(shard_set.iter_batches(["vector"]))[1]
     d = shards.vectors_of(first.column("vector")[:1]).shape[1]
     id_space = int(id_space if id_space is not None else shard_set.ids.max() + 1)
+    if factory != "auto":
+        check_factory(factory, d)
     params = choose_params(n, d, memory=memory, factory=factory, seed=seed)
     out_dir = ensure_dir(out_dir)  # only once the settings are known to be good: a refused build leaves nothing
     params.id_space, timings = id_space, {}
@@ -255,7 +163,7 @@ def build(embeddings_dir, out_dir, id_space: int | None = None, factory: str = "
         _, sample = sampler.sample_vectors(shard_set, params.train_size, seed=seed)
         timings["sample_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        _write_index(train(params, sample), trained)
+        _write_index(train_index(params, sample), trained)
         timings["train_s"] = time.perf_counter() - t
         del sample
     t = time.perf_counter()

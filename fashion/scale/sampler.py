@@ -4,22 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..neighbors.ivfpq import sample_positions
 from . import shards
-
-
-def sample_positions(total: int, size: int, seed: int) -> np.ndarray:
-    """``min(size, total)`` distinct positions in ``range(total)``, uniform, seeded, sorted.
-
-    >>> sample_positions(10, 3, seed=0).tolist() == sample_positions(10, 3, seed=0).tolist()
-    True
-    >>> sample_positions(4, 10, seed=0).tolist()
-    [0, 1, 2, 3]
-    """
-    if size < 1:
-        raise ValueError(f"sample size must be positive, got {size}")
-    if size >= total:
-        return np.arange(total, dtype=np.int64)
-    return np.sort(np.random.default_rng(seed).choice(total, size=size, replace=False)).astype(np.int64)
 
 
 def sample_vectors(shard_set: "shards.ShardSet", size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
