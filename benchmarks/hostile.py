@@ -7,7 +7,7 @@
 2. ``fashion serve`` on 127.0.0.1 (a free port, the default memory budget); its resident memory once
    /healthz answers is the start-up RSS.
 3. ``--uploads`` concurrent POST /api/search (one connection each, released together), cycling through
-   four hostile photos: a 27-48 KB JPEG whose header claims 9000 x 9000 px (its data corrupt), the same
+   four hostile photos: a 37 KB JPEG whose header claims 9000 x 9000 px (its data corrupt), the same
    trick at 6000 x 6000 (under the pixel limit: only the data check refuses it), a valid 9000 x 9900 PNG
    (89 Mpx, over the limit) and a valid 6000 x 6000 PNG (36 Mpx, under it: decoded for real).
 4. Meanwhile one client polls GET /healthz and GET /api/items/{id}/neighbors in turn, and a sampler
