@@ -103,7 +103,10 @@ def search(photos: Sequence, run_dir, k: int = 10, output_dir=None, grids: bool 
     photos = expand_photos(photos)
     if not photos:
         raise ConfigError("no photos given (or only empty folders)")
-    service = service or SimilarityService.open(run_dir, warm=False)
+    if service is None:
+        from .service.budget import one_caller
+
+        service = SimilarityService.open(run_dir, warm=False, limits=one_caller())
     k = min(k, service.n_gallery)
     out = Path(output_dir) if output_dir is not None else Path(run_dir) / "search"
     results = []

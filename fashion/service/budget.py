@@ -57,6 +57,14 @@ class Limits:
             raise ValueError(f"wait_s must be positive, got {self.wait_s!r}")
 
 
+def one_caller() -> Limits:
+    """Limits for one caller at a time (``fashion search``): Pillow's own pixel limit, a budget it fits."""
+    from PIL import Image
+
+    pixels = int(Image.MAX_IMAGE_PIXELS or 1 << 31)
+    return Limits(max_pixels=pixels, memory_mb=-(-photo_cost(pixels) >> 20), queue=1)
+
+
 def return_freed_memory(threshold: int = 4 << 20) -> bool:
     """Have glibc serve every allocation of ``threshold`` bytes or more with its own mmap, so a decoded
     photo's memory goes back to the system when it is freed. By default glibc raises that threshold

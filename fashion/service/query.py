@@ -80,11 +80,11 @@ class SimilarityService:
         from concurrent.futures import ThreadPoolExecutor
 
         start = time.perf_counter()
-        with pinned(run_dir):  # every run file read below is of one version of the directory
+        # every run file is read inside pinned(): one version of the directory, or a refusal
+        with pinned(run_dir), ThreadPoolExecutor(1) as pool:
             run = check_run_dir(run_dir, load_index=False)  # the cheap checks first: refuse a bad dir at once
-            index = index_of(run)
+            index = pool.submit(index_of, run)  # read the index (I/O, no GIL) while the model's imports run
             reports = read_model_reports(run.info)
-        with ThreadPoolExecutor(1) as pool:
             embedder = embedder_for(run.info)
             classifier = None
             model_dir = run.info["embedder"].get("model_dir")
@@ -99,7 +99,7 @@ class SimilarityService:
                 _forward(embedder, picture)
                 if classifier is not None:
                     classifier.predict([picture])
-            run.index = index
+            run.index = index.result()
         service = cls(run, embedder, classifier, limits=limits, reports=reports)
         log.info("opened %s: %d items, %d indexed (%s), model %s, in %.2f s", run.path, len(run.items),
                  len(service._id_of), run.index.name, embedder.name, time.perf_counter() - start)
