@@ -121,21 +121,28 @@ def image_info(path: str | os.PathLike, data: bytes | None = None, max_pixels: i
     """The header of ``path`` (or of ``data``, named ``path``), through the same gate as :func:`open_image`;
     no pixel data is decoded. Raises :class:`ImageError` for a file that is no image or whose header claims
     more than ``max_pixels`` (or Pillow's limit) pixels."""
-    with _opened(path, data) as f:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(f) as image:
-                    _check_pixels(image, path, max_pixels)
-                    return ImageInfo(str(image.format), image.width, image.height, image.mode)
-        except ImageError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageError(path, f"too large (decompression bomb check): {exc}") from None
-        except UnidentifiedImageError:
-            raise ImageError(path, "cannot identify image file (not an image or unsupported format)") from None
-        except _DECODE_ERRORS as exc:
-            raise ImageError(path, f"unreadable image header: {exc}") from None
+    with _opened(path, data) as f, _image_errors(path, "unreadable image header"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(f) as image:
+                _check_pixels(image, path, max_pixels)
+                return ImageInfo(str(image.format), image.width, image.height, image.mode)
+
+
+@contextlib.contextmanager
+def _image_errors(path, damaged: str):
+    """Pillow's errors inside the block as one :class:`ImageError` naming ``path`` (``damaged``: the
+    reason given for a decoder error)."""
+    try:
+        yield
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(path, f"too large (decompression bomb check): {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageError(path, "cannot identify image file (not an image or unsupported format)") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageError(path, f"{damaged}: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -160,7 +167,7 @@ def _decode(path: str | os.PathLike, data: bytes | None = None, max_pixels: int 
             strict: bool = False) -> Image.Image:
     """Open, fully decode and EXIF-rotate ``path`` (or ``data``, named ``path``); every failure becomes
     an :class:`ImageError`."""
-    try:
+    with _image_errors(path, "truncated or corrupt image data"):
         with _opened(path, data) as f:
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that: make it an error too.
             with warnings.catch_warnings():
@@ -172,14 +179,6 @@ def _decode(path: str | os.PathLike, data: bytes | None = None, max_pixels: int 
                 image.load()
             _check_pixels(image, path, max_pixels)  # and the decoded image, whatever its header said
             return _upright(image, path)  # while the file is open: EXIF may be read lazily
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(path, f"too large (decompression bomb check): {exc}") from None
-    except UnidentifiedImageError:
-        raise ImageError(path, "cannot identify image file (not an image or unsupported format)") from None
-    except _DECODE_ERRORS as exc:
-        raise ImageError(path, f"truncated or corrupt image data: {exc}") from None
 
 
 def _read_all(f) -> bytes:
