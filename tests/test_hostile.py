@@ -10,7 +10,6 @@ no empty folder after a failed run).
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import os
@@ -296,7 +295,8 @@ def test_form_k_that_int_would_take_or_choke_on_is_422(client, k):
 
 def test_a_multipart_boundary_over_256_characters_is_422(client):
     boundary = "b" * 300
-    body = f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\nx\r\n--{boundary}--\r\n"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n"
+            f"x\r\n--{boundary}--\r\n")
     response = client.post("/api/search", content=body.encode(),
                            headers={"content-type": f"multipart/form-data; boundary={boundary}"})
     assert response.status_code == 422, response.text
@@ -368,7 +368,8 @@ def test_host_allow_list(sample_service):
         response = c.get("/healthz")
         assert response.status_code == 400 and "Host" in _detail(response)
         assert "default-src 'none'" in response.headers["content-security-policy"]
-    with TestClient(create_app(sample_service, allowed_hosts=("shop.example",)), base_url="http://shop.example:8000") as c:
+    app = create_app(sample_service, allowed_hosts=("shop.example",))
+    with TestClient(app, base_url="http://shop.example:8000") as c:
         assert c.get("/healthz").status_code == 200
     from fashion.server.listen import default_allowed_hosts, host_allowed
 
@@ -408,7 +409,6 @@ def test_search_escapes_names_and_reports_a_fifo(small, tmp_path, capsys):
     text = capsys.readouterr().out
     text.encode("utf-8")  # no lone surrogate
     answer = json.loads(text)
-    assert sorted(Path(r["photo"]).name for r in answer) == ["bad\\xff.jpg", "new\nline\x1b[31m.jpg", "pipe", "pipe.jpg"]
     ok = {Path(r["photo"]).name: r["ok"] for r in answer}
     assert ok == {"bad\\xff.jpg": False, "new\nline\x1b[31m.jpg": True, "pipe": False, "pipe.jpg": False}
     assert "bad\\xff.jpg: skipped (the name is not valid UTF-8)" in out

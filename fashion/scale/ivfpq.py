@@ -64,7 +64,8 @@ def check_factory(factory: str, d: int) -> None:
     try:
         _faiss().index_factory(d, factory, _faiss().METRIC_L2)
     except (RuntimeError, ValueError, TypeError) as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rsplit(": ", 1)[-1]  # faiss: "at file:line: why"
+        # faiss says "Error in ... at file:line: why"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rsplit(": ", 1)[-1]
         raise ConfigError(f"--factory {factory!r} is not a faiss index factory string for d={d} "
                           f"({reason[:160]}); e.g. IVF256,PQ16x8 or auto") from None
 

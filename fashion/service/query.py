@@ -302,7 +302,8 @@ class SimilarityService:
         except ImageError as exc:
             raise ItemNotFound(f"item {i}: not an image ({exc.reason})") from None
         if found not in FORMATS_BY_EXTENSION.get(suffix, ()):
-            raise ItemNotFound(f"item {i}: the file holds a {found} image, not the kind its name says ({suffix or 'none'})")
+            raise ItemNotFound(f"item {i}: the file holds a {found} image, not the kind its name says "
+                               f"({suffix or 'none'})")
         return path, mimetypes.guess_type(f"x{suffix}")[0] or "application/octet-stream"
 
     def thumbnail(self, item_id, size: int = THUMB_SIZE) -> bytes:
