@@ -16,7 +16,7 @@ import warnings
 from typing import Callable, Sequence
 
 from . import __version__
-from .errors import FashionError
+from .errors import ConfigError, FashionError
 
 log = logging.getLogger("fashion")
 
@@ -305,6 +305,18 @@ def _add_serve(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 exposes it to the network)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted photo upload")
+    p.add_argument("--allowed-hosts", default=None, metavar="NAMES",
+                   help="comma-separated Host names requests may carry, * for any (against DNS rebinding); "
+                        "default: the --host address and localhost")
+    from .service.budget import Limits  # a dataclass: the memory budget's one definition of its defaults
+
+    d = _defaults(Limits)
+    p.add_argument("--max-pixels", type=_positive_int, default=d["max_pixels"],
+                   help="largest photo searched, in pixels (checked from its header before decoding)")
+    p.add_argument("--memory-mb", type=_positive_int, default=d["memory_mb"],
+                   help="decoded photos in flight together, in MB; past it requests wait, then get 503")
+    p.add_argument("--queue", type=_positive_int, default=d["queue"],
+                   help="photo searches in the server at once; more get 503 with Retry-After")
     p.set_defaults(func=_run_serve)
 
 
@@ -417,8 +429,15 @@ def _run_search(args) -> int:
 
 def _run_serve(args) -> int:
     from .server import serve
+    from .service.budget import Limits
 
-    serve(args.run_dir, host=args.host, port=args.port, max_upload=int(args.max_upload_mb * 1024 * 1024))
+    try:
+        limits = Limits(max_pixels=args.max_pixels, memory_mb=args.memory_mb, queue=args.queue)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    hosts = tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip()) if args.allowed_hosts else None
+    serve(args.run_dir, host=args.host, port=args.port, max_upload=int(args.max_upload_mb * 1024 * 1024),
+          allowed_hosts=hosts, limits=limits)
     return 0
 
 

@@ -42,16 +42,22 @@ _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
+def unicode_name(path) -> str:
+    """``path`` as valid Unicode text (no lone surrogates, so JSON and UTF-8 can carry it): bytes that are
+    not UTF-8 as ``\\xNN``; control characters kept (:func:`display` escapes them too)."""
+    text = path if isinstance(path, bytes) else os.fspath(path)
+    if isinstance(text, bytes):
+        return text.decode("utf-8", "backslashreplace")
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to: keep its code point
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def display(path) -> str:
     """``path`` printable on one line: undecodable bytes as ``\\xNN``, NUL and control characters escaped."""
-    if isinstance(path, bytes):
-        text = path.decode("utf-8", "backslashreplace")
-    else:
-        text = os.fspath(path)
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", "backslashreplace")
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in unicode_name(path))
 
 
 def name_problem(path) -> str | None:

@@ -8,17 +8,24 @@ files instead of crashing halfway through a run.
 The file's content decides how it is decoded, not its suffix: a PNG saved as ``.jpg`` opens fine.
 Truncated files are errors (``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set), and so are images over
 Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``), even in the range where Pillow itself
-only warns.
+only warns. A caller may set a lower ``max_pixels`` (``fashion serve``'s uploads): it is checked from the
+header before a byte of pixel data is decoded, and again on the decoded image. ``strict=True`` also
+refuses a JPEG whose entropy-coded data is damaged (libjpeg only warns and fills the rest with grey: a
+27 KB file claiming 9000 x 9000 px would decode to 240 MB of nothing); the check decodes at 1/8 scale
+with libjpeg-turbo's stop-on-warning flag (simplejpeg), so it costs 1/64 of the memory of the image.
+:func:`image_info` reads only the header (format, size, mode).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
 import os
 import struct
 import warnings
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -31,6 +38,12 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 )
 
+# Pillow's format names for each extension: what a file of that name must hold (``fashion serve``'s /images)
+FORMATS_BY_EXTENSION: dict[str, tuple[str, ...]] = {
+    ".jpg": ("JPEG", "MPO"), ".jpeg": ("JPEG", "MPO"), ".png": ("PNG",), ".bmp": ("BMP", "DIB"), ".gif": ("GIF",),
+    ".webp": ("WEBP",), ".tif": ("TIFF",), ".tiff": ("TIFF",),
+}
+
 BBox = Sequence[float]  # (x1, y1, x2, y2), pixels, x2/y2 exclusive
 
 _WHITE = (255, 255, 255, 255)
@@ -39,21 +52,24 @@ MAX_FILE_BYTES = 1 << 30
 # Decoded bytes allowed per pixel of Image.MAX_IMAGE_PIXELS: an RGB(A) image at the pixel limit fits,
 # a 32-bit mode only up to 3/4 of it.
 MAX_DECODED_BYTES_PER_PIXEL = 3
+_ORIENTATION = 0x0112  # the EXIF tag
 _SCALE_BLOCK = 1 << 20  # pixels per block when scaling 16/32-bit images to 8 bits
 # Errors Pillow's decoders raise on damaged data besides OSError.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
 
-def open_image(path: str | os.PathLike, bbox: BBox | None = None) -> Image.Image:
+def open_image(path: str | os.PathLike, bbox: BBox | None = None, max_pixels: int | None = None,
+               strict: bool = False) -> Image.Image:
     """Open ``path`` as a fully loaded RGB image, optionally cropped to ``bbox``.
 
     ``bbox`` is ``(x1, y1, x2, y2)`` in pixels of the upright image (after EXIF orientation),
     ``x2``/``y2`` exclusive; it is clipped to the image and an empty result is an error.
     Returns an RGB ``PIL.Image.Image`` of size (width, height).
     Raises :class:`ImageError` (path, reason) for a missing, empty, unreadable, truncated or
-    oversized file, an unsupported mode, or an empty crop.
+    oversized file, an unsupported mode, or an empty crop. ``max_pixels`` and ``strict``: as for
+    :func:`open_image_bytes`.
     """
-    image = to_rgb(_decode(path), path)
+    image = to_rgb(_decode(path, max_pixels=max_pixels, strict=strict), path)
     if bbox is not None:
         image = crop_bbox(image, bbox, path)
     return image
@@ -78,35 +94,47 @@ def check_images(
     return bad
 
 
-def open_image_bytes(data: bytes, name: str = "<upload>") -> Image.Image:
+def open_image_bytes(data: bytes, name: str = "<upload>", max_pixels: int | None = None,
+                     strict: bool = False) -> Image.Image:
     """:func:`open_image` for an image held in memory (an upload): the same checks and the same
-    :class:`ImageError` reasons, naming ``name``; nothing is written to disk."""
-    return to_rgb(_decode(name, bytes(data)), name)
+    :class:`ImageError` reasons, naming ``name``; nothing is written to disk. ``max_pixels``: a lower
+    pixel limit than Pillow's (checked from the header, then on the decoded image); ``strict``: refuse
+    damaged JPEG data that libjpeg would only warn about (see the module docstring)."""
+    return to_rgb(_decode(name, bytes(data), max_pixels=max_pixels, strict=strict), name)
 
 
-def _decode(path: str | os.PathLike, data: bytes | None = None) -> Image.Image:
-    """Open, fully decode and EXIF-rotate ``path`` (or ``data``, named ``path``); every failure becomes
-    an :class:`ImageError`."""
-    from .filegate import UnsafeFileError, open_regular
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image file's header says: Pillow's format name, width, height and mode."""
 
-    if data is not None and len(data) > MAX_FILE_BYTES:
-        raise ImageError(path, f"too large: {len(data):,} bytes (the limit for images is {MAX_FILE_BYTES:,})")
+    format: str
+    width: int
+    height: int
+    mode: str
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def image_info(path: str | os.PathLike, data: bytes | None = None, max_pixels: int | None = None) -> ImageInfo:
+    """The header of ``path`` (or of ``data``, named ``path``), through the same gate as :func:`open_image`;
+    no pixel data is decoded. Raises :class:`ImageError` for a file that is no image or whose header claims
+    more than ``max_pixels`` (or Pillow's limit) pixels."""
+    with _opened(path, data) as f, _image_errors(path, "unreadable image header"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(f) as image:
+                _check_pixels(image, path, max_pixels)
+                return ImageInfo(str(image.format), image.width, image.height, image.mode)
+
+
+@contextlib.contextmanager
+def _image_errors(path, damaged: str):
+    """Pillow's errors inside the block as one :class:`ImageError` naming ``path`` (``damaged``: the
+    reason given for a decoder error)."""
     try:
-        # the gate: a FIFO, device, directory, symlink loop, bad name or huge file is refused unread
-        f = open_regular(path, MAX_FILE_BYTES, what="image") if data is None else io.BytesIO(data)
-    except UnsafeFileError as exc:
-        raise ImageError(path, exc.reason) from None
-    try:
-        with f:
-            if (os.fstat(f.fileno()).st_size if data is None else len(data)) == 0:
-                raise ImageError(path, "empty file (0 bytes)")
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that: make it an error too.
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(f)
-                _check_pixels(image, path)
-                image.load()
-            return _upright(image, path)  # while the file is open: EXIF may be read lazily
+        yield
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -114,15 +142,79 @@ def _decode(path: str | os.PathLike, data: bytes | None = None) -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError(path, "cannot identify image file (not an image or unsupported format)") from None
     except _DECODE_ERRORS as exc:
-        raise ImageError(path, f"truncated or corrupt image data: {exc}") from None
+        raise ImageError(path, f"{damaged}: {exc}") from None
 
 
-def _check_pixels(image: Image.Image, path) -> None:
+@contextlib.contextmanager
+def _opened(path, data: bytes | None):
+    """The image's bytes as a binary file: ``data``, or ``path`` opened through the file gate (a FIFO,
+    device, directory, symlink loop, bad name or huge file is refused unread); an empty one is refused."""
+    from .filegate import UnsafeFileError, open_regular
+
+    if data is not None and len(data) > MAX_FILE_BYTES:
+        raise ImageError(path, f"too large: {len(data):,} bytes (the limit for images is {MAX_FILE_BYTES:,})")
+    try:
+        f = open_regular(path, MAX_FILE_BYTES, what="image") if data is None else io.BytesIO(data)
+    except UnsafeFileError as exc:
+        raise ImageError(path, exc.reason) from None
+    with f:
+        if (os.fstat(f.fileno()).st_size if data is None else len(data)) == 0:
+            raise ImageError(path, "empty file (0 bytes)")
+        yield f
+
+
+def _decode(path: str | os.PathLike, data: bytes | None = None, max_pixels: int | None = None,
+            strict: bool = False) -> Image.Image:
+    """Open, fully decode and EXIF-rotate ``path`` (or ``data``, named ``path``); every failure becomes
+    an :class:`ImageError`."""
+    with _image_errors(path, "truncated or corrupt image data"):
+        with _opened(path, data) as f:
+            # Pillow only warns between MAX_IMAGE_PIXELS and twice that: make it an error too.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(f)
+                _check_pixels(image, path, max_pixels)  # from the header: nothing decoded yet
+                if strict and image.format in ("JPEG", "MPO"):
+                    _check_jpeg_data(data if data is not None else _read_all(f), path)
+                image.load()
+            _check_pixels(image, path, max_pixels)  # and the decoded image, whatever its header said
+            return _upright(image, path)  # while the file is open: EXIF may be read lazily
+
+
+def _read_all(f) -> bytes:
+    f.seek(0)
+    data = f.read()
+    f.seek(0)
+    return data
+
+
+def _check_jpeg_data(data: bytes, path) -> None:
+    """Decode the JPEG at 1/8 scale, stopping at libjpeg's first warning (corrupt or missing entropy
+    data, a premature end of a segment): :class:`ImageError` when there is one."""
+    import simplejpeg
+
+    try:
+        header = simplejpeg.decode_jpeg_header(data)
+        colorspace = "CMYK" if header[2] in ("CMYK", "YCCK") else "GRAY"  # GRAY: no colour conversion
+        simplejpeg.decode_jpeg(data, colorspace=colorspace, min_height=1, min_width=1, min_factor=8, strict=True)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ImageError(path, f"truncated or corrupt image data: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _check_pixels(image: Image.Image, path, max_pixels: int | None = None) -> None:
     """Enforce the pixel limit ourselves too (warning filters are process-global and not thread-safe),
     and a limit on the decoded bytes, whatever the mode: ``MAX_DECODED_BYTES_PER_PIXEL`` bytes for each
-    pixel Pillow allows (a 32-bit mode at the pixel limit would decode to 4x an 8-bit one)."""
+    pixel Pillow allows (a 32-bit mode at the pixel limit would decode to 4x an 8-bit one). A caller's
+    ``max_pixels`` (lower than Pillow's) is checked first."""
     limit = Image.MAX_IMAGE_PIXELS
     pixels = image.width * image.height
+    if max_pixels is not None and pixels > max_pixels:
+        raise ImageError(path, f"too large: {image.width}x{image.height} pixels is over this limit of "
+                               f"{max_pixels:,} pixels")
     if limit is None:
         return
     if pixels > limit:
@@ -156,8 +248,11 @@ def _bytes_per_pixel(mode: str) -> float:
 
 
 def _upright(image: Image.Image, path) -> Image.Image:
-    """Apply the EXIF orientation; a malformed EXIF block is ignored rather than fatal."""
+    """Apply the EXIF orientation; a malformed EXIF block is ignored rather than fatal. An upright image
+    is returned as it is (``exif_transpose`` would copy every decoded pixel)."""
     try:
+        if image.getexif().get(_ORIENTATION, 1) not in range(2, 9):
+            return image
         return ImageOps.exif_transpose(image)
     except _DECODE_ERRORS + (KeyError, TypeError) as exc:
         log.debug("%s: ignoring unreadable EXIF orientation (%s)", path, exc)

@@ -76,7 +76,8 @@ def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, .
     The target directory is created (empty) if absent, so the ``keep`` sub-directories (the embedding
     cache) can live in it while the run works. Raises :class:`~fashion.errors.OutputError` when the
     parent cannot be written. On any exception the staging directory is removed and ``target`` is left
-    exactly as it was.
+    exactly as it was: folders this transaction created are removed again while they are empty (a
+    failed first run leaves no empty output folder; a cache it filled stays).
     """
     from .atomic import ensure_dir
 
@@ -84,6 +85,7 @@ def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, .
     if target.is_symlink():  # swap the directory the link points to; the link itself stays
         target = target.resolve()
     _recover(target)
+    created = _missing_ancestors(target)
     ensure_dir(target)
     _remove_stale_staging(target)
     run_id = run_id or new_run_id()
@@ -95,8 +97,28 @@ def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, .
         _swap(staging, target, keep)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove_if_empty(created)
         raise
     log.info("run %s committed to %s", run_id[:12], target)
+
+
+def _missing_ancestors(path: Path) -> list[Path]:
+    """``path`` and its parents that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.lexists(path) and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) and their empty ``keep`` sub-folders while they are empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            for name in KEEP:
+                if (folder / name).is_dir() and not any((folder / name).iterdir()):
+                    (folder / name).rmdir()
+            folder.rmdir()  # refuses a folder that is not empty
 
 
 def write_manifest(directory: os.PathLike | str, run_id: str, kind: str = "run",
@@ -113,14 +135,16 @@ def write_manifest(directory: os.PathLike | str, run_id: str, kind: str = "run",
                                              "files": files})
 
 
-def verify(directory: os.PathLike | str, kind: str | None = None, hashes: bool = True) -> dict:
+def verify(directory: os.PathLike | str, kind: str | None = None, hashes: bool = True,
+           require: tuple[str, ...] = ()) -> dict:
     """Check that ``directory`` is one complete run: every file its manifest lists, unchanged.
 
     The single check every reader (``fashion search``, ``fashion serve``'s service, ``--resume``,
     ``load_model``) runs before trusting a run directory. Sizes are compared first (cheap), then the
     SHA-256 of every file (``hashes=False`` skips the hashing). ``run.json``/``model.json``/``state.json``
-    that carry a ``run_id`` must carry the manifest's. Files the manifest does not list (grids of later
-    ``fashion search`` calls, the cache) are ignored.
+    that carry a ``run_id`` must carry the manifest's. A manifest listing no file is refused, and so is
+    one that leaves out a file named in ``require`` (the files the caller reads). Files the manifest does
+    not list and the caller does not read (grids of later ``fashion search`` calls, the cache) are ignored.
 
     Returns the manifest (dict: version, run_id, kind, files). Raises :class:`RunDirError` with one
     line naming the directory and the file that differs: missing manifest, missing file, other size,
@@ -134,6 +158,10 @@ def verify(directory: os.PathLike | str, kind: str | None = None, hashes: bool =
     from .filegate import UnsafeFileError, check
 
     files = manifest["files"]
+    unlisted = [name for name in require if name not in files]
+    if not files or unlisted:
+        what = "lists no file" if not files else f"does not list {', '.join(unlisted)}"
+        raise RunDirError(f"{directory}: {MANIFEST} {what}: it does not cover the run (rerun to rebuild it)")
     for rel, entry in files.items():
         path = directory / rel
         if not os.path.lexists(path):
@@ -145,13 +173,12 @@ def verify(directory: os.PathLike | str, kind: str | None = None, hashes: bool =
             raise RunDirError(f"{directory}: {rel} {exc.reason}") from None
         if size != entry["size"]:
             raise RunDirError(f"{directory}: {rel} has {size} bytes but {MANIFEST} says {entry['size']}; "
-                              "the file changed after the run (rerun to rebuild it, or delete manifest.json to accept the edit)")
+                              "the file changed after the run (rerun to rebuild it)")
     if hashes:
         for rel, entry in files.items():
             if file_sha256(directory / rel) != entry["sha256"]:
                 raise RunDirError(f"{directory}: {rel} does not match its SHA-256 in {MANIFEST}; the file "
-                                  "changed after the run (rerun to rebuild it, or delete manifest.json to accept "
-                                  "the edit)")
+                                  "changed after the run (rerun to rebuild it)")
     for name in ("run.json", "model.json", "state.json"):
         if name in files:
             _check_run_id(directory, name, manifest["run_id"])

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import ConfigError, ImageError
+from .filegate import display, is_regular, unicode_name
 from .service import Match, Prediction, SimilarityService
 
 log = logging.getLogger(__name__)
@@ -33,32 +34,39 @@ class SearchResult:
     prediction: Prediction | None = None
 
     def summary(self) -> str:
-        """Human lines: the photo, then one line per match (or why it failed)."""
+        """Human lines: the photo, then one line per match (or why it failed); names with newlines, control
+        or undecodable bytes are escaped (:func:`fashion.filegate.display`), so each stays on its line."""
+        photo = display(self.photo)
         if not self.ok:
-            return f"{self.photo}: skipped ({self.reason})"
-        lines = [f"{self.photo}:" + (f"  (grid: {self.grid})" if self.grid else "")]
+            return f"{photo}: skipped ({display(self.reason)})"
+        lines = [f"{photo}:" + (f"  (grid: {display(self.grid)})" if self.grid else "")]
         if self.prediction is not None:
-            lines.append(f"  predicted: {self.prediction.label} ({self.prediction.probability:.2f})")
-        lines += [f"  {m.rank:2d}. {m.relpath}  [{m.label}]  distance {m.distance:.4f}" for m in self.matches]
+            lines.append(f"  predicted: {display(self.prediction.label)} ({self.prediction.probability:.2f})")
+        lines += [f"  {m.rank:2d}. {display(m.relpath)}  [{display(m.label)}]  distance {m.distance:.4f}"
+                  for m in self.matches]
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        """JSON-ready dict: photo, ok, reason, grid, prediction, results (as the HTTP API's results)."""
-        return {"photo": self.photo, "ok": self.ok, "reason": self.reason,
-                "grid": os.fspath(self.grid) if self.grid else None,
+        """JSON-ready dict: photo, ok, reason, grid, prediction, results (as the HTTP API's results); file
+        names as valid Unicode (undecodable bytes as ``\\xNN``, never a lone surrogate)."""
+        return {"photo": unicode_name(self.photo), "ok": self.ok, "reason": unicode_name(self.reason),
+                "grid": unicode_name(self.grid) if self.grid else None,
                 "prediction": asdict(self.prediction) if self.prediction else None,
-                "results": [asdict(m) for m in self.matches]}
+                "results": [{**asdict(m), "relpath": unicode_name(m.relpath)} for m in self.matches]}
 
 
 def expand_photos(photos: Sequence) -> list[str]:
-    """Paths as given, each folder replaced by the image files directly inside it (sorted)."""
+    """Paths as given, each folder replaced by the image files directly inside it (sorted). An entry that
+    is not a regular file (a FIFO, socket or device; a broken link), whatever its name, is kept too: the
+    search reports it as skipped with the reason instead of dropping it without a word."""
     from .images import IMAGE_EXTENSIONS
 
     out = []
     for photo in photos:
         path = Path(photo)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            found = sorted(p for p in path.iterdir()
+                           if not p.is_dir() and (p.suffix.lower() in IMAGE_EXTENSIONS or not is_regular(p)))
             if not found:
                 log.warning("%s: no image files in this folder", path)
             out += [os.fspath(p) for p in found]
@@ -95,7 +103,10 @@ def search(photos: Sequence, run_dir, k: int = 10, output_dir=None, grids: bool 
     photos = expand_photos(photos)
     if not photos:
         raise ConfigError("no photos given (or only empty folders)")
-    service = service or SimilarityService.open(run_dir, warm=False)
+    if service is None:
+        from .service.budget import one_caller
+
+        service = SimilarityService.open(run_dir, warm=False, limits=one_caller())
     k = min(k, service.n_gallery)
     out = Path(output_dir) if output_dir is not None else Path(run_dir) / "search"
     results = []

@@ -95,7 +95,7 @@ def test_a_measure_sim_ivfpq_run_answers_search_and_serve(ivfpq_run):
     from fashion.server import create_app
 
     service = SimilarityService.open(ivfpq_run)
-    with TestClient(create_app(service)) as client, open(photo, "rb") as f:
+    with TestClient(create_app(service), base_url="http://localhost") as client, open(photo, "rb") as f:
         answer = client.post("/api/search", files={"image": ("photo.jpg", io.BytesIO(f.read()), "image/jpeg")},
                              data={"k": "5"})
         assert answer.status_code == 200, answer.text

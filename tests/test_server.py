@@ -18,7 +18,7 @@ from fashion.server import create_app  # noqa: E402
 
 @pytest.fixture(scope="module")
 def client(sample_service):
-    with TestClient(create_app(sample_service, max_upload=1024 * 1024)) as c:
+    with TestClient(create_app(sample_service, max_upload=1024 * 1024), base_url="http://localhost") as c:
         yield c
 
 

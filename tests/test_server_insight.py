@@ -17,7 +17,7 @@ from fashion.server import create_app  # noqa: E402
 
 @pytest.fixture(scope="module")
 def client(sample_service):
-    with TestClient(create_app(sample_service)) as c:
+    with TestClient(create_app(sample_service), base_url="http://localhost") as c:
         yield c
 
 
@@ -39,7 +39,7 @@ def leaky_client(tmp_path_factory):
         plant_copy(photos[0], root / "test" / label / "copy.jpg", "mirror")
     out = tmp_path_factory.mktemp("leaky_run") / "out"
     run(MeasureConfig(input=str(root), output_dir=str(out), k=4, grids=0, runtime="torch", num_workers=0))
-    with TestClient(create_app(SimilarityService.open(out, warm=False))) as c:
+    with TestClient(create_app(SimilarityService.open(out, warm=False)), base_url="http://localhost") as c:
         yield c, out
 
 
@@ -90,7 +90,7 @@ def test_a_run_without_insight_files_answers_empty(sample_run, tmp_path):
 
     manifest = json.loads((run / "manifest.json").read_text())
     rundir.write_manifest(run, manifest["run_id"], manifest["kind"])
-    with TestClient(create_app(SimilarityService.open(run, warm=False))) as c:
+    with TestClient(create_app(SimilarityService.open(run, warm=False)), base_url="http://localhost") as c:
         assert c.get("/api/duplicates").json()["clusters"] == []
         assert c.get("/api/map").json()["points"] == []
         assert c.get("/api/knn-suspects").json() == {"suspects": []}

@@ -179,7 +179,7 @@ def test_trained_model_runs_predict_and_show_suspects(model_run):
     assert [t["label"] for t in found.prediction.top][0] == found.prediction.label and len(found.prediction.top) == 3
     assert service.neighbors_of(0, k=2).prediction is None
     assert [(s.id, s.predicted) for s in service.suspects()] == [(4, "Shirt"), (2, "Pants")]  # the run's own only
-    with TestClient(create_app(service)) as client:
+    with TestClient(create_app(service), base_url="http://localhost") as client:
         assert client.get("/api/run").json()["n_suspects"] == 2
         body = client.get("/api/suspects").json()
         assert body["suspects"][0]["id"] == 4

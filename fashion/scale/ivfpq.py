@@ -57,6 +57,19 @@ def _faiss():
     return faiss
 
 
+def check_factory(factory: str, d: int) -> None:
+    """A faiss factory string faiss can build for dimension ``d``; else one-line ConfigError (--factory)."""
+    from ..errors import ConfigError
+
+    try:
+        _faiss().index_factory(d, factory, _faiss().METRIC_L2)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        # faiss says "Error in ... at file:line: why"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rsplit(": ", 1)[-1]
+        raise ConfigError(f"--factory {factory!r} is not a faiss index factory string for d={d} "
+                          f"({reason[:160]}); e.g. IVF256,PQ16x8 or auto") from None
+
+
 def _write_index(index, path: Path) -> None:
     from ..atomic import atomic_path
 
@@ -120,7 +133,6 @@ def build(embeddings_dir, out_dir, id_space: int | None = None, factory: str = "
     from ..atomic import ensure_dir, write_json
 
     t0 = time.perf_counter()
-    out_dir = ensure_dir(out_dir)
     shard_set = shards.ShardSet(embeddings_dir, only_ok=True)
     n = len(shard_set)
     if n == 0:
@@ -128,7 +140,10 @@ def build(embeddings_dir, out_dir, id_space: int | None = None, factory: str = "
     first = next(shard_set.iter_batches(["vector"]))[1]
     d = shards.vectors_of(first.column("vector")[:1]).shape[1]
     id_space = int(id_space if id_space is not None else shard_set.ids.max() + 1)
+    if factory != "auto":
+        check_factory(factory, d)
     params = choose_params(n, d, memory=memory, factory=factory, seed=seed)
+    out_dir = ensure_dir(out_dir)  # only once the settings are known to be good: a refused build leaves nothing
     params.id_space, timings = id_space, {}
     params.sources = sorted(p.path.name for p in shard_set.parts)
     if train_size is not None:

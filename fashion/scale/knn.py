@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +135,10 @@ def knn_run(config: KnnConfig) -> dict:
     run = Path(config.run_dir)
     emb = embed_stage.latest_embeddings(run)
     shard_set = shards.ShardSet(emb, only_ok=True)
+    most = max(1, len(shard_set) - 1)  # each vector's neighbours leave itself out
+    if config.k > most:
+        log.warning("k=%d is more than the %d other vectors of the gallery: k=%d", config.k, len(shard_set), most)
+        config = replace(config, k=most)
     out = ensure_dir(run / NEIGHBORS_DIR)
     settings = {"k": config.k, "nprobe": config.nprobe, "rerank": config.rerank, "embeddings": emb.name,
                 "index": (run / INDEX_DIR / ivfpq.INDEX_JSON).read_text(encoding="utf-8")

@@ -12,15 +12,17 @@ Contract (README "Explore"; tests/test_server.py):
 - ``GET /`` and ``/static/…`` → the page (files shipped in the package; no CDN, works offline)
 
 Safety: files are served by integer item id only (through the service's item table and dataset-root
-check), every error is a 4xx with a one-line JSON ``detail``, uploads are size-limited and decoded by
-the same safe opener as the batch path, every response carries a Content-Security-Policy that forbids
-inline script, and no endpoint writes anything.
+check; ``/images`` sends a file only when it is an image of the kind its name says), every error is a
+4xx with a one-line JSON ``detail`` (a malformed request too), uploads are size-limited and decoded by
+the same safe opener as the batch path within the service's memory budget (a photo over ``max_pixels``
+or with damaged data is 422; no room now is 503 with Retry-After), a request whose Host header is not
+allowed is 400 (DNS rebinding), every response carries a Content-Security-Policy that forbids inline
+script, and no endpoint writes anything.
 """
 
 from __future__ import annotations
 
 import logging
-import mimetypes
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,7 +34,9 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import ImageError
 from ..service import MAX_K, MAX_PAGE, ItemNotFound, SimilarityService
-from .upload import FORM_OVERHEAD, BadForm, TooLarge, parse_form, read_body
+from ..service.budget import Busy, Limits
+from .listen import LOCAL_HOSTS, host_allowed
+from .upload import FORM_OVERHEAD, BadForm, ClientGone, TooLarge, parse_form, read_body
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +56,20 @@ def _one_line(text) -> str:
     return (str(text).strip().splitlines() or [""])[0][:300]
 
 
-def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
-    """The FastAPI app over an open ``service``; photos over ``max_upload`` bytes get 413."""
-    app = FastAPI(title="fashion: similar-clothes search", version="1",
-                  description=f"Run: {service.path} ({service.n_items} items)")
+def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
+               allowed_hosts: tuple[str, ...] = LOCAL_HOSTS) -> FastAPI:
+    """The FastAPI app over an open ``service``; photos over ``max_upload`` bytes get 413; a request whose
+    Host header names none of ``allowed_hosts`` gets 400 ("*": any host; see :mod:`.listen`)."""
+    app = FastAPI(title="fashion: similar-clothes search", version="1",  # the run's name, never its path
+                  description=f"Run: {service.path.name} ({service.n_items} items)")
     app.state.service = service
+    allowed = tuple(h.lower() for h in allowed_hosts)
+
+    @app.middleware("http")
+    async def trusted_host(request: Request, call_next):  # inside security_headers: the 400 gets them too
+        if not host_allowed(request.headers.get("host"), allowed):
+            return JSONResponse({"detail": "Host header not allowed (fashion serve --allowed-hosts)"}, status_code=400)
+        return await call_next(request)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -74,6 +87,16 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD)
         first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return JSONResponse({"detail": _one_line(f"{where}: {first.get('msg', 'invalid request')}")}, status_code=422)
+
+    @app.exception_handler(Busy)
+    async def busy(request: Request, exc: Busy):
+        return JSONResponse({"detail": _one_line(exc)}, status_code=503,
+                            headers={"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, exc: ClientGone):  # one log line, not a traceback
+        log.info("%s: the client disconnected during the upload", request.url.path)
+        return JSONResponse({"detail": "client disconnected"}, status_code=400)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):  # never a traceback to the client
@@ -101,24 +124,23 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD)
 
     @app.post("/api/search")
     async def search(request: Request, k: int | None = Query(None, ge=1, le=MAX_K)) -> dict:
-        try:
-            body = await read_body(request, max_upload + FORM_OVERHEAD)
-            form = parse_form(body, request.headers.get("content-type"))
-        except TooLarge as exc:
-            raise HTTPException(413, _one_line(exc)) from None
-        except BadForm as exc:
-            raise HTTPException(422, _one_line(exc)) from None
-        image = form.get("image")
-        if image is None:
-            raise HTTPException(422, "missing the form's `image` file field")
-        if len(image.data) > max_upload:
-            raise HTTPException(413, f"photo of {len(image.data)} bytes is over the {max_upload}-byte limit")
-        if "k" in form:
-            text = form["k"].data.decode("utf-8", "replace").strip()
-            if not text.isdigit() or not 1 <= int(text) <= MAX_K:
-                raise HTTPException(422, f"k must be an integer from 1 to {MAX_K}, got {text[:20]!r}")
-            k = int(text)
-        found = await run_in_threadpool(_call, service.search_image, bytes(image.data), k or 10)
+        with service.budget.admit():  # Busy (503) before a byte of the body is read
+            try:
+                body = await read_body(request, max_upload + FORM_OVERHEAD)
+                form = parse_form(body, request.headers.get("content-type"))
+            except TooLarge as exc:
+                raise HTTPException(413, _one_line(exc)) from None
+            except BadForm as exc:
+                raise HTTPException(422, _one_line(exc)) from None
+            del body
+            image = form.get("image")
+            if image is None:
+                raise HTTPException(422, "missing the form's `image` file field")
+            if len(image.data) > max_upload:
+                raise HTTPException(413, f"photo of {len(image.data)} bytes is over the {max_upload}-byte limit")
+            if "k" in form:
+                k = _form_k(form["k"].data)
+            found = await run_in_threadpool(_call, service.search_image, bytes(image.data), k or 10)
         return _search_json(found)
 
     @app.get("/api/items/{item_id}/neighbors")
@@ -154,10 +176,7 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD)
 
     @app.get("/images/{item_id}")
     def image(item_id: int):
-        path = _call(service.image_file, item_id)
-        media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        if not media.startswith("image/"):
-            media = "application/octet-stream"
+        path, media = _call(service.image_file_checked, item_id)
         return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/thumbs/{item_id}")
@@ -176,11 +195,36 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD)
     return app
 
 
-def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, max_upload: int = DEFAULT_MAX_UPLOAD) -> None:
-    """Open the run and serve it with uvicorn until interrupted (``fashion serve RUN_DIR``)."""
+def _form_k(data: bytes) -> int:
+    """The form's ``k``: ASCII digits only (``int()`` takes '²' or thousands of digits), 1..MAX_K."""
+    text = data.decode("utf-8", "replace").strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 4 and 1 <= int(text) <= MAX_K):
+        raise HTTPException(422, f"k must be an integer from 1 to {MAX_K}, got {text[:20]!r}")
+    return int(text)
+
+
+def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, max_upload: int = DEFAULT_MAX_UPLOAD,
+          allowed_hosts: tuple[str, ...] | None = None, limits: Limits | None = None) -> None:
+    """Open the run and serve it with uvicorn until interrupted (``fashion serve RUN_DIR``).
+
+    The port is bound first: a busy one fails at once, before the model loads. ``allowed_hosts``: the
+    Host names requests may carry (default: the bound address and localhost, :mod:`.listen`);
+    ``limits``: the memory budget of photo searches.
+    """
     import uvicorn
 
-    service = SimilarityService.open(run_dir)
-    app = create_app(service, max_upload=max_upload)
-    log.info("serving %s on http://%s:%d/ (API docs at /docs)", run_dir, host, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    from .listen import bind, default_allowed_hosts, json_error_protocol
+
+    from ..service.budget import return_freed_memory
+
+    sock = bind(host, port)
+    try:
+        return_freed_memory()  # before the first photo: its buffers go back to the system once freed
+        service = SimilarityService.open(run_dir, limits=limits)
+        app = create_app(service, max_upload=max_upload,
+                         allowed_hosts=tuple(allowed_hosts) if allowed_hosts else default_allowed_hosts(host))
+        log.info("serving %s on http://%s:%d/ (API docs at /docs)", run_dir, host, port)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, http=json_error_protocol())
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

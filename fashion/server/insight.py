@@ -1,6 +1,6 @@
 """The insight part of the HTTP API (issue #14): duplicate clusters (leaks first), the embedding map and
-the neighbour label suspects of a run, read once from the run's ``duplicates.csv``, ``map.csv`` and
-``suspects.csv`` (written by measure_sim's insight stage; empty when it was turned off).
+the neighbour label suspects of a run, from the run's ``duplicates.csv``, ``map.csv`` and ``suspects.csv``
+(written by measure_sim's insight stage; empty when it was turned off) as the service read them at open.
 
 - ``GET /api/duplicates?offset=&limit=`` → ``{"summary", "total", "offset", "limit", "clusters": [{"cluster",
   "leak", "splits", "labels", "items": [{"id", "relpath", "label", "split"}], "pairs": [{"a", "b", "distance",
@@ -16,7 +16,6 @@ integers.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from fastapi import FastAPI, Query
 
@@ -26,44 +25,27 @@ MAX_CLUSTERS = 200
 
 
 class InsightData:
-    """The run's insight files, read once (lazily, on the first request)."""
+    """The run's insight tables, as the service read them at open (never read from the directory here:
+    after a rerun into the served directory, the map and the counts still come from one run)."""
 
     def __init__(self, service):
-        self.service = service
-        self._loaded = False
-
-    def _read(self, name: str):
-        import pandas as pd
-
-        path = Path(self.service.path) / name
-        if not path.is_file():
-            return None
-        try:
-            return pd.read_csv(path, keep_default_na=False)
-        except (OSError, ValueError) as exc:
-            log.warning("%s: unreadable (%s)", path, exc)
-            return None
-
-    def load(self) -> "InsightData":
-        if self._loaded:
-            return self
         import pandas as pd
 
         from ..insight.page import cluster_order
 
-        n = self.service.n_items
-        dups = self._read("duplicates.csv")
+        self.service = service
+        tables = service.run.insight
+        n = service.n_items
+        dups = tables.get("duplicates.csv")
         if dups is not None:  # only ids of this run's items
             dups = dups[dups["a"].between(0, n - 1) & dups["b"].between(0, n - 1)]
         self.duplicates = dups if dups is not None else pd.DataFrame(columns=["cluster", "a", "b"])
         self.order = cluster_order(self.duplicates) if len(self.duplicates) else []
-        layout = self._read("map.csv")
+        layout = tables.get("map.csv")
         self.map = layout[layout["id"].between(0, n - 1)] if layout is not None else None
-        suspects = self._read("suspects.csv")
+        suspects = tables.get("suspects.csv")
         self.suspects = suspects[suspects["id"].between(0, n - 1)] if suspects is not None else None
-        self.summary = self.service.metrics.get("insight")
-        self._loaded = True
-        return self
+        self.summary = service.metrics.get("insight")
 
     def _item(self, i: int) -> dict:
         it = self.service.item(int(i))
@@ -108,12 +90,12 @@ def add_insight_routes(app: FastAPI, service) -> None:
 
     @app.get("/api/duplicates")
     def duplicates(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=MAX_CLUSTERS)) -> dict:
-        return data.load().clusters(offset, limit)
+        return data.clusters(offset, limit)
 
     @app.get("/api/map")
     def embedding_map() -> dict:
-        return data.load().points()
+        return data.points()
 
     @app.get("/api/knn-suspects")
     def knn_suspects() -> dict:
-        return data.load().knn_suspects()
+        return data.knn_suspects()

@@ -20,6 +20,10 @@ class BadForm(ValueError):
     """Not a well-formed multipart/form-data body (HTTP 4xx)."""
 
 
+class ClientGone(Exception):
+    """The client disconnected before its body was read (one log line; nobody is there to answer)."""
+
+
 @dataclass
 class Part:
     """One form field: its name, the file name when it is a file, and its bytes."""
@@ -34,11 +38,16 @@ async def read_body(request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"request body of {int(declared)} bytes is over the {limit}-byte limit")
+    from starlette.requests import ClientDisconnect
+
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge(f"request body is over the {limit}-byte limit")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise TooLarge(f"request body is over the {limit}-byte limit")
+    except ClientDisconnect:
+        raise ClientGone() from None
     return bytes(body)
 
 
@@ -78,8 +87,8 @@ def parse_form(body: bytes, content_type: str | None) -> dict[str, Part]:
     callbacks = {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
                  "on_header_value": on_header_value, "on_header_end": on_header_end,
                  "on_headers_finished": on_headers_finished, "on_part_data": on_part_data}
-    parser = MultipartParser(params[b"boundary"], callbacks)
-    try:
+    try:  # the parser refuses some boundaries (over 256 characters) as it is built
+        parser = MultipartParser(params[b"boundary"], callbacks)
         parser.write(body)
         parser.finalize()
     except Exception as exc:  # noqa: BLE001 - the parser's errors are all "malformed body"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import threading
@@ -15,11 +14,11 @@ import numpy as np
 
 from ..metrics import check_k
 from .answers import Item, ItemNotFound, ItemPage, LabelStat, Match, Prediction, SearchResponse, Suspect
-from .loading import RunDir, check_run_dir, dataset_root, embedder_for, index_of
+from .budget import Limits, MemoryBudget, photo_cost
+from .loading import RunDir, check_run_dir, dataset_root, embedder_for, index_of, pinned, read_model_reports
 
 log = logging.getLogger("fashion.service")
 
-SUSPECTS_FILE = "suspect_labels.csv"
 MAX_K = 100
 _K_LIMIT = "the most a request may ask for"  # k beyond the gallery's size is fine: fewer come back
 MAX_PAGE = 200
@@ -31,11 +30,17 @@ THUMB_CACHE = 4096  # thumbnails kept in memory (~10 kB each as JPEG)
 class SimilarityService:
     """Search a finished run by photo or by item id, and browse its items. Build with :meth:`open`.
 
-    Thread-safe: one lock serialises the network and the index (the cores are the bottleneck, and
-    concurrent BLAS/OpenMP calls would only fight over them).
+    Thread-safe: one lock serialises the network, another the index (the cores are the bottleneck, and
+    concurrent BLAS/OpenMP calls would only fight over them; an id query never waits for a photo's
+    forward pass). Photos are resized to the network's input outside both locks. A photo search holds
+    its place in :attr:`budget` (:mod:`.budget`) from before decoding until the network is done.
+
+    Everything answered comes from what :meth:`open` read at start (one version of the run, even when
+    the directory is replaced by a rerun meanwhile); only the dataset's image files are read later.
     """
 
-    def __init__(self, run: RunDir, embedder, classifier=None, root: Path | None = None):
+    def __init__(self, run: RunDir, embedder, classifier=None, root: Path | None = None,
+                 limits: Limits | None = None, reports: tuple | None = None):
         self.run, self.embedder, self.classifier = run, embedder, classifier
         self.path = run.path
         items = run.items
@@ -50,25 +55,36 @@ class SimilarityService:
         self._id_of[rows[rows >= 0]] = np.flatnonzero(rows >= 0)
         self._usable = np.flatnonzero(self._ok)
         self._lower = np.char.lower(self._relpaths.astype(str))
-        self.root = Path(root) if root is not None else dataset_root(run.info, self._paths)
-        self._lock = threading.Lock()
+        self.root = Path(root) if root is not None else dataset_root(run.info, run.path / "run.json")
+        self._lock = threading.Lock()  # the network (and the classifier)
+        self._index_lock = threading.Lock()
         self._decoding = threading.BoundedSemaphore(DECODERS)
-        self._label_stats: list[LabelStat] | None = None
-        self._suspects: list[Suspect] | None = None
-        self._trust: tuple[dict | None] | None = None
+        self.budget = MemoryBudget(limits or Limits())
+        self.max_pixels = self.budget.limits.max_pixels
+        table, trust = reports if reports is not None else read_model_reports(run.info)
+        self._suspects = self._match_suspects(table)
+        self._trust = trust
+        names, counts = np.unique(self._labels[self._usable], return_counts=True)
+        precision = self.metrics.get("per_label_precision", {})
+        queries = self.metrics.get("per_label_queries", {})
+        self._label_stats = [LabelStat(str(n), int(c), precision.get(str(n)), int(queries.get(str(n), 0)))
+                             for n, c in zip(names, counts)]
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumb_lock = threading.Lock()
 
     @classmethod
-    def open(cls, run_dir, warm: bool = True) -> "SimilarityService":
+    def open(cls, run_dir, warm: bool = True, limits: Limits | None = None) -> "SimilarityService":
         """Load the run at ``run_dir`` once (see the module docstring); ``warm`` runs one dummy photo
-        through the network so the first real query is not the slow one."""
+        through the network so the first real query is not the slow one; ``limits``: the memory budget
+        of photo searches (:class:`~fashion.service.budget.Limits`)."""
         from concurrent.futures import ThreadPoolExecutor
 
         start = time.perf_counter()
-        run = check_run_dir(run_dir, load_index=False)  # the cheap checks first: refuse a bad dir at once
-        with ThreadPoolExecutor(1) as pool:  # read the index (I/O, no GIL) while the model's imports run
-            index = pool.submit(index_of, run)
+        # every run file is read inside pinned(): one version of the directory, or a refusal
+        with pinned(run_dir), ThreadPoolExecutor(1) as pool:
+            run = check_run_dir(run_dir, load_index=False)  # the cheap checks first: refuse a bad dir at once
+            index = pool.submit(index_of, run)  # read the index (I/O, no GIL) while the model's imports run
+            reports = read_model_reports(run.info)
             embedder = embedder_for(run.info)
             classifier = None
             model_dir = run.info["embedder"].get("model_dir")
@@ -84,7 +100,7 @@ class SimilarityService:
                 if classifier is not None:
                     classifier.predict([picture])
             run.index = index.result()
-        service = cls(run, embedder, classifier)
+        service = cls(run, embedder, classifier, limits=limits, reports=reports)
         log.info("opened %s: %d items, %d indexed (%s), model %s, in %.2f s", run.path, len(run.items),
                  len(service._id_of), run.index.name, embedder.name, time.perf_counter() - start)
         return service
@@ -121,27 +137,50 @@ class SimilarityService:
     def search_image(self, image, k: int = 10) -> SearchResponse:
         """The ``k`` gallery items nearest to a photo: a path, bytes of an image file, or a PIL image.
 
-        Raises :class:`~fashion.errors.ImageError` when it cannot be decoded or gives no features.
+        Raises :class:`~fashion.errors.ImageError` when it cannot be decoded, is over ``max_pixels``
+        (from its header, before decoding) or gives no features; :class:`~fashion.service.budget.Busy`
+        when the memory budget has no room for it within its wait.
         """
         from PIL import Image
 
         from ..errors import ImageError
-        from ..images import open_image, open_image_bytes, to_rgb
+        from ..images import image_info, open_image, open_image_bytes, to_rgb
 
         k = check_k(k, MAX_K, what=_K_LIMIT)
-        with self._decoding:  # a few photos decoded at once: bounded memory and no thrash under load
-            if isinstance(image, (bytes, bytearray, memoryview)):
-                picture = open_image_bytes(image)
-            elif isinstance(image, Image.Image):
-                picture = to_rgb(image)
-            else:
-                picture = open_image(image)
-        vector = self._embed(picture)
+        name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else "<upload>"
+        data = bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else None
+        if isinstance(image, Image.Image):
+            pixels = image.width * image.height
+        else:
+            pixels = image_info(name, data, max_pixels=self.max_pixels).pixels  # the header: nothing decoded
+        with self.budget.hold(photo_cost(pixels)):  # its decoded pixels are bounded until the network is done
+            with self._decoding:  # a few photos decoded at once: no thrash under load
+                if isinstance(image, Image.Image):
+                    picture = to_rgb(image)
+                elif data is not None:
+                    picture = open_image_bytes(data, max_pixels=self.max_pixels, strict=True)
+                else:
+                    picture = open_image(name, max_pixels=self.max_pixels, strict=True)
+            net_input = _pixels(self.embedder, picture)
+            small = self._classifier_input(picture)
+            del picture  # only the network's inputs are kept past here
+            vector = self._embed(net_input)
         if not np.isfinite(vector).all() or float(vector @ vector) <= 0:
-            raise ImageError(image if isinstance(image, (str, os.PathLike)) else "<upload>",
-                             "no features: the image gives an all-zero embedding (blank image?)")
-        prediction = self._predict(picture) if self.classifier is not None else None
+            raise ImageError(name, "no features: the image gives an all-zero embedding (blank image?)")
+        prediction = self._predict(small) if small is not None else None
         return SearchResponse(min(k, self.n_gallery), self._search(vector, k, exclude=None), prediction)
+
+    def _classifier_input(self, picture):
+        """The photo squished to the classifier's input size (outside the lock; predict's own resize of a
+        picture already at that size is the identity), or None without a classifier."""
+        if self.classifier is None:
+            return None
+        from PIL import Image
+
+        from ..images import resize_image
+
+        size = self.classifier.size
+        return Image.fromarray(resize_image(picture, size, "squish"))
 
     def neighbors_of(self, item_id, k: int = 10) -> SearchResponse:
         """The ``k`` gallery items nearest to item ``item_id`` (itself left out)."""
@@ -155,7 +194,7 @@ class SimilarityService:
 
     def _search(self, vector: np.ndarray, k: int, exclude: int | None) -> list[Match]:
         want = min(k + (exclude is not None), self.n_gallery)
-        with self._lock:
+        with self._index_lock:
             dist, idx = self.run.index.kneighbors(vector[None, :], n_neighbors=want)
         matches, rank = [], 0
         for d, j in zip(dist[0].tolist(), idx[0].tolist()):
@@ -166,9 +205,9 @@ class SimilarityService:
             matches.append(Match(rank, i, str(self._relpaths[i]), str(self._labels[i]), float(d)))
         return matches
 
-    def _embed(self, picture) -> np.ndarray:
+    def _embed(self, net_input: np.ndarray) -> np.ndarray:
         with self._lock:
-            return _forward(self.embedder, picture)
+            return _network(self.embedder, net_input)
 
     def _predict(self, picture) -> Prediction:
         with self._lock:
@@ -195,12 +234,6 @@ class SimilarityService:
 
     def labels(self) -> list[LabelStat]:
         """Every label of the usable items, with its count and the run's per-label precision@k."""
-        if self._label_stats is None:  # a run never changes: computed once
-            names, counts = np.unique(self._labels[self._usable], return_counts=True)
-            precision = self.metrics.get("per_label_precision", {})
-            queries = self.metrics.get("per_label_queries", {})
-            self._label_stats = [LabelStat(str(n), int(c), precision.get(str(n)), int(queries.get(str(n), 0)))
-                                 for n, c in zip(names, counts)]
         return list(self._label_stats)
 
     def skipped(self) -> list[dict]:
@@ -217,43 +250,16 @@ class SimilarityService:
 
     def suspects(self) -> list[Suspect]:
         """Items of this run that the trained model's suspect-labels report flags (empty without one)."""
-        if self._suspects is None:
-            self._suspects = self._read_suspects()
         return list(self._suspects)
 
     def suspects_trust(self) -> dict | None:
         """How far the suspects report can be trusted, from the training's metrics.json ("suspect_labels":
         model_accuracy, min_accuracy, reliable, caveat: a plain sentence when the model is too weak); None
-        when the run has no trained model or its metrics.json lacks the block. Read once."""
-        if self._trust is None:
-            self._trust = (self._read_trust(),)
-        return self._trust[0]
+        when the run has no trained model or its metrics.json lacks the block. Read at open."""
+        return self._trust
 
-    def _read_trust(self) -> dict | None:
-        model_dir = self.run.info["embedder"].get("model_dir")
-        path = Path(model_dir) / "metrics.json" if model_dir else None
-        if path is None or not path.is_file():
-            return None
-        try:
-            block = json.loads(path.read_text()).get("suspect_labels", {})
-        except (OSError, ValueError, AttributeError) as exc:
-            log.warning("%s: unreadable (%s)", path, exc)
-            return None
-        if not isinstance(block, dict) or "reliable" not in block:
-            return None
-        return {key: block.get(key) for key in ("model_accuracy", "min_accuracy", "reliable", "caveat")}
-
-    def _read_suspects(self) -> list[Suspect]:
-        import pandas as pd
-
-        model_dir = self.run.info["embedder"].get("model_dir")
-        if not model_dir or not (Path(model_dir) / SUSPECTS_FILE).is_file():
-            return []
-        try:
-            table = pd.read_csv(Path(model_dir) / SUSPECTS_FILE, dtype={"path": str, "label": str, "predicted": str},
-                                keep_default_na=False)
-        except (OSError, ValueError) as exc:
-            log.warning("%s: unreadable (%s)", Path(model_dir) / SUSPECTS_FILE, exc)
+    def _match_suspects(self, table) -> list[Suspect]:
+        if table is None:
             return []
         by_path = {os.path.abspath(p): i for i, p in enumerate(self._paths)}
         out = []
@@ -280,11 +286,31 @@ class SimilarityService:
             raise ItemNotFound(f"item {i}: image file outside the dataset root or not a regular file")
         return path
 
+    def image_file_checked(self, item_id) -> tuple[Path, str]:
+        """:meth:`image_file` and its media type, once its header shows an image of the kind its name in
+        the item table says (a hard link to a text file named ``.jpg`` is refused). Raises ItemNotFound."""
+        import mimetypes
+
+        from ..errors import ImageError
+        from ..images import FORMATS_BY_EXTENSION, image_info
+
+        path = self.image_file(item_id)
+        i = int(item_id)
+        suffix = Path(self._paths[i]).suffix.lower()
+        try:
+            found = image_info(path).format
+        except ImageError as exc:
+            raise ItemNotFound(f"item {i}: not an image ({exc.reason})") from None
+        if found not in FORMATS_BY_EXTENSION.get(suffix, ()):
+            raise ItemNotFound(f"item {i}: the file holds a {found} image, not the kind its name says "
+                               f"({suffix or 'none'})")
+        return path, mimetypes.guess_type(f"x{suffix}")[0] or "application/octet-stream"
+
     def thumbnail(self, item_id, size: int = THUMB_SIZE) -> bytes:
         """A JPEG of the item's image at most ``size`` px a side (kept in memory, never on disk)."""
         from PIL import Image
 
-        from ..images import open_image
+        from ..images import image_info, open_image
 
         i = self._check_id(item_id)
         key = (i, int(size))
@@ -293,11 +319,12 @@ class SimilarityService:
                 self._thumbs.move_to_end(key)
                 return self._thumbs[key]
         try:
-            with self._decoding:
-                picture = open_image(self.image_file(i))
+            path = self.image_file(i)
+            with self.budget.hold(photo_cost(image_info(path).pixels)), self._decoding:
+                picture = open_image(path)
+                picture.thumbnail((size, size), Image.Resampling.BILINEAR)
         except OSError as exc:  # ImageError: a file the run skipped or that changed since
             raise ItemNotFound(f"item {i}: image unreadable ({getattr(exc, 'reason', exc)})") from None
-        picture.thumbnail((size, size), Image.Resampling.BILINEAR)
         buf = io.BytesIO()
         picture.save(buf, format="JPEG", quality=85)
         data = buf.getvalue()
@@ -317,10 +344,19 @@ class SimilarityService:
 
 def _forward(embedder, picture) -> np.ndarray:
     """(d,) float32 vector of one RGB picture, preprocessed as ``Embedder.embed`` does its images."""
-    import torch
+    return _network(embedder, _pixels(embedder, picture))
 
+
+def _pixels(embedder, picture) -> np.ndarray:
+    """The network's uint8 (size, size, 3) input of one RGB picture, resized as ``Embedder.embed`` does."""
     from ..images import resize_image
 
-    pixels = resize_image(picture, embedder.size, embedder.resize)
+    return resize_image(picture, embedder.size, embedder.resize)
+
+
+def _network(embedder, pixels: np.ndarray) -> np.ndarray:
+    import torch
+
     batch = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()[None]
     return embedder.forward(batch).numpy()[0].astype(np.float32)
+
