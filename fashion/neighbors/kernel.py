@@ -4,8 +4,9 @@ The scores of a block of queries against a tile of the data come from torch's fp
 oneDNN: the fastest matrix product on the CPU), written into one reused buffer; each tile's
 ``torch.topk`` is merged into a running (rows, k) best per query block, so no score matrix larger
 than one tile ever exists (as scikit-learn's ``pairwise_distances_chunked``). A tile holds at most
-``working_memory`` bytes (default :data:`WORKING_MEMORY`) and at most a quarter of the data's size
-(or 1 MiB), so the search's peak memory stays within the data + 25 %.
+``working_memory`` bytes (default :data:`WORKING_MEMORY`) and at most an eighth of the data's size
+(or 1 MiB): with MKL's own buffers and the distance recompute's scratch, the search's peak memory
+stays within the data + 25 % (measured: benchmarks/README.md).
 
 Scores, higher is nearer: cosine ``q . x`` on unit rows; euclidean ``2 q . x - ||x||^2`` (= ||q||^2 -
 ||q - x||^2, the query's own norm dropped), on data the caller has centred (the expansion loses all
@@ -22,9 +23,10 @@ import numpy as np
 
 # Bytes of one tile of float32 scores (rows x columns) when the caller gives no budget.
 WORKING_MEMORY = 128 * 2**20
-# A tile also holds at most data_bytes / DATA_SHARE (peak memory <= data + 25 %), but never less than
+# A tile also holds at most data_bytes / DATA_SHARE (an eighth: the rest of the 25 % goes to MKL's
+# packing buffers and the recompute's scratch, ~20-30 MB measured at 8k x 2048), but never less than
 # MIN_TILE_BYTES (tiny data: a few large products rather than many Python-sized ones).
-DATA_SHARE = 4
+DATA_SHARE = 8
 MIN_TILE_BYTES = 2**20
 # Tile shape: rows a power of two up to MAX_TILE_ROWS, columns a multiple of COLUMN_STEP. MKL's GEMM
 # ran 1.3-1.5x slower on ragged shapes here (704 x 5818 against 1024 x 3968 or 2048 x 1024, 8k x 2048
@@ -50,7 +52,7 @@ def tile_shape(n_queries: int, n_data: int, tile_bytes: int) -> tuple[int, int]:
 
 def tile_budget(X: np.ndarray, working_memory: int | None = None) -> int:
     """Bytes of one score tile for data ``X``: ``working_memory`` (default :data:`WORKING_MEMORY`), but
-    at most a quarter of ``X``'s bytes or :data:`MIN_TILE_BYTES`, whichever is larger."""
+    at most an eighth of ``X``'s bytes or :data:`MIN_TILE_BYTES`, whichever is larger."""
     budget = WORKING_MEMORY if working_memory is None else int(working_memory)
     return min(budget, max(MIN_TILE_BYTES, X.nbytes // DATA_SHARE))
 
