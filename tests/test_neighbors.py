@@ -139,7 +139,7 @@ def test_an_exact_index_saved_with_the_old_engine_knobs_still_loads(data, tmp_pa
     arrays["__meta__"] = np.array(json.dumps(meta))
     np.savez(path, **arrays)
     loaded = load_index(path)
-    assert loaded.params == {}
+    assert loaded.params == {"working_memory": None}
     np.testing.assert_array_equal(loaded.kneighbors(Q, 5)[1], build_index("exact").fit(X).kneighbors(Q, 5)[1])
 
 

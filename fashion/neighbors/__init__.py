@@ -9,7 +9,8 @@ duplicates still find each other at distance 0.
 Metrics: ``"cosine"`` (1 - cos, vectors are L2-normalised at ``fit``) and ``"euclidean"`` (L2).
 Backends (``INDEXES``), one module per family:
 
-- ``exact`` (:mod:`.exact`): faiss' blocked brute force (``faiss.knn``) on the data in place.
+- ``exact`` (:mod:`.exact`): tiled float32 matrix products (torch's MKL GEMM) fused with a streaming
+  top-k (:mod:`.kernel`), on the data in place; ties at the k-th distance by index.
 - ``kdtree`` / ``balltree`` (:mod:`.trees`): scikit-learn trees (what the original study used).
 - ``faiss-flat`` (exact), ``faiss-hnsw`` / ``faiss-ivf`` (approximate) (:mod:`.faiss`).
 - ``faiss-ivfpq`` (approximate, compressed codes re-ranked exactly; :mod:`.ivfpq`).
@@ -50,7 +51,7 @@ _BACKENDS = {
 
 
 def auto_index_name() -> str:
-    """The backend ``"auto"`` means: ``exact`` (faiss' blocked brute force on the data in place; why,
+    """The backend ``"auto"`` means: ``exact`` (tiled GEMM + streaming top-k on the data in place; why,
     with the measurements, in ``benchmarks/README.md``). ``FASHION_AUTO_INDEX`` overrides the choice.
     """
     override = os.environ.get("FASHION_AUTO_INDEX")

@@ -73,18 +73,18 @@ def _check_metric(metric: str) -> str:
     return metric
 
 
-def _drop_self(idx: np.ndarray) -> np.ndarray:
-    """Drop each row's own index from (q, k+1) indices in ascending distance order; drop the last
-    column where it is absent (exact duplicates tied with it).
+def _drop_self(dist: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop each row's own index from (q, k+1) distances and indices in ascending distance order; drop
+    the last column where it is absent (exact duplicates tied with it).
 
-    >>> _drop_self(np.array([[1, 0, 2], [0, 1, 2]])).tolist()
+    >>> _drop_self(np.zeros((2, 3)), np.array([[1, 0, 2], [0, 1, 2]]))[1].tolist()
     [[1, 2], [0, 2]]
     """
     q, k1 = idx.shape
     mask = idx == np.arange(q)[:, None]
     mask[~mask.any(axis=1), -1] = True
     mask &= np.cumsum(mask, axis=1) == 1  # the own index appears at most once, but be safe
-    return idx[~mask].reshape(q, k1 - 1)
+    return dist[~mask].reshape(q, k1 - 1), idx[~mask].reshape(q, k1 - 1)
 
 
 def _sort_rows(dist: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,22 +100,22 @@ def _exact_distances(Q: np.ndarray, X: np.ndarray, idx: np.ndarray, metric: str)
     return np.sqrt(sq) if metric == "euclidean" else np.clip(sq / 2.0, 0.0, 2.0)
 
 
-def knn(Q: np.ndarray, X: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k with faiss' blocked brute force (``faiss.knn``) straight on the caller's arrays: no
-    index, no copy of X; faiss scores 4,096 queries x 1,024 points at a time (16 MiB)."""
-    import faiss
+def knn(Q: np.ndarray, X: np.ndarray, k: int, metric: str, **kernel) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k candidates (scores, indices) of float32 queries Q in X by tiled matrix products
+    (:func:`.kernel.topk_scores`: no copy of X, one score tile of working memory); scores rank only,
+    the reported distances are recomputed from the rows."""
+    from .kernel import topk_scores
 
-    kind = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-    dist, idx = faiss.knn(np.ascontiguousarray(Q, dtype=np.float32), X, k, metric=kind)
-    return dist, idx.astype(np.int64, copy=False)
-
+    return topk_scores(np.ascontiguousarray(Q, dtype=np.float32), X, k, metric, **kernel)
 
 
 class NeighborIndex:
     """Common ``fit`` / ``kneighbors`` / ``save`` logic; backends implement ``_build`` and ``_search``.
 
     ``_search(Q, k)`` gets preprocessed float32 queries (unit rows for cosine) and returns
-    ``(dist, idx)`` of shape (q, k) whose indices are the k nearest (distances need not be exact).
+    ``(dist, idx)`` of shape (q, k') with k' >= k, whose indices include the k nearest (distances need
+    not be exact): the k' candidates are ranked by their recomputed distances, ties by index, and the
+    first k kept.
     """
 
     name = "base"
@@ -180,12 +180,13 @@ class NeighborIndex:
                     f"query X has {Q.shape[1]} features but the index was fitted with {self._X.shape[1]}"
                 )
             Q, kk = self._prepare(Q, "query X"), k
-        _, idx = self._search(Q, kk)
+        _, idx = self._search(Q, kk)  # may hold more than kk candidates: the first kk by distance count
         idx = self._repair_missing(Q, np.asarray(idx, dtype=np.int64), kk)
-        if self_excluded:  # before the recompute: k distances a row, not k + 1
-            idx = _drop_self(idx)
         dist, idx = _sort_rows(_exact_distances(Q, self._X, idx, self.metric), idx)
-        return dist.astype(np.float32), idx
+        dist, idx = dist[:, :kk], idx[:, :kk]
+        if self_excluded:
+            dist, idx = _drop_self(dist, idx)
+        return dist.astype(np.float32), np.ascontiguousarray(idx)
 
     def save(self, path) -> Path:
         """Write the index atomically as ``.npz`` (arrays + JSON parameters, no pickle)."""

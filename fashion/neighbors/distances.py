@@ -24,9 +24,9 @@ NORM_SLICE = 32
 # float32 sums are trusted in [2^-60, 2^100]: below 2^100 no term can have overflowed, and above 2^-60
 # terms lost to underflow (< 2^-126 each) weigh < d 2^-66 relative. Outside: float64 differences.
 TRUSTED = (2.0**-60, 2.0**100)
-# Elements per chunk of the float64 fallback (chunk x k x d) and of the slice ids (16 MiB of int64).
+# Elements per chunk of the float64 fallback (chunk x k x d) and of the slice ids (4 MiB of int64).
 _CHUNK_ELEMENTS = 2**22
-_ID_ELEMENTS = 2**21
+_ID_ELEMENTS = 2**19
 
 
 def pair_sq_distances(Q: np.ndarray, X: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -1,0 +1,157 @@
+"""The exact kernel (tiled GEMM + streaming top-k) against numpy brute force: random, duplicated and
+tied data, both metrics, all-pairs and explicit queries, k = 1 and k = n - 1, tiles far smaller than
+the data (many merges), float64 input; ties ordered by index."""
+
+import numpy as np
+import pytest
+
+from fashion.neighbors import build_index
+from fashion.neighbors.exact import TIE_MARGIN
+from fashion.neighbors.kernel import MIN_TILE_BYTES, WORKING_MEMORY, tile_budget, tile_shape, topk_scores
+
+METRICS = ("cosine", "euclidean")
+# working_memory values: 256 bytes = tiles of 2 x 32 scores; 1000 bytes = 5 x 50 (uneven edges); default
+TILES = (256, 1000, None)
+
+
+def brute(X, Q, metric, exclude_self=False):
+    """float64 (q, n) distances of the float32 rows, the reference."""
+    X, Q = X.astype(np.float32).astype(np.float64), Q.astype(np.float32).astype(np.float64)
+    if metric == "cosine":
+        X = X / np.linalg.norm(X, axis=1, keepdims=True)
+        Q = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    D = np.sqrt(((Q[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    if metric == "cosine":
+        D = D**2 / 2
+    if exclude_self:
+        np.fill_diagonal(D, np.inf)
+    return D
+
+
+def by_index(D, k):
+    """The reference answer: each row's k smallest distances, ties by index."""
+    order = np.lexsort((np.broadcast_to(np.arange(D.shape[1]), D.shape), D), axis=1)[:, :k]
+    return np.take_along_axis(D, order, 1), order
+
+
+def assert_exact(D, dist, idx, tol=1e-5):
+    """Distances are the k smallest; every index outside a tie at the k-th distance is the reference's."""
+    k = idx.shape[1]
+    ref_d, _ = by_index(D, k)
+    np.testing.assert_allclose(dist, ref_d, rtol=tol, atol=tol)
+    np.testing.assert_allclose(np.take_along_axis(D, idx, 1), dist, rtol=tol, atol=tol)
+    for row in range(len(idx)):
+        sure = set(np.flatnonzero(D[row] < ref_d[row, -1] - tol).tolist())
+        assert sure <= set(idx[row].tolist()) and len(set(idx[row].tolist())) == k, row
+
+
+def random_data(n=150, d=24, seed=0):
+    return np.abs(np.random.default_rng(seed).normal(size=(n, d))).astype(np.float32)
+
+
+def copies_data(seed=1):
+    """50 distinct points, three exact copies of each, shuffled: every query has groups of 3 equal distances."""
+    X = random_data(50, 20, seed)
+    return X[np.random.default_rng(seed).permutation(np.repeat(np.arange(50), 3))]
+
+
+def grid_data(seed=2):
+    """Small integer vectors: many exact duplicates and large groups of equal distances."""
+    return np.random.default_rng(seed).integers(1, 4, (120, 4)).astype(np.float32)
+
+
+DATA = {"random": random_data, "copies": copies_data, "grid": grid_data}
+
+
+@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("kind", DATA)
+def test_all_pairs_match_brute_force(kind, metric, tile):
+    X = DATA[kind]()
+    index = build_index("exact", metric, working_memory=tile).fit(X)
+    D = brute(X, X, metric, exclude_self=True)
+    for k in (1, 7, len(X) - 1):
+        dist, idx = index.kneighbors(None, k)
+        assert dist.dtype == np.float32 and idx.dtype == np.int64 and idx.shape == (len(X), k)
+        assert not (idx == np.arange(len(X))[:, None]).any()  # itself left out by index, duplicates kept
+        assert_exact(D, dist, idx)
+
+
+@pytest.mark.parametrize("tile", TILES)
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("kind", DATA)
+def test_queries_match_brute_force(kind, metric, tile):
+    X = DATA[kind]()
+    Q = np.vstack([X[::7], random_data(9, X.shape[1], seed=5) * X.max()])  # members (distance 0) and others
+    index = build_index("exact", metric, working_memory=tile).fit(X)
+    D = brute(X, Q, metric)
+    for k in (1, 10, len(X)):
+        dist, idx = index.kneighbors(Q, k)
+        assert idx.shape == (len(Q), k)
+        assert_exact(D, dist, idx)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_ties_are_broken_by_index(metric):
+    """Groups of equal distances no larger than TIE_MARGIN + 1: exactly the reference, ties by index,
+    whatever the tiling; copies of the query find each other first."""
+    X = copies_data()
+    assert 3 <= TIE_MARGIN + 1
+    D = brute(X, X, metric, exclude_self=True)
+    for tile in TILES:
+        for k in (1, 2, 4, 5, 8):
+            dist, idx = build_index("exact", metric, working_memory=tile).fit(X).kneighbors(None, k)
+            np.testing.assert_array_equal(idx, by_index(D, k)[1], err_msg=f"tile={tile} k={k}")
+            assert (dist[:, :2] == 0).all()  # the two other copies, at distance exactly 0
+
+
+def test_float64_input_gives_the_float32_answer():
+    X = random_data(80, 16).astype(np.float64) + 1e-9
+    for metric in METRICS:
+        a = build_index("exact", metric, working_memory=256).fit(X).kneighbors(None, 5)
+        b = build_index("exact", metric).fit(X.astype(np.float32)).kneighbors(None, 5)
+        np.testing.assert_array_equal(a[1], b[1])
+        np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_kernel_scores_and_self_exclusion():
+    X = random_data(90, 12)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    for tile in TILES:
+        s, i = topk_scores(Xn, Xn, 6, "cosine", exclude_self=True, working_memory=tile)
+        assert s.dtype == np.float32 and i.dtype == np.int64
+        assert (np.diff(s, axis=1) <= 0).all() and not (i == np.arange(90)[:, None]).any()
+        full = Xn.astype(np.float64) @ Xn.T.astype(np.float64)
+        np.fill_diagonal(full, -np.inf)
+        np.testing.assert_allclose(s, -np.sort(-full, axis=1)[:, :6], atol=1e-6)
+        np.testing.assert_allclose(np.take_along_axis(full, i, 1), s, atol=1e-6)
+        # k = n: every other point, then itself last at -inf
+        s, i = topk_scores(Xn, Xn, 90, "cosine", exclude_self=True, working_memory=tile)
+        assert (i[:, -1] == np.arange(90)).all() and np.isneginf(s[:, -1]).all()
+        Xc = X - X.mean(0)  # euclidean: 2 q.x - ||x||^2 ranks like -||q - x||^2
+        s, i = topk_scores(Xc[:7], Xc, 3, "euclidean", working_memory=tile)
+        D = ((Xc[:7, None, :].astype(np.float64) - Xc[None]) ** 2).sum(-1)
+        np.testing.assert_array_equal(i, np.argsort(D, axis=1)[:, :3])
+    with pytest.raises(ValueError, match="k must be in 1..90"):
+        topk_scores(Xn, Xn, 91, "cosine")
+
+
+def test_tiles_stay_within_the_budget():
+    assert tile_shape(100_000, 100_000, WORKING_MEMORY) == (2048, 16384)
+    for q, n, budget in [(8000, 8000, 15_625_000), (7, 3, 2**20), (1, 10**6, 2**27), (10**5, 5, 256)]:
+        rows, cols = tile_shape(q, n, budget)
+        assert 1 <= rows <= q and 1 <= cols <= n and rows * cols * 4 <= max(budget, 256)
+    X = np.zeros((8000, 2048), dtype=np.float32)
+    assert tile_budget(X) == X.nbytes // 8  # an eighth of the data: peak <= data + 25 %
+    assert tile_budget(X, 10**6) == 10**6
+    assert tile_budget(np.zeros((10, 10), dtype=np.float32)) == MIN_TILE_BYTES
+
+
+def test_exact_matches_faiss_flat_on_random_data():
+    pytest.importorskip("faiss")
+    X = random_data(400, 64, seed=9)
+    for metric in METRICS:
+        a = build_index("exact", metric, working_memory=4096).fit(X).kneighbors(None, 10)
+        b = build_index("faiss-flat", metric).fit(X).kneighbors(None, 10)
+        np.testing.assert_array_equal(a[1], b[1])
+        np.testing.assert_array_equal(a[0], b[0])
