@@ -111,3 +111,26 @@ def test_measure_sim_help_names_the_bundled_model():
     args = p.parse_args(["--output-dir", "out"])
     assert args.model is None and args.arch is None
     assert "bundled clothing model" in p.format_help()
+
+
+def test_quick_start_run_searches_and_predicts_with_the_bundled_model(tmp_path):
+    """measure_sim's defaults embed with the bundled model's head; `fashion search PHOTO --run out` then
+    names a predicted category (the service's classifier is the run's model)."""
+    import os
+    import subprocess
+
+    from fashion import sample
+    from fashion.modelio import bundled_model_dir
+    from fashion.retrieval import MeasureConfig, run
+
+    out = tmp_path / "out"
+    run(MeasureConfig(output_dir=os.fspath(out), limit=30, k=5, grids=0, runtime="torch", num_workers=0,
+                      insight=False))
+    info = json.loads((out / "run.json").read_text())
+    assert info["embedder"]["model_dir"] == os.fspath(bundled_model_dir()) and info["embedder"]["layer"] == "head"
+    photo = sorted((sample.sample_root() / "img" / "Shoes").glob("*.jpg"))[-1]
+    done = subprocess.run([sys.executable, "-m", "fashion", "search", os.fspath(photo), "--run", os.fspath(out),
+                           "--json", "--no-grids", "-k", "3"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)[0]
+    assert found["prediction"]["label"] == "shoes" and len(found["results"]) == 3
