@@ -28,8 +28,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from fashion.errors import FashionError
 from fashion.modelio import CONFIG_FILE, WEIGHTS_FILE, ModelInfo, load_model, save_state_dict
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling maintainer script
+from make_sample import report, swap_in  # noqa: E402
 
 log = logging.getLogger("bundle_model")
 
@@ -66,12 +68,7 @@ def bundle_model(run_dir, dst, dtype: str = "float16", data=None) -> Path:
             check = precision_check(loaded, load_model(building), data)
             (building / "fp16_check.json").write_text(json.dumps(check, indent=2) + "\n", encoding="utf-8")
             log.info("stored weights vs the run's: %s", json.dumps(check))
-        old = dst.with_name(f".{dst.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if dst.exists():
-            os.replace(dst, old)
-        os.replace(building, dst)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_in(building, dst)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
@@ -116,13 +113,7 @@ def main(argv=None) -> int:
                         help="clothing-dataset-small root: check the stored weights on its test split")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        dest = bundle_model(args.run_dir, args.dest, dtype=args.dtype, data=args.data)
-    except (FashionError, OSError) as exc:
-        print(f"bundle_model.py: error: {exc}", file=sys.stderr)
-        return 2
-    print(dest)
-    return 0
+    return report("bundle_model.py", lambda: bundle_model(args.run_dir, args.dest, dtype=args.dtype, data=args.data))
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def build_sample(
         entries = _select(src, classes, per_class, seed, building, long_side, source)
         _write_annotations(building, entries)
         _write_docs(src, building, entries, per_class, long_side, seed, source)
-        _swap_in(building, dst)
+        swap_in(building, dst)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
@@ -324,8 +324,8 @@ def _refuse_foreign(dst: Path) -> None:
             raise FashionError(f"{dst} exists and is not a sample built by fashion; refusing to replace it")
 
 
-def _swap_in(building: Path, dst: Path) -> None:
-    """Move the finished tree to ``dst``, replacing an old sample there."""
+def swap_in(building: Path, dst: Path) -> None:
+    """Move the finished tree to ``dst``, replacing an old one there (also scripts/bundle_model.py's)."""
     old = dst.with_name(f".{dst.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if dst.exists():
@@ -348,11 +348,16 @@ def main(argv=None) -> int:
                         help="the source split every photo comes from, or all: each status from its own split")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return report("make_sample.py", lambda: build_sample(args.src, args.dest, per_class=args.per_class,
+                                                          long_side=args.long_side, seed=args.seed, source=args.source))
+
+
+def report(script: str, call) -> int:
+    """Run ``call()``: print the path it returns and give 0, or a FashionError / OSError as one line and 2."""
     try:
-        dest = build_sample(args.src, args.dest, per_class=args.per_class, long_side=args.long_side, seed=args.seed,
-                            source=args.source)
+        dest = call()
     except (FashionError, OSError) as exc:
-        print(f"make_sample.py: error: {exc}", file=sys.stderr)
+        print(f"{script}: error: {exc}", file=sys.stderr)
         return 2
     print(dest)
     return 0
