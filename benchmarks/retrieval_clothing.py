@@ -65,6 +65,7 @@ def main(argv=None) -> int:
             query_split = MODES[mode]
             tag = f"{kind}-{mode}".replace("+", "")
             config = MeasureConfig(input=args.data, output_dir=str(out / tag), model=model, layer=layer,
+                                   arch=None if model else "efficientnet_lite0",  # the bare ImageNet row
                                    k=args.k, index=args.index, query_split=query_split, grids=args.grids,
                                    limit=args.limit, cache_dir=str(out / "cache"))
             m = run(config).metrics

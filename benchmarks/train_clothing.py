@@ -26,6 +26,7 @@ run and copies its loss curves and confusion matrix into ``--images``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -52,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="peak LR of stage 1 (fastai fine_tune's 2e-3); 0 = the LR finder's suggestion")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--holdout", type=float, default=None, metavar="SHARE",
+                   help="train on the train + validation photos, holding out this seeded share of them (e.g. 0.05) "
+                        "as the validation set that picks the best epoch (the bundled model's run)")
     from fashion.cli import add_train_levers
 
     add_train_levers(p)
@@ -166,11 +170,15 @@ def main(argv=None) -> int:
     from fashion.training.config import LEVERS
 
     items = datasets.load(args.data, format="folder")
+    holdout = {}
+    if args.holdout is not None:  # one pool of train + valid; split_items holds out valid_pct of it (seeded)
+        items = dataclasses.replace(items, frame=items.frame.assign(split=items.frame["split"].replace({"valid": "train"})))
+        holdout = {"valid_pct": args.holdout}
     logging.info("%s", datasets.describe(items))
     epochs = [int(e) for e in args.epochs.split(",")]
     config = TrainConfig(arch=args.arch, size=args.size, final_size=args.final_size, epochs=tuple(epochs[:3]),
                          lr=args.lr or None, batch_size=args.batch_size, lr_find_iters=args.lr_find_iters, seed=args.seed,
-                         **{name: getattr(args, name) for name in LEVERS})
+                         **holdout, **{name: getattr(args, name) for name in LEVERS})
     for i, n in enumerate(epochs[3:], start=4):  # more fine-tuning at the final size, as stage 3
         last = config.stages[-1]
         config.stages.append(Stage(f"stage{i}", n, last.lr, False, args.final_size, last.lr_div))

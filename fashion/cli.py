@@ -110,8 +110,9 @@ def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
                    help="dataset root (DeepFashion Category, In-shop or image folders); default: the bundled sample")
     _output_dir(p, "where the run's files go (also --output_dir, and the original study's --ouput_dir)")
     p.add_argument("--model", default=d["model"], metavar="DIR",
-                   help="trained model directory from `fashion train`; default: the pretrained backbone")
-    p.add_argument("--arch", default=d["arch"], help="backbone when no --model is given")
+                   help="trained model directory from `fashion train`; default: the bundled clothing model")
+    p.add_argument("--arch", default=d["arch"],
+                   help="a bare ImageNet backbone (e.g. efficientnet_lite0) instead of the bundled clothing model")
     p.add_argument("-k", "--k", type=_positive_int, default=d["k"], help="neighbours per query")
     p.add_argument("--index", default=d["index"], choices=INDEXES, help="nearest-neighbour backend")
     p.add_argument("--metric", default=d["metric"], choices=METRICS, help="distance between embeddings")

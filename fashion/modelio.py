@@ -105,6 +105,17 @@ def export_model(output_dir, model: "nn.Module", info: "ModelInfo") -> Path:
     return output_dir / WEIGHTS_FILE
 
 
+def bundled_model_dir() -> Path:
+    """The clothing model shipped inside the package (``fashion/data/model``, its card in README.md):
+    what every entry point embeds and classifies with when given no ``--model`` and no ``--arch``.
+    FileNotFoundError when it is not installed."""
+    directory = Path(__file__).resolve().parent / "data" / "model"
+    if not (directory / CONFIG_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"the bundled clothing model is missing at {directory} (model.json + "
+                                f"{WEIGHTS_FILE}); reinstall fashion, or pass --model DIR or --arch NAME")
+    return directory
+
+
 # ------------------------------------------------------------------------------------------ model.json
 
 MAX_IMAGE_SIZE = 4096  # px; beyond this a model.json value is a typo, not a model

@@ -48,7 +48,8 @@ class MeasureConfig:
     """Options of a retrieval run (the CLI maps its flags one-to-one onto these fields).
 
     input: dataset root (None = the bundled sample); output_dir: where the files go;
-    model: trained model dir (None = pretrained ``arch``); k: neighbours per query;
+    model: trained model dir; arch: a bare ImageNet backbone instead; neither: the bundled clothing
+    model (``fashion.embedding.resolve_model``, applied on construction); k: neighbours per query;
     index/metric: fashion.neighbors backend and distance; size: image px (None = model's);
     format: auto/deepfashion/inshop/folder; split: keep only these splits ("train,valid" allowed);
     query_split: queries from this split, gallery = the rest; limit: a seeded random subset of this
@@ -64,7 +65,7 @@ class MeasureConfig:
     input: str | None = None
     output_dir: str | None = None
     model: str | None = None
-    arch: str = "efficientnet_lite0"
+    arch: str | None = None
     k: int = 10
     index: str = "auto"
     metric: str = "cosine"
@@ -83,6 +84,11 @@ class MeasureConfig:
     insight: bool = True
     duplicate_threshold: float = DEFAULT_THRESHOLD
     map_method: str = "auto"
+
+    def __post_init__(self):
+        from .embedding.embedder import resolve_model
+
+        self.model, self.arch = resolve_model(self.model, self.arch)
 
 
 # ------------------------------------------------------------------------------------------- stages

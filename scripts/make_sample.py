@@ -13,8 +13,10 @@ The sample is laid out exactly as a DeepFashion Category & Attribute Prediction 
     README.md  SOURCE.md  LICENSE
 
 made from clothing-dataset-small (CC0, 10 classes, ``{train,validation,test}/<class>/*.jpg``) by
-:func:`build_sample`: a seeded selection per class and split, EXIF orientation applied, long side
-reduced to 300 px, re-encoded as JPEG.
+:func:`build_sample`: a seeded selection per class from the source's ``test`` split only (photos the
+bundled clothing model never saw, so the quick start's figures are on unseen photos), divided into the
+sample's own train / val / test statuses, EXIF orientation applied, long side reduced to 300 px,
+re-encoded as JPEG. ``--source all`` draws each status from the source split of that name instead.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import random
 import shutil
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +56,7 @@ CATEGORIES: dict[str, tuple[str, int]] = {
 }
 # source split folder → DeepFashion evaluation_status
 _SPLITS = (("train", "train"), ("validation", "val"), ("test", "test"))
+SOURCES = ("test", "train", "validation", "all")  # build_sample's source: one split, or each from its own
 _TYPE_NAMES = {1: "upper-body", 2: "lower-body", 3: "full-body"}
 
 
@@ -69,14 +73,18 @@ class _Entry:
 def build_sample(
     src: str | os.PathLike,
     dst: str | os.PathLike,
-    per_class: int = 24,
+    per_class: int = 80,  # more than any class of the test split has (shoes: 73): all of its 372 photos
     long_side: int = 300,
     seed: int = 0,
+    source: str = "test",
 ) -> Path:
     """Build the DeepFashion-style sample at ``dst`` from clothing-dataset-small at ``src``; return ``dst``.
 
-    Per class, about 2/3 of ``per_class`` images come from ``train`` and 1/6 each from ``validation``
-    (status "val") and ``test``, chosen by a seeded shuffle; unreadable images are skipped. ``dst`` is
+    ``source`` names one source split (``train``, ``validation`` or ``test``): per class, ``per_class``
+    images of it (all of them where it has fewer), chosen by a seeded shuffle, about 2/3 given status
+    "train" and 1/6 each "val" and "test". ``source="all"``: about 2/3 of ``per_class`` come from
+    ``train`` and 1/6 each from ``validation`` (status "val") and ``test``. Unreadable images are
+    skipped. ``dst`` is
     built beside itself and swapped in at the end, so it is never half-written; an existing ``dst``
     is replaced only if it looks like a sample.
     """
@@ -85,15 +93,17 @@ def build_sample(
         raise ConfigError(f"per_class must be at least 3 (one image per split), got {per_class}")
     if long_side < 16:
         raise ConfigError(f"long_side must be at least 16 pixels, got {long_side}")
+    if source not in SOURCES:
+        raise ConfigError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     classes = _source_classes(src)
     _refuse_foreign(dst)
     building = dst.with_name(f".{dst.name}.building")
     shutil.rmtree(building, ignore_errors=True)
     try:
-        entries = _select(src, classes, per_class, seed, building, long_side)
+        entries = _select(src, classes, per_class, seed, building, long_side, source)
         _write_annotations(building, entries)
-        _write_docs(src, building, entries, per_class, long_side, seed)
-        _swap_in(building, dst)
+        _write_docs(src, building, entries, per_class, long_side, seed, source)
+        swap_in(building, dst)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
@@ -121,28 +131,44 @@ def _category(name: str) -> tuple[str, int]:
     return CATEGORIES.get(name, ("-".join(p.capitalize() for p in name.split("-")), 1))
 
 
-def _select(src: Path, classes: list[str], per_class: int, seed: int, out: Path, long_side: int) -> list[_Entry]:
+def _quota(n: int) -> dict[str, int]:
+    """Images per status of a class of ``n``: about 2/3 train, 1/6 each val and test."""
+    n_held = max(1, round(n / 6))
+    return {"train": n - 2 * n_held, "val": n_held, "test": n_held}
+
+
+def _select(src: Path, classes: list[str], per_class: int, seed: int, out: Path, long_side: int,
+            source: str = "test") -> list[_Entry]:
     """Pick, resize and write the images of every class; return them in annotation order."""
-    n_held = max(1, round(per_class / 6))
-    quota = {"train": per_class - 2 * n_held, "val": n_held, "test": n_held}
     # annotation order as in DeepFashion: by category id, then file number
     order = sorted(classes, key=lambda c: (_category(c)[1], _category(c)[0]))
     entries: list[_Entry] = []
     for cls in order:
         category = _category(cls)[0]
-        number = 0
-        for folder, status in _SPLITS:
-            for source, image in _pick(src / folder / cls, quota[status], f"{seed}/{folder}/{cls}", long_side):
-                number += 1
-                relpath = f"img/{category}/img_{number:08d}.jpg"
-                _save_jpeg(image, out / relpath)
-                entries.append(_Entry(source, relpath, category, status))
+        if source == "all":
+            quota = _quota(per_class)
+            picks = [(status, pick) for folder, status in _SPLITS
+                     for pick in _pick(src / folder / cls, quota[status], f"{seed}/{folder}/{cls}", long_side)]
+        else:
+            count = min(per_class, len(_image_files(src / source / cls)))
+            chosen = _pick(src / source / cls, count, f"{seed}/{source}/{cls}", long_side, exact=False)
+            statuses = [status for _, status in _SPLITS for _ in range(_quota(len(chosen))[status])]
+            picks = list(zip(statuses, chosen))
+        for number, (status, (path, image)) in enumerate(picks, start=1):
+            relpath = f"img/{category}/img_{number:08d}.jpg"
+            _save_jpeg(image, out / relpath)
+            entries.append(_Entry(path, relpath, category, status))
     return entries
 
 
-def _pick(folder: Path, count: int, seed: str, long_side: int) -> list[tuple[Path, object]]:
-    """``count`` readable images of ``folder`` in a seeded random order, resized: [(path, image)]."""
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
+def _pick(folder: Path, count: int, seed: str, long_side: int, exact: bool = True) -> list[tuple[Path, object]]:
+    """``count`` readable images of ``folder`` in a seeded random order, resized: [(path, image)];
+    fewer than ``count`` is an error only when ``exact``."""
+    files = _image_files(folder)
     random.Random(seed).shuffle(files)
     chosen = []
     for path in files:
@@ -152,8 +178,8 @@ def _pick(folder: Path, count: int, seed: str, long_side: int) -> list[tuple[Pat
             chosen.append((path, _shrink(open_image(path), long_side)))
         except ImageError as exc:
             log.warning("skipping %s", exc)
-    if len(chosen) < count:
-        raise FashionError(f"{folder}: only {len(chosen)} readable images, need {count}")
+    if len(chosen) < (count if exact else 3):  # a class needs one photo for each status
+        raise FashionError(f"{folder}: only {len(chosen)} readable images, need {count if exact else 3}")
     return chosen
 
 
@@ -193,17 +219,18 @@ def _write_annotations(out: Path, entries: list[_Entry]) -> None:
     write_text(out / "Eval" / "list_eval_partition.txt", _list_file("image_name  evaluation_status", statuses, 72))
 
 
-def _write_docs(src: Path, out: Path, entries: list[_Entry], per_class: int, long_side: int, seed: int) -> None:
+def _write_docs(src: Path, out: Path, entries: list[_Entry], per_class: int, long_side: int, seed: int,
+                source: str = "test") -> None:
     """README.md, SOURCE.md and the source's LICENSE beside the images."""
     if (src / "LICENSE").is_file():
         shutil.copyfile(src / "LICENSE", out / "LICENSE")
     else:
         log.warning("%s has no LICENSE file; the sample will have none", src)
-    write_text(out / "README.md", _readme(entries, long_side))
-    write_text(out / "SOURCE.md", _source_note(src, entries, per_class, long_side, seed))
+    write_text(out / "README.md", _readme(entries, long_side, source))
+    write_text(out / "SOURCE.md", _source_note(src, entries, per_class, long_side, seed, source))
 
 
-def _readme(entries: list[_Entry], long_side: int) -> str:
+def _readme(entries: list[_Entry], long_side: int, source: str = "test") -> str:
     types = {name: kind for name, kind in CATEGORIES.values()}
     rows = []
     for cid, category in enumerate(dict.fromkeys(e.category for e in entries), start=1):
@@ -229,12 +256,25 @@ read by the same code as the full benchmark (`fashion.datasets.load(fashion.samp
 `category_type` is DeepFashion's 1 upper-body, 2 lower-body, 3 full-body. Hats and shoes are none of
 these; by convention hats are given type 1 (worn above the waist) and shoes type 2 (worn below it).
 
+{_origin(source)}
+
 Licence: CC0 1.0, as the source dataset (see `LICENSE`). Where it comes from and how to rebuild it:
 `SOURCE.md`.
 """
 
 
-def _source_note(src: Path, entries: list[_Entry], per_class: int, long_side: int, seed: int) -> str:
+def _origin(source: str) -> str:
+    if source == "all":
+        return "Each status comes from the source split of that name (train, validation, test)."
+    note = f"Every photo comes from the source's `{source}` split; train / val / test are the sample's own statuses."
+    if source == "test":
+        note += (" The bundled clothing model (`fashion/data/model`) was trained on the source's train and "
+                 "validation photos only, so it has seen none of these.")
+    return textwrap.fill(note, width=100, break_on_hyphens=False)
+
+
+def _source_note(src: Path, entries: list[_Entry], per_class: int, long_side: int, seed: int,
+                 source: str = "test") -> str:
     upstream = (src / "SOURCE.md").read_text(encoding="utf-8").strip() if (src / "SOURCE.md").is_file() else ""
     quoted = "\n".join(f"> {line}" if line else ">" for line in upstream.splitlines())
     quoted = quoted or "> (the source has no SOURCE.md)"
@@ -249,17 +289,14 @@ The source's own note:
 
 ## How it was made
 
-`scripts/make_sample.py` (`build_sample(src, dst, per_class={per_class}, long_side={long_side}, seed={seed})`):
-for every class, a seeded shuffle (`random.Random("<seed>/<split>/<class>")`) of the sorted file
-names of each source split picks {per_class - 2 * max(1, round(per_class / 6))} images from `train`, \
-{max(1, round(per_class / 6))} from `validation` (status `val`) and {max(1, round(per_class / 6))} from `test`
-(unreadable files are skipped). Each image is opened with `fashion.images.open_image` (EXIF
+`scripts/make_sample.py` (`build_sample(src, dst, per_class={per_class}, long_side={long_side}, seed={seed}, \
+source="{source}")`): {_how(per_class, source)} (unreadable files are skipped). Each image is opened with `fashion.images.open_image` (EXIF
 orientation applied, RGB), resized with Lanczos so its long side is {long_side} px, and saved as a
 progressive JPEG of quality {JPEG_QUALITY} without metadata.
 
 Rebuild it (the output is replaced as a whole):
 
-    python scripts/make_sample.py /path/to/clothing-dataset-small fashion/data/sample
+    python scripts/make_sample.py /path/to/clothing-dataset-small fashion/data/sample{"" if source == "test" else f" --source {source}"}
 
 ## File mapping (sample <- source)
 
@@ -269,6 +306,17 @@ Rebuild it (the output is replaced as a whole):
 """
 
 
+def _how(per_class: int, source: str) -> str:
+    if source == "all":
+        quota = _quota(per_class)
+        return (f"for every class, a seeded shuffle (`random.Random(\"<seed>/<split>/<class>\")`) of the sorted "
+                f"file names of each source split picks {quota['train']} images from `train`, {quota['val']} from "
+                f"`validation` (status `val`) and {quota['test']} from `test`")
+    return (f"for every class, a seeded shuffle (`random.Random(\"<seed>/{source}/<class>\")`) of the sorted file "
+            f"names of the source's `{source}` split picks {per_class} images (all of them where the class has "
+            "fewer); in that order about 2/3 get status `train`, then 1/6 `val` and 1/6 `test`")
+
+
 def _refuse_foreign(dst: Path) -> None:
     """Refuse to replace a non-empty ``dst`` that is not a previously built sample."""
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
@@ -276,8 +324,8 @@ def _refuse_foreign(dst: Path) -> None:
             raise FashionError(f"{dst} exists and is not a sample built by fashion; refusing to replace it")
 
 
-def _swap_in(building: Path, dst: Path) -> None:
-    """Move the finished tree to ``dst``, replacing an old sample there."""
+def swap_in(building: Path, dst: Path) -> None:
+    """Move the finished tree to ``dst``, replacing an old one there (also scripts/bundle_model.py's)."""
     old = dst.with_name(f".{dst.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if dst.exists():
@@ -291,17 +339,25 @@ def main(argv=None) -> int:
                 if p.default is not inspect.Parameter.empty}
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("source", metavar="SRC", help="clothing-dataset-small root (train/validation/test folders)")
+    parser.add_argument("src", metavar="SRC", help="clothing-dataset-small root (train/validation/test folders)")
     parser.add_argument("dest", metavar="DST", help="where to write the DeepFashion-layout sample")
     parser.add_argument("--per-class", type=int, default=defaults["per_class"], help="images per class")
     parser.add_argument("--long-side", type=int, default=defaults["long_side"], help="longest image side, px")
     parser.add_argument("--seed", type=int, default=defaults["seed"], help="seed of the selection")
+    parser.add_argument("--source", default=defaults["source"], choices=SOURCES,
+                        help="the source split every photo comes from, or all: each status from its own split")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return report("make_sample.py", lambda: build_sample(args.src, args.dest, per_class=args.per_class,
+                                                          long_side=args.long_side, seed=args.seed, source=args.source))
+
+
+def report(script: str, call) -> int:
+    """Run ``call()``: print the path it returns and give 0, or a FashionError / OSError as one line and 2."""
     try:
-        dest = build_sample(args.source, args.dest, per_class=args.per_class, long_side=args.long_side, seed=args.seed)
+        dest = call()
     except (FashionError, OSError) as exc:
-        print(f"make_sample.py: error: {exc}", file=sys.stderr)
+        print(f"{script}: error: {exc}", file=sys.stderr)
         return 2
     print(dest)
     return 0

@@ -29,11 +29,14 @@ def chromium():
 
 @pytest.fixture(scope="session")
 def sample_run(tmp_path_factory):
-    """A small finished run on the bundled sample (60 photos, torch runtime, k = 5): the service tests' data."""
+    """A small finished run on the bundled sample (60 photos, torch runtime, k = 5): the service tests' data.
+    The bare ImageNet backbone (no trained head, so photo searches carry no prediction); the bundled
+    model's run is tests/test_bundle_model.py's."""
     from fashion.retrieval import MeasureConfig, run
 
     out = tmp_path_factory.mktemp("sample_run") / "out"
-    run(MeasureConfig(output_dir=os.fspath(out), limit=60, k=5, grids=0, runtime="torch", num_workers=0))
+    run(MeasureConfig(output_dir=os.fspath(out), arch="efficientnet_lite0", limit=60, k=5, grids=0, runtime="torch",
+                      num_workers=0))
     return out
 
 

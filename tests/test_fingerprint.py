@@ -74,9 +74,18 @@ def fingerprint(output_dir: Path) -> dict:
     import numpy as np
     import pandas as pd
 
+    import torch
+
     from fashion.retrieval import MeasureConfig, run
 
-    result = run(MeasureConfig(output_dir=str(output_dir), runtime="torch"))
+    # one torch thread: oneDNN's reductions split by thread count, and earlier tests in the same
+    # process (or the machine's core count) change it; the vectors moved with it (P@10 0.5283 vs 0.5288)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = run(MeasureConfig(output_dir=str(output_dir), runtime="torch"))
+    finally:
+        torch.set_num_threads(threads)
     vectors = np.load(result.output_dir / "embeddings.npy")
     table = pd.read_csv(result.output_dir / "neighbors.csv")
     columns = (table["query"].to_numpy(np.int64), table["neighbor"].to_numpy(np.int64),

@@ -108,7 +108,7 @@ def test_readme_quick_start_gallery_loads_from_a_relative_output_dir(browser, tm
     assert insight >= 1 and len(widths) == 12 + insight and all(w > 0 for w in widths), widths
     body = page.inner_text("body")
     assert body.index("precision@10: ") < body.index("precision_at_k")  # words first, raw keys after
-    assert " over 240 queries" in body
+    assert " over 372 queries" in body  # the bundled sample: the 372 test photos
     assert not events["errors"]
     page.close()
 

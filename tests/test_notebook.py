@@ -38,7 +38,7 @@ def test_notebook_runs_on_the_sample(tmp_path, monkeypatch):
                  "top_losses.png", "suspect_labels.csv", "lr_find_stage3.png", "loss_stage3.png", "run.json"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["test"]["n"] == 40 and metrics["counts"]["classes"] == 10
+    assert metrics["test"]["n"] == 61 and metrics["counts"]["classes"] == 10
     executed = json.loads((tmp_path / "train.out.ipynb").read_text())
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     figures = [o for o in outputs if str(o.get("data", {}).get("text/plain", "")).startswith("['<Figure")
@@ -50,6 +50,8 @@ def test_notebook_runs_on_the_sample(tmp_path, monkeypatch):
     stdout = "".join("".join(o["text"]) for o in outputs if o.get("output_type") == "stream")
     assert f"root: {NOTEBOOK.parent / 'fashion' / 'data' / 'sample'}" in stdout  # this checkout's library ran
     assert stdout.count("is not used because only 1 point on the curve") == 3
+    # the bundled clothing model on the same 61 test photos (the sample's photos are ones it never saw)
+    assert "bundled model: top-1 " in stdout and "on 61 test photos" in stdout
     info = json.loads((out / "run.json").read_text())
     assert [d["source"] for d in info["lr_decisions"]] == ["fallback"] * 3
 

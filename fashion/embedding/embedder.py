@@ -54,6 +54,26 @@ class EmbeddingResult:
     timing: dict = field(default_factory=dict)
 
 
+DEFAULT_ARCH = "efficientnet_lite0"  # the bare ImageNet backbone's default, where one is asked for
+
+
+def resolve_model(model=None, arch: str | None = None) -> tuple[str | None, str]:
+    """(model directory or None, arch) of the options ``--model`` / ``--arch``: the one rule for what an
+    entry point embeds with. A model directory wins; else ``arch`` alone asks for that bare ImageNet
+    backbone; neither: the bundled clothing model (:func:`fashion.modelio.bundled_model_dir`).
+
+    >>> resolve_model(arch="efficientnet_lite2")
+    (None, 'efficientnet_lite2')
+    >>> resolve_model("runs/train1")
+    ('runs/train1', 'efficientnet_lite0')
+    """
+    if model is None and arch is None:
+        from ..modelio import bundled_model_dir
+
+        model = os.fspath(bundled_model_dir())
+    return (None if model is None else os.fspath(model)), arch or DEFAULT_ARCH
+
+
 class Embedder:
     """A network body (+ optional head part) that maps images to L2-normalised float32 vectors.
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.schedule import LRFinder, ParamScheduler
-from fastai.callback.tracker import SaveModelCallback
+from fastai.callback.tracker import SaveModelCallback, TrackerCallback
 from fastai.learner import Recorder
 
 from ..backbones import read_state_dict
@@ -29,12 +29,17 @@ log = logging.getLogger("fashion.training")
 
 
 class EpochLog(Callback):
-    """After every epoch: append the row to ``run.history``, rewrite history.csv, log one line."""
+    """After every epoch: append the row to ``run.history``, rewrite history.csv, log one line.
+
+    ``table``: fastai draws its own epoch table (a terminal or a notebook), so the line is logged at
+    DEBUG and the epoch shows once; in a log file or a pipe the line (epochs counted from 1) is the
+    only record of it, at INFO.
+    """
 
     order = Recorder.order + 1  # after Recorder has filled its log
 
-    def __init__(self, run: TrainingRun, stage: Stage):
-        self.run, self.stage = run, stage
+    def __init__(self, run: TrainingRun, stage: Stage, table: bool = False):
+        self.run, self.stage, self.level = run, stage, logging.DEBUG if table else logging.INFO
 
     def before_epoch(self):
         self.t0 = time.time()
@@ -46,8 +51,8 @@ class EpochLog(Callback):
                "accuracy": float(values.get("accuracy", float("nan"))), "time": round(time.time() - self.t0, 1)}
         self.run.history.append(row)
         checkpoints.save_history(self.run)
-        log.info("%s epoch %d/%d: train_loss %.4f valid_loss %.4f accuracy %.4f (%.0f s)", self.stage.name,
-                 row["epoch"], self.stage.epochs, row["train_loss"], row["valid_loss"], row["accuracy"], row["time"])
+        log.log(self.level, "%s epoch %d/%d: train_loss %.4f valid_loss %.4f accuracy %.4f (%.0f s)", self.stage.name,
+                row["epoch"], self.stage.epochs, row["train_loss"], row["valid_loss"], row["accuracy"], row["time"])
 
 
 class SaveBestModel(SaveModelCallback):
@@ -57,6 +62,13 @@ class SaveBestModel(SaveModelCallback):
     RuntimeError from torch's zip writer."""
 
     error: OutputError | None = None  # the write that failed; the fit is cancelled, run_stage raises it
+
+    def after_epoch(self):
+        """fastai's, without its ``print("Better model found at epoch 0 ...")``: the epoch line and
+        the stage's summary (best valid loss at epoch N, counted from 1) say it."""
+        TrackerCallback.after_epoch(self)
+        if self.new_best:
+            self._save(self.fname)
 
     def path(self, name: str) -> Path:
         return Path(self.learn.path) / self.learn.model_dir / f"{name}.safetensors"

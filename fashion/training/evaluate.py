@@ -241,8 +241,34 @@ def evaluate(run: TrainingRun, n_grid: int = 16) -> dict:
     return result
 
 
+def export_caveat(run: TrainingRun) -> str | None:
+    """Why the model about to be exported is no use, as one sentence, or None: no epoch was trained
+    (``epochs=0``), or its test top-1 is within two binomial standard errors of chance (the larger of
+    1/classes and always guessing the test split's commonest class)."""
+    import math
+
+    if not sum(r.epochs_run for r in run.results.values()):
+        return "no epoch was trained (epochs 0,0,0): the head is untrained and its predictions are chance"
+    metrics = run.evaluation.get("metrics", {}).get("test", {})
+    n, accuracy = metrics.get("n", 0), metrics.get("accuracy")
+    if not n or accuracy is None:
+        return None
+    labels = run.splits.test["label"]
+    chance = max(1 / len(run.splits.classes), float(labels.value_counts().max()) / len(labels))
+    if accuracy <= chance + 2 * math.sqrt(chance * (1 - chance) / n):
+        return (f"test top-1 {accuracy:.3f} on {n} photos is at chance (guessing the commonest class scores "
+                f"{chance:.3f}): the model has learnt nothing usable")
+    return None
+
+
 def export(run: TrainingRun) -> Path:
-    """Write model.safetensors + model.json (classes, arch, sizes, normalisation, head, metrics, config)."""
+    """Write model.safetensors + model.json (classes, arch, sizes, normalisation, head, metrics, config).
+
+    A model :func:`export_caveat` finds useless is still written (the run's other outputs describe
+    it), with a warning and the caveat in model.json's ``metrics.warning``."""
+    caveat = export_caveat(run)
+    if caveat:
+        log.warning("exporting a model that is no use: %s", caveat)
     b = run.backbone
     archs = (run.config.arch, *run.config.ensemble)
     dims = getattr(run.learn.model, "feature_dims", [b.feature_dim])  # an ensemble's: one per member
@@ -252,5 +278,6 @@ def export(run: TrainingRun) -> Path:
         arch="+".join(archs), classes=tuple(run.splits.classes), size=run.config.size, final_size=model_size(run),
         mean=tuple(b.mean), std=tuple(b.std), feature_dim=sum(dims), backbone_source=b.source,
         head=dict(DEFAULT_HEAD), crop=run.config.crop, best=run.best,
-        metrics=run.evaluation.get("metrics", {}).get("test", {}), train_config=run.config.to_dict(), members=members)
+        metrics={**run.evaluation.get("metrics", {}).get("test", {}), **({"warning": caveat} if caveat else {})},
+        train_config=run.config.to_dict(), members=members)
     return export_model(run.output_dir, run.learn.model.eval(), info)

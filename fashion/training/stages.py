@@ -170,6 +170,18 @@ def _show_bars() -> bool:
     return progress_mode() != "log"
 
 
+@contextlib.contextmanager
+def _log_only(learn):
+    """No progress bar and no printed epoch list (fastai's ``Recorder`` prints through ``learn.logger``)."""
+    logger = learn.logger
+    learn.logger = lambda *args, **kwargs: None
+    try:
+        with learn.no_bar():
+            yield
+    finally:
+        learn.logger = logger
+
+
 def _stage_lr(run: TrainingRun, stage: Stage) -> tuple[float, float, float | None, str, str | None]:
     """(lo, hi, suggestion, source, problem) of a stage: its own LR ("given"), the LR finder's
     suggestion ("lr_finder"), or the fallback LR where the finder's curve is unfit ("fallback")."""
@@ -230,15 +242,17 @@ def run_stage(run: TrainingRun, stage: Stage, cbs: Sequence = ()) -> StageResult
     t0 = time.time()  # the fit's time; the LR finder's is in run.lr_finds
     _set_frozen(run, stage.frozen)  # lr_find restores the weights, not necessarily requires_grad
     saver = SaveBestModel(monitor="valid_loss", fname=f"{stage.name}_best")
-    fit_cbs = [saver, EpochLog(run, stage), *lever_callbacks(run), *cbs]
+    table = _show_bars()
+    fit_cbs = [saver, EpochLog(run, stage, table=table), *lever_callbacks(run), *cbs]
     if run.config.early_stopping:
         fit_cbs.append(EarlyStoppingCallback(monitor="valid_loss", patience=run.config.early_stopping))
     log.info("%s: %d epochs at %d px, %s, lr %s (%s)", stage.name, stage.epochs, stage.size,
              "body frozen" if stage.frozen else "unfrozen", f"{hi:.2e}" if stage.frozen else f"slice({lo:.2e}, {hi:.2e})",
              {"given": "given", "lr_finder": "LR finder", "fallback": "fallback LR"}[source])
-    # fastai's per-batch bars on a terminal or in a notebook; in a log file, the one line per epoch only
+    # fastai's bars and epoch table on a terminal or in a notebook; in a log file or a pipe, EpochLog's
+    # one line per epoch only (without the bar, fastai's Recorder would print each epoch's raw list)
     try:
-        with contextlib.nullcontext() if _show_bars() else run.learn.no_bar():
+        with contextlib.nullcontext() if table else _log_only(run.learn):
             run.learn.fit_one_cycle(stage.epochs, hi if stage.frozen else slice(lo, hi), cbs=fit_cbs)
     finally:  # a fit that raises skips after_fit, where a HookCallback (MetricLoss) takes its hooks off
         for cb in fit_cbs:
