@@ -48,7 +48,7 @@ class EnsembleClassifier(nn.Module):
         return EnsembleBody([m[0] for m in self.members], normalise)
 
     def penultimate(self) -> "EnsemblePenultimate":
-        from .modelio import penultimate
+        from .heads import penultimate
 
         return EnsemblePenultimate([penultimate(m[1]) for m in self.members],
                                    self.feature_dims)

@@ -54,7 +54,7 @@ class ImageError(FashionError, OSError):
     """An image cannot be used: missing, empty, unreadable, truncated, too large or an empty crop."""
 
     def __init__(self, path, reason: str):
-        from .filegate import display  # the path on one printable line (NUL, undecodable bytes escaped)
+        from .names import display  # the path on one printable line (NUL, undecodable bytes escaped)
 
         super().__init__(f"{display(path)}: {reason}")
         self.path = path

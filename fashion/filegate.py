@@ -24,6 +24,7 @@ import stat
 from typing import IO
 
 from .errors import FashionError
+from .names import display, unicode_name  # noqa: F401 (the gate's public helpers)
 
 
 class UnsafeFileError(FashionError, OSError):
@@ -40,24 +41,6 @@ class UnsafeFileError(FashionError, OSError):
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-
-
-def unicode_name(path) -> str:
-    """``path`` as valid Unicode text (no lone surrogates, so JSON and UTF-8 can carry it): bytes that are
-    not UTF-8 as ``\\xNN``; control characters kept (:func:`display` escapes them too)."""
-    text = path if isinstance(path, bytes) else os.fspath(path)
-    if isinstance(text, bytes):
-        return text.decode("utf-8", "backslashreplace")
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate no file name decodes to: keep its code point
-        raw = text.encode("utf-8", "surrogatepass")
-    return raw.decode("utf-8", "backslashreplace")
-
-
-def display(path) -> str:
-    """``path`` printable on one line: undecodable bytes as ``\\xNN``, NUL and control characters escaped."""
-    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in unicode_name(path))
 
 
 def name_problem(path) -> str | None:

@@ -13,7 +13,6 @@ BN/dropout/linear 512→n_classes). An exported model directory holds
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -23,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from .atomic import atomic_write, write_json
 from .errors import ConfigError, FormatError
+from .heads import penultimate
+from .rundir import file_sha256  # noqa: F401 (a weights file's checksum: what a run records as its model's identity)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -64,24 +65,6 @@ def layer_groups(model: "nn.Sequential") -> list[list["nn.Module"]]:
 def splitter(model: "nn.Sequential") -> list[list["nn.Parameter"]]:
     """fastai splitter: parameters of :func:`layer_groups`, so ``freeze()`` trains the head only."""
     return [[p for module in group for p in module.parameters()] for group in layer_groups(model)]
-
-
-def penultimate(head: "nn.Sequential") -> "nn.Sequential":
-    """The head without its last Linear: feature map (N, C, h, w) → (N, 512) penultimate features."""
-    from torch import nn
-
-    if not (isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear)):
-        raise ValueError("expected a fastai create_head head ending in nn.Linear")
-    return head[:-1]
-
-
-def file_sha256(path) -> str:
-    """sha256 of a file's bytes (a weights file's checksum: what a run records as its model's identity)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_state_dict(path, model: "nn.Module") -> Path:

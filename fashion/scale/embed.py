@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import FashionError
 from . import manifest as manifest_mod
 from . import shards
+from .rows import EmbedderSpec, decode_rows, embed_pixels, result_table  # noqa: F401 (the stage's API)
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +59,6 @@ class EmbedConfig:
         for name in ("batch_size", "shard_rows", "actors"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-
-
-@dataclass
-class EmbedderSpec:
-    """Everything an engine's worker needs to build the same embedder (runtime and precision resolved)."""
-
-    model: str | None
-    arch: str
-    layer: str
-    size: int
-    precision: str
-    runtime: str
-    crop: bool
-
-    def build(self):
-        from ..embedding import Embedder
-
-        return Embedder.create(model=self.model, arch=self.arch, layer=self.layer, size=self.size,
-                               precision=self.precision, runtime=self.runtime)
 
 
 @dataclass
@@ -128,45 +110,6 @@ def latest_embeddings(run_dir) -> Path:
     if not dirs:
         raise FashionError(f"{base}: no embeddings (run `fashion embed {run_dir}` first)")
     return max(dirs, key=lambda d: max(p.stat().st_mtime for p in shards.list_parts(d)))
-
-
-# ----------------------------------------------------------------- per-row / per-batch (both engines)
-
-
-def decode_rows(paths, bboxes, size: int, resize: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The reader stage (:class:`fashion.embedding.reader.ImageDataset`: the project's safe opener and
-    resize) over a batch of rows: (n, 3, S, S) uint8, ok (n,), reasons (n,)."""
-    from ..embedding.reader import ImageDataset
-
-    dataset = ImageDataset(list(paths), None if bboxes is None else list(bboxes), size, resize)
-    pixels = np.zeros((len(dataset), 3, size, size), dtype=np.uint8)
-    ok, reasons = np.zeros(len(dataset), dtype=bool), [""] * len(dataset)
-    for i in range(len(dataset)):
-        image, ok[i], reasons[i], _ = dataset[i]
-        pixels[i] = image.numpy()
-    return pixels, ok, reasons
-
-
-def embed_pixels(embedder, pixels: np.ndarray, ok: np.ndarray, reasons: list[str]) -> np.ndarray:
-    """The net stage (:meth:`Embedder.forward`) on the ok rows, then the embedder's featureless check
-    (rows marked failed in place). (n, d) float32."""
-    import torch
-
-    from ..embedding.embedder import reject_featureless
-
-    vectors = np.zeros((len(ok), embedder.dim), dtype=np.float32)
-    if ok.any():
-        vectors[ok] = embedder.forward(torch.from_numpy(np.ascontiguousarray(pixels[ok]))).numpy()
-    reject_featureless(vectors, ok, reasons)
-    return vectors
-
-
-def result_table(ids: np.ndarray, vectors: np.ndarray, ok: np.ndarray, reasons: list[str]):
-    """One embedding shard's ``pyarrow.Table``: id int64, vector list<float32>[d], ok bool, reason string."""
-    import pyarrow as pa
-
-    return pa.table({"id": pa.array(np.asarray(ids, dtype=np.int64)), "vector": shards.vector_array(vectors),
-                     "ok": pa.array(np.asarray(ok, dtype=bool)), "reason": pa.array(list(reasons), pa.string())})
 
 
 # ------------------------------------------------------------------------------------------- stage

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import embed as stage
 from . import manifest as manifest_mod
+from . import rows as stage
 from . import shards
 
 log = logging.getLogger(__name__)

@@ -97,7 +97,7 @@ def _select(batch, todo: np.ndarray):
 
 
 def _decode(batch, size: int, resize: str, crop: bool):
-    from .embed import decode_rows
+    from .rows import decode_rows
 
     boxes = None
     if crop and "bbox" in batch:
@@ -110,7 +110,7 @@ class _EmbedActor:
     """One embedder per actor, built once from the spec (model load timed in the log)."""
 
     def __init__(self, spec: dict):
-        from .embed import EmbedderSpec
+        from .rows import EmbedderSpec
 
         start = time.perf_counter()
         self.embedder = EmbedderSpec(**spec).build()
@@ -119,7 +119,7 @@ class _EmbedActor:
         log.info("embedding actor ready in %.1f s (%s runtime)", self.load_seconds, self.embedder.runtime)
 
     def __call__(self, batch):
-        from .embed import embed_pixels
+        from .rows import embed_pixels
 
         ok = batch["ok"].astype(bool).copy()
         reasons = [str(r) for r in batch["reason"]]
@@ -129,7 +129,7 @@ class _EmbedActor:
 
 def _write(batch, out: str):
     from . import shards
-    from .embed import result_table
+    from .rows import result_table
 
     vectors = np.asarray(batch["vector"], dtype=np.float32)
     ok = batch["ok"].astype(bool)
@@ -170,33 +170,32 @@ def embed(config, spec, todo: np.ndarray, out, resize: str) -> int:
 # ------------------------------------------------------------------------------------ index, knn
 
 
-def add_shards(trained, todo, address: str | None = None) -> None:
-    """Add embedding shards to copies of the trained index as Ray tasks (one per shard)."""
-    from . import ivfpq
-
+def add_shards(add_shard, todo, address: str | None = None) -> None:
+    """Run ``add_shard(trained, part path, keep, target)`` for each (part, target) of ``todo`` as Ray tasks
+    (one per shard); the stage passes its function in, so this engine imports no stage."""
     with session(address) as ray:
-        task = ray.remote(num_cpus=1)(ivfpq.add_shard)
-        ray.get([task.remote(str(trained), str(p.path), p.keep, str(target)) for p, target in todo])
+        task = ray.remote(num_cpus=1)(add_shard)
+        ray.get([task.remote(str(p.path), p.keep, str(target)) for p, target in todo])
 
 
 class _KnnWorker:
-    def __init__(self, index_dir: str):
-        from . import ivfpq
+    """One opened index per actor (``open_index()``), queried with ``query(index, *task)``."""
 
-        self.index = ivfpq.ScaleIndex(index_dir)
+    def __init__(self, open_index, query):
+        self.index, self._query = open_index(), query
 
-    def query(self, part_path: str, keep: np.ndarray, target: str, k: int, nprobe, rerank) -> int:
-        from .knn import query_part
-
-        return query_part(self.index, part_path, keep, target, k, nprobe, rerank)
+    def query(self, *task) -> int:
+        return self._query(self.index, *task)
 
 
-def knn(config, index_dir: Path, todo) -> None:
-    """Query the embedding shards ``todo`` [(part, target)] with an actor pool of loaded indexes."""
+def knn(config, open_index, query, todo) -> None:
+    """Query the embedding shards ``todo`` [(part, target)] with an actor pool, each actor holding the
+    index that ``open_index()`` returns and answering with ``query(index, part path, keep, target, k,
+    nprobe, rerank)`` (the stage's functions, passed in)."""
     with session(config.address) as ray:
         from ray.util import ActorPool
 
         worker = ray.remote(num_cpus=config.cpus_per_actor)(_KnnWorker)
-        pool = ActorPool([worker.remote(str(index_dir)) for _ in range(config.actors)])
+        pool = ActorPool([worker.remote(open_index, query) for _ in range(config.actors)])
         args = [(str(p.path), p.keep, str(t), config.k, config.nprobe, config.rerank) for p, t in todo]
         list(pool.map_unordered(lambda a, v: a.query.remote(*v), args))

@@ -19,6 +19,7 @@ Vectors are unit length (the embedder's output), searched with L2, reported as c
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -174,7 +175,7 @@ def build(embeddings_dir, out_dir, id_space: int | None = None, factory: str = "
     if engine == "ray" and todo:
         from . import engine_ray
 
-        engine_ray.add_shards(trained, todo, address=address)
+        engine_ray.add_shards(functools.partial(add_shard, str(trained)), todo, address=address)
     else:
         for part, target in todo:
             add_shard(trained, part.path, part.keep, target)

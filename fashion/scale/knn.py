@@ -8,6 +8,7 @@ memory): precision@k and mAP@k overall and per label, as :func:`fashion.retrieva
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -155,7 +156,7 @@ def knn_run(config: KnnConfig) -> dict:
     if todo and config.engine == "ray":
         from . import engine_ray
 
-        engine_ray.knn(config, run / INDEX_DIR, todo)
+        engine_ray.knn(config, functools.partial(ivfpq.ScaleIndex, str(run / INDEX_DIR)), query_part, todo)
     elif todo:
         index = ivfpq.ScaleIndex(run / INDEX_DIR)
         for part, target in todo:

@@ -1,0 +1,13 @@
+"""The classifier head's parts that retrieval uses (imports torch lazily); shared by the single model
+(:mod:`fashion.modelio`) and the ensemble (:mod:`fashion.ensemble`) without either importing the other."""
+
+from __future__ import annotations
+
+
+def penultimate(head: "nn.Sequential") -> "nn.Sequential":
+    """The head without its last Linear: feature map (N, C, h, w) → (N, 512) penultimate features."""
+    from torch import nn
+
+    if not (isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear)):
+        raise ValueError("expected a fastai create_head head ending in nn.Linear")
+    return head[:-1]
