@@ -174,8 +174,13 @@ def add_shards(add_shard, todo, address: str | None = None) -> None:
     """Run ``add_shard(trained, part path, keep, target)`` for each (part, target) of ``todo`` as Ray tasks
     (one per shard); the stage passes its function in, so this engine imports no stage."""
     with session(address) as ray:
-        task = ray.remote(num_cpus=1)(add_shard)
-        ray.get([task.remote(str(p.path), p.keep, str(target)) for p, target in todo])
+        task = ray.remote(num_cpus=1)(_call)
+        ray.get([task.remote(add_shard, str(p.path), p.keep, str(target)) for p, target in todo])
+
+
+def _call(fn, *args):
+    """A Ray task running any callable (``ray.remote`` takes functions and classes, not partials)."""
+    return fn(*args)
 
 
 class _KnnWorker:
