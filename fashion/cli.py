@@ -447,7 +447,8 @@ def _run_serve(args) -> int:
 
 
 def _add_scale(sub) -> None:
-    from .scale.embed import ENGINES  # numpy only
+    from .embedding import RUNTIMES  # numpy + Pillow only
+    from .scale.embed import ENGINES, EmbedConfig  # numpy only
 
     p = sub.add_parser("manifest", formatter_class=_Formatter,
                        help="write a dataset's item table as id-keyed parquet shards (first scale stage)")
@@ -469,10 +470,11 @@ def _add_scale(sub) -> None:
     p.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray: CPUs reserved per actor (fractions allowed)")
     p.add_argument("--gpus-per-actor", type=float, default=0.0, help="Ray: GPUs per actor where GPUs exist")
     p.add_argument("--model", default=None, metavar="DIR", help="trained model directory; default: the pretrained backbone")
-    p.add_argument("--arch", default="efficientnet_lite0", help="backbone when no --model is given")
+    p.add_argument("--arch", default=EmbedConfig.arch, help="backbone when no --model is given (see `fashion backbones`)")
     p.add_argument("--layer", default="auto", choices=("auto", "body", "head"))
     p.add_argument("--size", type=_positive_int, default=None, help="image size; default: the model's")
-    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "openvino"))
+    p.add_argument("--runtime", default="auto", choices=RUNTIMES,
+                   help="embedding runtime (auto: OpenVINO when installed and there are enough images, else torch)")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--shard-rows", type=_positive_int, default=4096, help="vectors per output shard")

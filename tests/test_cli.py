@@ -113,3 +113,16 @@ def test_faiss_loader_lines_are_off_by_default():
     out = _run("-c", code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False" and "Loading faiss" not in out.stderr
+
+
+def test_every_runtime_option_offers_the_same_runtimes():
+    """``fashion embed --runtime`` lacked openvino-int8 while ``neighbors`` had it (issue 27): one list now."""
+    import argparse
+
+    from fashion.embedding import RUNTIMES
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    offered = {name: next(a.choices for a in p._actions if "--runtime" in a.option_strings)
+               for name, p in sub.choices.items() if any("--runtime" in a.option_strings for a in p._actions)}
+    assert {"neighbors", "embed"} <= set(offered)
+    assert all(tuple(choices) == tuple(RUNTIMES) for choices in offered.values()), offered
