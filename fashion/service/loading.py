@@ -75,6 +75,12 @@ def check_run_dir(run_dir, load_index: bool = True) -> RunDir:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run directory")
     absent = [n for n in RUN_FILES if not (run_dir / n).is_file()]
+    if absent and ((run_dir / "neighbors").is_dir() or (run_dir / "manifest").is_dir()):
+        # the sharded layout (fashion manifest/embed/index/knn, or measure_sim.py above the scale
+        # threshold): a finished run, in the format search and serve do not read yet (issue 27)
+        raise FileNotFoundError(f"{run_dir} is a sharded run (parquet item and neighbour shards), which search and "
+                                "serve cannot open yet: rerun measure_sim.py with --index faiss-ivfpq below the "
+                                "scale threshold to get a servable run of these photos")
     if absent:
         raise FileNotFoundError(f"{run_dir} is not a finished run of `fashion neighbors` / measure_sim.py: "
                                 f"missing {', '.join(absent)}")
