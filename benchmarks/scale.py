@@ -340,6 +340,7 @@ def _child_build(emb: str, out: str, memory: str, n: int) -> None:
 def bench_index(args) -> dict:
     import pyarrow as pa
 
+    from fashion.neighbors.ivfpq import choose_params, train_index
     from fashion.scale import ivfpq, shards
 
     rng = np.random.default_rng(args.seed)
@@ -370,7 +371,7 @@ def bench_index(args) -> dict:
         return {"calibration": calib, "generated": str(emb)}
     # train time vs sample size (the trained index is not kept)
     train_rows = []
-    params0 = ivfpq.choose_params(args.n, args.dim, memory=args.memory)
+    params0 = choose_params(args.n, args.dim, memory=args.memory)
     from fashion.scale import sampler
 
     shard_set = shards.ShardSet(emb, only_ok=True)
@@ -379,7 +380,7 @@ def bench_index(args) -> dict:
             continue
         _, sample = sampler.sample_vectors(shard_set, size, seed=args.seed)
         t = time.perf_counter()
-        ivfpq.train_index(params0, sample)
+        train_index(params0, sample)
         train_rows.append({"sample": size, "train_s": round(time.perf_counter() - t, 1)})
         print(f"train on {size}: {train_rows[-1]['train_s']} s")
         del sample
@@ -432,9 +433,9 @@ def _projection(r: dict) -> list[dict]:
     """10M / 100M from the 1M figures: codes + ids scale with n; lists and training grow as √n."""
     p, rows = r["params"], []
     for n in (10_000_000, 100_000_000):
-        from fashion.scale import ivfpq
+        from fashion.neighbors.ivfpq import choose_params
 
-        q = ivfpq.choose_params(n, r["dim"], memory="64G")
+        q = choose_params(n, r["dim"], memory="64G")
         rows.append({"n": n, "factory": q.factory, "index_GB": round(n * q.bytes_per_vector / 1e9, 2),
                      "rerank_f16_GB": round(n * r["dim"] * 2 / 1e9, 1), "train_sample": q.train_size,
                      "add_hours_one_core_pair": round(n / r["add_vectors_per_s"] / 3600, 2),

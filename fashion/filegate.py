@@ -24,7 +24,7 @@ import stat
 from typing import IO
 
 from .errors import FashionError
-from .names import display, unicode_name  # noqa: F401 (the gate's public helpers)
+from .names import display
 
 
 class UnsafeFileError(FashionError, OSError):

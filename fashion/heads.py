@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
+
 
 def penultimate(head: "nn.Sequential") -> "nn.Sequential":
     """The head without its last Linear: feature map (N, C, h, w) → (N, 512) penultimate features."""

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Sequence
 from .atomic import atomic_write, write_json
 from .errors import ConfigError, FormatError
 from .heads import penultimate
-from .rundir import file_sha256  # noqa: F401 (a weights file's checksum: what a run records as its model's identity)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

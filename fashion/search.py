@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import ConfigError, ImageError
-from .filegate import display, is_regular, unicode_name
+from .filegate import is_regular
+from .names import display, unicode_name
 from .service import Match, Prediction, SimilarityService
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class SearchResult:
 
     def summary(self) -> str:
         """Human lines: the photo, then one line per match (or why it failed); names with newlines, control
-        or undecodable bytes are escaped (:func:`fashion.filegate.display`), so each stays on its line."""
+        or undecodable bytes are escaped (:func:`fashion.names.display`), so each stays on its line."""
         photo = display(self.photo)
         if not self.ok:
             return f"{photo}: skipped ({display(self.reason)})"

@@ -291,7 +291,7 @@ def model_dir(tmp_path_factory):
 
 
 def test_trained_model_body_and_head(model_dir, images):
-    from fashion.modelio import file_sha256
+    from fashion.rundir import file_sha256
 
     body = Embedder.create(model=model_dir, layer="body")
     head = Embedder.create(model=model_dir, layer="head")

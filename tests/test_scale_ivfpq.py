@@ -8,6 +8,7 @@ import pytest
 pa = pytest.importorskip("pyarrow")
 faiss = pytest.importorskip("faiss")
 
+from fashion.neighbors.ivfpq import choose_params, parse_bytes  # noqa: E402
 from fashion.scale import ivfpq, shards  # noqa: E402
 
 
@@ -28,14 +29,14 @@ def _write(directory, vecs, per_shard, start=0):
 
 
 def test_choose_params_follows_count_and_budget():
-    small = ivfpq.choose_params(240, 1280)
+    small = choose_params(240, 1280)
     assert small.factory.endswith(",Flat") and small.nlist * 39 <= 240 or small.nlist == 1
-    big = ivfpq.choose_params(1_000_000, 1280, memory="4G")
+    big = choose_params(1_000_000, 1280, memory="4G")
     assert big.factory == "OPQ64_256,IVF1024_HNSW32,PQ64x8" and big.bytes_per_vector <= 100
-    tight = ivfpq.choose_params(1_000_000, 1280, memory="64M")
+    tight = choose_params(1_000_000, 1280, memory="64M")
     assert tight.m < 64 and tight.train_size * 1280 * 4 <= (64 << 20) // 4
     with pytest.raises(ValueError, match="4G"):
-        ivfpq.parse_bytes("four gigs")
+        parse_bytes("four gigs")
 
 
 def test_sharded_build_equals_one_shot_build_and_loads_after_move(tmp_path):

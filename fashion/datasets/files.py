@@ -12,7 +12,8 @@ import stat
 from pathlib import Path
 
 from ..errors import DatasetError
-from ..filegate import display, kind_problem, name_problem, os_reason
+from ..filegate import kind_problem, name_problem, os_reason
+from ..names import display
 from .table import MISSING_SHOWN, Parsed
 
 log = logging.getLogger("fashion.datasets")

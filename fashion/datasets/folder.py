@@ -9,7 +9,8 @@ import logging
 import os
 from pathlib import Path
 
-from ..filegate import UnsafeFileError, check, display
+from ..filegate import UnsafeFileError, check
+from ..names import display
 from ..images import IMAGE_EXTENSIONS
 from .files import inside
 from .table import MISSING_SHOWN, SPLIT_WORDS, Parsed

@@ -150,7 +150,7 @@ class Embedder:
                       size: int | None = None, precision: str = "auto", runtime: str = "auto") -> "Embedder":
         """Body of a registered backbone (``fashion.backbones.create_backbone``)."""
         from ..backbones import create_backbone
-        from ..modelio import file_sha256
+        from ..rundir import file_sha256
         from .net import state_dict_sha256
 
         body, cfg = create_backbone(name, pretrained=pretrained, weights=weights)
@@ -162,7 +162,8 @@ class Embedder:
     def from_model_dir(cls, path, layer: str = "body", size: int | None = None,
                        precision: str = "auto", runtime: str = "auto") -> "Embedder":
         """A `fashion train` output directory, via :func:`fashion.modelio.load_model`."""
-        from ..modelio import file_sha256, load_model
+        from ..modelio import load_model
+        from ..rundir import file_sha256
 
         path = Path(path)
         if not path.is_dir():

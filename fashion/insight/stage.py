@@ -52,7 +52,7 @@ class Duplicates:
 
 def file_digests(paths, ok=None) -> list:
     """sha256 of each file's bytes (None where ``ok`` is False or the file cannot be read)."""
-    from ..modelio import file_sha256
+    from ..rundir import file_sha256
 
     out = []
     for i, path in enumerate(paths):

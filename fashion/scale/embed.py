@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import FashionError
 from . import manifest as manifest_mod
 from . import shards
-from .rows import EmbedderSpec, decode_rows, embed_pixels, result_table  # noqa: F401 (the stage's API)
+from .rows import EmbedderSpec
 
 log = logging.getLogger(__name__)
 

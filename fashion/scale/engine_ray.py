@@ -26,7 +26,6 @@ import math
 import os
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 

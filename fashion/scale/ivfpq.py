@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FashionError
-from ..neighbors.ivfpq import IndexParams, choose_params, parse_bytes, train_index  # noqa: F401 (re-exported)
+from ..neighbors.ivfpq import IndexParams, choose_params, train_index
 from . import sampler, shards
 
 log = logging.getLogger(__name__)
