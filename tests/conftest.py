@@ -48,6 +48,19 @@ def sample_service(sample_run):
     return SimilarityService.open(sample_run)
 
 
+@pytest.fixture(scope="module")
+def client(sample_service):
+    """FastAPI's TestClient on :func:`sample_service`'s app, as a browser on localhost would call it
+    (the Host allow-list admits localhost)."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from fashion.server import create_app
+
+    with TestClient(create_app(sample_service), base_url="http://localhost") as c:
+        yield c
+
+
 @pytest.fixture(scope="session")
 def model_run(tmp_path_factory):
     """A run made with a (random-weight) trained-model directory whose training left a suspects report."""

@@ -50,12 +50,6 @@ def _detail(response) -> str:
 
 
 @pytest.fixture(scope="module")
-def client(sample_service):
-    with TestClient(create_app(sample_service), base_url="http://localhost") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """A tiny finished run (two colours, three photos each, 32 px) to damage copy by copy."""
     base = tmp_path_factory.mktemp("hostile")

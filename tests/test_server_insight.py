@@ -16,12 +16,6 @@ from fashion.server import create_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def client(sample_service):
-    with TestClient(create_app(sample_service), base_url="http://localhost") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def leaky_client(tmp_path_factory):
     """A run over train/test folders of sample photos where test holds copies of two train photos."""
     from fashion.insight.calibrate import plant_copy
