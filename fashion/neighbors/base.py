@@ -159,14 +159,22 @@ class NeighborIndex:
         logger.debug("%r fitted on %d x %d", self, *X.shape)
         return self
 
-    def kneighbors(self, X=None, n_neighbors: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def kneighbors(self, X=None, n_neighbors: int = 10, allowed=None) -> tuple[np.ndarray, np.ndarray]:
         """k nearest fitted points of each query row.
 
         X: (q, d) queries, or None for all-pairs over the fitted set, each point leaving itself out.
+        allowed: None, or the fitted rows a query may return (a boolean mask of ``n_samples_fit_`` or
+        row numbers): a filter applied *during* the search (:meth:`_search_allowed`), so every query gets
+        min(k, allowed rows) neighbours, the exact nearest among the allowed rows whenever they number at
+        most :attr:`SELECT_EXACT_MAX` or the backend is exact.
         Returns (distances float32 (q, k), indices int64 (q, k)), ascending by distance.
         """
         self._check_fitted()
         n = self._X.shape[0]
+        if allowed is not None:
+            if X is None:
+                raise ValueError("allowed rows need query vectors X (all-pairs has no filter)")
+            return self._kneighbors_allowed(X, n_neighbors, self._allowed_rows(allowed))
         self_excluded = X is None
         k = check_k(n_neighbors, n - 1 if self_excluded else n, "n_neighbors",
                     f"with X=None each of the {n} fitted points leaves itself out"
@@ -188,6 +196,42 @@ class NeighborIndex:
             dist, idx = _drop_self(dist, idx)
         return dist.astype(np.float32), np.ascontiguousarray(idx)
 
+    SELECT_EXACT_MAX = 65_536  # allowed rows searched exactly, whatever the backend (one subset GEMM)
+
+    def _allowed_rows(self, allowed) -> np.ndarray:
+        """Sorted unique fitted rows from a boolean mask or row numbers; ValueError when out of range."""
+        n = self._X.shape[0]
+        allowed = np.asarray(allowed)
+        if allowed.dtype == bool:
+            if allowed.shape != (n,):
+                raise ValueError(f"allowed mask has shape {allowed.shape}, the index holds {n} rows")
+            return np.flatnonzero(allowed)
+        if allowed.ndim != 1 or not np.issubdtype(allowed.dtype, np.integer):
+            raise ValueError("allowed must be a boolean mask or a 1-D array of row numbers")
+        rows = np.unique(allowed.astype(np.int64))
+        if len(rows) and (rows[0] < 0 or rows[-1] >= n):
+            raise ValueError(f"allowed rows must be in 0..{n - 1}")
+        return rows
+
+    def _kneighbors_allowed(self, X, n_neighbors: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        check_k(n_neighbors, max(self._X.shape[0], 1), "n_neighbors", "the fitted points")
+        Q = _as_matrix(X, "query X")
+        if Q.shape[1] != self._X.shape[1]:
+            raise ValueError(f"query X has {Q.shape[1]} features but the index was fitted with {self._X.shape[1]}")
+        Q, k = self._prepare(Q, "query X"), min(int(n_neighbors), len(rows))
+        if k == 0:
+            return np.zeros((len(Q), 0), np.float32), np.zeros((len(Q), 0), np.int64)
+        if self.exact or len(rows) <= self.SELECT_EXACT_MAX:
+            idx = rows[knn(Q, self._X[rows], k, self.metric)[1]]
+        else:
+            idx = np.asarray(self._search_allowed(Q, k, rows)[1], dtype=np.int64)
+            bad = np.flatnonzero((idx[:, :k] < 0).any(axis=1))
+            if len(bad):  # too few allowed candidates in the visited part: those queries exactly
+                idx = idx[:, :k].copy()
+                idx[bad] = rows[knn(Q[bad], self._X[rows], k, self.metric)[1]]
+        dist, idx = _sort_rows(_exact_distances(Q, self._X, idx, self.metric), idx)
+        return dist[:, :k].astype(np.float32), np.ascontiguousarray(idx[:, :k])
+
     def save(self, path) -> Path:
         """Write the index atomically as ``.npz`` (arrays + JSON parameters, no pickle)."""
         self._check_fitted()
@@ -204,6 +248,12 @@ class NeighborIndex:
 
     def _search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+    def _search_allowed(self, Q: np.ndarray, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Candidates among ``rows`` only (an approximate backend over more than SELECT_EXACT_MAX
+        allowed rows; -1 where too few were found): by default an exact search of those rows."""
+        scores, local = knn(Q, self._X[rows], k, self.metric)
+        return scores, rows[local]
 
     def _state_arrays(self) -> dict:
         """Extra arrays to save beside the data (faiss: the serialised index)."""

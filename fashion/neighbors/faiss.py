@@ -12,6 +12,30 @@ import numpy as np
 from .base import NeighborIndex
 
 
+def selected_params(index, rows: np.ndarray, n: int, nprobe: int | None = None, ef: int | None = None):
+    """faiss search parameters that let ``index`` return only the ids in ``rows`` (of 0..n-1): a bitmap
+    selector checked during the scan (not a filter of a finished top-k), inside IVF parameters with
+    ``nprobe`` for an IVF index (also under an OPQ pre-transform), HNSW parameters with ``ef`` otherwise.
+    Returns (params, keep-alive): the selector reads the bitmap array, which must outlive the search."""
+    import faiss
+
+    bits = np.packbits(np.isin(np.arange(n), rows), bitorder="little")
+    selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        ivf = None
+    if ivf is not None:
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=int(min(nprobe or ivf.nprobe, ivf.nlist)))
+        if isinstance(index, faiss.IndexPreTransform):
+            params = faiss.SearchParametersPreTransform(index_params=params)
+    elif isinstance(index, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW(sel=selector, efSearch=int(ef or index.hnsw.efSearch))
+    else:
+        params = faiss.SearchParameters(sel=selector)
+    return params, (bits, selector)
+
+
 class _FaissIndex(NeighborIndex):
     """faiss index on inner product of unit rows (cosine) or L2; subclasses make the index."""
 
@@ -39,6 +63,17 @@ class _FaissIndex(NeighborIndex):
     def _search(self, Q, k):
         dist, idx = self._index.search(Q, k)
         return dist, idx
+
+    def _search_allowed(self, Q, k, rows):
+        """faiss' own search with a selector of ``rows``, scanning more of the index in proportion to
+        how few rows are allowed (nprobe, efSearch / the allowed share), so as many allowed candidates
+        are seen as an unfiltered search sees."""
+        share = len(rows) / self._index.ntotal
+        nprobe = getattr(self._index, "nprobe", None)
+        params, _alive = selected_params(self._index, rows, self._index.ntotal,
+                                         nprobe=nprobe and int(np.ceil(nprobe / share)),
+                                         ef=int(np.ceil(max(int(self.params.get("efSearch", 64)), k) / share)))
+        return self._index.search(Q, k, params=params)
 
     def _state_arrays(self):
         import faiss

@@ -155,8 +155,10 @@ class FaissIVFPQIndex(NeighborIndex):
         choice.count = int(index.ntotal)
         self._index, self._choice = index, choice
 
-    def _search(self, Q, k):
+    def _search(self, Q, k, rows=None):
         import faiss
+
+        from .faiss import selected_params
 
         nprobe = int(self.params["nprobe"] or self._choice.nprobe)
         rerank = self._choice.rerank if self.params["rerank"] is None else int(self.params["rerank"])
@@ -165,12 +167,21 @@ class FaissIVFPQIndex(NeighborIndex):
         if "HNSW" in self._choice.factory:
             space.set_index_parameter(self._index, "quantizer_efSearch", max(2 * nprobe, 64))
         kc = min(max(k, rerank), self._index.ntotal)
-        dist, cand = self._index.search(Q, kc)
+        if rows is None:
+            dist, cand = self._index.search(Q, kc)
+        else:  # the allowed rows only, probing more lists in proportion to how few they are
+            share = len(rows) / self._index.ntotal
+            params, _alive = selected_params(self._index, rows, self._index.ntotal,
+                                             nprobe=int(np.ceil(min(nprobe, self._choice.nlist) / share)))
+            dist, cand = self._index.search(Q, kc, params=params)
         if rerank:  # exact distances of the candidates from the fitted rows (-1: fewer candidates)
             found = cand >= 0
             dist = np.where(found, _exact_distances(Q, self._X, np.where(found, cand, 0), self.metric), np.inf)
         order = np.argsort(dist, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
+
+    def _search_allowed(self, Q, k, rows):
+        return self._search(Q, k, rows)
 
     def _state_arrays(self):
         import faiss
