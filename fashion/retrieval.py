@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, DatasetError
-from .insight.duplicates import DEFAULT_THRESHOLD  # numpy only
+from .options import default  # every option's default, defined once
 from .provenance import command_line, created, git_revision, versions
 from .runresult import RunResult, Stopwatch
 
@@ -62,28 +62,28 @@ class MeasureConfig:
     duplicate_threshold: its candidate cosine distance; map_method: its layout (auto, pca, umap, tsne).
     """
 
-    input: str | None = None
+    input: str | None = default("input")
     output_dir: str | None = None
-    model: str | None = None
-    arch: str | None = None
-    k: int = 10
-    index: str = "auto"
-    metric: str = "cosine"
-    size: int | None = None
-    batch_size: int = 64
-    format: str = "auto"
-    split: str | None = None
-    query_split: str | None = None
-    limit: int | None = None
-    grids: int = 12
-    layer: str = "auto"
-    num_workers: int | None = None
-    seed: int = 0
-    cache_dir: str | None = None
-    runtime: str = "auto"
-    insight: bool = True
-    duplicate_threshold: float = DEFAULT_THRESHOLD
-    map_method: str = "auto"
+    model: str | None = default("model")
+    arch: str | None = default("arch")
+    k: int = default("k")
+    index: str = default("index")
+    metric: str = default("metric")
+    size: int | None = default("size")
+    batch_size: int = default("batch_size")
+    format: str = default("format")
+    split: str | None = default("split")
+    query_split: str | None = default("query_split")
+    limit: int | None = default("limit")
+    grids: int = default("grids")
+    layer: str = default("layer")
+    num_workers: int | None = default("num_workers")
+    seed: int = default("seed")
+    cache_dir: str | None = default("cache_dir")
+    runtime: str = default("runtime")
+    insight: bool = default("insight")
+    duplicate_threshold: float = default("duplicate_threshold")
+    map_method: str = default("map_method")
 
     def __post_init__(self):
         from .embedding.embedder import resolve_model

@@ -104,7 +104,7 @@ def test_no_model_and_no_arch_means_the_bundled_model():
 def test_measure_sim_help_names_the_bundled_model():
     import argparse
 
-    from fashion.cli import add_neighbors_arguments
+    from fashion.cli.neighbors import add_neighbors_arguments
 
     p = argparse.ArgumentParser()
     add_neighbors_arguments(p)

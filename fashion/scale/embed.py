@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FashionError
+from ..options import ENGINES, default
 from . import manifest as manifest_mod
 from . import shards
 from .rows import EmbedderSpec
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("local", "ray")
 EMBEDDINGS_DIR = "embeddings"
-DEFAULT_SHARD_ROWS = 4096
+DEFAULT_SHARD_ROWS = default("embed_shard_rows")
 
 
 @dataclass
@@ -37,23 +37,26 @@ class EmbedConfig:
     """Options of ``fashion embed``."""
 
     run_dir: str
-    engine: str = "local"
-    model: str | None = None
-    arch: str = "efficientnet_lite0"
-    layer: str = "auto"
-    size: int | None = None
-    precision: str = "auto"
-    runtime: str = "auto"
-    batch_size: int = 64
+    engine: str = default("engine")
+    model: str | None = default("model")  # neither model nor arch: the bundled clothing model
+    arch: str | None = default("arch")
+    layer: str = default("layer")
+    size: int | None = default("size")
+    precision: str = default("precision")
+    runtime: str = default("runtime")
+    batch_size: int = default("batch_size")
     shard_rows: int = DEFAULT_SHARD_ROWS
     crop: bool | None = None
-    num_workers: int | None = None  # local: DataLoader workers
-    address: str | None = None  # ray: cluster address ("auto", "ray://…"); None starts a local Ray
-    actors: int = 1  # ray: embedding actors (one model each)
-    cpus_per_actor: float = 1.0
-    gpus_per_actor: float = 0.0
+    num_workers: int | None = default("num_workers")  # local: decoding threads
+    address: str | None = default("address")  # ray: cluster address ("auto", "ray://…"); None starts a local Ray
+    actors: int = default("actors")  # ray: embedding actors (one model each)
+    cpus_per_actor: float = default("cpus_per_actor")
+    gpus_per_actor: float = default("gpus_per_actor")
 
     def __post_init__(self):
+        from ..embedding.embedder import resolve_model
+
+        self.model, self.arch = resolve_model(self.model, self.arch)
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         for name in ("batch_size", "shard_rows", "actors"):
