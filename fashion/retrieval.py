@@ -86,7 +86,7 @@ class MeasureConfig:
     map_method: str = default("map_method")
 
     def __post_init__(self):
-        from .embedding.embedder import resolve_model
+        from .embedding.spec import resolve_model
 
         self.model, self.arch = resolve_model(self.model, self.arch)
 
@@ -305,7 +305,7 @@ RUN_KIND = "neighbors"
 
 def _run(config: MeasureConfig, txn) -> RunResult:
     from .atomic import save_csv, save_npy, write_json
-    from .embedding import Embedder
+    from .embedding import Embedder, EmbedderSpec
     from .report import draw_grids, pick_grid_queries, write_gallery
 
     out = txn.path
@@ -317,8 +317,7 @@ def _run(config: MeasureConfig, txn) -> RunResult:
         items = table.frame
         if scaled.applies(config, items):
             return scaled.run(config, table, out, cache=config.cache_dir or txn.target / "cache")
-        embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size,
-                                   runtime=config.runtime)
+        embedder = Embedder.from_spec(EmbedderSpec.of(config))
     with watch.stage("embed"):
         emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or txn.target / "cache",
                              num_workers=config.num_workers)

@@ -90,7 +90,7 @@ def test_bundled_model_is_small_loads_and_has_a_card():
 
 
 def test_no_model_and_no_arch_means_the_bundled_model():
-    from fashion.embedding.embedder import resolve_model
+    from fashion.embedding.spec import resolve_model
     from fashion.modelio import bundled_model_dir
     from fashion.retrieval import MeasureConfig
 

@@ -239,11 +239,11 @@ def run_duplicates(config: DuplicatesConfig) -> DuplicatesResult:
         query_rows, neighbor_rows, dist = hamming_neighbors(bits, ok, k=config.k)
         dups = find_duplicates(items, query_rows, neighbor_rows, dist, threshold, file_digests(paths, ok), "phash")
     else:
-        from ..embedding import Embedder
+        from ..embedding import Embedder, EmbedderSpec
         from ..neighbors import build_index
 
         threshold = DEFAULT_THRESHOLD if config.threshold is None else config.threshold
-        embedder = Embedder.create(model=config.model, arch=config.arch)
+        embedder = Embedder.from_spec(EmbedderSpec.of(config))
         emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or out / "cache")
         rows = np.flatnonzero(emb.ok)
         k = min(config.k, len(rows) - 1)

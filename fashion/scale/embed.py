@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,6 @@ from ..errors import FashionError
 from ..options import ENGINES, default
 from . import manifest as manifest_mod
 from . import shards
-from .rows import EmbedderSpec
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ class EmbedConfig:
     gpus_per_actor: float = default("gpus_per_actor")
 
     def __post_init__(self):
-        from ..embedding.embedder import resolve_model
+        from ..embedding.spec import resolve_model
 
         self.model, self.arch = resolve_model(self.model, self.arch)
         if self.engine not in ENGINES:
@@ -82,23 +81,23 @@ class EmbedResult:
 
 
 @functools.lru_cache(maxsize=1)
-def _embedder(model, arch, layer, size, precision, runtime, count):
+def _embedder(spec, count: int):
     """The last embedder built, kept: a resumed or repeated stage in one process converts the model once."""
     from ..embedding import Embedder
 
-    embedder = Embedder.create(model=model, arch=arch, layer=layer, size=size, precision=precision, runtime=runtime)
+    embedder = Embedder.from_spec(spec)
     embedder.resolve_runtime(count)
     return embedder
 
 
 def resolve_spec(config: EmbedConfig, count: int):
-    """(spec, embedder): runtime fixed from the manifest's *total* count, so the tag survives resumes."""
-    embedder = _embedder(config.model, config.arch, config.layer, config.size, config.precision, config.runtime,
-                         count)
-    crop = embedder.crop if config.crop is None else bool(config.crop)
-    spec = EmbedderSpec(model=config.model, arch=config.arch, layer=embedder.layer, size=embedder.size,
-                        precision=embedder.precision, runtime=embedder.runtime, crop=crop)
-    return spec, embedder
+    """(spec, embedder): the :class:`~fashion.embedding.EmbedderSpec` the config asks for, resolved by
+    building it (runtime fixed from the manifest's *total* count, so the tag survives resumes; crop from
+    the model unless the config says)."""
+    from ..embedding import EmbedderSpec
+
+    embedder = _embedder(EmbedderSpec.of(config), count)
+    return replace(embedder.spec, crop=embedder.crop if config.crop is None else bool(config.crop)), embedder
 
 
 def embeddings_dir(run_dir, embedder, crop: bool) -> Path:
@@ -130,7 +129,7 @@ def embed_run(config: EmbedConfig, progress: bool = True) -> EmbedResult:
     from ..atomic import ensure_dir, write_json
 
     ensure_dir(out)
-    write_json(out / "embedder.json", {**embedder.describe(), "spec": asdict(spec)})
+    write_json(out / "embedder.json", {**embedder.describe(), "spec": spec.to_json()})
     log.info("%s: %d of %d ids to embed (%d done), engine %s, runtime %s", out, len(todo), manifest.count,
              len(done), config.engine, spec.runtime)
     failed = 0
