@@ -49,7 +49,7 @@ class MeasureConfig:
 
     input: dataset root (None = the bundled sample); output_dir: where the files go;
     model: trained model dir; arch: a bare ImageNet backbone instead; neither: the bundled clothing
-    model (``fashion.embedding.resolve_model``, applied on construction); k: neighbours per query;
+    model (``fashion.embedding.spec.resolve_model``, applied on construction); k: neighbours per query;
     index/metric: fashion.neighbors backend and distance; size: image px (None = model's);
     format: auto/deepfashion/inshop/folder; split: keep only these splits ("train,valid" allowed);
     query_split: queries from this split, gallery = the rest; limit: a seeded random subset of this
