@@ -15,7 +15,6 @@ Importing this module loads numpy and Pillow (for the choices), never torch.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -26,9 +25,10 @@ from .embedding.embedder import LAYERS, PRECISIONS, RUNTIMES
 from .insight.duplicates import DEFAULT_THRESHOLD, METHODS as DUPLICATE_METHODS
 from .insight.map import MAP_METHODS
 from .neighbors import INDEXES, METRICS
+from .runfiles import MAX_SIZE
 
 __all__ = ["Option", "OPTIONS", "DEFAULT_BACKBONE", "positive_int", "image_size", "epochs", "parse_epochs", "archs",
-           "default", "defaults_of", "CROPS", "MIXES", "AUGMENTS", "CLEAN_LABELS", "METRIC_LOSSES", "ENGINES"]
+           "default", "registry", "CROPS", "MIXES", "AUGMENTS", "CLEAN_LABELS", "METRIC_LOSSES", "ENGINES"]
 
 # vocabularies that exist only as option values
 CROPS = ("none", "bbox")
@@ -162,11 +162,6 @@ def registry(*options: Option) -> dict[str, Option]:
     return table
 
 
-def defaults_of(config_class) -> dict:
-    """Field name → default of a config dataclass (what a test compares with the options' defaults)."""
-    return {f.name: f.default for f in dataclasses.fields(config_class) if f.default is not dataclasses.MISSING}
-
-
 _O = Option
 OUTPUT_DIR_FLAGS = ("--output-dir", "--output_dir", "--ouput_dir")  # the study's misspelling kept as an alias
 
@@ -191,7 +186,8 @@ OPTIONS = registry(
     _O("layer", ("--layer",), "embedding layer: pooled body features, or the trained head's penultimate features "
        "(auto: head with a trained model, which retrieves better; body otherwise)", default="auto",
        choices=EMBED_LAYERS),
-    _O("size", ("--size",), "image size in pixels (8 to 4096); default: the model's", type=image_size, metavar="PX"),
+    _O("size", ("--size",), f"image size in pixels (8 to {MAX_SIZE}); default: the model's", type=image_size,
+       metavar="PX"),
     _O("runtime", ("--runtime",), "embedding runtime (auto: OpenVINO when installed and there are enough images, "
        "else torch; openvino-int8: the body quantised to int8, opt-in)", default="auto", choices=RUNTIMES),
     _O("precision", ("--precision",), "float precision of the network (auto: bf16 where the CPU has it natively)",

@@ -74,7 +74,8 @@ def test_parsed_defaults_are_the_config_dataclass_defaults(command):
     config = _config_defaults(command)
     parser = _parsers()[command]
     given = {"output_dir", "run_dir"}
-    argv = ["--output-dir=o"] if any("--output-dir" in a.option_strings and a.required for a in _actions(parser)) else []
+    needs_output = any("--output-dir" in a.option_strings and a.required for a in _actions(parser))
+    argv = ["--output-dir=o"] if needs_output else []
     parsed = parser.parse_args(argv + (["r"] if command in ("embed", "knn", "serve") else []))
     checked = 0
     for field in dataclasses.fields(config):

@@ -49,7 +49,8 @@ def run_duplicates(args) -> int:
 
 def register(sub) -> None:
     """Add ``neighbors`` and ``duplicates`` to the sub-command parsers ``sub``."""
-    p = add_parser(sub, "neighbors", "embed a dataset, find the top-K similar images, write grids, metrics and a gallery",
+    p = add_parser(sub, "neighbors",
+                   "embed a dataset, find the top-K similar images, write grids, metrics and a gallery",
                    "Embed every image with the model's body, build a nearest-neighbour index,\n"
                    "query the top-K neighbours of every image and write the run's files.")
     add_neighbors_arguments(p)
