@@ -1,4 +1,4 @@
-"""The original study's entry point: `fashion neighbors` under its old name (options: fashion/cli.py)."""
+"""The original study's entry point: `fashion neighbors` under its old name (options: fashion/options.py, parser: fashion/cli/neighbors.py)."""
 
 from fashion.cli import measure_sim_main
 

@@ -14,7 +14,7 @@ Not part of the test suite: it takes about half an hour on two idle CPU cores.
     python benchmarks/train_clothing.py --report-only --output_dir /work/runs/clothing-lite0 \
         --log /work/runs/clothing-lite0.log --images images
 
-The levers of issue 15 are the options of `fashion train` (``fashion.cli.add_train_levers``, defaults
+The levers of issue 15 are the options of `fashion train` (``fashion.cli.train.add_train_levers``, defaults
 from ``TrainConfig``), so an ablation row is one command, e.g. label smoothing and TTA on the reference run::
 
     python benchmarks/train_clothing.py --output_dir /work/runs/ls --label-smoothing 0.1 --tta
@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--holdout", type=float, default=None, metavar="SHARE",
                    help="train on the train + validation photos, holding out this seeded share of them (e.g. 0.05) "
                         "as the validation set that picks the best epoch (the bundled model's run)")
-    from fashion.cli import add_train_levers
+    from fashion.cli.train import add_train_levers
 
     add_train_levers(p)
     p.add_argument("--report-only", action="store_true", help="only write benchmark.md from a finished run")

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, DatasetError
-from .insight.duplicates import DEFAULT_THRESHOLD  # numpy only
+from .options import default  # every option's default, defined once
 from .provenance import command_line, created, git_revision, versions
 from .runresult import RunResult, Stopwatch
 
@@ -49,7 +49,7 @@ class MeasureConfig:
 
     input: dataset root (None = the bundled sample); output_dir: where the files go;
     model: trained model dir; arch: a bare ImageNet backbone instead; neither: the bundled clothing
-    model (``fashion.embedding.resolve_model``, applied on construction); k: neighbours per query;
+    model (``fashion.embedding.spec.resolve_model``, applied on construction); k: neighbours per query;
     index/metric: fashion.neighbors backend and distance; size: image px (None = model's);
     format: auto/deepfashion/inshop/folder; split: keep only these splits ("train,valid" allowed);
     query_split: queries from this split, gallery = the rest; limit: a seeded random subset of this
@@ -62,31 +62,31 @@ class MeasureConfig:
     duplicate_threshold: its candidate cosine distance; map_method: its layout (auto, pca, umap, tsne).
     """
 
-    input: str | None = None
+    input: str | None = default("input")
     output_dir: str | None = None
-    model: str | None = None
-    arch: str | None = None
-    k: int = 10
-    index: str = "auto"
-    metric: str = "cosine"
-    size: int | None = None
-    batch_size: int = 64
-    format: str = "auto"
-    split: str | None = None
-    query_split: str | None = None
-    limit: int | None = None
-    grids: int = 12
-    layer: str = "auto"
-    num_workers: int | None = None
-    seed: int = 0
-    cache_dir: str | None = None
-    runtime: str = "auto"
-    insight: bool = True
-    duplicate_threshold: float = DEFAULT_THRESHOLD
-    map_method: str = "auto"
+    model: str | None = default("model")
+    arch: str | None = default("arch")
+    k: int = default("k")
+    index: str = default("index")
+    metric: str = default("metric")
+    size: int | None = default("size")
+    batch_size: int = default("batch_size")
+    format: str = default("format")
+    split: str | None = default("split")
+    query_split: str | None = default("query_split")
+    limit: int | None = default("limit")
+    grids: int = default("grids")
+    layer: str = default("layer")
+    num_workers: int | None = default("num_workers")
+    seed: int = default("seed")
+    cache_dir: str | None = default("cache_dir")
+    runtime: str = default("runtime")
+    insight: bool = default("insight")
+    duplicate_threshold: float = default("duplicate_threshold")
+    map_method: str = default("map_method")
 
     def __post_init__(self):
-        from .embedding.embedder import resolve_model
+        from .embedding.spec import resolve_model
 
         self.model, self.arch = resolve_model(self.model, self.arch)
 
@@ -305,7 +305,7 @@ RUN_KIND = "neighbors"
 
 def _run(config: MeasureConfig, txn) -> RunResult:
     from .atomic import save_csv, save_npy, write_json
-    from .embedding import Embedder
+    from .embedding import Embedder, EmbedderSpec
     from .report import draw_grids, pick_grid_queries, write_gallery
 
     out = txn.path
@@ -317,8 +317,7 @@ def _run(config: MeasureConfig, txn) -> RunResult:
         items = table.frame
         if scaled.applies(config, items):
             return scaled.run(config, table, out, cache=config.cache_dir or txn.target / "cache")
-        embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size,
-                                   runtime=config.runtime)
+        embedder = Embedder.from_spec(EmbedderSpec.of(config))
     with watch.stage("embed"):
         emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or txn.target / "cache",
                              num_workers=config.num_workers)

@@ -18,6 +18,7 @@ from typing import Sequence
 from .errors import ConfigError, ImageError
 from .filegate import is_regular
 from .names import display, unicode_name
+from .options import default
 from .service import Match, Prediction, SimilarityService
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def _safe_stem(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem)[:60] or "photo"
 
 
-def search(photos: Sequence, run_dir, k: int = 10, output_dir=None, grids: bool = True,
+def search(photos: Sequence, run_dir, k: int = default("k"), output_dir=None, grids: bool = True,
            service: SimilarityService | None = None) -> list[SearchResult]:
     """Find the top-``k`` items of the run at ``run_dir`` for every photo.
 

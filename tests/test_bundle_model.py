@@ -90,7 +90,7 @@ def test_bundled_model_is_small_loads_and_has_a_card():
 
 
 def test_no_model_and_no_arch_means_the_bundled_model():
-    from fashion.embedding.embedder import resolve_model
+    from fashion.embedding.spec import resolve_model
     from fashion.modelio import bundled_model_dir
     from fashion.retrieval import MeasureConfig
 
@@ -104,7 +104,7 @@ def test_no_model_and_no_arch_means_the_bundled_model():
 def test_measure_sim_help_names_the_bundled_model():
     import argparse
 
-    from fashion.cli import add_neighbors_arguments
+    from fashion.cli.neighbors import add_neighbors_arguments
 
     p = argparse.ArgumentParser()
     add_neighbors_arguments(p)

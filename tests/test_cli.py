@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from fashion import cli
+from fashion.cli.common import fields_of
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +63,7 @@ def test_lr_finder_options_reach_the_train_config():
 
     parser = cli.build_parser()
     args = parser.parse_args(["train", "--output_dir", "o", "--lr-find-iters", "40", "--fallback-lr", "5e-4"])
-    config = TrainConfig(**cli._fields_of(TrainConfig, args))
+    config = TrainConfig(**fields_of(TrainConfig, args))
     assert (config.lr_find_iters, config.fallback_lr) == (40, 5e-4)
     defaults = parser.parse_args(["train", "--output_dir", "o"])
     assert (defaults.lr_find_iters, defaults.fallback_lr) == (TrainConfig.lr_find_iters, TrainConfig.fallback_lr)
@@ -108,7 +109,7 @@ def test_backbones_says_how_to_name_any_timm_model(capsys):
 
 
 def test_faiss_loader_lines_are_off_by_default():
-    code = ("import logging, sys; from fashion import cli; cli._setup_logging(0, False); import faiss;"
+    code = ("import logging, sys; from fashion.cli.common import setup_logging; setup_logging(0, False); import faiss;"
             "print(logging.getLogger('faiss.loader').isEnabledFor(logging.INFO))")
     out = _run("-c", code)
     assert out.returncode == 0, out.stderr

@@ -40,6 +40,7 @@ def _config(run, **kw):
 
 def test_every_id_once_and_same_vectors_as_the_embedder(run_dir):
     from fashion.embedding import Embedder
+    from fashion.embedding.spec import resolve_model
 
     result = embed.embed_run(_config(run_dir), progress=False)
     assert result.computed == 41 and result.failed == 1
@@ -52,7 +53,8 @@ def test_every_id_once_and_same_vectors_as_the_embedder(run_dir):
     assert len(bad) == 1 and bad[0][1]
     ids, vecs = embed.read_embeddings(result.directory)
     items = manifest.to_frame(manifest.read_items(run_dir))
-    ref = Embedder.create(runtime="openvino").embed(items, progress=False, num_workers=0)
+    model, arch = resolve_model()  # fashion embed's default, as every entry point's: the bundled model
+    ref = Embedder.create(model=model, arch=arch, runtime="openvino").embed(items, progress=False, num_workers=0)
     assert np.array_equal(ref.vectors[ids], vecs)  # OpenVINO: bitwise, whatever the batches
     again = embed.embed_run(_config(run_dir), progress=False)
     assert again.computed == 0 and again.done_before == 41

@@ -60,20 +60,21 @@ def test_config_reads_the_ensemble_from_text_and_round_trips():
 
 
 def test_cli_maps_every_lever_onto_train_config():
-    from fashion.cli import _fields_of, build_parser
+    from fashion.cli import build_parser
+    from fashion.cli.common import fields_of
 
     args = build_parser().parse_args(
         ["train", "data", "--output-dir", "out", "--freeze-early", "5", "--label-smoothing", "0.1", "--mix", "cutmix", "--mix-alpha", "0.5",
          "--augment", "strong", "--min-scale", "0.6", "--ema", "0.98", "--tta", "--no-hard-check",
          "--ensemble", "efficientnet_lite1,efficientnet_lite2", "--clean-labels", "drop"])
-    cfg = TrainConfig(**_fields_of(TrainConfig, args))
+    cfg = TrainConfig(**fields_of(TrainConfig, args))
     assert (cfg.label_smoothing, cfg.mix, cfg.mix_alpha, cfg.augment, cfg.min_scale, cfg.ema, cfg.tta,
             cfg.hard_check, cfg.ensemble, cfg.clean_labels) == (
         0.1, "cutmix", 0.5, "strong", 0.6, 0.98, True, False, ("efficientnet_lite1", "efficientnet_lite2"), "drop")
     metric = build_parser().parse_args(["train", "--output-dir", "o", "--metric-loss", "arcface", "--metric-weight", "2"])
     assert (metric.metric_loss, metric.metric_weight) == ("arcface", 2.0)
     assert cfg.freeze_early == 5
-    plain = TrainConfig(**_fields_of(TrainConfig, build_parser().parse_args(["train", "--output-dir", "o"])))
+    plain = TrainConfig(**fields_of(TrainConfig, build_parser().parse_args(["train", "--output-dir", "o"])))
     assert plain.to_dict() == TrainConfig().to_dict()  # every default is the dataclass's
 
 

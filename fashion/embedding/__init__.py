@@ -2,7 +2,7 @@
 
 ::
 
-    embedder = Embedder.create(arch="efficientnet_lite0")          # pretrained backbone
+    embedder = Embedder.create(arch="efficientnet_lite2")          # a pretrained backbone
     embedder = Embedder.create(model="runs/train1", layer="head")   # a `fashion train` output dir
     result = embedder.embed(items, batch_size=64, cache_dir="cache")
     result.vectors  # (n, d) float32, unit rows; zero rows where result.ok is False
@@ -25,6 +25,8 @@ The stages, one module each:
   uninterrupted run and the vectors are bitwise identical.
 - :mod:`.pipeline`: reader → net → writer, each stage timed (``EmbeddingResult.timing``).
 - :mod:`.embedder`: :class:`Embedder`, the public composition.
+- :mod:`.spec`: :class:`EmbedderSpec`, the one description of an embedder (CLI → cache key → run.json →
+  the service's rebuild).
 
 ``layer="body"``: the body's feature map, global-average-pooled (what the original study used).
 ``layer="head"``: the trained head's penultimate features (trained models only).
@@ -43,6 +45,7 @@ from .embedder import (
     Embedder,
     EmbeddingResult,
 )
+from .spec import EmbedderSpec
 from .reader import default_num_workers
 
 _NET = ("EmbeddingNet", "TorchRuntime", "OpenVINORuntime", "fold_batchnorm", "bf16_supported",
@@ -58,5 +61,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Embedder", "EmbeddingResult", "LAYERS", "PRECISIONS", "RUNTIMES", "OPENVINO_MIN_IMAGES",
+__all__ = ["Embedder", "EmbedderSpec", "EmbeddingResult", "LAYERS", "PRECISIONS", "RUNTIMES", "OPENVINO_MIN_IMAGES",
            "DEFAULT_CHUNK_SIZE", "NO_FEATURES", "NON_FINITE", "default_num_workers", *_NET]

@@ -17,6 +17,7 @@ from ..images import RESIZES
 from . import pipeline
 from .cache import ChunkCache, cache_key
 from .reader import ImageDataset, paths_and_boxes
+from .spec import DEFAULT_ARCH, EmbedderSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -54,30 +55,11 @@ class EmbeddingResult:
     timing: dict = field(default_factory=dict)
 
 
-DEFAULT_ARCH = "efficientnet_lite0"  # the bare ImageNet backbone's default, where one is asked for
-
-
-def resolve_model(model=None, arch: str | None = None) -> tuple[str | None, str]:
-    """(model directory or None, arch) of the options ``--model`` / ``--arch``: the one rule for what an
-    entry point embeds with. A model directory wins; else ``arch`` alone asks for that bare ImageNet
-    backbone; neither: the bundled clothing model (:func:`fashion.modelio.bundled_model_dir`).
-
-    >>> resolve_model(arch="efficientnet_lite2")
-    (None, 'efficientnet_lite2')
-    >>> resolve_model("runs/train1")
-    ('runs/train1', 'efficientnet_lite0')
-    """
-    if model is None and arch is None:
-        from ..modelio import bundled_model_dir
-
-        model = os.fspath(bundled_model_dir())
-    return (None if model is None else os.fspath(model)), arch or DEFAULT_ARCH
-
-
 class Embedder:
     """A network body (+ optional head part) that maps images to L2-normalised float32 vectors.
 
-    Build it with :meth:`create`, :meth:`from_backbone` or :meth:`from_model_dir`. Attributes:
+    Build it with :meth:`from_spec`, :meth:`create`, :meth:`from_backbone` or :meth:`from_model_dir`;
+    :attr:`spec` describes what was built. Attributes:
     name (arch), size (px), mean/std (3-tuples), checksum (sha256 hex of the weights), layer
     ("body"/"head"), precision ("fp32"/"bf16", resolved), runtime ("auto"/"torch"/"openvino"),
     source (where the weights came from), model_dir (trained model directory or None), crop (bbox
@@ -128,7 +110,20 @@ class Embedder:
     # ---------------------------------------------------------------------------------- builders
 
     @classmethod
-    def create(cls, model=None, arch: str = "efficientnet_lite0", layer: str = "auto", size: int | None = None,
+    def from_spec(cls, spec: EmbedderSpec) -> "Embedder":
+        """The embedder ``spec`` describes; :class:`~fashion.errors.FashionError` when the spec names a
+        weights checksum and the weights found now differ (a run's model retrained since)."""
+        from ..errors import FashionError
+
+        embedder = cls.create(model=spec.model_dir, arch=spec.arch, layer=spec.layer, size=spec.size,
+                              precision=spec.precision, runtime=spec.runtime)
+        if spec.checksum is not None and embedder.checksum != spec.checksum:
+            raise FashionError(f"the model's weights changed since the run (checksum {embedder.checksum[:12]} != "
+                               f"{spec.checksum[:12]}); rerun `fashion neighbors` with the current model")
+        return embedder
+
+    @classmethod
+    def create(cls, model=None, arch: str = DEFAULT_ARCH, layer: str = "auto", size: int | None = None,
                precision: str = "auto", pretrained: bool = True, weights=None, runtime: str = "auto") -> "Embedder":
         """A trained model directory when ``model`` is given, else the (pretrained) backbone ``arch``.
 
@@ -146,7 +141,7 @@ class Embedder:
                                  runtime=runtime)
 
     @classmethod
-    def from_backbone(cls, name: str = "efficientnet_lite0", pretrained: bool = True, weights=None,
+    def from_backbone(cls, name: str = DEFAULT_ARCH, pretrained: bool = True, weights=None,
                       size: int | None = None, precision: str = "auto", runtime: str = "auto") -> "Embedder":
         """Body of a registered backbone (``fashion.backbones.create_backbone``)."""
         from ..backbones import create_backbone
@@ -177,11 +172,16 @@ class Embedder:
                    model_dir=os.fspath(path.resolve()), precision=precision, crop=info.crop == "bbox",
                    resize="squish", runtime=runtime)  # the transform fashion.training trains with
 
+    @property
+    def spec(self) -> EmbedderSpec:
+        """What was built, every field resolved: :meth:`from_spec` of it rebuilds this embedder."""
+        return EmbedderSpec(arch=self.name, model_dir=self.model_dir, layer=self.layer, size=self.size,
+                            crop=self.crop, runtime=self.runtime, precision=self.precision, checksum=self.checksum)
+
     def describe(self) -> dict:
-        """JSON-ready description (for run.json) from which :meth:`create` can rebuild this embedder."""
-        return {"arch": self.name, "model_dir": self.model_dir, "layer": self.layer, "size": self.size,
-                "mean": list(self.mean), "std": list(self.std), "checksum": self.checksum,
-                "source": self.source, "precision": self.precision, "runtime": self.runtime, "crop": self.crop,
+        """JSON-ready description (run.json's ``embedder`` block): :attr:`spec` (from which
+        :meth:`from_spec` rebuilds this embedder) and what follows from it (mean, std, source, resize, dim)."""
+        return {**self.spec.to_json(), "mean": list(self.mean), "std": list(self.std), "source": self.source,
                 "resize": self.resize, "dim": self.dim,
                 **({"calibration": self.calibration()} if self.runtime == "openvino-int8" else {})}
 
@@ -258,8 +258,9 @@ class Embedder:
             runtime = "-openvino" if self.runtime == "openvino" else ""  # the torch tag predates runtimes
         # the runtime is in the name itself ("-openvino"), so a path asked for before "auto" is resolved
         # (always torch below OPENVINO_MIN_IMAGES) names the torch cache, as it always did
-        settings = settings_tag(checksum=self.checksum, arch=self.name, mean=list(self.mean), std=list(self.std),
-                                size=self.size, layer=self.layer, precision=self.precision, resize=self.resize,
+        spec = self.spec
+        settings = settings_tag(checksum=spec.checksum, arch=spec.arch, mean=list(self.mean), std=list(self.std),
+                                size=spec.size, layer=spec.layer, precision=spec.precision, resize=self.resize,
                                 crop=bool(crop))
         tag = (f"{self.checksum[:16]}.{settings}-{self.size}-{self.layer}-{self.precision}{runtime}-{self.resize}"
                + ("-bbox" if crop else ""))

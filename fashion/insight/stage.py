@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..options import default
 from .duplicates import DEFAULT_THRESHOLD
 from .verify import DEFAULT_MIN_SCORE
 
@@ -185,16 +186,16 @@ class DuplicatesConfig:
     """Options of ``fashion duplicates``. threshold None: the method's calibrated default
     (``DEFAULT_THRESHOLD`` cosine distance, or ``DEFAULT_PHASH_THRESHOLD`` Hamming bits)."""
 
-    input: str | None = None
+    input: str | None = default("dataset_input")
     output_dir: str | None = None
-    method: str = "embedding"
-    threshold: float | None = None
-    k: int = 10
-    model: str | None = None
-    arch: str = "efficientnet_lite0"
-    format: str = "auto"
-    cache_dir: str | None = None
-    batch_size: int = 64
+    method: str = default("duplicates_method")
+    threshold: float | None = default("duplicates_threshold")
+    k: int = default("k")
+    model: str | None = default("model")
+    arch: str = default("duplicates_arch")  # the bare backbone DEFAULT_THRESHOLD is calibrated on
+    format: str = default("format")
+    cache_dir: str | None = default("cache_dir")
+    batch_size: int = default("batch_size")
 
 
 @dataclass
@@ -238,11 +239,11 @@ def run_duplicates(config: DuplicatesConfig) -> DuplicatesResult:
         query_rows, neighbor_rows, dist = hamming_neighbors(bits, ok, k=config.k)
         dups = find_duplicates(items, query_rows, neighbor_rows, dist, threshold, file_digests(paths, ok), "phash")
     else:
-        from ..embedding import Embedder
+        from ..embedding import Embedder, EmbedderSpec
         from ..neighbors import build_index
 
         threshold = DEFAULT_THRESHOLD if config.threshold is None else config.threshold
-        embedder = Embedder.create(model=config.model, arch=config.arch)
+        embedder = Embedder.from_spec(EmbedderSpec.of(config))
         emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or out / "cache")
         rows = np.flatnonzero(emb.ok)
         k = min(config.k, len(rows) - 1)

@@ -15,21 +15,20 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FashionError
+from ..options import ENGINES, default
 from . import manifest as manifest_mod
 from . import shards
-from .rows import EmbedderSpec
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("local", "ray")
 EMBEDDINGS_DIR = "embeddings"
-DEFAULT_SHARD_ROWS = 4096
+DEFAULT_SHARD_ROWS = default("embed_shard_rows")
 
 
 @dataclass
@@ -37,23 +36,26 @@ class EmbedConfig:
     """Options of ``fashion embed``."""
 
     run_dir: str
-    engine: str = "local"
-    model: str | None = None
-    arch: str = "efficientnet_lite0"
-    layer: str = "auto"
-    size: int | None = None
-    precision: str = "auto"
-    runtime: str = "auto"
-    batch_size: int = 64
+    engine: str = default("engine")
+    model: str | None = default("model")  # neither model nor arch: the bundled clothing model
+    arch: str | None = default("arch")
+    layer: str = default("layer")
+    size: int | None = default("size")
+    precision: str = default("precision")
+    runtime: str = default("runtime")
+    batch_size: int = default("batch_size")
     shard_rows: int = DEFAULT_SHARD_ROWS
     crop: bool | None = None
-    num_workers: int | None = None  # local: DataLoader workers
-    address: str | None = None  # ray: cluster address ("auto", "ray://…"); None starts a local Ray
-    actors: int = 1  # ray: embedding actors (one model each)
-    cpus_per_actor: float = 1.0
-    gpus_per_actor: float = 0.0
+    num_workers: int | None = default("num_workers")  # local: decoding threads
+    address: str | None = default("address")  # ray: cluster address ("auto", "ray://…"); None starts a local Ray
+    actors: int = default("actors")  # ray: embedding actors (one model each)
+    cpus_per_actor: float = default("cpus_per_actor")
+    gpus_per_actor: float = default("gpus_per_actor")
 
     def __post_init__(self):
+        from ..embedding.spec import resolve_model
+
+        self.model, self.arch = resolve_model(self.model, self.arch)
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         for name in ("batch_size", "shard_rows", "actors"):
@@ -79,23 +81,23 @@ class EmbedResult:
 
 
 @functools.lru_cache(maxsize=1)
-def _embedder(model, arch, layer, size, precision, runtime, count):
+def _embedder(spec, count: int):
     """The last embedder built, kept: a resumed or repeated stage in one process converts the model once."""
     from ..embedding import Embedder
 
-    embedder = Embedder.create(model=model, arch=arch, layer=layer, size=size, precision=precision, runtime=runtime)
+    embedder = Embedder.from_spec(spec)
     embedder.resolve_runtime(count)
     return embedder
 
 
 def resolve_spec(config: EmbedConfig, count: int):
-    """(spec, embedder): runtime fixed from the manifest's *total* count, so the tag survives resumes."""
-    embedder = _embedder(config.model, config.arch, config.layer, config.size, config.precision, config.runtime,
-                         count)
-    crop = embedder.crop if config.crop is None else bool(config.crop)
-    spec = EmbedderSpec(model=config.model, arch=config.arch, layer=embedder.layer, size=embedder.size,
-                        precision=embedder.precision, runtime=embedder.runtime, crop=crop)
-    return spec, embedder
+    """(spec, embedder): the :class:`~fashion.embedding.EmbedderSpec` the config asks for, resolved by
+    building it (runtime fixed from the manifest's *total* count, so the tag survives resumes; crop from
+    the model unless the config says)."""
+    from ..embedding import EmbedderSpec
+
+    embedder = _embedder(EmbedderSpec.of(config), count)
+    return replace(embedder.spec, crop=embedder.crop if config.crop is None else bool(config.crop)), embedder
 
 
 def embeddings_dir(run_dir, embedder, crop: bool) -> Path:
@@ -127,7 +129,7 @@ def embed_run(config: EmbedConfig, progress: bool = True) -> EmbedResult:
     from ..atomic import ensure_dir, write_json
 
     ensure_dir(out)
-    write_json(out / "embedder.json", {**embedder.describe(), "spec": asdict(spec)})
+    write_json(out / "embedder.json", {**embedder.describe(), "spec": spec.to_json()})
     log.info("%s: %d of %d ids to embed (%d done), engine %s, runtime %s", out, len(todo), manifest.count,
              len(done), config.engine, spec.runtime)
     failed = 0

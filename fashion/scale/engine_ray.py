@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict
 
 import numpy as np
 
@@ -109,10 +108,10 @@ class _EmbedActor:
     """One embedder per actor, built once from the spec (model load timed in the log)."""
 
     def __init__(self, spec: dict):
-        from .rows import EmbedderSpec
+        from ..embedding import Embedder, EmbedderSpec
 
         start = time.perf_counter()
-        self.embedder = EmbedderSpec(**spec).build()
+        self.embedder = Embedder.from_spec(EmbedderSpec.from_json(spec))
         _ = self.embedder.dim
         self.load_seconds = time.perf_counter() - start
         log.info("embedding actor ready in %.1f s (%s runtime)", self.load_seconds, self.embedder.runtime)
@@ -153,7 +152,7 @@ def embed(config, spec, todo: np.ndarray, out, resize: str) -> int:
         ds = ds.map_batches(_decode, batch_format="numpy", batch_size=config.batch_size, num_cpus=DECODE_CPUS,
                             fn_kwargs={"size": spec.size, "resize": resize, "crop": spec.crop})
         ds = ds.map_batches(_EmbedActor, batch_format="numpy", batch_size=config.batch_size,
-                            fn_constructor_kwargs={"spec": asdict(spec)},
+                            fn_constructor_kwargs={"spec": spec.to_json()},
                             compute=ray.data.ActorPoolStrategy(size=config.actors),
                             num_cpus=config.cpus_per_actor, num_gpus=config.gpus_per_actor or None)
         ds = ds.map_batches(_write, batch_format="numpy", batch_size=config.shard_rows, num_cpus=WRITE_CPUS,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..options import ENGINES, default
 from . import embed as embed_stage
 from . import ivfpq, manifest, shards
 
@@ -33,19 +34,19 @@ class KnnConfig:
     """Options of ``fashion knn``."""
 
     run_dir: str
-    k: int = 10
-    engine: str = "local"
-    nprobe: int | None = None
-    rerank: int | None = None
-    address: str | None = None
-    actors: int = 1
-    cpus_per_actor: float = 1.0
+    k: int = default("k")
+    engine: str = default("engine")
+    nprobe: int | None = default("nprobe")
+    rerank: int | None = default("rerank")
+    address: str | None = default("address")
+    actors: int = default("actors")
+    cpus_per_actor: float = default("cpus_per_actor")
 
     def __post_init__(self):
         if self.k < 1:
             raise ValueError(f"k must be positive, got {self.k}")
-        if self.engine not in embed_stage.ENGINES:
-            raise ValueError(f"engine must be one of {embed_stage.ENGINES}, got {self.engine!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
 
 
 def drop_self(query_ids: np.ndarray, dist: np.ndarray, ids: np.ndarray, k: int):

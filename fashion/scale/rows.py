@@ -1,34 +1,13 @@
 """The embedding stage's per-row and per-batch work, the same under every engine: decode a batch of
-rows (:func:`decode_rows`), run the network on it (:func:`embed_pixels`, an embedder built from an
-:class:`EmbedderSpec`), and make its shard table (:func:`result_table`). The engines import this
+rows (:func:`decode_rows`), run the network on it (:func:`embed_pixels`, an embedder built from a
+:class:`fashion.embedding.EmbedderSpec`), and make its shard table (:func:`result_table`). The engines import this
 module, never the stage (:mod:`.embed`) that drives them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from . import shards
-
-
-@dataclass
-class EmbedderSpec:
-    """Everything an engine's worker needs to build the same embedder (runtime and precision resolved)."""
-
-    model: str | None
-    arch: str
-    layer: str
-    size: int
-    precision: str
-    runtime: str
-    crop: bool
-
-    def build(self):
-        from ..embedding import Embedder
-
-        return Embedder.create(model=self.model, arch=self.arch, layer=self.layer, size=self.size,
-                               precision=self.precision, runtime=self.runtime)
 
 
 def decode_rows(paths, bboxes, size: int, resize: str) -> tuple[np.ndarray, np.ndarray, list[str]]:

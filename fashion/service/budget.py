@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ..errors import FashionError
+from ..options import default
 
 # Peak bytes one pixel holds between decoding and the network, the worst mode measured (peak RSS of
 # open_image_bytes + resize_image on a 36 Mpx PNG): RGB 10 (Pillow's 4-byte pixels, then numpy's packed
@@ -40,9 +41,9 @@ class Limits:
     once (reading, decoding, waiting, in the network); wait_s: the longest wait for room.
     """
 
-    max_pixels: int = 40_000_000
-    memory_mb: int = 640
-    queue: int = 8
+    max_pixels: int = default("max_pixels")
+    memory_mb: int = default("memory_mb")
+    queue: int = default("queue")
     wait_s: float = 10.0
 
     def __post_init__(self):

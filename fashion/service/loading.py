@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FashionError
 from ..rundir import RunDirError
 
 log = logging.getLogger("fashion.service")
@@ -270,10 +269,12 @@ def _check_rows_find_themselves(run: RunDir, index, path: Path) -> None:
 
 def embedder_for(info: dict):
     """Rebuild the run's embedder from run.json; refuse when its weights are not the ones the run used."""
-    from ..embedding import RUNTIMES, Embedder, openvino_available
+    from dataclasses import replace
 
-    desc = info["embedder"]
-    runtime = desc.get("runtime", "torch")  # the photos are embedded as the run embedded its gallery
+    from ..embedding import RUNTIMES, Embedder, EmbedderSpec, openvino_available
+
+    spec = EmbedderSpec.from_json(info["embedder"])
+    runtime = spec.runtime  # the photos are embedded as the run embedded its gallery
     if runtime.startswith("openvino") and not openvino_available():
         log.warning("the run embedded its images with OpenVINO, which is not installed here: using torch "
                     "(vectors agree to cosine > 0.99, not bitwise)")
@@ -285,13 +286,8 @@ def embedder_for(info: dict):
             log.warning("the run embedded its images with the int8 runtime, which needs NNCF (pip install "
                         "'fashion[int8]'): using OpenVINO's float network (vectors close, not bitwise)")
             runtime = "openvino"
-    embedder = Embedder.create(model=desc.get("model_dir"), arch=desc["arch"], layer=desc.get("layer", "body"),
-                               size=desc.get("size"), precision=desc.get("precision", "auto"),
-                               runtime=runtime if runtime in RUNTIMES[1:] else "torch")
-    if embedder.checksum != desc["checksum"]:
-        raise FashionError(f"the model's weights changed since the run (checksum {embedder.checksum[:12]} != "
-                           f"{desc['checksum'][:12]}); rerun `fashion neighbors` with the current model")
-    return embedder
+    # checks the weights' checksum against the run's
+    return Embedder.from_spec(replace(spec, runtime=runtime if runtime in RUNTIMES[1:] else "torch"))
 
 
 def dataset_root(info: dict, where) -> Path:

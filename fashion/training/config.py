@@ -7,15 +7,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..options import AUGMENTS, CLEAN_LABELS, CROPS, METRIC_LOSSES, MIXES, default, parse_epochs
 
-CROPS = ("none", "bbox")
 LR_SUGGESTIONS = ("valley", "minimum", "steep", "slide")  # fastai.callback.schedule suggestion functions
-# accuracy and retrieval levers (#15)
-MIXES = ("none", "mixup", "cutmix")                     # fastai.callback.mixup
-AUGMENTS = ("default", "strong", "none")                 # fastai aug_transforms settings (AUGMENT_SETTINGS)
-CLEAN_LABELS = ("none", "drop", "weight")                # confident-learning cleanup of the train labels
-METRIC_LOSSES = ("none", "supcon", "multisimilarity", "arcface")  # pytorch-metric-learning, on the embedding
-# the TrainConfig fields above, in CLI order (fashion.cli.add_train_levers; benchmarks/train_clothing.py)
+# accuracy and retrieval levers (#15): their choices (MIXES, AUGMENTS, CLEAN_LABELS, METRIC_LOSSES) and
+# the defaults of the fields the CLI sets are fashion.options'
+__all__ = ["AUGMENTS", "AUGMENT_SETTINGS", "CLEAN_LABELS", "CROPS", "LEVERS", "LR_SUGGESTIONS", "METRIC_LOSSES",
+           "MIXES", "Stage", "TrainConfig", "parse_epochs"]
+# the TrainConfig fields above, in CLI order (fashion.cli.train.add_train_levers; benchmarks/train_clothing.py)
 LEVERS = ("freeze_early", "label_smoothing", "mix", "mix_alpha", "augment", "min_scale", "ema", "tta", "hard_check", "ensemble",
           "clean_labels", "metric_loss", "metric_weight")
 # aug_transforms keyword arguments per ``augment`` choice ("strong": lighting, warp, zoom, rotation turned up)
@@ -24,24 +23,6 @@ AUGMENT_SETTINGS = {
     "strong": {"max_rotate": 20.0, "min_zoom": 0.9, "max_zoom": 1.3, "max_lighting": 0.4, "max_warp": 0.3,
                "p_lighting": 0.9},
 }
-
-
-def parse_epochs(value) -> tuple[int, int, int]:
-    """Epochs per stage from one number (all three stages), three numbers, or text ``"N"`` / ``"N1,N2,N3"``.
-
-    >>> parse_epochs(2), parse_epochs("1,3,1"), parse_epochs([0, 1, 2])
-    ((2, 2, 2), (1, 3, 1), (0, 1, 2))
-    """
-    parts = value.split(",") if isinstance(value, str) else [value] if isinstance(value, int) else value
-    try:
-        epochs = tuple(int(str(p).strip()) for p in parts)
-    except (TypeError, ValueError):
-        epochs = ()
-    if len(epochs) == 1:
-        epochs *= 3
-    if len(epochs) != 3 or any(e < 0 for e in epochs):
-        raise ConfigError(f"epochs must be one number or three (one per stage, >= 0), like 2 or 1,3,1; got {value!r}")
-    return epochs
 
 
 @dataclass
@@ -97,38 +78,38 @@ class TrainConfig:
     weighted by metric_weight, in every stage (:mod:`.metric`).
     """
 
-    arch: str = "efficientnet_lite0"
-    size: int = 160
-    final_size: int = 224
-    epochs: Any = (2, 3, 2)
-    lr: float | None = None
-    batch_size: int = 32
-    crop: str = "none"
-    seed: int = 42
+    arch: str = default("train_arch")
+    size: int = default("train_size")
+    final_size: int = default("final_size")
+    epochs: Any = default("epochs")
+    lr: float | None = default("lr")
+    batch_size: int = default("train_batch_size")
+    crop: str = default("crop")
+    seed: int = default("train_seed")
     pretrained: bool = True
-    weights: str | None = None
-    early_stopping: int | None = None
-    num_workers: int = 0
-    lr_find_iters: int = 100
+    weights: str | None = default("weights")
+    early_stopping: int | None = default("early_stopping")
+    num_workers: int = default("train_workers")
+    lr_find_iters: int = default("lr_find_iters")
     lr_suggestion: str = "valley"
-    fallback_lr: float = 2e-3
+    fallback_lr: float = default("fallback_lr")
     valid_pct: float = 0.2
     channels_last: bool = True
-    leak_check: bool = True
+    leak_check: bool = default("leak_check")
     # accuracy and retrieval levers (#15)
-    freeze_early: int = 0
-    label_smoothing: float = 0.0
-    mix: str = "none"
-    mix_alpha: float | None = None
-    augment: str = "default"
-    min_scale: float = 1.0
-    ema: float | None = None
-    tta: bool = False
-    hard_check: bool = True
-    ensemble: tuple = ()
-    clean_labels: str = "none"
-    metric_loss: str = "none"
-    metric_weight: float = 1.0
+    freeze_early: int = default("freeze_early")
+    label_smoothing: float = default("label_smoothing")
+    mix: str = default("mix")
+    mix_alpha: float | None = default("mix_alpha")
+    augment: str = default("augment")
+    min_scale: float = default("min_scale")
+    ema: float | None = default("ema")
+    tta: bool = default("tta")
+    hard_check: bool = default("hard_check")
+    ensemble: tuple = default("ensemble")
+    clean_labels: str = default("clean_labels")
+    metric_loss: str = default("metric_loss")
+    metric_weight: float = default("metric_weight")
     stages: list = field(default=None)
 
     def __post_init__(self):

@@ -1,0 +1,58 @@
+"""``fashion search`` and ``fashion serve``: a finished run answers new photos."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import ConfigError
+from .common import add_options, add_parser
+
+
+def run_search(args) -> int:
+    """``fashion search``: the top-K of each photo, printed (or as JSON) and drawn."""
+    import json
+
+    from .. import search
+
+    results = search.search(args.photos, args.run, k=args.k, output_dir=args.output_dir, grids=args.grids)
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=1))
+    else:
+        for result in results:
+            print(result.summary())
+    if not any(r.ok for r in results):
+        print(f"fashion search: error: none of the {len(results)} photos could be searched", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_serve(args) -> int:
+    """``fashion serve``: the HTTP API and web page of one run."""
+    from ..server import serve
+    from ..service.budget import Limits
+
+    try:
+        limits = Limits(max_pixels=args.max_pixels, memory_mb=args.memory_mb, queue=args.queue)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    hosts = tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip()) if args.allowed_hosts else None
+    serve(args.run_dir, host=args.host, port=args.port, max_upload=int(args.max_upload_mb * 1024 * 1024),
+          allowed_hosts=hosts, limits=limits)
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``search`` and ``serve`` to the sub-command parsers ``sub``."""
+    p = add_parser(sub, "search", "find the clothes most similar to new photos in a finished run",
+                   "Embed PHOTOs with a run's model, search the run's saved index, write a grid per\n"
+                   "photo and print the top matches.")
+    add_options(p, "photos", "run", "k", "output_dir", "json", "search_grids", optional=("output_dir",),
+                k="matches per photo", output_dir="where the grids go; default: RUN/search")
+    p.set_defaults(func=run_search)
+
+    p = add_parser(sub, "serve", "serve a finished run: search by photo, browse neighbours (HTTP API + web page)",
+                   "Load RUN_DIR once and serve the similar-clothes API and its web page.\n"
+                   "Open http://HOST:PORT/ in a browser; the API is described at /docs.")
+    add_options(p, "serve_run_dir", "host", "port", "max_upload_mb", "allowed_hosts", "max_pixels", "memory_mb",
+                "queue")
+    p.set_defaults(func=run_serve)
