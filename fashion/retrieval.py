@@ -53,6 +53,8 @@ class MeasureConfig:
         "openvino-int8").
     insight: the insight stage (duplicates.csv, suspects.csv, map.csv, map.png; ``fashion.insight``);
     duplicate_threshold: its candidate cosine distance; map_method: its layout (auto, pca, umap, tsne).
+    shard_above: runs of at least this many items use the sharded, resumable stages (fashion.scale:
+        embedding shards, the on-disk IVF-PQ index); the run's layout is the same either way.
     """
 
     input: str | None = None
@@ -77,6 +79,7 @@ class MeasureConfig:
     insight: bool = True
     duplicate_threshold: float = DEFAULT_THRESHOLD
     map_method: str = "auto"
+    shard_above: int = 500_000
 
     def __post_init__(self):
         from .embedding.embedder import resolve_model
@@ -259,6 +262,7 @@ def run(config: MeasureConfig) -> RunResult:
 def _run(config: MeasureConfig, txn) -> RunResult:
     from .atomic import write_json
     from .embedding import Embedder
+    from .insight.page import run_insight
     from .report import draw_grids, pick_grid_queries, write_gallery
     from .run import writer
 
@@ -270,7 +274,7 @@ def _run(config: MeasureConfig, txn) -> RunResult:
         table = load_items(config)
         items = table.frame
         if scaled.applies(config, items):
-            return scaled.run(config, table, out, cache=config.cache_dir or txn.target / "cache")
+            return scaled.run(config, table, out, txn.run_id, cache=config.cache_dir or txn.target / "cache")
         embedder = Embedder.create(model=config.model, arch=config.arch, layer=config.layer, size=config.size,
                                    runtime=config.runtime)
     with watch.stage("embed"):
@@ -311,7 +315,8 @@ def _run(config: MeasureConfig, txn) -> RunResult:
     sections = []
     if config.insight:
         with watch.stage("insight"):
-            sections = _insight(out, items, emb, query_rows, neighbor_rows, config, metrics, files)
+            sections = run_insight(out, items, emb.vectors, emb.ok, query_rows, neighbor_rows,
+                                   insight_config(config), metrics, files)
     with watch.stage("gallery"):
         title = f"Similar-clothes search: {Path(table.root).name}"
         files["index.html"] = write_gallery(out, metrics, grids, list(files.values()), title=title,
@@ -326,20 +331,11 @@ def _run(config: MeasureConfig, txn) -> RunResult:
     return RunResult(out, metrics, files)
 
 
-def _insight(out: Path, items, emb, query_rows, neighbor_rows, config: MeasureConfig, metrics: dict,
-             files: dict) -> list[str]:
-    """The insight stage (fashion.insight.stage): its files into ``files``, its summary into
-    ``metrics["insight"]``; returns the gallery's insight section."""
-    from .insight.page import draw_clusters, insight_section
-    from .insight.stage import InsightConfig, write_insight
+def insight_config(config: MeasureConfig):
+    """The insight stage's options of a retrieval run."""
+    from .insight.stage import InsightConfig
 
-    written, summary, dups = write_insight(out, items, emb.vectors, emb.ok, query_rows, neighbor_rows,
-                                           InsightConfig(threshold=config.duplicate_threshold,
-                                                         map_method=config.map_method, seed=config.seed))
-    files.update(written)
-    metrics["insight"] = summary
-    strips = draw_clusters(out, items, dups.table(items))
-    return [insight_section(out, summary, strips, written.get("map.png"))]
+    return InsightConfig(threshold=config.duplicate_threshold, map_method=config.map_method, seed=config.seed)
 
 
 def _run_info(config: MeasureConfig, table, embedder) -> dict:
