@@ -157,6 +157,16 @@ def read_run_items(run_dir: Path):
     return read_items(run_dir)
 
 
+def write_run_items(run_dir: Path, items) -> None:
+    """Replace a run's item table with ``items`` (a crafted run: reseal its manifest to get past it)."""
+    import shutil
+
+    from fashion.run.writer import write_items
+
+    shutil.rmtree(run_dir / "items")
+    write_items(run_dir, items.reset_index(drop=True))
+
+
 def read_run_neighbors(run_dir: Path):
     """A run's neighbour lists (query_id, rank, neighbor_id, distance; by query, then rank)."""
     from fashion.run.reader import read_neighbors

@@ -72,22 +72,32 @@ def parts(run_dir, name: str) -> list[Path]:
     return sorted(directory.glob(layout.PART_GLOB)) if directory.is_dir() else []
 
 
-def _read_parts(run_dir, name: str):
+def _read_parts(run_dir, name: str, columns: tuple[str, ...]):
+    """The parts of table ``name`` as one DataFrame (None: no parts); each part must hold ``columns``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    files = parts(run_dir, name)
+    tables = []
+    for path in parts(run_dir, name):
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise RunDirError(f"{path}: not a readable table ({str(exc).splitlines()[0][:200]})") from None
+        absent = [c for c in columns if c not in table.column_names]
+        if absent:
+            raise RunDirError(f"{path}: column {absent[0]!r} is missing (columns: {', '.join(table.column_names)})")
+        tables.append(table)
     try:
-        tables = [pq.read_table(p) for p in files]
         return pa.concat_tables(tables).to_pandas() if tables else None
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise RunDirError(f"{Path(run_dir) / name}: not a readable table ({str(exc).splitlines()[0][:200]})") from None
+    except (ValueError, pa.ArrowException) as exc:
+        raise RunDirError(f"{Path(run_dir) / name}: parts of different schemas ({str(exc).splitlines()[0][:200]})"
+                          ) from None
 
 
 def read_items(run_dir):
     """The item table of a run (DataFrame, ids 0..n-1 in order, every layout column typed); unverified."""
     where = Path(run_dir) / layout.ITEMS_DIR
-    items = _read_parts(run_dir, layout.ITEMS_DIR)
+    items = _read_parts(run_dir, layout.ITEMS_DIR, layout.ITEM_COLUMNS)
     if items is None:
         raise RunDirError(f"{where}: no item table parts")
     check_columns(items, {"id": "int", "ok": "bool", **{c: "str" for c in layout.ITEM_COLUMNS[1:] if c != "ok"}},
@@ -103,7 +113,7 @@ def read_items(run_dir):
 
 def read_neighbors(run_dir):
     """The neighbour lists of a run (DataFrame query_id, rank, neighbor_id, distance; by query, rank)."""
-    table = _read_parts(run_dir, layout.NEIGHBORS_DIR)
+    table = _read_parts(run_dir, layout.NEIGHBORS_DIR, layout.NEIGHBOR_COLUMNS)
     if table is None:
         import pandas as pd
 
@@ -135,6 +145,17 @@ def _run_json(run_dir: Path) -> dict:
     return info
 
 
+def _is_old(path: Path) -> bool:
+    """Whether run.json parses as an object without ``format_version`` (a run of the older layout)."""
+    import json
+
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False  # refused later, naming the file
+    return isinstance(info, dict) and "format_version" not in info
+
+
 def _embeddings(run_dir: Path, n: int) -> np.ndarray:
     npy = run_dir / layout.EMBEDDINGS
     try:
@@ -163,19 +184,23 @@ def open_run(run_dir, load_index: bool = True) -> Run:
     has_info = (run_dir / layout.RUN_JSON).is_file()
     if not has_info and any((run_dir / n).is_file() for n in OLD_LAYOUT):
         raise RunDirError(upgrade_hint(run_dir))
-    info = _run_json(run_dir) if has_info else None  # an old run.json is refused with the upgrade line first
+    if has_info and _is_old(run_dir / layout.RUN_JSON):  # refused with the upgrade line before anything else
+        raise RunDirError(upgrade_hint(run_dir))
     absent = [n for n in (layout.RUN_JSON, layout.METRICS_JSON, layout.EMBEDDINGS) if not (run_dir / n).is_file()]
     absent += [f"{name}/" for name in (layout.ITEMS_DIR, layout.NEIGHBORS_DIR) if not parts(run_dir, name)]
     if absent:
         raise FileNotFoundError(f"{run_dir} is not a finished run of `fashion neighbors` / measure_sim.py or of "
                                 f"`fashion knn`: missing {', '.join(absent)}")
-    ref = layout.IndexRef(**info["index"])
     present = tuple(name for name in layout.INSIGHT_FILES if os.path.lexists(run_dir / name))
     tables = tuple(p.relative_to(run_dir).as_posix()
                    for name in (layout.ITEMS_DIR, layout.NEIGHBORS_DIR) for p in parts(run_dir, name))
     # the manifest: one complete run, no file changed or taken from another run, and every file read here in it
-    verify(run_dir, require=(layout.RUN_JSON, layout.METRICS_JSON, layout.EMBEDDINGS) + tables + ref.files()
-           + present)
+    manifest = verify(run_dir, require=(layout.RUN_JSON, layout.METRICS_JSON, layout.EMBEDDINGS) + tables + present)
+    info = _run_json(run_dir)
+    unlisted = [name for name in layout.IndexRef(**info["index"]).files() if name not in manifest["files"]]
+    if unlisted:
+        raise RunDirError(f"{run_dir}: manifest.json does not list {', '.join(unlisted)}: it does not cover the run "
+                          "(rerun to rebuild it)")
     from ..rundir import read_json_object
 
     metrics = read_json_object(run_dir / layout.METRICS_JSON)
