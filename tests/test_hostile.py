@@ -274,7 +274,7 @@ def test_embeddings_are_checked_against_the_index_beyond_their_shape(small, tmp_
     vectors = np.load(run_dir / "embeddings.npy")
     np.save(run_dir / "embeddings.npy", np.ascontiguousarray(vectors[::-1]))  # same shape, wrong rows
     _reseal(run_dir)
-    with pytest.raises(RunDirError, match=r"embeddings\.npy: row \d+ .*does not find itself at distance 0"):
+    with pytest.raises(RunDirError, match=r"embeddings\.npy: item \d+ .*does not find itself at distance 0"):
         SimilarityService.open(run_dir, warm=False)
 
 
