@@ -59,7 +59,7 @@ def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed:
     from fashion.atomic import write_json
     from fashion.neighbors import build_index
     from fashion.run import writer
-    from fashion.run.reader import read_items
+    from fashion.run.reader import parts, read_items
 
     items = read_items(base).reset_index(drop=True)
     real = np.load(base / "embeddings.npy")
@@ -83,6 +83,7 @@ def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed:
     _, ref = writer.write_index_npz(dest, index, np.arange(len(table)))
     writer.write_items(dest, table)
     writer.write_embeddings(dest, vectors)
+    writer.link_neighbors(dest, parts(base, "neighbors"))  # the real photos' neighbour lists (their ids stay)
     info = json.loads((base / "run.json").read_text())
     info["arguments"]["index"] = index_name
     body = {key: value for key, value in info.items() if key not in ("format_version", "run_id", "index", "n_items")}
