@@ -109,3 +109,46 @@ def test_an_old_layout_run_is_refused_with_how_to_upgrade(tmp_path, capsys):
     assert cli.main(["search", str(photo), "--run", str(old)]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "older layout" in err and "rerun" in err and "Traceback" not in err
+
+
+def _downgrade(run_dir, dest):
+    """``run_dir`` (format 2) rewritten in the older layout at ``dest``: items.csv with index and index_row,
+    neighbors.csv, index.npz without ids, run.json without format_version and index; resealed."""
+    import shutil
+
+    from fashion import rundir
+    from fashion.neighbors import load_index
+    from fashion.run.reader import read_items, read_neighbors
+
+    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("cache", "items", "neighbors", "index.npz"))
+    items = read_items(run_dir).reset_index(drop=True).rename(columns={"id": "index"})
+    with np.load(run_dir / "index.npz") as arrays:
+        ids = arrays["ids"]
+    items["index_row"] = -1
+    items.loc[ids, "index_row"] = np.arange(len(ids))
+    items.to_csv(dest / "items.csv", index=False)
+    nb = read_neighbors(run_dir).rename(columns={"query_id": "query", "neighbor_id": "neighbor"})
+    nb["distance"] = nb["distance"].astype(np.float64)
+    nb.to_csv(dest / "neighbors.csv", index=False)
+    load_index(run_dir / "index.npz").save(dest / "index.npz")
+    info = json.loads((run_dir / "run.json").read_text())
+    del info["format_version"], info["index"], info["n_items"]
+    (dest / "run.json").write_text(json.dumps(info))
+    rundir.write_manifest(dest, info["run_id"], "neighbors")
+    return dest
+
+
+def test_an_old_layout_run_is_upgraded_in_place_bit_for_bit(runs, tmp_path):
+    from fashion.run.reader import open_run
+    from fashion.run.upgrade import upgrade
+    from fashion.rundir import RunDirError
+
+    old = _downgrade(runs["small"], tmp_path / "old")
+    with pytest.raises(RunDirError, match="older layout.*fashion.run.upgrade.upgrade"):
+        open_run(old)
+    upgrade(old)
+    new, ref = open_run(old), open_run(runs["small"])
+    assert not (old / "items.csv").exists() and new.info["run_id"] == ref.info["run_id"]
+    assert np.array_equal(new.embeddings, ref.embeddings) and new.neighbors().equals(ref.neighbors())
+    assert new.items.equals(ref.items)
+    assert new.info["index"] == ref.info["index"]
