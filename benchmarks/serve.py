@@ -56,12 +56,14 @@ def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed:
     """A run directory at ``dest`` whose gallery is ``n`` vectors (see the module docstring)."""
     import pandas as pd
 
-    from fashion.atomic import save_csv, save_npy, write_json
+    from fashion.atomic import write_json
     from fashion.neighbors import build_index
+    from fashion.run import writer
+    from fashion.run.reader import parts, read_items
 
-    items = pd.read_csv(base / "items.csv", keep_default_na=False)
+    items = read_items(base).reset_index(drop=True)
     real = np.load(base / "embeddings.npy")
-    good = np.flatnonzero(items["ok"].astype(str).str.lower() == "true")
+    good = np.flatnonzero(items["ok"].to_numpy(bool))
     rng = np.random.default_rng(seed)
     src = good[rng.integers(0, len(good), size=n - len(items))]
     synth = real[src] + rng.standard_normal((len(src), real.shape[1]), dtype=np.float32) * (noise / np.sqrt(real.shape[1]))
@@ -70,26 +72,28 @@ def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed:
     extra = items.iloc[src].copy()
     extra["relpath"] = [f"synthetic/{i:06d}/{r}" for i, r in enumerate(extra["relpath"])]
     extra["split"], extra["role"] = "synthetic", "gallery"
+    items["role"] = "both"
     table = pd.concat([items, extra], ignore_index=True)
-    table["index"] = np.arange(len(table))
-    table["ok"] = True
-    table["index_row"] = np.arange(len(table))
+    table["id"] = np.arange(len(table))
+    table["ok"] = True  # every row is in the index
     dest.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     index = build_index(index_name).fit(vectors)
     fit_s = time.perf_counter() - t0
-    index.save(dest / "index.npz")
-    save_csv(dest / "items.csv", table)
-    save_npy(dest / "embeddings.npy", vectors)
+    _, ref = writer.write_index_npz(dest, index, np.arange(len(table)))
+    writer.write_items(dest, table)
+    writer.write_embeddings(dest, vectors)
+    writer.link_neighbors(dest, parts(base, "neighbors"))  # the real photos' neighbour lists (their ids stay)
     info = json.loads((base / "run.json").read_text())
     info["arguments"]["index"] = index_name
-    write_json(dest / "run.json", info)
+    body = {key: value for key, value in info.items() if key not in ("format_version", "run_id", "index", "n_items")}
+    writer.write_run_json(dest, info["run_id"], ref, len(table), body)
     metrics = json.loads((base / "metrics.json").read_text())
     metrics.update(index=index.name, n_gallery=len(table), n_images=len(table), n_ok=len(table))
     write_json(dest / "metrics.json", metrics)
     from fashion import rundir  # sealed like a real run: readers verify the manifest
 
-    rundir.write_manifest(dest, info.get("run_id") or rundir.new_run_id(), "neighbors")
+    rundir.write_manifest(dest, info["run_id"], "neighbors")
     return {"n": len(table), "d": int(vectors.shape[1]), "index": index.name, "fit_s": round(fit_s, 1)}
 
 

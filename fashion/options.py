@@ -210,6 +210,9 @@ OPTIONS = registry(
     _O("limit", ("--limit",), "use a seeded random subset of N items (row order kept)", type=positive_int,
        metavar="N"),
     _O("grids", ("--grids",), "how many neighbour grids to draw", default=12, type=int, metavar="N"),
+    _O("shard_above", ("--shard-above",), "runs of at least N items use the sharded, resumable stages "
+       "(embedding shards, the on-disk IVF-PQ index); the run directory's layout is the same either way",
+       default=500_000, type=positive_int, metavar="N"),
     # -------------------------------------------------------------------------------- insight
     _O("insight", ("--no-insight",), "skip the insight stage (duplicates.csv, suspects.csv, map.csv, map.png)",
        default=True, action="store_false"),

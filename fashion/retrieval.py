@@ -1,20 +1,13 @@
 """``measure_sim.py`` / ``fashion neighbors``: embed a dataset, find every query's top-K, measure, report.
 
 Stages (each timed and logged): load the item table, embed (cached), build the index, search and
-compute metrics, report (files, grids, gallery). Output directory::
-
-    items.csv       row order of everything: index, path, relpath, label, split, [item_id...], ok, reason,
-                    role (query/gallery/both/skipped), index_row (row in the saved index, -1 if not in it)
-    embeddings.npy  float32 (n, d), one row per items.csv row (zeros where ok is False)
-    neighbors.csv   query, rank, neighbor, distance, same_label[, same_item], query_relpath, neighbor_relpath,
-                    query_label, neighbor_label  (query/neighbor are items.csv row indices)
-    metrics.json    precision@k, mAP@k, per-label precision, In-shop recall@k, counts, skipped list, timing
-    grids/*.png     neighbour grids of ``grids`` queries chosen with ``seed``
-    index.html      the gallery
-    index.npz       the fitted index (fashion.neighbors save format)
-    run.json        run id, arguments, versions, backbone, model checksum
-    manifest.json   written last: every file above with its size and SHA-256, and the run id (fashion.rundir)
-    cache/          the embedding cache (reused by a rerun into the same directory; not in the manifest)
+compute metrics, report (files, grids, gallery), insight. The output directory is a run of format 2
+(:mod:`fashion.run.layout`: items/ and neighbors/ parquet keyed on item ids, embeddings.npy, index.npz
+with its ids, metrics.json, run.json, insight tables, grids/, index.html, manifest.json), written by
+:mod:`fashion.run.writer` and opened by :func:`fashion.run.reader.open_run`; ``cache/`` holds the
+embedding cache (reused by a rerun into the same directory; not in the manifest). Above
+``MeasureConfig.shard_above`` items the same layout comes from the sharded stages
+(:mod:`fashion.scale.measure`).
 
 The run is a transaction (:mod:`fashion.rundir`): it is written into a staging directory beside
 ``output_dir`` and swapped into place in one step at the end, so a failed or killed rerun leaves the
@@ -60,6 +53,8 @@ class MeasureConfig:
         "openvino-int8").
     insight: the insight stage (duplicates.csv, suspects.csv, map.csv, map.png; ``fashion.insight``);
     duplicate_threshold: its candidate cosine distance; map_method: its layout (auto, pca, umap, tsne).
+    shard_above: runs of at least this many items use the sharded, resumable stages (fashion.scale:
+        embedding shards, the on-disk IVF-PQ index); the run's layout is the same either way.
     """
 
     input: str | None = default("input")
@@ -84,6 +79,7 @@ class MeasureConfig:
     insight: bool = default("insight")
     duplicate_threshold: float = default("duplicate_threshold")
     map_method: str = default("map_method")
+    shard_above: int = default("shard_above")
 
     def __post_init__(self):
         from .embedding.spec import resolve_model
@@ -239,50 +235,13 @@ def compute_metrics(items, query_rows: np.ndarray, neighbor_rows: np.ndarray, k:
     return out
 
 
-# ------------------------------------------------------------------------------------------- outputs
-
-
-def _items_table(items, ok: np.ndarray, reasons: list[str], query: np.ndarray, gallery: np.ndarray):
-    frame = items.copy()
-    frame.insert(0, "index", np.arange(len(frame)))
-    if "bbox" in frame.columns:
-        from .datasets import bbox_or_none
-
-        frame["bbox"] = ["" if bbox_or_none(b) is None else " ".join(map(str, b)) for b in frame["bbox"]]
-    frame["ok"] = ok
-    frame["reason"] = reasons
-    frame["role"] = np.select([query & gallery, query, gallery], ["both", "query", "gallery"],
-                              default=np.where(ok, "", "skipped"))
-    index_row = np.full(len(frame), -1, dtype=np.int64)
-    index_row[gallery] = np.arange(int(gallery.sum()))
-    frame["index_row"] = index_row
-    return frame
-
-
-def _neighbors_table(items, query_rows, neighbor_rows, dist):
-    import pandas as pd
-
-    q, k = neighbor_rows.shape
-    labels = items["label"].astype(str).to_numpy()
-    relpaths = items["relpath"].astype(str).to_numpy()
-    qr = np.repeat(query_rows, k)
-    nr = neighbor_rows.reshape(-1)
-    table = {"query": qr, "rank": np.tile(np.arange(1, k + 1), q), "neighbor": nr,
-             "distance": dist.reshape(-1).astype(np.float64), "same_label": labels[qr] == labels[nr]}
-    if "item_id" in items.columns:
-        ids = items["item_id"].astype(str).to_numpy()
-        table["same_item"] = ids[qr] == ids[nr]
-    table.update(query_relpath=relpaths[qr], neighbor_relpath=relpaths[nr], query_label=labels[qr],
-                 neighbor_label=labels[nr])
-    return pd.DataFrame(table)
-
-
 # ------------------------------------------------------------------------------------------- run
 
 
 def run(config: MeasureConfig) -> RunResult:
     """Run the whole retrieval measurement; its files appear in ``output_dir`` together, in one step."""
     from . import rundir
+    from .run import layout
 
     if config.output_dir is None:
         raise ConfigError("output_dir is required")
@@ -294,19 +253,18 @@ def run(config: MeasureConfig) -> RunResult:
         check_size(config.size, "size")
     # the run is staged beside output_dir and swapped in at the end: a failed or killed rerun leaves
     # the previous complete run readable (fashion.rundir); the cache stays in output_dir throughout
-    with rundir.transaction(config.output_dir, kind=RUN_KIND) as txn:
+    with rundir.transaction(config.output_dir, kind=layout.RUN_KIND) as txn:
         result = _run(config, txn)
     files = {name: txn.final(path) for name, path in result.files.items()}
     return RunResult(txn.target, result.metrics, files)
 
 
-RUN_KIND = "neighbors"
-
-
 def _run(config: MeasureConfig, txn) -> RunResult:
-    from .atomic import save_csv, save_npy, write_json
+    from .atomic import write_json
     from .embedding import Embedder, EmbedderSpec
+    from .insight.page import run_insight
     from .report import draw_grids, pick_grid_queries, write_gallery
+    from .run import writer
 
     out = txn.path
     watch = Stopwatch()
@@ -316,7 +274,7 @@ def _run(config: MeasureConfig, txn) -> RunResult:
         table = load_items(config)
         items = table.frame
         if scaled.applies(config, items):
-            return scaled.run(config, table, out, cache=config.cache_dir or txn.target / "cache")
+            return scaled.run(config, table, out, txn.run_id, cache=config.cache_dir or txn.target / "cache")
         embedder = Embedder.from_spec(EmbedderSpec.of(config))
     with watch.stage("embed"):
         emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or txn.target / "cache",
@@ -344,20 +302,20 @@ def _run(config: MeasureConfig, txn) -> RunResult:
     with watch.stage("report"):
         failed = dict(emb.failures)
         reasons = [failed.get(p, "") for p in items["path"].astype(str)]
-        files = {
-            "items.csv": save_csv(out / "items.csv", _items_table(items, emb.ok, reasons, query, gallery)),
-            "embeddings.npy": save_npy(out / "embeddings.npy", emb.vectors),
-            "neighbors.csv": save_csv(out / "neighbors.csv", _neighbors_table(items, query_rows, neighbor_rows, dist)),
-            "index.npz": index.save(out / "index.npz"),
-            "run.json": write_json(out / "run.json", {"run_id": txn.run_id, **_run_info(config, table, embedder)}),
-            "metrics.json": out / "metrics.json",
-        }
+        item_table = writer.item_table(items, emb.ok, reasons, writer.roles(emb.ok, query, gallery))
+        files = {f"items/{p.name}": p for p in writer.write_items(out, item_table)}
+        files["embeddings.npy"] = writer.write_embeddings(out, emb.vectors)
+        files.update({f"neighbors/{p.name}": p for p in writer.write_neighbors(out, query_rows, dist, neighbor_rows)})
+        files["index.npz"], ref = writer.write_index_npz(out, index, np.flatnonzero(gallery))
+        files["run.json"] = writer.write_run_json(out, txn.run_id, ref, len(items), _run_info(config, table, embedder))
+        files["metrics.json"] = out / "metrics.json"
         grids = draw_grids(out, items, query_rows, neighbor_rows, dist,
                             pick_grid_queries(query_rows, config.grids, config.seed))
     sections = []
     if config.insight:
         with watch.stage("insight"):
-            sections = _insight(out, items, emb, query_rows, neighbor_rows, config, metrics, files)
+            sections = run_insight(out, items, emb.vectors, emb.ok, query_rows, neighbor_rows,
+                                   insight_config(config), metrics, files)
     with watch.stage("gallery"):
         title = f"Similar-clothes search: {Path(table.root).name}"
         files["index.html"] = write_gallery(out, metrics, grids, list(files.values()), title=title,
@@ -372,20 +330,11 @@ def _run(config: MeasureConfig, txn) -> RunResult:
     return RunResult(out, metrics, files)
 
 
-def _insight(out: Path, items, emb, query_rows, neighbor_rows, config: MeasureConfig, metrics: dict,
-             files: dict) -> list[str]:
-    """The insight stage (fashion.insight.stage): its files into ``files``, its summary into
-    ``metrics["insight"]``; returns the gallery's insight section."""
-    from .insight.page import draw_clusters, insight_section
-    from .insight.stage import InsightConfig, write_insight
+def insight_config(config: MeasureConfig):
+    """The insight stage's options of a retrieval run."""
+    from .insight.stage import InsightConfig
 
-    written, summary, dups = write_insight(out, items, emb.vectors, emb.ok, query_rows, neighbor_rows,
-                                           InsightConfig(threshold=config.duplicate_threshold,
-                                                         map_method=config.map_method, seed=config.seed))
-    files.update(written)
-    metrics["insight"] = summary
-    strips = draw_clusters(out, items, dups.table(items))
-    return [insight_section(out, summary, strips, written.get("map.png"))]
+    return InsightConfig(threshold=config.duplicate_threshold, map_method=config.map_method, seed=config.seed)
 
 
 def _run_info(config: MeasureConfig, table, embedder) -> dict:

@@ -1,4 +1,4 @@
-"""Validated readers of the files a run leaves (run.json, items.csv, a training state.json, .npz/.npy).
+"""Validated readers of the files a run leaves (run.json, a training state.json, .npz/.npy headers).
 
 Every value a reader uses is checked for presence, type and a sane range before use, and a bad one is
 one :class:`RunFileError` line naming the file and the key (or column), never a ``KeyError`` traceback
@@ -18,7 +18,6 @@ from .filegate import read_bytes
 
 MAX_JSON_BYTES = 64 << 20  # run.json / state.json are a few KB; a bigger one is not ours
 MAX_SIZE = 4096  # px: the largest image side a network here is run at (2 GB of activations already)
-ITEMS_COLUMNS = ("index", "path", "relpath", "label", "index_row")
 
 
 class RunFileError(FashionError, ValueError):
@@ -71,25 +70,6 @@ def read_run_json(path: os.PathLike | str) -> dict:
     if desc.get("size") is not None:
         check_size(desc["size"], f"{path}: key 'embedder.size'")
     return info
-
-
-def read_items_csv(path: os.PathLike | str, columns: tuple[str, ...] = ITEMS_COLUMNS):
-    """items.csv of a retrieval run as a DataFrame; every column a reader needs present and typed."""
-    import pandas as pd
-
-    path = Path(path)
-    read_bytes(path, None, what="run file", probe=True)  # the gate: regular file, named if not
-    try:
-        items = pd.read_csv(path, dtype={"label": str, "relpath": str, "path": str}, keep_default_na=False)
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise RunFileError(f"{path}: unreadable CSV ({str(exc).splitlines()[0] if str(exc) else exc})") from None
-    absent = [c for c in columns if c not in items.columns]
-    if absent:
-        raise RunFileError(f"{path}: column {absent[0]!r} is missing (columns: {', '.join(map(str, items.columns))})")
-    for column in ("index", "index_row"):
-        if column in columns and not pd.api.types.is_integer_dtype(items[column]):
-            raise RunFileError(f"{path}: column {column!r} must hold integers")
-    return items
 
 
 def read_state_json(path: os.PathLike | str) -> dict:

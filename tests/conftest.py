@@ -83,7 +83,9 @@ def model_run(tmp_path_factory):
     out = base / "out"
     run(MeasureConfig(output_dir=str(out), model=str(base / "model"), limit=20, k=3, grids=0, runtime="torch",
                       num_workers=0))
-    items = pd.read_csv(out / "items.csv", keep_default_na=False)
+    from fashion.run.reader import read_items
+
+    items = read_items(out)
     pd.DataFrame({"path": [items["path"].iloc[4], items["path"].iloc[2], "/elsewhere/not_in_run.jpg"],
                   "label": ["Hat", "Dress", "Skirt"], "predicted": ["Shirt", "Pants", "Dress"],
                   "label_prob": [0.01, 0.02, 0.03], "predicted_prob": [0.9, 0.8, 0.7]}

@@ -119,6 +119,61 @@ def make_folder(root: Path, colors: dict, per_class: int, splits: Sequence[str] 
     return root
 
 
+def make_photo_folder(root: Path, n: int = 24, corrupt: bool = True) -> Path:
+    """``n`` bundled sample photos (spread over its classes) in a folder dataset ``<label>/<i>.jpg``, plus
+    one corrupt JPEG (``zz_corrupt.jpg``) when ``corrupt``; returns the root."""
+    import shutil
+
+    from fashion import sample
+
+    photos = sorted(sample.sample_root().glob("img/*/*.jpg"))[:: max(1, 240 // n)][:n]
+    for i, src in enumerate(photos):
+        dest = root / src.parent.name / f"{i:04d}.jpg"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, dest)
+    if corrupt:
+        (root / photos[0].parent.name / "zz_corrupt.jpg").write_bytes(CORRUPT_JPEG)
+    return root
+
+
+def make_verbs_run(data: Path, run_dir: Path, k: int = 3, embed_args: Sequence[str] = (),
+                   knn_args: Sequence[str] = ()) -> Path:
+    """A run of the sharded verbs over ``data``: ``fashion manifest → embed → index → knn`` (CLI), each
+    one asserted to succeed; returns ``run_dir`` (sealed as a run of format 2 by the last one)."""
+    from fashion import cli
+
+    for argv in (["manifest", str(data), "--output-dir", str(run_dir)],
+                 ["embed", str(run_dir), "--runtime", "torch", *embed_args],
+                 ["index", str(run_dir)],
+                 ["knn", str(run_dir), "-k", str(k), *knn_args]):
+        assert cli.main(argv) == 0, argv
+    return run_dir
+
+
+def read_run_items(run_dir: Path):
+    """A run's item table (the format's reader, unverified): DataFrame with id, path, relpath, label …"""
+    from fashion.run.reader import read_items
+
+    return read_items(run_dir)
+
+
+def write_run_items(run_dir: Path, items) -> None:
+    """Replace a run's item table with ``items`` (a crafted run: reseal its manifest to get past it)."""
+    import shutil
+
+    from fashion.run.writer import write_items
+
+    shutil.rmtree(run_dir / "items")
+    write_items(run_dir, items.reset_index(drop=True))
+
+
+def read_run_neighbors(run_dir: Path):
+    """A run's neighbour lists (query_id, rank, neighbor_id, distance; by query, then rank)."""
+    from fashion.run.reader import read_neighbors
+
+    return read_neighbors(run_dir)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """One intra-op torch thread for a training test module (import it there; autouse): on a shared 2-core

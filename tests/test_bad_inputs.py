@@ -405,7 +405,7 @@ def _assert_skips_listed(skipped: list[dict], root: Path, page: str | None = Non
 
 def test_measure_sim_finishes_on_salted_folder_root(salted_folder, tmp_path):
     """retrieval.run (measure_sim.py's body) finishes, skips exactly the damaged images, counts them
-    in metrics.json, marks them in items.csv (ok False, reason, zero vector) and lists them in index.html."""
+    in metrics.json, marks them in the item table (ok False, reason, zero vector) and lists them in index.html."""
     from fashion.retrieval import MeasureConfig, run
 
     out = tmp_path / "run"
@@ -418,7 +418,9 @@ def test_measure_sim_finishes_on_salted_folder_root(salted_folder, tmp_path):
     page = (out / "index.html").read_text(encoding="utf-8")
     _assert_skips_listed(metrics["skipped"], salted_folder, page)
     assert {SINGLE, BAD_LABEL} <= set(metrics["per_label_precision"])
-    table = pd.read_csv(out / "items.csv", keep_default_na=False)
+    from fashion.run.reader import read_items
+
+    table = read_items(out)
     bad = table["path"].isin([s["path"] for s in metrics["skipped"]])
     assert (~table.loc[bad, "ok"]).all() and (table.loc[bad, "reason"] != "").all() and table.loc[~bad, "ok"].all()
     vectors = np.load(out / "embeddings.npy")
@@ -603,7 +605,7 @@ def test_folder_root_with_hostile_files_skips_each_at_load_naming_it(tmp_path):
 
 def test_measure_sim_lists_the_refused_files_and_finishes(tmp_path):
     """The whole run on that root: it ends, and metrics.json lists every refused file with its reason
-    (a non-UTF-8 name used to kill the run after all the embedding, writing items.csv)."""
+    (a non-UTF-8 name used to kill the run after all the embedding, writing the item table)."""
     import os as _os
 
     root = tmp_path / "root"

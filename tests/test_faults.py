@@ -4,10 +4,10 @@ one clear line (issue 5, item 2).
 The promises:
 
 - ``measure_sim.py`` killed with SIGKILL during embedding, or while it writes its report, and then run
-  again, ends with exactly the outputs of an uninterrupted run (embeddings.npy bitwise, neighbors.csv
-  and items.csv equal); the rerun reuses the embedding cache written before the kill;
+  again, ends with exactly the outputs of an uninterrupted run (embeddings.npy bitwise, the neighbour
+  and item tables equal); the rerun reuses the embedding cache written before the kill;
 - at every moment of those runs, each file under a final name is complete (it parses: JSON, CSV, NPY,
-  NPZ, PNG, HTML) — partial data only ever lives under a hidden temporary name;
+  NPZ, parquet, PNG, HTML) — partial data only ever lives under a hidden temporary name;
 - ``fashion train`` killed after stage 1 resumes with ``--resume`` from stage 1's saved best model and
   does not train stage 1 again;
 - a full disk (ENOSPC) or a read-only output directory (EROFS) ends ``measure_sim.py`` / ``fashion
@@ -36,6 +36,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from factories import read_run_items, read_run_neighbors
 from fashion import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +72,10 @@ def check_complete(path: Path) -> None:
         pd.read_csv(path)
     elif suffix == ".npy":
         np.load(path, allow_pickle=False)
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.read_table(path)
     elif suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
             for name in z.files:
@@ -184,8 +189,8 @@ def assert_same_outputs(out: Path, reference: Path) -> None:
     """The files a user reads are those of the uninterrupted run (timings and cache counts aside)."""
     a, b = np.load(out / "embeddings.npy"), np.load(reference / "embeddings.npy")
     assert a.dtype == b.dtype == np.float32 and a.shape == b.shape and a.tobytes() == b.tobytes()
-    for name in ("neighbors.csv", "items.csv"):
-        pd.testing.assert_frame_equal(pd.read_csv(out / name), pd.read_csv(reference / name))
+    pd.testing.assert_frame_equal(read_run_neighbors(out), read_run_neighbors(reference))
+    pd.testing.assert_frame_equal(read_run_items(out), read_run_items(reference))
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (out, reference))
     for volatile in ("timing", "n_embedded", "n_from_cache"):
         ma.pop(volatile), mb.pop(volatile)
@@ -343,7 +348,7 @@ def _search_answer(run_dir: Path, photo: Path) -> list[str]:
 
     (result,) = search([photo], run_dir, k=3, grids=False)
     assert result.ok, result.reason
-    paths = pd.read_csv(run_dir / "items.csv", keep_default_na=False)["path"].astype(str)
+    paths = read_run_items(run_dir)["path"].astype(str)
     return [paths[m.id] for m in result.matches]  # the photos it answers with, as files on disk
 
 
@@ -409,11 +414,11 @@ def test_search_refuses_a_mixed_run_directory_naming_the_file(two_datasets, tmp_
     run_a, run_b = tmp_path / "a", tmp_path / "b"
     assert cli.measure_sim_main(_measure_args(a, run_a)) == 0
     assert cli.measure_sim_main(_measure_args(b, run_b)) == 0
-    shutil.copy(run_b / "items.csv", run_a / "items.csv")
+    shutil.copy(run_b / "items" / "part-000000.parquet", run_a / "items" / "part-000000.parquet")
     status = cli.main(["search", str(a / "class0" / "00000.jpg"), "--run", str(run_a), "--output_dir", str(tmp_path / "g")])
     err = capsys.readouterr().err
     assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert "items.csv" in err and str(run_a) in err, err
+    assert "items/part-000000.parquet" in err and str(run_a) in err, err
 
 
 @pytest.mark.slow

@@ -72,8 +72,6 @@ def _sha256(data: bytes) -> str:
 def fingerprint(output_dir: Path) -> dict:
     """SHA-256 of embeddings.npy's bytes and of the (query, neighbor, distance) columns, plus the metrics."""
     import numpy as np
-    import pandas as pd
-
     import torch
 
     from fashion.retrieval import MeasureConfig, run
@@ -86,9 +84,13 @@ def fingerprint(output_dir: Path) -> dict:
         result = run(MeasureConfig(output_dir=str(output_dir), runtime="torch"))
     finally:
         torch.set_num_threads(threads)
+    from fashion.run.reader import read_neighbors
+
     vectors = np.load(result.output_dir / "embeddings.npy")
-    table = pd.read_csv(result.output_dir / "neighbors.csv")
-    columns = (table["query"].to_numpy(np.int64), table["neighbor"].to_numpy(np.int64),
+    # format 2 keeps the neighbours in neighbors/*.parquet (distance float32, as computed; the CSV held the
+    # same value widened to float64): the same three columns, in the same (query, rank) order, hash alike
+    table = read_neighbors(result.output_dir)
+    columns = (table["query_id"].to_numpy(np.int64), table["neighbor_id"].to_numpy(np.int64),
                table["distance"].to_numpy(np.float64))
     return {
         "embeddings_npy_sha256": _sha256((result.output_dir / "embeddings.npy").read_bytes()),

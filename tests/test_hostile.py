@@ -227,7 +227,7 @@ def test_a_manifest_that_does_not_cover_the_run_is_refused(small, tmp_path, case
     if case == "empty":
         data["files"] = {}
     elif case == "without_items":
-        del data["files"]["items.csv"]
+        del data["files"]["items/part-000000.parquet"]
     else:
         del data["files"]["map.csv"]
     manifest.write_text(json.dumps(data))
@@ -274,7 +274,7 @@ def test_embeddings_are_checked_against_the_index_beyond_their_shape(small, tmp_
     vectors = np.load(run_dir / "embeddings.npy")
     np.save(run_dir / "embeddings.npy", np.ascontiguousarray(vectors[::-1]))  # same shape, wrong rows
     _reseal(run_dir)
-    with pytest.raises(RunDirError, match=r"embeddings\.npy: row \d+ .*does not find itself at distance 0"):
+    with pytest.raises(RunDirError, match=r"embeddings\.npy: item \d+ .*does not find itself at distance 0"):
         SimilarityService.open(run_dir, warm=False)
 
 
@@ -443,7 +443,7 @@ def test_knn_caps_k_at_the_gallery_size(scale_run, caplog):
     with caplog.at_level(logging.WARNING):
         assert cli.main(["knn", str(scale_run), "-k", "100000"]) == 0
     assert "k=100000 is more than the 13 other vectors" in caplog.text.replace("13 other", "13 other")
-    metrics = json.loads((scale_run / "neighbors" / "metrics.json").read_text())
+    metrics = json.loads((scale_run / "metrics.json").read_text())  # the run knn sealed
     assert metrics["k"] == 12
 
 

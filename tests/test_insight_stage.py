@@ -145,9 +145,11 @@ def test_measure_sim_writes_the_insight_files(planted_root, tmp_path):
     result = run(MeasureConfig(input=str(planted_root), output_dir=str(out), k=5, grids=1, num_workers=0))
     for name in ("duplicates.csv", "suspects.csv", "map.csv", "map.png"):
         assert (out / name).is_file(), name
-    items = pd.read_csv(out / "items.csv")
+    from fashion.run.reader import read_items
+
+    items = read_items(out)
     m = pd.read_csv(out / "map.csv")
-    assert list(m["id"]) == list(items.loc[items["ok"], "index"])  # one row per usable item
+    assert list(m["id"]) == list(items.loc[items["ok"], "id"])  # one row per usable item
     assert np.isfinite(m[["x", "y"]].to_numpy()).all()
     _check_pairs(pd.read_csv(out / "duplicates.csv"))
     s = result.metrics["insight"]["duplicates"]

@@ -73,12 +73,11 @@ def ivfpq_run(tmp_path_factory):
 
 
 def test_a_measure_sim_ivfpq_run_answers_search_and_serve(ivfpq_run):
-    import pandas as pd
-
+    from fashion.run.reader import read_items
     from fashion.search import search
     from fashion.service import SimilarityService
 
-    items = pd.read_csv(ivfpq_run / "items.csv", keep_default_na=False)
+    items = read_items(ivfpq_run)
     photo = items.loc[3, "path"]
     [result] = search([photo], ivfpq_run, k=5, output_dir=ivfpq_run.parent / "search")
     assert result.ok and result.matches[0].relpath == items.loc[3, "relpath"] and result.matches[0].distance < 1e-3

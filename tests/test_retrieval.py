@@ -2,7 +2,7 @@
 
 The network is the real pretrained EfficientNet-Lite0 at 64 px (weights ship in a pip package), the
 images are solid colours with noise, one colour per class, so the numbers are meaningful but cheap.
-metrics.json is recomputed from neighbors.csv with plain numpy.
+metrics.json is recomputed from the neighbour table with plain numpy.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from fashion.retrieval import MeasureConfig, RunResult, run
 
-from factories import CORRUPT_JPEG, make_deepfashion, make_folder, make_inshop, noisy_jpeg
+from factories import (CORRUPT_JPEG, make_deepfashion, make_folder, make_inshop, noisy_jpeg, read_run_items,
+                       read_run_neighbors)
 
 COLORS = {"shirt": (200, 30, 30), "pants": (30, 160, 40), "dress": (40, 60, 200)}
 REPO = Path(__file__).resolve().parents[1]
@@ -72,9 +72,23 @@ def config(root, out, **kw) -> MeasureConfig:
     return MeasureConfig(input=os.fspath(root), output_dir=os.fspath(out), size=64, batch_size=8, num_workers=0, **kw)
 
 
+def labelled_neighbors(out: Path):
+    """The run's neighbour table joined with its items: query, rank, neighbor, distance, query_label,
+    neighbor_label, same_label (and same_item where items have an item_id)."""
+    items = read_run_items(out)
+    nb = read_run_neighbors(out).rename(columns={"query_id": "query", "neighbor_id": "neighbor"})
+    labels = items["label"].to_numpy()
+    nb["query_label"], nb["neighbor_label"] = labels[nb["query"]], labels[nb["neighbor"]]
+    nb["same_label"] = nb["query_label"] == nb["neighbor_label"]
+    if "item_id" in items:
+        ids = items["item_id"].to_numpy()
+        nb["same_item"] = ids[nb["query"]] == ids[nb["neighbor"]]
+    return nb
+
+
 def recompute(out: Path) -> dict:
-    """precision@k, per-label precision and recall@k from neighbors.csv alone (plain numpy/pandas)."""
-    nb = pd.read_csv(out / "neighbors.csv", keep_default_na=False)
+    """precision@k, per-label precision and recall@k from the neighbour table alone (plain numpy/pandas)."""
+    nb = labelled_neighbors(out)
     got = {"precision_at_k": nb["same_label"].mean(),
            "per_label_precision": nb.groupby("query_label")["same_label"].mean().to_dict()}
     if "same_item" in nb:
@@ -111,13 +125,13 @@ def folder_run(tmp_path_factory):
 def test_folder_run_writes_every_file(folder_run):
     root, out, result = folder_run
     assert isinstance(result, RunResult)
-    for name in ("items.csv", "embeddings.npy", "neighbors.csv", "metrics.json", "run.json", "index.html",
-                 "index.npz"):
+    for name in ("items/part-000000.parquet", "embeddings.npy", "neighbors/part-000000.parquet", "metrics.json",
+                 "run.json", "index.html", "index.npz"):
         assert (out / name).is_file(), name
     assert len(list((out / "grids").glob("*.png"))) == 3
     assert not list(out.rglob("*.tmp"))
-    items = pd.read_csv(out / "items.csv", keep_default_na=False)
-    assert list(items.columns[:5]) == ["index", "path", "relpath", "label", "split"]
+    items = read_run_items(out)
+    assert list(items.columns[:5]) == ["id", "path", "relpath", "label", "split"]
     assert len(items) == 16 and items["ok"].sum() == 15
     emb = np.load(out / "embeddings.npy")
     assert emb.dtype == np.float32 and emb.shape[0] == 16
@@ -129,7 +143,7 @@ def test_folder_run_writes_every_file(folder_run):
     assert "precision@3" in result.summary()
 
 
-def test_folder_run_metrics_agree_with_neighbors_csv(folder_run):
+def test_folder_run_metrics_agree_with_the_neighbor_table(folder_run):
     _, out, result = folder_run
     metrics = json.loads((out / "metrics.json").read_text())
     check_metrics_agree(out, metrics)
@@ -142,8 +156,8 @@ def test_folder_run_metrics_agree_with_neighbors_csv(folder_run):
 
 def test_folder_run_neighbors_are_consistent(folder_run):
     _, out, _ = folder_run
-    nb = pd.read_csv(out / "neighbors.csv", keep_default_na=False)
-    items = pd.read_csv(out / "items.csv", keep_default_na=False)
+    nb = labelled_neighbors(out)
+    items = read_run_items(out)
     emb = np.load(out / "embeddings.npy")
     assert (nb["query"] != nb["neighbor"]).all()  # all-pairs leaves each item itself out
     assert items.loc[nb["neighbor"], "ok"].all()
@@ -165,8 +179,8 @@ def test_deepfashion_query_split(tmp_path):
     root = make_deepfashion_root(tmp_path / "df")
     result = run(config(root, tmp_path / "out", query_split="test", index="exact"))
     m = result.metrics
-    items = pd.read_csv(tmp_path / "out" / "items.csv", keep_default_na=False)
-    nb = pd.read_csv(tmp_path / "out" / "neighbors.csv", keep_default_na=False)
+    items = read_run_items(tmp_path / "out")
+    nb = labelled_neighbors(tmp_path / "out")
     assert m["n_queries"] == (items["split"] == "test").sum() == 6 and m["n_gallery"] == 12
     assert (items.loc[nb["query"], "split"] == "test").all() and (items.loc[nb["neighbor"], "split"] != "test").all()
     assert "recall_at_k" not in m and m["index"] == "exact"

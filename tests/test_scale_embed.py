@@ -7,21 +7,13 @@ import pytest
 
 pytest.importorskip("pyarrow")
 
+from factories import make_photo_folder  # noqa: E402
 from fashion.scale import embed, manifest, shards  # noqa: E402
 
 
 def make_dataset(root, n=40, corrupt=True):
     """``n`` bundled sample photos in a folder dataset (+ one corrupt JPEG); returns the root."""
-    from fashion import sample
-
-    photos = sorted(sample.sample_root().glob("img/*/*.jpg"))[:: max(1, 240 // n)][:n]
-    for i, src in enumerate(photos):
-        dest = root / src.parent.name / f"{i:04d}.jpg"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(src, dest)
-    if corrupt:
-        (root / photos[0].parent.name / "zz_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
-    return root
+    return make_photo_folder(root, n=n, corrupt=corrupt)
 
 
 @pytest.fixture(scope="module")

@@ -51,11 +51,17 @@ def test_knn_equals_exact_search_and_leaves_the_query_out(run):
     assert np.allclose(dist, 1 - np.take_along_axis(vecs[queries] @ vecs.T, got, 1), atol=1e-5)
     hits = (labels[got] == labels[queries][:, None]).mean()
     assert metrics["precision_at_k"] == pytest.approx(hits) and metrics["queries"] == len(queries)
-    assert json.loads((path / "neighbors" / "metrics.json").read_text())["k"] == 5
+    assert json.loads((path / "knn" / "metrics.json").read_text())["k"] == 5
+    # the run directory is sealed as a run of format 2: the same neighbours, linked into neighbors/
+    from fashion.rundir import verify
+    from fashion.run.reader import read_neighbors
+
+    verify(path)
+    assert read_neighbors(path).equals(table) and json.loads((path / "metrics.json").read_text())["k"] == 5
     # a rerun finds every shard done and keeps them
-    stamps = {p: p.stat().st_mtime_ns for p in shards.list_parts(path / "neighbors")}
+    stamps = {p: p.stat().st_mtime_ns for p in shards.list_parts(path / "knn")}
     knn.knn_run(knn.KnnConfig(str(path), k=5))
-    assert {p: p.stat().st_mtime_ns for p in shards.list_parts(path / "neighbors")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in shards.list_parts(path / "knn")} == stamps
     # another k: the old shards are replaced, not mixed in
     assert knn.knn_run(knn.KnnConfig(str(path), k=3))["k"] == 3
     assert knn.read_neighbors(path)["rank"].max() == 3

@@ -1,5 +1,6 @@
-"""measure_sim.py above the scale threshold runs the sharded stages, keeps its contract's files, and
-resumes a killed run from the cache (the staged run directory only receives finished outputs)."""
+"""measure_sim.py above ``MeasureConfig.shard_above`` runs the sharded stages, writes the run format every
+run has (format 2: search and serve open it), and resumes a killed run from the cache (the staged run
+directory only receives finished outputs)."""
 
 import json
 
@@ -13,7 +14,7 @@ def _config(data, out, **kw):
     from fashion import retrieval
 
     return retrieval.MeasureConfig(input=str(data), output_dir=str(out), k=3, grids=2, runtime="torch",
-                                   num_workers=0, **kw)
+                                   num_workers=0, shard_above=10, **kw)
 
 
 def _work(out):
@@ -24,15 +25,16 @@ def _work(out):
 
 
 @pytest.fixture
-def small_threshold(monkeypatch):
+def small_shards(monkeypatch):
     from fashion.scale import measure
 
-    monkeypatch.setattr(measure, "SCALE_THRESHOLD", 10)
     monkeypatch.setattr(measure, "SHARD_ROWS", 8)  # 25 items: 4 embedding shards, so a kill can fall between them
 
 
-def test_measure_sim_switches_to_the_sharded_stages_above_the_threshold(tmp_path, small_threshold, caplog):
+def test_measure_sim_switches_to_the_sharded_stages_above_the_threshold(tmp_path, small_shards, caplog):
     from fashion import retrieval, rundir
+    from fashion.run import layout
+    from fashion.run.reader import open_run
 
     from tests.test_scale_embed import make_dataset
 
@@ -43,28 +45,25 @@ def test_measure_sim_switches_to_the_sharded_stages_above_the_threshold(tmp_path
     out = tmp_path / "out"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_images"] == 25 and metrics["n_skipped"] == 1 and metrics["n_queries"] == 24
-    assert 0 <= metrics["precision_at_k"] <= 1 and result.metrics["engine"] == "scale-local"
-    assert metrics["n_embedded"] == 25 and metrics["n_from_cache"] == 0
-    assert list((out / "neighbors").glob("part-*.parquet")) and (out / "index.html").is_file()
-    assert list((out / "items").glob("part-*.parquet"))
-    assert len(list((out / "grids").glob("*.png"))) == 2 and (out / "run.json").is_file()
-    assert not (out / "neighbors.csv").exists()
+    assert 0 <= metrics["precision_at_k"] <= 1 and result.metrics["engine"] == "scale"
+    assert metrics["n_embedded"] == 25 and metrics["n_from_cache"] == 0 and metrics["index"] == "faiss-ivfpq"
+    assert len(list((out / "grids").glob("*.png"))) == 2 and (out / "index.html").is_file()
+    assert (out / "duplicates.csv").is_file() and metrics["insight"]["map"]["n"] == 24  # insight: it fits
     # the stages' work is in the cache, not in the run: the run holds finished outputs only
-    for name in ("embeddings", "index", "manifest"):
+    for name in ("embeddings", "index", "manifest", "knn"):
         assert not (out / name).exists(), name
     work = _work(out)
     assert (work / "index" / "index.json").is_file() and list((work / "embeddings").glob("*/part-*.parquet"))
     run_info = json.loads((out / "run.json").read_text())
-    assert run_info["scale"]["work_dir"] == str(work.absolute())
-    rundir.verify(out, kind=retrieval.RUN_KIND)  # the transaction's manifest covers the linked shards
-    # search and serve cannot open this layout yet (issue 27): they say so, not "missing items.csv"
-    from fashion.service import SimilarityService
+    assert run_info["scale"]["work_dir"] == str(work.absolute()) and run_info["format_version"] == 2
+    rundir.verify(out, kind=layout.RUN_KIND)  # the transaction's manifest covers the linked shards
+    run = open_run(out)  # the format every run has: items by id, embeddings by id, the IVF-PQ index
+    assert run.info["index"]["kind"] == "ivfpq" and len(run.items) == 25 and run.embeddings.shape[0] == 25
+    assert run.items["role"].tolist().count("skipped") == 1 and run.index.count == 24
+    assert len(run.neighbors()) == 24 * 3
 
-    with pytest.raises(FileNotFoundError, match="is a sharded run .* cannot open yet: rerun .*--index faiss-ivfpq"):
-        SimilarityService.open(out)
 
-
-def test_killed_scaled_measure_sim_resumes_from_the_cache(tmp_path, small_threshold, monkeypatch):
+def test_killed_scaled_measure_sim_resumes_from_the_cache(tmp_path, small_shards, monkeypatch):
     import pyarrow.parquet as pq
 
     from fashion import retrieval

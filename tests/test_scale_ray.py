@@ -102,7 +102,7 @@ def _config(run, engine, **kw):
 
 def _fresh_run(base, name):
     run = base / name
-    shutil.copytree(base / "local", run, ignore=shutil.ignore_patterns("embeddings", "index", "neighbors"))
+    shutil.copytree(base / "local" / "manifest", run / "manifest")  # the manifest stage only
     return run
 
 
@@ -128,6 +128,12 @@ def test_ray_index_and_knn_give_the_local_neighbours(ray_cluster, photos_run):
     a, b = knn.read_neighbors(local), knn.read_neighbors(far)
     assert a[["query_id", "rank", "neighbor_id"]].equals(b[["query_id", "rank", "neighbor_id"]])
     assert len(a) == 200 * 5 and (a["query_id"] != a["neighbor_id"]).all()
+    # both end sealed as runs of format 2 that the reader opens: the same vectors and neighbours
+    from fashion.run.reader import open_run
+
+    ra, rb = open_run(local), open_run(far)
+    assert np.array_equal(ra.embeddings, rb.embeddings) and ra.neighbors().equals(rb.neighbors())
+    assert ra.index.name == rb.index.name == "faiss-ivfpq" and ra.index.count == 200
 
 
 @pytest.mark.slow

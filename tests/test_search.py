@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from PIL import Image
 
+from fashion import rundir
 from fashion.errors import FashionError
 from fashion.retrieval import MeasureConfig, run
 from fashion.search import SearchResult, search
 
-from factories import noisy_jpeg
+from factories import noisy_jpeg, read_run_items
 
 COLORS = {"red": (210, 30, 30), "green": (30, 170, 40), "blue": (40, 60, 210)}
 
@@ -49,7 +50,7 @@ def test_search_finds_the_right_colour(finished_run, tmp_path):
     assert [m.distance for m in first.matches] == sorted(m.distance for m in first.matches)
     assert not broken.ok and broken.reason and broken.grid is None
     assert same.matches[0].relpath == "blue/blue_2.jpg" and same.matches[0].distance < 1e-3
-    items = pd.read_csv(out / "items.csv", keep_default_na=False)
+    items = read_run_items(out)
     assert items.loc[same.matches[0].id, "relpath"] == "blue/blue_2.jpg"
     assert first.grid.is_file() and first.grid.parent == tmp_path / "grids" and "#" not in first.grid.name
     assert Image.open(first.grid).width > 0
@@ -68,12 +69,12 @@ def test_search_refuses_changed_model_and_bad_run(finished_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="not a finished run"):
         search([photo], tmp_path)
     fake = tmp_path / "fake"
-    fake.mkdir()
-    for name in ("items.csv", "index.npz", "embeddings.npy", "metrics.json"):
-        (fake / name).write_bytes((out / name).read_bytes())
+    shutil.copytree(out, fake, ignore=shutil.ignore_patterns("cache"))
     info = json.loads((out / "run.json").read_text())
     info["embedder"]["checksum"] = "0" * 64
     (fake / "run.json").write_text(json.dumps(info))
+    manifest = json.loads((out / "manifest.json").read_text())
+    rundir.write_manifest(fake, manifest["run_id"], manifest["kind"])  # sealed: the model check is what refuses
     with pytest.raises(FashionError, match="changed"):
         search([photo], fake)
 

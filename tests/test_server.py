@@ -6,7 +6,6 @@ import io
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from PIL import Image
 
@@ -24,7 +23,9 @@ def client(sample_service):
 
 @pytest.fixture(scope="module")
 def items(sample_run):
-    return pd.read_csv(sample_run / "items.csv", keep_default_na=False)
+    from fashion.run.reader import read_items
+
+    return read_items(sample_run)
 
 
 def _png(size=(40, 30), color=(200, 30, 30)) -> bytes:

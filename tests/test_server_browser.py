@@ -6,9 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
+from factories import read_run_items, write_run_items
 from fashion.server.launch import running_server
 
 pytestmark = pytest.mark.browser
@@ -22,10 +22,10 @@ def hostile_run(sample_run, tmp_path_factory):
     """The sample run with one label renamed to markup and a skipped file named like a script."""
     run = tmp_path_factory.mktemp("hostile") / "run"
     shutil.copytree(sample_run, run, ignore=shutil.ignore_patterns("cache", "grids"))
-    items = pd.read_csv(run / "items.csv", keep_default_na=False)
+    items = read_run_items(run)
     victim = items["label"].iloc[0]
     items.loc[items["label"] == victim, "label"] = HOSTILE
-    items.to_csv(run / "items.csv", index=False)
+    write_run_items(run, items)
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("per_label_precision", "per_label_queries"):
         metrics[key][HOSTILE] = metrics[key].pop(victim)

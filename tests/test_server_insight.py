@@ -12,6 +12,7 @@ import pytest
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from factories import read_run_items  # noqa: E402
 from fashion.server import create_app  # noqa: E402
 
 
@@ -41,7 +42,7 @@ def test_duplicates_endpoint_lists_leaks_first(leaky_client):
     client, out = leaky_client
     body = client.get("/api/duplicates").json()
     assert body["total"] == 2 and body["summary"]["leaks"]["test_in_train"] == 2
-    items = pd.read_csv(out / "items.csv")
+    items = read_run_items(out)
     for c in body["clusters"]:
         assert c["leak"] and c["splits"] == ["test", "train"]
         ids = {i["id"] for i in c["items"]}
@@ -56,9 +57,9 @@ def test_duplicates_endpoint_lists_leaks_first(leaky_client):
 
 def test_map_endpoint_has_one_point_per_usable_item(client, sample_run):
     body = client.get("/api/map").json()
-    items = pd.read_csv(sample_run / "items.csv")
+    items = read_run_items(sample_run)
     assert body["method"] == "pca" and body["n"] == int(items["ok"].sum())
-    assert [p["id"] for p in body["points"]] == list(items.loc[items["ok"], "index"])
+    assert [p["id"] for p in body["points"]] == list(items.loc[items["ok"], "id"])
     p = body["points"][0]
     assert set(p) == {"id", "x", "y", "label", "duplicate", "suspect"} and p["label"] == items.loc[p["id"], "label"]
     # a point's id opens that item and its neighbours through the existing endpoint

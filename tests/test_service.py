@@ -13,12 +13,14 @@ import pytest
 from PIL import Image
 
 from fashion.errors import ImageError
-from fashion.service import (ItemNotFound, ItemPage, LabelStat, Match, RunDirError, SearchResponse,
-                             SimilarityService, check_run_dir)
+from fashion.run.reader import open_run
+from fashion.service import ItemNotFound, ItemPage, LabelStat, Match, RunDirError, SearchResponse, SimilarityService
+
+from factories import read_run_items, read_run_neighbors, write_run_items
 
 
 def _items(run_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(run_dir / "items.csv", keep_default_na=False)
+    return read_run_items(run_dir)
 
 
 def test_open_memory_maps_the_embeddings(sample_service):
@@ -41,12 +43,12 @@ def test_photo_search_finds_its_own_gallery_copy_first(sample_run, sample_servic
         assert [m.distance for m in found.results] == sorted(m.distance for m in found.results)
 
 
-def test_neighbors_of_leaves_the_item_out_and_agrees_with_neighbors_csv(sample_run, sample_service):
+def test_neighbors_of_leaves_the_item_out_and_agrees_with_the_neighbor_table(sample_run, sample_service):
     found = sample_service.neighbors_of(3, k=5)
     assert found.query_id == 3 and len(found.results) == 5 and all(m.id != 3 for m in found.results)
-    table = pd.read_csv(sample_run / "neighbors.csv")
-    expected = table[table["query"] == 3].sort_values("rank")
-    assert [m.id for m in found.results] == expected["neighbor"].tolist()
+    table = read_run_neighbors(sample_run)
+    expected = table[table["query_id"] == 3].sort_values("rank")
+    assert [m.id for m in found.results] == expected["neighbor_id"].tolist()
     np.testing.assert_allclose([m.distance for m in found.results], expected["distance"], atol=1e-5)
 
 
@@ -116,13 +118,13 @@ def _reseal(run) -> None:
 
 def test_half_written_and_malformed_run_dirs_are_refused_naming_the_file(sample_run, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such run directory"):
-        check_run_dir(tmp_path / "nope")
+        open_run(tmp_path / "nope")
     cases = {
         "metrics.json": (lambda p: p.unlink(), "missing metrics.json"),
         "run.json": (lambda p: p.write_text('{"arguments": '), "run.json: not readable JSON"),
         "embeddings.npy": (lambda p: p.write_bytes(p.read_bytes()[:1000]), "embeddings.npy"),
         "index.npz": (lambda p: p.write_bytes(b"PK\x03\x04 truncated"), "index.npz"),
-        "items.csv": (lambda p: p.write_text("index,path\n0,a.jpg\n"), "items.csv: missing columns"),
+        "items/part-000000.parquet": (lambda p: _without_path(p), "part-000000.parquet: column 'path' is missing"),
     }
     for n, (name, (damage, message)) in enumerate(cases.items()):
         run = _copy(sample_run, tmp_path / f"run{n}")
@@ -135,7 +137,14 @@ def test_half_written_and_malformed_run_dirs_are_refused_naming_the_file(sample_
     np.save(run / "embeddings.npy", np.zeros((10, 1280), dtype=np.float32))
     _reseal(run)
     with pytest.raises(RunDirError, match="embeddings.npy: expected float32 \\(60, d\\)"):
-        check_run_dir(run)
+        open_run(run)
+
+
+def _without_path(part: Path) -> None:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(part)
+    pq.write_table(table.drop_columns(["path"]), part)
 
 
 def test_files_outside_the_dataset_root_are_never_served(sample_run, tmp_path):
@@ -151,7 +160,7 @@ def test_files_outside_the_dataset_root_are_never_served(sample_run, tmp_path):
     items.loc[1, "path"] = str(secret)  # a path outside the root
     items.loc[2, "path"] = str(root / "fine.jpg")
     items.loc[3, "path"] = str(root / ".." / ".." / "secret.jpg")
-    items.to_csv(run / "items.csv", index=False)
+    write_run_items(run, items)
     info = json.loads((run / "run.json").read_text())
     info["dataset"]["root"] = str(tmp_path / "root")
     (run / "run.json").write_text(json.dumps(info))

@@ -384,10 +384,12 @@ def _reseal(run_dir: Path) -> None:
     rundir.write_manifest(run_dir, manifest["run_id"], manifest["kind"])
 
 
+ITEMS_PART = "items/part-000000.parquet"
 RUN_FILE_CASES = {
-    "items_without_index_row": ("items.csv", lambda t: t.replace(",index_row", ",other", 1), r"items\.csv: .*'index_row'"),
-    "items_without_path": ("items.csv", lambda t: t.replace("index,path,", "index,where,", 1), r"items\.csv: .*'path'"),
-    "items_index_row_not_int": ("items.csv", lambda t: t.replace("\n0,", "\nx,", 1), r"items\.csv: .*index"),
+    "items_without_role": (ITEMS_PART, lambda t: t.drop_columns(["role"]), r"items/part-000000\.parquet: .*'role'"),
+    "items_without_path": (ITEMS_PART, lambda t: t.drop_columns(["path"]), r"items/part-000000\.parquet: .*'path'"),
+    "items_id_not_int": (ITEMS_PART, lambda t: t.set_column(0, "id", t.column("id").cast("string")),
+                         r"items: column 'id' must hold integers"),
     "run_without_embedder": ("run.json", lambda t: json.dumps({k: v for k, v in json.loads(t).items() if k != "embedder"}),
                              r"run\.json: key 'embedder' is missing"),
     "run_without_checksum": ("run.json", lambda t: json.dumps({**json.loads(t), "embedder": {
@@ -400,7 +402,7 @@ RUN_FILE_CASES = {
 
 @pytest.mark.parametrize("case", sorted(RUN_FILE_CASES))
 def test_search_on_a_run_with_bad_run_files_is_one_line(sealed_run, tmp_path, capsys, case):
-    """items.csv missing a column, run.json missing a key or holding an absurd value (even with a
+    """The item table missing a column, run.json missing a key or holding an absurd value (even with a
     manifest rewritten to match): `fashion search` ends with one line naming the file and the key."""
     from fashion import cli
 
@@ -408,7 +410,12 @@ def test_search_on_a_run_with_bad_run_files_is_one_line(sealed_run, tmp_path, ca
     run_dir = tmp_path / "run"
     shutil.copytree(sealed_run / "run", run_dir)
     path = run_dir / name
-    path.write_text(edit(path.read_text()))
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(edit(pq.read_table(path)), path)
+    else:
+        path.write_text(edit(path.read_text()))
     _reseal(run_dir)
     status = cli.main(["search", str(sealed_run / "root" / "red" / "0.jpg"), "--run", str(run_dir),
                        "--output_dir", str(tmp_path / "grids")])

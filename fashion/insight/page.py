@@ -88,3 +88,16 @@ def insight_section(out, summary: dict, strips, map_png=None) -> str:
         parts.append(f'<figure><a href="{href}"><img src="{href}" alt="{cap}" loading="eager"></a>'
                      f"<figcaption>{cap}</figcaption></figure>")
     return "\n".join(parts)
+
+
+def run_insight(out, items, vectors, ok, query_rows, neighbor_rows, config, metrics: dict, files: dict) -> list[str]:
+    """The insight stage of a retrieval run (small or sharded): :func:`fashion.insight.stage.write_insight`
+    with ``config`` (an :class:`~fashion.insight.stage.InsightConfig`), its files into ``files``, its
+    summary into ``metrics["insight"]``; returns the gallery's insight section."""
+    from .stage import write_insight
+
+    written, summary, dups = write_insight(out, items, vectors, ok, query_rows, neighbor_rows, config)
+    files.update(written)
+    metrics["insight"] = summary
+    strips = draw_clusters(out, items, dups.table(items))
+    return [insight_section(out, summary, strips, written.get("map.png"))]

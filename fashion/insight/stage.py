@@ -4,7 +4,7 @@ the embedding map and the kNN label suspects, written beside a run's other files
 ``measure_sim.py`` calls :func:`write_insight` with the neighbours it already computed;
 ``fashion duplicates`` (:func:`run_duplicates`) embeds, searches and calls the same functions.
 Files: ``duplicates.csv`` (cluster, a_relpath, b_relpath, distance, a_split, b_split, a_label, b_label,
-a, b, method — a/b are items.csv rows), ``map.csv`` (id, x, y — id is the items.csv row), ``map.png``.
+a, b, method — a/b are item ids, the rows of the run's item table), ``map.csv`` (id, x, y), ``map.png``.
 """
 
 from __future__ import annotations

@@ -232,11 +232,12 @@ class NeighborIndex:
         dist, idx = _sort_rows(_exact_distances(Q, self._X, idx, self.metric), idx)
         return dist[:, :k].astype(np.float32), np.ascontiguousarray(idx[:, :k])
 
-    def save(self, path) -> Path:
-        """Write the index atomically as ``.npz`` (arrays + JSON parameters, no pickle)."""
+    def save(self, path, **extra: np.ndarray) -> Path:
+        """Write the index atomically as ``.npz`` (arrays + JSON parameters, no pickle); ``extra`` arrays
+        (a run's ``ids``: index row → item id) are stored beside them and ignored by :func:`load_index`."""
         self._check_fitted()
         meta = {"format_version": FORMAT_VERSION, "name": self.name, "metric": self.metric, "params": self.params}
-        arrays = {"__meta__": np.array(json.dumps(meta)), "data": self._X, **self._state_arrays()}
+        arrays = {**extra, "__meta__": np.array(json.dumps(meta)), "data": self._X, **self._state_arrays()}
         path = Path(path)
         with atomic_write(path, "wb") as f:
             np.savez(f, **arrays)

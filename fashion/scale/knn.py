@@ -1,8 +1,9 @@
 """Neighbours at scale: query every embedding shard against the built index, one output shard each.
 
-``RUN/neighbors/part-*.parquet`` (query_id, rank, neighbor_id, distance; the query itself left out), one
+``RUN/knn/part-*.parquet`` (query_id, rank, neighbor_id, distance; the query itself left out), one
 per embedding shard and named after it, written atomically and skipped when present (a killed run
-resumes). Metrics are accumulated shard by shard from the manifest's labels (never the whole table in
+resumes); then (``KnnConfig.seal``) the run directory is sealed as a run of format 2
+(:mod:`fashion.scale.seal`), whose ``neighbors/`` links these shards. Metrics are accumulated shard by shard from the manifest's labels (never the whole table in
 memory): precision@k and mAP@k overall and per label, as :func:`fashion.retrieval.compute_metrics`.
 """
 
@@ -18,13 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from ..options import ENGINES, default
+from ..run.writer import neighbors_table
 from . import embed as embed_stage
 from . import ivfpq, manifest, shards
+from .seal import INDEX_DIR, KNN_DIR, SealOptions, seal
 
 log = logging.getLogger(__name__)
 
-NEIGHBORS_DIR = "neighbors"
-INDEX_DIR = "index"
 METRICS_JSON = "metrics.json"
 SETTINGS_JSON = "knn.json"
 
@@ -41,6 +42,7 @@ class KnnConfig:
     address: str | None = default("address")
     actors: int = default("actors")
     cpus_per_actor: float = default("cpus_per_actor")
+    seal: bool = True  # end by sealing run_dir as a run of format 2 (measure_sim seals its own output instead)
 
     def __post_init__(self):
         if self.k < 1:
@@ -62,18 +64,6 @@ def drop_self(query_ids: np.ndarray, dist: np.ndarray, ids: np.ndarray, k: int):
     keep[extra, -1] = False
     order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
-
-
-def neighbors_table(query_ids: np.ndarray, dist: np.ndarray, ids: np.ndarray):
-    """Long table: one row per (query, rank), rank from 1; missing neighbours (id −1) dropped."""
-    import pyarrow as pa
-
-    q, k = ids.shape
-    valid = ids.reshape(-1) >= 0
-    return pa.table({"query_id": pa.array(np.repeat(query_ids, k)[valid]),
-                     "rank": pa.array(np.tile(np.arange(1, k + 1, dtype=np.int32), q)[valid]),
-                     "neighbor_id": pa.array(ids.reshape(-1)[valid]),
-                     "distance": pa.array(dist.reshape(-1)[valid].astype(np.float32))})
 
 
 def query_part(index: "ivfpq.ScaleIndex", part_path, keep: np.ndarray, out_path, k: int, nprobe=None,
@@ -141,7 +131,7 @@ def knn_run(config: KnnConfig) -> dict:
     if config.k > most:
         log.warning("k=%d is more than the %d other vectors of the gallery: k=%d", config.k, len(shard_set), most)
         config = replace(config, k=most)
-    out = ensure_dir(run / NEIGHBORS_DIR)
+    out = ensure_dir(run / KNN_DIR)
     settings = {"k": config.k, "nprobe": config.nprobe, "rerank": config.rerank, "embeddings": emb.name,
                 "index": (run / INDEX_DIR / ivfpq.INDEX_JSON).read_text(encoding="utf-8")
                 if (run / INDEX_DIR / ivfpq.INDEX_JSON).is_file() else ""}
@@ -175,14 +165,23 @@ def knn_run(config: KnnConfig) -> dict:
                "embeddings": str(emb.name)}
     write_json(out / METRICS_JSON, metrics)
     log.info("%s: precision@%d %.4f over %d queries", out, config.k, metrics["precision_at_k"], metrics["queries"])
+    if config.seal:
+        from .. import rundir
+        from ..insight.stage import InsightConfig
+        from ..run import layout
+
+        # the run directory becomes a run of format 2; the stages' work directories stay (outside the manifest)
+        with rundir.transaction(run, kind=layout.RUN_KIND, keep=layout.WORK_DIRS) as txn:
+            seal(run, txn.path, txn.run_id, metrics, SealOptions(insight=InsightConfig(), arguments={
+                "k": config.k, "nprobe": config.nprobe, "rerank": config.rerank, "engine": config.engine}))
     return metrics
 
 
 def read_neighbors(run_dir) -> "object":
-    """The whole neighbours table of a run as a pandas DataFrame sorted by (query_id, rank) (small runs)."""
+    """The whole neighbours table of a run's knn work as a DataFrame sorted by (query_id, rank) (small runs)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    parts = shards.list_parts(Path(run_dir) / NEIGHBORS_DIR)
+    parts = shards.list_parts(Path(run_dir) / KNN_DIR)
     table = pa.concat_tables([pq.read_table(p) for p in parts])
     return table.to_pandas().sort_values(["query_id", "rank"], kind="stable").reset_index(drop=True)

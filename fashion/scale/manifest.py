@@ -1,4 +1,5 @@
-"""The item table as id-keyed parquet shards plus ``manifest.json`` (written last: it seals the stage).
+"""The item table as id-keyed parquet shards plus ``manifest/manifest.json`` (written last: it seals the stage;
+inside ``manifest/``, so that the run directory's own ``manifest.json`` (fashion.rundir) can seal the run).
 
 ``id`` is the row number of :func:`fashion.datasets.load`'s table frame (int64, dense 0..n-1) and the only
 join key of every later stage. The fingerprint is a sha256 over every row's relpath, label, split, bbox,
@@ -33,7 +34,7 @@ class ManifestError(FashionError, ValueError):
 
 @dataclass
 class Manifest:
-    """``RUN/manifest.json``: what the shards hold and where the dataset was."""
+    """``RUN/manifest/manifest.json``: what the shards hold and where the dataset was."""
 
     count: int
     fingerprint: str
@@ -45,7 +46,7 @@ class Manifest:
 
     @classmethod
     def read(cls, run_dir: os.PathLike | str) -> "Manifest":
-        path = Path(run_dir) / MANIFEST_JSON
+        path = Path(run_dir) / MANIFEST_DIR / MANIFEST_JSON
         if not path.is_file():
             raise ManifestError(f"{path}: no manifest (run `fashion manifest DATASET --output-dir {run_dir}` first)")
         try:
@@ -57,7 +58,7 @@ class Manifest:
     def write(self, run_dir: os.PathLike | str) -> Path:
         from ..atomic import write_json
 
-        return write_json(Path(run_dir) / MANIFEST_JSON, asdict(self))
+        return write_json(Path(run_dir) / MANIFEST_DIR / MANIFEST_JSON, asdict(self))
 
 
 def fingerprint(items) -> str:
@@ -109,12 +110,12 @@ def write_manifest(table, run_dir: os.PathLike | str, shard_rows: int = DEFAULT_
     run_dir = ensure_dir(run_dir)
     items = table.frame
     fp = fp or fingerprint(items)
-    if (run_dir / MANIFEST_JSON).is_file():
+    if (run_dir / MANIFEST_DIR / MANIFEST_JSON).is_file():
         old = Manifest.read(run_dir)
         if old.fingerprint == fp and old.count == len(items):
             log.info("%s: manifest of %d items is up to date", run_dir, old.count)
             return old
-        raise ManifestError(f"{run_dir / MANIFEST_JSON}: the run holds another dataset ({old.count} items from "
+        raise ManifestError(f"{run_dir / MANIFEST_DIR / MANIFEST_JSON}: the run holds another dataset ({old.count} items from "
                             f"{old.root}); use a new --output-dir")
     out = run_dir / MANIFEST_DIR
     if out.exists():  # a manifest stage killed before it was sealed: start it over

@@ -9,7 +9,7 @@ the neighbour label suspects of a run, from the run's ``duplicates.csv``, ``map.
 - ``GET /api/knn-suspects`` → ``{"suspects": [{"id", "relpath", "label", "own_share", "neighbor_label",
   "neighbor_share"}]}``
 
-Ids are items.csv rows, the same ids every other endpoint takes; nothing is read from a request but
+Ids are the run's item ids, the same ids every other endpoint takes; nothing is read from a request but
 integers.
 """
 

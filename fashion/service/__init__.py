@@ -5,17 +5,17 @@
 'Shirt'
 
 :meth:`SimilarityService.open` reads a ``measure_sim.py`` / ``fashion neighbors`` output directory
-(checked as a whole by :func:`check_run_dir`): the item table, the saved index, the embeddings
+(read and checked as a whole by :func:`fashion.run.reader.open_run`): the item table, the saved index, the embeddings
 (memory-mapped, not copied), and rebuilds the embedder with the run's exact settings from ``run.json``
 (same weights, checked by checksum; same size, layer, precision and runtime). When the run used a
 trained classifier (``--model``), photo searches also carry its predicted category.
 
-Items are addressed by their integer id: the row of ``items.csv`` (its ``index`` column). Files are
+Items are addressed by their integer id: the ``id`` of the run's item table (``items/``). Files are
 only ever opened through that table, and only when they resolve inside the run's dataset root, so a
 caller can never make the service read a path it chose. Every answer is a plain dataclass
 (:func:`dataclasses.asdict` gives its JSON).
 
-Modules: :mod:`.loading` reads and checks the run directory (and rebuilds its embedder),
+Modules: :mod:`.loading` rebuilds the run's embedder and reads its model's reports,
 :mod:`.query` holds :class:`SimilarityService`, :mod:`.answers` the dataclasses it returns.
 """
 
@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from ..rundir import RunDirError  # one class for every refused run directory
 from .answers import Item, ItemNotFound, ItemPage, LabelStat, Match, Prediction, SearchResponse, Suspect
-from .loading import ITEM_COLUMNS, RUN_FILES, RunDir, check_run_dir, embedder_for
+from .loading import embedder_for
 from .query import MAX_K, MAX_PAGE, THUMB_SIZE, SimilarityService
 
-__all__ = ["SimilarityService", "check_run_dir", "embedder_for", "RunDir", "RunDirError", "ItemNotFound", "Item",
+__all__ = ["SimilarityService", "embedder_for", "RunDirError", "ItemNotFound", "Item",
            "Match", "Prediction", "SearchResponse", "ItemPage", "LabelStat", "Suspect", "MAX_K", "MAX_PAGE",
-           "THUMB_SIZE", "RUN_FILES", "ITEM_COLUMNS"]
+           "THUMB_SIZE"]

@@ -15,7 +15,10 @@ import numpy as np
 from ..metrics import check_k
 from .answers import Item, ItemNotFound, ItemPage, LabelStat, Match, Prediction, SearchResponse, Suspect
 from .budget import Limits, MemoryBudget, photo_cost
-from .loading import RunDir, check_run_dir, dataset_root, embedder_for, index_of, pinned, read_model_reports
+from ..run.checks import dataset_root
+from ..run.index import load as load_index
+from ..run.reader import Run, open_run, pinned
+from .loading import embedder_for, read_model_reports
 
 log = logging.getLogger("fashion.service")
 
@@ -39,7 +42,7 @@ class SimilarityService:
     the directory is replaced by a rerun meanwhile); only the dataset's image files are read later.
     """
 
-    def __init__(self, run: RunDir, embedder, classifier=None, root: Path | None = None,
+    def __init__(self, run: Run, embedder, classifier=None, root: Path | None = None,
                  limits: Limits | None = None, reports: tuple | None = None):
         self.run, self.embedder, self.classifier = run, embedder, classifier
         self.path = run.path
@@ -49,10 +52,9 @@ class SimilarityService:
         self._splits = items["split"].astype(str).to_numpy()
         self._paths = items["path"].astype(str).to_numpy()
         self._ok = items["ok"].to_numpy(dtype=bool)
-        rows = items["index_row"].to_numpy(dtype=np.int64)
-        self._row_of = rows  # item id -> gallery row (-1: not in the index)
-        self._id_of = np.empty(int((rows >= 0).sum()), dtype=np.int64)  # gallery row -> item id
-        self._id_of[rows[rows >= 0]] = np.flatnonzero(rows >= 0)
+        self._id_of = run.gallery_ids  # the ids the index holds
+        self._in_index = np.zeros(len(items), dtype=bool)
+        self._in_index[self._id_of] = True
         self._usable = np.flatnonzero(self._ok)
         self._lower = np.char.lower(self._relpaths.astype(str))
         self.root = Path(root) if root is not None else dataset_root(run.info, run.path / "run.json")
@@ -82,8 +84,8 @@ class SimilarityService:
         start = time.perf_counter()
         # every run file is read inside pinned(): one version of the directory, or a refusal
         with pinned(run_dir), ThreadPoolExecutor(1) as pool:
-            run = check_run_dir(run_dir, load_index=False)  # the cheap checks first: refuse a bad dir at once
-            index = pool.submit(index_of, run)  # read the index (I/O, no GIL) while the model's imports run
+            run = open_run(run_dir, load_index=False)  # the cheap checks first: refuse a bad dir at once
+            index = pool.submit(load_index, run)  # read the index (I/O, no GIL) while the model's imports run
             reports = read_model_reports(run.info)
             embedder = embedder_for(run.info)
             classifier = None
@@ -188,20 +190,18 @@ class SimilarityService:
         if not self._ok[i]:
             raise ItemNotFound(f"item {i} ({self._relpaths[i]}) was skipped by the run: it has no embedding")
         vector = np.asarray(self.run.embeddings[i], dtype=np.float32)
-        row = int(self._row_of[i])
-        results = self._search(vector, k, exclude=row if row >= 0 else None)
+        results = self._search(vector, k, exclude=i if self._in_index[i] else None)
         return SearchResponse(len(results), results, None, query_id=i)
 
     def _search(self, vector: np.ndarray, k: int, exclude: int | None) -> list[Match]:
         want = min(k + (exclude is not None), self.n_gallery)
         with self._index_lock:
-            dist, idx = self.run.index.kneighbors(vector[None, :], n_neighbors=want)
+            dist, ids = self.run.index.search(vector[None, :], want)
         matches, rank = [], 0
-        for d, j in zip(dist[0].tolist(), idx[0].tolist()):
-            if j == exclude or j < 0 or rank == k:
+        for d, i in zip(dist[0].tolist(), ids[0].tolist()):
+            if i == exclude or i < 0 or rank == k:
                 continue
             rank += 1
-            i = int(self._id_of[j])
             matches.append(Match(rank, i, str(self._relpaths[i]), str(self._labels[i]), float(d)))
         return matches
 

@@ -1,0 +1,111 @@
+"""A run's saved index behind one interface whatever the backend: ``search(vectors, k) -> (distances, ids)``
+with item ids (−1 where fewer than ``k`` exist), plus ``name``, ``metric``, ``count``, ``dim``, ``ids``.
+
+- :class:`NpzIndex`: ``index.npz`` of a fashion.neighbors backend, whose ``ids`` member maps index rows
+  to item ids;
+- :class:`IvfpqIndex`: the on-disk IVF-PQ directory of fashion.scale (it was built with the item ids).
+
+:func:`load` opens the one run.json names and checks it against the run's items and embeddings: beyond
+the shapes, a sample of gallery items is searched and each must find itself at distance ~0 (an
+embeddings.npy reversed or taken from another run would serve wrong neighbours).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..rundir import RunDirError
+from . import layout
+
+SAMPLE_ROWS = 64  # gallery items re-searched at open: each must find itself at distance ~0
+
+
+class NpzIndex:
+    """A fitted :class:`fashion.neighbors.NeighborIndex` and its ids (index row → item id)."""
+
+    def __init__(self, index, ids: np.ndarray):
+        self.index, self.ids = index, np.asarray(ids, dtype=np.int64)
+        self.name, self.metric = index.name, index.metric
+        self.count, self.dim = index.n_samples_fit_, index.n_features_in_
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(distances float32 (q, k'), item ids (q, k')), k' = min(k, count), ascending by distance."""
+        dist, rows = self.index.kneighbors(vectors, n_neighbors=min(int(k), self.count))
+        return dist, self.ids[rows]
+
+
+class IvfpqIndex:
+    """fashion.scale's on-disk IVF-PQ index (float16 exact re-rank): cosine distances and item ids."""
+
+    name, metric = "faiss-ivfpq", "cosine"
+
+    def __init__(self, directory, ids: np.ndarray):
+        from ..scale.ivfpq import ScaleIndex
+
+        self.scale = ScaleIndex(directory)
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.count, self.dim = int(self.scale.params.count), int(self.scale.params.d)
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(cosine distances (q, k), item ids (q, k); −1 where fewer exist); queries are normalised."""
+        q = np.asarray(vectors, dtype=np.float32)
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        return self.scale.search(q, int(k))
+
+
+def load(run) -> "NpzIndex | IvfpqIndex":
+    """The index of ``run`` (a :class:`fashion.run.reader.Run`), checked; RunDirError naming the file."""
+    ref = run.index_ref
+    path = run.path / ref.path
+    try:
+        if ref.kind == "ivfpq":
+            index = IvfpqIndex(path, run.gallery_ids)
+        else:
+            index = _load_npz(path)
+    except (ValueError, OSError, RuntimeError) as exc:  # FormatError, IndexBuildError, faiss' RuntimeError
+        raise RunDirError(f"{path}: not a readable index ({str(exc).splitlines()[0] if str(exc) else exc})"
+                          ) from None
+    gallery = run.gallery_ids
+    if index.count != len(gallery) or index.dim != run.embeddings.shape[1]:
+        raise RunDirError(f"{path}: {index.count} x {index.dim} vectors, but the item table lists {len(gallery)} "
+                          f"indexed items of dimension {run.embeddings.shape[1]}")
+    if not np.array_equal(np.sort(index.ids), gallery):
+        raise RunDirError(f"{path}: its ids are not the gallery items of {layout.ITEMS_DIR}/ (rerun to rebuild the run)")
+    _check_items_find_themselves(run, index, path)
+    return index
+
+
+def _load_npz(path: Path) -> NpzIndex:
+    from ..neighbors import load_index
+    from ..runfiles import check_npz
+
+    index = load_index(path)
+    if "ids" not in check_npz(path):
+        raise ValueError("no 'ids' member (index row → item id)")
+    with np.load(path, allow_pickle=False) as arrays:
+        ids = arrays["ids"]
+    if ids.ndim != 1 or ids.dtype.kind not in "iu":
+        raise ValueError(f"member 'ids' must be a vector of integers, got {ids.dtype} {ids.shape}")
+    return NpzIndex(index, ids)
+
+
+def _check_items_find_themselves(run, index, path: Path) -> None:
+    from ..neighbors import APPROXIMATE_INDEXES
+
+    ids = run.gallery_ids
+    pick = ids[np.unique(np.linspace(0, len(ids) - 1, min(SAMPLE_ROWS, len(ids))).astype(int))]
+    vectors = np.asarray(run.embeddings[pick], dtype=np.float32)
+    # exact copies tie at distance 0: the item need not come first
+    dist, found = index.search(vectors, min(len(ids), 8))
+    tolerance = 1e-3 * max(1.0, float(np.abs(vectors).max(initial=0.0)) ** 2)
+    misses = [i for n, i in enumerate(pick)
+              if not (found[n] == i).any() or float(np.abs(dist[n][found[n] == i]).min()) > tolerance]
+    # an approximate search (HNSW, IVF-PQ) may miss an item now and then; a wrong file misses nearly all
+    allowed = len(pick) // 10 if index.name in APPROXIMATE_INDEXES else 0
+    if len(misses) > allowed:
+        raise RunDirError(f"{run.path / layout.EMBEDDINGS}: item {misses[0]} "
+                          f"({run.items['relpath'].iat[misses[0]]!r}) does not find itself at distance 0 in "
+                          f"{path.name}: the embeddings are not the ones the index was built from (rerun to "
+                          "rebuild the run)")

@@ -1,0 +1,91 @@
+"""The on-disk format of a run (format_version 2): one id-keyed layout for every size.
+
+A 240-photo run and a 10M-photo run differ in their shard counts and their index, not in their layout::
+
+    run.json              format_version, run_id, index {kind, path, name, metric, count}, dataset, embedder,
+                          arguments, versions …
+    items/part-*.parquet  id (0..n-1), path, relpath, label, split, [item_id, bbox …], ok, reason, role
+                          (role: both / query / gallery / skipped; the index holds the gallery and both rows)
+    embeddings.npy        float32 (n, d): row i is item i (zeros where ok is False); opened memory-mapped
+    index.npz             in-memory backends (fashion.neighbors): the fitted index plus an ``ids`` member
+                          (index row → item id)
+    ivfpq/                or the on-disk IVF-PQ index (fashion.scale.ivfpq: index.json, index.faiss,
+                          index.ivfdata, vectors.f16.npy), which returns item ids itself
+    neighbors/part-*.parquet   query_id, rank (from 1), neighbor_id, distance (float32)
+    metrics.json          precision@k, mAP@k, per label, recall@k by item id, counts, skipped, timing
+    duplicates.csv, suspects.csv, map.csv, map.png   the insight stage's tables (ids are item ids)
+    grids/*.png, index.html                          the report
+    manifest.json         written last (fashion.rundir): every file above with its size and SHA-256
+
+Work directories of the resumable sharded stages (``manifest/``, ``embeddings/``, ``index/``, ``knn/``,
+``cache/``) may sit beside these files; they are outside the manifest (:data:`WORK_DIRS`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+FORMAT_VERSION = 2
+RUN_KIND = "neighbors"  # the rundir manifest's kind of a retrieval run
+
+RUN_JSON = "run.json"
+METRICS_JSON = "metrics.json"
+EMBEDDINGS = "embeddings.npy"
+ITEMS_DIR = "items"
+NEIGHBORS_DIR = "neighbors"
+INDEX_NPZ = "index.npz"
+IVFPQ_DIR = "ivfpq"
+PART_GLOB = "part-*.parquet"
+GRIDS_DIR = "grids"
+GALLERY = "index.html"
+# the resumable stages' work (fashion.scale) and the embedding cache: carried between runs, never sealed
+WORK_DIRS = ("cache", "manifest", "embeddings", "index", "knn")
+
+# the columns every reader needs (a dataset's own columns, e.g. item_id or bbox, follow them)
+ITEM_COLUMNS = ("id", "path", "relpath", "label", "split", "ok", "reason", "role")
+NEIGHBOR_COLUMNS = ("query_id", "rank", "neighbor_id", "distance")
+GALLERY_ROLES = ("both", "gallery")  # the rows the index holds
+ROLES = ("both", "query", "gallery", "skipped", "")  # "": readable but neither (a query split's leftovers)
+
+# the insight stage's tables (optional: --no-insight leaves them out): column -> "int" | "float" | "str"
+INSIGHT_FILES = {
+    "duplicates.csv": {"cluster": "int", "a": "int", "b": "int", "a_split": "str", "b_split": "str",
+                       "distance": "float", "method": "str"},
+    "map.csv": {"id": "int", "x": "float", "y": "float"},
+    "suspects.csv": {"id": "int", "label": "str", "own_share": "float", "neighbor_label": "str",
+                     "neighbor_share": "float"},
+}
+
+# the index kinds run.json's ``index.kind`` names: a fashion.neighbors .npz, or fashion.scale's directory
+INDEX_KINDS = {"npz": INDEX_NPZ, "ivfpq": IVFPQ_DIR}
+IVFPQ_FILES = ("index.json", "index.faiss", "index.ivfdata", "vectors.f16.npy")
+
+
+@dataclass
+class IndexRef:
+    """run.json's ``index`` block: which saved index the run has and where.
+
+    kind: "npz" (index.npz of a fashion.neighbors backend, with an ``ids`` member) or "ivfpq" (the on-disk
+    IVF-PQ directory); path: relative to the run; name: the backend (e.g. "exact", "faiss-ivfpq");
+    metric: "cosine" or "euclidean"; count: vectors in the index (the gallery).
+    """
+
+    kind: str
+    path: str
+    name: str
+    metric: str
+    count: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def files(self) -> tuple[str, ...]:
+        """The index's files, relative to the run (what the manifest must list)."""
+        if self.kind == "ivfpq":
+            return tuple(f"{self.path}/{name}" for name in IVFPQ_FILES)
+        return (self.path,)
+
+
+def part_name(number: int) -> str:
+    """The file name of a table's ``number``-th part (sorted order is id order)."""
+    return f"part-{int(number):06d}.parquet"

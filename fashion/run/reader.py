@@ -1,0 +1,240 @@
+"""The one reader of a run directory (layout: :mod:`fashion.run.layout`): :func:`open_run` → :class:`Run`.
+
+``fashion search``, ``fashion serve``'s :class:`~fashion.service.SimilarityService`, the insight pages and
+the report open a run through here only, whatever its size and index. Every file read is listed in the
+run's manifest (size and SHA-256), every value answered from is checked for its type at open, and a run
+is refused with one line naming the file at fault (:class:`~fashion.rundir.RunDirError`). A run of the
+older layout (items.csv, neighbors.csv; no ``format_version``) is refused with the line that says how to
+upgrade it (rerun into the same directory: the embedding cache makes that cheap).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..rundir import RunDirError
+from . import layout
+from .checks import check_columns, check_metrics, dataset_root, read_table
+
+log = logging.getLogger(__name__)
+
+OLD_LAYOUT = ("items.csv", "neighbors.csv")
+
+
+@dataclass
+class Run:
+    """A finished run, read and cross-checked by :func:`open_run`.
+
+    info: run.json; items: the item table (DataFrame, row i = item id i); metrics: metrics.json;
+    embeddings: (n_items, d) float32, memory-mapped; index: its saved index
+    (:mod:`fashion.run.index`: ``search(vectors, k) -> (distances, ids)``), None until loaded;
+    insight: the insight tables by file name (absent files left out).
+    """
+
+    path: Path
+    info: dict
+    items: Any
+    metrics: dict
+    embeddings: np.ndarray
+    index: Any = None
+    insight: dict = field(default_factory=dict)
+
+    @property
+    def index_ref(self) -> layout.IndexRef:
+        return layout.IndexRef(**self.info["index"])
+
+    @property
+    def gallery_ids(self) -> np.ndarray:
+        """Sorted ids of the items the index holds (role both or gallery)."""
+        return np.flatnonzero(self.items["role"].isin(layout.GALLERY_ROLES).to_numpy()).astype(np.int64)
+
+    def neighbors(self):
+        """The neighbour lists (DataFrame query_id, rank, neighbor_id, distance; by query, then rank)."""
+        return read_neighbors(self.path)
+
+
+def upgrade_hint(run_dir) -> str:
+    return (f"{run_dir} is a run of an older layout (items.csv and neighbors.csv, no format_version): rerun "
+            "measure_sim.py / `fashion neighbors` with the same --output-dir to rebuild it in format "
+            f"{layout.FORMAT_VERSION} (its embedding cache is reused), or convert it in place with "
+            "fashion.run.upgrade.upgrade(RUN_DIR)")
+
+
+def parts(run_dir, name: str) -> list[Path]:
+    """The parquet parts of the ``name`` table (items, neighbors) in order ([] when absent)."""
+    directory = Path(run_dir) / name
+    return sorted(directory.glob(layout.PART_GLOB)) if directory.is_dir() else []
+
+
+def _read_parts(run_dir, name: str, columns: tuple[str, ...]):
+    """The parts of table ``name`` as one DataFrame (None: no parts); each part must hold ``columns``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for path in parts(run_dir, name):
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise RunDirError(f"{path}: not a readable table ({str(exc).splitlines()[0][:200]})") from None
+        absent = [c for c in columns if c not in table.column_names]
+        if absent:
+            raise RunDirError(f"{path}: column {absent[0]!r} is missing (columns: {', '.join(table.column_names)})")
+        tables.append(table)
+    try:
+        return pa.concat_tables(tables).to_pandas() if tables else None
+    except (ValueError, pa.ArrowException) as exc:
+        raise RunDirError(f"{Path(run_dir) / name}: parts of different schemas ({str(exc).splitlines()[0][:200]})"
+                          ) from None
+
+
+def read_items(run_dir):
+    """The item table of a run (DataFrame, ids 0..n-1 in order, every layout column typed); unverified."""
+    where = Path(run_dir) / layout.ITEMS_DIR
+    items = _read_parts(run_dir, layout.ITEMS_DIR, layout.ITEM_COLUMNS)
+    if items is None:
+        raise RunDirError(f"{where}: no item table parts")
+    check_columns(items, {"id": "int", "ok": "bool", **{c: "str" for c in layout.ITEM_COLUMNS[1:] if c != "ok"}},
+                  where)
+    if not np.array_equal(items["id"].to_numpy(), np.arange(len(items))):
+        raise RunDirError(f"{where}: the id column is not 0..{len(items) - 1} in order")
+    bad = ~items["role"].isin(layout.ROLES)
+    if bad.any():
+        raise RunDirError(f"{where}: item {int(items['id'][bad].iat[0])} has an unknown role "
+                          f"{str(items['role'][bad].iat[0])[:40]!r}")
+    return items.set_index(items["id"].to_numpy())
+
+
+def read_neighbors(run_dir):
+    """The neighbour lists of a run (DataFrame query_id, rank, neighbor_id, distance; by query, rank)."""
+    table = _read_parts(run_dir, layout.NEIGHBORS_DIR, layout.NEIGHBOR_COLUMNS)
+    if table is None:
+        import pandas as pd
+
+        return pd.DataFrame({c: [] for c in layout.NEIGHBOR_COLUMNS})
+    check_columns(table, {"query_id": "int", "rank": "int", "neighbor_id": "int", "distance": "float"},
+                  Path(run_dir) / layout.NEIGHBORS_DIR)
+    return table.sort_values(["query_id", "rank"], kind="stable").reset_index(drop=True)
+
+
+def _run_json(run_dir: Path) -> dict:
+    from ..runfiles import RunFileError, need, read_run_json
+
+    path = run_dir / layout.RUN_JSON
+    try:
+        info = read_run_json(path)
+    except RunFileError as exc:
+        raise RunDirError(str(exc)) from None
+    if info.get("format_version") != layout.FORMAT_VERSION:
+        if "format_version" not in info:
+            raise RunDirError(upgrade_hint(run_dir))
+        raise RunDirError(f"{path}: format_version {info['format_version']!r}, this version reads "
+                          f"{layout.FORMAT_VERSION}: rerun to rebuild the run")
+    block = need(info, "index", dict, path)
+    for key, kinds in (("kind", str), ("path", str), ("name", str), ("metric", str), ("count", int)):
+        need(block, key, kinds, path, "index.")
+    if layout.INDEX_KINDS.get(block["kind"]) != block["path"]:
+        raise RunDirError(f"{path}: key 'index' names {block['kind']!r} at {block['path']!r}; expected one of "
+                          f"{layout.INDEX_KINDS}")
+    return info
+
+
+def _is_old(path: Path) -> bool:
+    """Whether run.json parses as an object without ``format_version`` (a run of the older layout)."""
+    import json
+
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False  # refused later, naming the file
+    return isinstance(info, dict) and "format_version" not in info
+
+
+def _embeddings(run_dir: Path, n: int) -> np.ndarray:
+    npy = run_dir / layout.EMBEDDINGS
+    try:
+        embeddings = np.load(npy, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise RunDirError(f"{npy}: not a readable .npy array ({exc}); the run is incomplete or damaged") from None
+    if embeddings.ndim != 2 or embeddings.shape[0] != n or embeddings.dtype != np.float32:
+        raise RunDirError(f"{npy}: expected float32 ({n}, d) for the {n} items of {layout.ITEMS_DIR}/, "
+                          f"got {embeddings.dtype} {embeddings.shape}")
+    return embeddings
+
+
+def open_run(run_dir, load_index: bool = True) -> Run:
+    """Read a finished run directory, refusing a missing, half-written, inconsistent or old one.
+
+    Every check of a run directory lives here (one place to add a manifest check); ``load_index=False``
+    leaves ``index`` None (:func:`fashion.run.index.load` loads it later, e.g. beside the model). Raises
+    FileNotFoundError (no such directory, or a file missing: "is not a finished run") or
+    :class:`RunDirError` (one line naming the file at fault, or saying how to upgrade an old run).
+    """
+    from ..rundir import verify
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory")
+    has_info = (run_dir / layout.RUN_JSON).is_file()
+    if not has_info and any((run_dir / n).is_file() for n in OLD_LAYOUT):
+        raise RunDirError(upgrade_hint(run_dir))
+    if has_info and _is_old(run_dir / layout.RUN_JSON):  # refused with the upgrade line before anything else
+        raise RunDirError(upgrade_hint(run_dir))
+    absent = [n for n in (layout.RUN_JSON, layout.METRICS_JSON, layout.EMBEDDINGS) if not (run_dir / n).is_file()]
+    absent += [f"{name}/" for name in (layout.ITEMS_DIR, layout.NEIGHBORS_DIR) if not parts(run_dir, name)]
+    if absent:
+        raise FileNotFoundError(f"{run_dir} is not a finished run of `fashion neighbors` / measure_sim.py or of "
+                                f"`fashion knn`: missing {', '.join(absent)}")
+    present = tuple(name for name in layout.INSIGHT_FILES if os.path.lexists(run_dir / name))
+    tables = tuple(p.relative_to(run_dir).as_posix()
+                   for name in (layout.ITEMS_DIR, layout.NEIGHBORS_DIR) for p in parts(run_dir, name))
+    # the manifest: one complete run, no file changed or taken from another run, and every file read here in it
+    manifest = verify(run_dir, require=(layout.RUN_JSON, layout.METRICS_JSON, layout.EMBEDDINGS) + tables + present)
+    info = _run_json(run_dir)
+    unlisted = [name for name in layout.IndexRef(**info["index"]).files() if name not in manifest["files"]]
+    if unlisted:
+        raise RunDirError(f"{run_dir}: manifest.json does not list {', '.join(unlisted)}: it does not cover the run "
+                          "(rerun to rebuild it)")
+    from ..rundir import read_json_object
+
+    metrics = read_json_object(run_dir / layout.METRICS_JSON)
+    if not isinstance(info.get("embedder"), dict) or "checksum" not in info["embedder"]:
+        raise RunDirError(f"{run_dir / layout.RUN_JSON}: no embedder description (not written by this version?)")
+    dataset_root(info, run_dir / layout.RUN_JSON)  # recorded, never guessed: refuse an old run now, not per request
+    check_metrics(metrics, run_dir / layout.METRICS_JSON)
+    items = read_items(run_dir)
+    embeddings = _embeddings(run_dir, len(items))
+    insight = {name: read_table(run_dir / name, layout.INSIGHT_FILES[name]) for name in present}
+    run = Run(run_dir, info, items, metrics, embeddings, None, insight)
+    if not len(run.gallery_ids):
+        raise RunDirError(f"{run_dir / layout.ITEMS_DIR}: no item is in the index (role both or gallery)")
+    if load_index:
+        from .index import load
+
+        run.index = load(run)
+    return run
+
+
+@contextlib.contextmanager
+def pinned(run_dir):
+    """Refuse (:class:`RunDirError`) when ``run_dir`` was replaced while the block read it: a rerun's
+    transaction swaps the whole directory in one rename, so an unchanged inode means one version."""
+    def identity():
+        try:
+            st = os.stat(run_dir)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    before = identity()
+    yield
+    if identity() != before:
+        raise RunDirError(f"{run_dir}: the run directory was replaced while it was read (a rerun finished); "
+                          "open it again")

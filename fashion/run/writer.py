@@ -1,0 +1,171 @@
+"""The one writer of a run's files (layout: :mod:`fashion.run.layout`), for small runs and sharded ones.
+
+Every function writes under ``out`` (a :func:`fashion.rundir.transaction`'s staging directory) and
+returns the paths it wrote, atomically each; the transaction's manifest seals them all at the end.
+Small runs hand over whole arrays; sharded runs hand over batches (vectors by id into a pre-allocated
+memory-mapped ``embeddings.npy``) and hard-link the finished work files (neighbour shards, the on-disk
+index) instead of copying them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from . import layout
+
+log = logging.getLogger(__name__)
+
+ITEM_ROWS_PER_PART = 1_000_000  # item rows per parquet part
+NEIGHBOR_ROWS_PER_PART = 4_000_000  # (query, rank) rows per parquet part of a small run
+
+
+def roles(ok: np.ndarray, query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """The ``role`` column: both / query / gallery for usable rows, skipped where ``ok`` is False.
+
+    >>> roles(np.array([1, 1, 1, 0], bool), np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool)).tolist()
+    ['both', 'query', 'gallery', 'skipped']
+    """
+    return np.select([query & gallery, query, gallery], ["both", "query", "gallery"],
+                     default=np.where(ok, "", "skipped")).astype(object)
+
+
+def item_table(frame, ok: np.ndarray, reasons, role: np.ndarray):
+    """The run's item table: ``frame`` (a dataset's item frame, row i = item i) with id, ok, reason, role."""
+    table = frame.copy()
+    table.insert(0, "id", np.arange(len(table), dtype=np.int64))
+    table["ok"] = np.asarray(ok, dtype=bool)
+    table["reason"] = [str(r) for r in reasons]
+    table["role"] = role
+    return table
+
+
+def _arrow_column(name: str, values):
+    import pyarrow as pa
+
+    from ..datasets import bbox_or_none
+
+    if name == "id":
+        return pa.array(np.asarray(values, dtype=np.int64))
+    if name == "ok":
+        return pa.array(np.asarray(values, dtype=bool))
+    if name == "bbox":  # "x1 y1 x2 y2", "" where none (as the dataset's list file spells it)
+        return pa.array(["" if bbox_or_none(b) is None else " ".join(map(str, b)) for b in values], pa.string())
+    return pa.array([str(v) for v in values], pa.string())
+
+
+def write_items(out, table, rows_per_part: int = ITEM_ROWS_PER_PART) -> list[Path]:
+    """``items/part-*.parquet`` from an item table with every :data:`~fashion.run.layout.ITEM_COLUMNS`
+    (ids 0..n-1 in order); other columns (item_id, bbox …) are kept, as strings."""
+    import pyarrow as pa
+
+    from ..scale.shards import write_table
+
+    absent = [c for c in layout.ITEM_COLUMNS if c not in table.columns]
+    if absent:
+        raise ValueError(f"item table lacks the columns {absent}")
+    if not np.array_equal(table["id"].to_numpy(), np.arange(len(table))):
+        raise ValueError("item ids must be 0..n-1 in order")
+    columns = list(layout.ITEM_COLUMNS) + [c for c in table.columns if c not in layout.ITEM_COLUMNS]
+    paths = []
+    for number, start in enumerate(range(0, max(len(table), 1), rows_per_part)):
+        part = table.iloc[start:start + rows_per_part]
+        arrow = pa.table({c: _arrow_column(c, part[c].tolist()) for c in columns})
+        paths.append(write_table(Path(out) / layout.ITEMS_DIR / layout.part_name(number), arrow))
+    return paths
+
+
+def neighbors_table(query_ids: np.ndarray, dist: np.ndarray, ids: np.ndarray):
+    """The neighbours as a long ``pyarrow.Table``: one row per (query, rank), rank from 1; missing
+    neighbours (id −1) dropped. query_ids (q,), dist and ids (q, k) in rank order."""
+    import pyarrow as pa
+
+    q, k = ids.shape
+    valid = ids.reshape(-1) >= 0
+    return pa.table({"query_id": pa.array(np.repeat(np.asarray(query_ids, np.int64), k)[valid]),
+                     "rank": pa.array(np.tile(np.arange(1, k + 1, dtype=np.int32), q)[valid]),
+                     "neighbor_id": pa.array(np.asarray(ids, np.int64).reshape(-1)[valid]),
+                     "distance": pa.array(np.asarray(dist).reshape(-1)[valid].astype(np.float32))})
+
+
+def write_neighbors(out, query_ids: np.ndarray, dist: np.ndarray, ids: np.ndarray,
+                    rows_per_part: int = NEIGHBOR_ROWS_PER_PART) -> list[Path]:
+    """``neighbors/part-*.parquet`` of a small run's whole neighbour lists (queries in order)."""
+    from ..scale.shards import write_table
+
+    k = max(1, ids.shape[1])
+    step = max(1, rows_per_part // k)
+    return [write_table(Path(out) / layout.NEIGHBORS_DIR / layout.part_name(n),
+                        neighbors_table(query_ids[s:s + step], dist[s:s + step], ids[s:s + step]))
+            for n, s in enumerate(range(0, max(len(query_ids), 1), step))]
+
+
+def write_embeddings(out, vectors: np.ndarray) -> Path:
+    """``embeddings.npy`` of a small run: float32 (n, d), row i = item i."""
+    from ..atomic import save_npy
+
+    return save_npy(Path(out) / layout.EMBEDDINGS, np.asarray(vectors, dtype=np.float32))
+
+
+def write_embeddings_by_id(out, n: int, d: int, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> Path:
+    """``embeddings.npy`` of a sharded run: a pre-allocated (n, d) float32 memory map (zeros), filled by
+    id from ``batches`` of (ids, vectors) one at a time, never whole in memory."""
+    from ..atomic import atomic_path
+
+    path = Path(out) / layout.EMBEDDINGS
+    with atomic_path(path) as tmp:
+        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(int(n), int(d)))
+        for ids, vectors in batches:
+            matrix[np.asarray(ids, np.int64)] = vectors
+        matrix.flush()
+        del matrix
+    return path
+
+
+def write_index_npz(out, index, ids: np.ndarray) -> tuple[Path, layout.IndexRef]:
+    """``index.npz``: a fitted fashion.neighbors index plus its ``ids`` (index row → item id)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(ids) != index.n_samples_fit_:
+        raise ValueError(f"{len(ids)} ids for an index of {index.n_samples_fit_} vectors")
+    path = index.save(Path(out) / layout.INDEX_NPZ, ids=ids)
+    return path, layout.IndexRef("npz", layout.INDEX_NPZ, index.name, index.metric, len(ids))
+
+
+def link_or_copy(src, dest) -> Path:
+    """Put a finished work file into the run: a hard link (no copy of a large file), or a copy across
+    file systems. The work's writers replace files by rename, so the run's link keeps its content."""
+    from ..atomic import ensure_dir
+
+    src, dest = Path(src), Path(dest)
+    ensure_dir(dest.parent)
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+    return dest
+
+
+def link_ivfpq(out, index_dir, count: int) -> tuple[list[Path], layout.IndexRef]:
+    """``ivfpq/``: the finished on-disk IVF-PQ index of ``index_dir`` (fashion.scale.ivfpq), linked in."""
+    paths = [link_or_copy(Path(index_dir) / name, Path(out) / layout.IVFPQ_DIR / name) for name in layout.IVFPQ_FILES]
+    return paths, layout.IndexRef("ivfpq", layout.IVFPQ_DIR, "faiss-ivfpq", "cosine", int(count))
+
+
+def link_neighbors(out, parts) -> list[Path]:
+    """``neighbors/``: the finished neighbour shards of a sharded run, linked in under their names."""
+    return [link_or_copy(p, Path(out) / layout.NEIGHBORS_DIR / Path(p).name) for p in parts]
+
+
+def write_run_json(out, run_id: str, index: layout.IndexRef, n_items: int, body: dict) -> Path:
+    """``run.json``: format_version, run_id, the index block and the item count, then ``body``
+    (arguments, dataset, embedder, versions …)."""
+    from ..atomic import write_json
+
+    return write_json(Path(out) / layout.RUN_JSON, {"format_version": layout.FORMAT_VERSION, "run_id": run_id,
+                                                    "index": index.to_json(), "n_items": int(n_items), **body})
