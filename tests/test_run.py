@@ -18,7 +18,7 @@ pytest.importorskip("pyarrow")
 
 from factories import make_photo_folder, make_verbs_run, read_run_items  # noqa: E402
 
-ARCH = "efficientnet_lite0"  # the verbs' default embedder (fashion embed --arch): the bare ImageNet backbone
+ARCH = "efficientnet_lite0"  # the backbone an old-layout run.json names
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def runs(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("runs")
     data = make_photo_folder(base / "data", n=24)
-    common = dict(input=str(data), k=3, grids=1, runtime="torch", num_workers=0, arch=ARCH)
+    common = dict(input=str(data), k=3, grids=1, runtime="torch", num_workers=0)  # the default embedder, as the verbs
     run(MeasureConfig(output_dir=str(base / "sharded"), shard_above=10, **common))
     run(MeasureConfig(output_dir=str(base / "small"), index="faiss-ivfpq", insight=False, **common))
     return {"verbs": make_verbs_run(data, base / "verbs"), "sharded": base / "sharded", "small": base / "small"}
