@@ -75,23 +75,22 @@ def main(argv=None) -> int:
         colour = garment_colour(image, size=args.size)
         seconds += time.perf_counter() - start
         methods[colour.method] += 1
-        scores[label.split].add(label.family, colour.family, colour.family_2)
+        scores[label.split].add(label.family, colour.family, colour.family_2, label.family_2)
         if label.split == args.errors and colour.family != label.family:
             mistakes.append((label, colour))
     total = Score()
     for score in scores.values():
-        total.n += score.n
-        total.top1 += score.top1
-        total.top2 += score.top2
-        total.confusion.update(score.confusion)
+        total.merge(score)
 
     print(f"photos: {total.n} from {source} ({missing} labelled photos not found); size {args.size} px")
     print(f"garment found by: {dict(methods)}")
     print(f"colour time: {1000 * seconds / max(total.n, 1):.1f} ms/photo (decoded photo in, family out; "
           "decoding not counted)")
-    print(f"{'split':<8} {'n':>4} {'top1':>6} {'top2':>6}")
+    print(f"{'split':<8} {'n':>4} {'top1':>6} {'top2':>6} {'either':>6}")
     for name, score in [*scores.items(), ("all", total)]:
-        print(f"{name:<8} {score.n:>4} {score.top1_accuracy:6.3f} {score.top2_accuracy:6.3f}")
+        print(f"{name:<8} {score.n:>4} {score.top1_accuracy:6.3f} {score.top2_accuracy:6.3f} {score.either_accuracy:6.3f}")
+    print("top1: predicted family = label; top2: label in (predicted family, runner-up); either: predicted family "
+          "in (label, the labeller's second family)")
     print()
     print(confusion_table(total))
     if mistakes:

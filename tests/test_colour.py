@@ -226,8 +226,8 @@ def test_read_labels_names_the_bad_line(tmp_path):
 
 # Measured with the current code (benchmarks/colour.py; see benchmarks/README.md), minus a margin of 0.03
 # for the small differences between platforms' JPEG decoders and BLAS; a regression in the colour code fails here.
-MIN_TOP1 = {"dataset": 0.53, "sample": 0.53}
-MIN_TOP2 = {"dataset": 0.73, "sample": 0.73}
+MIN_TOP1 = {"dataset": 0.55, "sample": 0.56}  # measured 0.580 (438 photos) and 0.589 (372)
+MIN_TOP2 = {"dataset": 0.74, "sample": 0.73}  # measured 0.772 and 0.766
 
 
 def test_hand_labelled_accuracy_does_not_regress():
@@ -243,7 +243,7 @@ def test_hand_labelled_accuracy_does_not_regress():
     for label, path in zip(labels, paths):
         if path is not None:
             colour = garment_colour(open_image(path))
-            score.add(label.family, colour.family, colour.family_2)
+            score.add(label.family, colour.family, colour.family_2, label.family_2)
     assert score.n >= 372
     assert score.top1_accuracy >= MIN_TOP1[source], (source, score.top1_accuracy)
     assert score.top2_accuracy >= MIN_TOP2[source], (source, score.top2_accuracy)

@@ -23,7 +23,7 @@ from .palette import FAMILIES, MULTICOLOUR, family_of, lab_to_hex
 CLUSTERS = 5
 MAX_PIXELS = 3000  # garment pixels clustered (a seeded sample of them when there are more)
 VOTE_PIXELS = 1000  # garment pixels named one by one for the family shares (a seeded sample)
-MULTICOLOUR_BELOW = 0.35
+MULTICOLOUR_BELOW = 0.3
 MULTICOLOUR_FAMILIES = 3
 MULTICOLOUR_MIN_SHARE = 0.15
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-BBox = tuple[float, float, float, float]
+from ..images import BBox
 
 SIZE = 128  # the long side, px, of the image the colour is computed on
 BORDER = 0.05  # the border strip's width, a fraction of the short side (at least 2 px)

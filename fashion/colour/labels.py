@@ -81,18 +81,30 @@ def locate(labels: list[ColourLabel], dataset_root: str | os.PathLike | None,
 @dataclass
 class Score:
     """Accuracy of predicted (family, family_2) against labels: ``n``, ``top1`` and ``top2`` (the label is the
-    predicted family or runner-up) counts, and ``confusion[(label, predicted)]`` counts."""
+    predicted family or runner-up) counts, ``either`` (the predicted family is the label's family or the
+    labeller's own second family, which the protocol gives borderline shades) and
+    ``confusion[(label, predicted)]`` counts."""
 
     n: int = 0
     top1: int = 0
     top2: int = 0
+    either: int = 0
     confusion: Counter = field(default_factory=Counter)
 
-    def add(self, label: str, family: str, family_2: str | None) -> None:
+    def add(self, label: str, family: str, family_2: str | None, label_2: str | None = None) -> None:
         self.n += 1
         self.top1 += family == label
         self.top2 += label in (family, family_2)
+        self.either += family in (label, label_2)
         self.confusion[(label, family)] += 1
+
+    def merge(self, other: "Score") -> None:
+        """Add ``other``'s counts to these."""
+        self.n += other.n
+        self.top1 += other.top1
+        self.top2 += other.top2
+        self.either += other.either
+        self.confusion.update(other.confusion)
 
     @property
     def top1_accuracy(self) -> float:
@@ -101,3 +113,7 @@ class Score:
     @property
     def top2_accuracy(self) -> float:
         return self.top2 / self.n if self.n else float("nan")
+
+    @property
+    def either_accuracy(self) -> float:
+        return self.either / self.n if self.n else float("nan")
