@@ -22,11 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 LABELS = REPO / "tests" / "data" / "colour_labels.csv"
 DATASET = REPO.parent / "shared" / "data" / "clothing-dataset-small"
 
-# How each family's garments look in a phone photo (sRGB): what a synthetic garment is painted with.
+# How each family's garments look in a phone photo (sRGB; navy: the median of the dev photos labelled navy,
+# Lab (17, 2, -9)): what a synthetic garment is painted with.
 PHOTO_COLOURS = {
     "black": (28, 28, 30), "white": (236, 236, 232), "grey": (128, 128, 130), "beige": (200, 182, 150),
     "brown": (105, 70, 45), "red": (170, 30, 35), "pink": (225, 110, 160), "orange": (225, 120, 40),
-    "yellow": (235, 200, 40), "green": (40, 130, 60), "blue": (60, 110, 190), "navy": (30, 40, 70),
+    "yellow": (235, 200, 40), "green": (40, 130, 60), "blue": (60, 110, 190), "navy": (38, 42, 55),
     "purple": (100, 50, 130),
 }
 
