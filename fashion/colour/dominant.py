@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .garment import SIZE, BBox, downsized_lab, garment_mask, kmeans
+from ..images import BBox
+from .garment import SIZE, downsized_lab, garment_mask, kmeans
 from .palette import FAMILIES, MULTICOLOUR, family_of, lab_to_hex
 
 CLUSTERS = 5

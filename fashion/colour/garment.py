@@ -44,11 +44,11 @@ MIN_TOLERANCE = 8.0  # Lab distance (lightness halved) within which a pixel is l
 MAX_TOLERANCE = 22.0
 MIN_GARMENT = 0.10  # a mask covering less (or more than MAX_GARMENT) of the frame falls back to the centre
 MAX_GARMENT = 0.95
-BBOX_MARGIN = 0.1
+BBOX_MARGIN = 0.1  # a bounding box is widened by this fraction of its size on each side
 EXPOSURE_PERCENTILE = 98
 EXPOSURE_TARGET = 0.85  # linear luminance
 EXPOSURE_MAX_GAIN = 1.5
-EDGE_SPECK = 0.15  # a part of the mask touching the frame's edge with less than this share of it is dropped  # a bounding box is widened by this fraction of its size on each side
+EDGE_SPECK = 0.15  # a part of the mask touching the frame's edge with under this share of it is dropped
 
 
 @dataclass(frozen=True)

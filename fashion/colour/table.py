@@ -17,9 +17,9 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from ..errors import ImageError
-from ..images import open_image
+from ..images import BBox, open_image
 from .dominant import garment_colour
-from .garment import SIZE, BBox
+from .garment import SIZE
 
 log = logging.getLogger(__name__)
 
