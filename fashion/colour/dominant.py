@@ -1,0 +1,127 @@
+"""The garment's dominant colours: a few CIELAB clusters of its pixels, their shares and colour families.
+
+:func:`garment_colour` takes a photo (PIL image or RGB array), finds the garment
+(:mod:`fashion.colour.garment`), clusters the garment's Lab pixels with k-means (the dominant colours,
+each named by the palette, :mod:`fashion.colour.palette`) and names every garment pixel by the palette: a
+family's share is the share of the garment's pixels it names (a vote per pixel, which on the hand-labelled
+dev photos beat naming the cluster centres, whose means mix a garment's shadows and prints). The garment's
+family is the family with the largest share, or ``multicolour`` when that share is below
+``MULTICOLOUR_BELOW`` and at least ``MULTICOLOUR_FAMILIES`` families each hold ``MULTICOLOUR_MIN_SHARE``
+of the garment; the second family is the next family by share (for a ``multicolour`` garment, its
+largest family).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..images import BBox
+from .garment import SIZE, downsized_lab, garment_mask, kmeans
+from .palette import FAMILIES, MULTICOLOUR, family_of, lab_to_hex
+
+CLUSTERS = 5
+MAX_PIXELS = 3000  # garment pixels clustered (a seeded sample of them when there are more)
+VOTE_PIXELS = 1000  # garment pixels named one by one for the family shares (a seeded sample)
+MULTICOLOUR_BELOW = 0.3
+MULTICOLOUR_FAMILIES = 3
+MULTICOLOUR_MIN_SHARE = 0.15
+
+
+@dataclass(frozen=True)
+class ColourCluster:
+    """One dominant colour: its ``hex``, CIELAB ``lab``, ``share`` of the garment's pixels and ``family``."""
+
+    hex: str
+    lab: tuple[float, float, float]
+    share: float
+    family: str
+
+
+@dataclass(frozen=True)
+class GarmentColour:
+    """The colour of one garment.
+
+    ``clusters``: the dominant colours, largest first; ``family``: a palette family or ``multicolour``;
+    ``family_2``: the runner-up family (None when one family holds everything); ``share``: the share of the
+    garment's pixels in ``family`` (for ``multicolour``, in its largest family); ``garment_share``: the
+    share of the frame taken as garment; ``method``: how the garment was found (``border`` or ``centre``);
+    ``shares``: (family, share of the garment's pixels), largest first.
+    """
+
+    clusters: tuple[ColourCluster, ...]
+    family: str
+    family_2: str | None
+    share: float
+    garment_share: float
+    method: str
+    shares: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def hex(self) -> str:
+        """The hex of the largest cluster of the garment's family (of the largest cluster when multicolour)."""
+        for cluster in self.clusters:
+            if cluster.family == self.family:
+                return cluster.hex
+        return self.clusters[0].hex
+
+    def families(self) -> dict[str, float]:
+        """Each palette family present and its share of the garment's pixels, largest first."""
+        return dict(self.shares)
+
+
+def _sample(pixels: np.ndarray, seed: int, most: int = MAX_PIXELS) -> np.ndarray:
+    """``pixels``, or a seeded sample of ``most`` of them; ValueError when there are none."""
+    if len(pixels) == 0:
+        raise ValueError("no garment pixels")
+    if len(pixels) > most:
+        pixels = pixels[np.random.default_rng(seed).choice(len(pixels), most, replace=False)]
+    return pixels
+
+
+def dominant_colours(pixels: np.ndarray, k: int = CLUSTERS, seed: int = 0) -> tuple[ColourCluster, ...]:
+    """k-means clusters of Lab ``pixels`` (n, 3), largest first, each named by the palette."""
+    pixels = _sample(np.asarray(pixels, dtype=np.float64).reshape(-1, 3), seed)
+    centres, labels = kmeans(pixels, k, seed)
+    counts = np.bincount(labels, minlength=len(centres))
+    families = family_of(centres)
+    order = np.argsort(-counts, kind="stable")
+    return tuple(
+        ColourCluster(lab_to_hex(centres[i]), tuple(round(float(v), 2) for v in centres[i]),
+                      float(counts[i] / counts.sum()), FAMILIES[int(families[i])])
+        for i in order if counts[i] > 0
+    )
+
+
+def family_shares(pixels: np.ndarray, seed: int = 0) -> tuple[tuple[str, float], ...]:
+    """(family, share of ``pixels`` (n, 3 Lab) the palette names so), largest first; a seeded sample of
+    ``VOTE_PIXELS`` pixels votes when there are more."""
+    pixels = _sample(np.asarray(pixels, dtype=np.float64).reshape(-1, 3), seed, VOTE_PIXELS)
+    counts = np.bincount(family_of(pixels), minlength=len(FAMILIES))
+    order = np.argsort(-counts, kind="stable")
+    return tuple((FAMILIES[i], float(counts[i] / counts.sum())) for i in order if counts[i] > 0)
+
+
+def name_garment(shares: tuple[tuple[str, float], ...]) -> tuple[str, str | None, float]:
+    """The garment's family, runner-up family and the family's share from its family shares (largest
+    first; see the module docstring)."""
+    ranked = list(shares)
+    top, top_share = ranked[0]
+    runner_up = ranked[1][0] if len(ranked) > 1 else None
+    major = sum(share >= MULTICOLOUR_MIN_SHARE for _, share in ranked)
+    if top_share < MULTICOLOUR_BELOW and major >= MULTICOLOUR_FAMILIES:
+        return MULTICOLOUR, top, top_share
+    return top, runner_up, top_share
+
+
+def garment_colour(image, bbox: BBox | None = None, size: int = SIZE, k: int = CLUSTERS,
+                   seed: int = 0) -> GarmentColour:
+    """The colour of the garment in ``image`` (a PIL image or an RGB array); ``bbox`` (x1, y1, x2, y2, px):
+    the garment's bounding box where the dataset gives one. Pure: the same photo gives the same answer."""
+    found = garment_mask(downsized_lab(image, bbox, size), seed=seed)
+    pixels = found.pixels()
+    clusters = dominant_colours(pixels, k=k, seed=seed)
+    shares = family_shares(pixels, seed=seed)
+    family, family_2, share = name_garment(shares)
+    return GarmentColour(clusters, family, family_2, share, found.share, found.method, shares)

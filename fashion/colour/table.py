@@ -1,0 +1,62 @@
+"""Colour columns for a list of photos, one row per photo, ready to join into an item table by row.
+
+``colour_family`` (a palette family or ``multicolour``), ``colour_family_2`` (the runner-up family, empty
+when none), ``colour_hex`` (``#rrggbb`` of the family's largest cluster) and ``colour_share`` (the share of
+the garment's pixels in that family). A photo that cannot be opened (:class:`fashion.errors.ImageError`)
+gets empty columns and its reason is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from ..errors import ImageError
+from ..images import BBox, open_image
+from .dominant import garment_colour
+from .garment import SIZE
+
+log = logging.getLogger(__name__)
+
+COLUMNS: tuple[str, ...] = ("colour_family", "colour_family_2", "colour_hex", "colour_share")
+
+
+@dataclass
+class ColourTable:
+    """``frame``: the colour columns, one row per input photo in input order (index 0..n-1; NA where the
+    photo was skipped); ``skipped``: how many photos were skipped, by reason."""
+
+    frame: pd.DataFrame
+    skipped: Counter = field(default_factory=Counter)
+
+
+def colour_table(paths: Iterable[str | os.PathLike], bboxes: Sequence[BBox | None] | None = None,
+                 size: int = SIZE) -> ColourTable:
+    """The colour columns of every photo of ``paths`` (``bboxes``: one garment box or None per photo)."""
+    paths = list(paths)
+    boxes = list(bboxes) if bboxes is not None else [None] * len(paths)
+    if len(boxes) != len(paths):
+        raise ValueError(f"got {len(paths)} paths but {len(boxes)} bboxes")
+    rows: list[dict] = []
+    skipped: Counter = Counter()
+    for path, box in zip(paths, boxes):
+        try:
+            image = open_image(path)
+            colour = garment_colour(image, bbox=box, size=size)
+        except ImageError as exc:
+            skipped[exc.reason] += 1
+            rows.append(dict.fromkeys(COLUMNS))
+            continue
+        rows.append({"colour_family": colour.family, "colour_family_2": colour.family_2,
+                     "colour_hex": colour.hex, "colour_share": round(colour.share, 4)})
+    if skipped:
+        log.info("colour: %d of %d photos skipped (%s)", sum(skipped.values()), len(paths),
+                 ", ".join(f"{n} {reason}" for reason, n in skipped.most_common()))
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["colour_share"] = frame["colour_share"].astype("float64")
+    return ColourTable(frame, skipped)
