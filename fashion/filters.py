@@ -167,7 +167,7 @@ def clause_mask(table, clause: Clause) -> np.ndarray:
         hit = series.isin(values).to_numpy()
         return present & (hit if clause.op == "in" else ~hit)
     compare = {"=": series.eq, "!=": series.ne, "<": series.lt, "<=": series.le, ">": series.gt, ">=": series.ge}
-    return present & compare[clause.op](values[0]).to_numpy(dtype=bool)
+    return present & compare[clause.op](values[0]).to_numpy(dtype=bool, na_value=False)
 
 
 def mask(table, clauses: Iterable[Clause | str] | str | None) -> np.ndarray:

@@ -137,8 +137,10 @@ class Option:
         unless given (sub-commands' -v/-q). Returns the argparse action, tagged with ``option_name``."""
         kwargs: dict[str, Any] = {"help": help or self.help,
                                   "default": argparse.SUPPRESS if suppress else self.default}
-        if self.action == "store":
+        if self.action in ("store", "append"):
             kwargs.update(type=self.type, choices=self.choices, metavar=self.metavar)
+            if self.action == "append":
+                kwargs["action"] = "append"
             if self.nargs:
                 kwargs["nargs"] = self.nargs
         else:
@@ -213,6 +215,8 @@ OPTIONS = registry(
     _O("shard_above", ("--shard-above",), "runs of at least N items use the sharded, resumable stages "
        "(embedding shards, the on-disk IVF-PQ index); the run directory's layout is the same either way",
        default=500_000, type=positive_int, metavar="N"),
+    _O("metadata", ("--metadata",), "shop metadata (CSV or parquet) joined onto the items on its relpath or id "
+       "column: brand, price, in_stock, any column, typed; each works as a filter and a facet", metavar="FILE"),
     # -------------------------------------------------------------------------------- insight
     _O("insight", ("--no-insight",), "skip the insight stage (duplicates.csv, suspects.csv, map.csv, map.png)",
        default=True, action="store_false"),
@@ -231,6 +235,15 @@ OPTIONS = registry(
     _O("duplicates_arch", ("--arch",), "backbone embedded with when no --model is given (see `fashion backbones`)",
        default=DEFAULT_BACKBONE, metavar="NAME", dest="arch"),
     # -------------------------------------------------------------------------------- search, serve
+    _O("filter", ("--filter",), "only items that COLUMN OP VALUE keeps (label=dress, price<100, brand in A,B, "
+       "in_stock=true); repeat to AND them", default=None, action="append", metavar="EXPR", dest="filters"),
+    _O("text", ("--text",), "words of a search box (\"red summer dress, not black\"): parsed into filters of "
+       "category, colour and metadata values (a structured query, not a language model); without photos, the "
+       "matching items", metavar="WORDS"),
+    _O("search_photos", (), "image files, or folders of them (none with --text: the items the words match)",
+       metavar="PHOTO", nargs="*", dest="photos"),
+    _O("update_metadata", ("--metadata",), "shop metadata (CSV or parquet) joined on relpath or id: its columns "
+       "are changed or added", metavar="FILE", required=True, dest="metadata"),
     _O("photos", (), "image files, or folders of them", metavar="PHOTO", nargs="+"),
     _O("run", ("--run",), "output directory of `fashion neighbors` / measure_sim.py", metavar="DIR", required=True),
     _O("json", ("--json",), "print the results as JSON (one list, one entry a photo)", default=False,

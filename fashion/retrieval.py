@@ -55,6 +55,8 @@ class MeasureConfig:
     duplicate_threshold: its candidate cosine distance; map_method: its layout (auto, pca, umap, tsne).
     shard_above: runs of at least this many items use the sharded, resumable stages (fashion.scale:
         embedding shards, the on-disk IVF-PQ index); the run's layout is the same either way.
+    metadata: shop metadata file (CSV or parquet) joined onto the item table on relpath or id
+        (:mod:`fashion.catalog.metadata`); its typed columns land in the run's items.
     """
 
     input: str | None = default("input")
@@ -80,6 +82,7 @@ class MeasureConfig:
     duplicate_threshold: float = default("duplicate_threshold")
     map_method: str = default("map_method")
     shard_above: int = default("shard_above")
+    metadata: str | None = default("metadata")
 
     def __post_init__(self):
         from .embedding.spec import resolve_model
@@ -272,9 +275,22 @@ def _run(config: MeasureConfig, txn) -> RunResult:
 
     with watch.stage("load"):
         table = load_items(config)
+        metadata = None
+        if config.metadata:  # read and joined before anything is embedded: a bad file fails at once
+            from .catalog.metadata import join_metadata, read_metadata
+
+            metadata = read_metadata(config.metadata)
+            joined = join_metadata(table.frame, metadata)
         items = table.frame
         if scaled.applies(config, items):
-            return scaled.run(config, table, out, txn.run_id, cache=config.cache_dir or txn.target / "cache")
+            result = scaled.run(config, table, out, txn.run_id, cache=config.cache_dir or txn.target / "cache")
+            if metadata is not None:  # the sealed item table gains the columns, as the one-machine path's
+                from .catalog.metadata import rewrite_items
+
+                rewrite_items(out, metadata)
+            return result
+        if metadata is not None:
+            items = joined
         embedder = Embedder.from_spec(EmbedderSpec.of(config))
     with watch.stage("embed"):
         emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or txn.target / "cache",

@@ -34,6 +34,8 @@ class SearchResult:
     grid: Path | None = None
     reason: str = ""
     prediction: Prediction | None = None
+    filters: list[str] = field(default_factory=list)  # the clauses the search was limited by
+    ignored: list[str] = field(default_factory=list)  # search words nothing matched
 
     def summary(self) -> str:
         """Human lines: the photo, then one line per match (or why it failed); names with newlines, control
@@ -42,6 +44,9 @@ class SearchResult:
         if not self.ok:
             return f"{photo}: skipped ({display(self.reason)})"
         lines = [f"{photo}:" + (f"  (grid: {display(self.grid)})" if self.grid else "")]
+        if self.filters or self.ignored:
+            lines.append(f"  only {' and '.join(map(display, self.filters)) or 'every item'}"
+                         + (f"; ignored words: {', '.join(map(display, self.ignored))}" if self.ignored else ""))
         if self.prediction is not None:
             lines.append(f"  predicted: {display(self.prediction.label)} ({self.prediction.probability:.2f})")
         lines += [f"  {m.rank:2d}. {display(m.relpath)}  [{display(m.label)}]  distance {m.distance:.4f}"
@@ -54,6 +59,7 @@ class SearchResult:
         return {"photo": unicode_name(self.photo), "ok": self.ok, "reason": unicode_name(self.reason),
                 "grid": unicode_name(self.grid) if self.grid else None,
                 "prediction": asdict(self.prediction) if self.prediction else None,
+                "filters": list(self.filters), "ignored": list(self.ignored),
                 "results": [{**asdict(m), "relpath": unicode_name(m.relpath)} for m in self.matches]}
 
 
@@ -81,8 +87,26 @@ def _safe_stem(path: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem)[:60] or "photo"
 
 
+def _open(run_dir) -> SimilarityService:
+    from .service.budget import one_caller
+
+    return SimilarityService.open(run_dir, warm=False, limits=one_caller())
+
+
+def search_text(text: str, run_dir, k: int = default("k"), filters=None, service: SimilarityService | None = None):
+    """``fashion search --text WORDS`` without photos: the first ``k`` items the words (and ``filters``)
+    match, best first by the run's classifier for the category asked (:meth:`SimilarityService.items`);
+    an :class:`~fashion.service.ItemPage` whose ``ignored`` lists the words nothing matched."""
+    from .service import MAX_PAGE
+
+    if k < 1:
+        raise ConfigError(f"k must be positive, got {k}")
+    service = service or _open(run_dir)
+    return service.items(filters=filters, text=text, limit=min(k, MAX_PAGE))
+
+
 def search(photos: Sequence, run_dir, k: int = default("k"), output_dir=None, grids: bool = True,
-           service: SimilarityService | None = None) -> list[SearchResult]:
+           service: SimilarityService | None = None, filters=None, text: str | None = None) -> list[SearchResult]:
     """Find the top-``k`` items of the run at ``run_dir`` for every photo.
 
     Args:
@@ -93,6 +117,8 @@ def search(photos: Sequence, run_dir, k: int = default("k"), output_dir=None, gr
         output_dir: where the grids go (default ``run_dir/search``).
         grids: draw one grid PNG per photo.
         service: an already open service of ``run_dir`` (default: open it here).
+        filters: clauses of :mod:`fashion.filters` (``label=dress``, ``price<100``), ANDed; text: search
+            words that become more clauses (:mod:`fashion.textquery`): only the matching items are searched.
 
     Returns:
         one :class:`SearchResult` per photo, in order.
@@ -106,15 +132,14 @@ def search(photos: Sequence, run_dir, k: int = default("k"), output_dir=None, gr
     if not photos:
         raise ConfigError("no photos given (or only empty folders)")
     if service is None:
-        from .service.budget import one_caller
-
-        service = SimilarityService.open(run_dir, warm=False, limits=one_caller())
+        service = _open(run_dir)
+    service.filter.select(filters, text)  # a bad clause: one line before any photo is read
     k = min(k, service.n_gallery)
     out = Path(output_dir) if output_dir is not None else Path(run_dir) / "search"
     results = []
     for n, photo in enumerate(photos):
         try:
-            found = service.search_image(photo, k=k)
+            found = service.search_image(photo, k=k, filters=filters, text=text)
         except ImageError as exc:
             results.append(SearchResult(photo, False, reason=exc.reason))
             continue
@@ -125,7 +150,8 @@ def search(photos: Sequence, run_dir, k: int = default("k"), output_dir=None, gr
                                   [m.distance for m in found.results], [None] * len(found.results),
                                   query_label="new photo")
             grid_path = save_image(out / f"search_{n:03d}_{_safe_stem(photo)}.png", image)
-        results.append(SearchResult(photo, True, found.results, grid_path, prediction=found.prediction))
+        results.append(SearchResult(photo, True, found.results, grid_path, prediction=found.prediction,
+                                    filters=found.filters, ignored=found.ignored))
     bad = sum(not r.ok for r in results)
     log.info("searched %d photos (%d unreadable) in %s, k=%d", len(photos), bad, run_dir, k)
     return results

@@ -8,7 +8,7 @@ from .common import add_options, add_parser, fields_of
 
 NEIGHBORS_OPTIONS = ("input", "output_dir", "model", "arch", "k", "index", "metric", "size", "batch_size", "format",
                      "split", "query_split", "limit", "grids", "layer", "num_workers", "runtime", "cache_dir", "seed",
-                     "shard_above")
+                     "shard_above", "metadata")
 INSIGHT_OPTIONS = ("insight", "duplicate_threshold", "map_method")
 
 

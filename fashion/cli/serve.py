@@ -14,7 +14,12 @@ def run_search(args) -> int:
 
     from .. import search
 
-    results = search.search(args.photos, args.run, k=args.k, output_dir=args.output_dir, grids=args.grids)
+    if not args.photos:
+        if not args.text:
+            raise ConfigError("give PHOTOs to search by, or --text WORDS")
+        return _print_items(search.search_text(args.text, args.run, k=args.k, filters=args.filters), args.json)
+    results = search.search(args.photos, args.run, k=args.k, output_dir=args.output_dir, grids=args.grids,
+                            filters=args.filters, text=args.text)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=1))
     else:
@@ -23,6 +28,23 @@ def run_search(args) -> int:
     if not any(r.ok for r in results):
         print(f"fashion search: error: none of the {len(results)} photos could be searched", file=sys.stderr)
         return 1
+    return 0
+
+
+def _print_items(page, as_json: bool) -> int:
+    """The items of a words-only search, best first, and the words nothing matched."""
+    import json
+    from dataclasses import asdict
+
+    from ..names import display
+
+    if as_json:
+        print(json.dumps(asdict(page), indent=1, default=str))
+        return 0
+    print(f"{page.total} items match {' and '.join(page.filters) or 'everything'}"
+          + (f"; ignored words: {', '.join(page.ignored)}" if page.ignored else ""))
+    for n, item in enumerate(page.items, 1):
+        print(f"  {n:2d}. {display(item.relpath)}  [{display(item.label)}]  id {item.id}")
     return 0
 
 
@@ -46,8 +68,9 @@ def register(sub) -> None:
     p = add_parser(sub, "search", "find the clothes most similar to new photos in a finished run",
                    "Embed PHOTOs with a run's model, search the run's saved index, write a grid per\n"
                    "photo and print the top matches.")
-    add_options(p, "photos", "run", "k", "output_dir", "json", "search_grids", optional=("output_dir",),
-                k="matches per photo", output_dir="where the grids go; default: RUN/search")
+    add_options(p, "search_photos", "run", "k", "output_dir", "json", "search_grids", "filter", "text",
+                optional=("output_dir",), k="matches per photo (with --text alone: items shown)",
+                output_dir="where the grids go; default: RUN/search")
     p.set_defaults(func=run_search)
 
     p = add_parser(sub, "serve", "serve a finished run: search by photo, browse neighbours (HTTP API + web page)",

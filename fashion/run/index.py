@@ -20,6 +20,7 @@ from ..rundir import RunDirError
 from . import layout
 
 SAMPLE_ROWS = 64  # gallery items re-searched at open: each must find itself at distance ~0
+SELECT_EXACT_MAX = 65_536  # allowed ids of a filtered IVF-PQ search searched exactly (as NeighborIndex's)
 
 
 class NpzIndex:
@@ -30,8 +31,17 @@ class NpzIndex:
         self.name, self.metric = index.name, index.metric
         self.count, self.dim = index.n_samples_fit_, index.n_features_in_
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(distances float32 (q, k'), item ids (q, k')), k' = min(k, count), ascending by distance."""
+    def search(self, vectors: np.ndarray, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+        """(distances float32 (q, k'), item ids (q, k')), k' = min(k, count), ascending by distance;
+        ``allowed``: None, or the item ids a query may return (selected during the search, exact over them
+        up to ``SELECT_EXACT_MAX``: k' = min(k, allowed ids held))."""
+        if allowed is not None:
+            order = np.argsort(self.ids, kind="stable")
+            pos = np.searchsorted(self.ids, np.asarray(allowed, dtype=np.int64), sorter=order)
+            pos = np.minimum(pos, len(order) - 1)
+            rows = order[pos][self.ids[order[pos]] == np.asarray(allowed, dtype=np.int64)]
+            dist, found = self.index.kneighbors(vectors, n_neighbors=min(int(k), self.count), allowed=rows)
+            return dist, self.ids[found]
         dist, rows = self.index.kneighbors(vectors, n_neighbors=min(int(k), self.count))
         return dist, self.ids[rows]
 
@@ -48,11 +58,53 @@ class IvfpqIndex:
         self.ids = np.asarray(ids, dtype=np.int64)
         self.count, self.dim = int(self.scale.params.count), int(self.scale.params.d)
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(cosine distances (q, k), item ids (q, k); −1 where fewer exist); queries are normalised."""
+    def search(self, vectors: np.ndarray, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+        """(cosine distances (q, k), item ids (q, k); −1 where fewer exist); queries are normalised.
+        ``allowed``: None, or the item ids a query may return: up to ``SELECT_EXACT_MAX`` of them searched
+        exactly over their (float16) vectors, more through a faiss bitmap selector during the scan (then
+        re-ranked exactly; a query the scan leaves short is searched exactly)."""
         q = np.asarray(vectors, dtype=np.float32)
         q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        return self.scale.search(q, int(k))
+        if allowed is None:
+            return self.scale.search(q, int(k))
+        allowed = np.unique(np.asarray(allowed, dtype=np.int64))
+        allowed = allowed[np.isin(allowed, self.ids)]
+        k = min(int(k), len(allowed))
+        if k == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        if len(allowed) <= SELECT_EXACT_MAX:
+            return self._exact_among(q, k, allowed)
+        dist, ids = self._selected(q, k, allowed)
+        short = np.flatnonzero((ids < 0).any(axis=1))
+        if len(short):
+            dist[short], ids[short] = self._exact_among(q[short], k, allowed)
+        return dist, ids
+
+    def _exact_among(self, q: np.ndarray, k: int, allowed: np.ndarray, block: int = 16_384):
+        """Exact top-k of each query among the ``allowed`` ids (sorted), from the re-rank vectors."""
+        best_d = np.full((len(q), 0), np.inf, np.float32)
+        best_i = np.zeros((len(q), 0), np.int64)
+        for s in range(0, len(allowed), block):
+            ids = allowed[s:s + block]
+            d = (1.0 - q @ np.asarray(self.scale.vectors[ids], dtype=np.float32).T).astype(np.float32)
+            best_d = np.concatenate([best_d, d], axis=1)
+            best_i = np.concatenate([best_i, np.broadcast_to(ids, d.shape)], axis=1)
+            order = np.argsort(best_d, axis=1, kind="stable")[:, :k]
+            best_d, best_i = np.take_along_axis(best_d, order, 1), np.take_along_axis(best_i, order, 1)
+        return best_d, best_i
+
+    def _selected(self, q: np.ndarray, k: int, allowed: np.ndarray):
+        """The scan restricted to ``allowed`` by a faiss bitmap selector, candidates re-ranked exactly."""
+        from ..neighbors.faiss import selected_params
+
+        index = self.scale.index
+        params, keep = selected_params(index, allowed, int(self.ids.max()) + 1, nprobe=self.scale.params.nprobe)
+        _, cand = index.search(np.ascontiguousarray(q), max(k, int(self.scale.params.rerank or 0)), params=params)
+        del keep
+        d = self.scale._exact(q, cand)
+        order = np.argsort(d, axis=1, kind="stable")[:, :k]
+        dist, ids = np.take_along_axis(d, order, 1), np.take_along_axis(cand, order, 1)
+        return dist.astype(np.float32), np.where(np.isfinite(dist), ids, -1)
 
 
 def load(run) -> "NpzIndex | IvfpqIndex":

@@ -56,14 +56,29 @@ def _arrow_column(name: str, values):
         return pa.array(np.asarray(values, dtype=bool))
     if name == "bbox":  # "x1 y1 x2 y2", "" where none (as the dataset's list file spells it)
         return pa.array(["" if bbox_or_none(b) is None else " ".join(map(str, b)) for b in values], pa.string())
+    if name not in layout.ITEM_COLUMNS and typed(values):  # shop metadata: numbers, booleans, dates (nulls kept)
+        return pa.Array.from_pandas(values)
+    if name not in layout.ITEM_COLUMNS and hasattr(values, "isna"):  # a text column: missing cells stay null
+        return pa.array([None if missing else str(v) for v, missing in zip(values, values.isna())], pa.string())
     return pa.array([str(v) for v in values], pa.string())
+
+
+def typed(values) -> bool:
+    """Whether a column (a pandas Series) holds numbers, booleans or dates rather than text."""
+    import pandas as pd
+
+    return hasattr(values, "dtype") and (pd.api.types.is_numeric_dtype(values.dtype)
+                                         or pd.api.types.is_bool_dtype(values.dtype)
+                                         or pd.api.types.is_datetime64_any_dtype(values.dtype))
 
 
 def write_items(out, table, rows_per_part: int = ITEM_ROWS_PER_PART) -> list[Path]:
     """``items/part-*.parquet`` from an item table with every :data:`~fashion.run.layout.ITEM_COLUMNS`
-    (ids 0..n-1 in order); other columns (item_id, bbox …) are kept, as strings."""
+    (ids 0..n-1 in order); the dataset's other columns (item_id, bbox …) are kept as strings, any
+    further one (shop metadata) typed: numbers, booleans, dates, text (empty cells null)."""
     import pyarrow as pa
 
+    from ..datasets.table import COLUMNS as DATASET_COLUMNS
     from ..scale.shards import write_table
 
     absent = [c for c in layout.ITEM_COLUMNS if c not in table.columns]
@@ -72,10 +87,12 @@ def write_items(out, table, rows_per_part: int = ITEM_ROWS_PER_PART) -> list[Pat
     if not np.array_equal(table["id"].to_numpy(), np.arange(len(table))):
         raise ValueError("item ids must be 0..n-1 in order")
     columns = list(layout.ITEM_COLUMNS) + [c for c in table.columns if c not in layout.ITEM_COLUMNS]
+    own = set(layout.ITEM_COLUMNS) | set(DATASET_COLUMNS)
     paths = []
     for number, start in enumerate(range(0, max(len(table), 1), rows_per_part)):
         part = table.iloc[start:start + rows_per_part]
-        arrow = pa.table({c: _arrow_column(c, part[c].tolist()) for c in columns})
+        # the dataset's own columns as text (as before); shop metadata typed (fashion.catalog.metadata)
+        arrow = pa.table({c: _arrow_column(c, part[c] if c not in own else part[c].tolist()) for c in columns})
         paths.append(write_table(Path(out) / layout.ITEMS_DIR / layout.part_name(number), arrow))
     return paths
 

@@ -3,9 +3,20 @@
 Contract (README "Explore"; tests/test_server.py):
 
 - ``GET /healthz`` → ``{"status": "ok", "items": N, "model": ..., "index": ...}``
-- ``POST /api/search`` (multipart: file field ``image``, optional ``k``) → ``{"k", "prediction", "results"}``
-- ``GET /api/items/{id}/neighbors?k=`` → the same shape for a gallery item
-- ``GET /api/items?label=&q=&offset=&limit=`` → ``{"total", "offset", "limit", "items"}``
+- ``POST /api/search?filter=&text=`` (multipart: file field ``image``, optional ``k``) → ``{"k", "prediction",
+  "results", "filters", "ignored"}``: only the items the filters and words keep are searched
+- ``GET /api/search?text=&filter=&k=&offset=`` → the items the words match, best first (a classifier run: by
+  its score for the category asked; else by id): ``{"total", "offset", "limit", "items", "filters",
+  "ignored", "facets"}``
+- ``GET /api/items/{id}/neighbors?k=&filter=&text=`` → the search's shape for a gallery item
+- ``GET /api/items?label=&q=&filter=&text=&offset=&limit=&facets=`` → ``{"total", "offset", "limit", "items",
+  "filters", "ignored", "facets"}``
+- ``GET /api/facets?filter=&text=`` → ``{"facets": [...]}``: label and each metadata column with few values
+  (value counts), numbers and dates as min/max, over the items the filters keep
+
+``filter=`` repeats (ANDed) and takes the grammar of :mod:`fashion.filters` (``label=dress``, ``price<100``,
+``brand in A,B``); ``text=`` a search box's words (:mod:`fashion.textquery`). A clause that does not parse
+or names an unknown column or a bad value is 422 with a one-line ``detail``.
 - ``GET /api/labels`` → ``{"labels": [{"label", "count", "precision", "queries"}]}``
 - ``GET /api/run`` → the run's headline, metrics, skipped files; ``GET /api/suspects`` → suspect labels and how far to trust them (``trust``: model accuracy, caveat)
 - ``GET /images/{id}``, ``GET /thumbs/{id}`` → the item's image / a JPEG thumbnail (kept in memory)
@@ -50,6 +61,11 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
             "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
             "connect-src 'self'; frame-ancestors 'none'")
+
+
+MAX_FILTERS = 20  # filter= clauses per request
+FILTER = Query([], max_length=MAX_FILTERS, description="COLUMN OP VALUE (label=dress, price<100); repeat to AND")
+TEXT = Query(None, max_length=500, description="search words (red summer dress, not black)")
 
 
 def _one_line(text) -> str:
@@ -116,14 +132,15 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
     def _search_json(found) -> dict:
         return {"k": found.k, "query_id": found.query_id,
                 "prediction": asdict(found.prediction) if found.prediction else None,
-                "results": [asdict(m) for m in found.results]}
+                "results": [asdict(m) for m in found.results], "filters": found.filters, "ignored": found.ignored}
 
     @app.get("/healthz")
     def healthz() -> dict:
         return {"status": "ok", **service.describe()}
 
     @app.post("/api/search")
-    async def search(request: Request, k: int | None = Query(None, ge=1, le=MAX_K)) -> dict:
+    async def search(request: Request, k: int | None = Query(None, ge=1, le=MAX_K), filter: list[str] = FILTER,
+                     text: str | None = TEXT) -> dict:
         with service.budget.admit():  # Busy (503) before a byte of the body is read
             try:
                 body = await read_body(request, max_upload + FORM_OVERHEAD)
@@ -140,17 +157,32 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
                 raise HTTPException(413, f"photo of {len(image.data)} bytes is over the {max_upload}-byte limit")
             if "k" in form:
                 k = _form_k(form["k"].data)
-            found = await run_in_threadpool(_call, service.search_image, bytes(image.data), k or 10)
+            found = await run_in_threadpool(_call, service.search_image, bytes(image.data), k or 10,
+                                            filters=filter, text=text)
         return _search_json(found)
 
+    @app.get("/api/search")
+    def search_words(text: str | None = TEXT, filter: list[str] = FILTER, k: int = Query(60, ge=1, le=MAX_PAGE),
+                     offset: int = Query(0, ge=0)) -> dict:
+        return asdict(_call(service.items, offset=offset, limit=k, filters=filter, text=text, facets=True))
+
     @app.get("/api/items/{item_id}/neighbors")
-    def neighbors(item_id: int, k: int = Query(10, ge=1, le=MAX_K)) -> dict:
-        return _search_json(_call(service.neighbors_of, item_id, k))
+    def neighbors(item_id: int, k: int = Query(10, ge=1, le=MAX_K), filter: list[str] = FILTER,
+                  text: str | None = TEXT) -> dict:
+        return _search_json(_call(service.neighbors_of, item_id, k, filters=filter, text=text))
 
     @app.get("/api/items")
     def items(label: str | None = Query(None, max_length=200), q: str | None = Query(None, max_length=200),
-              offset: int = Query(0, ge=0), limit: int = Query(60, ge=1, le=MAX_PAGE)) -> dict:
-        return asdict(_call(service.items, label=label or None, q=q or None, offset=offset, limit=limit))
+              offset: int = Query(0, ge=0), limit: int = Query(60, ge=1, le=MAX_PAGE), filter: list[str] = FILTER,
+              text: str | None = TEXT, facets: bool = False) -> dict:
+        return asdict(_call(service.items, label=label or None, q=q or None, offset=offset, limit=limit,
+                            filters=filter, text=text, facets=facets))
+
+    @app.get("/api/facets")
+    def facets(filter: list[str] = FILTER, text: str | None = TEXT) -> dict:
+        selection = _call(service.filter.select, filter, text)
+        return {"facets": service.filter.facets(selection.ids), "filters": selection.applied,
+                "ignored": selection.ignored}
 
     @app.get("/api/items/{item_id}")
     def item(item_id: int) -> dict:

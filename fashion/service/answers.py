@@ -49,6 +49,8 @@ class SearchResponse:
     results: list[Match]
     prediction: Prediction | None = None
     query_id: int | None = None
+    filters: list[str] = field(default_factory=list)  # the clauses applied (filter= and the words')
+    ignored: list[str] = field(default_factory=list)  # words of the search text nothing matched
 
 
 @dataclass
@@ -59,6 +61,9 @@ class ItemPage:
     offset: int
     limit: int
     items: list[Item]
+    filters: list[str] = field(default_factory=list)  # the clauses applied (filter= and the words')
+    ignored: list[str] = field(default_factory=list)  # words of the search text nothing matched
+    facets: list[dict] | None = None  # the matching items' facets, when asked for
 
 
 @dataclass

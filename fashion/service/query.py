@@ -18,6 +18,7 @@ from .budget import Limits, MemoryBudget, photo_cost
 from ..run.checks import dataset_root
 from ..run.index import load as load_index
 from ..run.reader import Run, open_run, pinned
+from .filtering import ItemFilter, category_scores, rank_by_category
 from .loading import embedder_for, read_model_reports
 
 log = logging.getLogger("fashion.service")
@@ -71,6 +72,8 @@ class SimilarityService:
         queries = self.metrics.get("per_label_queries", {})
         self._label_stats = [LabelStat(str(n), int(c), precision.get(str(n)), int(queries.get(str(n), 0)))
                              for n, c in zip(names, counts)]
+        self.filter = ItemFilter(items, self._usable)  # filter= clauses and search words → allowed ids
+        self._scores = category_scores(run, classifier)  # words-only queries rank by these (None: by id)
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumb_lock = threading.Lock()
 
@@ -136,8 +139,14 @@ class SimilarityService:
 
     # ---------------------------------------------------------------------------------- search
 
-    def search_image(self, image, k: int = 10) -> SearchResponse:
+    def search_image(self, image, k: int = 10, filters=None, text: str | None = None) -> SearchResponse:
         """The ``k`` gallery items nearest to a photo: a path, bytes of an image file, or a PIL image.
+
+        ``filters``: clauses of :mod:`fashion.filters` (``label=dress``, ``price<100``; ANDed), ``text``:
+        a search box's words (:mod:`fashion.textquery`) that become more clauses; the search is then over
+        the matching items only (k results whenever k match, the nearest of them). A clause that does not
+        parse or fit the item table is a :class:`~fashion.filters.FilterError` (a ValueError), raised
+        before the photo is read.
 
         Raises :class:`~fashion.errors.ImageError` when it cannot be decoded, is over ``max_pixels``
         (from its header, before decoding) or gives no features; :class:`~fashion.service.budget.Busy`
@@ -149,6 +158,7 @@ class SimilarityService:
         from ..images import image_info, open_image, open_image_bytes, to_rgb
 
         k = check_k(k, MAX_K, what=_K_LIMIT)
+        selection = self.filter.select(filters, text)
         name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else "<upload>"
         data = bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else None
         if isinstance(image, Image.Image):
@@ -170,7 +180,9 @@ class SimilarityService:
         if not np.isfinite(vector).all() or float(vector @ vector) <= 0:
             raise ImageError(name, "no features: the image gives an all-zero embedding (blank image?)")
         prediction = self._predict(small) if small is not None else None
-        return SearchResponse(min(k, self.n_gallery), self._search(vector, k, exclude=None), prediction)
+        results = self._search(vector, k, exclude=None, allowed=selection.ids)
+        return SearchResponse(len(results), results, prediction, filters=selection.applied,
+                              ignored=selection.ignored)
 
     def _classifier_input(self, picture):
         """The photo squished to the classifier's input size (outside the lock; predict's own resize of a
@@ -184,19 +196,28 @@ class SimilarityService:
         size = self.classifier.size
         return Image.fromarray(resize_image(picture, size, "squish"))
 
-    def neighbors_of(self, item_id, k: int = 10) -> SearchResponse:
-        """The ``k`` gallery items nearest to item ``item_id`` (itself left out)."""
+    def neighbors_of(self, item_id, k: int = 10, filters=None, text: str | None = None) -> SearchResponse:
+        """The ``k`` gallery items nearest to item ``item_id`` (itself left out), among the items that
+        ``filters`` and ``text`` keep (as :meth:`search_image`)."""
         i, k = self._check_id(item_id), check_k(k, MAX_K, what=_K_LIMIT)
+        selection = self.filter.select(filters, text)
         if not self._ok[i]:
             raise ItemNotFound(f"item {i} ({self._relpaths[i]}) was skipped by the run: it has no embedding")
         vector = np.asarray(self.run.embeddings[i], dtype=np.float32)
-        results = self._search(vector, k, exclude=i if self._in_index[i] else None)
-        return SearchResponse(len(results), results, None, query_id=i)
+        results = self._search(vector, k, exclude=i if self._in_index[i] else None, allowed=selection.ids)
+        return SearchResponse(len(results), results, None, query_id=i, filters=selection.applied,
+                              ignored=selection.ignored)
 
-    def _search(self, vector: np.ndarray, k: int, exclude: int | None) -> list[Match]:
+    def _search(self, vector: np.ndarray, k: int, exclude: int | None, allowed=None) -> list[Match]:
         want = min(k + (exclude is not None), self.n_gallery)
+        if allowed is not None:  # the filter's items in the index, selected during the search
+            allowed = allowed[self._in_index[allowed]]
+            want = min(want, len(allowed))
+            if want == 0:
+                return []
         with self._index_lock:
-            dist, ids = self.run.index.search(vector[None, :], want)
+            dist, ids = (self.run.index.search(vector[None, :], want) if allowed is None
+                         else self.run.index.search(vector[None, :], want, allowed=allowed))
         matches, rank = [], 0
         for d, i in zip(dist[0].tolist(), ids[0].tolist()):
             if i == exclude or i < 0 or rank == k:
@@ -219,18 +240,27 @@ class SimilarityService:
 
     # ---------------------------------------------------------------------------------- browse
 
-    def items(self, label: str | None = None, q: str | None = None, offset: int = 0, limit: int = 50) -> ItemPage:
-        """Usable items (not skipped) in id order, optionally of one ``label`` and whose relpath contains
-        ``q`` (case-insensitive); ``limit`` at most 200."""
+    def items(self, label: str | None = None, q: str | None = None, offset: int = 0, limit: int = 50,
+              filters=None, text: str | None = None, facets: bool = False) -> ItemPage:
+        """Usable items (not skipped) in id order, optionally of one ``label``, whose relpath contains
+        ``q`` (case-insensitive) and that ``filters`` and the words of ``text`` keep (as
+        :meth:`search_image`); ``limit`` at most 200. When the words name a category and the run has a
+        trained classifier, the items come best first by its score for that category (else by id); the
+        words nothing matched are in ``ignored``. ``facets``: also count the matching items' facets."""
         if not 0 <= int(offset) or not 1 <= int(limit) <= MAX_PAGE:
             raise ValueError(f"offset must be >= 0 and limit from 1 to {MAX_PAGE}, got {offset}, {limit}")
-        ids = self._usable
+        selection = self.filter.select(filters, text)
+        ids = self._usable if selection.ids is None else selection.ids
         if label:
             ids = ids[self._labels[ids] == label]
         if q:
             ids = ids[np.char.find(self._lower[ids], q.lower()) >= 0]
+        if selection.labels and self.classifier is not None:
+            ids = rank_by_category(ids, selection.labels, self._scores, self.classifier.classes)
         page = ids[int(offset):int(offset) + int(limit)]
-        return ItemPage(len(ids), int(offset), int(limit), [self.item(int(i)) for i in page])
+        return ItemPage(len(ids), int(offset), int(limit), [self.item(int(i)) for i in page],
+                        filters=selection.applied, ignored=selection.ignored,
+                        facets=self.filter.facets(ids) if facets else None)
 
     def labels(self) -> list[LabelStat]:
         """Every label of the usable items, with its count and the run's per-label precision@k."""

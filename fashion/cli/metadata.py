@@ -1,0 +1,25 @@
+"""``fashion update RUN --metadata FILE``: shop metadata onto a finished run, nothing embedded."""
+
+from __future__ import annotations
+
+from .common import add_options, add_parser
+
+
+def run_update(args) -> int:
+    """``fashion update``: the file's columns changed or added in a new sealed version of the run."""
+    from ..catalog.metadata import update_run
+
+    done = update_run(args.run_dir, args.metadata)
+    print(f"{args.run_dir}: {len(done['columns'])} columns ({', '.join(done['columns'])}) from {args.metadata}, "
+          f"{done['matched']} of {done['items']} items named")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``update`` to the sub-command parsers ``sub``."""
+    p = add_parser(sub, "update", "change or add shop metadata columns of a finished run (nothing re-embedded)",
+                   "Join a CSV or parquet file of metadata (brand, price, in_stock, ...) onto RUN's items on its\n"
+                   "relpath or id column and commit a new sealed version of the run; the columns work as\n"
+                   "filters (fashion search --filter, the API's filter=) and as facets on the page.")
+    add_options(p, "serve_run_dir", "update_metadata")
+    p.set_defaults(func=run_update)

@@ -1,0 +1,150 @@
+"""Filters, words and facets over a run's item table, for :class:`~fashion.service.SimilarityService`.
+
+One :class:`ItemFilter` per open run: it turns ``filter=`` clauses (:mod:`fashion.filters`) and a
+search box's words (:mod:`fashion.textquery`) into the sorted ids a search may return (handed to the
+index as ``allowed``: selected during the search, never a post-filter of a fixed top-k), ranks the
+items of a words-only query, and counts the facets of a set of items. The columns a filter may name
+are the item table's, less the ones that say where a file lies on disk (``path``, ``reason``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import filters as grammar
+from .. import textquery
+
+HIDDEN = ("path", "reason")  # where the file lies on this disk: not a filter, not a facet
+NOT_FACETS = ("id", "relpath", "ok", "role") + HIDDEN
+MAX_FACET_VALUES = 30  # a text column with more distinct values is a search term, not a facet
+MAX_VOCABULARY_VALUES = 5000  # distinct values of a text column that the search box's words may name
+
+
+@dataclass
+class Selection:
+    """What a request's filters and words select: ``ids`` (sorted; None: every usable item), the clauses
+    applied (as text), the words nothing matched, and the label the words asked for (for ranking)."""
+
+    ids: np.ndarray | None
+    applied: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    labels: tuple[str, ...] = ()
+
+
+class ItemFilter:
+    """The filterable view of one run's item table (``items``: its DataFrame, ``usable``: usable ids)."""
+
+    def __init__(self, items, usable: np.ndarray):
+        self.table = _booleans(items.drop(columns=[c for c in HIDDEN if c in items.columns]).reset_index(drop=True))
+        self.usable = np.asarray(usable, dtype=np.int64)
+        self._vocabulary = None
+
+    def select(self, filters=None, text: str | None = None) -> Selection:
+        """The usable items every clause of ``filters`` (text or :class:`~fashion.filters.Clause`, ANDed)
+        and the words of ``text`` keep; :class:`~fashion.filters.FilterError` (one line) when a clause
+        does not parse or fit the table."""
+        clauses = grammar.parse_all(filters) if isinstance(filters, str) or filters is None else [
+            c if isinstance(c, grammar.Clause) else grammar.parse(c) for c in filters]
+        ignored, labels = [], ()
+        if text is not None and str(text).strip():
+            words = self.parse_text(text)
+            clauses += words.clauses()
+            ignored, labels = list(words.ignored), words.labels
+        if not clauses:
+            return Selection(None, [], ignored, labels)
+        keep = grammar.mask(self.table, clauses)
+        return Selection(self.usable[keep[self.usable]], [str(c) for c in clauses], ignored, labels)
+
+    def parse_text(self, text: str) -> textquery.TextQuery:
+        """The search box's words against this run: its labels, text columns' values, numeric columns and
+        (only where the table has them) colour families."""
+        if self._vocabulary is None:
+            values, numeric = {}, []
+            for column in self.table.columns:
+                if column in NOT_FACETS or column == "label":
+                    continue
+                kind = grammar._kind(self.table[column])
+                if kind == "number":
+                    numeric.append(column)
+                elif kind == "text":
+                    distinct = self.table[column].dropna().astype(str).unique()
+                    if len(distinct) <= MAX_VOCABULARY_VALUES:
+                        values[column] = [v for v in distinct if v]
+            labels = sorted(set(self.table["label"].astype(str)))
+            self._vocabulary = (labels, values, numeric, textquery.COLOUR_COLUMN in self.table.columns)
+        labels, values, numeric, colours = self._vocabulary
+        return textquery.parse(text, labels=labels, values=values, numeric=numeric, colours=colours)
+
+    def facets(self, ids: np.ndarray | None = None) -> list[dict]:
+        """Facets of the items ``ids`` (default: every usable item): per column with few values
+        ``{"column", "kind", "values": [{"value", "count"}]}`` (most frequent first), per number or date
+        column ``{"column", "kind", "min", "max"}``."""
+        import pandas as pd
+
+        rows = self.table.iloc[self.usable if ids is None else np.asarray(ids, dtype=np.int64)]
+        out = []
+        for column in self.table.columns:
+            if column in NOT_FACETS:
+                continue
+            series = rows[column].dropna()
+            kind = grammar._kind(self.table[column])
+            if kind in ("number", "date"):
+                low, high = (series.min(), series.max()) if len(series) else (None, None)
+                if kind == "date":
+                    low, high = (None if pd.isna(v) else pd.Timestamp(v).isoformat() for v in (low, high))
+                else:
+                    low, high = (None if v is None else float(v) for v in (low, high))
+                out.append({"column": str(column), "kind": kind, "min": low, "max": high})
+                continue
+            if kind == "text":
+                series = series.astype(str)
+                series = series[series.str.len() > 0]
+            if self.table[column].nunique(dropna=True) > MAX_FACET_VALUES:
+                continue
+            counts = series.value_counts(sort=True)
+            values = [{"value": (str(v).lower() if kind == "bool" else str(v)), "count": int(c)}
+                      for v, c in counts.items()]
+            out.append({"column": str(column), "kind": kind, "values": values})
+        return out
+
+
+def _booleans(table):
+    """``table`` with each object column that holds only booleans and nulls (parquet reads a boolean
+    column with empty cells so) as pandas' nullable boolean, which filters and facets read as booleans."""
+    for column in table.columns:
+        if table[column].dtype == object:
+            present = table[column].dropna()
+            if len(present) and all(isinstance(v, (bool, np.bool_)) for v in present):
+                table[column] = table[column].astype("boolean")
+    return table
+
+
+def category_scores(run, classifier) -> np.ndarray | None:
+    """(n_items, n_classes) scores of the classifier's categories for every item, from the stored
+    embeddings through the trained head's last layer (a softmax of its logits), when the run embedded
+    with that head's penultimate features (``layer`` head); None otherwise (then words rank by id).
+
+    The embeddings are stored at unit length, so the scores keep the classifier's order of the categories
+    for each item but are softmaxed at a different temperature than a fresh prediction of the photo."""
+    if classifier is None or run.info.get("embedder", {}).get("layer") != "head" or classifier.is_ensemble:
+        return None
+    import torch
+
+    last = classifier.head[-1]
+    if last.in_features != run.embeddings.shape[1]:
+        return None
+    with torch.no_grad():
+        logits = last(torch.from_numpy(np.asarray(run.embeddings, dtype=np.float32)))
+        return torch.softmax(logits.float(), dim=1).numpy()
+
+
+def rank_by_category(ids: np.ndarray, labels: tuple[str, ...], scores: np.ndarray | None, classes) -> np.ndarray:
+    """``ids`` best first by the score of the asked ``labels`` (the highest of them per item), ties by id;
+    in id order when there are no scores or no asked label among the classifier's classes."""
+    columns = [list(classes).index(label) for label in labels if label in list(classes)] if scores is not None else []
+    if not columns or not len(ids):
+        return ids
+    score = scores[ids][:, columns].max(axis=1)
+    return ids[np.lexsort((ids, -score))]
