@@ -4,7 +4,7 @@
 //     export default { id: "name", title: "Name", available: (ctx) => true, render(root, ctx) { ... } };
 // and add it to the list in views/index.js. render() is called once, the first time the tab is shown,
 // with an empty <section>; build its content with ctx.el (strings always become text, never HTML).
-// ctx: { api(path) -> JSON, postImage(file, k) -> JSON, el(tag, attrs, ...children), card(match),
+// ctx: { api(path) -> JSON, postImage(file, k, params) -> JSON, el(tag, attrs, ...children), card(match),
 //        show(viewId), showNeighbors(itemId), run (GET /api/run), labels (GET /api/labels) }.
 import views from "./views/index.js";
 
@@ -18,11 +18,12 @@ async function api(path, options) {
   return body;
 }
 
-function postImage(file, k) {
+function postImage(file, k, params) {  // params: URLSearchParams of filter= and text= (facets.js)
   const form = new FormData();
   form.append("image", file);
   if (k) form.append("k", String(k));
-  return api("/api/search", { method: "POST", body: form });
+  const query = params && String(params) ? `?${params}` : "";
+  return api(`/api/search${query}`, { method: "POST", body: form });
 }
 
 // el("div", {class: "x", onclick: fn}, "text", child...): data only ever reaches the page as text.

@@ -1,12 +1,18 @@
-// Search by photo (drop or pick one), and the neighbours of any item (click a result).
-let results, query, heading;
+// Search by photo (drop or pick one), by words, and the neighbours of any item (click a result); the
+// facets and the words limit each of them to the items they keep (facets.js).
+import facets from "../facets.js";
+
+let results, query, heading, filters;
+let again = null;  // the last search, rerun when a facet or the words change
 
 async function runSearch(file, ctx, k) {
+  again = () => runSearch(file, ctx, kValue());
   ctx.setStatus("searching…");
   query.replaceChildren(ctx.el("img", { src: URL.createObjectURL(file), alt: "your photo" }),
     ctx.el("div", {}, ctx.el("div", {}, file.name), ctx.el("div", { class: "prediction" })));
   try {
-    const body = await ctx.postImage(file, k);
+    const body = await ctx.postImage(file, k, filters.params(new URLSearchParams()));
+    filters.shown(body);
     const prediction = query.querySelector(".prediction");
     if (body.prediction) {
       prediction.textContent = `predicted: ${body.prediction.label} (${(100 * body.prediction.probability).toFixed(0)} %)`;
@@ -21,11 +27,32 @@ async function runSearch(file, ctx, k) {
   }
 }
 
+async function searchWords(ctx) {
+  again = () => searchWords(ctx);
+  if (!filters.text()) return;
+  ctx.setStatus("searching…");
+  try {
+    const body = await ctx.api(`/api/search?${filters.params(new URLSearchParams({ k: 60 }))}`);
+    filters.shown(body);
+    query.replaceChildren(ctx.el("div", { class: "prediction" }, `“${filters.text()}”`));
+    heading.textContent = `${body.total} items match` + (body.total > body.items.length ? `, the first ${body.items.length}` : "");
+    results.replaceChildren(...body.items.map((item) => ctx.card(item)));
+    ctx.setStatus("");
+  } catch (e) {
+    heading.textContent = "";
+    results.replaceChildren(ctx.el("p", { class: "error" }, e.message));
+    ctx.setStatus("search failed", true);
+  }
+}
+
 async function neighbors(itemId, ctx) {
+  again = () => neighbors(itemId, ctx);
   ctx.setStatus("loading neighbours…");
   try {
+    const params = filters.params(new URLSearchParams({ k: kValue() }));
     const [item, body] = await Promise.all([ctx.api(`/api/items/${itemId}`),
-                                            ctx.api(`/api/items/${itemId}/neighbors?k=${kValue()}`)]);
+                                            ctx.api(`/api/items/${itemId}/neighbors?${params}`)]);
+    filters.shown(body);
     query.replaceChildren(ctx.el("img", { src: `/thumbs/${item.id}`, alt: item.relpath }),
       ctx.el("div", {}, ctx.el("div", { class: "label" }, item.label), ctx.el("div", { class: "path" }, item.relpath)));
     heading.textContent = `Neighbours of ${item.relpath}`;
@@ -53,11 +80,15 @@ function render(root, ctx) {
     drop.classList.remove("over");
     if (e.dataTransfer.files[0]) runSearch(e.dataTransfer.files[0], ctx, kValue());
   });
+  filters = facets(ctx, "search", () => (again ? again() : searchWords(ctx)));
+  const words = ctx.el("button", { type: "button", id: "search-words", onclick: () => searchWords(ctx) },
+    "search words");
   query = ctx.el("div", { class: "query", id: "query" });
   heading = ctx.el("h2", { id: "results-heading" });
   results = ctx.el("div", { class: "grid", id: "results" });
   root.append(drop, ctx.el("div", { class: "controls" }, ctx.el("label", { for: "k" }, "matches "), kSelect,
-    ctx.el("span", { class: "muted" }, "click any result to see its own neighbours")), query, heading, results);
+    ctx.el("span", { class: "muted" }, "click any result to see its own neighbours"), words), filters.node, query,
+    heading, results);
 }
 
 export default { id: "search", title: "Search", render, neighbors };
