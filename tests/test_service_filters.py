@@ -190,3 +190,36 @@ def test_cli_search_filter_gives_the_nearest_k_of_the_label(sample_run, sample_s
     done = _cli("search", photo, "--run", str(sample_run), "--filter", "colour=red")
     last = done.stderr.strip().splitlines()[-1]  # (after the service's INFO line) the error, one line
     assert done.returncode != 0 and last.startswith("fashion") and "no column 'colour'" in last
+
+
+def test_measure_sim_metadata_lands_in_the_item_table_typed(sample_run, tmp_path):
+    from fashion.catalog.metadata import MetadataError
+    from fashion.retrieval import MeasureConfig, run
+    from fashion.run.reader import open_run
+
+    items = read_run_items(sample_run)
+    pd.DataFrame({"relpath": items["relpath"].iloc[:10], "price": np.arange(10) + 0.5,
+                  "sale": ["true", "false"] * 5}).to_csv(tmp_path / "shop.csv", index=False)
+    config = dict(arch="efficientnet_lite0", limit=60, k=5, grids=0, runtime="torch", num_workers=0, insight=False,
+                  cache_dir=str(sample_run / "cache"))  # the sample run's embeddings: nothing re-embedded
+    run(MeasureConfig(output_dir=str(tmp_path / "out"), metadata=str(tmp_path / "shop.csv"), **config))
+    table = open_run(tmp_path / "out").items
+    assert table["price"].iloc[:10].tolist() == list(np.arange(10) + 0.5) and table["price"].iloc[10:].isna().all()
+    assert table["sale"].iloc[:4].tolist() == [True, False, True, False]
+    (tmp_path / "bad.csv").write_text("relpath,price\nnot/an/item.jpg,3\n")
+    with pytest.raises(MetadataError, match="bad.csv, line 2"):
+        run(MeasureConfig(output_dir=str(tmp_path / "out2"), metadata=str(tmp_path / "bad.csv"), **config))
+    assert not (tmp_path / "out2").exists()
+
+
+def test_fashion_update_cli(sample_run, tmp_path, capsys):
+    from fashion.cli import main
+
+    run, items = _metadata_run(sample_run, tmp_path)
+    assert main(["update", str(run), "--metadata", str(tmp_path / "shop.csv")]) == 0
+    assert f"4 columns (price, in_stock, brand, added) from {tmp_path / 'shop.csv'}, {len(items) - 2} of" in \
+        capsys.readouterr().out
+    (tmp_path / "empty.csv").write_text("")
+    assert main(["update", str(run), "--metadata", str(tmp_path / "empty.csv")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(tmp_path / "empty.csv") in err
