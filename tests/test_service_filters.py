@@ -223,3 +223,19 @@ def test_fashion_update_cli(sample_run, tmp_path, capsys):
     assert main(["update", str(run), "--metadata", str(tmp_path / "empty.csv")]) != 0
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and str(tmp_path / "empty.csv") in err
+
+
+def test_words_rank_by_the_classifiers_score_for_the_category(model_run):
+    import torch
+
+    out, classes = model_run
+    service = SimilarityService.open(out, warm=False)
+    assert service.run.info["embedder"]["layer"] == "head" and service._scores is not None
+    label = service.run.items["label"].value_counts().index[0]
+    page = service.items(text=f"{label} please", limit=200)
+    ids = [i.id for i in page.items]
+    assert page.ignored == ["please"] and sorted(ids) == sorted(np.flatnonzero(service.run.items["label"] == label))
+    with torch.no_grad():
+        probs = torch.softmax(service.classifier.head[-1](torch.from_numpy(np.asarray(service.run.embeddings))), 1)
+    score = probs[ids, classes.index(label)].numpy()
+    assert (np.diff(score) <= 1e-7).all() and len(set(ids)) == len(ids)
