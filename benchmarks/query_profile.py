@@ -133,6 +133,12 @@ def main(argv=None) -> int:
         rows["network: classifier pass (before)"] = timed(lambda im: classifier.predict([im]), smalls)
     if emb.can_classify:
         rows["network: one pass, vector + prediction (now)"] = timed(emb.classify, batches)
+        if classifier is not None:  # the one pass's prediction against the classifier's own (fp32) pass
+            one = np.concatenate([emb.classify(x)[1].numpy() for x in batches])
+            two = classifier.predict(smalls).numpy()
+            print(f"one pass vs the classifier's own pass ({emb.precision}): top-1 the same on "
+                  f"{int((one.argmax(1) == two.argmax(1)).sum())} of {len(one)} photos, probabilities within "
+                  f"{np.abs(one - two).max():.3f} (median {np.median(np.abs(one - two).max(1)):.4f})", flush=True)
         stacked = torch.from_numpy(np.stack(inputs)).permute(0, 3, 1, 2)
         for b in (2, 4, 8):
             if len(inputs) >= b:
