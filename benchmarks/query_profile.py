@@ -15,7 +15,10 @@ per photo (median and mean ms over ``-n`` photos, each stage run on all of them 
 - the service's own `search_image` end to end (what the HTTP handler calls in its thread pool), the
   thread-pool hop (an empty function through starlette's run_in_threadpool), and over HTTP: the same
   photos posted to a `fashion serve` child on loopback one at a time (keep-alive), and GET /healthz
-  (the HTTP floor). HTTP minus `search_image` is the server's and the client's HTTP work.
+  (the HTTP floor). HTTP minus `search_image` is the server's and the client's HTTP work;
+- how far the one pass's prediction is from the classifier's own pass (top-1 agreement, largest
+  probability difference), and with ``--upscale``, how far the reduced decode's vectors are from the
+  full-size decode's (cosine) and its network input (grey levels).
 """
 
 from __future__ import annotations
