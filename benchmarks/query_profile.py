@@ -110,7 +110,8 @@ def main(argv=None) -> int:
     rows: dict[str, list[float]] = {}
     rows["multipart parse"] = timed(lambda f: parse_form(f[0], f[1]), forms)
     rows["header (image_info)"] = timed(lambda d: image_info("<upload>", d, max_pixels=limit), datas)
-    rows["decode full + data check (before)"] = timed(lambda d: open_image_bytes(d, max_pixels=limit, strict=True), datas)
+    rows["decode full + data check (before)"] = timed(
+        lambda d: open_image_bytes(d, max_pixels=limit, strict=True), datas)
     rows["decode with min_size (now)"] = timed(
         lambda d: open_image_bytes(d, max_pixels=limit, strict=True, min_size=size), datas)
     pictures = [open_image_bytes(d, max_pixels=limit, strict=True, min_size=size) for d in datas]

@@ -265,7 +265,8 @@ def main(argv=None) -> int:
             cells.get(("photo", 4), {}).get("rps", 0) >= TARGETS["photo_rps_c4"],
         f"photo p99 <= {TARGETS['photo_p99_ms_c16']:g} ms at c=16":
             cells.get(("photo", 16), {}).get("p99_ms", np.inf) <= TARGETS["photo_p99_ms_c16"],
-        f"id p50 <= {TARGETS['id_p50_ms_c1']:g} ms at c=1": cells.get(("id", 1), {}).get("p50_ms", np.inf) <= TARGETS["id_p50_ms_c1"],
+        f"id p50 <= {TARGETS['id_p50_ms_c1']:g} ms at c=1":
+            cells.get(("id", 1), {}).get("p50_ms", np.inf) <= TARGETS["id_p50_ms_c1"],
         "zero errors": errors == 0,
         "RSS flat within 5 %": results["rss_drift"] <= TARGETS["rss_drift"],
         "anonymous memory flat within 5 %": results["anon_drift"] <= TARGETS["rss_drift"],

@@ -69,7 +69,8 @@ def open_image(path: str | os.PathLike, bbox: BBox | None = None, max_pixels: in
     oversized file, an unsupported mode, or an empty crop. ``max_pixels``, ``strict`` and ``min_size``
     (without ``bbox``, whose pixels are those of the full-size image): as for :func:`open_image_bytes`.
     """
-    image = to_rgb(_decode(path, max_pixels=max_pixels, strict=strict, min_size=None if bbox is not None else min_size), path)
+    reduce_to = None if bbox is not None else min_size
+    image = to_rgb(_decode(path, max_pixels=max_pixels, strict=strict, min_size=reduce_to), path)
     if bbox is not None:
         image = crop_bbox(image, bbox, path)
     return image

@@ -167,10 +167,9 @@ class Embedder:
     def from_model_dir(cls, path, layer: str = "body", size: int | None = None,
                        precision: str = "auto", runtime: str = "auto") -> "Embedder":
         """A `fashion train` output directory, via :func:`fashion.modelio.load_model`."""
+        from ..heads import last_layer
         from ..modelio import load_model
         from ..rundir import file_sha256
-
-        from ..heads import last_layer
 
         path = Path(path)
         if not path.is_dir():
