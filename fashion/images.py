@@ -31,6 +31,7 @@ from typing import Iterable, Sequence
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .jpeg import check_jpeg_data, decode_jpeg, jpeg_scale
 
 log = logging.getLogger(__name__)
 
@@ -104,22 +105,6 @@ def open_image_bytes(data: bytes, name: str = "<upload>", max_pixels: int | None
     caller needs only ``min_size`` px a side (a network's input), so a JPEG at least twice that on both
     sides is decoded at a reduced scale (:func:`jpeg_scale`), its data checked in the same pass."""
     return to_rgb(_decode(name, bytes(data), max_pixels=max_pixels, strict=strict, min_size=min_size), name)
-
-
-JPEG_SCALES = (8, 4, 2)  # libjpeg's reduced-size decodes (1/8, 1/4, 1/2): its fast paths; n/8 ones are slower
-
-
-def jpeg_scale(width: int, height: int, min_size: int) -> int:
-    """The largest factor f of ``JPEG_SCALES`` that leaves both sides at least ``min_size`` px (a
-    libjpeg decode at 1/f scale gives ceil(side / f)), or 1: decode at full size.
-
-    >>> jpeg_scale(3000, 4000, 224), jpeg_scale(400, 534, 224), jpeg_scale(500, 900, 224)
-    (8, 1, 2)
-    """
-    for factor in JPEG_SCALES:
-        if -(-width // factor) >= min_size and -(-height // factor) >= min_size:
-            return factor
-    return 1
 
 
 @dataclass(frozen=True)
@@ -196,10 +181,10 @@ def _decode(path: str | os.PathLike, data: bytes | None = None, max_pixels: int 
                 factor = jpeg_scale(image.width, image.height, min_size) if min_size else 1
                 if factor > 1 and image.format in ("JPEG", "MPO") and image.mode in ("RGB", "L"):
                     data = data if data is not None else _read_all(f)
-                    reduced = Image.fromarray(_decode_jpeg(data, path, factor, image.width, image.height))
+                    reduced = Image.fromarray(decode_jpeg(data, path, factor, image.width, image.height))
                     return _upright(image, path, reduced)
                 if strict and image.format in ("JPEG", "MPO"):
-                    _check_jpeg_data(data if data is not None else _read_all(f), path)
+                    check_jpeg_data(data if data is not None else _read_all(f), path)
                 image.load()
             _check_pixels(image, path, max_pixels)  # and the decoded image, whatever its header said
             return _upright(image, path)  # while the file is open: EXIF may be read lazily
@@ -210,40 +195,6 @@ def _read_all(f) -> bytes:
     data = f.read()
     f.seek(0)
     return data
-
-
-def _check_jpeg_data(data: bytes, path) -> None:
-    """Decode the JPEG at 1/8 scale, stopping at libjpeg's first warning (corrupt or missing entropy
-    data, a premature end of a segment): :class:`ImageError` when there is one."""
-    import simplejpeg
-
-    try:
-        header = simplejpeg.decode_jpeg_header(data)
-        colorspace = "CMYK" if header[2] in ("CMYK", "YCCK") else "GRAY"  # GRAY: no colour conversion
-        simplejpeg.decode_jpeg(data, colorspace=colorspace, min_height=1, min_width=1, min_factor=8, strict=True)
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise ImageError(path, f"truncated or corrupt image data: {_first_line(exc)}") from None
-
-
-def _decode_jpeg(data: bytes, path, factor: int, width: int, height: int):
-    """uint8 (ceil(height / factor), ceil(width / factor), 3) RGB pixels of a JPEG decoded at 1/factor scale,
-    stopping at libjpeg's first warning as :func:`_check_jpeg_data` does (the whole entropy-coded data is
-    read at any scale, so damaged data is refused the same)."""
-    import simplejpeg
-
-    want = (-(-height // factor), -(-width // factor))
-    try:
-        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=want[0], min_width=want[1], strict=True)
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise ImageError(path, f"truncated or corrupt image data: {_first_line(exc)}") from None
-    if pixels.shape[:2] != want:  # the header Pillow read is not the one libjpeg decoded
-        raise ImageError(path, f"truncated or corrupt image data: decoded {pixels.shape[1]}x{pixels.shape[0]} px "
-                               f"at 1/{factor} scale, expected {want[1]}x{want[0]}")
-    return pixels
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _check_pixels(image: Image.Image, path, max_pixels: int | None = None) -> None:

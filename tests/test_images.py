@@ -245,7 +245,8 @@ def _jpeg(image: Image.Image, **kwargs) -> bytes:
 
 
 def test_a_large_jpeg_is_decoded_at_a_reduced_scale_only_when_large_enough():
-    from fashion.images import jpeg_scale, open_image_bytes
+    from fashion.images import open_image_bytes
+    from fashion.jpeg import jpeg_scale
 
     data = _jpeg(_photo_like(1000, 700))
     full = open_image_bytes(data, strict=True)
