@@ -203,7 +203,8 @@ OPTIONS = registry(
     _O("input", ("-i", "--input"), "dataset root (DeepFashion Category, In-shop or image folders); default: the "
        "bundled sample", metavar="DATASET"),
     _O("k", ("-k", "--k"), "neighbours per query", default=10, type=positive_int, metavar="K"),
-    _O("index", ("--index",), "nearest-neighbour backend (fashion.neighbors)", default="auto", choices=INDEXES),
+    _O("index", ("--index",), "nearest-neighbour backend (fashion.neighbors); auto: exact up to 100,000 gallery images, "
+       "faiss-ivfpq above", default="auto", choices=INDEXES),
     _O("metric", ("--metric",), "distance between embeddings", default="cosine", choices=METRICS),
     _O("split", ("--split",), "use only this split (train, valid, test, query, gallery; comma-separated allowed)",
        metavar="SPLIT"),

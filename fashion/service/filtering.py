@@ -142,23 +142,34 @@ def _booleans(table):
     return table
 
 
-def category_scores(run, classifier) -> np.ndarray | None:
-    """(n_items, n_classes) scores of the classifier's categories for every item, from the stored
-    embeddings through the trained head's last layer (a softmax of its logits), when the run embedded
-    with that head's penultimate features (``layer`` head); None otherwise (then words rank by id).
+def category_scores(run, classifier=None) -> tuple[np.ndarray, tuple[str, ...]] | None:
+    """((n_items, n_classes) scores of the trained model's categories for every item, its class names),
+    from the stored embeddings through the trained head's last layer (a softmax of its logits), when the
+    run embedded with that head's penultimate features (``layer`` head) of a single model; None otherwise
+    (then words rank by id). ``classifier``: the run's model when already loaded (else read from the run's
+    ``model_dir``, once, at open).
 
     The embeddings are stored at unit length, so the scores keep the classifier's order of the categories
     for each item but are softmaxed at a different temperature than a fresh prediction of the photo."""
-    if classifier is None or run.info.get("embedder", {}).get("layer") != "head" or classifier.is_ensemble:
+    embedder = run.info.get("embedder", {})
+    if embedder.get("layer") != "head" or not embedder.get("model_dir"):
+        return None
+    if classifier is None:
+        from ..modelio import load_model
+
+        classifier = load_model(embedder["model_dir"])
+    if classifier.is_ensemble:
         return None
     import torch
 
-    last = classifier.head[-1]
+    from ..heads import last_layer
+
+    last = last_layer(classifier.head)
     if last.in_features != run.embeddings.shape[1]:
         return None
     with torch.no_grad():
         logits = last(torch.from_numpy(np.asarray(run.embeddings, dtype=np.float32)))
-        return torch.softmax(logits.float(), dim=1).numpy()
+        return torch.softmax(logits.float(), dim=1).numpy(), tuple(classifier.classes)
 
 
 def rank_by_category(ids: np.ndarray, labels: tuple[str, ...], scores: np.ndarray | None, classes) -> np.ndarray:
