@@ -107,7 +107,8 @@ def parse_all(texts: Iterable[str] | str | None) -> list[Clause]:
     return [parse(t) for t in texts]
 
 
-def _kind(series) -> str:
+def column_kind(series) -> str:
+    """How a column's values compare: "bool", "number", "date" or "text"."""
     import pandas as pd
 
     if pd.api.types.is_bool_dtype(series):
@@ -154,7 +155,7 @@ def clause_mask(table, clause: Clause) -> np.ndarray:
         known = ", ".join(map(str, table.columns))
         raise FilterError(f"filter {str(clause)!r}: no column {clause.column!r} (columns: {known})"[:400])
     series = table[clause.column]
-    kind = _kind(series)
+    kind = column_kind(series)
     if clause.op in ORDER_OPERATORS and kind not in ("number", "date"):
         raise FilterError(f"filter {str(clause)!r}: {clause.op!r} needs a number or date column; "
                           f"{clause.column} holds {kind}")

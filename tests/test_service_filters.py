@@ -241,6 +241,6 @@ def test_words_rank_by_the_classifiers_score_for_the_category(model_run):
     ids = [i.id for i in page.items]
     assert page.ignored == ["please"] and sorted(ids) == sorted(np.flatnonzero(service.run.items["label"] == label))
     with torch.no_grad():
-        probs = torch.softmax(classifier.head[-1](torch.from_numpy(np.asarray(service.run.embeddings))), 1)
+        probs = torch.softmax(classifier.head[-1](torch.from_numpy(np.array(service.run.embeddings))), 1)
     score = probs[ids, classes.index(label)].numpy()
     assert (np.diff(score) <= 1e-7).all() and len(set(ids)) == len(ids)

@@ -22,6 +22,7 @@ HIDDEN = ("path", "reason")  # where the file lies on this disk: not a filter, n
 NOT_FACETS = ("id", "relpath", "ok", "role") + HIDDEN
 MAX_FACET_VALUES = 30  # a text column with more distinct values is a search term, not a facet
 MAX_VOCABULARY_VALUES = 5000  # distinct values of a text column that the search box's words may name
+SCORE_ROWS = 65_536  # embeddings scored per block at open
 MASK_CACHE = 128  # clause masks kept (a text clause over 100k items costs ~25 ms; a facet click repeats it)
 
 
@@ -86,7 +87,7 @@ class ItemFilter:
             for column in self.table.columns:
                 if column in NOT_FACETS or column == "label":
                     continue
-                kind = grammar._kind(self.table[column])
+                kind = grammar.column_kind(self.table[column])
                 if kind == "number":
                     numeric.append(column)
                 elif kind == "text":
@@ -110,7 +111,7 @@ class ItemFilter:
             if column in NOT_FACETS:
                 continue
             series = rows[column].dropna()
-            kind = grammar._kind(self.table[column])
+            kind = grammar.column_kind(self.table[column])
             if kind in ("number", "date"):
                 low, high = (series.min(), series.max()) if len(series) else (None, None)
                 if kind == "date":
@@ -167,9 +168,12 @@ def category_scores(run, classifier=None) -> tuple[np.ndarray, tuple[str, ...]] 
     last = last_layer(classifier.head)
     if last.in_features != run.embeddings.shape[1]:
         return None
+    scores = np.empty((len(run.embeddings), last.out_features), dtype=np.float32)
     with torch.no_grad():
-        logits = last(torch.from_numpy(np.asarray(run.embeddings, dtype=np.float32)))
-        return torch.softmax(logits.float(), dim=1).numpy(), tuple(classifier.classes)
+        for start in range(0, len(scores), SCORE_ROWS):  # the memory-mapped embeddings a block at a time
+            block = np.array(run.embeddings[start:start + SCORE_ROWS], dtype=np.float32)
+            scores[start:start + len(block)] = torch.softmax(last(torch.from_numpy(block)).float(), dim=1).numpy()
+    return scores, tuple(classifier.classes)
 
 
 def rank_by_category(ids: np.ndarray, labels: tuple[str, ...], scores: np.ndarray | None, classes) -> np.ndarray:
