@@ -244,3 +244,26 @@ def test_words_rank_by_the_classifiers_score_for_the_category(model_run):
         probs = torch.softmax(classifier.head[-1](torch.from_numpy(np.array(service.run.embeddings))), 1)
     score = probs[ids, classes.index(label)].numpy()
     assert (np.diff(score) <= 1e-7).all() and len(set(ids)) == len(ids)
+
+
+def test_sharded_run_gets_the_metadata_columns_too(tmp_path):
+    from fashion import retrieval
+    from fashion.run.reader import open_run
+    from fashion.service import SimilarityService
+
+    from tests.test_scale_embed import make_dataset
+
+    data = make_dataset(tmp_path / "data", n=12)
+    out = tmp_path / "out"
+    config = dict(input=str(data), k=3, grids=0, runtime="torch", num_workers=0, shard_above=10, insight=False)
+    retrieval.run(retrieval.MeasureConfig(output_dir=str(out), **config))
+    items = open_run(out).items
+    pd.DataFrame({"id": items["id"], "price": np.arange(len(items)) * 10}).to_csv(tmp_path / "p.csv", index=False)
+    result = retrieval.run(retrieval.MeasureConfig(output_dir=str(out), metadata=str(tmp_path / "p.csv"), **config))
+    assert result.metrics["engine"] == "scale"
+    run = open_run(out)  # resealed: the manifest covers the rewritten item table
+    assert run.items["price"].tolist() == list(np.arange(len(items)) * 10) and run.index_ref.kind == "ivfpq"
+    service = SimilarityService.open(out, warm=False)
+    usable = [i for i in range(len(items)) if items["ok"].iat[i]]
+    found = service.neighbors_of(usable[0], k=3, filters=["price>=50"])
+    assert found.results and all(m.id * 10 >= 50 and m.id != usable[0] for m in found.results)
