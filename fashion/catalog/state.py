@@ -24,6 +24,7 @@ from .lists import Lists, drop_removed, from_table, merge_added, search
 
 log = logging.getLogger(__name__)
 
+KEPT_INDEXES = ("faiss-ivfpq",)  # backends whose training is kept across changes; the others are refitted
 REMOVED = "removed"  # the role and reason of a removed item's tombstone row
 HASH = "sha256"  # the item table's column of file contents (photos already in the run are skipped)
 
@@ -40,6 +41,7 @@ class Catalog:
     metrics: dict
     lists: Lists
     stats: dict = field(default_factory=dict)
+    index: object = None  # the run's fitted index where it is kept rather than refitted (faiss-ivfpq)
 
     @property
     def live(self) -> np.ndarray:
@@ -57,8 +59,30 @@ def load(run_dir) -> Catalog:
                           "fashion add/remove update runs with an in-memory index (index.npz) only; rebuild "
                           "this run with measure_sim.py")
     lists = from_table(run.neighbors(), int(run.metrics["k"]))
+    index = None
+    if run.index_ref.name in KEPT_INDEXES:  # its trained quantiser encodes the new vectors
+        from ..neighbors import load_index
+
+        index = load_index(run.path / run.index_ref.path)
     return Catalog(run.path, run.items.reset_index(drop=True), np.array(run.embeddings, dtype=np.float32),
-                   run.info, run.metrics, lists)
+                   run.info, run.metrics, lists, index=index)
+
+
+def fit_index(cat: Catalog, gallery_ids: np.ndarray, appended: bool):
+    """The index over the gallery: ``faiss-ivfpq`` keeps its trained quantiser and codebooks (the codes
+    of the kept rows when rows were only ``appended``, the rest encoded; the new vectors' coarse drift
+    measured, :mod:`.drift`); the other backends are fitted again (``exact``: a store of the rows)."""
+    from ..neighbors import build_index
+
+    ref = cat.info["index"]
+    if cat.index is None:
+        return build_index(ref["name"], metric=ref["metric"]).fit(cat.vectors[gallery_ids])
+    from .drift import measure
+
+    keep = cat.index.n_samples_fit_ if appended else 0
+    drift = measure(cat.index, cat.vectors[gallery_ids[cat.index.n_samples_fit_:]]) if appended else None
+    cat.stats["drift"] = drift.to_json() if drift else None
+    return cat.index.reencoded(cat.vectors[gallery_ids], keep)
 
 
 def append(cat: Catalog, frame, vectors: np.ndarray, ok: np.ndarray, reasons) -> np.ndarray:
@@ -142,13 +166,15 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer) ->
     requested = int(cat.metrics.get("k_requested", cat.lists.k))
     k = min(requested, possible)
     ref = cat.info["index"]
-    with timer("index"):
-        index = build_index(ref["name"], metric=ref["metric"]).fit(cat.vectors[gallery_ids])
     old_role = cat.items["role"].to_numpy()
     old_query = set(cat.lists.query_ids.tolist()) - set(removed.tolist())
     old_gallery = set(np.flatnonzero(np.isin(old_role, layout.GALLERY_ROLES)).tolist()) - set(removed.tolist())
     new = set(added.tolist())
     same_roles = (set(query_ids.tolist()) - new == old_query and set(gallery_ids.tolist()) - new == old_gallery)
+    with timer("index"):  # new ids are the largest: with nothing removed, new gallery rows come last
+        index = fit_index(cat, gallery_ids, appended=same_roles and not len(removed))
+        if cat.index is not None:
+            cat.index = index
     with timer("search"):
         if k != cat.lists.k or not same_roles:
             log.info("k (%d → %d) or the roles changed: searching all %d lists again", cat.lists.k, k, len(query_ids))
@@ -217,7 +243,7 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
     timing = {**timer.timing, "total": round(time.perf_counter() - timer.start, 4)}
     metrics = _metrics(cat, query, gallery, mode, index, k, lists, embedded or {}, timing)
     body = {key: value for key, value in cat.info.items() if key not in ("format_version", "run_id", "index", "n_items")}
-    body["changes"] = list(body.get("changes", [])) + [{**operation, "at": created()}]
+    body["changes"] = list(body.get("changes", [])) + [{**operation, **cat.stats, "at": created()}]
     with rundir.transaction(cat.path, kind=layout.RUN_KIND) as txn:
         out = txn.path
         writer.write_items(out, cat.items)
