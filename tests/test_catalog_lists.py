@@ -31,14 +31,14 @@ def rebuild(cat: state.Catalog, k_requested: int, metric: str):
     return live, live[rows], dist, compute_metrics(cat.items, live, live[rows], k)
 
 
-def _catalog(n: int, d: int, k: int, metric: str, rng, index: str = "exact", vectors=None) -> state.Catalog:
+def _catalog(n: int, d: int, k: int, metric: str, rng, index: str = "exact", vectors=None, **params) -> state.Catalog:
     frame = _frame(n, 0, rng)
     cat = state.Catalog(None, frame.iloc[:0].assign(id=[], ok=[], reason=[], role=[]), np.zeros((0, d), np.float32),
                         {"index": {"name": index, "metric": metric}, "arguments": {"index": index},
                          "dataset": {"format": "folder"}}, {"k": k, "k_requested": k}, Lists.concat([], k))
     ids = state.append(cat, frame, rng.normal(size=(n, d)) if vectors is None else vectors, np.ones(n, bool), [""] * n)
     live = ids
-    fitted = build_index(index, metric=metric).fit(cat.vectors[live])
+    fitted = build_index(index, metric=metric, **params).fit(cat.vectors[live])
     cat.lists = search(fitted, live, cat.vectors[live], live, min(k, n - 1), True)
     cat.index = fitted if index in state.KEPT_INDEXES else None
     cat.items["role"] = "both"
@@ -100,21 +100,24 @@ def _recall(ids: np.ndarray, truth: np.ndarray) -> float:
 
 
 def test_ivfpq_adds_and_removes_keep_the_rebuilds_recall():
-    """faiss-ivfpq: the trained quantiser encodes the new vectors; recall@k of the updated lists against the
-    exact lists is within 0.005 of (or above) a rebuild's."""
+    """faiss-ivfpq: the trained quantiser encodes the new vectors; recall@10 of the updated lists against the
+    exact lists is within 0.005 of (or above) the worst of three rebuilds (training seeds 0-2): a rebuild's
+    own recall moves by up to 0.03 between seeds at nprobe 2, so one rebuild is no fixed target."""
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(12, 16))
     def draw(n):
         return centres[rng.integers(0, 12, n)] + 0.35 * rng.normal(size=(n, 16))
-    cat = _catalog(1500, 16, 10, "cosine", rng, index="faiss-ivfpq", vectors=draw(1500))
+    cat = _catalog(1500, 16, 10, "cosine", rng, index="faiss-ivfpq", vectors=draw(1500), nprobe=2)  # recall < 1
     trained = cat.index
     for op, m in (("add", 200), ("remove", 150), ("add", 300)):
         _step(cat, op, m, rng, vectors=draw(m) if op == "add" else None)
         live = np.flatnonzero(cat.live)
         exact = build_index("exact", metric="cosine").fit(cat.vectors[live]).kneighbors(None, n_neighbors=10)[1]
-        rebuilt = build_index("faiss-ivfpq", metric="cosine").fit(cat.vectors[live]).kneighbors(None, n_neighbors=10)[1]
+        want = min(_recall(live[build_index("faiss-ivfpq", metric="cosine", nprobe=2, seed=seed).fit(
+            cat.vectors[live]).kneighbors(None, n_neighbors=10)[1]], live[exact]) for seed in range(3))
         assert np.array_equal(cat.lists.query_ids, live)
-        assert _recall(cat.lists.ids, live[exact]) >= _recall(live[rebuilt], live[exact]) - 0.005
+        got = _recall(cat.lists.ids, live[exact])
+        assert want < 0.99 and got >= want - 0.005
     assert cat.index is not trained and cat.index.n_samples_fit_ == len(np.flatnonzero(cat.live))
 
 
