@@ -90,6 +90,9 @@ def test_add_then_remove_equals_a_rebuild(photos, tmp_path):
         assert got[key] == pytest.approx(want[key]), key
     run = open_run(run_dir)  # the refitted index loads and every item finds itself
     assert run.index.count == len(run.gallery_ids) == 26
+    photo = sorted((photos / "rest").rglob("*.jpg"))[0]
+    found = _ok("search", photo, "--run", run_dir, "-k", 1, "--json")
+    assert photo.relative_to(photos / "rest").as_posix() in found  # an added photo finds itself
 
     again = _ok("add", run_dir, photos / "rest")  # same content: reported and skipped
     assert "added 0 photos" in again and f"{n_rest} already in the run skipped" in again
@@ -121,12 +124,12 @@ def test_remove_by_id_and_filter_and_refusals(photos, tmp_path):
     assert proc.returncode != 0 and "no item with id 1 (already removed)" in out and "Traceback" not in out
 
 
-@pytest.mark.parametrize("point", ["early", "staging"])
-def test_a_killed_add_leaves_the_previous_run_answering(photos, tmp_path, point):
+@pytest.mark.parametrize("command,point", [("add", "early"), ("add", "staging"), ("remove", "staging")])
+def test_a_killed_change_leaves_the_previous_run_answering(photos, tmp_path, command, point):
     run_dir = tmp_path / "run"
     shutil.copytree(photos / "run-most", run_dir)
     before = open_run(run_dir, load_index=False).neighbors()
-    proc = _fashion("add", run_dir, photos / "rest")
+    proc = _fashion(*(("add", run_dir, photos / "rest") if command == "add" else ("remove", run_dir, "--id", 0, 1)))
     deadline = time.monotonic() + 300
     if point == "early":
         time.sleep(1.5)
@@ -136,7 +139,7 @@ def test_a_killed_add_leaves_the_previous_run_answering(photos, tmp_path, point)
             time.sleep(0.005)
     assert proc.poll() is None, "the add finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL
     run = open_run(run_dir)  # whole, verified, and the old lists
     assert run.neighbors().equals(before)
     assert len(run.items) == 21
