@@ -90,6 +90,7 @@ def test_add_then_remove_equals_a_rebuild(photos, tmp_path):
         assert got[key] == pytest.approx(want[key]), key
     run = open_run(run_dir)  # the refitted index loads and every item finds itself
     assert run.index.count == len(run.gallery_ids) == 26
+    assert (run_dir / "index.html").is_file() and list((run_dir / "grids").glob("*.png"))  # the report, redrawn
     photo = sorted((photos / "rest").rglob("*.jpg"))[0]
     found = _ok("search", photo, "--run", run_dir, "-k", 1, "--json")
     assert photo.relative_to(photos / "rest").as_posix() in found  # an added photo finds itself

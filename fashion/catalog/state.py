@@ -215,6 +215,17 @@ def _metrics(cat: Catalog, query, gallery, mode, index, k, lists: Lists, embedde
             "timing": timing, "skipped": skipped}
 
 
+def _report(cat: Catalog, out: Path, lists: Lists, metrics: dict, files: list) -> None:
+    """The run's grids and gallery page (index.html), drawn again from the changed lists."""
+    from ..report import draw_grids, pick_grid_queries, write_gallery
+
+    args = cat.info.get("arguments", {})
+    picks = pick_grid_queries(lists.query_ids, int(args.get("grids") or 0), int(args.get("seed") or 0))
+    grids = draw_grids(out, cat.items, lists.query_ids, lists.ids, lists.dist, picks)
+    title = f"Similar-clothes search: {Path(str(cat.info['dataset'].get('root', cat.path))).name}"
+    write_gallery(out, metrics, grids, files, title=title)
+
+
 class _Timer:
     def __init__(self):
         self.timing, self.start = {}, time.perf_counter()
@@ -244,15 +255,20 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
     metrics = _metrics(cat, query, gallery, mode, index, k, lists, embedded or {}, timing)
     body = {key: value for key, value in cat.info.items() if key not in ("format_version", "run_id", "index", "n_items")}
     body["changes"] = list(body.get("changes", [])) + [{**operation, **cat.stats, "at": created()}]
+    if cat.info.get("arguments", {}).get("insight"):
+        log.info("the insight tables (duplicates, suspects, map) are not carried into the changed run: rerun "
+                 "measure_sim.py to refresh them")
     with rundir.transaction(cat.path, kind=layout.RUN_KIND) as txn:
         out = txn.path
-        writer.write_items(out, cat.items)
-        writer.write_embeddings(out, cat.vectors)
-        writer.write_neighbors(out, lists.query_ids, lists.dist, lists.ids)
-        _, ref = writer.write_index_npz(out, index, np.flatnonzero(gallery))
-        writer.write_run_json(out, txn.run_id, ref, len(cat.items), body)
+        files = writer.write_items(out, cat.items)
+        files.append(writer.write_embeddings(out, cat.vectors))
+        files += writer.write_neighbors(out, lists.query_ids, lists.dist, lists.ids)
+        path, ref = writer.write_index_npz(out, index, np.flatnonzero(gallery))
+        files.append(path)
+        files.append(writer.write_run_json(out, txn.run_id, ref, len(cat.items), body))
         from ..atomic import write_json
 
-        write_json(out / layout.METRICS_JSON, metrics)
+        files.append(write_json(out / layout.METRICS_JSON, metrics))
+        _report(cat, out, lists, metrics, files)
     cat.metrics, cat.lists = metrics, lists
     return txn.target
