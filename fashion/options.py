@@ -247,6 +247,13 @@ OPTIONS = registry(
        "are changed or added", metavar="FILE", required=True, dest="metadata"),
     _O("photos", (), "image files, or folders of them", metavar="PHOTO", nargs="+"),
     _O("run", ("--run",), "output directory of `fashion neighbors` / measure_sim.py", metavar="DIR", required=True),
+    _O("sources", (), "photos, folders or dataset roots to add (labels and splits come along where the layout has "
+       "them)", metavar="SOURCE", nargs="+"),
+    _O("remove_paths", (), "items to remove: their files, or their relpaths in the run", metavar="PATH", nargs="*",
+       dest="paths"),
+    _O("remove_ids", ("--id",), "items to remove by id", type=int, metavar="N", nargs="+", dest="ids"),
+    _O("remove_filter", ("--filter",), "remove the items matching this clause (fashion.filters grammar, e.g. "
+       "label=dress; repeat to AND)", action="append", metavar="EXPR", dest="filter"),
     _O("json", ("--json",), "print the results as JSON (one list, one entry a photo)", default=False,
        action="store_true"),
     _O("search_grids", ("--no-grids",), "do not draw a grid per photo", default=True, action="store_false",
