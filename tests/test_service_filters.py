@@ -148,7 +148,7 @@ def test_update_adds_typed_columns_that_filter_and_facet(sample_run, tmp_path):
     pd.DataFrame({"id": [0, 1], "price": [999, 1]}).to_csv(tmp_path / "price.csv", index=False)
     update_run(run, tmp_path / "price.csv")
     table = open_run(run).items
-    assert table["price"].iloc[:2].tolist() == [999, 1] and table["price"].iloc[2:].isna().all()
+    assert table["price"].iloc[:3].tolist() == [999, 1, 10]  # the items the file names change, the rest stay
     assert table["brand"].iat[1] == "Acme"
 
 
@@ -267,3 +267,30 @@ def test_sharded_run_gets_the_metadata_columns_too(tmp_path):
     usable = [i for i in range(len(items)) if items["ok"].iat[i]]
     found = service.neighbors_of(usable[0], k=3, filters=["price>=50"])
     assert found.results and all(m.id * 10 >= 50 and m.id != usable[0] for m in found.results)
+
+
+def test_fashion_add_with_metadata_types_the_new_items_columns(tmp_path):
+    from fashion.catalog.add import add, read_sources
+    from fashion.retrieval import MeasureConfig, run
+    from fashion.service import SimilarityService
+
+    from factories import make_photo_folder
+
+    every = make_photo_folder(tmp_path / "all", n=10, corrupt=False)
+    files = sorted(p.relative_to(every) for p in every.rglob("*.jpg"))
+    for i, rel in enumerate(files):
+        dest = tmp_path / ("rest" if i % 4 == 1 else "most") / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes((every / rel).read_bytes())
+    out = tmp_path / "run"
+    run(MeasureConfig(input=str(tmp_path / "most"), output_dir=str(out), k=2, index="exact", grids=0, insight=False,
+                      runtime="torch", num_workers=0))
+    new = read_sources([tmp_path / "rest"])["relpath"].tolist()
+    pd.DataFrame({"relpath": new, "price": [10.5 + i for i in range(len(new))]}).to_csv(tmp_path / "new.csv",
+                                                                                        index=False)
+    added = add(out, [tmp_path / "rest"], metadata=tmp_path / "new.csv")
+    service = SimilarityService.open(out, warm=False)
+    table = service.filter.table
+    assert pd.api.types.is_float_dtype(table["price"]) and table["price"].iloc[added.ids].tolist() == [
+        10.5 + i for i in range(len(new))] and table["price"].iloc[:added.ids[0]].isna().all()
+    assert [i.id for i in service.items(filters=["price>=11"]).items] == added.ids[1:]

@@ -109,10 +109,15 @@ def new_photos(cat: state.Catalog, frame) -> tuple[object, list[tuple[str, str]]
     return fresh, duplicates
 
 
-def add(run_dir, sources, batch_size: int | None = None, num_workers: int | None = None) -> AddResult:
-    """Add the photos of ``sources`` to the run at ``run_dir``; the new run replaces it in one step."""
+def add(run_dir, sources, batch_size: int | None = None, num_workers: int | None = None,
+        metadata=None) -> AddResult:
+    """Add the photos of ``sources`` to the run at ``run_dir``; the new run replaces it in one step.
+    ``metadata``: a shop metadata file (:mod:`.metadata`) joined onto the items after the append (the new
+    photos by relpath, or any item by relpath or id), in the same step; read before anything is embedded."""
     from ..service.loading import embedder_for
+    from .metadata import join_metadata, read_metadata
 
+    shop = read_metadata(metadata) if metadata is not None else None
     cat = state.load(run_dir)
     frame, duplicates = new_photos(cat, read_sources(sources))
     result = AddResult(cat.path, duplicates=duplicates)
@@ -126,6 +131,8 @@ def add(run_dir, sources, batch_size: int | None = None, num_workers: int | None
     failed = dict(emb.failures)
     ok = np.asarray(emb.ok, bool)
     ids = state.append(cat, frame, emb.vectors, ok, [failed.get(p, "") for p in frame["path"].astype(str)])
+    if shop is not None:
+        cat.items = join_metadata(cat.items, shop)
     result.failed = list(emb.failures)
     embedded = {"n_images": len(frame), "n_embedded": emb.n_computed, "n_from_cache": emb.n_cached,
                 "skipped": [{"path": p, "reason": r} for p, r in emb.failures]}

@@ -122,8 +122,9 @@ def read_metadata(path):
 
 def join_metadata(items, metadata):
     """``items`` (a run's item table or a dataset's item frame, row i = item i) with the columns of
-    ``metadata`` (:func:`read_metadata`) beside them, replacing columns of the same name; items the file
-    does not name get empty cells. :class:`MetadataError` when no row of the file names an item."""
+    ``metadata`` (:func:`read_metadata`) beside them: a new column is empty where the file names no item;
+    in a column the items already have, the items the file names get its values and the others keep
+    theirs. :class:`MetadataError` when no row of the file names an item."""
     import pandas as pd
 
     source, is_csv = metadata.attrs.get("source", "metadata"), metadata.attrs.get("csv", True)
@@ -149,6 +150,8 @@ def join_metadata(items, metadata):
             continue
         values = rows[column]
         full = np.full(len(out), None, dtype=object)
+        if column in out.columns:  # a column the items have: the rows the file names change, the rest stay
+            full[:] = out[column].to_numpy(dtype=object, na_value=None)
         full[position[matched]] = values.to_numpy(dtype=object, na_value=None)
         out[column] = _retyped(pd.Series(full, index=out.index), values.dtype)
     log.info("%s: %d columns joined onto %d of %d items on %s", source, len(metadata.columns) - 1,
@@ -171,7 +174,8 @@ def _retyped(series, dtype):
 
 def update_run(run_dir, metadata_file) -> dict:
     """``fashion update RUN --metadata FILE``: a new sealed version of the run whose item table carries
-    the file's columns (changed or added); embeddings, index and neighbour lists carried over unchanged.
+    the file's columns (added, or changed for the items it names); embeddings, index and neighbour lists
+    carried over unchanged.
     Returns {"columns", "matched", "items"}."""
     from .. import rundir
     from ..atomic import write_json

@@ -99,7 +99,9 @@ def append(cat: Catalog, frame, vectors: np.ndarray, ok: np.ndarray, reasons) ->
     rows["role"] = ""
     items = pd.concat([cat.items, rows], ignore_index=True) if len(cat.items) else rows
     items["ok"] = items["ok"].astype(bool)
-    cat.items = items.fillna("")
+    text = [c for c in items.columns if items[c].dtype == object or pd.api.types.is_string_dtype(items[c].dtype)]
+    items[text] = items[text].fillna("")  # typed shop metadata (numbers, booleans, dates) keeps its nulls
+    cat.items = items
     vectors = np.array(vectors, dtype=np.float32)
     vectors[~np.asarray(ok, bool)] = 0.0
     cat.vectors = np.concatenate([cat.vectors, vectors])

@@ -9,7 +9,8 @@ def run_add(args) -> int:
     """``fashion add``: embed only the new photos and update the run in one step."""
     from ..catalog.add import add
 
-    print(add(args.run_dir, args.sources, batch_size=args.batch_size, num_workers=args.num_workers).summary())
+    print(add(args.run_dir, args.sources, batch_size=args.batch_size, num_workers=args.num_workers,
+              metadata=args.metadata).summary())
     return 0
 
 
@@ -26,7 +27,7 @@ def register(sub) -> None:
     p = add_parser(sub, "add", "add photos to a finished run (only they are embedded)",
                    "Embed the new photos of each SOURCE with RUN_DIR's embedder, skip those already in the run\n"
                    "(same content), and update its index, neighbour lists and metrics as a rebuild would.")
-    add_options(p, "serve_run_dir", "sources", "batch_size", "num_workers")
+    add_options(p, "serve_run_dir", "sources", "batch_size", "num_workers", "metadata")
     p.set_defaults(func=run_add)
 
     p = add_parser(sub, "remove", "remove items from a finished run",
