@@ -52,49 +52,96 @@ def base_run(dest: Path) -> Path:
     return dest
 
 
-def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed: int = 0) -> dict:
-    """A run directory at ``dest`` whose gallery is ``n`` vectors (see the module docstring)."""
+def _grow(base: Path, n: int, noise: float, seed: int, chunk: int = 65_536):
+    """The grown item table (DataFrame) and an iterator of (ids, float32 vectors) chunks of its vectors:
+    the base run's own, then synthetic neighbours of its readable photos (see the module docstring)."""
     import pandas as pd
 
-    from fashion.atomic import write_json
-    from fashion.neighbors import build_index
-    from fashion.run import writer
-    from fashion.run.reader import parts, read_items
+    from fashion.run.reader import read_items
 
     items = read_items(base).reset_index(drop=True)
     real = np.load(base / "embeddings.npy")
     good = np.flatnonzero(items["ok"].to_numpy(bool))
     rng = np.random.default_rng(seed)
     src = good[rng.integers(0, len(good), size=n - len(items))]
-    synth = real[src] + rng.standard_normal((len(src), real.shape[1]), dtype=np.float32) * (noise / np.sqrt(real.shape[1]))
-    synth /= np.linalg.norm(synth, axis=1, keepdims=True)
-    vectors = np.concatenate([real, synth.astype(np.float32)])
     extra = items.iloc[src].copy()
-    extra["relpath"] = [f"synthetic/{i:06d}/{r}" for i, r in enumerate(extra["relpath"])]
+    extra["relpath"] = [f"synthetic/{i:07d}/{r}" for i, r in enumerate(extra["relpath"])]
     extra["split"], extra["role"] = "synthetic", "gallery"
     items["role"] = "both"
     table = pd.concat([items, extra], ignore_index=True)
     table["id"] = np.arange(len(table))
     table["ok"] = True  # every row is in the index
+
+    def chunks():
+        yield np.arange(len(items)), real
+        for s in range(0, len(src), chunk):
+            part = src[s:s + chunk]
+            synth = real[part] + rng.standard_normal((len(part), real.shape[1]), dtype=np.float32) * (
+                noise / np.sqrt(real.shape[1]))
+            synth /= np.linalg.norm(synth, axis=1, keepdims=True)
+            yield len(items) + np.arange(s, s + len(part)), synth.astype(np.float32)
+
+    return table, int(real.shape[1]), chunks()
+
+
+def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed: int = 0,
+            memory: str = "4G") -> dict:
+    """A run directory at ``dest`` whose gallery is ``n`` vectors (see the module docstring).
+
+    ``index_name`` faiss-ivfpq: the on-disk IVF-PQ of fashion.scale, built as the sharded verbs build
+    it (embedding shards, then :func:`fashion.scale.ivfpq.build` in the work folder ``dest``-work,
+    linked into the run's ``ivfpq/``), the vectors written chunk by chunk, never whole in memory;
+    any other name: a fashion.neighbors index fitted in memory on all of them (``index.npz``)."""
+    from fashion.atomic import write_json
+    from fashion.run import writer
+    from fashion.run.reader import parts
+
+    table, d, chunks = _grow(base, n, noise, seed)
     dest.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    index = build_index(index_name).fit(vectors)
-    fit_s = time.perf_counter() - t0
-    _, ref = writer.write_index_npz(dest, index, np.arange(len(table)))
+    if index_name == "faiss-ivfpq":
+        import pyarrow as pa
+
+        from fashion.scale import ivfpq, shards
+
+        work = dest.parent / f"{dest.name}-work"
+        emb = work / "embeddings"
+        emb.mkdir(parents=True, exist_ok=True)
+
+        def sharded():  # each chunk to embeddings.npy and as one embedding shard (id, ok, vector)
+            for ids, vectors in chunks:
+                shards.write_shard(emb, pa.table({"id": pa.array(ids, pa.int64()),
+                                                  "ok": pa.array(np.ones(len(ids), bool)),
+                                                  "vector": shards.vector_array(vectors)}))
+                yield ids, vectors
+
+        writer.write_embeddings_by_id(dest, len(table), d, sharded())
+        params = ivfpq.build(emb, work / "index", id_space=len(table), memory=memory, seed=seed)
+        _, ref = writer.link_ivfpq(dest, work / "index", params.count)
+        name, fit_s = f"faiss-ivfpq ({params.factory}, on disk)", time.perf_counter() - t0
+    else:
+        from fashion.neighbors import build_index
+
+        ids, vectors = zip(*chunks)
+        vectors = np.concatenate(vectors)
+        index = build_index(index_name).fit(vectors)
+        fit_s, name = time.perf_counter() - t0, index_name
+        _, ref = writer.write_index_npz(dest, index, np.arange(len(table)))
+        writer.write_embeddings(dest, vectors)
+        del vectors
     writer.write_items(dest, table)
-    writer.write_embeddings(dest, vectors)
     writer.link_neighbors(dest, parts(base, "neighbors"))  # the real photos' neighbour lists (their ids stay)
     info = json.loads((base / "run.json").read_text())
     info["arguments"]["index"] = index_name
     body = {key: value for key, value in info.items() if key not in ("format_version", "run_id", "index", "n_items")}
     writer.write_run_json(dest, info["run_id"], ref, len(table), body)
     metrics = json.loads((base / "metrics.json").read_text())
-    metrics.update(index=index.name, n_gallery=len(table), n_images=len(table), n_ok=len(table))
+    metrics.update(index=ref.name, n_gallery=len(table), n_images=len(table), n_ok=len(table))
     write_json(dest / "metrics.json", metrics)
     from fashion import rundir  # sealed like a real run: readers verify the manifest
 
     rundir.write_manifest(dest, info["run_id"], "neighbors")
-    return {"n": len(table), "d": int(vectors.shape[1]), "index": index.name, "fit_s": round(fit_s, 1)}
+    return {"n": len(table), "d": d, "index": name, "fit_s": round(fit_s, 1)}
 
 
 def _multipart(photo: Path) -> tuple[bytes, str]:
@@ -163,7 +210,8 @@ def cold_cli(run: Path, photo: Path, repeats: int) -> list[float]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=100_000, help="gallery vectors")
-    p.add_argument("--index", default="faiss-ivf")
+    p.add_argument("--index", default="faiss-ivf",
+                   help="faiss-ivfpq: fashion.scale's on-disk IVF-PQ (the 1M run); else a fashion.neighbors index")
     p.add_argument("--noise", type=float, default=0.6, help="norm of the noise added to a real vector")
     p.add_argument("--base-run", default=None, help="a finished run to grow (default: make one on the sample)")
     p.add_argument("--photos", default=os.fspath(REPO / "fashion" / "data" / "sample" / "img"),
