@@ -228,6 +228,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-cli", action="store_true")
     p.add_argument("--workdir", default=None, help="where the runs go (default: a temporary folder, removed)")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--reuse", action="store_true",
+                   help="serve the grown run already sealed in --workdir (from an earlier call) instead of growing it")
     args = p.parse_args(argv)
     import psutil
 
@@ -236,7 +238,12 @@ def main(argv=None) -> int:
         base = Path(args.base_run) if args.base_run else base_run(work / "base")
         run = work / f"run{args.n}"
         t0 = time.perf_counter()
-        built = big_run(base, run, args.n, args.index, args.noise)
+        if args.reuse and (run / "manifest.json").is_file():  # a sealed run of an earlier call: served as it is
+            info = json.loads((run / "run.json").read_text())
+            built = {"n": int(info["n_items"]), "d": int(np.load(run / "embeddings.npy", mmap_mode="r").shape[1]),
+                     "index": info["index"]["name"], "fit_s": None, "reused": True}
+        else:
+            built = big_run(base, run, args.n, args.index, args.noise)
         print(f"gallery: {built['n']} x {built['d']} vectors, index {built['index']} (fit {built['fit_s']} s, "
               f"run dir written in {time.perf_counter() - t0:.1f} s)", flush=True)
         photos = sorted(q for q in Path(args.photos).rglob("*") if q.suffix.lower() in (".jpg", ".jpeg", ".png"))
