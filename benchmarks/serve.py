@@ -89,13 +89,14 @@ def _grow(base: Path, n: int, noise: float, seed: int, chunk: int = 65_536):
 
 
 def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed: int = 0,
-            memory: str = "4G") -> dict:
+            memory: str = "4G", factory: str = "auto") -> dict:
     """A run directory at ``dest`` whose gallery is ``n`` vectors (see the module docstring).
 
     ``index_name`` faiss-ivfpq: the on-disk IVF-PQ of fashion.scale, built as the sharded verbs build
     it (embedding shards, then :func:`fashion.scale.ivfpq.build` in the work folder ``dest``-work,
-    linked into the run's ``ivfpq/``), the vectors written chunk by chunk, never whole in memory;
-    any other name: a fashion.neighbors index fitted in memory on all of them (``index.npz``)."""
+    linked into the run's ``ivfpq/``), the vectors written chunk by chunk, never whole in memory (a
+    call killed after they were written resumes at the index, as `fashion index` does); ``factory``:
+    its faiss factory string (auto: fashion.neighbors.ivfpq.choose_params'); any other name: a fashion.neighbors index fitted in memory on all of them (``index.npz``)."""
     from fashion.atomic import write_json
     from fashion.run import writer
     from fashion.run.reader import parts
@@ -119,8 +120,9 @@ def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed:
                                                   "vector": shards.vector_array(vectors)}))
                 yield ids, vectors
 
-        writer.write_embeddings_by_id(dest, len(table), d, sharded())
-        params = ivfpq.build(emb, work / "index", id_space=len(table), memory=memory, seed=seed)
+        if not (dest / "embeddings.npy").is_file():  # put in place after its last chunk, and so every shard
+            writer.write_embeddings_by_id(dest, len(table), d, sharded())
+        params = ivfpq.build(emb, work / "index", id_space=len(table), memory=memory, seed=seed, factory=factory)
         _, ref = writer.link_ivfpq(dest, work / "index", params.count)
         name, fit_s = f"faiss-ivfpq ({params.factory}, on disk)", time.perf_counter() - t0
     else:
@@ -216,6 +218,8 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=100_000, help="gallery vectors")
     p.add_argument("--index", default="faiss-ivf",
                    help="faiss-ivfpq: fashion.scale's on-disk IVF-PQ (the 1M run); else a fashion.neighbors index")
+    p.add_argument("--factory", default="auto", help="faiss-ivfpq: the faiss factory string (default: "
+                   "fashion.neighbors.ivfpq.choose_params' choice)")
     p.add_argument("--noise", type=float, default=0.6, help="norm of the noise added to a real vector")
     p.add_argument("--base-run", default=None, help="a finished run to grow (default: make one on the sample)")
     p.add_argument("--photos", default=os.fspath(REPO / "fashion" / "data" / "sample" / "img"),
@@ -243,7 +247,7 @@ def main(argv=None) -> int:
             built = {"n": int(info["n_items"]), "d": int(np.load(run / "embeddings.npy", mmap_mode="r").shape[1]),
                      "index": info["index"]["name"], "fit_s": None, "reused": True}
         else:
-            built = big_run(base, run, args.n, args.index, args.noise)
+            built = big_run(base, run, args.n, args.index, args.noise, factory=args.factory)
         print(f"gallery: {built['n']} x {built['d']} vectors, index {built['index']} (fit {built['fit_s']} s, "
               f"run dir written in {time.perf_counter() - t0:.1f} s)", flush=True)
         photos = sorted(q for q in Path(args.photos).rglob("*") if q.suffix.lower() in (".jpg", ".jpeg", ".png"))

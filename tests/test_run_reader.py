@@ -151,3 +151,13 @@ def test_the_service_answers_from_the_ivfpq_run(ivfpq_run, small_samples):
         answer = client.get(f"/api/items/{N - 2}/neighbors?k=4")
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["results"]) == 4 and N - 2 not in [r["id"] for r in answer.json()["results"]]
+
+
+def test_row_reader_reads_the_rows_asked_for(tmp_path):
+    matrix = np.random.default_rng(0).standard_normal((50, 7)).astype(np.float16)
+    np.save(tmp_path / "m.npy", matrix)
+    reader = rundir.RowReader(tmp_path / "m.npy")
+    ids = [49, 0, 3, 3, 17]
+    assert np.array_equal(reader.read(ids), matrix[ids]) and reader.read([]).shape == (0, 7)
+    with pytest.raises(IndexError):
+        reader.read([50])

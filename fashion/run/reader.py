@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..rundir import RunDirError
+from ..rundir import RowReader, RunDirError
 from . import layout
 from .checks import check_columns, check_metrics, dataset_root, read_table
 
@@ -63,6 +63,7 @@ class Run:
     embeddings: np.ndarray
     index: Any = None
     insight: dict = field(default_factory=dict)
+    _rows: Any = field(default=None, repr=False, compare=False)
 
     @property
     def index_ref(self) -> layout.IndexRef:
@@ -72,6 +73,13 @@ class Run:
     def gallery_ids(self) -> np.ndarray:
         """Sorted ids of the items the index holds (role both or gallery)."""
         return np.flatnonzero(self.items["role"].isin(layout.GALLERY_ROLES).to_numpy()).astype(np.int64)
+
+    def vectors(self, ids) -> np.ndarray:
+        """float32 (len(ids), d): the embedding rows ``ids``, read with pread (:class:`fashion.rundir.RowReader`),
+        not through the map, so a server answering random ids does not map the file into its memory."""
+        if self._rows is None:
+            self._rows = RowReader(self.path / layout.EMBEDDINGS)
+        return self._rows.read(ids)
 
     def neighbors(self):
         """The neighbour lists (DataFrame query_id, rank, neighbor_id, distance; by query, then rank)."""

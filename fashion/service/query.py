@@ -193,7 +193,7 @@ class SimilarityService:
         i, k = self._check_id(item_id), check_k(k, MAX_K, what=_K_LIMIT)
         if not self._ok[i]:
             raise ItemNotFound(f"item {i} ({self._relpaths[i]}) was skipped by the run: it has no embedding")
-        vector = np.asarray(self.run.embeddings[i], dtype=np.float32)
+        vector = self.run.vectors([i])[0].astype(np.float32)  # pread, not the map (fashion.rundir.RowReader)
         results = self._search(vector, k, exclude=i if self._in_index[i] else None)
         return SearchResponse(len(results), results, None, query_id=i)
 
