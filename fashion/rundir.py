@@ -261,7 +261,9 @@ class RowReader:
 
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         out = np.empty((len(ids), self.shape[1]), dtype=self.dtype)
-        if len(ids) and (ids.min() < 0 or ids.max() >= self.shape[0]):
+        if not len(ids):
+            return out
+        if ids.min() < 0 or ids.max() >= self.shape[0]:
             raise IndexError(f"row ids out of range 0..{self.shape[0] - 1}")
         view = memoryview(out).cast("B")
         for j, i in enumerate(ids.tolist()):
