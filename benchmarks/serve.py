@@ -319,7 +319,7 @@ def main(argv=None) -> int:
     print(f"\n{total} requests, {errors} errors; server RSS {rss.min():.0f}-{rss.max():.0f} MB "
           f"(drift {100 * results['rss_drift']:.1f} % of the post-warm-up {rss[0]:.0f} MB), of it anonymous "
           f"{anon.min():.0f}-{anon.max():.0f} MB (drift {100 * results['anon_drift']:.1f} %; the rest is the "
-          f"memory-mapped embeddings' page cache, mapped as rows are read); start-up {results['startup_s']} s")
+          f"file-backed pages: shared libraries and the mapped run files); start-up {results['startup_s']} s")
     checks = {
         "photo p50 <= 60 ms at c=1": cells.get(("photo", 1), {}).get("p50_ms", np.inf) <= TARGETS["photo_p50_ms_c1"],
         "id p50 <= 10 ms (every concurrency)": all(c["p50_ms"] <= TARGETS["id_p50_ms"]
