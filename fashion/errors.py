@@ -66,3 +66,8 @@ class ImageError(FashionError, OSError):
 
 class OutputError(FashionError, OSError):
     """An output file cannot be written (read-only directory, full disk, ...)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters; its type name when empty)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

@@ -16,3 +16,10 @@ def penultimate(head: "nn.Sequential") -> "nn.Sequential":
     if not (isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear)):
         raise ValueError("expected a fastai create_head head ending in nn.Linear")
     return head[:-1]
+
+
+def last_layer(head: "nn.Sequential") -> "nn.Linear":
+    """The head's last Linear: :func:`penultimate` features (N, 512) → class logits (N, n_classes), so
+    ``last_layer(head)(penultimate(head)(fmap)) == head(fmap)``."""
+    penultimate(head)  # the same check of the head's shape
+    return head[-1]

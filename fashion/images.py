@@ -31,6 +31,7 @@ from typing import Iterable, Sequence
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .jpeg import check_jpeg_data, decode_jpeg, jpeg_scale
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +60,18 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct
 
 
 def open_image(path: str | os.PathLike, bbox: BBox | None = None, max_pixels: int | None = None,
-               strict: bool = False) -> Image.Image:
+               strict: bool = False, min_size: int | None = None) -> Image.Image:
     """Open ``path`` as a fully loaded RGB image, optionally cropped to ``bbox``.
 
     ``bbox`` is ``(x1, y1, x2, y2)`` in pixels of the upright image (after EXIF orientation),
     ``x2``/``y2`` exclusive; it is clipped to the image and an empty result is an error.
     Returns an RGB ``PIL.Image.Image`` of size (width, height).
     Raises :class:`ImageError` (path, reason) for a missing, empty, unreadable, truncated or
-    oversized file, an unsupported mode, or an empty crop. ``max_pixels`` and ``strict``: as for
-    :func:`open_image_bytes`.
+    oversized file, an unsupported mode, or an empty crop. ``max_pixels``, ``strict`` and ``min_size``
+    (without ``bbox``, whose pixels are those of the full-size image): as for :func:`open_image_bytes`.
     """
-    image = to_rgb(_decode(path, max_pixels=max_pixels, strict=strict), path)
+    reduce_to = None if bbox is not None else min_size
+    image = to_rgb(_decode(path, max_pixels=max_pixels, strict=strict, min_size=reduce_to), path)
     if bbox is not None:
         image = crop_bbox(image, bbox, path)
     return image
@@ -95,12 +97,14 @@ def check_images(
 
 
 def open_image_bytes(data: bytes, name: str = "<upload>", max_pixels: int | None = None,
-                     strict: bool = False) -> Image.Image:
+                     strict: bool = False, min_size: int | None = None) -> Image.Image:
     """:func:`open_image` for an image held in memory (an upload): the same checks and the same
     :class:`ImageError` reasons, naming ``name``; nothing is written to disk. ``max_pixels``: a lower
     pixel limit than Pillow's (checked from the header, then on the decoded image); ``strict``: refuse
-    damaged JPEG data that libjpeg would only warn about (see the module docstring)."""
-    return to_rgb(_decode(name, bytes(data), max_pixels=max_pixels, strict=strict), name)
+    damaged JPEG data that libjpeg would only warn about (see the module docstring); ``min_size``: the
+    caller needs only ``min_size`` px a side (a network's input), so a JPEG at least twice that on both
+    sides is decoded at a reduced scale (:func:`jpeg_scale`), its data checked in the same pass."""
+    return to_rgb(_decode(name, bytes(data), max_pixels=max_pixels, strict=strict, min_size=min_size), name)
 
 
 @dataclass(frozen=True)
@@ -164,9 +168,9 @@ def _opened(path, data: bytes | None):
 
 
 def _decode(path: str | os.PathLike, data: bytes | None = None, max_pixels: int | None = None,
-            strict: bool = False) -> Image.Image:
+            strict: bool = False, min_size: int | None = None) -> Image.Image:
     """Open, fully decode and EXIF-rotate ``path`` (or ``data``, named ``path``); every failure becomes
-    an :class:`ImageError`."""
+    an :class:`ImageError`. ``min_size``: see :func:`open_image_bytes`."""
     with _image_errors(path, "truncated or corrupt image data"):
         with _opened(path, data) as f:
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that: make it an error too.
@@ -174,8 +178,13 @@ def _decode(path: str | os.PathLike, data: bytes | None = None, max_pixels: int 
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 image = Image.open(f)
                 _check_pixels(image, path, max_pixels)  # from the header: nothing decoded yet
+                factor = jpeg_scale(image.width, image.height, min_size) if min_size else 1
+                if factor > 1 and image.format in ("JPEG", "MPO") and image.mode in ("RGB", "L"):
+                    data = data if data is not None else _read_all(f)
+                    reduced = Image.fromarray(decode_jpeg(data, path, factor, image.width, image.height))
+                    return _upright(image, path, reduced)
                 if strict and image.format in ("JPEG", "MPO"):
-                    _check_jpeg_data(data if data is not None else _read_all(f), path)
+                    check_jpeg_data(data if data is not None else _read_all(f), path)
                 image.load()
             _check_pixels(image, path, max_pixels)  # and the decoded image, whatever its header said
             return _upright(image, path)  # while the file is open: EXIF may be read lazily
@@ -186,23 +195,6 @@ def _read_all(f) -> bytes:
     data = f.read()
     f.seek(0)
     return data
-
-
-def _check_jpeg_data(data: bytes, path) -> None:
-    """Decode the JPEG at 1/8 scale, stopping at libjpeg's first warning (corrupt or missing entropy
-    data, a premature end of a segment): :class:`ImageError` when there is one."""
-    import simplejpeg
-
-    try:
-        header = simplejpeg.decode_jpeg_header(data)
-        colorspace = "CMYK" if header[2] in ("CMYK", "YCCK") else "GRAY"  # GRAY: no colour conversion
-        simplejpeg.decode_jpeg(data, colorspace=colorspace, min_height=1, min_width=1, min_factor=8, strict=True)
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise ImageError(path, f"truncated or corrupt image data: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _check_pixels(image: Image.Image, path, max_pixels: int | None = None) -> None:
@@ -247,16 +239,27 @@ def _bytes_per_pixel(mode: str) -> float:
         return 4  # an unusual raw mode: the widest common pixel
 
 
-def _upright(image: Image.Image, path) -> Image.Image:
-    """Apply the EXIF orientation; a malformed EXIF block is ignored rather than fatal. An upright image
-    is returned as it is (``exif_transpose`` would copy every decoded pixel)."""
+def _upright(image: Image.Image, path, pixels: Image.Image | None = None) -> Image.Image:
+    """Apply the EXIF orientation of ``image`` to it, or to ``pixels`` (its pixels decoded apart, e.g. at a
+    reduced scale); a malformed EXIF block is ignored rather than fatal. An upright image is returned as it
+    is (``exif_transpose`` would copy every decoded pixel)."""
+    target = image if pixels is None else pixels
     try:
-        if image.getexif().get(_ORIENTATION, 1) not in range(2, 9):
-            return image
-        return ImageOps.exif_transpose(image)
+        orientation = image.getexif().get(_ORIENTATION, 1)
+        if orientation not in range(2, 9):
+            return target
+        if pixels is None:
+            return ImageOps.exif_transpose(image)
+        return pixels.transpose(_TRANSPOSES[orientation])
     except _DECODE_ERRORS + (KeyError, TypeError) as exc:
         log.debug("%s: ignoring unreadable EXIF orientation (%s)", path, exc)
-        return image
+        return target
+
+
+# EXIF orientation → the transpose that makes the image upright (as ImageOps.exif_transpose)
+_TRANSPOSES = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+               8: Image.Transpose.ROTATE_90}
 
 
 def to_rgb(image: Image.Image, path: str | os.PathLike = "<image>") -> Image.Image:

@@ -201,7 +201,8 @@ OPTIONS = registry(
     _O("input", ("-i", "--input"), "dataset root (DeepFashion Category, In-shop or image folders); default: the "
        "bundled sample", metavar="DATASET"),
     _O("k", ("-k", "--k"), "neighbours per query", default=10, type=positive_int, metavar="K"),
-    _O("index", ("--index",), "nearest-neighbour backend (fashion.neighbors)", default="auto", choices=INDEXES),
+    _O("index", ("--index",), "nearest-neighbour backend (fashion.neighbors); auto: exact up to 100,000 gallery images, "
+       "faiss-ivfpq above", default="auto", choices=INDEXES),
     _O("metric", ("--metric",), "distance between embeddings", default="cosine", choices=METRICS),
     _O("split", ("--split",), "use only this split (train, valid, test, query, gallery; comma-separated allowed)",
        metavar="SPLIT"),
@@ -233,6 +234,13 @@ OPTIONS = registry(
     # -------------------------------------------------------------------------------- search, serve
     _O("photos", (), "image files, or folders of them", metavar="PHOTO", nargs="+"),
     _O("run", ("--run",), "output directory of `fashion neighbors` / measure_sim.py", metavar="DIR", required=True),
+    _O("sources", (), "photos, folders or dataset roots to add (labels and splits come along where the layout has "
+       "them)", metavar="SOURCE", nargs="+"),
+    _O("remove_paths", (), "items to remove: their files, or their relpaths in the run", metavar="PATH", nargs="*",
+       dest="paths"),
+    _O("remove_ids", ("--id",), "items to remove by id", type=int, metavar="N", nargs="+", dest="ids"),
+    _O("remove_filter", ("--filter",), "remove the items matching this clause (fashion.filters grammar, e.g. "
+       "label=dress; repeat to AND)", action="append", metavar="EXPR", dest="filter"),
     _O("json", ("--json",), "print the results as JSON (one list, one entry a photo)", default=False,
        action="store_true"),
     _O("search_grids", ("--no-grids",), "do not draw a grid per photo", default=True, action="store_false",

@@ -189,7 +189,7 @@ def _distinct_files(paths, rows: np.ndarray, most: int = 64) -> bool:
 
 def _fit_index(vectors: np.ndarray, query: np.ndarray, gallery: np.ndarray, config: MeasureConfig):
     """Fit the index on the gallery rows; returns (index, k, all_pairs). k is clamped to what exists."""
-    from .neighbors import build_index
+    from .neighbors import auto_index_name, build_index
 
     n_gallery, n_query = int(gallery.sum()), int(query.sum())
     all_pairs = bool(np.array_equal(query, gallery))
@@ -199,7 +199,8 @@ def _fit_index(vectors: np.ndarray, query: np.ndarray, gallery: np.ndarray, conf
     k = min(config.k, possible)
     if k < config.k:
         log.warning("k=%d is more than the %d possible neighbours; using k=%d", config.k, possible, k)
-    index = build_index(config.index, metric=config.metric).fit(vectors[gallery])
+    name = auto_index_name(n_gallery) if config.index == "auto" else config.index  # auto: by size
+    index = build_index(name, metric=config.metric).fit(vectors[gallery])
     return index, k, all_pairs
 
 

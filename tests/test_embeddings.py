@@ -409,3 +409,33 @@ def test_openvino_runtimes_released_in_creation_order_leave_a_usable_signal_stac
     finally:
         signal.signal(signal.SIGUSR1, old)
     assert received
+
+
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+@pytest.mark.parametrize("layer", ["body", "head"])
+def test_classify_gives_the_vectors_and_the_classifiers_prediction_in_one_pass(model_dir, images, layer, runtime):
+    """The service's one pass: the vectors of ``forward`` and the probabilities of the classifier's own
+    ``predict`` (which runs the body a second time on its own resize), from one run of the body."""
+    import torch
+
+    from fashion.errors import ConfigError
+    from fashion.images import open_image, resize_image
+    from fashion.modelio import load_model
+
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    emb = Embedder.create(model=model_dir, layer=layer, precision="fp32", runtime=runtime)
+    assert emb.can_classify and emb.class_names == ("a", "b", "c")
+    pictures = [open_image(p) for p in images if "img_" in p]  # the good ones
+    batch = torch.from_numpy(np.stack([resize_image(p, emb.size, "squish") for p in pictures])).permute(0, 3, 1, 2)
+    vectors, probs = emb.classify(batch)
+    np.testing.assert_allclose(vectors.numpy(), emb.forward(batch).numpy(), atol=1e-6)
+    np.testing.assert_allclose(probs.numpy(), load_model(model_dir).predict(pictures).numpy(), atol=1e-4)
+    assert probs.shape == (len(pictures), 3) and probs.dtype == torch.float32
+    # no one-pass prediction where it would not be the classifier's: another size, no trained model
+    other = Embedder.create(model=model_dir, layer=layer, size=32, precision="fp32", runtime="torch")
+    bare = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE)
+    for no in (other, bare):
+        assert not no.can_classify and no.class_names == ()
+        with pytest.raises(ConfigError, match="no one-pass classifier"):
+            no.classify(batch)

@@ -238,3 +238,13 @@ def test_ivf_default_nprobe_scans_enough_candidates(n, expected):
     index._configure()
     assert index._index.nprobe == min(expected, nlist)
     assert build_index("faiss-ivf", nprobe=5).params["nprobe"] == 5  # an explicit value wins
+
+
+def test_auto_picks_the_index_by_size(monkeypatch):
+    from fashion.neighbors import AUTO_EXACT_MAX, auto_index_name
+
+    monkeypatch.delenv("FASHION_AUTO_INDEX", raising=False)
+    assert auto_index_name() == auto_index_name(AUTO_EXACT_MAX) == "exact"
+    assert auto_index_name(AUTO_EXACT_MAX + 1) == "faiss-ivfpq"
+    monkeypatch.setenv("FASHION_AUTO_INDEX", "faiss-hnsw")
+    assert auto_index_name(10 * AUTO_EXACT_MAX) == "faiss-hnsw"

@@ -196,3 +196,50 @@ def test_trained_model_runs_predict_and_show_suspects(model_run):
         assert body["trust"]["caveat"].startswith("unreliable: the model is right on only 25% of the 4 photos")
         body = client.post("/api/search", files={"image": ("q.jpg", Path(_items(out)["path"].iloc[1]).read_bytes())}).json()
         assert body["prediction"]["label"] in classes
+
+
+def test_a_photo_query_runs_the_network_once_for_vector_and_prediction(model_run):
+    """The trained model's one pass: no second classifier is loaded, one network call per photo, and its
+    answer is the embed pass's neighbours with the classifier's prediction."""
+    from fashion.images import open_image
+    from fashion.service.query import _pixels
+
+    out, classes = model_run
+    service = SimilarityService.open(out)
+    assert service.classifier is None and service.class_names == tuple(classes)
+    emb, calls = service.embedder, []
+    classify, forward = emb.classify, emb.forward
+    emb.classify = lambda batch: calls.append(("classify", len(batch))) or classify(batch)
+    emb.forward = lambda batch: calls.append(("forward", len(batch))) or forward(batch)
+    path = _items(out)["path"].iloc[2]
+    found = service.search_image(path, k=3)
+    assert calls == [("classify", 1)]
+    import torch
+
+    picture = open_image(path, min_size=emb.size)  # as the service decodes it (a large JPEG at a reduced scale)
+    pixels = torch.from_numpy(_pixels(emb, picture)[None]).permute(0, 3, 1, 2)
+    vector, probs = forward(pixels).numpy()[0], classify(pixels)[1].numpy()[0]
+    assert [m.id for m in found.results] == [m.id for m in service._search(vector, 3, None)]
+    assert found.prediction.label == classes[int(probs.argmax())]
+    assert found.prediction.probability == pytest.approx(float(probs.max()), abs=1e-6)
+
+
+def test_concurrent_photo_queries_share_network_calls_and_answer_as_serial_ones(model_run):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    out, _ = model_run
+    service = SimilarityService.open(out)
+    paths = _items(out)["path"].iloc[:12].tolist()
+    serial = [service.search_image(p, k=3) for p in paths]
+    batcher, run_batch = service._batcher, service._batcher.fn
+    batcher.fn = lambda items: time.sleep(0.05) or run_batch(items)  # the others arrive during a call
+    batcher.calls = batcher.items = 0
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda p: service.search_image(p, k=3), paths))
+    assert batcher.items == len(paths) and batcher.calls < len(paths)  # batches of more than one photo
+    for a, b in zip(serial, together):
+        assert [m.id for m in a.results] == [m.id for m in b.results]
+        np.testing.assert_allclose([m.distance for m in a.results], [m.distance for m in b.results], atol=1e-3)
+        assert a.prediction.label == b.prediction.label
+        assert a.prediction.probability == pytest.approx(b.prediction.probability, abs=1e-3)

@@ -4,7 +4,7 @@ Every sub-command parses its options into the library's config dataclasses and c
 function; nothing here does real work. Each option is defined once, in :mod:`fashion.options`; the
 sub-commands come in groups, one module each: :mod:`.train` (train, summary, backbones),
 :mod:`.neighbors` (neighbors, duplicates), :mod:`.serve` (search, serve), :mod:`.scale` (manifest,
-embed, index, knn); :mod:`.common` holds what they share. ``measure_sim.py`` is the ``neighbors``
+embed, index, knn), :mod:`.catalog` (add, remove); :mod:`.common` holds what they share. ``measure_sim.py`` is the ``neighbors``
 sub-command under the original study's name.
 """
 
@@ -20,14 +20,14 @@ from .common import Formatter, add_verbosity, dispatch
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``fashion`` parser with every sub-command."""
-    from . import neighbors, scale, serve, train
+    from . import catalog, neighbors, scale, serve, train
 
     parser = argparse.ArgumentParser(prog="fashion", formatter_class=Formatter,
                                      description="Clothing-category transfer learning and similar-clothes search.")
     parser.add_argument("--version", action="version", version=f"fashion {__version__}")
     add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (train, neighbors, serve, scale):
+    for group in (train, neighbors, serve, scale, catalog):
         group.register(sub)
     for subparser in sub.choices.values():
         add_verbosity(subparser)

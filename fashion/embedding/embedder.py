@@ -69,7 +69,7 @@ class Embedder:
     def __init__(self, body: "nn.Module", *, name: str, size: int, mean, std, checksum: str,
                  layer: str = "body", head: "nn.Module | None" = None, source: str = "",
                  model_dir=None, precision: str = "auto", crop: bool = False, resize: str = "crop",
-                 runtime: str = "auto"):
+                 runtime: str = "auto", classes: "nn.Module | None" = None, class_names=()):
         from . import net
 
         if layer not in LAYERS:
@@ -101,8 +101,13 @@ class Embedder:
             precision = "bf16" if net.bf16_supported() else "fp32"
         self.precision, self.runtime = precision, runtime
         self._body, self._head = body.eval(), (head.eval() if head is not None else None)
+        # the trained classifier's last part (net.EmbeddingNet's ``classes``) and its class names: the
+        # vector and the prediction of a photo from one pass (classify); None without a trained model
+        self._classes = classes.eval() if classes is not None else None
+        self.class_names = tuple(str(c) for c in class_names) if classes is not None else ()
         self._torch = None  # net.TorchRuntime over the prepared network, built on first use
         self._openvino = None  # net.OpenVINORuntime, converted on first use
+        self._classify = None  # the runtime of the network with the classes output, built on first use
         self._dim: int | None = None
         self._calibration: dict | None = None  # openvino-int8: the calibration set (int8.calibration_set)
         self._int8_dir: Path | None = None  # openvino-int8: where the quantised network is kept
@@ -157,6 +162,7 @@ class Embedder:
     def from_model_dir(cls, path, layer: str = "body", size: int | None = None,
                        precision: str = "auto", runtime: str = "auto") -> "Embedder":
         """A `fashion train` output directory, via :func:`fashion.modelio.load_model`."""
+        from ..heads import last_layer
         from ..modelio import load_model
         from ..rundir import file_sha256
 
@@ -166,11 +172,18 @@ class Embedder:
         loaded = load_model(path)
         info = loaded.info
         body, head = loaded.embedding_parts(layer)
-        return cls(body, name=info.arch, size=int(size or info.input_size), mean=info.mean, std=info.std,
+        size = int(size or info.input_size)
+        # one pass for vector and prediction where it is the classifier's own computation: a single model
+        # (an ensemble averages its members' probabilities), fed the size it predicts at
+        classes = None
+        if not loaded.is_ensemble and size == info.input_size:
+            classes = last_layer(loaded.head) if layer == "head" else loaded.head
+        return cls(body, name=info.arch, size=size, mean=info.mean, std=info.std,
                    checksum=file_sha256(loaded.weights_path), layer=layer,
                    head=head, source=f"trained:{path}",
                    model_dir=os.fspath(path.resolve()), precision=precision, crop=info.crop == "bbox",
-                   resize="squish", runtime=runtime)  # the transform fashion.training trains with
+                   resize="squish", runtime=runtime,  # the transform fashion.training trains with
+                   classes=classes, class_names=info.classes)
 
     @property
     def spec(self) -> EmbedderSpec:
@@ -232,6 +245,29 @@ class Embedder:
         resolved by :meth:`embed` runs torch)."""
         runtime = self._openvino_runtime() if self.runtime.startswith("openvino") else self._torch_runtime()
         return runtime(images)
+
+    @property
+    def can_classify(self) -> bool:
+        """True when :meth:`classify` can predict (a trained single model at its own input size; not the
+        int8 runtime, whose saved network has the vectors alone)."""
+        return self._classes is not None and self.runtime != "openvino-int8"
+
+    def classify(self, images: "torch.Tensor") -> "tuple[torch.Tensor, torch.Tensor]":
+        """uint8 (N, 3, S, S) RGB → (vectors float32 (N, d) as :meth:`forward`, class probabilities float32
+        (N, len(class_names)) in the order of ``class_names``), from one pass of the network: the body's
+        feature map feeds both. Raises ConfigError unless :attr:`can_classify`."""
+        if not self.can_classify:
+            raise ConfigError(f"{self.name}: no one-pass classifier here (a trained single model is needed, not "
+                              f"an ensemble or the int8 runtime, embedded at its own input size)")
+        if self._classify is None:
+            from . import net
+
+            joint = net.build_net(self._body, self._head, self.mean, self.std, self.size, self.name, self._classes)
+            if self.runtime == "openvino":
+                self._classify = net.OpenVINORuntime(joint, self.size, self.precision, self.name)
+            else:  # torch, or "auto" not yet resolved (as forward)
+                self._classify = net.TorchRuntime(joint, self.precision)
+        return self._classify(images)
 
     @property
     def dim(self) -> int:

@@ -124,12 +124,15 @@ class EmbeddingNet(nn.Module):
     """uint8 (N, 3, S, S) → L2-normalised float32 (N, d): normalise, body, pool (or head), normalise.
 
     head: None for pooled body features, else a module mapping the feature map to (N, d') (the trained
-    head's penultimate layers). mean/std: 3 floats each, on the [0, 1] scale.
+    head's penultimate layers). mean/std: 3 floats each, on the [0, 1] scale. classes: None, or the
+    trained classifier's last part — its whole head (applied to the feature map) when ``head`` is None,
+    else its last layer (applied to ``head``'s features) — and forward then returns the vectors and the
+    class probabilities (N, c) of the same pass: the body runs once for both.
     """
 
-    def __init__(self, body: nn.Module, head: nn.Module | None, mean, std):
+    def __init__(self, body: nn.Module, head: nn.Module | None, mean, std, classes: nn.Module | None = None):
         super().__init__()
-        self.body, self.head = body, head
+        self.body, self.head, self.classes = body, head, classes
         self.register_buffer("shift", torch.tensor(mean).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("scale", torch.tensor(std).view(1, 3, 1, 1) * 255.0)
 
@@ -137,11 +140,16 @@ class EmbeddingNet(nn.Module):
         x = ((images.float() - self.shift) / self.scale).contiguous(memory_format=torch.channels_last)
         fmap = self.body(x)
         feats = fmap.float().mean(dim=(2, 3)) if self.head is None else self.head(fmap)
-        feats = feats.float()  # the pooled sum and the norm in float32, also under autocast
-        return feats / feats.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        vectors = feats.float()  # the pooled sum and the norm in float32, also under autocast
+        vectors = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if self.classes is None:
+            return vectors
+        logits = self.classes(fmap if self.head is None else feats)
+        return vectors, torch.softmax(logits.float(), dim=1)
 
 
-def build_net(body: nn.Module, head: nn.Module | None, mean, std, size: int, name: str = "") -> EmbeddingNet:
+def build_net(body: nn.Module, head: nn.Module | None, mean, std, size: int, name: str = "",
+              classes: nn.Module | None = None) -> EmbeddingNet:
     """An :class:`EmbeddingNet` over a private, BatchNorm-folded, channels-last copy of ``body``
     (the caller's module, e.g. a trained classifier's body, stays untouched)."""
     body = copy.deepcopy(body).eval()
@@ -149,7 +157,7 @@ def build_net(body: nn.Module, head: nn.Module | None, mean, std, size: int, nam
     # channels-last lets oneDNN pick its fastest convolution kernels
     body = body.to(memory_format=torch.channels_last)
     log.debug("%s: folded %d BatchNorms into convolutions", name, folded)
-    return EmbeddingNet(body, head, mean, std).eval()
+    return EmbeddingNet(body, head, mean, std, classes).eval()
 
 
 class TorchRuntime:
@@ -191,9 +199,12 @@ class OpenVINORuntime:
             "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads()})
         log.info("%s: converted to OpenVINO in %.1f s", label, time.perf_counter() - start)
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.compiled(images.numpy())[0]
-        return torch.from_numpy(np.array(out, dtype=np.float32))  # a copy: OpenVINO reuses its buffer
+    def __call__(self, images: torch.Tensor):
+        """The network's output (a tensor, or a tuple of them for a net with ``classes``)."""
+        results = self.compiled(images.contiguous().numpy())
+        # copies: OpenVINO reuses its buffers
+        outs = tuple(torch.from_numpy(np.array(results[i], dtype=np.float32)) for i in range(len(results)))
+        return outs[0] if len(outs) == 1 else outs
 
 
 @contextlib.contextmanager

@@ -50,16 +50,26 @@ _BACKENDS = {
 }
 
 
-def auto_index_name() -> str:
-    """The backend ``"auto"`` means: ``exact`` (tiled GEMM + streaming top-k on the data in place; why,
-    with the measurements, in ``benchmarks/README.md``). ``FASHION_AUTO_INDEX`` overrides the choice.
+AUTO_EXACT_MAX = 100_000  # fitted vectors: above, "auto" is IVF-PQ (exact all-pairs grows as n²)
+
+
+def auto_index_name(n: int | None = None) -> str:
+    """The backend ``"auto"`` means for ``n`` fitted vectors: ``exact`` (tiled GEMM + streaming top-k on
+    the data in place) up to :data:`AUTO_EXACT_MAX` or when ``n`` is not known, ``faiss-ivfpq`` (compressed
+    codes, exact re-rank of the candidates) above it, where exact all-pairs costs n² products (100k × 512:
+    ~1 minute at the GEMM floor on two cores; 1M: ~100 times that). Runs too large to hold their vectors
+    in memory go through the sharded stages (``shard_above``), whose index is the on-disk IVF-PQ. Why,
+    with the measurements: ``benchmarks/README.md``. ``FASHION_AUTO_INDEX`` overrides the choice.
+
+    >>> auto_index_name(), auto_index_name(5_000), auto_index_name(2_000_000)
+    ('exact', 'exact', 'faiss-ivfpq')
     """
     override = os.environ.get("FASHION_AUTO_INDEX")
     if override:
         if override not in _BACKENDS:
             raise ConfigError(f"FASHION_AUTO_INDEX={override!r} is not an index; valid: {', '.join(_BACKENDS)}")
         return override
-    return "exact"
+    return "faiss-ivfpq" if n is not None and n > AUTO_EXACT_MAX else "exact"
 
 
 def build_index(name: str = "auto", metric: str = "cosine", **params) -> NeighborIndex:
@@ -116,4 +126,4 @@ def load_index(path) -> NeighborIndex:
 
 __all__ = ["INDEXES", "EXACT_INDEXES", "APPROXIMATE_INDEXES", "METRICS", "NeighborIndex", "ExactIndex",
            "KDTreeIndex", "BallTreeIndex", "FaissFlatIndex", "FaissHNSWIndex", "FaissIVFIndex", "FaissIVFPQIndex",
-           "auto_index_name", "build_index", "load_index"]
+           "AUTO_EXACT_MAX", "auto_index_name", "build_index", "load_index"]

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .base import NeighborIndex, _exact_distances
+from .base import NeighborIndex, _as_matrix, _exact_distances
 
 PQ_CHOICES = (64, 48, 32, 24, 16, 8)
 MIN_POINTS_PER_LIST = 39  # faiss warns below this many training points per centroid
@@ -182,6 +182,47 @@ class FaissIVFPQIndex(NeighborIndex):
 
     def _search_allowed(self, Q, k, rows):
         return self._search(Q, k, rows)
+
+    def reencoded(self, X, keep: int = 0) -> "FaissIVFPQIndex":
+        """A new index with this one's trained coarse quantiser and codebooks (no training) over the rows
+        of ``X`` (raw, as for :meth:`fit`): the codes of the first ``keep`` rows are this index's own (they
+        must be its first fitted rows, e.g. when rows are only appended), the others are encoded."""
+        import faiss
+
+        self._check_fitted()
+        X = self._prepare(_as_matrix(X, "X"), "X")
+        keep = int(keep)
+        if keep > self._index.ntotal:
+            raise ValueError(f"cannot keep {keep} codes of an index of {self._index.ntotal}")
+        out = type(self)(self.metric, **self.params)
+        out._index = faiss.clone_index(self._index)
+        if keep < out._index.ntotal:
+            out._index.reset()
+            keep = 0
+        if keep < len(X):
+            out._index.add(np.ascontiguousarray(X[keep:]))
+        out._choice = IndexParams(**{**asdict(self._choice), "count": int(out._index.ntotal), "n": len(X)})
+        out._X = X
+        return out
+
+    def coarse_lists(self, X) -> np.ndarray:
+        """The inverted list (coarse centroid) each row of ``X`` (raw) is assigned to."""
+        import faiss
+
+        Q = self._prepare(_as_matrix(X, "X"), "X")
+        index = faiss.downcast_index(self._index)
+        if isinstance(index, faiss.IndexPreTransform):
+            for i in range(index.chain.size()):
+                Q = index.chain.at(i).apply(Q)
+        _, lists = faiss.extract_index_ivf(self._index).quantizer.search(np.ascontiguousarray(Q, np.float32), 1)
+        return lists[:, 0].astype(np.int64)
+
+    def list_sizes(self) -> np.ndarray:
+        """How many indexed vectors each inverted list holds."""
+        import faiss
+
+        ivf = faiss.extract_index_ivf(self._index)
+        return np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)], dtype=np.int64)
 
     def _state_arrays(self):
         import faiss

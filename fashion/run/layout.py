@@ -5,7 +5,8 @@ A 240-photo run and a 10M-photo run differ in their shard counts and their index
     run.json              format_version, run_id, index {kind, path, name, metric, count}, dataset, embedder,
                           arguments, versions …
     items/part-*.parquet  id (0..n-1), path, relpath, label, split, [item_id, bbox …], ok, reason, role
-                          (role: both / query / gallery / skipped; the index holds the gallery and both rows)
+                          (role: both / query / gallery / skipped / removed; the index holds the gallery and
+                          both rows; a removed item keeps its row, ok False, a zero vector: ids are never reused)
     embeddings.npy        float32 (n, d): row i is item i (zeros where ok is False); opened memory-mapped
     index.npz             in-memory backends (fashion.neighbors): the fitted index plus an ``ids`` member
                           (index row → item id)
@@ -45,7 +46,8 @@ WORK_DIRS = ("cache", "manifest", "embeddings", "index", "knn")
 ITEM_COLUMNS = ("id", "path", "relpath", "label", "split", "ok", "reason", "role")
 NEIGHBOR_COLUMNS = ("query_id", "rank", "neighbor_id", "distance")
 GALLERY_ROLES = ("both", "gallery")  # the rows the index holds
-ROLES = ("both", "query", "gallery", "skipped", "")  # "": readable but neither (a query split's leftovers)
+# "": readable but neither (a query split's leftovers); removed: a tombstone of `fashion remove` (ids stay stable)
+ROLES = ("both", "query", "gallery", "skipped", "removed", "")
 
 # the insight stage's tables (optional: --no-insight leaves them out): column -> "int" | "float" | "str"
 INSIGHT_FILES = {

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..metrics import check_k
 from .answers import Item, ItemNotFound, ItemPage, LabelStat, Match, Prediction, SearchResponse, Suspect
+from .batcher import MicroBatcher
 from .budget import Limits, MemoryBudget, photo_cost
 from ..run.checks import dataset_root
 from ..run.index import load as load_index
@@ -27,16 +28,21 @@ _K_LIMIT = "the most a request may ask for"  # k beyond the gallery's size is fi
 MAX_PAGE = 200
 THUMB_SIZE = 256
 DECODERS = 2  # photos decoded at the same time (the network and index run one at a time)
+MAX_BATCH = 8  # photos in one network call (micro-batching, .batcher): past 4-8 the cost per photo is flat
 THUMB_CACHE = 4096  # thumbnails kept in memory (~10 kB each as JPEG)
 
 
 class SimilarityService:
     """Search a finished run by photo or by item id, and browse its items. Build with :meth:`open`.
 
-    Thread-safe: one lock serialises the network, another the index (the cores are the bottleneck, and
+    Thread-safe: the network runs one call at a time, the photos that wait for it together in one batch
+    (:class:`~.batcher.MicroBatcher`), and a lock serialises the index (the cores are the bottleneck, and
     concurrent BLAS/OpenMP calls would only fight over them; an id query never waits for a photo's
-    forward pass). Photos are resized to the network's input outside both locks. A photo search holds
-    its place in :attr:`budget` (:mod:`.budget`) from before decoding until the network is done.
+    forward pass). Photos are decoded (large JPEGs at a reduced scale) and resized to the network's input
+    outside both. With a trained single model, one pass of the network gives the vector and the class
+    prediction (:meth:`~fashion.embedding.Embedder.classify`); an ensemble's prediction is its classifier's
+    own second pass. A photo search holds its place in :attr:`budget` (:mod:`.budget`) from before
+    decoding until the network is done.
 
     Everything answered comes from what :meth:`open` read at start (one version of the run, even when
     the directory is replaced by a rerun meanwhile); only the dataset's image files are read later.
@@ -58,7 +64,7 @@ class SimilarityService:
         self._usable = np.flatnonzero(self._ok)
         self._lower_relpaths = None  # made by the first text filter (seconds at 1M items), not at start
         self.root = Path(root) if root is not None else dataset_root(run.info, run.path / "run.json")
-        self._lock = threading.Lock()  # the network (and the classifier)
+        self._batcher = MicroBatcher(self._network_batch, max_batch=MAX_BATCH)
         self._index_lock = threading.Lock()
         self._decoding = threading.BoundedSemaphore(DECODERS)
         self.budget = MemoryBudget(limits or Limits())
@@ -94,19 +100,14 @@ class SimilarityService:
             embedder = embedder_for(run.info)
             classifier = None
             model_dir = run.info["embedder"].get("model_dir")
-            if model_dir:
+            if model_dir and not embedder.can_classify:  # else the embedder's one pass predicts
                 from ..modelio import load_model
 
                 classifier = load_model(model_dir)
-            if warm:  # one dummy photo through the network: the first real query is not the slow one
-                from PIL import Image
-
-                picture = Image.new("RGB", (embedder.size, embedder.size), (128, 100, 90))
-                _forward(embedder, picture)
-                if classifier is not None:
-                    classifier.predict([picture])
             run.index = index.result()
         service = cls(run, embedder, classifier, limits=limits, reports=reports)
+        if warm:  # dummy photos through the network at every batch size: no real query pays a first call
+            service.warm()
         log.info("opened %s: %d items, %d indexed (%s), model %s, in %.2f s", run.path, len(run.items),
                  len(service._id_of), run.index.name, embedder.name, time.perf_counter() - start)
         return service
@@ -126,13 +127,27 @@ class SimilarityService:
     def metrics(self) -> dict:
         return self.run.metrics
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes a photo search predicts (empty without a trained model)."""
+        if self.classifier is not None:
+            return tuple(self.classifier.classes)
+        return self.embedder.class_names if self.embedder.can_classify else ()
+
+    def warm(self) -> None:
+        """Run the network once at each batch size it may get (a runtime prepares each shape on its
+        first call), so the first queries and the first burst of them are not slow ones."""
+        picture = np.full((self.embedder.size, self.embedder.size, 3), (128, 100, 90), dtype=np.uint8)
+        for n in range(1, MAX_BATCH + 1):
+            self._network_batch([(picture, self._classifier_input(picture))] * n)
+
     def describe(self) -> dict:
         """What /healthz reports: item count, model and index."""
         desc = self.run.info["embedder"]
         model = desc.get("arch", "?") + (f" (trained: {Path(desc['model_dir']).name})" if desc.get("model_dir") else "")
         return {"items": self.n_items, "gallery": self.n_gallery, "model": model, "layer": desc.get("layer"),
                 "index": self.run.index.name, "metric": self.run.index.metric,
-                "classifier": self.classifier is not None}
+                "classifier": bool(self.class_names)}
 
     def item(self, item_id) -> Item:
         i = self._check_id(item_id)
@@ -159,34 +174,34 @@ class SimilarityService:
             pixels = image.width * image.height
         else:
             pixels = image_info(name, data, max_pixels=self.max_pixels).pixels  # the header: nothing decoded
+        size = self.embedder.size  # a large JPEG is decoded at a reduced scale, down to the network's input
         with self.budget.hold(photo_cost(pixels)):  # its decoded pixels are bounded until the network is done
             with self._decoding:  # a few photos decoded at once: no thrash under load
                 if isinstance(image, Image.Image):
                     picture = to_rgb(image)
                 elif data is not None:
-                    picture = open_image_bytes(data, max_pixels=self.max_pixels, strict=True)
+                    picture = open_image_bytes(data, max_pixels=self.max_pixels, strict=True, min_size=size)
                 else:
-                    picture = open_image(name, max_pixels=self.max_pixels, strict=True)
+                    picture = open_image(name, max_pixels=self.max_pixels, strict=True, min_size=size)
             net_input = _pixels(self.embedder, picture)
             small = self._classifier_input(picture)
             del picture  # only the network's inputs are kept past here
-            vector = self._embed(net_input)
+            vector, probs = self._batcher((net_input, small))
         if not np.isfinite(vector).all() or float(vector @ vector) <= 0:
             raise ImageError(name, "no features: the image gives an all-zero embedding (blank image?)")
-        prediction = self._predict(small) if small is not None else None
+        prediction = self._prediction(probs) if probs is not None else None
         return SearchResponse(min(k, self.n_gallery), self._search(vector, k, exclude=None), prediction)
 
     def _classifier_input(self, picture):
-        """The photo squished to the classifier's input size (outside the lock; predict's own resize of a
-        picture already at that size is the identity), or None without a classifier."""
+        """The photo squished to the separate classifier's input size (an ensemble's; predict's own resize of
+        a picture already at that size is the identity), or None: no classifier, or the one-pass network."""
         if self.classifier is None:
             return None
         from PIL import Image
 
         from ..images import resize_image
 
-        size = self.classifier.size
-        return Image.fromarray(resize_image(picture, size, "squish"))
+        return Image.fromarray(resize_image(picture, self.classifier.size, "squish"))
 
     def neighbors_of(self, item_id, k: int = 10) -> SearchResponse:
         """The ``k`` gallery items nearest to item ``item_id`` (itself left out)."""
@@ -209,15 +224,17 @@ class SimilarityService:
             matches.append(Match(rank, i, str(self._relpaths[i]), str(self._labels[i]), float(d)))
         return matches
 
-    def _embed(self, net_input: np.ndarray) -> np.ndarray:
-        with self._lock:
-            return _network(self.embedder, net_input)
+    def _network_batch(self, items: list) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """[(uint8 (S, S, 3) network input, classifier input or None)] → [((d,) float32 vector, (c,) class
+        probabilities or None)]: one call of the network for the whole batch (the micro-batcher's function)."""
+        vectors, probs = _network(self.embedder, np.stack([pixels for pixels, _ in items]))
+        if self.classifier is not None:
+            probs = self.classifier.predict([small for _, small in items]).numpy()
+        return [(vectors[i], None if probs is None else probs[i]) for i in range(len(items))]
 
-    def _predict(self, picture) -> Prediction:
-        with self._lock:
-            probs = self.classifier.predict([picture])[0].numpy()
+    def _prediction(self, probs: np.ndarray) -> Prediction:
         order = np.argsort(-probs)[:3]
-        classes = self.classifier.classes
+        classes = self.class_names
         top = [{"label": str(classes[c]), "probability": float(probs[c])} for c in order]
         return Prediction(top[0]["label"], top[0]["probability"], top)
 
@@ -348,11 +365,6 @@ class SimilarityService:
         return int(item_id)
 
 
-def _forward(embedder, picture) -> np.ndarray:
-    """(d,) float32 vector of one RGB picture, preprocessed as ``Embedder.embed`` does its images."""
-    return _network(embedder, _pixels(embedder, picture))
-
-
 def _pixels(embedder, picture) -> np.ndarray:
     """The network's uint8 (size, size, 3) input of one RGB picture, resized as ``Embedder.embed`` does."""
     from ..images import resize_image
@@ -360,9 +372,14 @@ def _pixels(embedder, picture) -> np.ndarray:
     return resize_image(picture, embedder.size, embedder.resize)
 
 
-def _network(embedder, pixels: np.ndarray) -> np.ndarray:
+def _network(embedder, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 (N, S, S, 3) network inputs → ((N, d) float32 vectors, (N, c) class probabilities from the same
+    pass, or None when the embedder has no classifier of its own)."""
     import torch
 
-    batch = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()[None]
-    return embedder.forward(batch).numpy()[0].astype(np.float32)
+    batch = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # a channels-last view: the net's layout, no copy
+    if embedder.can_classify:
+        vectors, probs = embedder.classify(batch)
+        return vectors.numpy().astype(np.float32, copy=False), probs.numpy().astype(np.float32, copy=False)
+    return embedder.forward(batch).numpy().astype(np.float32, copy=False), None
 

@@ -1,0 +1,137 @@
+"""``fashion add RUN SOURCE…``: new photos join a finished run without a rebuild.
+
+SOURCEs are photos, folders or dataset roots, read by :func:`fashion.datasets.load` (so labels and
+splits come along where the layout has them; a single photo's label is its folder's name). Photos whose
+content (SHA-256) is already in the run, or earlier in this batch, are reported and skipped. Only the new
+ones are embedded, with the run's exact embedder (:func:`fashion.service.loading.embedder_for` checks
+its weights' checksum) and the run's embedding cache; they get the next ids. Then :func:`.state.commit`
+updates the index, the lists and the metrics and seals the new run in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+from . import state
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AddResult:
+    """ids: the new items' ids; duplicates: (path, id of the item with the same content, or the earlier
+    path of this batch); failed: (path, reason) of new photos that could not be embedded (kept as skipped
+    rows, as a run keeps them); stats: the lists changed and searched."""
+
+    run_dir: Path
+    ids: list[int] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (f"{self.run_dir}: added {len(self.ids)} photos (ids {self.ids[0] if self.ids else '-'}"
+                f"..{self.ids[-1] if self.ids else '-'}), {len(self.duplicates)} already in the run skipped, "
+                f"{len(self.failed)} unreadable; {self.stats.get('lists_changed', 0)} existing neighbour lists "
+                f"changed, {self.stats.get('lists_searched', 0)} searched")
+
+
+def read_sources(sources) -> "object":
+    """One item frame (path, relpath, label, split, …) of every SOURCE: photo files or dataset roots."""
+    import pandas as pd
+
+    from .. import datasets
+
+    frames, photos = [], []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            frames.append(datasets.load(path, format="auto", missing="skip").frame)
+        elif path.is_file():
+            path = path.resolve()
+            photos.append({"path": str(path), "relpath": path.name, "label": path.parent.name, "split": ""})
+        else:
+            raise ConfigError(f"{source}: no such photo or folder")
+    if photos:
+        frames.append(pd.DataFrame(photos))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not len(frame):
+        raise ConfigError(f"no photos in {', '.join(map(str, sources))}")
+    return frame
+
+
+def _hashes(paths) -> list[str]:
+    from ..rundir import file_sha256
+
+    out = []
+    for path in paths:
+        try:
+            out.append(file_sha256(path))
+        except OSError:
+            out.append("")  # unreadable: embedding reports it
+    return out
+
+
+def content_hashes(cat: state.Catalog) -> np.ndarray:
+    """The item table's SHA-256 column, filled for rows that lack it (computed once, then stored)."""
+    items = cat.items
+    if state.HASH not in items.columns:
+        items[state.HASH] = ""
+    column = items[state.HASH].fillna("").astype(str).to_numpy(dtype=object)
+    todo = np.flatnonzero((column == "") & cat.live)
+    if len(todo):
+        column[todo] = _hashes(items["path"].astype(str).to_numpy()[todo])
+        items[state.HASH] = column
+    return column
+
+
+def new_photos(cat: state.Catalog, frame) -> tuple[object, list[tuple[str, str]]]:
+    """The rows of ``frame`` whose content is neither in the run nor earlier in ``frame``, and the
+    duplicates (path, what it duplicates)."""
+    known = {h: f"item {i}" for i, h in enumerate(content_hashes(cat)) if h and cat.live[i]}
+    hashes = _hashes(frame["path"].astype(str))
+    keep, duplicates = [], []
+    for row, (path, digest) in enumerate(zip(frame["path"].astype(str), hashes)):
+        if digest and digest in known:
+            duplicates.append((path, known[digest]))
+            log.info("%s: already in the run (same content as %s): skipped", path, known[digest])
+            continue
+        if digest:
+            known[digest] = path
+        keep.append(row)
+    fresh = frame.iloc[keep].reset_index(drop=True)
+    fresh[state.HASH] = [hashes[i] for i in keep]
+    return fresh, duplicates
+
+
+def add(run_dir, sources, batch_size: int | None = None, num_workers: int | None = None) -> AddResult:
+    """Add the photos of ``sources`` to the run at ``run_dir``; the new run replaces it in one step."""
+    from ..service.loading import embedder_for
+
+    cat = state.load(run_dir)
+    frame, duplicates = new_photos(cat, read_sources(sources))
+    result = AddResult(cat.path, duplicates=duplicates)
+    if not len(frame):
+        log.warning("%s: nothing new to add (%d photos already in the run)", cat.path, len(duplicates))
+        return result
+    embedder = embedder_for(cat.info)
+    args = cat.info.get("arguments", {})
+    emb = embedder.embed(frame, batch_size=batch_size or int(args.get("batch_size") or 64),
+                         cache_dir=cat.path / "cache", num_workers=num_workers)
+    failed = dict(emb.failures)
+    ok = np.asarray(emb.ok, bool)
+    ids = state.append(cat, frame, emb.vectors, ok, [failed.get(p, "") for p in frame["path"].astype(str)])
+    result.failed = list(emb.failures)
+    embedded = {"n_images": len(frame), "n_embedded": emb.n_computed, "n_from_cache": emb.n_cached,
+                "skipped": [{"path": p, "reason": r} for p, r in emb.failures]}
+    good = ids[ok]
+    state.commit(cat, {"op": "add", "ids": [int(ids[0]), int(ids[-1])], "count": len(ids),
+                       "duplicates": len(duplicates)}, added=good, embedded=embedded)
+    result.ids, result.stats = ids.tolist(), dict(cat.stats)
+    log.info("%s", result.summary())
+    return result

@@ -1,0 +1,274 @@
+"""A run read into memory for a change, and written back as a new sealed run in one transaction.
+
+:func:`load` reads a finished run (through :func:`fashion.run.reader.open_run`: verified, whole) into a
+:class:`Catalog`; :func:`commit` recomputes what depends on the changed items — the roles, the index
+(refitted on the gallery vectors: a store of the rows for ``exact``), the neighbour lists (incrementally,
+:mod:`.lists`) and the metrics (:func:`fashion.retrieval.compute_metrics`, a pure function of the lists) —
+and writes the new run with :mod:`fashion.run.writer` inside a :func:`fashion.rundir.transaction`: a kill
+at any moment leaves the previous run whole and readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from ..errors import ConfigError, DatasetError
+from ..run import layout
+from .lists import Lists, drop_removed, from_table, merge_added, search
+
+log = logging.getLogger(__name__)
+
+KEPT_INDEXES = ("faiss-ivfpq",)  # backends whose training is kept across changes; the others are refitted
+REMOVED = "removed"  # the role and reason of a removed item's tombstone row
+HASH = "sha256"  # the item table's column of file contents (photos already in the run are skipped)
+
+
+@dataclass
+class Catalog:
+    """A run in memory: items (DataFrame, row = id, tombstones included), vectors (n, d) float32,
+    info (run.json), metrics (metrics.json), lists (the neighbour lists), stats (this change's counts)."""
+
+    path: Path
+    items: object
+    vectors: np.ndarray
+    info: dict
+    metrics: dict
+    lists: Lists
+    stats: dict = field(default_factory=dict)
+    index: object = None  # the run's fitted index where it is kept rather than refitted (faiss-ivfpq)
+
+    @property
+    def live(self) -> np.ndarray:
+        """Rows that are not removed."""
+        return (self.items["role"] != REMOVED).to_numpy()
+
+
+def load(run_dir) -> Catalog:
+    """The run at ``run_dir``, verified and copied into memory (the directory is replaced on commit)."""
+    from ..run.reader import open_run
+
+    run = open_run(run_dir, load_index=False)
+    if run.index_ref.kind != "npz":
+        raise ConfigError(f"{run.path / layout.RUN_JSON}: index {run.index_ref.name!r} ({run.index_ref.kind}): "
+                          "fashion add/remove update runs with an in-memory index (index.npz) only; rebuild "
+                          "this run with measure_sim.py")
+    lists = from_table(run.neighbors(), int(run.metrics["k"]))
+    index = None
+    if run.index_ref.name in KEPT_INDEXES:  # its trained quantiser encodes the new vectors
+        from ..neighbors import load_index
+
+        index = load_index(run.path / run.index_ref.path)
+    return Catalog(run.path, run.items.reset_index(drop=True), np.array(run.embeddings, dtype=np.float32),
+                   run.info, run.metrics, lists, index=index)
+
+
+def fit_index(cat: Catalog, gallery_ids: np.ndarray, appended: bool):
+    """The index over the gallery: ``faiss-ivfpq`` keeps its trained quantiser and codebooks (the codes
+    of the kept rows when rows were only ``appended``, the rest encoded; the new vectors' coarse drift
+    measured, :mod:`.drift`); the other backends are fitted again (``exact``: a store of the rows)."""
+    from ..neighbors import build_index
+
+    ref = cat.info["index"]
+    if cat.index is None:
+        return build_index(ref["name"], metric=ref["metric"]).fit(cat.vectors[gallery_ids])
+    from .drift import measure
+
+    keep = cat.index.n_samples_fit_ if appended else 0
+    drift = measure(cat.index, cat.vectors[gallery_ids[cat.index.n_samples_fit_:]]) if appended else None
+    cat.stats["drift"] = drift.to_json() if drift else None
+    return cat.index.reencoded(cat.vectors[gallery_ids], keep)
+
+
+def append(cat: Catalog, frame, vectors: np.ndarray, ok: np.ndarray, reasons) -> np.ndarray:
+    """Append ``frame``'s rows (path, relpath, label, split, …) as new items with the next ids; their
+    vectors (zeros where not ``ok``). Returns the new ids; roles are assigned by :func:`commit`."""
+    import pandas as pd
+
+    n = len(cat.items)
+    ids = np.arange(n, n + len(frame), dtype=np.int64)
+    rows = frame.reset_index(drop=True).copy()
+    rows.insert(0, "id", ids)
+    rows["ok"] = np.asarray(ok, bool)
+    rows["reason"] = [str(r) for r in reasons]
+    rows["role"] = ""
+    items = pd.concat([cat.items, rows], ignore_index=True) if len(cat.items) else rows
+    items["ok"] = items["ok"].astype(bool)
+    cat.items = items.fillna("")
+    vectors = np.array(vectors, dtype=np.float32)
+    vectors[~np.asarray(ok, bool)] = 0.0
+    cat.vectors = np.concatenate([cat.vectors, vectors])
+    return ids
+
+
+def tombstone(cat: Catalog, ids: np.ndarray) -> None:
+    """Mark items removed: their rows stay (ids are never reused), out of every index, list and metric."""
+    ids = np.asarray(ids, np.int64)
+    for column, value in (("role", REMOVED), ("reason", REMOVED), ("ok", False)):
+        values = cat.items[column].to_numpy(dtype=bool if column == "ok" else object).copy()
+        values[ids] = value
+        cat.items[column] = values
+    cat.vectors[ids] = 0.0
+
+
+def _roles(cat: Catalog) -> tuple[np.ndarray, np.ndarray, str]:
+    """(query, gallery, mode) over every row, as a fresh run over the live items would assign them."""
+    from ..retrieval import MeasureConfig, _roles
+
+    live = cat.live
+    ok = cat.items["ok"].to_numpy(bool) & live
+    frame = cat.items[live]
+    query, gallery = np.zeros(len(live), bool), np.zeros(len(live), bool)
+    q, g, mode = _roles(SimpleNamespace(frame=frame, format=cat.info["dataset"].get("format")), ok[live],
+                        _config(cat.info))
+    query[live], gallery[live] = q, g
+    return query, gallery, mode
+
+
+def _config(info: dict):
+    from dataclasses import fields
+
+    from ..retrieval import MeasureConfig
+
+    names = {f.name for f in fields(MeasureConfig)}
+    return MeasureConfig(**{key: value for key, value in info["arguments"].items() if key in names})
+
+
+def role_column(cat: Catalog, query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    from ..run.writer import roles
+
+    role = roles(cat.items["ok"].to_numpy(bool), query, gallery)
+    role[~cat.live] = REMOVED
+    return role
+
+
+def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer) -> tuple:
+    """The new roles, index and lists after ``added`` ids arrived and ``removed`` ids left.
+
+    Existing lists are merged with the new gallery items (one search of the existing queries among the m
+    new items) and the lists that lost a member are searched again; when the roles of the kept items or
+    k itself change (k was clamped to a smaller gallery), every list is searched again. Returns
+    (query, gallery, mode, index, k, lists)."""
+    from ..neighbors import build_index
+
+    query, gallery, mode = _roles(cat)
+    query_ids, gallery_ids = np.flatnonzero(query), np.flatnonzero(gallery)
+    all_pairs = bool(np.array_equal(query, gallery))
+    possible = len(gallery_ids) - int(all_pairs)
+    if possible < 1 or not len(query_ids):
+        raise DatasetError(f"{cat.path}: not enough usable images left to search: {len(query_ids)} queries, "
+                           f"{len(gallery_ids)} gallery images")
+    requested = int(cat.metrics.get("k_requested", cat.lists.k))
+    k = min(requested, possible)
+    ref = cat.info["index"]
+    old_role = cat.items["role"].to_numpy()
+    old_query = set(cat.lists.query_ids.tolist()) - set(removed.tolist())
+    old_gallery = set(np.flatnonzero(np.isin(old_role, layout.GALLERY_ROLES)).tolist()) - set(removed.tolist())
+    new = set(added.tolist())
+    same_roles = (set(query_ids.tolist()) - new == old_query and set(gallery_ids.tolist()) - new == old_gallery)
+    with timer("index"):  # new ids are the largest: with nothing removed, new gallery rows come last
+        index = fit_index(cat, gallery_ids, appended=same_roles and not len(removed))
+        if cat.index is not None:
+            cat.index = index
+    with timer("search"):
+        if k != cat.lists.k or not same_roles:
+            log.info("k (%d → %d) or the roles changed: searching all %d lists again", cat.lists.k, k, len(query_ids))
+            lists = search(index, gallery_ids, cat.vectors[query_ids], query_ids, k, all_pairs)
+            cat.stats["lists_searched"] = len(query_ids)
+            return query, gallery, mode, index, k, lists
+        kept, lost = drop_removed(cat.lists, removed)
+        kept = kept.take(np.flatnonzero(~np.isin(kept.query_ids, lost)))
+        new_gallery = np.intersect1d(added, gallery_ids)
+        changed = 0
+        if len(new_gallery):
+            small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
+            kept, changed = merge_added(kept, cat.vectors[kept.query_ids], small, new_gallery)
+        fresh = np.union1d(lost, np.intersect1d(added, query_ids))
+        lists = Lists.concat([kept, search(index, gallery_ids, cat.vectors[fresh], fresh, k, all_pairs)], k).sorted()
+    if not np.array_equal(lists.query_ids, query_ids):  # a broken invariant, never a user error
+        raise RuntimeError("the updated lists do not cover the queries")
+    cat.stats.update(lists_changed=changed, lists_searched=len(fresh))
+    log.info("neighbour lists: %d existing lists changed by new items, %d searched (lost a member or new)",
+             changed, len(fresh))
+    return query, gallery, mode, index, k, lists
+
+
+def _metrics(cat: Catalog, query, gallery, mode, index, k, lists: Lists, embedded, timing) -> dict:
+    from ..retrieval import compute_metrics
+
+    quality = compute_metrics(cat.items, lists.query_ids, lists.ids, k)
+    live = cat.live
+    removed_paths = set(cat.items["path"].astype(str)[~live])
+    skipped = [s for s in cat.metrics.get("skipped", []) if s.get("path") not in removed_paths]
+    skipped += embedded.get("skipped", [])
+    return {**cat.metrics, "k": k, "k_requested": int(cat.metrics.get("k_requested", k)), "index": index.name,
+            "mode": mode, **quality,
+            "n_images": int(cat.metrics.get("n_images", 0)) + embedded.get("n_images", 0) - embedded.get("n_removed", 0),
+            "n_ok": int((cat.items["ok"].to_numpy(bool) & live).sum()), "n_skipped": len(skipped),
+            "n_queries": int(len(lists.query_ids)), "n_gallery": int(gallery.sum()),
+            "n_embedded": embedded.get("n_embedded", 0), "n_from_cache": embedded.get("n_from_cache", 0),
+            "timing": timing, "skipped": skipped}
+
+
+def _report(cat: Catalog, out: Path, lists: Lists, metrics: dict, files: list) -> None:
+    """The run's grids and gallery page (index.html), drawn again from the changed lists."""
+    from ..report import draw_grids, pick_grid_queries, write_gallery
+
+    args = cat.info.get("arguments", {})
+    picks = pick_grid_queries(lists.query_ids, int(args.get("grids") or 0), int(args.get("seed") or 0))
+    grids = draw_grids(out, cat.items, lists.query_ids, lists.ids, lists.dist, picks)
+    title = f"Similar-clothes search: {Path(str(cat.info['dataset'].get('root', cat.path))).name}"
+    write_gallery(out, metrics, grids, files, title=title)
+
+
+class _Timer:
+    def __init__(self):
+        self.timing, self.start = {}, time.perf_counter()
+
+    def __call__(self, stage: str):
+        import contextlib
+
+        @contextlib.contextmanager
+        def block():
+            t = time.perf_counter()
+            yield
+            self.timing[stage] = round(self.timing.get(stage, 0.0) + time.perf_counter() - t, 4)
+        return block()
+
+
+def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict | None = None) -> Path:
+    """Recompute roles, index, lists and metrics after the change and write the new run in one transaction."""
+    from .. import rundir
+    from ..provenance import created
+    from ..run import writer
+
+    timer = _Timer()
+    added, removed = np.asarray(added, np.int64), np.asarray(removed, np.int64)
+    query, gallery, mode, index, k, lists = update_lists(cat, added, removed, timer)
+    cat.items["role"] = role_column(cat, query, gallery)
+    timing = {**timer.timing, "total": round(time.perf_counter() - timer.start, 4)}
+    metrics = _metrics(cat, query, gallery, mode, index, k, lists, embedded or {}, timing)
+    body = {key: value for key, value in cat.info.items() if key not in ("format_version", "run_id", "index", "n_items")}
+    body["changes"] = list(body.get("changes", [])) + [{**operation, **cat.stats, "at": created()}]
+    if cat.info.get("arguments", {}).get("insight"):
+        log.info("the insight tables (duplicates, suspects, map) are not carried into the changed run: rerun "
+                 "measure_sim.py to refresh them")
+    with rundir.transaction(cat.path, kind=layout.RUN_KIND) as txn:
+        out = txn.path
+        files = writer.write_items(out, cat.items)
+        files.append(writer.write_embeddings(out, cat.vectors))
+        files += writer.write_neighbors(out, lists.query_ids, lists.dist, lists.ids)
+        path, ref = writer.write_index_npz(out, index, np.flatnonzero(gallery))
+        files.append(path)
+        files.append(writer.write_run_json(out, txn.run_id, ref, len(cat.items), body))
+        from ..atomic import write_json
+
+        files.append(write_json(out / layout.METRICS_JSON, metrics))
+        _report(cat, out, lists, metrics, files)
+    cat.metrics, cat.lists = metrics, lists
+    return txn.target
