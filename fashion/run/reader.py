@@ -3,7 +3,25 @@
 ``fashion search``, ``fashion serve``'s :class:`~fashion.service.SimilarityService`, the insight pages and
 the report open a run through here only, whatever its size and index. Every file read is listed in the
 run's manifest (size and SHA-256), every value answered from is checked for its type at open, and a run
-is refused with one line naming the file at fault (:class:`~fashion.rundir.RunDirError`). A run of the
+is refused with one line naming the file at fault (:class:`~fashion.rundir.RunDirError`).
+
+What open costs, and the trade-off of the check (``full_check``): by default every file is checked
+for its size, and hashed whole when it is at most :data:`fashion.rundir.SAMPLE_ABOVE` (64 MiB); a
+larger one (embeddings.npy: 2 GB at 1M × 512; the IVF-PQ's float16 vectors and inverted lists) is
+checked by the sampled fingerprint its manifest records (:func:`fashion.rundir.sample_sha256`: the
+size and 64 blocks of 64 KiB, 4 MiB read whatever the size) instead of hashing 3 GB at every start
+(1M × 512 run: open_run 0.9–1.6 s on the shared cores, most of it the 1M-row item table). What that misses: a change confined
+to the unsampled bytes of a large file (a few flipped bits inside embeddings.npy) is not seen at open;
+a truncated, extended, replaced or swapped file, a rewritten header and any change to a small file
+(run.json, the tables, index.faiss) still are. Beyond the manifest, :func:`fashion.run.index.load`
+searches a sample of gallery items, each of which must find itself at distance ~0, so embeddings
+from another run or in another order are refused at open too. ``full_check=True`` hashes every file
+whole (what ``fashion.rundir.verify(run_dir)`` does), for an explicit check of a copied or archived
+run; a manifest without sampled fingerprints (a run sealed before them) is hashed whole.
+
+Nothing large is read whole at open: embeddings.npy is memory-mapped (its header is read), the item
+table is read memory-mapped from its parquet parts, and the IVF-PQ index maps its inverted lists and
+float16 re-rank vectors (:class:`fashion.scale.ivfpq.ScaleIndex`). A run of the
 older layout (items.csv, neighbors.csv; no ``format_version``) is refused with the line that says how to
 upgrade it (rerun into the same directory: the embedding cache makes that cheap).
 """
@@ -19,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..rundir import RunDirError
+from ..rundir import RowReader, RunDirError
 from . import layout
 from .checks import check_columns, check_metrics, dataset_root, read_table
 
@@ -45,6 +63,7 @@ class Run:
     embeddings: np.ndarray
     index: Any = None
     insight: dict = field(default_factory=dict)
+    _rows: Any = field(default=None, repr=False, compare=False)
 
     @property
     def index_ref(self) -> layout.IndexRef:
@@ -54,6 +73,13 @@ class Run:
     def gallery_ids(self) -> np.ndarray:
         """Sorted ids of the items the index holds (role both or gallery)."""
         return np.flatnonzero(self.items["role"].isin(layout.GALLERY_ROLES).to_numpy()).astype(np.int64)
+
+    def vectors(self, ids) -> np.ndarray:
+        """float32 (len(ids), d): the embedding rows ``ids``, read with pread (:class:`fashion.rundir.RowReader`),
+        not through the map, so a server answering random ids does not map the file into its memory."""
+        if self._rows is None:
+            self._rows = RowReader(self.path / layout.EMBEDDINGS)
+        return self._rows.read(ids)
 
     def neighbors(self):
         """The neighbour lists (DataFrame query_id, rank, neighbor_id, distance; by query, then rank)."""
@@ -81,7 +107,7 @@ def _read_parts(run_dir, name: str, columns: tuple[str, ...]):
     tables = []
     for path in parts(run_dir, name):
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(path, memory_map=True)
         except (OSError, ValueError, pa.ArrowException) as exc:
             raise RunDirError(f"{path}: not a readable table ({str(exc).splitlines()[0][:200]})") from None
         absent = [c for c in columns if c not in table.column_names]
@@ -169,11 +195,12 @@ def _embeddings(run_dir: Path, n: int) -> np.ndarray:
     return embeddings
 
 
-def open_run(run_dir, load_index: bool = True) -> Run:
+def open_run(run_dir, load_index: bool = True, full_check: bool = False) -> Run:
     """Read a finished run directory, refusing a missing, half-written, inconsistent or old one.
 
     Every check of a run directory lives here (one place to add a manifest check); ``load_index=False``
-    leaves ``index`` None (:func:`fashion.run.index.load` loads it later, e.g. beside the model). Raises
+    leaves ``index`` None (:func:`fashion.run.index.load` loads it later, e.g. beside the model);
+    ``full_check`` hashes every file whole instead of large files by their samples (module docstring). Raises
     FileNotFoundError (no such directory, or a file missing: "is not a finished run") or
     :class:`RunDirError` (one line naming the file at fault, or saying how to upgrade an old run).
     """
@@ -196,7 +223,7 @@ def open_run(run_dir, load_index: bool = True) -> Run:
     tables = tuple(p.relative_to(run_dir).as_posix()
                    for name in (layout.ITEMS_DIR, layout.NEIGHBORS_DIR) for p in parts(run_dir, name))
     # the manifest: one complete run, no file changed or taken from another run, and every file read here in it
-    manifest = verify(run_dir, require=(layout.RUN_JSON, layout.METRICS_JSON, layout.EMBEDDINGS) + tables + present)
+    manifest = verify(run_dir, hashes=True if full_check else "sampled", require=(layout.RUN_JSON, layout.METRICS_JSON, layout.EMBEDDINGS) + tables + present)
     info = _run_json(run_dir)
     unlisted = [name for name in layout.IndexRef(**info["index"]).files() if name not in manifest["files"]]
     if unlisted:

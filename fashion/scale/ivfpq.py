@@ -205,7 +205,10 @@ class ScaleIndex:
         faiss = _faiss()
         # the .ivfdata file is found beside index.faiss wherever the directory now is
         self.index = faiss.read_index(str(self.directory / INDEX_FILE), faiss.IO_FLAG_ONDISK_SAME_DIR)
+        from ..rundir import RowReader
+
         self.vectors = np.load(self.directory / RERANK_FILE, mmap_mode="r")
+        self.rows = RowReader(self.directory / RERANK_FILE)  # the re-rank's reads (not through the map: see it)
 
     def search(self, Q: np.ndarray, k: int = 10, nprobe: int | None = None, rerank: int | None = None,
                block: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -237,9 +240,9 @@ class ScaleIndex:
         """Cosine distances 1 − q·v of the candidates from the float16 vectors (inf for missing ids)."""
         valid = cand >= 0
         flat = np.where(valid, cand, 0).ravel()
-        order = np.argsort(flat, kind="stable")  # sorted reads of the memory-mapped matrix
+        order = np.argsort(flat, kind="stable")  # reads in file order
         vecs = np.empty((len(flat), self.vectors.shape[1]), dtype=np.float32)
-        vecs[order] = self.vectors[flat[order]]
+        vecs[order] = self.rows.read(flat[order])
         sims = np.einsum("qkd,qd->qk", vecs.reshape(cand.shape + (-1,)), q)
         return np.where(valid, 1.0 - sims, np.inf).astype(np.float32)
 

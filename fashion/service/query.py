@@ -63,7 +63,7 @@ class SimilarityService:
         self._in_index = np.zeros(len(items), dtype=bool)
         self._in_index[self._id_of] = True
         self._usable = np.flatnonzero(self._ok)
-        self._lower = np.char.lower(self._relpaths.astype(str))
+        self._lower_relpaths = None  # made by the first text filter (seconds at 1M items), not at start
         self.root = Path(root) if root is not None else dataset_root(run.info, run.path / "run.json")
         self._batcher = MicroBatcher(self._network_batch, max_batch=MAX_BATCH)
         self._index_lock = threading.Lock()
@@ -73,7 +73,11 @@ class SimilarityService:
         table, trust = reports if reports is not None else read_model_reports(run.info)
         self._suspects = self._match_suspects(table)
         self._trust = trust
-        names, counts = np.unique(self._labels[self._usable], return_counts=True)
+        import pandas as pd
+
+        # hashing, not np.unique's sort of a million Python strings (seconds at 1M items)
+        by_label = pd.Series(self._labels[self._usable]).value_counts().sort_index()
+        names, counts = by_label.index.to_numpy(), by_label.to_numpy()
         precision = self.metrics.get("per_label_precision", {})
         queries = self.metrics.get("per_label_queries", {})
         self._label_stats = [LabelStat(str(n), int(c), precision.get(str(n)), int(queries.get(str(n), 0)))
@@ -218,7 +222,7 @@ class SimilarityService:
         selection = self.filter.select(filters, text)
         if not self._ok[i]:
             raise ItemNotFound(f"item {i} ({self._relpaths[i]}) was skipped by the run: it has no embedding")
-        vector = np.asarray(self.run.embeddings[i], dtype=np.float32)
+        vector = self.run.vectors([i])[0].astype(np.float32)  # pread, not the map (fashion.rundir.RowReader)
         results = self._search(vector, k, exclude=i if self._in_index[i] else None, allowed=selection.ids)
         return SearchResponse(len(results), results, None, query_id=i, filters=selection.applied,
                               ignored=selection.ignored)
@@ -271,7 +275,9 @@ class SimilarityService:
         if label:
             ids = ids[self._labels[ids] == label]
         if q:
-            ids = ids[np.char.find(self._lower[ids], q.lower()) >= 0]
+            if self._lower_relpaths is None:
+                self._lower_relpaths = np.char.lower(self._relpaths.astype(str))
+            ids = ids[np.char.find(self._lower_relpaths[ids], q.lower()) >= 0]
         if selection.labels and self._scores is not None:
             ids = rank_by_category(ids, selection.labels, *self._scores)
         page = ids[int(offset):int(offset) + int(limit)]
