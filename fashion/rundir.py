@@ -25,7 +25,6 @@ import contextlib
 import ctypes
 import errno
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -303,15 +302,11 @@ def _content_files(directory: Path, skip: tuple[str, ...]) -> Iterator[Path]:
 
 
 def read_json_object(path: os.PathLike | str) -> dict:
-    """A JSON object from a run file; :class:`RunDirError` naming the file when it is not one."""
-    path = Path(path)
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"{path}: not readable JSON ({exc}); the run is incomplete or damaged") from None
-    if not isinstance(value, dict):
-        raise RunDirError(f"{path}: expected a JSON object, got {type(value).__name__}")
-    return value
+    """A JSON object from a run file (:func:`fashion.runfiles.read_json`, the one JSON reader);
+    :class:`RunDirError` naming the file when it is not one."""
+    from .runfiles import read_json
+
+    return read_json(path, error=RunDirError)
 
 
 def _check_run_id(directory: Path, name: str, run_id: str) -> None:

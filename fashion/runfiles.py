@@ -24,16 +24,24 @@ class RunFileError(FashionError, ValueError):
     """A run file is missing a key or column, or holds a value of the wrong type or range."""
 
 
-def read_json(path: os.PathLike | str) -> dict:
-    """A JSON object from ``path`` (through the file gate); :class:`RunFileError` if it is not one."""
+def read_json(path: os.PathLike | str, error: type[FashionError] | None = None) -> dict:
+    """A JSON object from ``path`` (through the file gate: a regular file of at most MAX_JSON_BYTES), the
+    one reader of every JSON file a run or a model directory holds; ``error`` (default
+    :class:`RunFileError`; the run directory's readers pass :class:`~fashion.rundir.RunDirError`) names the
+    file when it is not readable JSON or not an object."""
+    from .filegate import UnsafeFileError
+
+    error = error or RunFileError
     path = Path(path)
-    data = read_bytes(path, MAX_JSON_BYTES, what="run file")
     try:
+        data = read_bytes(path, MAX_JSON_BYTES, what="run file")
         value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunFileError(f"{path}: not valid JSON ({exc})") from None
+    except UnsafeFileError as exc:
+        raise error(str(exc)) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path}: not readable JSON ({exc}); the file is incomplete or damaged") from None
     if not isinstance(value, dict):
-        raise RunFileError(f"{path}: expected a JSON object, got {type(value).__name__}")
+        raise error(f"{path}: expected a JSON object, got {type(value).__name__}")
     return value
 
 

@@ -174,11 +174,12 @@ def _run_json(run_dir: Path) -> dict:
 
 def _is_old(path: Path) -> bool:
     """Whether run.json parses as an object without ``format_version`` (a run of the older layout)."""
-    import json
+    from ..errors import FashionError
+    from ..runfiles import read_json
 
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        info = read_json(path)
+    except FashionError:
         return False  # refused later, naming the file
     return isinstance(info, dict) and "format_version" not in info
 

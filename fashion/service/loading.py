@@ -18,8 +18,6 @@ SUSPECTS_COLUMNS = {"path": "str", "label": "str", "predicted": "str", "label_pr
 def read_model_reports(info: dict) -> tuple:
     """(suspect_labels.csv as a DataFrame or None, the trust block of its metrics.json or None) of the
     run's trained model: read once at open, like every other file the service answers from."""
-    import json
-
     model_dir = info["embedder"].get("model_dir")
     if not model_dir:
         return None, None
@@ -30,9 +28,12 @@ def read_model_reports(info: dict) -> tuple:
         table = read_table(Path(model_dir) / SUSPECTS_FILE, SUSPECTS_COLUMNS)
     trust, path = None, Path(model_dir) / "metrics.json"
     if path.is_file():
+        from ..errors import FashionError
+        from ..runfiles import read_json
+
         try:
-            block = json.loads(path.read_text()).get("suspect_labels", {})
-        except (OSError, ValueError, AttributeError) as exc:
+            block = read_json(path).get("suspect_labels", {})
+        except FashionError as exc:
             log.warning("%s: unreadable (%s)", path, exc)
             block = None
         if isinstance(block, dict) and "reliable" in block:
