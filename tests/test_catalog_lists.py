@@ -11,8 +11,7 @@ from fashion.catalog.lists import Lists, search
 from fashion.neighbors import build_index
 from fashion.retrieval import compute_metrics
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import given, settings, strategies as st  # noqa: E402  (the dev extra: the property test runs, never skips)
 
 LABELS = ("a", "b", "c")
 
