@@ -4,7 +4,8 @@
 
 Prints the seconds of: the server's imports (fastapi, uvicorn), fashion's modules, open_run (manifest,
 item table, embeddings map), the saved index (with its self-check), the embedder (imports and build),
-the warm-up forward pass, and the service's item arrays; with the 1-minute load average.
+the service's item arrays, and the warm-up (``SimilarityService.warm``: the network at every batch size
+it may get, as ``open`` runs it); with the 1-minute load average.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ def main(argv=None) -> int:
     from fashion.run.reader import open_run
     from fashion.service import SimilarityService
     from fashion.service.loading import embedder_for
-    from fashion.service.query import _forward
     mark("fashion modules")
     run = open_run(run_dir, load_index=False)
     mark("open_run")
@@ -39,12 +39,10 @@ def main(argv=None) -> int:
     mark("index")
     embedder = embedder_for(run.info)
     mark("embedder")
-    from PIL import Image
-
-    _forward(embedder, Image.new("RGB", (embedder.size, embedder.size)))
-    mark("warm pass")
-    SimilarityService(run, embedder)
+    service = SimilarityService(run, embedder)
     mark("service tables")
+    service.warm()
+    mark("warm passes")
     steps = "  ".join(f"{name} {t - marks[i][1]:.2f}" for i, (name, t) in enumerate(marks[1:]))
     print(f"load {os.getloadavg()[0]:.1f}: {steps}  total {marks[-1][1] - marks[0][1]:.2f} s")
     return 0
