@@ -286,3 +286,23 @@ def test_the_reduced_decode_keeps_the_gate_orientation_and_colour(tmp_path):
     path.write_bytes(data)
     assert open_image(path, min_size=160).size == (250, 175)
     assert open_image(path, bbox=(0, 0, 500, 500), min_size=160).size == (500, 500)  # a crop: full scale
+
+
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_the_reduced_decode_turns_every_exif_orientation_as_the_full_decode(orientation):
+    # the reduced path has its own orientation table (images._TRANSPOSES); the full decode uses
+    # ImageOps.exif_transpose: an asymmetric photo must come out the same way up from both
+    from fashion.images import open_image_bytes
+
+    pixels = np.zeros((400, 800, 3), dtype=np.uint8)
+    pixels[:, :300] = (220, 30, 30)  # a red left part, a green top-right corner, the rest blue
+    pixels[:, 300:] = (30, 30, 220)
+    pixels[:150, 600:] = (30, 200, 30)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = _jpeg(Image.fromarray(pixels), exif=exif.tobytes())
+    full = open_image_bytes(data)
+    reduced = open_image_bytes(data, min_size=100)
+    assert reduced.size == (full.width // 4, full.height // 4)
+    expected = np.asarray(full.resize(reduced.size, Image.Resampling.BOX), dtype=float)
+    assert np.abs(np.asarray(reduced, dtype=float) - expected).mean() < 8
