@@ -11,7 +11,7 @@ Contract (README "Explore"; tests/test_server.py):
 - ``GET /api/items/{id}/neighbors?k=&filter=&text=`` → the search's shape for a gallery item
 - ``GET /api/items?label=&q=&filter=&text=&offset=&limit=&facets=`` → ``{"total", "offset", "limit", "items",
   "filters", "ignored", "facets"}``
-- ``GET /api/facets?filter=&text=`` → ``{"facets": [...]}``: label and each metadata column with few values
+- ``GET /api/facets?filter=&text=`` → ``{"facets": [...], "filters", "ignored"}``: label and each metadata column with few values
   (value counts), numbers and dates as min/max, over the items the filters keep
 
 ``filter=`` repeats (ANDed) and takes the grammar of :mod:`fashion.filters` (``label=dress``, ``price<100``,
