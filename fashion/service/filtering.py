@@ -44,6 +44,7 @@ class ItemFilter:
         self.table = _booleans(items.drop(columns=[c for c in HIDDEN if c in items.columns]).reset_index(drop=True))
         self.usable = np.asarray(usable, dtype=np.int64)
         self._vocabulary = None
+        self._facets = None
         self._masks: OrderedDict[grammar.Clause, np.ndarray] = OrderedDict()
         self._masks_lock = threading.Lock()
 
@@ -107,11 +108,8 @@ class ItemFilter:
 
         rows = self.table.iloc[self.usable if ids is None else np.asarray(ids, dtype=np.int64)]
         out = []
-        for column in self.table.columns:
-            if column in NOT_FACETS:
-                continue
+        for column, kind in self._facet_columns():
             series = rows[column].dropna()
-            kind = grammar.column_kind(self.table[column])
             if kind in ("number", "date"):
                 low, high = (series.min(), series.max()) if len(series) else (None, None)
                 if kind == "date":
@@ -123,13 +121,26 @@ class ItemFilter:
             if kind == "text":
                 series = series.astype(str)
                 series = series[series.str.len() > 0]
-            if self.table[column].nunique(dropna=True) > MAX_FACET_VALUES:
-                continue
             counts = series.value_counts(sort=True)
             values = [{"value": (str(v).lower() if kind == "bool" else str(v)), "count": int(c)}
                       for v, c in counts.items()]
             out.append({"column": str(column), "kind": kind, "values": values})
         return out
+
+    def _facet_columns(self) -> list[tuple[str, str]]:
+        """(column, kind) of the table's facet columns: a fact of the whole table, found once (the kind
+        and the distinct-value count of every column over all items are not redone per request)."""
+        if self._facets is None:
+            found = []
+            for column in self.table.columns:
+                if column in NOT_FACETS:
+                    continue
+                kind = grammar.column_kind(self.table[column])
+                if kind not in ("number", "date") and self.table[column].nunique(dropna=True) > MAX_FACET_VALUES:
+                    continue
+                found.append((column, kind))
+            self._facets = found
+        return self._facets
 
 
 def _booleans(table):
