@@ -154,29 +154,33 @@ def _booleans(table):
     return table
 
 
-def category_scores(run, classifier=None) -> tuple[np.ndarray, tuple[str, ...]] | None:
+def category_scores(run, classifier=None, embedder=None) -> tuple[np.ndarray, tuple[str, ...]] | None:
     """((n_items, n_classes) scores of the trained model's categories for every item, its class names),
     from the stored embeddings through the trained head's last layer (a softmax of its logits), when the
     run embedded with that head's penultimate features (``layer`` head) of a single model; None otherwise
     (then words rank by id). ``classifier``: the run's model when already loaded (else read from the run's
-    ``model_dir``, once, at open).
+    ``model_dir``, once, at open). ``embedder``: the run's rebuilt embedder, whose one-pass classifier
+    (:attr:`~fashion.embedding.Embedder.classes`, the same last layer) is used instead of loading the model again.
 
     The embeddings are stored at unit length, so the scores keep the classifier's order of the categories
     for each item but are softmaxed at a different temperature than a fresh prediction of the photo."""
-    embedder = run.info.get("embedder", {})
-    if embedder.get("layer") != "head" or not embedder.get("model_dir"):
-        return None
-    if classifier is None:
-        from ..modelio import load_model
-
-        classifier = load_model(embedder["model_dir"])
-    if classifier.is_ensemble:
+    described = run.info.get("embedder", {})
+    if described.get("layer") != "head" or not described.get("model_dir"):
         return None
     import torch
 
-    from ..heads import last_layer
+    if classifier is None and embedder is not None and embedder.classes is not None and embedder.layer == "head":
+        last, names = embedder.classes, embedder.class_names  # the embedder loaded this model already
+    else:
+        if classifier is None:
+            from ..modelio import load_model
 
-    last = last_layer(classifier.head)
+            classifier = load_model(described["model_dir"])
+        if classifier.is_ensemble:
+            return None
+        from ..heads import last_layer
+
+        last, names = last_layer(classifier.head), tuple(classifier.classes)
     if last.in_features != run.embeddings.shape[1]:
         return None
     scores = np.empty((len(run.embeddings), last.out_features), dtype=np.float32)
@@ -184,7 +188,7 @@ def category_scores(run, classifier=None) -> tuple[np.ndarray, tuple[str, ...]] 
         for start in range(0, len(scores), SCORE_ROWS):  # the memory-mapped embeddings a block at a time
             block = np.array(run.embeddings[start:start + SCORE_ROWS], dtype=np.float32)
             scores[start:start + len(block)] = torch.softmax(last(torch.from_numpy(block)).float(), dim=1).numpy()
-    return scores, tuple(classifier.classes)
+    return scores, tuple(names)
 
 
 def rank_by_category(ids: np.ndarray, labels: tuple[str, ...], scores: np.ndarray | None, classes) -> np.ndarray:
