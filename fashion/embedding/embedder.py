@@ -252,6 +252,12 @@ class Embedder:
         int8 runtime, whose saved network has the vectors alone)."""
         return self._classes is not None and self.runtime != "openvino-int8"
 
+    @property
+    def classes(self) -> "nn.Module | None":
+        """The trained classifier's last part this embedder holds (with ``layer == "head"``: the head's last
+        Linear, over the vectors' penultimate features), or None without a trained single model."""
+        return self._classes
+
     def classify(self, images: "torch.Tensor") -> "tuple[torch.Tensor, torch.Tensor]":
         """uint8 (N, 3, S, S) RGB → (vectors float32 (N, d) as :meth:`forward`, class probabilities float32
         (N, len(class_names)) in the order of ``class_names``), from one pass of the network: the body's

@@ -76,7 +76,10 @@ def upgrade(run_dir) -> Path:
         for entry in run_dir.iterdir():  # everything else (embeddings, insight, grids, gallery) as it was
             if entry.name in OLD_FILES + (rundir.MANIFEST,) + layout.WORK_DIRS or entry.name.startswith("."):
                 continue
-            (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, out / entry.name)
+            if entry.is_dir():
+                shutil.copytree(entry, out / entry.name)
+            else:  # a hard link where it can (embeddings.npy: GBs), as the sharded runs' seal does
+                writer.link_or_copy(entry, out / entry.name)
         writer.write_items(out, table)
         write_table(out / layout.NEIGHBORS_DIR / layout.part_name(0), pa.table({
             "query_id": pa.array(neighbors["query"].to_numpy(np.int64)),

@@ -137,7 +137,7 @@ def seal(work, out, run_id: str, quality: dict, options: SealOptions | None = No
             "versions": provenance.versions(), "git": provenance.git_revision(), "created": provenance.created()}
     body["backbone"], body["model_checksum"] = body["embedder"].get("arch"), body["embedder"].get("checksum")
     files[layout.RUN_JSON] = writer.write_run_json(out, run_id, ref, n, body)
-    files[layout.METRICS_JSON] = write_json(out / layout.METRICS_JSON, metrics)
+    files[layout.METRICS_JSON] = out / layout.METRICS_JSON  # written once, below (the gallery only links it)
     files[layout.GALLERY] = write_gallery(out, metrics, grids, [files[layout.RUN_JSON], files[layout.METRICS_JSON]],
                                           title=f"Similar-clothes search: {Path(info.root).name}", sections=sections)
     write_json(out / layout.METRICS_JSON, metrics)

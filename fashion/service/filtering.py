@@ -44,6 +44,7 @@ class ItemFilter:
         self.table = _booleans(items.drop(columns=[c for c in HIDDEN if c in items.columns]).reset_index(drop=True))
         self.usable = np.asarray(usable, dtype=np.int64)
         self._vocabulary = None
+        self._facets = None
         self._masks: OrderedDict[grammar.Clause, np.ndarray] = OrderedDict()
         self._masks_lock = threading.Lock()
 
@@ -107,11 +108,8 @@ class ItemFilter:
 
         rows = self.table.iloc[self.usable if ids is None else np.asarray(ids, dtype=np.int64)]
         out = []
-        for column in self.table.columns:
-            if column in NOT_FACETS:
-                continue
+        for column, kind in self._facet_columns():
             series = rows[column].dropna()
-            kind = grammar.column_kind(self.table[column])
             if kind in ("number", "date"):
                 low, high = (series.min(), series.max()) if len(series) else (None, None)
                 if kind == "date":
@@ -123,13 +121,26 @@ class ItemFilter:
             if kind == "text":
                 series = series.astype(str)
                 series = series[series.str.len() > 0]
-            if self.table[column].nunique(dropna=True) > MAX_FACET_VALUES:
-                continue
             counts = series.value_counts(sort=True)
             values = [{"value": (str(v).lower() if kind == "bool" else str(v)), "count": int(c)}
                       for v, c in counts.items()]
             out.append({"column": str(column), "kind": kind, "values": values})
         return out
+
+    def _facet_columns(self) -> list[tuple[str, str]]:
+        """(column, kind) of the table's facet columns: a fact of the whole table, found once (the kind
+        and the distinct-value count of every column over all items are not redone per request)."""
+        if self._facets is None:
+            found = []
+            for column in self.table.columns:
+                if column in NOT_FACETS:
+                    continue
+                kind = grammar.column_kind(self.table[column])
+                if kind not in ("number", "date") and self.table[column].nunique(dropna=True) > MAX_FACET_VALUES:
+                    continue
+                found.append((column, kind))
+            self._facets = found
+        return self._facets
 
 
 def _booleans(table):
@@ -143,29 +154,33 @@ def _booleans(table):
     return table
 
 
-def category_scores(run, classifier=None) -> tuple[np.ndarray, tuple[str, ...]] | None:
+def category_scores(run, classifier=None, embedder=None) -> tuple[np.ndarray, tuple[str, ...]] | None:
     """((n_items, n_classes) scores of the trained model's categories for every item, its class names),
     from the stored embeddings through the trained head's last layer (a softmax of its logits), when the
     run embedded with that head's penultimate features (``layer`` head) of a single model; None otherwise
     (then words rank by id). ``classifier``: the run's model when already loaded (else read from the run's
-    ``model_dir``, once, at open).
+    ``model_dir``, once, at open). ``embedder``: the run's rebuilt embedder, whose one-pass classifier
+    (:attr:`~fashion.embedding.Embedder.classes`, the same last layer) is used instead of loading the model again.
 
     The embeddings are stored at unit length, so the scores keep the classifier's order of the categories
     for each item but are softmaxed at a different temperature than a fresh prediction of the photo."""
-    embedder = run.info.get("embedder", {})
-    if embedder.get("layer") != "head" or not embedder.get("model_dir"):
-        return None
-    if classifier is None:
-        from ..modelio import load_model
-
-        classifier = load_model(embedder["model_dir"])
-    if classifier.is_ensemble:
+    described = run.info.get("embedder", {})
+    if described.get("layer") != "head" or not described.get("model_dir"):
         return None
     import torch
 
-    from ..heads import last_layer
+    if classifier is None and embedder is not None and embedder.classes is not None and embedder.layer == "head":
+        last, names = embedder.classes, embedder.class_names  # the embedder loaded this model already
+    else:
+        if classifier is None:
+            from ..modelio import load_model
 
-    last = last_layer(classifier.head)
+            classifier = load_model(described["model_dir"])
+        if classifier.is_ensemble:
+            return None
+        from ..heads import last_layer
+
+        last, names = last_layer(classifier.head), tuple(classifier.classes)
     if last.in_features != run.embeddings.shape[1]:
         return None
     scores = np.empty((len(run.embeddings), last.out_features), dtype=np.float32)
@@ -173,7 +188,7 @@ def category_scores(run, classifier=None) -> tuple[np.ndarray, tuple[str, ...]] 
         for start in range(0, len(scores), SCORE_ROWS):  # the memory-mapped embeddings a block at a time
             block = np.array(run.embeddings[start:start + SCORE_ROWS], dtype=np.float32)
             scores[start:start + len(block)] = torch.softmax(last(torch.from_numpy(block)).float(), dim=1).numpy()
-    return scores, tuple(classifier.classes)
+    return scores, tuple(names)
 
 
 def rank_by_category(ids: np.ndarray, labels: tuple[str, ...], scores: np.ndarray | None, classes) -> np.ndarray:

@@ -83,7 +83,7 @@ class SimilarityService:
         self._label_stats = [LabelStat(str(n), int(c), precision.get(str(n)), int(queries.get(str(n), 0)))
                              for n, c in zip(names, counts)]
         self.filter = ItemFilter(items, self._usable)  # filter= clauses and search words → allowed ids
-        self._scores = category_scores(run, classifier)  # words-only queries rank by these (None: by id)
+        self._scores = category_scores(run, classifier, embedder)  # words-only queries rank by these (None: by id)
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._thumb_lock = threading.Lock()
 
