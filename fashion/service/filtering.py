@@ -95,9 +95,10 @@ class ItemFilter:
                     if len(distinct) <= MAX_VOCABULARY_VALUES:
                         values[column] = [v for v in distinct if v]
             labels = sorted(set(self.table["label"].astype(str)))
-            self._vocabulary = (labels, values, numeric, textquery.COLOUR_COLUMN in self.table.columns)
-        labels, values, numeric, colours = self._vocabulary
-        return textquery.parse(text, labels=labels, values=values, numeric=numeric, colours=colours)
+            colours = textquery.COLOUR_COLUMN in self.table.columns
+            self._vocabulary = (textquery.Vocabulary.build(labels, values, colours), numeric)
+        vocabulary, numeric = self._vocabulary
+        return textquery.parse(text, numeric=numeric, vocabulary=vocabulary)
 
     def facets(self, ids: np.ndarray | None = None) -> list[dict]:
         """Facets of the items ``ids`` (default: every usable item): per column with few values
