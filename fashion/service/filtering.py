@@ -51,8 +51,7 @@ class ItemFilter:
         """The usable items every clause of ``filters`` (text or :class:`~fashion.filters.Clause`, ANDed)
         and the words of ``text`` keep; :class:`~fashion.filters.FilterError` (one line) when a clause
         does not parse or fit the table."""
-        clauses = grammar.parse_all(filters) if isinstance(filters, str) or filters is None else [
-            c if isinstance(c, grammar.Clause) else grammar.parse(c) for c in filters]
+        clauses = grammar.parse_all(filters)
         ignored, labels = [], ()
         if text is not None and str(text).strip():
             words = self.parse_text(text)
