@@ -98,13 +98,14 @@ def parse(text: str) -> Clause:
     return Clause(found["column"], op, (value,))
 
 
-def parse_all(texts: Iterable[str] | str | None) -> list[Clause]:
-    """Every clause of ``texts`` (one string or several; None: none), to be ANDed."""
+def parse_all(texts: Iterable[Clause | str] | str | None) -> list[Clause]:
+    """Every clause of ``texts`` (one string or several, parsed ones kept as they are; None: none), to be
+    ANDed."""
     if texts is None:
         return []
     if isinstance(texts, str):
         texts = [texts]
-    return [parse(t) for t in texts]
+    return [t if isinstance(t, Clause) else parse(t) for t in texts]
 
 
 def column_kind(series) -> str:
@@ -173,8 +174,7 @@ def clause_mask(table, clause: Clause) -> np.ndarray:
 
 def mask(table, clauses: Iterable[Clause | str] | str | None) -> np.ndarray:
     """Rows of ``table`` kept by every clause (text clauses are parsed first); all True when none."""
-    clauses = parse_all(clauses) if isinstance(clauses, str) else [
-        c if isinstance(c, Clause) else parse(c) for c in (clauses or [])]
+    clauses = parse_all(clauses)
     keep = np.ones(len(table), dtype=bool)
     for clause in clauses:
         keep &= clause_mask(table, clause)

@@ -163,12 +163,14 @@ def _number(word: str) -> float | None:
 
 
 def parse(text: str, labels: Iterable[str] = (), values: Mapping[str, Iterable[str]] | None = None,
-          numeric: Iterable[str] = (), colours: bool = True) -> TextQuery:
+          numeric: Iterable[str] = (), colours: bool = True, vocabulary: Vocabulary | None = None) -> TextQuery:
     """Parse ``text`` against a run's ``labels``, its text columns' ``values`` (column → values) and its
     ``numeric`` column names (``under 50`` needs a ``price`` column among them); ``colours=False`` when
-    the run has no colour columns (colour words are then ignored and shown as such)."""
+    the run has no colour columns (colour words are then ignored and shown as such). ``vocabulary``: the
+    run's :meth:`Vocabulary.build`, made once by a caller that parses many texts (then ``labels``,
+    ``values`` and ``colours`` are not read)."""
     text = str(text)[:MAX_TEXT]
-    vocab = Vocabulary.build(labels, values, colours)
+    vocab = Vocabulary.build(labels, values, colours) if vocabulary is None else vocabulary
     words = [_norm(w) for w in _WORD.findall(text.replace("$", " "))]
     wanted: dict[str, list] = {"label": [], "not_label": [], "colour": [], "not_colour": []}
     filters: list[Clause] = []

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..neighbors.base import _drop_self
+
 log = logging.getLogger(__name__)
 
 
@@ -76,11 +78,7 @@ def search(index, gallery_ids: np.ndarray, vectors: np.ndarray, query_ids: np.nd
     dist, rows = index.kneighbors(vectors, n_neighbors=min(k + extra, index.n_samples_fit_))
     ids = gallery_ids[rows]
     if extra:
-        own = ids == query_ids[:, None]
-        own[~own.any(axis=1), -1] = True
-        own &= np.cumsum(own, axis=1) == 1
-        q = len(query_ids)
-        ids, dist = ids[~own].reshape(q, -1), dist[~own].reshape(q, -1)
+        dist, ids = _drop_self(dist, ids, own=query_ids)
     ids, dist = _pad(ids[:, :k], dist[:, :k], k)
     return Lists(query_ids, ids, dist.astype(np.float32))
 

@@ -73,15 +73,15 @@ def _check_metric(metric: str) -> str:
     return metric
 
 
-def _drop_self(dist: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop each row's own index from (q, k+1) distances and indices in ascending distance order; drop
-    the last column where it is absent (exact duplicates tied with it).
+def _drop_self(dist: np.ndarray, idx: np.ndarray, own: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Drop each row's own index (``own[i]``, default ``i``) from (q, k+1) distances and indices in
+    ascending distance order; drop the last column where it is absent (exact duplicates tied with it).
 
     >>> _drop_self(np.zeros((2, 3)), np.array([[1, 0, 2], [0, 1, 2]]))[1].tolist()
     [[1, 2], [0, 2]]
     """
     q, k1 = idx.shape
-    mask = idx == np.arange(q)[:, None]
+    mask = idx == (np.arange(q) if own is None else np.asarray(own))[:, None]
     mask[~mask.any(axis=1), -1] = True
     mask &= np.cumsum(mask, axis=1) == 1  # the own index appears at most once, but be safe
     return dist[~mask].reshape(q, k1 - 1), idx[~mask].reshape(q, k1 - 1)

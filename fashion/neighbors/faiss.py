@@ -19,7 +19,9 @@ def selected_params(index, rows: np.ndarray, n: int, nprobe: int | None = None, 
     Returns (params, keep-alive): the selector reads the bitmap array, which must outlive the search."""
     import faiss
 
-    bits = np.packbits(np.isin(np.arange(n), rows), bitorder="little")
+    member = np.zeros(n, dtype=bool)  # a scatter, O(n + rows): np.isin(np.arange(n), rows) sorts both
+    member[rows] = True
+    bits = np.packbits(member, bitorder="little")
     selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
     try:
         ivf = faiss.extract_index_ivf(index)

@@ -52,8 +52,7 @@ class ItemFilter:
         """The usable items every clause of ``filters`` (text or :class:`~fashion.filters.Clause`, ANDed)
         and the words of ``text`` keep; :class:`~fashion.filters.FilterError` (one line) when a clause
         does not parse or fit the table."""
-        clauses = grammar.parse_all(filters) if isinstance(filters, str) or filters is None else [
-            c if isinstance(c, grammar.Clause) else grammar.parse(c) for c in filters]
+        clauses = grammar.parse_all(filters)
         ignored, labels = [], ()
         if text is not None and str(text).strip():
             words = self.parse_text(text)
@@ -96,9 +95,10 @@ class ItemFilter:
                     if len(distinct) <= MAX_VOCABULARY_VALUES:
                         values[column] = [v for v in distinct if v]
             labels = sorted(set(self.table["label"].astype(str)))
-            self._vocabulary = (labels, values, numeric, textquery.COLOUR_COLUMN in self.table.columns)
-        labels, values, numeric, colours = self._vocabulary
-        return textquery.parse(text, labels=labels, values=values, numeric=numeric, colours=colours)
+            colours = textquery.COLOUR_COLUMN in self.table.columns
+            self._vocabulary = (textquery.Vocabulary.build(labels, values, colours), numeric)
+        vocabulary, numeric = self._vocabulary
+        return textquery.parse(text, numeric=numeric, vocabulary=vocabulary)
 
     def facets(self, ids: np.ndarray | None = None) -> list[dict]:
         """Facets of the items ``ids`` (default: every usable item): per column with few values
