@@ -122,7 +122,7 @@ def load_items(config: MeasureConfig):
     return table
 
 
-def _roles(table, ok: np.ndarray, config: MeasureConfig) -> tuple[np.ndarray, np.ndarray, str]:
+def assign_roles(table, ok: np.ndarray, config: MeasureConfig) -> tuple[np.ndarray, np.ndarray, str]:
     """(query mask, gallery mask, mode) over the item rows; skipped rows are in neither."""
     items = table.frame
     splits = items["split"].to_numpy()
@@ -297,7 +297,7 @@ def _run(config: MeasureConfig, txn) -> RunResult:
         emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or txn.target / "cache",
                              num_workers=config.num_workers)
     check_model_output(emb, embedder, items["path"].astype(str).to_numpy())
-    query, gallery, mode = _roles(table, emb.ok, config)
+    query, gallery, mode = assign_roles(table, emb.ok, config)
     with watch.stage("index"):
         index, k, all_pairs = _fit_index(emb.vectors, query, gallery, config)
     with watch.stage("search"):

@@ -120,13 +120,13 @@ def tombstone(cat: Catalog, ids: np.ndarray) -> None:
 
 def _roles(cat: Catalog) -> tuple[np.ndarray, np.ndarray, str]:
     """(query, gallery, mode) over every row, as a fresh run over the live items would assign them."""
-    from ..retrieval import MeasureConfig, _roles
+    from ..retrieval import assign_roles
 
     live = cat.live
     ok = cat.items["ok"].to_numpy(bool) & live
     frame = cat.items[live]
     query, gallery = np.zeros(len(live), bool), np.zeros(len(live), bool)
-    q, g, mode = _roles(SimpleNamespace(frame=frame, format=cat.info["dataset"].get("format")), ok[live],
+    q, g, mode = assign_roles(SimpleNamespace(frame=frame, format=cat.info["dataset"].get("format")), ok[live],
                         _config(cat.info))
     query[live], gallery[live] = q, g
     return query, gallery, mode
@@ -200,7 +200,7 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer) ->
     return query, gallery, mode, index, k, lists
 
 
-def _metrics(cat: Catalog, query, gallery, mode, index, k, lists: Lists, embedded, timing) -> dict:
+def _metrics(cat: Catalog, gallery, mode, index, k, lists: Lists, embedded, timing) -> dict:
     from ..retrieval import compute_metrics
 
     quality = compute_metrics(cat.items, lists.query_ids, lists.ids, k)
@@ -254,7 +254,7 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
     query, gallery, mode, index, k, lists = update_lists(cat, added, removed, timer)
     cat.items["role"] = role_column(cat, query, gallery)
     timing = {**timer.timing, "total": round(time.perf_counter() - timer.start, 4)}
-    metrics = _metrics(cat, query, gallery, mode, index, k, lists, embedded or {}, timing)
+    metrics = _metrics(cat, gallery, mode, index, k, lists, embedded or {}, timing)
     body = {key: value for key, value in cat.info.items() if key not in ("format_version", "run_id", "index", "n_items")}
     body["changes"] = list(body.get("changes", [])) + [{**operation, **cat.stats, "at": created()}]
     if cat.info.get("arguments", {}).get("insight"):
