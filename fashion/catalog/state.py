@@ -4,8 +4,9 @@
 :class:`Catalog`; :func:`commit` recomputes what depends on the changed items — the roles, the index
 (refitted on the gallery vectors: a store of the rows for ``exact``), the neighbour lists (incrementally,
 :mod:`.lists`) and the metrics (:func:`fashion.retrieval.compute_metrics`, a pure function of the lists) —
-and writes the new run with :mod:`fashion.run.writer` inside a :func:`fashion.rundir.transaction`: a kill
-at any moment leaves the previous run whole and readable.
+and writes the new run with :mod:`fashion.run.writer` inside a :func:`fashion.catalog.versions.transaction`
+(the next sealed version; the previous one kept in ``RUN.versions``): a kill at any moment leaves the
+previous run whole and readable. The callers hold the run's writer lock from :func:`load` to :func:`commit`.
 """
 
 from __future__ import annotations
@@ -245,9 +246,8 @@ class _Timer:
 
 def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict | None = None) -> Path:
     """Recompute roles, index, lists and metrics after the change and write the new run in one transaction."""
-    from .. import rundir
-    from ..provenance import created
     from ..run import writer
+    from . import versions
 
     timer = _Timer()
     added, removed = np.asarray(added, np.int64), np.asarray(removed, np.int64)
@@ -256,11 +256,11 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
     timing = {**timer.timing, "total": round(time.perf_counter() - timer.start, 4)}
     metrics = _metrics(cat, gallery, mode, index, k, lists, embedded or {}, timing)
     body = {key: value for key, value in cat.info.items() if key not in ("format_version", "run_id", "index", "n_items")}
-    body["changes"] = list(body.get("changes", [])) + [{**operation, **cat.stats, "at": created()}]
+    body = versions.stamp(body, {**operation, **cat.stats})
     if cat.info.get("arguments", {}).get("insight"):
         log.info("the insight tables (duplicates, suspects, map) are not carried into the changed run: rerun "
                  "measure_sim.py to refresh them")
-    with rundir.transaction(cat.path, kind=layout.RUN_KIND) as txn:
+    with versions.transaction(cat.path, kind=layout.RUN_KIND) as txn:  # the previous version is kept
         out = txn.path
         files = writer.write_items(out, cat.items)
         files.append(writer.write_embeddings(out, cat.vectors))
