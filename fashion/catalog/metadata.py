@@ -82,6 +82,15 @@ def read_metadata(path):
         # pandas' parser names the line itself ("Expected 3 fields in line 7, saw 4")
         raise MetadataError(f"{source}: not a readable {'CSV' if is_csv else 'parquet'} file "
                             f"({(str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]})") from None
+    return checked_table(table, source, is_csv)
+
+
+def checked_table(table, source, is_csv: bool = False):
+    """``table`` (text or typed columns, as read) checked as a metadata table: a key column (relpath or
+    id), no column of the run's own, no key twice, each other text column typed; ``source`` names it in
+    errors (a file, or a request). :class:`MetadataError` when it cannot be used."""
+    import pandas as pd
+
     table.columns = [str(c).strip() for c in table.columns]
     key = next((k for k in KEYS if k in table.columns), None)
     if key is None:

@@ -17,6 +17,7 @@ from .answers import Item, ItemNotFound, ItemPage, LabelStat, Match, Prediction,
 from .batcher import MicroBatcher
 from .budget import Limits, MemoryBudget, photo_cost
 from ..run.checks import dataset_root
+from ..run.layout import uploads_dir
 from ..run.index import load as load_index
 from ..run.reader import Run, open_run, pinned
 from .filtering import ItemFilter, category_scores, rank_by_category
@@ -65,6 +66,7 @@ class SimilarityService:
         self._usable = np.flatnonzero(self._ok)
         self._lower_relpaths = None  # made by the first text filter (seconds at 1M items), not at start
         self.root = Path(root) if root is not None else dataset_root(run.info, run.path / "run.json")
+        self.uploads = uploads_dir(run.path).resolve()  # photos added over HTTP (fashion.catalog.uploads)
         self._batcher = MicroBatcher(self._network_batch, max_batch=MAX_BATCH)
         self._index_lock = threading.Lock()
         self._decoding = threading.BoundedSemaphore(DECODERS)
@@ -326,8 +328,8 @@ class SimilarityService:
     # ---------------------------------------------------------------------------------- files
 
     def image_file(self, item_id) -> Path:
-        """The item's image file, resolved; only a regular file inside the dataset root (a symlink that
-        leaves it is refused). Raises :class:`ItemNotFound`."""
+        """The item's image file, resolved; only a regular file inside the dataset root or the run's uploads
+        (a symlink that leaves them is refused). Raises :class:`ItemNotFound`."""
         i = self._check_id(item_id)
         if not self._ok[i]:
             raise ItemNotFound(f"item {i} was skipped by the run (unreadable image)")
@@ -335,7 +337,7 @@ class SimilarityService:
             path = Path(self._paths[i]).resolve(strict=True)
         except (OSError, RuntimeError):
             raise ItemNotFound(f"item {i}: image file not found") from None
-        if not path.is_relative_to(self.root) or not path.is_file():
+        if not (path.is_relative_to(self.root) or path.parent == self.uploads) or not path.is_file():
             raise ItemNotFound(f"item {i}: image file outside the dataset root or not a regular file")
         return path
 
