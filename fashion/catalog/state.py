@@ -150,12 +150,12 @@ def role_column(cat: Catalog, query: np.ndarray, gallery: np.ndarray) -> np.ndar
     return role
 
 
-def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer) -> tuple:
+def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, full: bool = False) -> tuple:
     """The new roles, index and lists after ``added`` ids arrived and ``removed`` ids left.
 
     Existing lists are merged with the new gallery items (one search of the existing queries among the m
     new items) and the lists that lost a member are searched again; when the roles of the kept items or
-    k itself change (k was clamped to a smaller gallery), every list is searched again. Returns
+    k itself change (k was clamped to a smaller gallery), or ``full``, every list is searched again. Returns
     (query, gallery, mode, index, k, lists)."""
     from ..neighbors import build_index
 
@@ -179,7 +179,7 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer) ->
         if cat.index is not None:
             cat.index = index
     with timer("search"):
-        if k != cat.lists.k or not same_roles:
+        if full or k != cat.lists.k or not same_roles:
             log.info("k (%d → %d) or the roles changed: searching all %d lists again", cat.lists.k, k, len(query_ids))
             lists = search(index, gallery_ids, cat.vectors[query_ids], query_ids, k, all_pairs)
             cat.stats["lists_searched"] = len(query_ids)
@@ -244,14 +244,16 @@ class _Timer:
         return block()
 
 
-def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict | None = None) -> Path:
-    """Recompute roles, index, lists and metrics after the change and write the new run in one transaction."""
+def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict | None = None,
+           full: bool = False) -> Path:
+    """Recompute roles, index, lists and metrics after the change and write the new run in one transaction;
+    ``full``: search every list again (what a rebuild from the stored vectors does)."""
     from ..run import writer
     from . import versions
 
     timer = _Timer()
     added, removed = np.asarray(added, np.int64), np.asarray(removed, np.int64)
-    query, gallery, mode, index, k, lists = update_lists(cat, added, removed, timer)
+    query, gallery, mode, index, k, lists = update_lists(cat, added, removed, timer, full=full)
     cat.items["role"] = role_column(cat, query, gallery)
     timing = {**timer.timing, "total": round(time.perf_counter() - timer.start, 4)}
     metrics = _metrics(cat, gallery, mode, index, k, lists, embedded or {}, timing)
