@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError
 from ..run import layout
-from .lists import Lists, drop_removed, from_table, merge_added, search
+from .lists import RESERVE, Lists, drop_removed, from_table, merge_added, search, split, widen
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class Catalog:
     lists: Lists
     stats: dict = field(default_factory=dict)
     index: object = None  # the run's fitted index where it is kept rather than refitted (faiss-ivfpq)
+    reserve: Lists | None = None  # each query's next candidates after its k-th (reserve.npz; lists.RESERVE)
 
     @property
     def live(self) -> np.ndarray:
@@ -66,7 +67,22 @@ def load(run_dir) -> Catalog:
 
         index = load_index(run.path / run.index_ref.path)
     return Catalog(run.path, run.items.reset_index(drop=True), np.array(run.embeddings, dtype=np.float32),
-                   run.info, run.metrics, lists, index=index)
+                   run.info, run.metrics, lists, index=index, reserve=read_reserve(run.path))
+
+
+def read_reserve(run_dir) -> Lists | None:
+    """The run's reserve (``reserve.npz``, sealed with it), or None: a run written by measure_sim has
+    none, and a list then holds only its k (the first change's searches start the reserve)."""
+    from ..rundir import read_manifest
+
+    path = Path(run_dir) / layout.RESERVE
+    if layout.RESERVE not in read_manifest(run_dir)["files"]:
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        query_ids, ids, dist = data["query_ids"], data["ids"], data["dist"]
+    if ids.ndim != 2 or ids.shape != dist.shape or len(query_ids) != len(ids):
+        raise DatasetError(f"{path}: arrays of mismatched shapes {query_ids.shape}, {ids.shape}, {dist.shape}")
+    return Lists(query_ids.astype(np.int64), ids.astype(np.int64), dist.astype(np.float32))
 
 
 def fit_index(cat: Catalog, gallery_ids: np.ndarray, appended: bool):
@@ -169,6 +185,7 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
     requested = int(cat.metrics.get("k_requested", cat.lists.k))
     k = min(requested, possible)
     ref = cat.info["index"]
+    width = k * (1 + RESERVE)  # the lists and their reserve are searched and merged together
     old_role = cat.items["role"].to_numpy()
     old_query = set(cat.lists.query_ids.tolist()) - set(removed.tolist())
     old_gallery = set(np.flatnonzero(np.isin(old_role, layout.GALLERY_ROLES)).tolist()) - set(removed.tolist())
@@ -181,18 +198,21 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
     with timer("search"):
         if full or k != cat.lists.k or not same_roles:
             log.info("k (%d → %d) or the roles changed: searching all %d lists again", cat.lists.k, k, len(query_ids))
-            lists = search(index, gallery_ids, cat.vectors[query_ids], query_ids, k, all_pairs)
+            wide = search(index, gallery_ids, cat.vectors[query_ids], query_ids, width, all_pairs)
             cat.stats["lists_searched"] = len(query_ids)
+            lists, cat.reserve = split(wide, k)
             return query, gallery, mode, index, k, lists
-        kept, lost = drop_removed(cat.lists, removed)
+        kept, lost = drop_removed(widen(cat.lists, cat.reserve, width), removed, k)
         kept = kept.take(np.flatnonzero(~np.isin(kept.query_ids, lost)))
         new_gallery = np.intersect1d(added, gallery_ids)
         changed = 0
         if len(new_gallery):
             small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
-            kept, changed = merge_added(kept, cat.vectors[kept.query_ids], small, new_gallery)
+            kept, changed = merge_added(kept, cat.vectors[kept.query_ids], small, new_gallery, k)
         fresh = np.union1d(lost, np.intersect1d(added, query_ids))
-        lists = Lists.concat([kept, search(index, gallery_ids, cat.vectors[fresh], fresh, k, all_pairs)], k).sorted()
+        wide = Lists.concat([kept, search(index, gallery_ids, cat.vectors[fresh], fresh, width, all_pairs)],
+                            width).sorted()
+        lists, cat.reserve = split(wide, k)
     if not np.array_equal(lists.query_ids, query_ids):  # a broken invariant, never a user error
         raise RuntimeError("the updated lists do not cover the queries")
     cat.stats.update(lists_changed=changed, lists_searched=len(fresh))
@@ -227,6 +247,15 @@ def _report(cat: Catalog, out: Path, lists: Lists, metrics: dict, files: list) -
     grids = draw_grids(out, cat.items, lists.query_ids, lists.ids, lists.dist, picks)
     title = f"Similar-clothes search: {Path(str(cat.info['dataset'].get('root', cat.path))).name}"
     write_gallery(out, metrics, grids, files, title=title)
+
+
+def write_reserve(out, reserve: Lists) -> Path:
+    """``reserve.npz`` of the run being written in ``out``."""
+    from ..atomic import atomic_write
+
+    with atomic_write(Path(out) / layout.RESERVE) as f:
+        np.savez(f, query_ids=reserve.query_ids, ids=reserve.ids, dist=reserve.dist)
+    return Path(out) / layout.RESERVE
 
 
 class _Timer:
@@ -267,6 +296,8 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
         files = writer.write_items(out, cat.items)
         files.append(writer.write_embeddings(out, cat.vectors))
         files += writer.write_neighbors(out, lists.query_ids, lists.dist, lists.ids)
+        if cat.reserve is not None:
+            files.append(write_reserve(out, cat.reserve))
         path, ref = writer.write_index_npz(out, index, np.flatnonzero(gallery))
         files.append(path)
         files.append(writer.write_run_json(out, txn.run_id, ref, len(cat.items), body))

@@ -13,6 +13,8 @@ A 240-photo run and a 10M-photo run differ in their shard counts and their index
     ivfpq/                or the on-disk IVF-PQ index (fashion.scale.ivfpq: index.json, index.faiss,
                           index.ivfdata, vectors.f16.npy), which returns item ids itself
     neighbors/part-*.parquet   query_id, rank (from 1), neighbor_id, distance (float32)
+    reserve.npz           (runs changed by fashion add/remove only) query_ids, ids, dist: each query's next
+                          candidates after its k-th, −1 where unknown (fashion.catalog.lists)
     metrics.json          precision@k, mAP@k, per label, recall@k by item id, counts, skipped, timing
     duplicates.csv, suspects.csv, map.csv, map.png   the insight stage's tables (ids are item ids)
     grids/*.png, index.html                          the report
@@ -42,6 +44,7 @@ INDEX_NPZ = "index.npz"
 IVFPQ_DIR = "ivfpq"
 PART_GLOB = "part-*.parquet"
 GRIDS_DIR = "grids"
+RESERVE = "reserve.npz"  # a run changed by the catalogue: each query's next candidates (fashion.catalog.lists)
 GALLERY = "index.html"
 # the resumable stages' work (fashion.scale) and the embedding cache: carried between runs, never sealed
 WORK_DIRS = ("cache", "manifest", "embeddings", "index", "knn")
