@@ -319,7 +319,10 @@ def _run(config: MeasureConfig, txn) -> RunResult:
     with watch.stage("report"):
         failed = dict(emb.failures)
         reasons = [failed.get(p, "") for p in items["path"].astype(str)]
-        item_table = writer.item_table(items, emb.ok, reasons, writer.roles(emb.ok, query, gallery))
+        from .pipeline.items import add_item_columns
+
+        item_table = writer.item_table(add_item_columns(items, emb.ok), emb.ok, reasons,
+                                       writer.roles(emb.ok, query, gallery))
         files = {f"items/{p.name}": p for p in writer.write_items(out, item_table)}
         files["embeddings.npy"] = writer.write_embeddings(out, emb.vectors)
         files.update({f"neighbors/{p.name}": p for p in writer.write_neighbors(out, query_rows, dist, neighbor_rows)})

@@ -97,7 +97,9 @@ def seal(work, out, run_id: str, quality: dict, options: SealOptions | None = No
     ok, reasons = np.zeros(n, dtype=bool), [""] * n
     files = {layout.EMBEDDINGS: writer.write_embeddings_by_id(out, n, _dimension(emb_dir),
                                                               _vectors_by_id(emb_dir, n, ok, reasons))}
-    table = writer.item_table(items, ok, reasons, writer.roles(ok, ok, ok))  # all-pairs: every usable item both
+    from ..pipeline.items import add_item_columns
+
+    table = writer.item_table(add_item_columns(items, ok), ok, reasons, writer.roles(ok, ok, ok))  # all-pairs: every usable item both
     files.update({f"{layout.ITEMS_DIR}/{p.name}": p for p in writer.write_items(out, table)})
     params = json.loads((work / INDEX_DIR / ivfpq.INDEX_JSON).read_text(encoding="utf-8"))
     linked, ref = writer.link_ivfpq(out, work / INDEX_DIR, params["count"])
