@@ -72,7 +72,7 @@ def register(sub) -> None:
     p = add_parser(sub, "index", "build a faiss IVF-PQ index of a run's embeddings, shard by shard, merged on disk")
     add_options(p, "run_dir", "factory", "memory", "seed", "engine", "address",
                 seed="seed of the training sample and k-means",
-                engine="local: one process; ray: add shards as Ray tasks")
+                engine="local: one process; ray: add the shards on Ray actors")
     p.set_defaults(func=run_index)
 
     p = add_parser(sub, "knn", "top-K neighbours of every embedded image into RUN/neighbors/part-*.parquet")

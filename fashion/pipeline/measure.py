@@ -74,20 +74,8 @@ def _measure(config, executor, txn) -> RunResult:
                       config.k, config.metric, built, embedded, vectors.embedder_info(work), arguments, skipped,
                       {"n_embedded": emb.computed, "n_from_cache": emb.done_before, "executor": executor.name},
                       {f"neighbors/{p.name}": p for p in parts})
-    with watch.stage("report"):
-        seal.write_tables(run)
-        run.files["embeddings.npy"] = out / "embeddings.npy"
-        metrics = seal.metrics_of(run, quality, watch.timing)
-        grids = seal.report(run, config.grids, config.seed)
-    with watch.stage("insight"):
-        sections = seal.insight(run, config.insight_config(), metrics)
-    with watch.stage("gallery"):
-        metrics["timing"] = watch.timing
-        seal.finish(run, metrics, grids, sections, {"work_dir": str(Path(work).absolute())})
-    metrics["timing"] = {**watch.timing, "total": watch.total()}
-    from ..atomic import write_json
-
-    write_json(out / "metrics.json", metrics)
+    metrics = seal.seal_run(run, quality, watch, config.grids, config.seed, config.insight_config(),
+                            {"work_dir": str(Path(work).absolute())})
     log.debug("precision@%d = %.4f over %d queries (%s); %d images, %d skipped", k, metrics["precision_at_k"],
               metrics["n_queries"], mode, metrics["n_images"], metrics["n_skipped"])
     return RunResult(out, metrics, run.files)
@@ -117,22 +105,13 @@ def seal_work(run_dir, k: int, executor=None, nprobe=None, rerank=None, argument
         k, _ = search.clamp_k(k, ok, ok)
         built = index_mod.Built("faiss-ivfpq", directory=run_dir / knn.INDEX_DIR)
         with watch.stage("search"):
-            done = knn.knn_run(knn.KnnConfig(str(run_dir), k=k, nprobe=nprobe, rerank=rerank), executor=executor)
-            from ..run import writer
-
-            parts = writer.link_neighbors(out, done["parts"])
+            parts = search.search_stage(built, embedded, ok, ok, k, True, run_dir, out, executor, nprobe, rerank)
             quality = search.metrics_stage(parts, items, k)
         run = seal.Staged(out, txn.run_id, items, info.root, info.format, ok, reasons, ok, ok, "all-pairs", k, k,
                           "cosine", built, embedded, vectors.embedder_info(run_dir), arguments or {"k": k},
                           counts={"executor": getattr(executor, "name", "local")},
                           files={f"neighbors/{p.name}": p for p in parts})
-        run.files["embeddings.npy"] = out / "embeddings.npy"
-        with watch.stage("report"):
-            seal.write_tables(run)
-            metrics = seal.metrics_of(run, quality, watch.timing)
-            grids = seal.report(run, 12, 0)
-        sections = seal.insight(run, InsightConfig() if insight else None, metrics)
-        metrics["timing"] = {**watch.timing, "total": watch.total()}
-        seal.finish(run, metrics, grids, sections, {"work_dir": str(run_dir.absolute())})
+        metrics = seal.seal_run(run, quality, watch, 12, 0, InsightConfig() if insight else None,
+                                {"work_dir": str(run_dir.absolute())})
     files = {name: txn.final(path) for name, path in run.files.items()}
     return RunResult(txn.target, metrics, files)

@@ -142,6 +142,26 @@ def finish(run: Staged, metrics: dict, grids: list, sections: list, info: dict) 
     return run.files
 
 
+def seal_run(run: Staged, quality: dict, watch, grids: int, seed: int, insight_config, info: dict) -> dict:
+    """The seal stages in order, timed on ``watch`` (a :class:`fashion.runresult.Stopwatch`): tables and
+    index, metrics, grids, insight, run.json, gallery, metrics.json last; returns the metrics."""
+    from ..atomic import write_json
+
+    run.files[layout.EMBEDDINGS] = run.out / layout.EMBEDDINGS  # filled by id before the index stage
+    with watch.stage("report"):
+        write_tables(run)
+        metrics = metrics_of(run, quality, watch.timing)
+        drawn = report(run, grids, seed)
+    with watch.stage("insight"):
+        sections = insight(run, insight_config, metrics)
+    with watch.stage("gallery"):
+        metrics["timing"] = watch.timing
+        finish(run, metrics, drawn, sections, info)
+    metrics["timing"] = {**watch.timing, "total": watch.total()}
+    write_json(run.out / layout.METRICS_JSON, metrics)
+    return metrics
+
+
 def _neighbors_of(out: Path, picks: np.ndarray):
     """The neighbour rows of the queries ``picks`` only (a large run's table is never read whole)."""
     import pandas as pd

@@ -26,16 +26,18 @@ def clamp_k(k: int, query: np.ndarray, gallery: np.ndarray) -> tuple[int, bool]:
 
 
 def search_stage(built, vectors, query: np.ndarray, gallery: np.ndarray, k: int, all_pairs: bool, work, out,
-                 executor) -> list[Path]:
+                 executor, nprobe: int | None = None, rerank: int | None = None) -> list[Path]:
     """Write ``out/neighbors/part-*.parquet`` (query_id, rank, neighbor_id, distance; the query itself left
     out); returns the parts. In memory: one ``kneighbors`` over the queries; on disk: the embedding
-    shards queried by the executor (:func:`fashion.scale.knn.knn_run`, resumable), linked in."""
+    shards queried by the executor (:func:`fashion.scale.knn.knn_run`, resumable; ``nprobe``, ``rerank``:
+    its search options), linked in."""
     from ..run import writer
 
     if built.directory is not None:
         from ..scale import knn
 
-        done = knn.knn_run(knn.KnnConfig(str(work), k=k), executor=executor, query_ids=np.flatnonzero(query))
+        done = knn.knn_run(knn.KnnConfig(str(work), k=k, nprobe=nprobe, rerank=rerank), executor=executor,
+                           query_ids=None if all_pairs else np.flatnonzero(query))  # all-pairs: every embedded id
         return writer.link_neighbors(out, done["parts"])
     query_rows, gallery_rows = np.flatnonzero(query), np.flatnonzero(gallery)
     dist, idx = built.index.kneighbors(None if all_pairs else np.asarray(vectors[query_rows]), n_neighbors=k)

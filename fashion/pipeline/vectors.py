@@ -32,6 +32,7 @@ def work_dir(config, table, cache):
     """(work directory, embedder): ``CACHE/scale/<fingerprint[:16]>-<embedder tag>``, one per dataset and
     embedder, its item manifest written (or kept), and the embedder the stage resolves."""
     fp = manifest.fingerprint(table.frame)
+    embed.forget_embedders()  # a run builds its model from the files as they are now
     spec, embedder = embed.resolve_spec(embed_config(config, cache), len(table))
     work = Path(cache) / SCALE_CACHE / f"{fp[:16]}-{embedder.cache_path('', spec.crop).name}"
     log.info("%s: the stages' work (resumed by a rerun)", work)

@@ -147,6 +147,13 @@ def _embedder(spec, count: int):
     return embedder
 
 
+def forget_embedders() -> None:
+    """Drop this process's kept embedders: the next stage builds its model afresh (a new run, whose model
+    files may have changed since)."""
+    _embedder.cache_clear()
+    _BUILT.clear()
+
+
 def resolve_spec(config: EmbedConfig, count: int):
     """(spec, embedder): the :class:`~fashion.embedding.EmbedderSpec` the config asks for, resolved by
     building it (runtime fixed from the manifest's *total* count, so the tag survives resumes; crop from
