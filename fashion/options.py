@@ -230,8 +230,9 @@ OPTIONS = registry(
     _O("input", ("-i", "--input"), "dataset root (DeepFashion Category, In-shop or image folders); default: the "
        "bundled sample", metavar="DATASET"),
     _O("k", ("-k", "--k"), "neighbours per query", default=10, type=positive_int, metavar="K"),
-    _O("index", ("--index",), "nearest-neighbour backend (fashion.neighbors); auto: exact up to 100,000 gallery images, "
-       "faiss-ivfpq above", default="auto", choices=INDEXES),
+    _O("index", ("--index",), "nearest-neighbour index: a fashion.neighbors backend, or ivfpq-disk (the on-disk IVF-PQ, "
+       "built shard by shard); auto: exact while the gallery's vectors fit comfortably in memory and number at most "
+       "100,000, faiss-ivfpq above, ivfpq-disk when they do not fit", default="auto", choices=(*INDEXES, "ivfpq-disk")),
     _O("metric", ("--metric",), "distance between embeddings", default="cosine", choices=METRICS),
     _O("split", ("--split",), "use only this split (train, valid, test, query, gallery; comma-separated allowed)",
        metavar="SPLIT"),
@@ -240,9 +241,6 @@ OPTIONS = registry(
     _O("limit", ("--limit",), "use a seeded random subset of N items (row order kept)", type=positive_int,
        metavar="N"),
     _O("grids", ("--grids",), "how many neighbour grids to draw", default=12, type=int, metavar="N"),
-    _O("shard_above", ("--shard-above",), "runs of at least N items use the sharded, resumable stages "
-       "(embedding shards, the on-disk IVF-PQ index); the run directory's layout is the same either way",
-       default=500_000, type=positive_int, metavar="N"),
     _O("metadata", ("--metadata",), "shop metadata (CSV or parquet) joined onto the items on its relpath or id "
        "column: brand, price, in_stock, any column, typed; each works as a filter and a facet", metavar="FILE"),
     # -------------------------------------------------------------------------------- insight

@@ -220,15 +220,3 @@ def update_run(run_dir, metadata_file, wait: float | None = None, keep: int | No
     matched = int(np.isin(metadata[key].to_numpy(), items[key].to_numpy() if key == "relpath"
                           else np.arange(len(items))).sum())
     return {"columns": columns, "matched": matched, "items": len(items), "version": info["version"]}
-
-
-def rewrite_items(out, metadata) -> None:
-    """Rewrite the item table of the run being written in ``out`` (a transaction's staging directory)
-    with ``metadata``'s columns joined on (the sharded path, whose items come from its own manifest)."""
-    from ..run import layout, writer
-    from ..run.reader import parts, read_items
-
-    items = join_metadata(read_items(out).reset_index(drop=True), metadata)
-    for part in parts(out, layout.ITEMS_DIR):
-        part.unlink()
-    writer.write_items(out, items)
