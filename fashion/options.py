@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .backbones import DEFAULT_BACKBONE
+from .catalog.versions import DEFAULT_KEEP, DEFAULT_WAIT
 from .errors import ConfigError
 from .datasets.table import FORMATS as DATASET_FORMATS
 from .embedding.embedder import LAYERS, PRECISIONS, RUNTIMES
@@ -56,6 +57,32 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    """An integer of at least 0 (``--keep 0``).
+
+    >>> count("0")
+    0
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A time in seconds, at least 0 (``--wait 0``: do not wait)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
     return value
 
 
@@ -252,6 +279,13 @@ OPTIONS = registry(
     _O("remove_ids", ("--id",), "items to remove by id", type=int, metavar="N", nargs="+", dest="ids"),
     _O("remove_filter", ("--filter",), "remove the items matching this clause (fashion.filters grammar, e.g. "
        "label=dress; repeat to AND)", action="append", metavar="EXPR", dest="filter"),
+    _O("wait", ("--wait",), "when another writer holds the run's lock (RUN.versions/writer.lock), wait this "
+       "long for it, then give up", default=DEFAULT_WAIT, type=seconds, metavar="SECONDS"),
+    _O("keep", ("--keep",), "old versions kept in RUN.versions after the change (older ones are pruned)",
+       default=DEFAULT_KEEP, type=count, metavar="N"),
+    _O("prune", ("--prune",), "remove all but the newest N old versions", type=count, metavar="N"),
+    _O("write_token_file", ("--write-token-file",), "turn on the write API (POST/DELETE/PATCH /api/items) with "
+       "the token in FILE (at least 16 characters; or set FASHION_WRITE_TOKEN); off by default", metavar="FILE"),
     _O("json", ("--json",), "print the results as JSON (one list, one entry a photo)", default=False,
        action="store_true"),
     _O("search_grids", ("--no-grids",), "do not draw a grid per photo", default=True, action="store_false",

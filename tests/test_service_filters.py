@@ -230,7 +230,7 @@ def test_words_rank_by_the_classifiers_score_for_the_category(model_run):
 
     out, classes = model_run
     service = SimilarityService.open(out, warm=False)
-    assert service.run.info["embedder"]["layer"] == "head" and service._scores is not None
+    assert service.run.info["embedder"]["layer"] == "head" and service.browse.scores is not None
     classifier = service.classifier
     if classifier is None:  # the embedder's one pass predicts: the model read for the scores' last layer
         from fashion.modelio import load_model
