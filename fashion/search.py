@@ -54,7 +54,8 @@ class SearchResult:
         if self.colour is not None:
             lines.append(f"  colour: {self.colour} (the photo's: {self.query_colour or 'none found'})")
         lines += [f"  {m.rank:2d}. {display(m.relpath)}  [{display(m.label)}"
-                  + (f", {m.colour}" if m.colour else "") + f"]  distance {m.distance:.4f}" for m in self.matches]
+                  + (f", {m.colour}" if m.colour and self.colour else "") + f"]  distance {m.distance:.4f}"
+                  for m in self.matches]
         return "\n".join(lines)
 
     def to_json(self) -> dict:
