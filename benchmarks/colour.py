@@ -105,9 +105,12 @@ def modes(run_dir: Path, k: int = 10, least: int = 10, limit: int | None = None)
             found = service.neighbors_of(i, k, colour=colour)
             seconds[name] += time.perf_counter() - t
             tally[name].append(_shares(found, colours[i], labels[i]))
+    predicted = [service.predicted_category(int(i)) for i in queries]
+    right = np.mean([p == labels[i] for p, i in zip(predicted, queries)]) if predicted and predicted[0] else None
     print(f"run: {run_dir} ({len(gallery)} gallery items, {len(queries)} test queries with a colour); k = {k}; "
           f"colour directions: {service.colours.basis().shape[1]} of {service.run.embeddings.shape[1]} dims, "
-          f"fitted in {fit:.2f} s")
+          f"fitted in {fit:.2f} s; the classifier's category of the queries: "
+          + ("none (no trained head)" if right is None else f"{right:.3f} right"))
     print(f"{'mode':<24} {'queries':>8} {'family share':>13} {'category share':>15} {'both >= 0.9':>12} {'ms/query':>9}")
     for name, rows in tally.items():
         if not rows:

@@ -158,3 +158,30 @@ def test_colour_modes_through_the_api_and_the_cli(garment_run, service, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed[0]["colour"] == "yellow" and {r["colour"] for r in printed[0]["results"]} == {"yellow"}
     assert main(["search", photo, "--run", str(garment_run), "--colour", "mauve", "--no-grids"]) != 0
+
+
+def test_family_mode_puts_the_predicted_category_first_where_the_run_has_a_classifier(model_run):
+    from fashion.service import SimilarityService
+
+    run_dir, _ = model_run
+    service = SimilarityService.open(run_dir, warm=False)
+    items = service.run.items
+    colours, labels = items["colour"].fillna("").to_numpy(), items["label"].to_numpy()
+    family = commonest(colours[service.run.gallery_ids])
+    i = int(service.run.gallery_ids[0])
+    category = service.predicted_category(i)
+    assert category in set(labels)
+    found = service.neighbors_of(i, k=20, colour=family)
+    gallery = service.run.gallery_ids[service.run.gallery_ids != i]
+    in_family = gallery[colours[gallery] == family]
+    first = in_family[labels[in_family] == category]
+    rest = in_family[labels[in_family] != category]
+    vector = service.run.embeddings[i]
+    expected = _brute(service, vector, first, 20, True) + _brute(service, vector, rest, 20, True)
+    assert [m.id for m in found.results] == expected[:20] and {m.colour for m in found.results} == {family}
+
+
+def commonest(values) -> str:
+    """The commonest non-empty value."""
+    names, counts = np.unique([v for v in values if v], return_counts=True)
+    return str(names[np.argmax(counts)])

@@ -163,7 +163,7 @@ def add_colour_columns(items, cache_dir: os.PathLike | str | None = None, worker
                 continue
         keyed.append((row, _key(sha, _bbox(boxes[row]))))
     cache = ColourCache(Path(cache_dir) / f"colour-{method_tag()}") if cache_dir is not None else None
-    known = cache.entries if cache is not None else {}
+    known = dict(cache.entries) if cache is not None else {}
     missing: dict[str, tuple[str, tuple | None]] = {}
     for row, key in keyed:
         if key not in known and key not in missing:

@@ -4,7 +4,9 @@
   (exact under that filter), then, when fewer than k have it, the nearest of the others.
 - ``<family>`` ("this, but in blue"): the nearest items of that family only, ranked by the
   colour-invariant distance below (a blue item is compared with a red query on its shape, not on the
-  colour it cannot share); exact over the family's items (and the request's other filters).
+  colour it cannot share); exact over the family's items (and the request's other filters). Where the
+  run has a trained classifier, the items labelled with the query's predicted category come first
+  (the same kind of garment, in blue), then the rest of the family.
 - ``any``: colour-invariant ranking over every item: cosine distance between the vectors with their
   colour directions projected out.
 
@@ -107,6 +109,7 @@ class ColourModes:
         self.gallery = np.asarray(gallery, dtype=np.int64)
         self.usable = np.asarray(usable, dtype=np.int64)
         self._basis = None
+        self._projected = None  # the gallery's projected vectors, kept when it has at most EXACT_ROWS items
         self._lock = threading.Lock()
 
     def check(self, mode: str | None) -> str | None:
@@ -126,7 +129,17 @@ class ColourModes:
                 vectors = self.run.vectors(ids) if len(ids) else np.zeros((0, 1), np.float32)
                 self._basis = (colour_directions(vectors, self.labels[ids], self.family[ids]) if len(ids) > 1
                                else np.zeros((vectors.shape[1], 0)))
+                if len(self.gallery) <= EXACT_ROWS:
+                    self._projected = np.concatenate([project(self.run.vectors(self.gallery[s:s + 4096]), self._basis)
+                                                      for s in range(0, len(self.gallery), 4096)] or
+                                                     [np.zeros((0, self._basis.shape[0]), np.float32)])
             return self._basis
+
+    def _projected_rows(self, ids: np.ndarray, basis: np.ndarray) -> np.ndarray:
+        """The projected vectors of gallery items ``ids`` (from the kept matrix, else read and projected)."""
+        if self._projected is not None:
+            return self._projected[np.searchsorted(self.gallery, ids)]
+        return np.concatenate([project(self.run.vectors(ids[s:s + 4096]), basis) for s in range(0, len(ids), 4096)])
 
     def allowed(self, mode: str, query_family: str | None, allowed: np.ndarray | None) -> np.ndarray | None:
         """The ids a ``<family>`` mode searches (``allowed`` narrowed to the family); ``allowed`` otherwise."""
@@ -149,25 +162,28 @@ class ColourModes:
         if len(ids) > EXACT_ROWS:
             _, found = self.run.index.search(query, min(CANDIDATES, len(ids)), allowed=ids)
             ids = np.unique(found[0][(found[0] >= 0) & (found[0] != (exclude if exclude is not None else -1))])
-        dist = np.empty(len(ids), dtype=np.float64)
-        for start in range(0, len(ids), 4096):
-            block = ids[start:start + 4096]
-            dist[start:start + len(block)] = 1.0 - project(self.run.vectors(block), basis) @ query[0]
+        dist = 1.0 - self._projected_rows(ids, basis).astype(np.float64) @ query[0].astype(np.float64)
         order = np.lexsort((ids, dist))[:k]
         return ids[order], dist[order].astype(np.float32)
 
     def search(self, mode: str, vector: np.ndarray, k: int, exclude: int | None, allowed: np.ndarray | None,
-               family: str | None, search, match) -> list:
-        """The matches of a colour ``mode`` for a query of colour ``family``: ``search(vector, k, exclude,
-        allowed)`` is the service's index search (a list of matches), ``match(rank, id, distance)`` makes
-        one match."""
+               family: str | None, search, match, category: str | None = None) -> list:
+        """The matches of a colour ``mode`` for a query of colour ``family`` and predicted ``category``
+        (None: no classifier): ``search(vector, k, exclude, allowed)`` is the service's index search (a list
+        of matches), ``match(rank, id, distance)`` makes one match."""
         if mode == "same":
             first = list(search(vector, k, exclude, self.allowed(family, None, allowed))) if family else []
             if len(first) < k:
                 seen = {m.id for m in first}
                 first += [m for m in search(vector, k + len(first), exclude, allowed) if m.id not in seen]
             return [match(rank, m.id, m.distance) for rank, m in enumerate(first[:k], start=1)]
-        ids, dist = self.invariant(vector, k, exclude, self.allowed(mode, family, allowed))
+        allowed = self.allowed(mode, family, allowed)
+        ids, dist = self.invariant(vector, k, exclude, allowed)
+        if category is not None and mode not in MODES:  # the query's kind of garment first, then the rest
+            ids_first, dist_first = self.invariant(vector, k, exclude, allowed[self.labels[allowed] == category])
+            rest = ~np.isin(ids, ids_first)
+            ids = np.concatenate([ids_first, ids[rest]])[:k]
+            dist = np.concatenate([dist_first, dist[rest]])[:k]
         return [match(rank, int(i), float(d)) for rank, (i, d) in enumerate(zip(ids, dist), start=1)]
 
     @staticmethod

@@ -208,7 +208,8 @@ class SimilarityService:
             raise ImageError(name, "no features: the image gives an all-zero embedding (blank image?)")
         prediction = self._prediction(probs) if probs is not None else None
         results = (self._search(vector, k, exclude=None, allowed=selection.ids) if mode is None else
-                   self.colours.search(mode, vector, k, None, selection.ids, family, self._search, self._match))
+                   self.colours.search(mode, vector, k, None, selection.ids, family, self._search, self._match,
+                                       prediction.label if prediction is not None else None))
         return SearchResponse(len(results), results, prediction, filters=selection.applied,
                               ignored=selection.ignored, colour=mode, query_colour=family)
 
@@ -237,7 +238,8 @@ class SimilarityService:
         exclude = i if self._in_index[i] else None
         family = (self.colours.family[i] or None) if mode is not None else None
         results = (self._search(vector, k, exclude=exclude, allowed=selection.ids) if mode is None else
-                   self.colours.search(mode, vector, k, exclude, selection.ids, family, self._search, self._match))
+                   self.colours.search(mode, vector, k, exclude, selection.ids, family, self._search, self._match,
+                                       self.predicted_category(i)))
         return SearchResponse(len(results), results, None, query_id=i, filters=selection.applied,
                               ignored=selection.ignored, colour=mode, query_colour=family)
 
@@ -258,6 +260,10 @@ class SimilarityService:
             rank += 1
             matches.append(self._match(rank, i, float(d)))
         return matches
+
+    def predicted_category(self, i: int) -> str | None:
+        """The trained classifier's category for item ``i`` (from its stored vector), None without one."""
+        return None if self._scores is None else str(self._scores[1][int(np.argmax(self._scores[0][i]))])
 
     def _match(self, rank: int, i: int, distance: float) -> Match:
         return Match(rank, i, str(self._relpaths[i]), str(self._labels[i]), distance,
