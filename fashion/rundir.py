@@ -73,14 +73,16 @@ def new_run_id() -> str:
 
 @contextlib.contextmanager
 def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, ...] = KEEP,
-                run_id: str | None = None) -> Iterator[Transaction]:
+                run_id: str | None = None, retire=None) -> Iterator[Transaction]:
     """Stage a run beside ``target`` and swap it into place in one step when the block succeeds.
 
     The target directory is created (empty) if absent, so the ``keep`` sub-directories (the embedding
     cache) can live in it while the run works. Raises :class:`~fashion.errors.OutputError` when the
     parent cannot be written. On any exception the staging directory is removed and ``target`` is left
     exactly as it was: folders this transaction created are removed again while they are empty (a
-    failed first run leaves no empty output folder; a cache it filled stays).
+    failed first run leaves no empty output folder; a cache it filled stays). ``retire``: called with
+    the previous run's directory and ``target`` once the new one is in place, to keep it (the live catalogue's
+    versions, :mod:`fashion.catalog.versions`) instead of removing it.
     """
     from .atomic import ensure_dir
 
@@ -97,7 +99,7 @@ def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, .
     try:
         yield txn
         write_manifest(staging, run_id, kind, skip=keep)
-        _swap(staging, target, keep)
+        _swap(staging, target, keep, retire)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         _remove_if_empty(created)
@@ -346,8 +348,9 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def _swap(staging: Path, target: Path, keep: tuple[str, ...]) -> None:
-    """Put ``staging`` in ``target``'s place, carrying the ``keep`` sub-directories over."""
+def _swap(staging: Path, target: Path, keep: tuple[str, ...], retire=None) -> None:
+    """Put ``staging`` in ``target``'s place, carrying the ``keep`` sub-directories over; the previous
+    run goes to ``retire`` (when given) or is removed."""
     for name in keep:
         if (target / name).is_dir() and not (staging / name).exists():
             os.rename(target / name, staging / name)  # one rename: the cache is never copied
@@ -359,6 +362,12 @@ def _swap(staging: Path, target: Path, keep: tuple[str, ...]) -> None:
         os.rename(target, old)
         os.rename(staging, target)
     _fsync_dir(target.parent)
+    if retire is not None and has_manifest(old):
+        try:
+            retire(old, target)
+            return
+        except Exception as exc:  # noqa: BLE001 - the new run is in place whatever keeping the old one did
+            log.warning("%s: the previous run could not be kept (%s): removed", target, exc)
     shutil.rmtree(old, ignore_errors=True)
 
 

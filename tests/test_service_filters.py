@@ -232,7 +232,7 @@ def test_words_rank_by_the_classifiers_score_for_the_category(model_run):
 
     out, classes = model_run
     service = SimilarityService.open(out, warm=False)
-    assert service.run.info["embedder"]["layer"] == "head" and service._scores is not None
+    assert service.run.info["embedder"]["layer"] == "head" and service.browse.scores is not None
     classifier = service.classifier
     if classifier is None:  # the embedder's one pass predicts: the model read for the scores' last layer
         from fashion.modelio import load_model
@@ -257,12 +257,12 @@ def test_sharded_run_gets_the_metadata_columns_too(tmp_path):
 
     data = make_dataset(tmp_path / "data", n=12)
     out = tmp_path / "out"
-    config = dict(input=str(data), k=3, grids=0, runtime="torch", num_workers=0, shard_above=10, insight=False)
+    config = dict(input=str(data), k=3, grids=0, runtime="torch", num_workers=0, index="ivfpq-disk", insight=False)
     retrieval.run(retrieval.MeasureConfig(output_dir=str(out), **config))
     items = open_run(out).items
     pd.DataFrame({"id": items["id"], "price": np.arange(len(items)) * 10}).to_csv(tmp_path / "p.csv", index=False)
     result = retrieval.run(retrieval.MeasureConfig(output_dir=str(out), metadata=str(tmp_path / "p.csv"), **config))
-    assert result.metrics["engine"] == "scale"
+    assert result.metrics["index"] == "faiss-ivfpq"
     run = open_run(out)  # resealed: the manifest covers the rewritten item table
     assert run.items["price"].tolist() == list(np.arange(len(items)) * 10) and run.index_ref.kind == "ivfpq"
     service = SimilarityService.open(out, warm=False)

@@ -195,3 +195,14 @@ def add_colour_columns(items, cache_dir: os.PathLike | str | None = None, worker
         log.warning("colour: %d of %d photos skipped (%s)", sum(skipped.values()), len(rows),
                     ", ".join(f"{n} {reason}" for reason, n in skipped.most_common()))
     return table
+
+
+def colour_stage(items, ok, cache_dir=None) -> dict:
+    """The colour stage as an item-table stage (:data:`fashion.pipeline.items.ITEM_TABLE_STAGES`):
+    ``{column: values}`` of :data:`COLUMNS` for every row of ``items`` (``ok`` is not needed: a photo the
+    network could not read is coloured or skipped on its own). ``cache_dir``: the run's cache."""
+    table = add_colour_columns(items.drop(columns=[c for c in COLUMNS if c in items.columns]), cache_dir=cache_dir)
+    return {column: table[column] for column in COLUMNS}
+
+
+colour_stage.columns = COLUMNS  # what it adds (fashion.run.upgrade computes them for runs that lack them)

@@ -75,17 +75,12 @@ def typed(values) -> bool:
 def write_items(out, table, rows_per_part: int = ITEM_ROWS_PER_PART) -> list[Path]:
     """``items/part-*.parquet`` from an item table with every :data:`~fashion.run.layout.ITEM_COLUMNS`
     (ids 0..n-1 in order); the dataset's other columns (item_id, bbox …) are kept as strings, any
-    further one (shop metadata, the colour columns) typed: numbers, booleans, dates, text (empty cells null)."""
+    further one (shop metadata, the item-table stages' columns) typed: numbers, booleans, dates, text (empty cells null)."""
     import pyarrow as pa
 
-    from ..colour.stage import add_colour_columns
     from ..datasets.table import COLUMNS as DATASET_COLUMNS
-    from ..rundir import target_of
     from ..scale.shards import write_table
 
-    # the colour stage (fashion.colour.stage), here until the pipeline's ITEM_TABLE_STAGES hook lands:
-    # every item table written gets the colour columns, computed only for the rows that lack them
-    table = add_colour_columns(table, cache_dir=target_of(out) / "cache")
     absent = [c for c in layout.ITEM_COLUMNS if c not in table.columns]
     if absent:
         raise ValueError(f"item table lacks the columns {absent}")

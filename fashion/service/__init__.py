@@ -16,7 +16,9 @@ caller can never make the service read a path it chose. Every answer is a plain 
 (:func:`dataclasses.asdict` gives its JSON).
 
 Modules: :mod:`.loading` rebuilds the run's embedder and reads its model's reports,
-:mod:`.query` holds :class:`SimilarityService`, :mod:`.answers` the dataclasses it returns.
+:mod:`.query` holds :class:`SimilarityService` (search by photo or id), which answers browsing from
+:mod:`.browse` and hands out image files and thumbnails through :mod:`.files`; :mod:`.answers` holds the
+dataclasses it returns.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from __future__ import annotations
 from ..rundir import RunDirError  # one class for every refused run directory
 from .answers import Item, ItemNotFound, ItemPage, LabelStat, Match, Prediction, SearchResponse, Suspect
 from .loading import embedder_for
-from .query import MAX_K, MAX_PAGE, THUMB_SIZE, SimilarityService
+from .browse import MAX_PAGE
+from .files import THUMB_SIZE
+from .query import MAX_K, SimilarityService
 
 __all__ = ["SimilarityService", "embedder_for", "RunDirError", "ItemNotFound", "Item",
            "Match", "Prediction", "SearchResponse", "ItemPage", "LabelStat", "Suspect", "MAX_K", "MAX_PAGE",

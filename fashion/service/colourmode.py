@@ -93,9 +93,9 @@ class ColourModes:
     """The colour columns of one run and its colour-invariant projection (fitted on first use).
 
     ``run``: the open :class:`~fashion.run.reader.Run` (its items, ``vectors(ids)``, ``index``);
-    ``gallery``: the sorted ids its index holds; ``usable``: ids with an embedding."""
+    ``gallery``: the sorted ids its index holds."""
 
-    def __init__(self, run, gallery: np.ndarray, usable: np.ndarray):
+    def __init__(self, run, gallery: np.ndarray):
         items = run.items
         self.run = run
         self.available = "colour" in items.columns
@@ -107,7 +107,6 @@ class ColourModes:
                     if hexes is not None else np.full(len(items), "", dtype=object))
         self.labels = items["label"].astype(str).to_numpy()
         self.gallery = np.asarray(gallery, dtype=np.int64)
-        self.usable = np.asarray(usable, dtype=np.int64)
         self._basis = None
         self._projected = None  # the gallery's projected vectors, kept when it has at most EXACT_ROWS items
         self._lock = threading.Lock()

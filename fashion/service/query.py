@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -15,23 +13,23 @@ import numpy as np
 from ..metrics import check_k
 from .answers import Item, ItemNotFound, ItemPage, LabelStat, Match, Prediction, SearchResponse, Suspect
 from .batcher import MicroBatcher
+from .browse import Browser
 from .colourmode import ColourModes
 from .budget import Limits, MemoryBudget, photo_cost
+from .files import THUMB_SIZE, ImageFiles
 from ..run.checks import dataset_root
+from ..run.layout import uploads_dir
 from ..run.index import load as load_index
 from ..run.reader import Run, open_run, pinned
-from .filtering import ItemFilter, category_scores, rank_by_category
+from .filtering import category_scores
 from .loading import embedder_for, read_model_reports
 
 log = logging.getLogger("fashion.service")
 
 MAX_K = 100
 _K_LIMIT = "the most a request may ask for"  # k beyond the gallery's size is fine: fewer come back
-MAX_PAGE = 200
-THUMB_SIZE = 256
 DECODERS = 2  # photos decoded at the same time (the network and index run one at a time)
 MAX_BATCH = 8  # photos in one network call (micro-batching, .batcher): past 4-8 the cost per photo is flat
-THUMB_CACHE = 4096  # thumbnails kept in memory (~10 kB each as JPEG)
 
 
 class SimilarityService:
@@ -54,40 +52,24 @@ class SimilarityService:
                  limits: Limits | None = None, reports: tuple | None = None):
         self.run, self.embedder, self.classifier = run, embedder, classifier
         self.path = run.path
-        items = run.items
-        self._labels = items["label"].astype(str).to_numpy()
-        self._relpaths = items["relpath"].astype(str).to_numpy()
-        self._splits = items["split"].astype(str).to_numpy()
-        self._paths = items["path"].astype(str).to_numpy()
-        self._ok = items["ok"].to_numpy(dtype=bool)
-        self._id_of = run.gallery_ids  # the ids the index holds
-        self._in_index = np.zeros(len(items), dtype=bool)
-        self._in_index[self._id_of] = True
-        self._usable = np.flatnonzero(self._ok)
-        self._lower_relpaths = None  # made by the first text filter (seconds at 1M items), not at start
         self.root = Path(root) if root is not None else dataset_root(run.info, run.path / "run.json")
+        self._id_of = run.gallery_ids  # the ids the index holds
+        self.uploads = uploads_dir(run.path).resolve()  # photos added over HTTP (fashion.catalog.uploads)
         self._batcher = MicroBatcher(self._network_batch, max_batch=MAX_BATCH)
         self._index_lock = threading.Lock()
         self._decoding = threading.BoundedSemaphore(DECODERS)
         self.budget = MemoryBudget(limits or Limits())
         self.max_pixels = self.budget.limits.max_pixels
-        table, trust = reports if reports is not None else read_model_reports(run.info)
-        self._suspects = self._match_suspects(table)
-        self._trust = trust
-        import pandas as pd
-
-        # hashing, not np.unique's sort of a million Python strings (seconds at 1M items)
-        by_label = pd.Series(self._labels[self._usable]).value_counts().sort_index()
-        names, counts = by_label.index.to_numpy(), by_label.to_numpy()
-        precision = self.metrics.get("per_label_precision", {})
-        queries = self.metrics.get("per_label_queries", {})
-        self._label_stats = [LabelStat(str(n), int(c), precision.get(str(n)), int(queries.get(str(n), 0)))
-                             for n, c in zip(names, counts)]
-        self.filter = ItemFilter(items, self._usable)  # filter= clauses and search words → allowed ids
-        self.colours = ColourModes(run, self._id_of, self._usable)  # colour=same|any|<family> (.colourmode)
-        self._scores = category_scores(run, classifier, embedder)  # words-only queries rank by these (None: by id)
-        self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
-        self._thumb_lock = threading.Lock()
+        self.colours = ColourModes(run, self._id_of)  # colour=same|any|<family> (.colourmode)
+        # the item table's columns, browsing, filters and the model's reports (.browse)
+        self.browse = Browser(run.items, self.metrics, self.root, colours=(self.colours.family, self.colours.hex),
+                              scores=category_scores(run, classifier, embedder),  # words-only queries rank by these
+                              reports=reports if reports is not None else read_model_reports(run.info))
+        self.filter = self.browse.filter
+        self._labels, self._relpaths, self._ok = self.browse.item_labels, self.browse.relpaths, self.browse.ok
+        self._in_index = np.zeros(len(self._labels), dtype=bool)
+        self._in_index[self._id_of] = True
+        self.files = ImageFiles(self.browse.paths, self._ok, self.root, self.budget, self._decoding, self.uploads)
 
     @classmethod
     def open(cls, run_dir, warm: bool = True, limits: Limits | None = None) -> "SimilarityService":
@@ -155,9 +137,7 @@ class SimilarityService:
                 "classifier": bool(self.class_names)}
 
     def item(self, item_id) -> Item:
-        i = self._check_id(item_id)
-        return Item(i, str(self._relpaths[i]), str(self._labels[i]), str(self._splits[i]),
-                    self.colours.family[i] or None, self.colours.hex[i] or None)
+        return self.browse.item(self._check_id(item_id))
 
     # ---------------------------------------------------------------------------------- search
 
@@ -263,7 +243,8 @@ class SimilarityService:
 
     def predicted_category(self, i: int) -> str | None:
         """The trained classifier's category for item ``i`` (from its stored vector), None without one."""
-        return None if self._scores is None else str(self._scores[1][int(np.argmax(self._scores[0][i]))])
+        scores = self.browse.scores
+        return None if scores is None else str(scores[1][int(np.argmax(scores[0][i]))])
 
     def _match(self, rank: int, i: int, distance: float) -> Match:
         return Match(rank, i, str(self._relpaths[i]), str(self._labels[i]), distance,
@@ -283,7 +264,7 @@ class SimilarityService:
         top = [{"label": str(classes[c]), "probability": float(probs[c])} for c in order]
         return Prediction(top[0]["label"], top[0]["probability"], top)
 
-    # ---------------------------------------------------------------------------------- browse
+    # ---------------------------------------------------------------------------------- browse, files
 
     def items(self, label: str | None = None, q: str | None = None, offset: int = 0, limit: int = 50,
               filters=None, text: str | None = None, facets: bool = False) -> ItemPage:
@@ -292,124 +273,39 @@ class SimilarityService:
         :meth:`search_image`); ``limit`` at most 200. When the words name a category and the run has a
         trained classifier, the items come best first by its score for that category (else by id); the
         words nothing matched are in ``ignored``. ``facets``: also count the matching items' facets."""
-        if not 0 <= int(offset) or not 1 <= int(limit) <= MAX_PAGE:
-            raise ValueError(f"offset must be >= 0 and limit from 1 to {MAX_PAGE}, got {offset}, {limit}")
-        selection = self.filter.select(filters, text)
-        ids = self._usable if selection.ids is None else selection.ids
-        if label:
-            ids = ids[self._labels[ids] == label]
-        if q:
-            if self._lower_relpaths is None:
-                self._lower_relpaths = np.char.lower(self._relpaths.astype(str))
-            ids = ids[np.char.find(self._lower_relpaths[ids], q.lower()) >= 0]
-        if selection.labels and self._scores is not None:
-            ids = rank_by_category(ids, selection.labels, *self._scores)
-        page = ids[int(offset):int(offset) + int(limit)]
-        return ItemPage(len(ids), int(offset), int(limit), [self.item(int(i)) for i in page],
-                        filters=selection.applied, ignored=selection.ignored,
-                        facets=self.filter.facets(ids) if facets else None)
+        return self.browse.items(label, q, offset, limit, filters=filters, text=text, facets=facets)
 
     def labels(self) -> list[LabelStat]:
         """Every label of the usable items, with its count and the run's per-label precision@k."""
-        return list(self._label_stats)
+        return self.browse.labels()
 
     def skipped(self) -> list[dict]:
         """The run's skipped images ({path, reason}) with paths shown relative to the dataset root."""
-        out = []
-        for entry in self.metrics.get("skipped", [])[:1000]:
-            path = str(entry.get("path", "")) if isinstance(entry, dict) else str(entry)
-            try:
-                path = os.path.relpath(path, self.root) if os.path.isabs(path) else path
-            except ValueError:
-                pass
-            out.append({"path": path, "reason": str(entry.get("reason", "")) if isinstance(entry, dict) else ""})
-        return out
+        return self.browse.skipped()
 
     def suspects(self) -> list[Suspect]:
         """Items of this run that the trained model's suspect-labels report flags (empty without one)."""
-        return list(self._suspects)
+        return self.browse.suspects()
 
     def suspects_trust(self) -> dict | None:
         """How far the suspects report can be trusted, from the training's metrics.json ("suspect_labels":
         model_accuracy, min_accuracy, reliable, caveat: a plain sentence when the model is too weak); None
         when the run has no trained model or its metrics.json lacks the block. Read at open."""
-        return self._trust
-
-    def _match_suspects(self, table) -> list[Suspect]:
-        if table is None:
-            return []
-        by_path = {os.path.abspath(p): i for i, p in enumerate(self._paths)}
-        out = []
-        for row in table.itertuples(index=False):
-            i = by_path.get(os.path.abspath(str(row.path)))
-            if i is not None:  # only the run's own items: served by id like every other image
-                out.append(Suspect(i, str(self._relpaths[i]), str(row.label), str(row.predicted),
-                                   float(row.label_prob), float(row.predicted_prob)))
-        return out
-
-    # ---------------------------------------------------------------------------------- files
+        return self.browse.trust
 
     def image_file(self, item_id) -> Path:
-        """The item's image file, resolved; only a regular file inside the dataset root (a symlink that
-        leaves it is refused). Raises :class:`ItemNotFound`."""
-        i = self._check_id(item_id)
-        if not self._ok[i]:
-            raise ItemNotFound(f"item {i} was skipped by the run (unreadable image)")
-        try:
-            path = Path(self._paths[i]).resolve(strict=True)
-        except (OSError, RuntimeError):
-            raise ItemNotFound(f"item {i}: image file not found") from None
-        if not path.is_relative_to(self.root) or not path.is_file():
-            raise ItemNotFound(f"item {i}: image file outside the dataset root or not a regular file")
-        return path
+        """The item's image file, resolved; only a regular file inside the dataset root or the run's uploads
+        (a symlink that leaves them is refused). Raises :class:`ItemNotFound`."""
+        return self.files.path(self._check_id(item_id))
 
     def image_file_checked(self, item_id) -> tuple[Path, str]:
         """:meth:`image_file` and its media type, once its header shows an image of the kind its name in
         the item table says (a hard link to a text file named ``.jpg`` is refused). Raises ItemNotFound."""
-        import mimetypes
-
-        from ..errors import ImageError
-        from ..images import FORMATS_BY_EXTENSION, image_info
-
-        path = self.image_file(item_id)
-        i = int(item_id)
-        suffix = Path(self._paths[i]).suffix.lower()
-        try:
-            found = image_info(path).format
-        except ImageError as exc:
-            raise ItemNotFound(f"item {i}: not an image ({exc.reason})") from None
-        if found not in FORMATS_BY_EXTENSION.get(suffix, ()):
-            raise ItemNotFound(f"item {i}: the file holds a {found} image, not the kind its name says "
-                               f"({suffix or 'none'})")
-        return path, mimetypes.guess_type(f"x{suffix}")[0] or "application/octet-stream"
+        return self.files.checked(self._check_id(item_id))
 
     def thumbnail(self, item_id, size: int = THUMB_SIZE) -> bytes:
         """A JPEG of the item's image at most ``size`` px a side (kept in memory, never on disk)."""
-        from PIL import Image
-
-        from ..images import image_info, open_image
-
-        i = self._check_id(item_id)
-        key = (i, int(size))
-        with self._thumb_lock:
-            if key in self._thumbs:
-                self._thumbs.move_to_end(key)
-                return self._thumbs[key]
-        try:
-            path = self.image_file(i)
-            with self.budget.hold(photo_cost(image_info(path).pixels)), self._decoding:
-                picture = open_image(path)
-                picture.thumbnail((size, size), Image.Resampling.BILINEAR)
-        except OSError as exc:  # ImageError: a file the run skipped or that changed since
-            raise ItemNotFound(f"item {i}: image unreadable ({getattr(exc, 'reason', exc)})") from None
-        buf = io.BytesIO()
-        picture.save(buf, format="JPEG", quality=85)
-        data = buf.getvalue()
-        with self._thumb_lock:
-            self._thumbs[key] = data
-            while len(self._thumbs) > THUMB_CACHE:
-                self._thumbs.popitem(last=False)
-        return data
+        return self.files.thumbnail(self._check_id(item_id), size)
 
     def _check_id(self, item_id) -> int:
         if isinstance(item_id, bool) or not isinstance(item_id, (int, np.integer)):
