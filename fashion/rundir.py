@@ -98,7 +98,7 @@ def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, .
     txn = Transaction(target, staging, run_id, kind)
     try:
         yield txn
-        write_manifest(staging, run_id, kind, skip=keep)
+        write_manifest(staging, run_id, kind, skip=keep, previous=target)
         _swap(staging, target, keep, retire)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -137,19 +137,41 @@ def _remove_if_empty(folders: list[Path]) -> None:
 
 
 def write_manifest(directory: os.PathLike | str, run_id: str, kind: str = "run",
-                   skip: tuple[str, ...] = KEEP) -> Path:
-    """Write ``directory/manifest.json``: every file (relative posix path → size, sha256), run id, kind."""
+                   skip: tuple[str, ...] = KEEP, previous: os.PathLike | str | None = None) -> Path:
+    """Write ``directory/manifest.json``: every file (relative posix path → size, sha256), run id, kind.
+    ``previous``: a sealed run whose files this one hard-linked (a new version carrying files over): a
+    file that is the same inode as the previous run's file of that name keeps its manifest entry
+    instead of being hashed again (run files are replaced by rename, never changed in place)."""
     from .atomic import write_json
 
     directory = Path(directory)
+    known = _linked_entries(Path(previous)) if previous is not None else {}
     files = {}
     for path in sorted(_content_files(directory, skip)):
         rel = path.relative_to(directory).as_posix()
-        size = path.stat().st_size
+        st = path.stat()
+        size = st.st_size
+        entry = known.get(rel)
+        if entry is not None and entry[0] == (st.st_dev, st.st_ino) and entry[1]["size"] == size:
+            files[rel] = entry[1]
+            continue
         files[rel] = {"size": size, "sha256": file_sha256(path),
                       **({"sample": sample_sha256(path)} if size > SAMPLE_ABOVE else {})}
     return write_json(directory / MANIFEST, {"version": MANIFEST_VERSION, "run_id": run_id, "kind": kind,
                                              "files": files})
+
+
+def _linked_entries(previous: Path) -> dict:
+    """{rel: ((device, inode), manifest entry)} of a sealed run's files (empty when it is none)."""
+    if not has_manifest(previous):
+        return {}
+    out = {}
+    with contextlib.suppress(RunDirError, OSError):
+        for rel, entry in read_manifest(previous)["files"].items():
+            with contextlib.suppress(OSError):
+                st = os.stat(previous / rel)
+                out[rel] = ((st.st_dev, st.st_ino), entry)
+    return out
 
 
 def verify(directory: os.PathLike | str, kind: str | None = None, hashes: bool | str = True,

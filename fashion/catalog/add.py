@@ -94,7 +94,8 @@ def content_hashes(cat: state.Catalog) -> np.ndarray:
 def new_photos(cat: state.Catalog, frame) -> tuple[object, list[tuple[str, str]]]:
     """The rows of ``frame`` whose content is neither in the run nor earlier in ``frame``, and the
     duplicates (path, what it duplicates)."""
-    known = {h: f"item {i}" for i, h in enumerate(content_hashes(cat)) if h and cat.live[i]}
+    live = cat.live  # a property that compares the role column: once, not once per item
+    known = {h: f"item {i}" for i, h in enumerate(content_hashes(cat)) if h and live[i]}
     hashes = _hashes(frame["path"].astype(str))
     keep, duplicates = [], []
     for row, (path, digest) in enumerate(zip(frame["path"].astype(str), hashes)):

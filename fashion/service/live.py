@@ -52,7 +52,7 @@ def reopen(old: SimilarityService, run_dir) -> SimilarityService:
         run.index = load_index(run)
         reports = read_model_reports(run.info)
     service = SimilarityService(run, old.embedder, old.classifier, limits=old.budget.limits, reports=reports)
-    service.budget = old.budget  # one memory budget for the photos of both versions in flight
+    service.budget = service.files.budget = old.budget  # one memory budget for both versions' photos in flight
     return service
 
 
