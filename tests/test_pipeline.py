@@ -43,7 +43,7 @@ def test_an_item_table_stage_may_not_overwrite_a_column():
         add_item_columns(frame, np.ones(2, bool), [lambda items, ok: {"label": ["x", "y"]}])
     with pytest.raises(FashionError, match="has 1 values for 2 items"):
         add_item_columns(frame, np.ones(2, bool), [lambda items, ok: {"colour": ["x"]}])
-    assert add_item_columns(frame, np.ones(2, bool)) is frame  # no stage: unchanged, not copied
+    assert add_item_columns(frame, np.ones(2, bool), ()) is frame  # no stage: unchanged, not copied
 
 
 @pytest.fixture(scope="module")

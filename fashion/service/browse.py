@@ -19,10 +19,12 @@ class Browser:
 
     items: the run's item table; metrics: its metrics.json; root: the dataset root (skipped paths are
     shown relative to it); scores: :func:`~.filtering.category_scores` (None: words rank by id);
-    reports: (suspect_labels table or None, trust block or None) of the run's trained model.
+    reports: (suspect_labels table or None, trust block or None) of the run's trained model; colours:
+    (colour family, swatch hex) arrays, "" where an item has none (:class:`~.colourmode.ColourModes`).
     """
 
-    def __init__(self, items, metrics: dict, root: Path, scores=None, reports: tuple = (None, None)):
+    def __init__(self, items, metrics: dict, root: Path, scores=None, reports: tuple = (None, None),
+                 colours: tuple | None = None):
         import pandas as pd
 
         self.item_labels = items["label"].astype(str).to_numpy()
@@ -32,6 +34,7 @@ class Browser:
         self.ok = items["ok"].to_numpy(dtype=bool)
         self.usable = np.flatnonzero(self.ok)
         self.metrics, self.root, self.scores = metrics, Path(root), scores
+        self.colours = colours if colours is not None else (np.full(len(items), ""),) * 2
         self.filter = ItemFilter(items, self.usable)  # filter= clauses and search words → allowed ids
         self._lower_relpaths = None  # made by the first text filter (seconds at 1M items), not at start
         # hashing, not np.unique's sort of a million Python strings (seconds at 1M items)
@@ -44,7 +47,8 @@ class Browser:
         self._suspects = self._match_suspects(table)
 
     def item(self, i: int) -> Item:
-        return Item(i, str(self.relpaths[i]), str(self.item_labels[i]), str(self.splits[i]))
+        return Item(i, str(self.relpaths[i]), str(self.item_labels[i]), str(self.splits[i]),
+                    self.colours[0][i] or None, self.colours[1][i] or None)
 
     def items(self, label: str | None = None, q: str | None = None, offset: int = 0, limit: int = 50,
               filters=None, text: str | None = None, facets: bool = False) -> ItemPage:
