@@ -169,6 +169,7 @@ class OpenVINORuntime:
             model = ov.convert_model(net, example_input=example, input=[(-1, 3, size, size)])
         if transform is not None:
             model = transform(model)
+        self.model = model  # the converted network, as compiled (fashion.embedding.ir saves it)
         self.compiled = openvino_core().compile_model(model, "CPU", {
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads()})

@@ -252,7 +252,7 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, max_upload: int = 
     sock = bind(host, port)
     try:
         return_freed_memory()  # before the first photo: its buffers go back to the system once freed
-        service = SimilarityService.open(run_dir, limits=limits)
+        service = SimilarityService.open(run_dir, limits=limits, warm="background")  # ready before warm
         app = create_app(service, max_upload=max_upload,
                          allowed_hosts=tuple(allowed_hosts) if allowed_hosts else default_allowed_hosts(host))
         log.info("serving %s on http://%s:%d/ (API docs at /docs)", run_dir, host, port)
