@@ -262,3 +262,62 @@ def most_confused(cm, classes: Sequence[str], min_count: int = 1) -> list[tuple[
     actual, predicted = np.nonzero((cm >= min_count) & ~np.eye(len(cm), dtype=bool))
     pairs = [(str(classes[a]), str(classes[p]), int(cm[a, p])) for a, p in zip(actual, predicted)]
     return sorted(pairs, key=lambda t: (-t[2], t[0], t[1]))
+
+
+RECALL_KS = (1, 5, 10, 20)  # recall@k by item id reported where items have an item_id
+
+
+class RetrievalTally:
+    """The retrieval metrics of a neighbour table, tallied part by part (the one definition for runs of
+    every size): precision@k, mAP@k, per label, and recall@k by item id when ``item_ids`` are given.
+
+    ``labels`` (n,) and ``item_ids`` (n,) are indexed by item id; :meth:`update` takes (q,) query ids and
+    their (q, k) neighbour ids in rank order (-1 where a rank is missing). The result equals
+    :func:`precision_at_k` / :func:`map_at_k` / :func:`per_label_precision` / :func:`recall_at_k` over the
+    whole table in query-id order, bit for bit, however the table was split.
+
+    >>> t = RetrievalTally(np.array(["a", "a", "b"]), 2)
+    >>> t.update(np.array([2]), np.array([[0, 1]])); t.update(np.array([0, 1]), np.array([[1, 2], [2, 0]]))
+    >>> r = t.result(); r["precision_at_k"], r["map_at_k"], r["per_label_precision"]
+    (0.3333333333333333, 0.5, {'a': 0.5, 'b': 0.0})
+    """
+
+    def __init__(self, labels: np.ndarray, k: int, item_ids: np.ndarray | None = None):
+        self.labels = np.asarray(labels).astype(str)
+        self.item_ids = None if item_ids is None else np.asarray(item_ids).astype(str)
+        self.k = int(k)
+        self.ks = tuple(x for x in RECALL_KS if x <= self.k) or (self.k,)
+        self._parts: list[tuple[np.ndarray, ...]] = []
+
+    def update(self, query_ids: np.ndarray, neighbor_ids: np.ndarray) -> None:
+        query_ids = np.asarray(query_ids, dtype=np.int64)
+        neighbor_ids = np.asarray(neighbor_ids, dtype=np.int64).reshape(len(query_ids), self.k)
+        missing = neighbor_ids < 0
+        q_lab = self.labels[query_ids]
+        n_lab = np.where(missing, "\x00none", self.labels[np.maximum(neighbor_ids, 0)])
+        hits = (n_lab == q_lab[:, None]).sum(axis=1)
+        ap = average_precision_at_k(q_lab, n_lab, self.k)
+        first = np.zeros(len(query_ids), dtype=np.int64)
+        if self.item_ids is not None:
+            n_ids = np.where(missing, "\x00none", self.item_ids[np.maximum(neighbor_ids, 0)])
+            first = _first_true(n_ids == self.item_ids[query_ids][:, None])
+        self._parts.append((query_ids, hits, ap, first))
+
+    def result(self) -> dict:
+        """{precision_at_k, map_at_k, per_label_precision, per_label_queries[, recall_at_k], n_queries}."""
+        qids, hits, ap, first = (np.concatenate(c) for c in zip(*self._parts)) if self._parts else \
+            (np.zeros(0, np.int64),) * 4
+        if not len(qids):
+            raise ValueError("empty input: 0 queries")
+        order = np.argsort(qids, kind="stable")
+        qids, hits, ap, first = qids[order], hits[order], ap[order], first[order]
+        q_labels = self.labels[qids]
+        labels, inverse, counts = np.unique(q_labels, return_inverse=True, return_counts=True)
+        sums = np.bincount(inverse, weights=hits / self.k, minlength=len(labels))
+        out = {"precision_at_k": float(hits.sum() / (len(qids) * self.k)), "map_at_k": float(ap.mean()),
+               "per_label_precision": {str(lab): float(s / c) for lab, s, c in zip(labels, sums, counts)},
+               "per_label_queries": {str(lab): int(c) for lab, c in zip(labels, counts)}}
+        if self.item_ids is not None:
+            out["recall_at_k"] = {str(x): float((first < x).mean()) for x in self.ks}
+        out["n_queries"] = int(len(qids))
+        return out

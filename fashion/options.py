@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .backbones import DEFAULT_BACKBONE
+from .catalog.versions import DEFAULT_KEEP, DEFAULT_WAIT
 from .errors import ConfigError
 from .datasets.table import FORMATS as DATASET_FORMATS
 from .embedding.embedder import LAYERS, PRECISIONS, RUNTIMES
@@ -56,6 +57,32 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    """An integer of at least 0 (``--keep 0``).
+
+    >>> count("0")
+    0
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A time in seconds, at least 0 (``--wait 0``: do not wait)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
     return value
 
 
@@ -203,8 +230,9 @@ OPTIONS = registry(
     _O("input", ("-i", "--input"), "dataset root (DeepFashion Category, In-shop or image folders); default: the "
        "bundled sample", metavar="DATASET"),
     _O("k", ("-k", "--k"), "neighbours per query", default=10, type=positive_int, metavar="K"),
-    _O("index", ("--index",), "nearest-neighbour backend (fashion.neighbors); auto: exact up to 100,000 gallery images, "
-       "faiss-ivfpq above", default="auto", choices=INDEXES),
+    _O("index", ("--index",), "nearest-neighbour index: a fashion.neighbors backend, or ivfpq-disk (the on-disk IVF-PQ, "
+       "built shard by shard); auto: exact while the gallery's vectors fit comfortably in memory and number at most "
+       "100,000, faiss-ivfpq above, ivfpq-disk when they do not fit", default="auto", choices=(*INDEXES, "ivfpq-disk")),
     _O("metric", ("--metric",), "distance between embeddings", default="cosine", choices=METRICS),
     _O("split", ("--split",), "use only this split (train, valid, test, query, gallery; comma-separated allowed)",
        metavar="SPLIT"),
@@ -213,9 +241,6 @@ OPTIONS = registry(
     _O("limit", ("--limit",), "use a seeded random subset of N items (row order kept)", type=positive_int,
        metavar="N"),
     _O("grids", ("--grids",), "how many neighbour grids to draw", default=12, type=int, metavar="N"),
-    _O("shard_above", ("--shard-above",), "runs of at least N items use the sharded, resumable stages "
-       "(embedding shards, the on-disk IVF-PQ index); the run directory's layout is the same either way",
-       default=500_000, type=positive_int, metavar="N"),
     _O("metadata", ("--metadata",), "shop metadata (CSV or parquet) joined onto the items on its relpath or id "
        "column: brand, price, in_stock, any column, typed; each works as a filter and a facet", metavar="FILE"),
     # -------------------------------------------------------------------------------- insight
@@ -254,6 +279,13 @@ OPTIONS = registry(
     _O("remove_ids", ("--id",), "items to remove by id", type=int, metavar="N", nargs="+", dest="ids"),
     _O("remove_filter", ("--filter",), "remove the items matching this clause (fashion.filters grammar, e.g. "
        "label=dress; repeat to AND)", action="append", metavar="EXPR", dest="filter"),
+    _O("wait", ("--wait",), "when another writer holds the run's lock (RUN.versions/writer.lock), wait this "
+       "long for it, then give up", default=DEFAULT_WAIT, type=seconds, metavar="SECONDS"),
+    _O("keep", ("--keep",), "old versions kept in RUN.versions after the change (older ones are pruned)",
+       default=DEFAULT_KEEP, type=count, metavar="N"),
+    _O("prune", ("--prune",), "remove all but the newest N old versions", type=count, metavar="N"),
+    _O("write_token_file", ("--write-token-file",), "turn on the write API (POST/DELETE/PATCH /api/items) with "
+       "the token in FILE (at least 16 characters; or set FASHION_WRITE_TOKEN); off by default", metavar="FILE"),
     _O("json", ("--json",), "print the results as JSON (one list, one entry a photo)", default=False,
        action="store_true"),
     _O("search_grids", ("--no-grids",), "do not draw a grid per photo", default=True, action="store_false",

@@ -73,14 +73,16 @@ def new_run_id() -> str:
 
 @contextlib.contextmanager
 def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, ...] = KEEP,
-                run_id: str | None = None) -> Iterator[Transaction]:
+                run_id: str | None = None, retire=None) -> Iterator[Transaction]:
     """Stage a run beside ``target`` and swap it into place in one step when the block succeeds.
 
     The target directory is created (empty) if absent, so the ``keep`` sub-directories (the embedding
     cache) can live in it while the run works. Raises :class:`~fashion.errors.OutputError` when the
     parent cannot be written. On any exception the staging directory is removed and ``target`` is left
     exactly as it was: folders this transaction created are removed again while they are empty (a
-    failed first run leaves no empty output folder; a cache it filled stays).
+    failed first run leaves no empty output folder; a cache it filled stays). ``retire``: called with
+    the previous run's directory and ``target`` once the new one is in place, to keep it (the live catalogue's
+    versions, :mod:`fashion.catalog.versions`) instead of removing it.
     """
     from .atomic import ensure_dir
 
@@ -96,8 +98,8 @@ def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, .
     txn = Transaction(target, staging, run_id, kind)
     try:
         yield txn
-        write_manifest(staging, run_id, kind, skip=keep)
-        _swap(staging, target, keep)
+        write_manifest(staging, run_id, kind, skip=keep, previous=target)
+        _swap(staging, target, keep, retire)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         _remove_if_empty(created)
@@ -125,19 +127,41 @@ def _remove_if_empty(folders: list[Path]) -> None:
 
 
 def write_manifest(directory: os.PathLike | str, run_id: str, kind: str = "run",
-                   skip: tuple[str, ...] = KEEP) -> Path:
-    """Write ``directory/manifest.json``: every file (relative posix path → size, sha256), run id, kind."""
+                   skip: tuple[str, ...] = KEEP, previous: os.PathLike | str | None = None) -> Path:
+    """Write ``directory/manifest.json``: every file (relative posix path → size, sha256), run id, kind.
+    ``previous``: a sealed run whose files this one hard-linked (a new version carrying files over): a
+    file that is the same inode as the previous run's file of that name keeps its manifest entry
+    instead of being hashed again (run files are replaced by rename, never changed in place)."""
     from .atomic import write_json
 
     directory = Path(directory)
+    known = _linked_entries(Path(previous)) if previous is not None else {}
     files = {}
     for path in sorted(_content_files(directory, skip)):
         rel = path.relative_to(directory).as_posix()
-        size = path.stat().st_size
+        st = path.stat()
+        size = st.st_size
+        entry = known.get(rel)
+        if entry is not None and entry[0] == (st.st_dev, st.st_ino) and entry[1]["size"] == size:
+            files[rel] = entry[1]
+            continue
         files[rel] = {"size": size, "sha256": file_sha256(path),
                       **({"sample": sample_sha256(path)} if size > SAMPLE_ABOVE else {})}
     return write_json(directory / MANIFEST, {"version": MANIFEST_VERSION, "run_id": run_id, "kind": kind,
                                              "files": files})
+
+
+def _linked_entries(previous: Path) -> dict:
+    """{rel: ((device, inode), manifest entry)} of a sealed run's files (empty when it is none)."""
+    if not has_manifest(previous):
+        return {}
+    out = {}
+    with contextlib.suppress(RunDirError, OSError):
+        for rel, entry in read_manifest(previous)["files"].items():
+            with contextlib.suppress(OSError):
+                st = os.stat(previous / rel)
+                out[rel] = ((st.st_dev, st.st_ino), entry)
+    return out
 
 
 def verify(directory: os.PathLike | str, kind: str | None = None, hashes: bool | str = True,
@@ -336,8 +360,9 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def _swap(staging: Path, target: Path, keep: tuple[str, ...]) -> None:
-    """Put ``staging`` in ``target``'s place, carrying the ``keep`` sub-directories over."""
+def _swap(staging: Path, target: Path, keep: tuple[str, ...], retire=None) -> None:
+    """Put ``staging`` in ``target``'s place, carrying the ``keep`` sub-directories over; the previous
+    run goes to ``retire`` (when given) or is removed."""
     for name in keep:
         if (target / name).is_dir() and not (staging / name).exists():
             os.rename(target / name, staging / name)  # one rename: the cache is never copied
@@ -349,6 +374,12 @@ def _swap(staging: Path, target: Path, keep: tuple[str, ...]) -> None:
         os.rename(target, old)
         os.rename(staging, target)
     _fsync_dir(target.parent)
+    if retire is not None and has_manifest(old):
+        try:
+            retire(old, target)
+            return
+        except Exception as exc:  # noqa: BLE001 - the new run is in place whatever keeping the old one did
+            log.warning("%s: the previous run could not be kept (%s): removed", target, exc)
     shutil.rmtree(old, ignore_errors=True)
 
 

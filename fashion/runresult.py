@@ -1,5 +1,5 @@
 """What a retrieval run returns (:class:`RunResult`) and how its stages are timed (:class:`Stopwatch`),
-shared by every path that writes a run (:mod:`fashion.retrieval`, :mod:`fashion.scale.measure`)."""
+shared by the stages that write a run (:mod:`fashion.pipeline`)."""
 
 from __future__ import annotations
 

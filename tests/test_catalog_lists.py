@@ -94,6 +94,24 @@ def test_an_added_item_changes_only_the_lists_it_enters():
     assert before.ids.shape == (40, 3)
 
 
+def test_a_removal_is_refilled_from_the_reserve_without_a_search():
+    rng = np.random.default_rng(3)
+    cat = _catalog(60, 8, 4, "cosine", rng)
+    _step(cat, "add", 2, rng)  # the new items' lists are searched with their reserve
+    cat.lists = state.update_lists(cat, np.zeros(0, np.int64), np.zeros(0, np.int64), state._Timer(), full=True)[5]
+    reserve = cat.reserve
+    assert reserve.ids.shape == (62, 4) and (reserve.ids >= 0).all()  # k more known per query
+    victims = np.unique(cat.lists.ids[:5, 0])  # the nearest neighbour of the first five queries
+    state.tombstone(cat, victims)
+    query, gallery, _, _, k, lists = state.update_lists(cat, np.zeros(0, np.int64), victims, state._Timer())
+    assert cat.stats["lists_searched"] == 0  # every loss taken from a reserve
+    cat.lists = lists
+    queries, ids, dist, _ = rebuild(cat, 4, "cosine")
+    assert np.array_equal(lists.query_ids, queries) and np.array_equal(lists.ids, ids)
+    np.testing.assert_allclose(lists.dist, dist, rtol=1e-6, atol=1e-7)
+    assert ((cat.reserve.ids >= 0).sum(axis=1) <= 4).all()
+
+
 def _recall(ids: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(ids, truth)]))
 

@@ -42,11 +42,11 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
     """A plain ValueError/TypeError from inside the library is a bug, not a user error: not swallowed."""
-    from fashion import retrieval
+    from fashion.pipeline import measure
 
     def broken(config):
         raise TypeError("a bug")
 
-    monkeypatch.setattr(retrieval, "run", broken)
+    monkeypatch.setattr(measure, "measure", broken)
     with pytest.raises(TypeError, match="a bug"):
         cli.main(["neighbors", "--output-dir", "out"])

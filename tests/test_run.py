@@ -1,7 +1,7 @@
 """fashion.run: one run format (format 2) for every size, one reader.
 
 The same photos as a run of the sharded verbs (``fashion manifest → embed → index → knn``), as a
-``measure_sim.py`` run above ``shard_above`` (the same stages) and as a small ``--index faiss-ivfpq`` run:
+``measure_sim.py --index ivfpq-disk`` run (the same stages) and as a small ``--index faiss-ivfpq`` run:
 each is opened by ``fashion search`` (a gallery photo's own copy first, at distance ~0), by
 :class:`SimilarityService` and by ``POST /api/search``; the verbs and measure_sim give the same vectors and
 neighbours; a run of the older layout is refused with one line that says how to upgrade it.
@@ -29,7 +29,7 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("runs")
     data = make_photo_folder(base / "data", n=24)
     common = dict(input=str(data), k=3, grids=1, runtime="torch", num_workers=0)  # the default embedder, as the verbs
-    run(MeasureConfig(output_dir=str(base / "sharded"), shard_above=10, **common))
+    run(MeasureConfig(output_dir=str(base / "sharded"), index="ivfpq-disk", **common))
     run(MeasureConfig(output_dir=str(base / "small"), index="faiss-ivfpq", insight=False, **common))
     return {"verbs": make_verbs_run(data, base / "verbs"), "sharded": base / "sharded", "small": base / "small"}
 

@@ -64,7 +64,7 @@ def child(run_dir: str, temp_dir: str, report: str) -> None:
     from ray.cluster_utils import Cluster
     from ray.data import DataContext
 
-    from fashion.scale import embed, ivfpq, knn
+    from fashion.scale import embed, executors, ivfpq, knn
 
     # 3 logical CPUs a node: with 1, the embed actors and the read held every CPU and Ray Data's budget left
     # the next map 0 CPU, a hang (its no-progress timeout did not fire)
@@ -80,7 +80,7 @@ def child(run_dir: str, temp_dir: str, report: str) -> None:
         out["gcs"] = ray.get_runtime_context().gcs_address
         result = embed.embed_run(_config(run_dir, "ray", actors=2, cpus_per_actor=0.5), progress=False)
         out["computed"], out["failed"], out["embeddings"] = result.computed, result.failed, result.directory
-        ivfpq.build(result.directory, Path(run_dir) / "index", engine="ray")
+        ivfpq.build(result.directory, Path(run_dir) / "index", executor=executors.make_executor("ray"))
         knn.knn_run(knn.KnnConfig(run_dir, k=5, engine="ray", actors=2, cpus_per_actor=2.0))
         # the cluster's processes: those naming the temp dir, and their children (workers retitle themselves)
         top = [p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])]

@@ -26,7 +26,8 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 ray = pytest.importorskip("ray", reason="the [scale] extra is not installed (pip install -e '.[scale]')")
 pytest.importorskip("ray.data", reason="ray[data] is not installed")
 
-from fashion.scale import embed, ivfpq, knn, manifest, shards  # noqa: E402
+from fashion.pipeline.measure import seal_work  # noqa: E402
+from fashion.scale import embed, executors, ivfpq, knn, manifest, shards  # noqa: E402
 
 from tests.test_scale_embed import make_dataset  # noqa: E402
 
@@ -123,8 +124,9 @@ def test_ray_index_and_knn_give_the_local_neighbours(ray_cluster, photos_run):
     local, far = base / "local", _fresh_run(base, "ray_knn")
     shutil.copytree(local / "embeddings", far / "embeddings")
     for run, engine in ((local, "local"), (far, "ray")):
-        ivfpq.build(embed.latest_embeddings(run), run / "index", id_space=201, engine=engine)
-        knn.knn_run(knn.KnnConfig(str(run), k=5, engine=engine, actors=2, cpus_per_actor=0.5))
+        executor = executors.make_executor(engine, actors=2, cpus_per_actor=0.5)
+        ivfpq.build(embed.latest_embeddings(run), run / "index", id_space=201, executor=executor)
+        seal_work(run, 5, executor)  # fashion knn: query the shards, then seal with the pipeline's stages
     a, b = knn.read_neighbors(local), knn.read_neighbors(far)
     assert a[["query_id", "rank", "neighbor_id"]].equals(b[["query_id", "rank", "neighbor_id"]])
     assert len(a) == 200 * 5 and (a["query_id"] != a["neighbor_id"]).all()

@@ -255,12 +255,12 @@ def test_sharded_run_gets_the_metadata_columns_too(tmp_path):
 
     data = make_dataset(tmp_path / "data", n=12)
     out = tmp_path / "out"
-    config = dict(input=str(data), k=3, grids=0, runtime="torch", num_workers=0, shard_above=10, insight=False)
+    config = dict(input=str(data), k=3, grids=0, runtime="torch", num_workers=0, index="ivfpq-disk", insight=False)
     retrieval.run(retrieval.MeasureConfig(output_dir=str(out), **config))
     items = open_run(out).items
     pd.DataFrame({"id": items["id"], "price": np.arange(len(items)) * 10}).to_csv(tmp_path / "p.csv", index=False)
     result = retrieval.run(retrieval.MeasureConfig(output_dir=str(out), metadata=str(tmp_path / "p.csv"), **config))
-    assert result.metrics["engine"] == "scale"
+    assert result.metrics["index"] == "faiss-ivfpq"
     run = open_run(out)  # resealed: the manifest covers the rewritten item table
     assert run.items["price"].tolist() == list(np.arange(len(items)) * 10) and run.index_ref.kind == "ivfpq"
     service = SimilarityService.open(out, warm=False)

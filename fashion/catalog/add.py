@@ -11,13 +11,14 @@ updates the index, the lists and the metrics and seals the new run in one transa
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError
-from . import state
+from . import state, versions
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ def content_hashes(cat: state.Catalog) -> np.ndarray:
 def new_photos(cat: state.Catalog, frame) -> tuple[object, list[tuple[str, str]]]:
     """The rows of ``frame`` whose content is neither in the run nor earlier in ``frame``, and the
     duplicates (path, what it duplicates)."""
-    known = {h: f"item {i}" for i, h in enumerate(content_hashes(cat)) if h and cat.live[i]}
+    live = cat.live  # a property that compares the role column: once, not once per item
+    known = {h: f"item {i}" for i, h in enumerate(content_hashes(cat)) if h and live[i]}
     hashes = _hashes(frame["path"].astype(str))
     keep, duplicates = [], []
     for row, (path, digest) in enumerate(zip(frame["path"].astype(str), hashes)):
@@ -110,16 +112,27 @@ def new_photos(cat: state.Catalog, frame) -> tuple[object, list[tuple[str, str]]
 
 
 def add(run_dir, sources, batch_size: int | None = None, num_workers: int | None = None,
-        metadata=None) -> AddResult:
-    """Add the photos of ``sources`` to the run at ``run_dir``; the new run replaces it in one step.
-    ``metadata``: a shop metadata file (:mod:`.metadata`) joined onto the items after the append (the new
-    photos by relpath, or any item by relpath or id), in the same step; read before anything is embedded."""
-    from ..service.loading import embedder_for
-    from .metadata import join_metadata, read_metadata
+        metadata=None, wait: float = versions.DEFAULT_WAIT, keep: int = versions.DEFAULT_KEEP) -> AddResult:
+    """Add the photos of ``sources`` (paths, or an item frame: path, relpath, label, split …) to the run at
+    ``run_dir``; the new version replaces it in one step (:mod:`.versions`: under the writer lock, waiting
+    up to ``wait`` seconds for it; ``keep`` old versions kept). ``metadata``: a shop metadata file or
+    table (:mod:`.metadata`) joined onto the items after the append (the new photos by relpath, or any
+    item by relpath or id), in the same step; read before anything is embedded."""
+    from .metadata import read_metadata
 
-    shop = read_metadata(metadata) if metadata is not None else None
-    cat = state.load(run_dir)
-    frame, duplicates = new_photos(cat, read_sources(sources))
+    shop = read_metadata(metadata) if isinstance(metadata, (str, os.PathLike)) else metadata
+    frame = sources if hasattr(sources, "columns") else read_sources(sources)
+    with versions.writer(run_dir, wait=wait):
+        result = _add(state.load(run_dir), frame, batch_size, num_workers, shop)
+    versions.prune(run_dir, keep)
+    return result
+
+
+def _add(cat: state.Catalog, frame, batch_size, num_workers, shop) -> AddResult:
+    from ..service.loading import embedder_for
+    from .metadata import join_metadata
+
+    frame, duplicates = new_photos(cat, frame)
     result = AddResult(cat.path, duplicates=duplicates)
     if not len(frame):
         log.warning("%s: nothing new to add (%d photos already in the run)", cat.path, len(duplicates))

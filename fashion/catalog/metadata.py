@@ -82,6 +82,15 @@ def read_metadata(path):
         # pandas' parser names the line itself ("Expected 3 fields in line 7, saw 4")
         raise MetadataError(f"{source}: not a readable {'CSV' if is_csv else 'parquet'} file "
                             f"({(str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]})") from None
+    return checked_table(table, source, is_csv)
+
+
+def checked_table(table, source, is_csv: bool = False):
+    """``table`` (text or typed columns, as read) checked as a metadata table: a key column (relpath or
+    id), no column of the run's own, no key twice, each other text column typed; ``source`` names it in
+    errors (a file, or a request). :class:`MetadataError` when it cannot be used."""
+    import pandas as pd
+
     table.columns = [str(c).strip() for c in table.columns]
     key = next((k for k in KEYS if k in table.columns), None)
     if key is None:
@@ -172,47 +181,42 @@ def _retyped(series, dtype):
     return series
 
 
-def update_run(run_dir, metadata_file) -> dict:
+def update_run(run_dir, metadata_file, wait: float | None = None, keep: int | None = None) -> dict:
     """``fashion update RUN --metadata FILE``: a new sealed version of the run whose item table carries
     the file's columns (added, or changed for the items it names); embeddings, index and neighbour lists
-    carried over unchanged.
-    Returns {"columns", "matched", "items"}."""
+    carried over unchanged. ``metadata_file``: a path, or a table :func:`read_metadata` would return.
+    Under the run's writer lock (waiting up to ``wait`` seconds); ``keep`` old versions kept
+    (:mod:`.versions`). Returns {"columns", "matched", "items", "version"}."""
     from .. import rundir
     from ..atomic import write_json
     from ..run import layout, writer
     from ..run.reader import open_run, pinned
+    from . import versions
 
     run_dir = Path(run_dir)
-    metadata = read_metadata(metadata_file)  # a bad file is refused before the run is touched
-    with pinned(run_dir):
-        run = open_run(run_dir, load_index=False)
-        manifest = rundir.read_manifest(run_dir)
-    items = join_metadata(run.items.reset_index(drop=True), metadata)
-    info = dict(run.info)
-    columns = [c for c in metadata.columns if c not in KEYS]
-    info["metadata"] = {"source": Path(metadata_file).name, "columns": sorted(
-        set(info.get("metadata", {}).get("columns", [])) | set(columns))}
-    with rundir.transaction(run_dir, kind=manifest.get("kind", layout.RUN_KIND)) as txn:
-        carried = [rel for rel in manifest["files"] if not rel.startswith(f"{layout.ITEMS_DIR}/")
-                   and rel != layout.RUN_JSON]
-        for rel in carried:
-            writer.link_or_copy(run_dir / rel, txn.path / rel)
-        writer.write_items(txn.path, items)
-        info["run_id"] = txn.run_id
-        write_json(txn.path / layout.RUN_JSON, info)
+    # a bad file is refused before the run is touched
+    metadata = metadata_file if hasattr(metadata_file, "columns") else read_metadata(metadata_file)
+    with versions.writer(run_dir, wait=versions.DEFAULT_WAIT if wait is None else wait):
+        with pinned(run_dir):
+            run = open_run(run_dir, load_index=False)
+            manifest = rundir.read_manifest(run_dir)
+        items = join_metadata(run.items.reset_index(drop=True), metadata)
+        columns = [c for c in metadata.columns if c not in KEYS]
+        source = Path(str(metadata.attrs.get("source", "metadata"))).name
+        info = versions.stamp(dict(run.info), {"op": "update", "columns": columns, "count": len(metadata),
+                                               "source": source})
+        info["metadata"] = {"source": source, "columns": sorted(
+            set(info.get("metadata", {}).get("columns", [])) | set(columns))}
+        with versions.transaction(run_dir, kind=manifest.get("kind", layout.RUN_KIND)) as txn:
+            carried = [rel for rel in manifest["files"] if not rel.startswith(f"{layout.ITEMS_DIR}/")
+                       and rel != layout.RUN_JSON]
+            for rel in carried:
+                writer.link_or_copy(run_dir / rel, txn.path / rel)
+            writer.write_items(txn.path, items)
+            info["run_id"] = txn.run_id
+            write_json(txn.path / layout.RUN_JSON, info)
+    versions.prune(run_dir, versions.DEFAULT_KEEP if keep is None else keep)
     key = next(k for k in KEYS if k in metadata.columns)
     matched = int(np.isin(metadata[key].to_numpy(), items[key].to_numpy() if key == "relpath"
                           else np.arange(len(items))).sum())
-    return {"columns": columns, "matched": matched, "items": len(items)}
-
-
-def rewrite_items(out, metadata) -> None:
-    """Rewrite the item table of the run being written in ``out`` (a transaction's staging directory)
-    with ``metadata``'s columns joined on (the sharded path, whose items come from its own manifest)."""
-    from ..run import layout, writer
-    from ..run.reader import parts, read_items
-
-    items = join_metadata(read_items(out).reset_index(drop=True), metadata)
-    for part in parts(out, layout.ITEMS_DIR):
-        part.unlink()
-    writer.write_items(out, items)
+    return {"columns": columns, "matched": matched, "items": len(items), "version": info["version"]}

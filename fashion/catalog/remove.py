@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from . import state
+from . import state, versions
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +59,19 @@ def select(cat: state.Catalog, paths=(), ids=(), filters=()) -> np.ndarray:
     return np.array(sorted(chosen), dtype=np.int64)
 
 
-def remove(run_dir, paths=(), ids=(), filters=()) -> RemoveResult:
-    """Remove the chosen items from the run at ``run_dir``; the new run replaces it in one step."""
-    cat = state.load(run_dir)
-    chosen = select(cat, paths, ids, filters)
-    if not len(chosen):
-        raise ConfigError(f"{cat.path}: nothing to remove (no item matches)")
-    state.tombstone(cat, chosen)
-    state.commit(cat, {"op": "remove", "count": len(chosen)}, removed=chosen,
-                 embedded={"n_removed": len(chosen)})
+def remove(run_dir, paths=(), ids=(), filters=(), wait: float = versions.DEFAULT_WAIT,
+           keep: int = versions.DEFAULT_KEEP) -> RemoveResult:
+    """Remove the chosen items from the run at ``run_dir``; the new version replaces it in one step
+    (under the writer lock, waiting up to ``wait`` seconds for it; ``keep`` old versions kept)."""
+    with versions.writer(run_dir, wait=wait):
+        cat = state.load(run_dir)
+        chosen = select(cat, paths, ids, filters)
+        if not len(chosen):
+            raise ConfigError(f"{cat.path}: nothing to remove (no item matches)")
+        state.tombstone(cat, chosen)
+        state.commit(cat, {"op": "remove", "count": len(chosen)}, removed=chosen,
+                     embedded={"n_removed": len(chosen)})
+    versions.prune(run_dir, keep)
     result = RemoveResult(cat.path, chosen.tolist(), dict(cat.stats))
     log.info("%s", result.summary())
     return result

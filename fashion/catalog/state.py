@@ -4,8 +4,9 @@
 :class:`Catalog`; :func:`commit` recomputes what depends on the changed items — the roles, the index
 (refitted on the gallery vectors: a store of the rows for ``exact``), the neighbour lists (incrementally,
 :mod:`.lists`) and the metrics (:func:`fashion.retrieval.compute_metrics`, a pure function of the lists) —
-and writes the new run with :mod:`fashion.run.writer` inside a :func:`fashion.rundir.transaction`: a kill
-at any moment leaves the previous run whole and readable.
+and writes the new run with :mod:`fashion.run.writer` inside a :func:`fashion.catalog.versions.transaction`
+(the next sealed version; the previous one kept in ``RUN.versions``): a kill at any moment leaves the
+previous run whole and readable. The callers hold the run's writer lock from :func:`load` to :func:`commit`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError
 from ..run import layout
-from .lists import Lists, drop_removed, from_table, merge_added, search
+from .lists import RESERVE, Lists, drop_removed, from_table, merge_added, search, split, widen
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Catalog:
     lists: Lists
     stats: dict = field(default_factory=dict)
     index: object = None  # the run's fitted index where it is kept rather than refitted (faiss-ivfpq)
+    reserve: Lists | None = None  # each query's next candidates after its k-th (reserve.npz; lists.RESERVE)
 
     @property
     def live(self) -> np.ndarray:
@@ -65,7 +67,22 @@ def load(run_dir) -> Catalog:
 
         index = load_index(run.path / run.index_ref.path)
     return Catalog(run.path, run.items.reset_index(drop=True), np.array(run.embeddings, dtype=np.float32),
-                   run.info, run.metrics, lists, index=index)
+                   run.info, run.metrics, lists, index=index, reserve=read_reserve(run.path))
+
+
+def read_reserve(run_dir) -> Lists | None:
+    """The run's reserve (``reserve.npz``, sealed with it), or None: a run written by measure_sim has
+    none, and a list then holds only its k (the first change's searches start the reserve)."""
+    from ..rundir import read_manifest
+
+    path = Path(run_dir) / layout.RESERVE
+    if layout.RESERVE not in read_manifest(run_dir)["files"]:
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        query_ids, ids, dist = data["query_ids"], data["ids"], data["dist"]
+    if ids.ndim != 2 or ids.shape != dist.shape or len(query_ids) != len(ids):
+        raise DatasetError(f"{path}: arrays of mismatched shapes {query_ids.shape}, {ids.shape}, {dist.shape}")
+    return Lists(query_ids.astype(np.int64), ids.astype(np.int64), dist.astype(np.float32))
 
 
 def fit_index(cat: Catalog, gallery_ids: np.ndarray, appended: bool):
@@ -149,12 +166,12 @@ def role_column(cat: Catalog, query: np.ndarray, gallery: np.ndarray) -> np.ndar
     return role
 
 
-def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer) -> tuple:
+def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, full: bool = False) -> tuple:
     """The new roles, index and lists after ``added`` ids arrived and ``removed`` ids left.
 
     Existing lists are merged with the new gallery items (one search of the existing queries among the m
     new items) and the lists that lost a member are searched again; when the roles of the kept items or
-    k itself change (k was clamped to a smaller gallery), every list is searched again. Returns
+    k itself change (k was clamped to a smaller gallery), or ``full``, every list is searched again. Returns
     (query, gallery, mode, index, k, lists)."""
     from ..neighbors import build_index
 
@@ -168,6 +185,7 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer) ->
     requested = int(cat.metrics.get("k_requested", cat.lists.k))
     k = min(requested, possible)
     ref = cat.info["index"]
+    width = k * (1 + RESERVE)  # the lists and their reserve are searched and merged together
     old_role = cat.items["role"].to_numpy()
     old_query = set(cat.lists.query_ids.tolist()) - set(removed.tolist())
     old_gallery = set(np.flatnonzero(np.isin(old_role, layout.GALLERY_ROLES)).tolist()) - set(removed.tolist())
@@ -178,20 +196,23 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer) ->
         if cat.index is not None:
             cat.index = index
     with timer("search"):
-        if k != cat.lists.k or not same_roles:
+        if full or k != cat.lists.k or not same_roles:
             log.info("k (%d → %d) or the roles changed: searching all %d lists again", cat.lists.k, k, len(query_ids))
-            lists = search(index, gallery_ids, cat.vectors[query_ids], query_ids, k, all_pairs)
+            wide = search(index, gallery_ids, cat.vectors[query_ids], query_ids, width, all_pairs)
             cat.stats["lists_searched"] = len(query_ids)
+            lists, cat.reserve = split(wide, k)
             return query, gallery, mode, index, k, lists
-        kept, lost = drop_removed(cat.lists, removed)
+        kept, lost = drop_removed(widen(cat.lists, cat.reserve, width), removed, k)
         kept = kept.take(np.flatnonzero(~np.isin(kept.query_ids, lost)))
         new_gallery = np.intersect1d(added, gallery_ids)
         changed = 0
         if len(new_gallery):
             small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
-            kept, changed = merge_added(kept, cat.vectors[kept.query_ids], small, new_gallery)
+            kept, changed = merge_added(kept, cat.vectors[kept.query_ids], small, new_gallery, k)
         fresh = np.union1d(lost, np.intersect1d(added, query_ids))
-        lists = Lists.concat([kept, search(index, gallery_ids, cat.vectors[fresh], fresh, k, all_pairs)], k).sorted()
+        wide = Lists.concat([kept, search(index, gallery_ids, cat.vectors[fresh], fresh, width, all_pairs)],
+                            width).sorted()
+        lists, cat.reserve = split(wide, k)
     if not np.array_equal(lists.query_ids, query_ids):  # a broken invariant, never a user error
         raise RuntimeError("the updated lists do not cover the queries")
     cat.stats.update(lists_changed=changed, lists_searched=len(fresh))
@@ -228,6 +249,15 @@ def _report(cat: Catalog, out: Path, lists: Lists, metrics: dict, files: list) -
     write_gallery(out, metrics, grids, files, title=title)
 
 
+def write_reserve(out, reserve: Lists) -> Path:
+    """``reserve.npz`` of the run being written in ``out``."""
+    from ..atomic import atomic_write
+
+    with atomic_write(Path(out) / layout.RESERVE) as f:
+        np.savez(f, query_ids=reserve.query_ids, ids=reserve.ids, dist=reserve.dist)
+    return Path(out) / layout.RESERVE
+
+
 class _Timer:
     def __init__(self):
         self.timing, self.start = {}, time.perf_counter()
@@ -243,28 +273,31 @@ class _Timer:
         return block()
 
 
-def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict | None = None) -> Path:
-    """Recompute roles, index, lists and metrics after the change and write the new run in one transaction."""
-    from .. import rundir
-    from ..provenance import created
+def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict | None = None,
+           full: bool = False) -> Path:
+    """Recompute roles, index, lists and metrics after the change and write the new run in one transaction;
+    ``full``: search every list again (what a rebuild from the stored vectors does)."""
     from ..run import writer
+    from . import versions
 
     timer = _Timer()
     added, removed = np.asarray(added, np.int64), np.asarray(removed, np.int64)
-    query, gallery, mode, index, k, lists = update_lists(cat, added, removed, timer)
+    query, gallery, mode, index, k, lists = update_lists(cat, added, removed, timer, full=full)
     cat.items["role"] = role_column(cat, query, gallery)
     timing = {**timer.timing, "total": round(time.perf_counter() - timer.start, 4)}
     metrics = _metrics(cat, gallery, mode, index, k, lists, embedded or {}, timing)
     body = {key: value for key, value in cat.info.items() if key not in ("format_version", "run_id", "index", "n_items")}
-    body["changes"] = list(body.get("changes", [])) + [{**operation, **cat.stats, "at": created()}]
+    body = versions.stamp(body, {**operation, **cat.stats})
     if cat.info.get("arguments", {}).get("insight"):
         log.info("the insight tables (duplicates, suspects, map) are not carried into the changed run: rerun "
                  "measure_sim.py to refresh them")
-    with rundir.transaction(cat.path, kind=layout.RUN_KIND) as txn:
+    with versions.transaction(cat.path, kind=layout.RUN_KIND) as txn:  # the previous version is kept
         out = txn.path
         files = writer.write_items(out, cat.items)
         files.append(writer.write_embeddings(out, cat.vectors))
         files += writer.write_neighbors(out, lists.query_ids, lists.dist, lists.ids)
+        if cat.reserve is not None:
+            files.append(write_reserve(out, cat.reserve))
         path, ref = writer.write_index_npz(out, index, np.flatnonzero(gallery))
         files.append(path)
         files.append(writer.write_run_json(out, txn.run_id, ref, len(cat.items), body))

@@ -4,7 +4,7 @@ Every sub-command parses its options into the library's config dataclasses and c
 function; nothing here does real work. Each option is defined once, in :mod:`fashion.options`; the
 sub-commands come in groups, one module each: :mod:`.train` (train, summary, backbones),
 :mod:`.neighbors` (neighbors, duplicates), :mod:`.serve` (search, serve), :mod:`.scale` (manifest,
-embed, index, knn), :mod:`.catalog` (add, remove), :mod:`.metadata` (update); :mod:`.common` holds what they
+embed, index, knn), :mod:`.catalog` (add, remove, versions), :mod:`.metadata` (update); :mod:`.common` holds what they
 share. ``measure_sim.py`` is the ``neighbors``
 sub-command under the original study's name.
 """

@@ -9,9 +9,9 @@ def run_update(args) -> int:
     """``fashion update``: the file's columns changed or added in a new sealed version of the run."""
     from ..catalog.metadata import update_run
 
-    done = update_run(args.run_dir, args.metadata)
+    done = update_run(args.run_dir, args.metadata, wait=args.wait, keep=args.keep)
     print(f"{args.run_dir}: {len(done['columns'])} columns ({', '.join(done['columns'])}) from {args.metadata}, "
-          f"{done['matched']} of {done['items']} items named")
+          f"{done['matched']} of {done['items']} items named; version {done['version']}")
     return 0
 
 
@@ -21,5 +21,5 @@ def register(sub) -> None:
                    "Join a CSV or parquet file of metadata (brand, price, in_stock, ...) onto RUN's items on its\n"
                    "relpath or id column and commit a new sealed version of the run; the columns work as\n"
                    "filters (fashion search --filter, the API's filter=) and as facets on the page.")
-    add_options(p, "serve_run_dir", "update_metadata")
+    add_options(p, "serve_run_dir", "update_metadata", "wait", "keep")
     p.set_defaults(func=run_update)

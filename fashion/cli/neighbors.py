@@ -8,13 +8,14 @@ from .common import add_options, add_parser, fields_of
 
 NEIGHBORS_OPTIONS = ("input", "output_dir", "model", "arch", "k", "index", "metric", "size", "batch_size", "format",
                      "split", "query_split", "limit", "grids", "layer", "num_workers", "runtime", "cache_dir", "seed",
-                     "shard_above", "metadata")
+                     "metadata", "engine", "address", "actors", "cpus_per_actor", "gpus_per_actor",
+                     "embed_shard_rows")
 INSIGHT_OPTIONS = ("insight", "duplicate_threshold", "map_method")
 
 
 def add_neighbors_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``fashion neighbors`` / ``measure_sim.py`` (DESIGN.md's contract): the fields of
-    :class:`fashion.retrieval.MeasureConfig`, defined in :mod:`fashion.options`."""
+    :class:`fashion.pipeline.config.MeasureConfig`, defined in :mod:`fashion.options`."""
     add_options(p, *NEIGHBORS_OPTIONS)
     add_insight_arguments(p)
 
@@ -25,17 +26,17 @@ def add_insight_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def neighbors_config(args):
-    """Map parsed ``neighbors`` options onto :class:`fashion.retrieval.MeasureConfig`."""
-    from ..retrieval import MeasureConfig
+    """Map parsed ``neighbors`` options onto :class:`fashion.pipeline.config.MeasureConfig`."""
+    from ..pipeline.config import MeasureConfig
 
     return MeasureConfig(**fields_of(MeasureConfig, args))
 
 
 def run_neighbors(args) -> int:
-    """``fashion neighbors`` / ``measure_sim.py``: one retrieval run."""
-    from .. import retrieval
+    """``fashion neighbors`` / ``measure_sim.py``: one retrieval run, any size (:mod:`fashion.pipeline`)."""
+    from ..pipeline.measure import measure
 
-    result = retrieval.run(neighbors_config(args))
+    result = measure(neighbors_config(args))
     print(result.summary() if hasattr(result, "summary") else result)
     return 0
 

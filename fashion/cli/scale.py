@@ -23,7 +23,7 @@ def run_embed(args) -> int:
     """``fashion embed``: every manifest id not yet embedded."""
     from ..scale.embed import EmbedConfig, embed_run
 
-    print(embed_run(EmbedConfig(**fields_of(EmbedConfig, args))).summary())
+    print(embed_run(EmbedConfig(**fields_of(EmbedConfig, args))).summary())  # the pipeline's embed stage
     return 0
 
 
@@ -31,22 +31,27 @@ def run_index(args) -> int:
     """``fashion index``: the IVF-PQ index of a run's embeddings."""
     from pathlib import Path
 
-    from ..scale import embed, ivfpq, manifest
+    from ..scale import embed, executors, ivfpq, manifest
 
     count = manifest.Manifest.read(args.run_dir).count
     params = ivfpq.build(embed.latest_embeddings(args.run_dir), Path(args.run_dir) / "index", id_space=count,
-                         factory=args.factory, memory=args.memory, seed=args.seed, engine=args.engine,
-                         address=args.address)
+                         factory=args.factory, memory=args.memory, seed=args.seed,
+                         executor=executors.make_executor(args.engine, args.address))
     print(f"{params.factory}: {params.count} vectors, {params.bytes_per_vector} bytes/vector, {params.timings}")
     return 0
 
 
 def run_knn(args) -> int:
-    """``fashion knn``: the top-K of every embedded image."""
-    from ..scale.knn import KnnConfig, knn_run
+    """``fashion knn``: the top-K of every embedded image, then the run sealed by the pipeline's stages."""
+    from ..pipeline.measure import seal_work
+    from ..scale import executors
+    from ..scale.knn import KnnConfig
 
-    metrics = knn_run(KnnConfig(**fields_of(KnnConfig, args)))
-    print(f"precision@{metrics['k']} {metrics['precision_at_k']:.4f} over {metrics['queries']} queries")
+    config = KnnConfig(**fields_of(KnnConfig, args))
+    metrics = seal_work(config.run_dir, config.k, executors.of(config), nprobe=config.nprobe, rerank=config.rerank,
+                        arguments={"k": config.k, "nprobe": config.nprobe, "rerank": config.rerank,
+                                   "engine": config.engine}).metrics
+    print(f"precision@{metrics['k']} {metrics['precision_at_k']:.4f} over {metrics['n_queries']} queries")
     return 0
 
 
@@ -67,7 +72,7 @@ def register(sub) -> None:
     p = add_parser(sub, "index", "build a faiss IVF-PQ index of a run's embeddings, shard by shard, merged on disk")
     add_options(p, "run_dir", "factory", "memory", "seed", "engine", "address",
                 seed="seed of the training sample and k-means",
-                engine="local: one process; ray: add shards as Ray tasks")
+                engine="local: one process; ray: add the shards on Ray actors")
     p.set_defaults(func=run_index)
 
     p = add_parser(sub, "knn", "top-K neighbours of every embedded image into RUN/neighbors/part-*.parquet")

@@ -57,9 +57,11 @@ def run_serve(args) -> int:
         limits = Limits(max_pixels=args.max_pixels, memory_mb=args.memory_mb, queue=args.queue)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    from ..server.write import read_token
+
     hosts = tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip()) if args.allowed_hosts else None
     serve(args.run_dir, host=args.host, port=args.port, max_upload=int(args.max_upload_mb * 1024 * 1024),
-          allowed_hosts=hosts, limits=limits)
+          allowed_hosts=hosts, limits=limits, write_token=read_token(args.write_token_file))
     return 0
 
 
@@ -77,5 +79,5 @@ def register(sub) -> None:
                    "Load RUN_DIR once and serve the similar-clothes API and its web page.\n"
                    "Open http://HOST:PORT/ in a browser; the API is described at /docs.")
     add_options(p, "serve_run_dir", "host", "port", "max_upload_mb", "allowed_hosts", "max_pixels", "memory_mb",
-                "queue")
+                "queue", "write_token_file")
     p.set_defaults(func=run_serve)

@@ -58,7 +58,7 @@ def auto_index_name(n: int | None = None) -> str:
     the data in place) up to :data:`AUTO_EXACT_MAX` or when ``n`` is not known, ``faiss-ivfpq`` (compressed
     codes, exact re-rank of the candidates) above it, where exact all-pairs costs n² products (100k × 512:
     ~1 minute at the GEMM floor on two cores; 1M: ~100 times that). Runs too large to hold their vectors
-    in memory go through the sharded stages (``shard_above``), whose index is the on-disk IVF-PQ. Why,
+    in memory get the on-disk IVF-PQ (``fashion.pipeline.index.choose_index``: by size and memory). Why,
     with the measurements: ``benchmarks/README.md``. ``FASHION_AUTO_INDEX`` overrides the choice.
 
     >>> auto_index_name(), auto_index_name(5_000), auto_index_name(2_000_000)

@@ -13,10 +13,16 @@ A 240-photo run and a 10M-photo run differ in their shard counts and their index
     ivfpq/                or the on-disk IVF-PQ index (fashion.scale.ivfpq: index.json, index.faiss,
                           index.ivfdata, vectors.f16.npy), which returns item ids itself
     neighbors/part-*.parquet   query_id, rank (from 1), neighbor_id, distance (float32)
+    reserve.npz           (runs changed by fashion add/remove only) query_ids, ids, dist: each query's next
+                          candidates after its k-th, −1 where unknown (fashion.catalog.lists)
     metrics.json          precision@k, mAP@k, per label, recall@k by item id, counts, skipped, timing
     duplicates.csv, suspects.csv, map.csv, map.png   the insight stage's tables (ids are item ids)
     grids/*.png, index.html                          the report
     manifest.json         written last (fashion.rundir): every file above with its size and SHA-256
+
+Beside the run, ``RUN.versions/`` (:func:`versions_dir`) holds the live catalogue's history
+(:mod:`fashion.catalog.versions`): earlier versions as ordinary runs ``<n>-<run id>/``, the writer's
+lock file and ``uploads/`` (photos added over HTTP, named by their SHA-256).
 
 Work directories of the resumable sharded stages (``manifest/``, ``embeddings/``, ``index/``, ``knn/``,
 ``cache/``) may sit beside these files; they are outside the manifest (:data:`WORK_DIRS`).
@@ -38,6 +44,7 @@ INDEX_NPZ = "index.npz"
 IVFPQ_DIR = "ivfpq"
 PART_GLOB = "part-*.parquet"
 GRIDS_DIR = "grids"
+RESERVE = "reserve.npz"  # a run changed by the catalogue: each query's next candidates (fashion.catalog.lists)
 GALLERY = "index.html"
 # the resumable stages' work (fashion.scale) and the embedding cache: carried between runs, never sealed
 WORK_DIRS = ("cache", "manifest", "embeddings", "index", "knn")
@@ -50,6 +57,9 @@ GALLERY_ROLES = ("both", "gallery")  # the rows the index holds
 ROLES = ("both", "query", "gallery", "skipped", "removed", "")
 
 # the insight stage's tables (optional: --no-insight leaves them out): column -> "int" | "float" | "str"
+VERSIONS_SUFFIX = ".versions"  # RUN.versions/ beside RUN: earlier versions, writer.lock, uploads/
+UPLOADS_DIR = "uploads"
+
 INSIGHT_FILES = {
     "duplicates.csv": {"cluster": "int", "a": "int", "b": "int", "a_split": "str", "b_split": "str",
                        "distance": "float", "method": "str"},
@@ -91,3 +101,16 @@ class IndexRef:
 def part_name(number: int) -> str:
     """The file name of a table's ``number``-th part (sorted order is id order)."""
     return f"part-{int(number):06d}.parquet"
+
+
+def versions_dir(run_dir) -> "Path":
+    """``RUN.versions`` beside the run directory ``RUN`` (absolute)."""
+    from pathlib import Path
+
+    run_dir = Path(run_dir).absolute()
+    return run_dir.with_name(run_dir.name + VERSIONS_SUFFIX)
+
+
+def uploads_dir(run_dir) -> "Path":
+    """Where photos added over HTTP are stored: ``RUN.versions/uploads/<sha256>.<ext>``."""
+    return versions_dir(run_dir) / UPLOADS_DIR

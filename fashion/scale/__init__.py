@@ -2,9 +2,10 @@
 
 Every stage reads and writes parquet shards keyed on a dense int64 ``id`` (the manifest's row number),
 never on row order, so a stage killed at any point resumes by anti-joining the ids already written.
-The same stages run in one process (``engine="local"``, the default, no Ray needed) or as Ray Data
-tasks and actors (``engine="ray"``, the ``[scale]`` extra); Ray is imported only in
-:mod:`fashion.scale.engine_ray`.
+The same stages run in one process (``engine="local"``, the default, no Ray needed) or on a pool of Ray
+actors (``engine="ray"``, the ``[scale]`` extra): an executor (:mod:`fashion.scale.executors`, which
+knows no stage) runs the tasks a stage hands it; Ray is imported only there. The one pipeline
+(:mod:`fashion.pipeline`) composes these stages for ``measure_sim.py`` at every size.
 
 Run directory::
 

@@ -2,9 +2,10 @@
 
 :func:`embed_run` resolves the embedder once (model, layer, size, precision, runtime: the cache tag),
 anti-joins the manifest's ids with the ids already in finished shards (torn files deleted first) and
-hands only the missing rows to an engine: :mod:`.engine_local` (default) or :mod:`.engine_ray`.
-Both engines run the same per-row decode and per-batch network code, so a row's vector does not depend
-on the engine. The OpenVINO runtime is batch-invariant, so its vectors are bitwise equal across engines,
+hands only the missing ids, in chunks of ``shard_rows``, to an executor (:mod:`.executors`: local, the
+default, or Ray) as tasks of one :class:`EmbedWorker` per process or actor: read the chunk's manifest
+rows, decode them in threads, run the network batch by batch, write one shard. A chunk is the same task
+under every executor, so a row's vector does not depend on the executor. The OpenVINO runtime is batch-invariant, so its vectors are bitwise equal across engines,
 batch sizes and resumes. The torch runtime measured the same here (``benchmarks/scale.py drift``: 200
 photos, bf16, Ray with 1 and 2 actors and the local engine at batch 7, all bitwise equal to the local
 engine at batch 32, on an AVX-512-BF16 CPU); :func:`drift` measures it on another machine.
@@ -13,6 +14,7 @@ engine at batch 32, on an AVX-512-BF16 CPU); :func:`drift` measures it on anothe
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -80,6 +82,61 @@ class EmbedResult:
                 f"{self.failed} failed images, {self.torn_removed} torn files removed, {self.seconds:.1f} s")
 
 
+_BUILT: dict = {}  # this process's last embedder, by its resolved spec: one model in memory, built once
+
+
+def _key(spec) -> str:
+    return json.dumps(replace(spec, crop=False).to_json(), sort_keys=True, default=str)
+
+
+def _built(spec):
+    """The embedder of a resolved spec, built once per process (a worker's model; the driver's own
+    embedder when the worker runs in the driver)."""
+    from ..embedding import Embedder
+
+    if _key(spec) not in _BUILT:
+        _BUILT.clear()
+        _BUILT[_key(spec)] = Embedder.from_spec(spec)
+    return _BUILT[_key(spec)]
+
+
+class EmbedWorker:
+    """One process's (or Ray actor's) embedding worker: ``worker(ids)`` embeds those manifest rows of
+    ``run_dir`` into one new shard of ``out`` and returns (rows, failed images)."""
+
+    def __init__(self, run_dir: str, spec: dict, out: str, batch_size: int, threads: int | None = None):
+        from ..embedding import EmbedderSpec
+
+        self.run_dir, self.out, self.batch_size = run_dir, out, batch_size
+        self.spec = EmbedderSpec.from_json(spec)
+        self.embedder = _built(self.spec)
+        self.threads = threads
+
+    def __call__(self, ids: np.ndarray) -> tuple[int, int]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ..embedding.reader import default_num_workers
+        from . import rows as stage
+
+        table = manifest_mod.read_items(self.run_dir, columns=["path", "bbox"], ids=ids)
+        paths = table.column("path").to_pylist()
+        boxes = table.column("bbox").to_pylist() if self.spec.crop and "bbox" in table.column_names else None
+        ids = table.column("id").to_numpy()
+        size, step = self.spec.size, self.batch_size
+        threads = max(1, default_num_workers() if self.threads is None else int(self.threads))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            decoded = pool.map(lambda s: stage.decode_rows(paths[s:s + step], None if boxes is None else boxes[s:s + step],
+                                                           size, self.embedder.resize), range(0, len(ids), step))
+            vecs, oks, reasons = [], [], []
+            for pixels, ok, why in decoded:
+                vecs.append(stage.embed_pixels(self.embedder, pixels, ok, why))
+                oks.append(ok)
+                reasons += why
+        ok = np.concatenate(oks)
+        shards.write_shard(self.out, stage.result_table(ids, np.concatenate(vecs), ok, reasons))
+        return len(ok), int((~ok).sum())
+
+
 @functools.lru_cache(maxsize=1)
 def _embedder(spec, count: int):
     """The last embedder built, kept: a resumed or repeated stage in one process converts the model once."""
@@ -90,6 +147,13 @@ def _embedder(spec, count: int):
     return embedder
 
 
+def forget_embedders() -> None:
+    """Drop this process's kept embedders: the next stage builds its model afresh (a new run, whose model
+    files may have changed since)."""
+    _embedder.cache_clear()
+    _BUILT.clear()
+
+
 def resolve_spec(config: EmbedConfig, count: int):
     """(spec, embedder): the :class:`~fashion.embedding.EmbedderSpec` the config asks for, resolved by
     building it (runtime fixed from the manifest's *total* count, so the tag survives resumes; crop from
@@ -97,7 +161,10 @@ def resolve_spec(config: EmbedConfig, count: int):
     from ..embedding import EmbedderSpec
 
     embedder = _embedder(EmbedderSpec.of(config), count)
-    return replace(embedder.spec, crop=embedder.crop if config.crop is None else bool(config.crop)), embedder
+    spec = replace(embedder.spec, crop=embedder.crop if config.crop is None else bool(config.crop))
+    _BUILT.clear()
+    _BUILT[_key(spec)] = embedder
+    return spec, embedder
 
 
 def embeddings_dir(run_dir, embedder, crop: bool) -> Path:
@@ -117,8 +184,9 @@ def latest_embeddings(run_dir) -> Path:
 # ------------------------------------------------------------------------------------------- stage
 
 
-def embed_run(config: EmbedConfig, progress: bool = True) -> EmbedResult:
-    """Embed every manifest id of ``config.run_dir`` not yet in a finished shard; see the module doc."""
+def embed_run(config: EmbedConfig, progress: bool = True, executor=None) -> EmbedResult:
+    """Embed every manifest id of ``config.run_dir`` not yet in a finished shard (``executor``: None = the
+    one ``config.engine`` names); see the module doc."""
     start = time.perf_counter()
     manifest = manifest_mod.Manifest.read(config.run_dir)
     spec, embedder = resolve_spec(config, manifest.count)
@@ -130,18 +198,22 @@ def embed_run(config: EmbedConfig, progress: bool = True) -> EmbedResult:
 
     ensure_dir(out)
     write_json(out / "embedder.json", {**embedder.describe(), "spec": spec.to_json()})
-    log.info("%s: %d of %d ids to embed (%d done), engine %s, runtime %s", out, len(todo), manifest.count,
-             len(done), config.engine, spec.runtime)
+    log.info("%s: %d of %d ids to embed (%d done), runtime %s", out, len(todo), manifest.count, len(done),
+             spec.runtime)
     failed = 0
     if len(todo):
-        if config.engine == "ray":
-            from . import engine_ray
+        from tqdm.auto import tqdm
 
-            failed = engine_ray.embed(config, spec, todo, out, embedder.resize)
-        else:
-            from . import engine_local
+        from . import executors
 
-            failed = engine_local.embed(config, spec, embedder, todo, out, progress=progress)
+        executor = executors.of(config) if executor is None else executor
+        worker = functools.partial(EmbedWorker, str(config.run_dir), spec.to_json(), str(out), config.batch_size,
+                                   config.num_workers)
+        tasks = [(todo[s:s + config.shard_rows],) for s in range(0, len(todo), config.shard_rows)]
+        with tqdm(total=len(todo), desc="embedding", unit="img", disable=None if progress else True) as bar:
+            for rows, bad in executor.map(worker, tasks):
+                failed += bad
+                bar.update(rows)
     result = EmbedResult(str(out), manifest.count, len(done), len(todo), failed, len(torn),
                          time.perf_counter() - start)
     log.info("%s", result.summary())

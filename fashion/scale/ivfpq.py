@@ -128,13 +128,14 @@ def write_rerank(shard_set, id_space: int, d: int, path) -> None:
 
 
 def build(embeddings_dir, out_dir, id_space: int | None = None, factory: str = "auto", memory="4G",
-          seed: int = 0, engine: str = "local", address: str | None = None,
-          train_size: int | None = None) -> IndexParams:
-    """Build (or finish building) the index of an embeddings directory into ``out_dir``; see module doc."""
+          seed: int = 0, executor=None, train_size: int | None = None, ids: np.ndarray | None = None) -> IndexParams:
+    """Build (or finish building) the index of an embeddings directory into ``out_dir``, its shards added
+    by ``executor`` (:mod:`.executors`; None: in this process); ``ids``: index only these ids (a
+    gallery; None: every embedded one); see module doc."""
     from ..atomic import ensure_dir, write_json
 
     t0 = time.perf_counter()
-    shard_set = shards.ShardSet(embeddings_dir, only_ok=True)
+    shard_set = shards.ShardSet(embeddings_dir, only_ok=True).restrict(ids)
     n = len(shard_set)
     if n == 0:
         raise IndexBuildError(f"{embeddings_dir}: no embedded vectors to index")
@@ -172,13 +173,11 @@ def build(embeddings_dir, out_dir, id_space: int | None = None, factory: str = "
     targets = [shard_index_path(out_dir, p) for p in shard_set.parts]
     todo = [(p, o) for p, o in zip(shard_set.parts, targets) if not o.is_file()]
     ensure_dir(out_dir / SHARDS_DIR)
-    if engine == "ray" and todo:
-        from . import engine_ray
+    from .executors import LocalExecutor
 
-        engine_ray.add_shards(functools.partial(add_shard, str(trained)), todo, address=address)
-    else:
-        for part, target in todo:
-            add_shard(trained, part.path, part.keep, target)
+    executor = LocalExecutor() if executor is None else executor
+    list(executor.map(functools.partial(functools.partial, add_shard, str(trained)),
+                      [(str(p.path), p.keep, str(target)) for p, target in todo]))
     timings["add_s"] = time.perf_counter() - t
     t = time.perf_counter()
     params.count = merge(out_dir, targets)

@@ -2,9 +2,9 @@
 
 ``RUN/knn/part-*.parquet`` (query_id, rank, neighbor_id, distance; the query itself left out), one
 per embedding shard and named after it, written atomically and skipped when present (a killed run
-resumes); then (``KnnConfig.seal``) the run directory is sealed as a run of format 2
-(:mod:`fashion.scale.seal`), whose ``neighbors/`` links these shards. Metrics are accumulated shard by shard from the manifest's labels (never the whole table in
-memory): precision@k and mAP@k overall and per label, as :func:`fashion.retrieval.compute_metrics`.
+resumes), the shards queried by an executor (:mod:`.executors`). The pipeline's metrics stage tallies
+them (:class:`fashion.metrics.RetrievalTally`) and its seal stage (:mod:`fashion.pipeline.seal`) turns the
+work into a run of format 2 whose ``neighbors/`` links these shards.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from ..options import ENGINES, default
 from ..run.writer import neighbors_table
 from . import embed as embed_stage
 from . import ivfpq, manifest, shards
-from .seal import INDEX_DIR, KNN_DIR, SealOptions, seal
+
+KNN_DIR = "knn"  # the neighbour shards' work directory, linked into the run's neighbors/
+INDEX_DIR = "index"  # the on-disk index's work directory, linked into the run's ivfpq/
 
 log = logging.getLogger(__name__)
 
-METRICS_JSON = "metrics.json"
 SETTINGS_JSON = "knn.json"
 
 
@@ -42,7 +43,6 @@ class KnnConfig:
     address: str | None = default("address")
     actors: int = default("actors")
     cpus_per_actor: float = default("cpus_per_actor")
-    seal: bool = True  # end by sealing run_dir as a run of format 2 (measure_sim seals its own output instead)
 
     def __post_init__(self):
         if self.k < 1:
@@ -82,99 +82,69 @@ def query_part(index: "ivfpq.ScaleIndex", part_path, keep: np.ndarray, out_path,
     return len(qids)
 
 
-class StreamingMetrics:
-    """precision@k and mAP@k (overall and per label) accumulated one neighbours shard at a time."""
-
-    def __init__(self, labels: np.ndarray, k: int):
-        self.labels, self.k = labels, k
-        self.names, self.codes = np.unique(labels, return_inverse=True)
-        n = len(self.names)
-        self.p_sum, self.ap_sum, self.count = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
-
-    def update(self, table) -> None:
-        from .. import metrics as M
-
-        q = table.column("query_id").to_numpy()
-        nb = table.column("neighbor_id").to_numpy()
-        rank = table.column("rank").to_numpy()
-        queries, row = np.unique(q, return_inverse=True)
-        grid = np.full((len(queries), self.k), -1, dtype=np.int64)
-        grid[row, rank - 1] = nb
-        q_lab = self.labels[queries]
-        n_lab = np.where(grid >= 0, self.labels[np.maximum(grid, 0)], "\x00none")
-        hits = (n_lab == q_lab[:, None]).mean(1)
-        ap = M.average_precision_at_k(q_lab, n_lab, self.k)
-        codes = self.codes[queries]
-        np.add.at(self.p_sum, codes, hits)
-        np.add.at(self.ap_sum, codes, ap)
-        np.add.at(self.count, codes, 1)
-
-    def result(self) -> dict:
-        n = max(1, int(self.count.sum()))
-        used = self.count > 0
-        return {"k": self.k, "queries": int(self.count.sum()),
-                "precision_at_k": float(self.p_sum.sum() / n), "map_at_k": float(self.ap_sum.sum() / n),
-                "per_label_precision": {str(name): float(p / c) for name, p, c in
-                                        zip(self.names[used], self.p_sum[used], self.count[used])},
-                "per_label_queries": {str(name): int(c) for name, c in zip(self.names[used], self.count[used])}}
-
-
-def knn_run(config: KnnConfig) -> dict:
-    """Write the neighbours shards of a run and its ``neighbors/metrics.json``; returns the metrics."""
+def knn_run(config: KnnConfig, executor=None, query_ids: np.ndarray | None = None) -> dict:
+    """Write the neighbours shards of a work directory; returns {k, parts (their paths), seconds, embeddings}
+    (``executor``: None = the one ``config.engine`` names; ``query_ids``: query only these ids, None:
+    every embedded one)."""
     from ..atomic import ensure_dir, write_json
+    from . import executors
 
     start = time.perf_counter()
     run = Path(config.run_dir)
     emb = embed_stage.latest_embeddings(run)
-    shard_set = shards.ShardSet(emb, only_ok=True)
+    shard_set = shards.ShardSet(emb, only_ok=True).restrict(query_ids)
     most = max(1, len(shard_set) - 1)  # each vector's neighbours leave itself out
-    if config.k > most:
+    if config.k > most and query_ids is None:
         log.warning("k=%d is more than the %d other vectors of the gallery: k=%d", config.k, len(shard_set), most)
         config = replace(config, k=most)
     out = ensure_dir(run / KNN_DIR)
     settings = {"k": config.k, "nprobe": config.nprobe, "rerank": config.rerank, "embeddings": emb.name,
                 "index": (run / INDEX_DIR / ivfpq.INDEX_JSON).read_text(encoding="utf-8")
-                if (run / INDEX_DIR / ivfpq.INDEX_JSON).is_file() else ""}
+                if (run / INDEX_DIR / ivfpq.INDEX_JSON).is_file() else "",
+                "queries": None if query_ids is None else _digest(query_ids)}
     settings_file = out / SETTINGS_JSON
     if not settings_file.is_file() or json.loads(settings_file.read_text(encoding="utf-8")) != settings:
         for stale in shards.list_parts(out):  # shards of other settings (or an older index) are redone
             stale.unlink()
         write_json(settings_file, settings)
     shards.clean_torn(out)
-    todo = [(p, out / p.path.name) for p in shard_set.parts if p.keep.any() and not (out / p.path.name).is_file()]
-    log.info("%s: %d of %d shards to query (k=%d, engine %s)", out, len(todo), len(shard_set.parts), config.k,
-             config.engine)
-    if todo and config.engine == "ray":
-        from . import engine_ray
+    todo = [(str(p.path), p.keep, str(out / p.path.name), config.k, config.nprobe, config.rerank)
+            for p in shard_set.parts if p.keep.any() and not (out / p.path.name).is_file()]
+    log.info("%s: %d of %d shards to query (k=%d)", out, len(todo), len(shard_set.parts), config.k)
+    executor = executors.of(config) if executor is None else executor
+    worker = functools.partial(_KnnWorker, str(run / INDEX_DIR))
+    list(executor.map(worker, todo))
+    done = [out / p.path.name for p in shard_set.parts if (out / p.path.name).is_file()]
+    result = {"k": config.k, "parts": [str(p) for p in done], "seconds": round(time.perf_counter() - start, 3),
+              "embeddings": str(emb.name)}
+    log.info("%s: %d neighbour shards (k=%d) in %.1f s", out, len(done), config.k, result["seconds"])
+    return result
 
-        engine_ray.knn(config, functools.partial(ivfpq.ScaleIndex, str(run / INDEX_DIR)), query_part, todo)
-    elif todo:
-        index = ivfpq.ScaleIndex(run / INDEX_DIR)
-        for part, target in todo:
-            query_part(index, part.path, part.keep, target, config.k, config.nprobe, config.rerank)
-    labels = np.asarray(manifest.read_items(run, columns=["label"]).column("label").to_pylist(), dtype=object)
-    labels = labels.astype(str)
-    stream = StreamingMetrics(labels, config.k)
-    import pyarrow.parquet as pq
 
-    for part in shard_set.parts:
-        path = out / part.path.name
-        if path.is_file():
-            stream.update(pq.read_table(path))
-    metrics = {**stream.result(), "seconds": round(time.perf_counter() - start, 3), "engine": config.engine,
-               "embeddings": str(emb.name)}
-    write_json(out / METRICS_JSON, metrics)
-    log.info("%s: precision@%d %.4f over %d queries", out, config.k, metrics["precision_at_k"], metrics["queries"])
-    if config.seal:
-        from .. import rundir
-        from ..insight.stage import InsightConfig
-        from ..run import layout
+def _digest(ids: np.ndarray) -> str:
+    import hashlib
 
-        # the run directory becomes a run of format 2; the stages' work directories stay (outside the manifest)
-        with rundir.transaction(run, kind=layout.RUN_KIND, keep=layout.WORK_DIRS) as txn:
-            seal(run, txn.path, txn.run_id, metrics, SealOptions(insight=InsightConfig(), arguments={
-                "k": config.k, "nprobe": config.nprobe, "rerank": config.rerank, "engine": config.engine}))
-    return metrics
+    return hashlib.sha256(np.ascontiguousarray(np.sort(np.asarray(ids, np.int64))).tobytes()).hexdigest()
+
+
+class _KnnWorker:
+    """One opened on-disk index per process or actor; ``worker(*task)`` runs :func:`query_part`."""
+
+    def __init__(self, index_dir: str):
+        self.index = ivfpq.ScaleIndex(index_dir)
+
+    def __call__(self, part_path, keep, out_path, k, nprobe, rerank) -> int:
+        return query_part(self.index, part_path, keep, out_path, k, nprobe, rerank)
+
+
+def grid_of(table, k: int):
+    """A neighbour table (query_id, rank, neighbor_id …) → (query ids (q,), neighbour ids (q, k), -1 where
+    a rank is missing)."""
+    q = table.column("query_id").to_numpy()
+    queries, row = np.unique(q, return_inverse=True)
+    grid = np.full((len(queries), k), -1, dtype=np.int64)
+    grid[row, table.column("rank").to_numpy() - 1] = table.column("neighbor_id").to_numpy()
+    return queries, grid
 
 
 def read_neighbors(run_dir) -> "object":

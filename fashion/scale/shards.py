@@ -167,6 +167,13 @@ class ShardSet:
             self.parts.append(Part(path, ids, keep))
         self.n_duplicates = sum(int((~p.keep).sum()) for p in self.parts) if not only_ok else None
 
+    def restrict(self, ids: np.ndarray | None) -> "ShardSet":
+        """Keep only the rows whose id is in ``ids`` (None: all); returns self."""
+        if ids is not None:
+            for part in self.parts:
+                part.keep &= np.isin(part.ids, ids)
+        return self
+
     @property
     def ids(self) -> np.ndarray:
         kept = [p.ids[p.keep] for p in self.parts]

@@ -28,7 +28,9 @@ check; ``/images`` sends a file only when it is an image of the kind its name sa
 the same safe opener as the batch path within the service's memory budget (a photo over ``max_pixels``
 or with damaged data is 422; no room now is 503 with Retry-After), a request whose Host header is not
 allowed is 400 (DNS rebinding), every response carries a Content-Security-Policy that forbids inline
-script, and no endpoint writes anything.
+script, and no endpoint writes anything unless the server has a write token (:mod:`.write`: POST, DELETE
+and PATCH of ``/api/items``). The served run follows the directory's versions without a restart
+(:class:`fashion.service.live.LiveService`).
 """
 
 from __future__ import annotations
@@ -236,12 +238,14 @@ def _form_k(data: bytes) -> int:
 
 
 def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, max_upload: int = DEFAULT_MAX_UPLOAD,
-          allowed_hosts: tuple[str, ...] | None = None, limits: Limits | None = None) -> None:
+          allowed_hosts: tuple[str, ...] | None = None, limits: Limits | None = None,
+          write_token: str | None = None) -> None:
     """Open the run and serve it with uvicorn until interrupted (``fashion serve RUN_DIR``).
 
     The port is bound first: a busy one fails at once, before the model loads. ``allowed_hosts``: the
     Host names requests may carry (default: the bound address and localhost, :mod:`.listen`);
-    ``limits``: the memory budget of photo searches.
+    ``limits``: the memory budget of photo searches; ``write_token``: turns on the write API (:mod:`.write`).
+    A new version of the run (``fashion add/remove/update``) is served within about a second.
     """
     import uvicorn
 
@@ -252,11 +256,22 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, max_upload: int = 
     sock = bind(host, port)
     try:
         return_freed_memory()  # before the first photo: its buffers go back to the system once freed
-        service = SimilarityService.open(run_dir, limits=limits, warm="background")  # ready before warm
-        app = create_app(service, max_upload=max_upload,
+        from ..service.live import LiveService
+
+        # warmed in the background: ready before the network's dummy batches (a query meanwhile waits)
+        live = LiveService(SimilarityService.open(run_dir, limits=limits, warm="background"), run_dir).start()
+        app = create_app(live, max_upload=max_upload,
                          allowed_hosts=tuple(allowed_hosts) if allowed_hosts else default_allowed_hosts(host))
-        log.info("serving %s on http://%s:%d/ (API docs at /docs)", run_dir, host, port)
+        if write_token:
+            from .write import add_write_routes
+
+            add_write_routes(app, live, write_token, max_upload)
+        log.info("serving %s on http://%s:%d/ (API docs at /docs; writes %s)", run_dir, host, port,
+                 "on" if write_token else "off")
         config = uvicorn.Config(app, log_level="warning", access_log=False, http=json_error_protocol())
-        uvicorn.Server(config).run(sockets=[sock])
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            live.stop()
     finally:
         sock.close()

@@ -53,6 +53,14 @@ async def read_body(request, limit: int) -> bytes:
 
 def parse_form(body: bytes, content_type: str | None) -> dict[str, Part]:
     """Fields of a multipart/form-data ``body`` by name (the first of each name)."""
+    fields: dict[str, Part] = {}
+    for part in parse_parts(body, content_type):
+        fields.setdefault(part.name, part)
+    return fields
+
+
+def parse_parts(body: bytes, content_type: str | None) -> list[Part]:
+    """Every field of a multipart/form-data ``body``, in order (several files of one name included)."""
     from python_multipart.multipart import MultipartParser, parse_options_header
 
     ctype, params = parse_options_header(content_type or "")
@@ -93,7 +101,4 @@ def parse_form(body: bytes, content_type: str | None) -> dict[str, Part]:
         parser.finalize()
     except Exception as exc:  # noqa: BLE001 - the parser's errors are all "malformed body"
         raise BadForm(f"malformed multipart body: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    fields: dict[str, Part] = {}
-    for part in parts:
-        fields.setdefault(part.name, part)
-    return fields
+    return parts

@@ -22,27 +22,30 @@ class ImageFiles:
     """The files of the items of one run, by item id (already checked to be an id of the run).
 
     paths: the item table's ``path`` column; ok: its ``ok`` column (False: the run skipped the item);
-    root: the dataset root no file may leave; budget / decoding: the service's memory budget and the
+    root: the dataset root no file may leave (besides ``uploads``, the run's content-addressed folder of
+    photos added over HTTP, whose files are allowed directly in it); budget / decoding: the service's memory budget and the
     semaphore that bounds the photos decoded at once (a thumbnail shares both with the photo searches).
     """
 
     def __init__(self, paths: np.ndarray, ok: np.ndarray, root: Path, budget: MemoryBudget,
-                 decoding: threading.BoundedSemaphore):
+                 decoding: threading.BoundedSemaphore, uploads: Path | None = None):
         self.paths, self.ok, self.root = paths, ok, Path(root)
+        self.uploads = Path(uploads) if uploads is not None else None
         self.budget, self.decoding = budget, decoding
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._lock = threading.Lock()
 
     def path(self, i: int) -> Path:
-        """Item ``i``'s image file, resolved; only a regular file inside the dataset root (a symlink that
-        leaves it is refused). Raises :class:`ItemNotFound`."""
+        """Item ``i``'s image file, resolved; only a regular file inside the dataset root or directly in the
+        run's uploads (a symlink that leaves them is refused). Raises :class:`ItemNotFound`."""
         if not self.ok[i]:
             raise ItemNotFound(f"item {i} was skipped by the run (unreadable image)")
         try:
             path = Path(self.paths[i]).resolve(strict=True)
         except (OSError, RuntimeError):
             raise ItemNotFound(f"item {i}: image file not found") from None
-        if not path.is_relative_to(self.root) or not path.is_file():
+        inside = path.is_relative_to(self.root) or (self.uploads is not None and path.parent == self.uploads)
+        if not inside or not path.is_file():
             raise ItemNotFound(f"item {i}: image file outside the dataset root or not a regular file")
         return path
 

@@ -17,6 +17,7 @@ from .browse import Browser
 from .budget import Limits, MemoryBudget, photo_cost
 from .files import THUMB_SIZE, ImageFiles
 from ..run.checks import dataset_root
+from ..run.layout import uploads_dir
 from ..run.index import load as load_index
 from ..run.reader import Run, open_run, pinned
 from .filtering import category_scores
@@ -52,6 +53,7 @@ class SimilarityService:
         self.path = run.path
         self.root = Path(root) if root is not None else dataset_root(run.info, run.path / "run.json")
         self._id_of = run.gallery_ids  # the ids the index holds
+        self.uploads = uploads_dir(run.path).resolve()  # photos added over HTTP (fashion.catalog.uploads)
         self._batcher = MicroBatcher(self._network_batch, max_batch=MAX_BATCH)
         self._index_lock = threading.Lock()
         self._network_lock = threading.Lock()  # the batcher's calls and a background warm-up: one at a time
@@ -66,7 +68,7 @@ class SimilarityService:
         self._labels, self._relpaths, self._ok = self.browse.item_labels, self.browse.relpaths, self.browse.ok
         self._in_index = np.zeros(len(self._labels), dtype=bool)
         self._in_index[self._id_of] = True
-        self.files = ImageFiles(self.browse.paths, self._ok, self.root, self.budget, self._decoding)
+        self.files = ImageFiles(self.browse.paths, self._ok, self.root, self.budget, self._decoding, self.uploads)
 
     @classmethod
     def open(cls, run_dir, warm: bool | str = True, limits: Limits | None = None) -> "SimilarityService":
@@ -273,8 +275,8 @@ class SimilarityService:
         return self.browse.trust
 
     def image_file(self, item_id) -> Path:
-        """The item's image file, resolved; only a regular file inside the dataset root (a symlink that
-        leaves it is refused). Raises :class:`ItemNotFound`."""
+        """The item's image file, resolved; only a regular file inside the dataset root or the run's uploads
+        (a symlink that leaves them is refused). Raises :class:`ItemNotFound`."""
         return self.files.path(self._check_id(item_id))
 
     def image_file_checked(self, item_id) -> tuple[Path, str]:

@@ -1,0 +1,49 @@
+"""The item-table hook: extra columns computed per item before a run is sealed.
+
+:data:`ITEM_TABLE_STAGES` is a tuple of callables ``stage(items, ok) -> {column: values}``: ``items`` is
+the run's item frame (row i = item i: path, relpath, label, split and the dataset's own columns), ``ok``
+a bool array (False where the image could not be embedded); each returns new columns, one value per
+row (a list, numpy array or pandas Series), which land in the run's ``items/part-*.parquet`` beside the
+dataset's columns, typed (numbers, booleans, dates) or text. A stage registers itself by being added to
+the tuple below (the pipeline reads it when a run is sealed, never at import time). A column that
+already exists, or one of the wrong length, is refused with one line naming the stage.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..errors import FashionError
+
+log = logging.getLogger(__name__)
+
+ITEM_TABLE_STAGES: tuple = ()
+
+
+def _name(stage) -> str:
+    return getattr(stage, "__qualname__", None) or type(stage).__name__
+
+
+def add_item_columns(items, ok: np.ndarray, stages=None):
+    """``items`` with the columns of every item-table stage added (``stages``: None = :data:`ITEM_TABLE_STAGES`);
+    the frame is returned unchanged (not copied) when there is no stage."""
+    import pandas as pd
+
+    stages = ITEM_TABLE_STAGES if stages is None else tuple(stages)
+    if not stages:
+        return items
+    items = items.copy()
+    ok = np.asarray(ok, dtype=bool)
+    for stage in stages:
+        columns = stage(items, ok) or {}
+        for name, values in columns.items():
+            if name in items.columns:
+                raise FashionError(f"item-table stage {_name(stage)}: column {name!r} exists already")
+            if len(values) != len(items):
+                raise FashionError(f"item-table stage {_name(stage)}: column {name!r} has {len(values)} values "
+                                   f"for {len(items)} items")
+            items[name] = values.to_numpy() if isinstance(values, pd.Series) else values
+        log.info("item-table stage %s: %s", _name(stage), ", ".join(columns) or "no column")
+    return items
