@@ -83,7 +83,7 @@ def test_search_embeds_photos_with_the_runs_runtime(tmp_path, monkeypatch, caplo
     """A run embedded with OpenVINO: its photos are embedded with OpenVINO too (a gallery image finds
     itself at distance ~0); without OpenVINO installed, torch with a warning (close, not bitwise)."""
     pytest.importorskip("openvino")
-    from fashion.embedding import net
+    from fashion.embedding import net, ovcore
 
     for c, (label, color) in enumerate(COLORS.items()):
         for i in range(3):
@@ -96,6 +96,7 @@ def test_search_embeds_photos_with_the_runs_runtime(tmp_path, monkeypatch, caplo
     (same,) = search([known], out, k=2, grids=False)
     assert same.matches[0].relpath == "green/green_1.jpg" and same.matches[0].distance < 1e-5
     monkeypatch.setattr(net, "openvino_available", lambda: False)
+    monkeypatch.setattr(ovcore, "openvino_available", lambda: False)  # the service's check (no torch import)
     with caplog.at_level("WARNING", logger="fashion.service"):
         (fallback,) = search([known], out, k=2, grids=False)
     assert "OpenVINO, which is not installed" in caplog.text
@@ -114,7 +115,7 @@ def test_cli_search_folder_json_and_exit_codes(finished_run, tmp_path, capsys):
     answer = json.loads(capsys.readouterr().out)
     assert [Path(r["photo"]).name for r in answer] == ["a.jpg", "b.png"]
     assert all(r["ok"] and len(r["results"]) == 2 and r["grid"] is None for r in answer)
-    assert set(answer[0]["results"][0]) == {"rank", "id", "relpath", "label", "distance"}
+    assert set(answer[0]["results"][0]) == {"rank", "id", "relpath", "label", "distance", "colour", "colour_hex"}
     assert answer[0]["results"][0]["label"] == "red" and answer[1]["results"][0]["label"] == "blue"
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")
