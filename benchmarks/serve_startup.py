@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     mark("open_run")
     run.index = load(run)
     mark("index")
-    embedder = embedder_for(run.info)
+    embedder = embedder_for(run.info, run.path)  # the saved OpenVINO network of an openvino run (no torch)
     mark("embedder")
     service = SimilarityService(run, embedder)
     mark("service tables")

@@ -355,15 +355,24 @@ def _resized(image, width: int, height: int) -> "np.ndarray":
 
     torch's uint8 antialiased bilinear kernel (the one torchvision uses) instead of Pillow's
     ``Image.resize``: within one grey level of Pillow's BILINEAR (tested) and faster (measured in
-    benchmarks/embed.py, benchmarks/README.md).
+    benchmarks/embed.py, benchmarks/README.md). In a process that has not imported torch (a server of a
+    saved OpenVINO network, :mod:`fashion.embedding.ir`) the same kernel in numpy
+    (:func:`fashion.resample.resize_bilinear_aa`, bitwise equal, slower), so torch is never imported for it.
     """
+    import sys
+
     import numpy as np
-    import torch
-    import torch.nn.functional as F
 
     pixels = np.array(image, dtype=np.uint8)  # writable (height, width, 3) copy
     if pixels.shape[:2] == (height, width):
         return pixels
+    if "torch" not in sys.modules:
+        from .resample import resize_bilinear_aa
+
+        return resize_bilinear_aa(pixels, height, width)
+    import torch
+    import torch.nn.functional as F
+
     chw = torch.from_numpy(pixels).permute(2, 0, 1)[None]  # a channels-last view: no copy
     out = F.interpolate(chw, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
     return np.ascontiguousarray(out[0].permute(1, 2, 0).numpy())

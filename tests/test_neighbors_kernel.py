@@ -155,3 +155,23 @@ def test_exact_matches_faiss_flat_on_random_data():
         b = build_index("faiss-flat", metric).fit(X).kneighbors(None, 10)
         np.testing.assert_array_equal(a[1], b[1])
         np.testing.assert_array_equal(a[0], b[0])
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_the_numpy_path_gives_the_torch_paths_candidates(metric):
+    """A process without torch (a server of a saved OpenVINO network) scores with numpy: same neighbours."""
+    from fashion.neighbors.kernel import tile_budget, tile_shape, topk_scores_numpy
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((3000, 48)).astype(np.float32)
+    if metric == "cosine":
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Q = X[:70] + 0.01 * rng.standard_normal((70, 48)).astype(np.float32)
+    for tile in (None, 2**16):
+        rows, cols = tile_shape(len(Q), len(X), tile_budget(X, tile))
+        s_np, i_np = topk_scores_numpy(Q, X, 9, metric, None, False, rows, cols)
+        s_t, i_t = topk_scores(Q, X, 9, metric, working_memory=tile)
+        assert np.array_equal(i_np, i_t) and np.allclose(s_np, s_t, atol=1e-4)
+    rows, cols = tile_shape(len(X), len(X), tile_budget(X, 2**16))
+    _, own = topk_scores_numpy(X, X, 1, metric, None, True, rows, cols)
+    assert (own[:, 0] != np.arange(len(X))).all()

@@ -83,7 +83,7 @@ def test_search_embeds_photos_with_the_runs_runtime(tmp_path, monkeypatch, caplo
     """A run embedded with OpenVINO: its photos are embedded with OpenVINO too (a gallery image finds
     itself at distance ~0); without OpenVINO installed, torch with a warning (close, not bitwise)."""
     pytest.importorskip("openvino")
-    from fashion.embedding import net
+    from fashion.embedding import net, ovcore
 
     for c, (label, color) in enumerate(COLORS.items()):
         for i in range(3):
@@ -96,6 +96,7 @@ def test_search_embeds_photos_with_the_runs_runtime(tmp_path, monkeypatch, caplo
     (same,) = search([known], out, k=2, grids=False)
     assert same.matches[0].relpath == "green/green_1.jpg" and same.matches[0].distance < 1e-5
     monkeypatch.setattr(net, "openvino_available", lambda: False)
+    monkeypatch.setattr(ovcore, "openvino_available", lambda: False)  # the service's check (no torch import)
     with caplog.at_level("WARNING", logger="fashion.service"):
         (fallback,) = search([known], out, k=2, grids=False)
     assert "OpenVINO, which is not installed" in caplog.text

@@ -132,7 +132,8 @@ def test_update_adds_typed_columns_that_filter_and_facet(sample_run, tmp_path):
 
     run, items = _metadata_run(sample_run, tmp_path)
     done = update_run(run, tmp_path / "shop.csv")
-    assert done == {"columns": ["price", "in_stock", "brand", "added"], "matched": len(items) - 2, "items": len(items)}
+    assert done == {"columns": ["price", "in_stock", "brand", "added"], "matched": len(items) - 2, "items": len(items),
+                    "version": 2}  # the run's first version was its measure_sim run
     open_run(run)  # sealed: the manifest checks out, the index finds its items
     service = SimilarityService.open(run, warm=False)
     table = service.filter.table

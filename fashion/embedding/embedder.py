@@ -275,6 +275,37 @@ class Embedder:
                 self._classify = net.TorchRuntime(joint, self.precision)
         return self._classify(images)
 
+    def infer(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """uint8 (N, S, S, 3) RGB → ((N, d) float32 vectors as :meth:`forward`, (N, c) class probabilities
+        from the same pass when :attr:`can_classify`, else None): numpy in, numpy out."""
+        import torch
+
+        batch = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # a channels-last view: the net's layout, no copy
+        if self.can_classify:
+            vectors, probs = self.classify(batch)
+            return vectors.numpy().astype(np.float32, copy=False), probs.numpy().astype(np.float32, copy=False)
+        return self.forward(batch).numpy().astype(np.float32, copy=False), None
+
+    def save_openvino(self, directory) -> Path:
+        """Save what :meth:`infer` runs, converted by OpenVINO, for :class:`~.ir.SavedNetwork` to serve
+        without torch (``runtime="openvino"`` only; see :mod:`.ir` for the layout)."""
+        from torch import nn
+
+        from . import ir
+
+        if self.runtime != "openvino":
+            raise ConfigError(f"only the openvino runtime's network is saved, not {self.runtime!r}'s")
+        self.infer(np.zeros((1, self.size, self.size, 3), np.uint8))  # converts the network infer runs
+        runtime = self._classify if self.can_classify else self._openvino_runtime()
+        last = self._classes if self.layer == "head" and isinstance(self._classes, nn.Linear) else None
+        classes = None if last is None else (
+            last.weight.detach().numpy(),
+            last.bias.detach().numpy() if last.bias is not None else np.zeros(last.out_features, np.float32))
+        meta = {"name": self.name, "size": self.size, "resize": self.resize, "layer": self.layer,
+                "precision": self.precision, "classify": self.can_classify, "dim": self.dim,
+                "class_names": list(self.class_names) if self.can_classify else [], "embedder": self.describe()}
+        return ir.save(runtime.model, directory, meta, classes)
+
     @property
     def dim(self) -> int:
         """Length d of the vectors (one dummy torch forward pass the first time: no OpenVINO conversion)."""

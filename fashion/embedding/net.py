@@ -17,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import importlib.util
 import logging
-import threading
 import time
 import warnings
 
@@ -27,32 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .ovcore import openvino_available, openvino_core  # noqa: F401  (their home before .ovcore)
+
 log = logging.getLogger("fashion.embedding")
-
-
-def openvino_available() -> bool:
-    """True when the ``openvino`` package can be imported (checked without importing it)."""
-    return importlib.util.find_spec("openvino") is not None
-
-
-_CORE_LOCK = threading.Lock()
-_CORE = None
-
-
-def openvino_core():
-    """The process's one ``openvino.Core``, made on first use and kept until the process ends.
-
-    One Core means one CPU plugin instance: each instance swaps in an alternate signal stack of its
-    own on the thread that makes it, and instances released out of order leave that thread on an
-    unmapped stack, where the next handled signal is a SIGSEGV (:mod:`.sigstack`). A Core per
-    runtime did exactly that once two embedders had come and gone."""
-    global _CORE
-    with _CORE_LOCK:
-        if _CORE is None:
-            import openvino as ov
-
-            _CORE = ov.Core()
-        return _CORE
 
 
 def bf16_supported() -> bool:
@@ -194,6 +169,7 @@ class OpenVINORuntime:
             model = ov.convert_model(net, example_input=example, input=[(-1, 3, size, size)])
         if transform is not None:
             model = transform(model)
+        self.model = model  # the converted network, as compiled (fashion.embedding.ir saves it)
         self.compiled = openvino_core().compile_model(model, "CPU", {
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": torch.get_num_threads()})

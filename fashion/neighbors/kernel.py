@@ -17,6 +17,7 @@ distances reported are recomputed from the rows (:mod:`.distances`).
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -72,12 +73,14 @@ def topk_scores(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, x_sq_norms
     >>> topk_scores(X, X, 1, "cosine", exclude_self=True)[1].ravel().tolist()
     [1, 2, 1]
     """
-    import torch
-
     nq, n = len(Q), len(X)
     if not 1 <= k <= n:
         raise ValueError(f"k must be in 1..{n}, got {k}")
     rows, cols = tile_shape(nq, n, tile_budget(X, working_memory))
+    if "torch" not in sys.modules:  # a server that never loaded torch: numpy's BLAS, the same candidates
+        return topk_scores_numpy(Q, X, k, metric, x_sq_norms, exclude_self, rows, cols)
+    import torch
+
     with warnings.catch_warnings():  # read-only arrays (memory-mapped data): torch warns, nothing writes
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         Qt, Xt = torch.from_numpy(Q), torch.from_numpy(X)
@@ -118,4 +121,43 @@ def topk_scores(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, x_sq_norms
             best_s, order = torch.sort(best_s, dim=1, descending=True)
             out_s[r : r + m] = best_s.numpy()
             out_i[r : r + m] = torch.gather(best_i, 1, order).numpy()
+    return out_s, out_i
+
+
+def topk_scores_numpy(Q, X, k, metric, x_sq_norms, exclude_self, rows, cols) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`topk_scores` with numpy's matrix product (sgemm through its BLAS) and ``argpartition``, for
+    a process that has not imported torch (a server answering one photo at a time: not the all-pairs
+    floor, and never a reason to load torch)."""
+    bias = None
+    if metric == "euclidean":
+        if x_sq_norms is None:
+            from .distances import sq_norms
+
+            x_sq_norms = sq_norms(X)
+        bias = -np.asarray(x_sq_norms, dtype=np.float32)
+    nq, n = len(Q), len(X)
+    out_s = np.empty((nq, k), dtype=np.float32)
+    out_i = np.empty((nq, k), dtype=np.int64)
+    for r in range(0, nq, rows):
+        qb = Q[r : r + rows]
+        best_s = best_i = None
+        for c in range(0, n, cols):
+            S = qb @ X[c : c + cols].T
+            if bias is not None:
+                S *= 2.0
+                S += bias[c : c + len(S[0])]
+            if exclude_self and c < r + len(qb) and r < c + S.shape[1]:
+                own = np.arange(max(r, c), min(r + len(qb), c + S.shape[1]))
+                S[own - r, own - c] = -np.inf
+            kk = min(k, S.shape[1])
+            i = np.argpartition(-S, kk - 1, axis=1)[:, :kk]
+            s, i = np.take_along_axis(S, i, 1), i + c
+            if best_s is not None:  # merge with the running best of the earlier tiles
+                s, i = np.concatenate((best_s, s), 1), np.concatenate((best_i, i), 1)
+                pick = np.argpartition(-s, min(k, s.shape[1]) - 1, axis=1)[:, :k]
+                s, i = np.take_along_axis(s, pick, 1), np.take_along_axis(i, pick, 1)
+            best_s, best_i = s, i
+        order = np.argsort(-best_s, axis=1, kind="stable")
+        out_s[r : r + len(qb)] = np.take_along_axis(best_s, order, 1)
+        out_i[r : r + len(qb)] = np.take_along_axis(best_i, order, 1)
     return out_s, out_i

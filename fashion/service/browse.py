@@ -18,13 +18,17 @@ class Browser:
     """The item table's columns as arrays and what is answered from them alone (no network, no index).
 
     items: the run's item table; metrics: its metrics.json; root: the dataset root (skipped paths are
-    shown relative to it); scores: :func:`~.filtering.category_scores` (None: words rank by id);
-    reports: (suspect_labels table or None, trust block or None) of the run's trained model; colours:
-    (colour family, swatch hex) arrays, "" where an item has none (:class:`~.colourmode.ColourModes`).
+    shown relative to it); scores: a function giving :func:`~.filtering.category_scores` (None: words rank
+    by id), called once, by the first query that ranks by category (a pass over every stored vector:
+    seconds at 1M items, so not at start); reports: (suspect_labels table or None, trust block or None)
+    of the run's trained model; colours: (colour family, swatch hex) arrays, "" where an item has none
+    (:class:`~.colourmode.ColourModes`).
     """
 
     def __init__(self, items, metrics: dict, root: Path, scores=None, reports: tuple = (None, None),
                  colours: tuple | None = None):
+        import threading
+
         import pandas as pd
 
         self.item_labels = items["label"].astype(str).to_numpy()
@@ -33,7 +37,8 @@ class Browser:
         self.paths = items["path"].astype(str).to_numpy()
         self.ok = items["ok"].to_numpy(dtype=bool)
         self.usable = np.flatnonzero(self.ok)
-        self.metrics, self.root, self.scores = metrics, Path(root), scores
+        self.metrics, self.root = metrics, Path(root)
+        self._score_fn, self._scores, self._scores_lock = scores, None, threading.Lock()
         self.colours = colours if colours is not None else (np.full(len(items), ""),) * 2
         self.filter = ItemFilter(items, self.usable)  # filter= clauses and search words → allowed ids
         self._lower_relpaths = None  # made by the first text filter (seconds at 1M items), not at start
@@ -45,6 +50,14 @@ class Browser:
                              for n, c in zip(by_label.index.to_numpy(), by_label.to_numpy())]
         table, self.trust = reports
         self._suspects = self._match_suspects(table)
+
+    @property
+    def scores(self):
+        """(scores, class names) of :func:`~.filtering.category_scores`, or None; computed on first use."""
+        with self._scores_lock:
+            if self._score_fn is not None:
+                self._scores, self._score_fn = self._score_fn(), None
+            return self._scores
 
     def item(self, i: int) -> Item:
         return Item(i, str(self.relpaths[i]), str(self.item_labels[i]), str(self.splits[i]),

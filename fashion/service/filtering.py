@@ -167,9 +167,15 @@ def category_scores(run, classifier=None, embedder=None) -> tuple[np.ndarray, tu
     described = run.info.get("embedder", {})
     if described.get("layer") != "head" or not described.get("model_dir"):
         return None
+    if classifier is None and getattr(embedder, "class_weights", None) is not None:  # a saved network: no torch
+        weight = embedder.class_weights[0]
+        if weight.shape[1] != run.embeddings.shape[1]:
+            return None
+        return _scores(run.embeddings, weight.shape[0], embedder.category_scores), tuple(embedder.class_names)
     import torch
 
-    if classifier is None and embedder is not None and embedder.classes is not None and embedder.layer == "head":
+    if classifier is None and embedder is not None and getattr(embedder, "classes", None) is not None \
+            and embedder.layer == "head":
         last, names = embedder.classes, embedder.class_names  # the embedder loaded this model already
     else:
         if classifier is None:
@@ -183,12 +189,21 @@ def category_scores(run, classifier=None, embedder=None) -> tuple[np.ndarray, tu
         last, names = last_layer(classifier.head), tuple(classifier.classes)
     if last.in_features != run.embeddings.shape[1]:
         return None
-    scores = np.empty((len(run.embeddings), last.out_features), dtype=np.float32)
-    with torch.no_grad():
-        for start in range(0, len(scores), SCORE_ROWS):  # the memory-mapped embeddings a block at a time
-            block = np.array(run.embeddings[start:start + SCORE_ROWS], dtype=np.float32)
-            scores[start:start + len(block)] = torch.softmax(last(torch.from_numpy(block)).float(), dim=1).numpy()
-    return scores, tuple(names)
+
+    def softmax(block):
+        with torch.no_grad():
+            return torch.softmax(last(torch.from_numpy(block)).float(), dim=1).numpy()
+
+    return _scores(run.embeddings, last.out_features, softmax), tuple(names)
+
+
+def _scores(embeddings, n_classes: int, softmax) -> np.ndarray:
+    """(n_items, n_classes) float32: ``softmax`` of the memory-mapped embeddings, a block at a time."""
+    scores = np.empty((len(embeddings), n_classes), dtype=np.float32)
+    for start in range(0, len(scores), SCORE_ROWS):
+        block = np.array(embeddings[start:start + SCORE_ROWS], dtype=np.float32)
+        scores[start:start + len(block)] = softmax(block)
+    return scores
 
 
 def rank_by_category(ids: np.ndarray, labels: tuple[str, ...], scores: np.ndarray | None, classes) -> np.ndarray:

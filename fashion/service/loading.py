@@ -41,11 +41,15 @@ def read_model_reports(info: dict) -> tuple:
     return table, trust
 
 
-def embedder_for(info: dict):
-    """Rebuild the run's embedder from run.json; refuse when its weights are not the ones the run used."""
+def embedder_for(info: dict, run_dir=None):
+    """Rebuild the run's embedder from run.json; refuse when its weights are not the ones the run used.
+
+    With ``run_dir`` and a run embedded by OpenVINO, the network saved under the run
+    (:class:`~fashion.embedding.ir.SavedNetwork`, saved by the first start) is served instead: no torch."""
     from dataclasses import replace
 
-    from ..embedding import RUNTIMES, Embedder, EmbedderSpec, openvino_available
+    from ..embedding import RUNTIMES, Embedder, EmbedderSpec
+    from ..embedding.ovcore import openvino_available
 
     spec = EmbedderSpec.from_json(info["embedder"])
     runtime = spec.runtime  # the photos are embedded as the run embedded its gallery
@@ -53,6 +57,8 @@ def embedder_for(info: dict):
         log.warning("the run embedded its images with OpenVINO, which is not installed here: using torch "
                     "(vectors agree to cosine > 0.99, not bitwise)")
         runtime = "torch"
+    if runtime == "openvino" and run_dir is not None:
+        return saved_network(info, run_dir, lambda: Embedder.from_spec(spec))
     if runtime == "openvino-int8":
         from ..embedding.int8 import nncf_available
 
@@ -63,3 +69,57 @@ def embedder_for(info: dict):
     # checks the weights' checksum against the run's
     return Embedder.from_spec(replace(spec, runtime=runtime if runtime in RUNTIMES[1:] else "torch"))
 
+
+def saved_network(info: dict, run_dir, build):
+    """The run's network saved as OpenVINO IR under ``run_dir`` (:mod:`fashion.embedding.ir`), saved first
+    from ``build()`` (the torch embedder) when missing; that embedder itself when the run directory
+    cannot take it (read-only). A trained model's weights are checked against the run's checksum."""
+    from ..embedding import ir
+
+    described = info["embedder"]
+    model_dir = described.get("model_dir")
+    if model_dir:
+        _check_weights(Path(model_dir), described.get("checksum"))
+    classify = _one_pass(described)
+    directory = ir.ir_directory(run_dir, described, classify)
+    if not ir.is_saved(directory):
+        embedder = build()
+        if embedder.can_classify != classify:  # the rule of _one_pass disagrees with the model: not cached
+            log.warning("%s: not saved as OpenVINO IR (one-pass classifier %s, expected %s)", run_dir,
+                        embedder.can_classify, classify)
+            return embedder
+        try:
+            embedder.save_openvino(directory)
+        except OSError as exc:
+            log.warning("%s: the OpenVINO network cannot be saved (%s): converted at every start", directory, exc)
+            return embedder
+        log.info("saved the run's OpenVINO network to %s", directory)
+    return ir.SavedNetwork(directory)
+
+
+def _one_pass(described: dict) -> bool:
+    """Whether the run's embedder gives its class prediction from the same pass (a trained single model
+    at its own input size: :meth:`fashion.embedding.Embedder.from_model_dir`), from model.json alone."""
+    model_dir = described.get("model_dir")
+    if not model_dir:
+        return False
+    from ..modelio import ModelInfo
+
+    info = ModelInfo.read(model_dir)
+    return not info.members and int(described.get("size") or info.input_size) == info.input_size
+
+
+def _check_weights(model_dir: Path, checksum: str | None) -> None:
+    from ..errors import FashionError
+    from ..modelio import LEGACY_WEIGHTS_FILE, WEIGHTS_FILE
+    from ..rundir import file_sha256
+
+    weights = model_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        weights = model_dir / LEGACY_WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{model_dir}: no {WEIGHTS_FILE} or {LEGACY_WEIGHTS_FILE}")
+    found = file_sha256(weights)
+    if checksum is not None and found != checksum:
+        raise FashionError(f"the model's weights changed since the run (checksum {found[:12]} != "
+                           f"{checksum[:12]}); rerun `fashion neighbors` with the current model")

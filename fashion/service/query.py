@@ -57,13 +57,14 @@ class SimilarityService:
         self.uploads = uploads_dir(run.path).resolve()  # photos added over HTTP (fashion.catalog.uploads)
         self._batcher = MicroBatcher(self._network_batch, max_batch=MAX_BATCH)
         self._index_lock = threading.Lock()
+        self._network_lock = threading.Lock()  # the batcher's calls and a background warm-up: one at a time
         self._decoding = threading.BoundedSemaphore(DECODERS)
         self.budget = MemoryBudget(limits or Limits())
         self.max_pixels = self.budget.limits.max_pixels
         self.colours = ColourModes(run, self._id_of)  # colour=same|any|<family> (.colourmode)
         # the item table's columns, browsing, filters and the model's reports (.browse)
         self.browse = Browser(run.items, self.metrics, self.root, colours=(self.colours.family, self.colours.hex),
-                              scores=category_scores(run, classifier, embedder),  # words-only queries rank by these
+                              scores=lambda: category_scores(run, classifier, embedder),  # words rank by these
                               reports=reports if reports is not None else read_model_reports(run.info))
         self.filter = self.browse.filter
         self._labels, self._relpaths, self._ok = self.browse.item_labels, self.browse.relpaths, self.browse.ok
@@ -72,10 +73,11 @@ class SimilarityService:
         self.files = ImageFiles(self.browse.paths, self._ok, self.root, self.budget, self._decoding, self.uploads)
 
     @classmethod
-    def open(cls, run_dir, warm: bool = True, limits: Limits | None = None) -> "SimilarityService":
-        """Load the run at ``run_dir`` once (see the module docstring); ``warm`` runs one dummy photo
-        through the network so the first real query is not the slow one; ``limits``: the memory budget
-        of photo searches (:class:`~fashion.service.budget.Limits`)."""
+    def open(cls, run_dir, warm: bool | str = True, limits: Limits | None = None) -> "SimilarityService":
+        """Load the run at ``run_dir`` once (see the module docstring); ``warm`` runs dummy photos through
+        the network (:meth:`warm`) so the first real query is not the slow one, ``"background"``: in a
+        thread, after ``open`` has returned (a server is ready at once; a query meanwhile waits at most for
+        one dummy batch); ``limits``: the memory budget of photo searches (:class:`~fashion.service.budget.Limits`)."""
         from concurrent.futures import ThreadPoolExecutor
 
         start = time.perf_counter()
@@ -84,7 +86,7 @@ class SimilarityService:
             run = open_run(run_dir, load_index=False)  # the cheap checks first: refuse a bad dir at once
             index = pool.submit(load_index, run)  # read the index (I/O, no GIL) while the model's imports run
             reports = read_model_reports(run.info)
-            embedder = embedder_for(run.info)
+            embedder = embedder_for(run.info, run.path)
             classifier = None
             model_dir = run.info["embedder"].get("model_dir")
             if model_dir and not embedder.can_classify:  # else the embedder's one pass predicts
@@ -93,7 +95,9 @@ class SimilarityService:
                 classifier = load_model(model_dir)
             run.index = index.result()
         service = cls(run, embedder, classifier, limits=limits, reports=reports)
-        if warm:  # dummy photos through the network at every batch size: no real query pays a first call
+        if warm == "background":
+            threading.Thread(target=service.warm, name="fashion-warm", daemon=True).start()
+        elif warm:  # dummy photos through the network at every batch size: no real query pays a first call
             service.warm()
         log.info("opened %s: %d items, %d indexed (%s), model %s, in %.2f s", run.path, len(run.items),
                  len(service._id_of), run.index.name, embedder.name, time.perf_counter() - start)
@@ -253,9 +257,10 @@ class SimilarityService:
     def _network_batch(self, items: list) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """[(uint8 (S, S, 3) network input, classifier input or None)] → [((d,) float32 vector, (c,) class
         probabilities or None)]: one call of the network for the whole batch (the micro-batcher's function)."""
-        vectors, probs = _network(self.embedder, np.stack([pixels for pixels, _ in items]))
-        if self.classifier is not None:
-            probs = self.classifier.predict([small for _, small in items]).numpy()
+        with self._network_lock:
+            vectors, probs = self.embedder.infer(np.stack([pixels for pixels, _ in items]))
+            if self.classifier is not None:
+                probs = self.classifier.predict([small for _, small in items]).numpy()
         return [(vectors[i], None if probs is None else probs[i]) for i in range(len(items))]
 
     def _prediction(self, probs: np.ndarray) -> Prediction:
@@ -320,16 +325,3 @@ def _pixels(embedder, picture) -> np.ndarray:
     from ..images import resize_image
 
     return resize_image(picture, embedder.size, embedder.resize)
-
-
-def _network(embedder, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """uint8 (N, S, S, 3) network inputs → ((N, d) float32 vectors, (N, c) class probabilities from the same
-    pass, or None when the embedder has no classifier of its own)."""
-    import torch
-
-    batch = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # a channels-last view: the net's layout, no copy
-    if embedder.can_classify:
-        vectors, probs = embedder.classify(batch)
-        return vectors.numpy().astype(np.float32, copy=False), probs.numpy().astype(np.float32, copy=False)
-    return embedder.forward(batch).numpy().astype(np.float32, copy=False), None
-

@@ -1,0 +1,69 @@
+"""torch's antialiased bilinear resize of uint8 images, bit for bit, in numpy (no torch import).
+
+``F.interpolate(x, size, mode="bilinear", antialias=True)`` on uint8 (torch's port of Pillow-SIMD's
+resampler) works in fixed point: per axis it computes each output's filter weights in float64
+(support ``max(1, scale)`` taps either side, the triangle filter, normalised to sum 1), rounds them to
+int16 at the largest precision ``p`` that keeps the largest weight under 2**15, sums ``weight ×
+pixel`` in int32 from ``2**(p-1)``, shifts right by ``p`` and clamps to 0..255. The width is resized
+first, then the height, each pass to uint8. :func:`resize_bilinear_aa` does the same operations in the
+same order, so it returns the same bytes (tested against torch over many sizes,
+``tests/test_resample.py``); a serving process uses it so that it need not import torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(first source index (out,), int16 weights (out, taps), precision bits) of one axis."""
+    scale = in_size / out_size
+    support = scale if scale >= 1.0 else 1.0  # (interp_size / 2) * scale, interp_size 2 for bilinear
+    invscale = 1.0 / scale if scale >= 1.0 else 1.0
+    taps = int(math.ceil(support)) * 2 + 1
+    center = scale * (np.arange(out_size) + 0.5)
+    xmin = np.maximum((center - support + 0.5).astype(np.int64), 0)  # C casts truncate toward zero
+    xsize = np.clip(np.minimum((center + support + 0.5).astype(np.int64), in_size) - xmin, 0, taps)
+    j = np.arange(taps)
+    x = np.abs(((j[None, :] + xmin[:, None]) - center[:, None] + 0.5) * invscale)
+    w = np.where((x < 1.0) & (j[None, :] < xsize[:, None]), 1.0 - x, 0.0)
+    total = np.zeros(out_size)
+    for k in range(taps):  # summed in tap order, as the C loop does
+        total = total + w[:, k]
+    w = np.where(total[:, None] != 0.0, w / np.where(total == 0.0, 1.0, total)[:, None], w)
+    w_max = float(w.max()) if w.size else 0.0
+    precision = 0
+    while precision < 22 and int(0.5 + w_max * (1 << (precision + 1))) < (1 << 15):
+        precision += 1
+    weights = (w * (1 << precision) + 0.5).astype(np.int64)  # non-negative: + 0.5, then truncation
+    return xmin, weights, precision
+
+
+def _rows(pixels: np.ndarray, out_size: int) -> np.ndarray:
+    """Resize C-contiguous uint8 ``pixels`` (H, W, C) along its first axis to ``out_size`` rows (int32
+    sums: at most 255 × 2**22 × (1 + a rounding) < 2**31)."""
+    in_size = pixels.shape[0]
+    xmin, weights, precision = axis_weights(in_size, out_size)
+    acc = np.empty((out_size,) + pixels.shape[1:], dtype=np.int32)
+    term = np.empty_like(acc)
+    for k in range(weights.shape[1]):
+        rows = pixels[np.minimum(xmin + k, in_size - 1)]  # past an output's taps the weight is 0
+        np.multiply(rows, weights[:, k].astype(np.int32)[:, None, None], out=term if k else acc, dtype=np.int32)
+        if k:
+            acc += term
+    if precision:
+        acc += 1 << (precision - 1)
+        acc >>= precision
+    return np.clip(acc, 0, 255, out=acc).astype(np.uint8)
+
+
+def resize_bilinear_aa(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 (H, W, C) → uint8 (height, width, C), as torch's antialiased bilinear resize of uint8."""
+    out = pixels
+    if out.shape[1] != width:
+        out = _rows(np.ascontiguousarray(out.transpose(1, 0, 2)), width).transpose(1, 0, 2)
+    if out.shape[0] != height:
+        out = _rows(np.ascontiguousarray(out), height)
+    return np.ascontiguousarray(out)
