@@ -9,6 +9,14 @@ runner-up), the confusion between families, how the garment was found, and the t
   python benchmarks/colour.py                                  # photos under ../shared/data/clothing-dataset-small
   python benchmarks/colour.py --root /path/to/clothing-dataset-small
   python benchmarks/colour.py --errors dev                     # also list the dev split's mistakes
+  python benchmarks/colour.py --modes RUN                      # the colour modes of photo queries on a run
+
+``--modes RUN`` (a run of clothing-dataset-small with ``--query-split test``): for every test photo and every
+colour family other than its own for which the gallery holds at least 10 items of that family and of the
+photo's category, "this, but in <family>" (``neighbors_of(id, 10, colour=family)``): the share of the top 10
+of that family (by the items' computed colour) and of the photo's category; the same with the family only as
+a filter and the plain embedding's ranking, side by side; then for ``any`` and ``same`` against no colour
+mode: the top 10's share of the photo's category and of the photo's own colour family.
 
 Without the dataset, the rows of its test split are read from the bundled sample (fashion/data/sample,
 resized to 300 px), the others are skipped and counted.
@@ -50,13 +58,85 @@ def confusion_table(score: Score) -> str:
     return "\n".join(lines)
 
 
+def _shares(found, family: str | None, label: str) -> tuple[float, float, int]:
+    """(share of ``found``'s results of ``family``, share of ``label``, how many results)."""
+    n = len(found.results)
+    if not n:
+        return float("nan"), float("nan"), 0
+    return (sum(m.colour == family for m in found.results) / n, sum(m.label == label for m in found.results) / n, n)
+
+
+def modes(run_dir: Path, k: int = 10, least: int = 10, limit: int | None = None) -> int:
+    """The colour modes on a run (see the module docstring); prints the table and returns 0."""
+    import numpy as np
+
+    from fashion.service import SimilarityService
+
+    start = time.perf_counter()
+    service = SimilarityService.open(run_dir, warm=False)
+    items = service.run.items
+    colours, labels = service.colours.family, items["label"].astype(str).to_numpy()
+    gallery = service.run.gallery_ids
+    queries = np.flatnonzero((items["role"].astype(str) == "query").to_numpy() & items["ok"].to_numpy(bool)
+                             & (colours != ""))
+    if limit:
+        queries = queries[:limit]
+    pairs = {}  # (label, family) -> gallery items of both
+    for label, family in zip(labels[gallery], colours[gallery]):
+        pairs[(label, family)] = pairs.get((label, family), 0) + 1
+    fit = time.perf_counter()
+    service.colours.basis()
+    fit = time.perf_counter() - fit
+    tally = {name: [] for name in ("in family (invariant)", "in family (plain)", "none", "same", "any")}
+    seconds = {name: 0.0 for name in tally}
+    for i in queries:
+        i = int(i)
+        for family in sorted({f for (label, f), n in pairs.items() if label == labels[i] and n >= least}):
+            if family == colours[i]:
+                continue
+            for name, kwargs in (("in family (invariant)", {"colour": family}),
+                                 ("in family (plain)", {"filters": [f"colour={family}"]})):
+                t = time.perf_counter()
+                found = service.neighbors_of(i, k, **kwargs)
+                seconds[name] += time.perf_counter() - t
+                tally[name].append(_shares(found, family, labels[i]))
+        for name, colour in (("none", None), ("same", "same"), ("any", "any")):
+            t = time.perf_counter()
+            found = service.neighbors_of(i, k, colour=colour)
+            seconds[name] += time.perf_counter() - t
+            tally[name].append(_shares(found, colours[i], labels[i]))
+    predicted = [service.predicted_category(int(i)) for i in queries]
+    right = np.mean([p == labels[i] for p, i in zip(predicted, queries)]) if predicted and predicted[0] else None
+    print(f"run: {run_dir} ({len(gallery)} gallery items, {len(queries)} test queries with a colour); k = {k}; "
+          f"colour directions: {service.colours.basis().shape[1]} of {service.run.embeddings.shape[1]} dims, "
+          f"fitted in {fit:.2f} s; the classifier's category of the queries: "
+          + ("none (no trained head)" if right is None else f"{right:.3f} right"))
+    print(f"{'mode':<24} {'queries':>8} {'family share':>13} {'category share':>15} {'both >= 0.9':>12} {'ms/query':>9}")
+    for name, rows in tally.items():
+        if not rows:
+            continue
+        arr = np.array([(f, c) for f, c, n in rows if n], dtype=float)
+        target = "family" if name.startswith("in family") else "query's own"
+        both = float(np.mean((arr[:, 0] >= 0.9) & (arr[:, 1] >= 0.9))) if len(arr) else float("nan")
+        print(f"{name:<24} {len(rows):>8} {np.nanmean(arr[:, 0]):>13.3f} {np.nanmean(arr[:, 1]):>15.3f} {both:>12.3f} "
+              f"{1000 * seconds[name] / len(rows):>9.1f}   ({target} colour)")
+    print(f"family share: results of the asked family (in family modes) or of the query's own family (none, same, "
+          f"any), by the items' computed colour; category share: results of the query's label. "
+          f"Total {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="clothing-dataset-small root")
     parser.add_argument("--labels", type=Path, default=LABELS)
     parser.add_argument("--size", type=int, default=SIZE, help="long side (px) the colour is computed at")
     parser.add_argument("--errors", choices=SPLITS, help="list this split's mistakes")
+    parser.add_argument("--modes", type=Path, metavar="RUN", help="measure the colour modes on this run instead")
+    parser.add_argument("--limit", type=int, help="with --modes: the first N test queries only")
     args = parser.parse_args(argv)
+    if args.modes:
+        return modes(args.modes, limit=args.limit)
 
     labels = read_labels(args.labels)
     paths = locate(labels, args.root, sample_root())

@@ -266,6 +266,8 @@ OPTIONS = registry(
     _O("text", ("--text",), "words of a search box (\"red summer dress, not black\"): parsed into filters of "
        "category, colour and metadata values (a structured query, not a language model); without photos, the "
        "matching items", metavar="WORDS"),
+    _O("colour", ("--colour",), "colour mode of a photo search: same (visual similarity, the photo's colour "
+       "first), any (colour-invariant ranking) or a colour family (this, but in blue)", metavar="MODE"),
     _O("search_photos", (), "image files, or folders of them (none with --text: the items the words match)",
        metavar="PHOTO", nargs="*", dest="photos"),
     _O("update_metadata", ("--metadata",), "shop metadata (CSV or parquet) joined on relpath or id: its columns "

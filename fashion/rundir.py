@@ -107,6 +107,16 @@ def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, .
     log.info("run %s committed to %s", run_id[:12], target)
 
 
+def target_of(path: os.PathLike | str) -> Path:
+    """The run a transaction's staging directory ``path`` becomes when sealed (``path`` itself when it is
+    no staging directory): where the run's carried-over work (``cache/``) lies while the run is written."""
+    path = Path(path)
+    marker = path.name.rfind(_STAGING)
+    if path.name.startswith(".") and marker > 1:
+        return path.parent / path.name[1:marker]
+    return path
+
+
 def _missing_ancestors(path: Path) -> list[Path]:
     """``path`` and its parents that do not exist yet, deepest first."""
     missing = []

@@ -36,6 +36,8 @@ class SearchResult:
     prediction: Prediction | None = None
     filters: list[str] = field(default_factory=list)  # the clauses the search was limited by
     ignored: list[str] = field(default_factory=list)  # search words nothing matched
+    colour: str | None = None  # the colour mode (same, any, a family) and the photo's own colour family
+    query_colour: str | None = None
 
     def summary(self) -> str:
         """Human lines: the photo, then one line per match (or why it failed); names with newlines, control
@@ -49,7 +51,10 @@ class SearchResult:
                          + (f"; ignored words: {', '.join(map(display, self.ignored))}" if self.ignored else ""))
         if self.prediction is not None:
             lines.append(f"  predicted: {display(self.prediction.label)} ({self.prediction.probability:.2f})")
-        lines += [f"  {m.rank:2d}. {display(m.relpath)}  [{display(m.label)}]  distance {m.distance:.4f}"
+        if self.colour is not None:
+            lines.append(f"  colour: {self.colour} (the photo's: {self.query_colour or 'none found'})")
+        lines += [f"  {m.rank:2d}. {display(m.relpath)}  [{display(m.label)}"
+                  + (f", {m.colour}" if m.colour and self.colour else "") + f"]  distance {m.distance:.4f}"
                   for m in self.matches]
         return "\n".join(lines)
 
@@ -60,6 +65,7 @@ class SearchResult:
                 "grid": unicode_name(self.grid) if self.grid else None,
                 "prediction": asdict(self.prediction) if self.prediction else None,
                 "filters": list(self.filters), "ignored": list(self.ignored),
+                "colour": self.colour, "query_colour": self.query_colour,
                 "results": [{**asdict(m), "relpath": unicode_name(m.relpath)} for m in self.matches]}
 
 
@@ -106,7 +112,8 @@ def search_text(text: str, run_dir, k: int = default("k"), filters=None, service
 
 
 def search(photos: Sequence, run_dir, k: int = default("k"), output_dir=None, grids: bool = True,
-           service: SimilarityService | None = None, filters=None, text: str | None = None) -> list[SearchResult]:
+           service: SimilarityService | None = None, filters=None, text: str | None = None,
+           colour: str | None = None) -> list[SearchResult]:
     """Find the top-``k`` items of the run at ``run_dir`` for every photo.
 
     Args:
@@ -119,6 +126,7 @@ def search(photos: Sequence, run_dir, k: int = default("k"), output_dir=None, gr
         service: an already open service of ``run_dir`` (default: open it here).
         filters: clauses of :mod:`fashion.filters` (``label=dress``, ``price<100``), ANDed; text: search
             words that become more clauses (:mod:`fashion.textquery`): only the matching items are searched.
+        colour: a colour mode, ``same``, ``any`` or a colour family (:mod:`fashion.service.colourmode`).
 
     Returns:
         one :class:`SearchResult` per photo, in order.
@@ -134,12 +142,16 @@ def search(photos: Sequence, run_dir, k: int = default("k"), output_dir=None, gr
     if service is None:
         service = _open(run_dir)
     service.filter.select(filters, text)  # a bad clause: one line before any photo is read
+    try:
+        service.colours.check(colour)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     k = min(k, service.n_gallery)
     out = Path(output_dir) if output_dir is not None else Path(run_dir) / "search"
     results = []
     for n, photo in enumerate(photos):
         try:
-            found = service.search_image(photo, k=k, filters=filters, text=text)
+            found = service.search_image(photo, k=k, filters=filters, text=text, colour=colour)
         except ImageError as exc:
             results.append(SearchResult(photo, False, reason=exc.reason))
             continue
@@ -151,7 +163,8 @@ def search(photos: Sequence, run_dir, k: int = default("k"), output_dir=None, gr
                                   query_label="new photo")
             grid_path = save_image(out / f"search_{n:03d}_{_safe_stem(photo)}.png", image)
         results.append(SearchResult(photo, True, found.results, grid_path, prediction=found.prediction,
-                                    filters=found.filters, ignored=found.ignored))
+                                    filters=found.filters, ignored=found.ignored, colour=found.colour,
+                                    query_colour=found.query_colour))
     bad = sum(not r.ok for r in results)
     log.info("searched %d photos (%d unreadable) in %s, k=%d", len(photos), bad, run_dir, k)
     return results

@@ -12,7 +12,7 @@ matched longest first, plurals included. Every word that matched nothing is retu
 >>> q.labels, q.colours, q.not_colours, q.ignored
 (('dress',), ('red',), ('black',), ('summer',))
 >>> [str(c) for c in q.clauses()]
-['label in dress', 'colour_family in red', 'colour_family not in black']
+['label in dress', 'colour in red', 'colour not in black']
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Iterable, Mapping
 
 from .filters import Clause
 
-COLOUR_COLUMN = "colour_family"
+COLOUR_COLUMN = "colour"  # the item table's colour family (fashion.colour.stage)
 PRICE_COLUMN = "price"
 MAX_TEXT = 500  # characters: a search box, not a document
 MAX_PHRASE = 3  # words in the longest vocabulary phrase

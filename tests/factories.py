@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 CORRUPT_JPEG = b"\xff\xd8\xff\xe0 truncated"  # a JPEG signature, then nothing decodable
 
@@ -184,3 +184,73 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+# --- garments of a known colour (fashion.colour) ---------------------------------------------------
+
+# How each family's garments look in a phone photo (sRGB; navy: the median of the dev photos labelled navy,
+# Lab (17, 2, -9)): what a synthetic garment is painted with.
+PHOTO_COLOURS = {
+    "black": (28, 28, 30), "white": (236, 236, 232), "grey": (128, 128, 130), "beige": (200, 182, 150),
+    "brown": (105, 70, 45), "red": (170, 30, 35), "pink": (225, 110, 160), "orange": (225, 120, 40),
+    "yellow": (235, 200, 40), "green": (40, 130, 60), "blue": (60, 110, 190), "navy": (38, 42, 55),
+    "purple": (100, 50, 130),
+}
+
+
+def garment_background(kind: str, size=(300, 400), seed: int = 0) -> np.ndarray:
+    """A (h, w, 3) float background a garment lies on: a white sheet, a wood floor or grey tiles."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    if kind == "sheet":  # a white sheet with soft folds
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = 225 + 12 * np.sin(xx / 23.0) * np.cos(yy / 31.0)
+        rgb = np.stack([base, base, base - 4], -1)
+    elif kind == "wood":  # a textured light-wood floor: planks of slightly different tones and grain
+        plank = (np.arange(w) // 50) % 3
+        tone = np.array([[190, 150, 110], [175, 135, 95], [200, 160, 120]])[plank]
+        rgb = np.broadcast_to(tone[None, :, :], (h, w, 3)).astype(float).copy()
+        rgb += rng.normal(0, 8, (h, w, 1))
+    elif kind == "tiles":  # grey tiles with darker grout
+        rgb = np.full((h, w, 3), 150.0)
+        rgb[::40] = 90
+        rgb[:, ::40] = 90
+    else:
+        raise ValueError(kind)
+    return rgb + rng.normal(0, 4, (h, w, 3))
+
+
+def garment_photo(colour, background: str, seed: int = 0, shape: str = "tee", size=(300, 400)) -> Image.Image:
+    """A garment of ``colour`` (sRGB) with shading and fabric noise on ``background`` (sheet, wood, tiles);
+    ``shape``: tee or (else) an ellipse. A PIL image."""
+    w, h = size
+    rgb = garment_background(background, size, seed)
+    mask_image = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(mask_image)
+    if shape == "tee":
+        draw.polygon([(0.3 * w, 0.2 * h), (0.7 * w, 0.2 * h), (0.9 * w, 0.35 * h), (0.8 * w, 0.45 * h),
+                      (0.7 * w, 0.4 * h), (0.7 * w, 0.85 * h), (0.3 * w, 0.85 * h), (0.3 * w, 0.4 * h),
+                      (0.2 * w, 0.45 * h), (0.1 * w, 0.35 * h)], fill=255)
+    else:
+        draw.ellipse((0.25 * w, 0.25 * h, 0.75 * w, 0.75 * h), fill=255)
+    mask = np.asarray(mask_image) > 0
+    rng = np.random.default_rng(seed + 1)
+    yy, _ = np.mgrid[0:h, 0:w]
+    shading = 1.0 - 0.15 * (yy / h)  # light from the top
+    garment = np.asarray(colour, dtype=float)[None, None, :] * shading[..., None] + rng.normal(0, 5, (h, w, 3))
+    rgb[mask] = garment[mask]
+    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+
+
+def make_garment_folder(root: Path, families: Sequence[str], shapes: Sequence[str] = ("tee", "ball"),
+                        per_family: int = 2, size=(120, 160)) -> Path:
+    """An image-folder root ``<shape>/<family>_<i>.jpg``: ``per_family`` garments of each family's colour
+    (:data:`PHOTO_COLOURS`) in each shape (the label), on a white sheet (odd i) or a wood floor (even i)."""
+    for shape in shapes:
+        for f, family in enumerate(families):
+            for i in range(per_family):
+                path = root / shape / f"{family}_{i}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                garment_photo(PHOTO_COLOURS[family], "sheet" if i % 2 else "wood", seed=10 * f + i, shape=shape,
+                              size=size).save(path, quality=92)
+    return root

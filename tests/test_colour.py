@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from fashion.colour.dominant import garment_colour
 from fashion.colour.garment import downsized_lab, garment_mask
@@ -18,61 +18,11 @@ from fashion.colour.table import COLUMNS, colour_table
 from fashion.errors import DatasetError
 from fashion.sample import sample_root
 
+from factories import PHOTO_COLOURS, garment_background as _background, garment_photo as _garment_photo
+
 REPO = Path(__file__).resolve().parents[1]
 LABELS = REPO / "tests" / "data" / "colour_labels.csv"
 DATASET = REPO.parent / "shared" / "data" / "clothing-dataset-small"
-
-# How each family's garments look in a phone photo (sRGB; navy: the median of the dev photos labelled navy,
-# Lab (17, 2, -9)): what a synthetic garment is painted with.
-PHOTO_COLOURS = {
-    "black": (28, 28, 30), "white": (236, 236, 232), "grey": (128, 128, 130), "beige": (200, 182, 150),
-    "brown": (105, 70, 45), "red": (170, 30, 35), "pink": (225, 110, 160), "orange": (225, 120, 40),
-    "yellow": (235, 200, 40), "green": (40, 130, 60), "blue": (60, 110, 190), "navy": (38, 42, 55),
-    "purple": (100, 50, 130),
-}
-
-
-def _background(kind: str, size=(300, 400), seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    w, h = size
-    if kind == "sheet":  # a white sheet with soft folds
-        yy, xx = np.mgrid[0:h, 0:w]
-        base = 225 + 12 * np.sin(xx / 23.0) * np.cos(yy / 31.0)
-        rgb = np.stack([base, base, base - 4], -1)
-    elif kind == "wood":  # a textured light-wood floor: planks of slightly different tones and grain
-        plank = (np.arange(w) // 50) % 3
-        tone = np.array([[190, 150, 110], [175, 135, 95], [200, 160, 120]])[plank]
-        rgb = np.broadcast_to(tone[None, :, :], (h, w, 3)).astype(float).copy()
-        rgb += rng.normal(0, 8, (h, w, 1))
-    elif kind == "tiles":  # grey tiles with darker grout
-        rgb = np.full((h, w, 3), 150.0)
-        rgb[::40] = 90
-        rgb[:, ::40] = 90
-    else:
-        raise ValueError(kind)
-    return rgb + rng.normal(0, 4, (h, w, 3))
-
-
-def _garment_photo(colour, background: str, seed: int = 0, shape: str = "tee", size=(300, 400)) -> Image.Image:
-    """A garment of ``colour`` (sRGB) with shading and fabric noise on ``background``."""
-    w, h = size
-    rgb = _background(background, size, seed)
-    mask_image = Image.new("L", size, 0)
-    draw = ImageDraw.Draw(mask_image)
-    if shape == "tee":
-        draw.polygon([(0.3 * w, 0.2 * h), (0.7 * w, 0.2 * h), (0.9 * w, 0.35 * h), (0.8 * w, 0.45 * h),
-                      (0.7 * w, 0.4 * h), (0.7 * w, 0.85 * h), (0.3 * w, 0.85 * h), (0.3 * w, 0.4 * h),
-                      (0.2 * w, 0.45 * h), (0.1 * w, 0.35 * h)], fill=255)
-    else:
-        draw.ellipse((0.25 * w, 0.25 * h, 0.75 * w, 0.75 * h), fill=255)
-    mask = np.asarray(mask_image) > 0
-    rng = np.random.default_rng(seed + 1)
-    yy, _ = np.mgrid[0:h, 0:w]
-    shading = 1.0 - 0.15 * (yy / h)  # light from the top
-    garment = np.asarray(colour, dtype=float)[None, None, :] * shading[..., None] + rng.normal(0, 5, (h, w, 3))
-    rgb[mask] = garment[mask]
-    return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
-
 
 # --- the palette ---------------------------------------------------------------------------------
 
@@ -191,7 +141,7 @@ def test_colour_table_has_one_row_per_photo_and_counts_the_skipped(tmp_path):
     table = colour_table(paths)
     frame = table.frame
     assert list(frame.columns) == list(COLUMNS) and len(frame) == len(paths)
-    assert list(frame["colour_family"].fillna("-")) == ["navy", "-", "-", "-", "yellow"]
+    assert list(frame["colour"].fillna("-")) == ["navy", "-", "-", "-", "yellow"]
     assert frame["colour_share"].dtype == np.float64 and frame["colour_share"].isna().sum() == 3
     assert frame.loc[0, "colour_hex"].startswith("#") and frame.loc[4, "colour_share"] > 0.5
     assert sum(table.skipped.values()) == 3 and all(isinstance(reason, str) for reason in table.skipped)

@@ -122,6 +122,8 @@ def _downgrade(run_dir, dest):
 
     shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("cache", "items", "neighbors", "index.npz"))
     items = read_items(run_dir).reset_index(drop=True).rename(columns={"id": "index"})
+    # the older layout predates the colour columns (fashion.colour.stage): the upgrade computes them again
+    items = items.drop(columns=["colour", "colour_2", "colour_hex", "colour_share"])
     with np.load(run_dir / "index.npz") as arrays:
         ids = arrays["ids"]
     items["index_row"] = -1

@@ -115,7 +115,7 @@ def test_cli_search_folder_json_and_exit_codes(finished_run, tmp_path, capsys):
     answer = json.loads(capsys.readouterr().out)
     assert [Path(r["photo"]).name for r in answer] == ["a.jpg", "b.png"]
     assert all(r["ok"] and len(r["results"]) == 2 and r["grid"] is None for r in answer)
-    assert set(answer[0]["results"][0]) == {"rank", "id", "relpath", "label", "distance"}
+    assert set(answer[0]["results"][0]) == {"rank", "id", "relpath", "label", "distance", "colour", "colour_hex"}
     assert answer[0]["results"][0]["label"] == "red" and answer[1]["results"][0]["label"] == "blue"
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"nope")

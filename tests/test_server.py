@@ -66,7 +66,7 @@ def test_neighbors_items_labels_run(client, items, sample_run):
     assert len(body["results"]) == 3 and all(r["id"] != 4 for r in body["results"])
     page = client.get("/api/items", params={"offset": 10, "limit": 5}).json()
     assert page["total"] == 60 and [i["id"] for i in page["items"]] == list(range(10, 15))
-    assert set(page["items"][0]) == {"id", "relpath", "label", "split"}
+    assert set(page["items"][0]) == {"id", "relpath", "label", "split", "colour", "colour_hex"}
     label = items["label"].iloc[0]
     only = client.get("/api/items", params={"label": label, "limit": 200}).json()
     assert only["total"] == int((items["label"] == label).sum())

@@ -69,7 +69,7 @@ def test_items_filter_and_facets(sample_run, sample_service):
     assert "path" not in facet and "relpath" not in facet
 
 
-@pytest.mark.parametrize("bad, words", [("colour=red", "no column 'colour'"), ("label<3", "needs a number"),
+@pytest.mark.parametrize("bad, words", [("fabric=red", "no column 'fabric'"), ("label<3", "needs a number"),
                                         ("path=/etc/passwd", "no column 'path'"), ("label", "expected COLUMN OP")])
 def test_bad_filters_are_one_line_errors(sample_service, bad, words):
     for call in (lambda: sample_service.items(filters=[bad]), lambda: sample_service.neighbors_of(0, filters=[bad]),
@@ -84,8 +84,10 @@ def test_words_become_filters_and_unknown_words_come_back(sample_run, sample_ser
     page = sample_service.items(text="summer dresses please", limit=200)
     assert page.ignored == ["summer", "please"] and page.filters == ["label in Dress"]
     assert page.total == int((items["label"] == "Dress").sum()) and {i.label for i in page.items} <= {"Dress"}
-    # no colour columns in this run: colour words are shown as ignored, not silently dropped
-    assert sample_service.items(text="red tee").ignored == ["red"]
+    # every run has the colour columns (fashion.colour.stage): a colour word becomes a filter of them
+    red = sample_service.items(text="red", limit=200)
+    assert red.ignored == [] and red.filters == ["colour in red"]
+    assert red.total == int((items["colour"] == "red").sum()) > 0
 
 
 def test_http_filters_text_and_422(sample_run, client):
@@ -130,7 +132,8 @@ def test_update_adds_typed_columns_that_filter_and_facet(sample_run, tmp_path):
 
     run, items = _metadata_run(sample_run, tmp_path)
     done = update_run(run, tmp_path / "shop.csv")
-    assert done == {"columns": ["price", "in_stock", "brand", "added"], "matched": len(items) - 2, "items": len(items)}
+    assert done == {"columns": ["price", "in_stock", "brand", "added"], "matched": len(items) - 2, "items": len(items),
+                    "version": 2}  # the run's first version was its measure_sim run
     open_run(run)  # sealed: the manifest checks out, the index finds its items
     service = SimilarityService.open(run, warm=False)
     table = service.filter.table
@@ -187,9 +190,9 @@ def test_cli_search_filter_gives_the_nearest_k_of_the_label(sample_run, sample_s
     done = _cli("search", "--text", "shoes in cotton", "--run", str(sample_run), "-k", "3")
     assert done.returncode == 0, done.stderr
     assert "ignored words: in, cotton" in done.stdout and done.stdout.count("[Shoes]") == 3
-    done = _cli("search", photo, "--run", str(sample_run), "--filter", "colour=red")
+    done = _cli("search", photo, "--run", str(sample_run), "--filter", "fabric=red")
     last = done.stderr.strip().splitlines()[-1]  # (after the service's INFO line) the error, one line
-    assert done.returncode != 0 and last.startswith("fashion") and "no column 'colour'" in last
+    assert done.returncode != 0 and last.startswith("fashion") and "no column 'fabric'" in last
 
 
 def test_measure_sim_metadata_lands_in_the_item_table_typed(sample_run, tmp_path):

@@ -59,7 +59,7 @@ def test_colour_words_are_ignored_where_the_run_has_no_colours():
 
 def test_the_clauses_select_the_items_the_words_describe():
     items = pd.DataFrame({"label": ["dress", "dress", "skirt", "dress"],
-                          "colour_family": ["red", "black", "red", "red"],
+                          "colour": ["red", "black", "red", "red"],
                           "brand": ["Acme", "Acme", "Acme", "Zeta"], "price": [40.0, 30.0, 20.0, 10.0]})
     q = parse("red acme dress under 45, not black", labels=SMALL, values={"brand": ["Acme", "Zeta"]},
               numeric=["price"])

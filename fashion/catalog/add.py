@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,15 +79,31 @@ def _hashes(paths) -> list[str]:
     return out
 
 
-def content_hashes(cat: state.Catalog) -> np.ndarray:
-    """The item table's SHA-256 column, filled for rows that lack it (computed once, then stored)."""
+def _sizes(paths) -> np.ndarray:
+    out = np.full(len(paths), -1, np.int64)
+    for i, path in enumerate(paths):
+        try:
+            out[i] = os.stat(path).st_size
+        except OSError:
+            pass  # unreadable: embedding reports it
+    return out
+
+
+def content_hashes(cat: state.Catalog, sizes=None) -> np.ndarray:
+    """The item table's SHA-256 column, filled for rows that lack it (computed once, then stored);
+    with ``sizes`` (file sizes of the photos to compare), only for files of one of those sizes: a file of
+    another size cannot hold the same content, so a run made by measure_sim (no hashes stored) is not
+    hashed whole at its first add (50,000 files: most of a 1,000-photo add's own time)."""
     items = cat.items
     if state.HASH not in items.columns:
         items[state.HASH] = ""
     column = items[state.HASH].fillna("").astype(str).to_numpy(dtype=object)
     todo = np.flatnonzero((column == "") & cat.live)
+    paths = items["path"].astype(str).to_numpy()
+    if len(todo) and sizes is not None:
+        todo = todo[np.isin(_sizes(paths[todo]), np.fromiter(sizes, np.int64))]
     if len(todo):
-        column[todo] = _hashes(items["path"].astype(str).to_numpy()[todo])
+        column[todo] = _hashes(paths[todo])
         items[state.HASH] = column
     return column
 
@@ -95,7 +112,8 @@ def new_photos(cat: state.Catalog, frame) -> tuple[object, list[tuple[str, str]]
     """The rows of ``frame`` whose content is neither in the run nor earlier in ``frame``, and the
     duplicates (path, what it duplicates)."""
     live = cat.live  # a property that compares the role column: once, not once per item
-    known = {h: f"item {i}" for i, h in enumerate(content_hashes(cat)) if h and live[i]}
+    sizes = set(_sizes(frame["path"].astype(str).to_numpy()).tolist())
+    known = {h: f"item {i}" for i, h in enumerate(content_hashes(cat, sizes)) if h and live[i]}
     hashes = _hashes(frame["path"].astype(str))
     keep, duplicates = [], []
     for row, (path, digest) in enumerate(zip(frame["path"].astype(str), hashes)):
@@ -137,12 +155,17 @@ def _add(cat: state.Catalog, frame, batch_size, num_workers, shop) -> AddResult:
     if not len(frame):
         log.warning("%s: nothing new to add (%d photos already in the run)", cat.path, len(duplicates))
         return result
+    started = time.perf_counter()
     embedder = embedder_for(cat.info)
     args = cat.info.get("arguments", {})
     emb = embedder.embed(frame, batch_size=batch_size or int(args.get("batch_size") or 64),
                          cache_dir=cat.path / "cache", num_workers=num_workers)
+    cat.stats["embed_s"] = round(time.perf_counter() - started, 3)  # the network: built, then run on the photos
     failed = dict(emb.failures)
     ok = np.asarray(emb.ok, bool)
+    from ..pipeline.items import add_item_columns
+
+    frame = add_item_columns(frame, ok, cache_dir=cat.path / "cache")  # the run's item-table stages (colour)
     ids = state.append(cat, frame, emb.vectors, ok, [failed.get(p, "") for p in frame["path"].astype(str)])
     if shop is not None:
         cat.items = join_metadata(cat.items, shop)

@@ -10,7 +10,7 @@ run's item table, typed, so that every column works as a filter and a facet (:mo
   (:mod:`fashion.rundir`), every other file carried over unchanged (hard links).
 
 A bad file, a key given twice, a column that would replace one of the run's own (id, path, label …) or
-a join that matches no item is a :class:`MetadataError`: one line naming the file (and the line).
+one the colour stage computes from the photos (colour, colour_2, colour_hex, colour_share), or a join that matches no item is a :class:`MetadataError`: one line naming the file (and the line).
 """
 
 from __future__ import annotations
@@ -100,6 +100,12 @@ def checked_table(table, source, is_csv: bool = False):
     if reserved:
         raise MetadataError(f"{source}: column {reserved[0]!r} is one of the run's own ({', '.join(RESERVED)}); "
                             "rename it")
+    from ..colour.table import COLUMNS as COLOUR_COLUMNS  # computed from the photos: never overridden
+
+    computed = [c for c in table.columns if c in COLOUR_COLUMNS]
+    if computed:
+        raise MetadataError(f"{source}: column {computed[0]!r} is computed from the photos by the colour stage "
+                            f"({', '.join(COLOUR_COLUMNS)}); rename it (e.g. shop_{computed[0]})")
     if len(set(table.columns)) != len(table.columns):
         dup = next(c for c in table.columns if list(table.columns).count(c) > 1)
         raise MetadataError(f"{source}: column {dup!r} appears twice")

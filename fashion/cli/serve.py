@@ -19,7 +19,7 @@ def run_search(args) -> int:
             raise ConfigError("give PHOTOs to search by, or --text WORDS")
         return _print_items(search.search_text(args.text, args.run, k=args.k, filters=args.filters), args.json)
     results = search.search(args.photos, args.run, k=args.k, output_dir=args.output_dir, grids=args.grids,
-                            filters=args.filters, text=args.text)
+                            filters=args.filters, text=args.text, colour=args.colour)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=1))
     else:
@@ -70,7 +70,7 @@ def register(sub) -> None:
     p = add_parser(sub, "search", "find the clothes most similar to new photos in a finished run",
                    "Embed PHOTOs with a run's model, search the run's saved index, write a grid per\n"
                    "photo and print the top matches.")
-    add_options(p, "search_photos", "run", "k", "output_dir", "json", "search_grids", "filter", "text",
+    add_options(p, "search_photos", "run", "k", "output_dir", "json", "search_grids", "filter", "text", "colour",
                 optional=("output_dir",), k="matches per photo (with --text alone: items shown)",
                 output_dir="where the grids go; default: RUN/search")
     p.set_defaults(func=run_search)

@@ -1,9 +1,10 @@
 """Colour columns for a list of photos, one row per photo, ready to join into an item table by row.
 
-``colour_family`` (a palette family or ``multicolour``), ``colour_family_2`` (the runner-up family, empty
-when none), ``colour_hex`` (``#rrggbb`` of the family's largest cluster) and ``colour_share`` (the share of
-the garment's pixels in that family). A photo that cannot be opened (:class:`fashion.errors.ImageError`)
-gets empty columns and its reason is counted.
+``colour`` (a palette family or ``multicolour``), ``colour_2`` (the runner-up family, empty when none),
+``colour_hex`` (``#rrggbb`` of the family's largest cluster) and ``colour_share`` (the share of the
+garment's pixels in that family). A photo that cannot be opened (:class:`fashion.errors.ImageError`) or
+holds no garment pixels gets empty columns and its reason is counted. :func:`photo_colour` is the one
+function that names a photo's colour columns: the run's colour stage (:mod:`.stage`) calls it too.
 """
 
 from __future__ import annotations
@@ -23,7 +24,19 @@ from .garment import SIZE
 
 log = logging.getLogger(__name__)
 
-COLUMNS: tuple[str, ...] = ("colour_family", "colour_family_2", "colour_hex", "colour_share")
+COLUMNS: tuple[str, ...] = ("colour", "colour_2", "colour_hex", "colour_share")
+
+
+def photo_colour(path, bbox: BBox | None = None, size: int = SIZE) -> tuple[dict, str]:
+    """(the colour columns of the photo at ``path``, "") or (empty columns, the reason it was skipped)."""
+    try:
+        colour = garment_colour(open_image(path), bbox=bbox, size=size)
+    except ImageError as exc:
+        return dict.fromkeys(COLUMNS), exc.reason
+    except ValueError as exc:  # no garment pixels (a photo of a few pixels)
+        return dict.fromkeys(COLUMNS), str(exc)
+    return {"colour": colour.family, "colour_2": colour.family_2, "colour_hex": colour.hex,
+            "colour_share": round(colour.share, 4)}, ""
 
 
 @dataclass
@@ -45,15 +58,10 @@ def colour_table(paths: Iterable[str | os.PathLike], bboxes: Sequence[BBox | Non
     rows: list[dict] = []
     skipped: Counter = Counter()
     for path, box in zip(paths, boxes):
-        try:
-            image = open_image(path)
-            colour = garment_colour(image, bbox=box, size=size)
-        except ImageError as exc:
-            skipped[exc.reason] += 1
-            rows.append(dict.fromkeys(COLUMNS))
-            continue
-        rows.append({"colour_family": colour.family, "colour_family_2": colour.family_2,
-                     "colour_hex": colour.hex, "colour_share": round(colour.share, 4)})
+        row, reason = photo_colour(path, box, size)
+        rows.append(row)
+        if reason:
+            skipped[reason] += 1
     if skipped:
         log.info("colour: %d of %d photos skipped (%s)", sum(skipped.values()), len(paths),
                  ", ".join(f"{n} {reason}" for reason, n in skipped.most_common()))

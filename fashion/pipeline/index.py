@@ -70,20 +70,14 @@ def index_stage(name: str, vectors, gallery: np.ndarray, metric: str, work, seed
         return Built(name, index=build_index(name, metric=metric).fit(np.asarray(vectors[gallery])))
     if metric != "cosine":
         raise ConfigError(f"--index {ON_DISK} measures cosine distance only, got --metric {metric}")
-    from ..scale import embed, ivfpq
+    from ..scale import embed, ivfpq, shards
 
     emb_dir = embed.latest_embeddings(work)
     ids = np.flatnonzero(gallery)
     directory = Path(work) / INDEX_DIR
-    _fresh_index_dir(directory, {"seed": seed, "embeddings": emb_dir.name, "gallery": _digest(ids)})
+    _fresh_index_dir(directory, {"seed": seed, "embeddings": emb_dir.name, "gallery": shards.ids_digest(ids)})
     ivfpq.build(emb_dir, directory, id_space=len(gallery), seed=seed, executor=executor, ids=ids)
     return Built(name, directory=directory)
-
-
-def _digest(ids: np.ndarray) -> str:
-    import hashlib
-
-    return hashlib.sha256(np.ascontiguousarray(ids, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 
 def _fresh_index_dir(index_dir: Path, settings: dict) -> None:

@@ -6,7 +6,12 @@ a bool array (False where the image could not be embedded); each returns new col
 row (a list, numpy array or pandas Series), which land in the run's ``items/part-*.parquet`` beside the
 dataset's columns, typed (numbers, booleans, dates) or text. A stage registers itself by being added to
 the tuple below (the pipeline reads it when a run is sealed, never at import time). A column that
-already exists, or one of the wrong length, is refused with one line naming the stage.
+already exists, or one of the wrong length, is refused with one line naming the stage. A stage with a
+``cache_dir`` parameter gets the run's cache directory there (its own work, kept between runs, e.g. the
+colour stage's cache by file content). The stages run for every run the pipeline seals, for the photos
+``fashion add`` adds (:mod:`fashion.catalog.add`) and for an old-layout run being upgraded.
+
+Registered: :func:`fashion.colour.stage.colour_stage` (colour, colour_2, colour_hex, colour_share).
 """
 
 from __future__ import annotations
@@ -15,18 +20,28 @@ import logging
 
 import numpy as np
 
+from ..colour.stage import colour_stage
 from ..errors import FashionError
 
 log = logging.getLogger(__name__)
 
-ITEM_TABLE_STAGES: tuple = ()
+ITEM_TABLE_STAGES: tuple = (colour_stage,)
 
 
 def _name(stage) -> str:
     return getattr(stage, "__qualname__", None) or type(stage).__name__
 
 
-def add_item_columns(items, ok: np.ndarray, stages=None):
+def _takes_cache(stage) -> bool:
+    import inspect
+
+    try:
+        return "cache_dir" in inspect.signature(stage).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def add_item_columns(items, ok: np.ndarray, stages=None, cache_dir=None):
     """``items`` with the columns of every item-table stage added (``stages``: None = :data:`ITEM_TABLE_STAGES`);
     the frame is returned unchanged (not copied) when there is no stage."""
     import pandas as pd
@@ -37,7 +52,7 @@ def add_item_columns(items, ok: np.ndarray, stages=None):
     items = items.copy()
     ok = np.asarray(ok, dtype=bool)
     for stage in stages:
-        columns = stage(items, ok) or {}
+        columns = (stage(items, ok, cache_dir=cache_dir) if _takes_cache(stage) else stage(items, ok)) or {}
         for name, values in columns.items():
             if name in items.columns:
                 raise FashionError(f"item-table stage {_name(stage)}: column {name!r} exists already")

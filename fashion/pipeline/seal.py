@@ -61,9 +61,11 @@ def write_tables(run: Staged) -> None:
     the saved index (index.npz with its ids, or the on-disk ivfpq/ linked in)."""
     import json
 
+    from ..rundir import target_of
     from .items import add_item_columns
 
-    table = writer.item_table(add_item_columns(run.items, run.ok), run.ok, run.reasons,
+    cache = target_of(run.out) / "cache"  # the run's carried-over work (the colour stage's cache)
+    table = writer.item_table(add_item_columns(run.items, run.ok, cache_dir=cache), run.ok, run.reasons,
                               writer.roles(run.ok, run.query, run.gallery))
     run.files.update({f"{layout.ITEMS_DIR}/{p.name}": p for p in writer.write_items(run.out, table)})
     if run.built.directory is None:

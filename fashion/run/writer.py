@@ -75,7 +75,7 @@ def typed(values) -> bool:
 def write_items(out, table, rows_per_part: int = ITEM_ROWS_PER_PART) -> list[Path]:
     """``items/part-*.parquet`` from an item table with every :data:`~fashion.run.layout.ITEM_COLUMNS`
     (ids 0..n-1 in order); the dataset's other columns (item_id, bbox …) are kept as strings, any
-    further one (shop metadata) typed: numbers, booleans, dates, text (empty cells null)."""
+    further one (shop metadata, the item-table stages' columns) typed: numbers, booleans, dates, text (empty cells null)."""
     import pyarrow as pa
 
     from ..datasets.table import COLUMNS as DATASET_COLUMNS

@@ -101,7 +101,7 @@ def knn_run(config: KnnConfig, executor=None, query_ids: np.ndarray | None = Non
     settings = {"k": config.k, "nprobe": config.nprobe, "rerank": config.rerank, "embeddings": emb.name,
                 "index": (run / INDEX_DIR / ivfpq.INDEX_JSON).read_text(encoding="utf-8")
                 if (run / INDEX_DIR / ivfpq.INDEX_JSON).is_file() else "",
-                "queries": None if query_ids is None else _digest(query_ids)}
+                "queries": None if query_ids is None else shards.ids_digest(query_ids)}
     settings_file = out / SETTINGS_JSON
     if not settings_file.is_file() or json.loads(settings_file.read_text(encoding="utf-8")) != settings:
         for stale in shards.list_parts(out):  # shards of other settings (or an older index) are redone
@@ -119,12 +119,6 @@ def knn_run(config: KnnConfig, executor=None, query_ids: np.ndarray | None = Non
               "embeddings": str(emb.name)}
     log.info("%s: %d neighbour shards (k=%d) in %.1f s", out, len(done), config.k, result["seconds"])
     return result
-
-
-def _digest(ids: np.ndarray) -> str:
-    import hashlib
-
-    return hashlib.sha256(np.ascontiguousarray(np.sort(np.asarray(ids, np.int64))).tobytes()).hexdigest()
 
 
 class _KnnWorker:

@@ -127,6 +127,13 @@ def missing_ids(all_ids: np.ndarray, done_ids: np.ndarray) -> np.ndarray:
     return np.setdiff1d(np.asarray(all_ids, dtype=np.int64), np.asarray(done_ids, dtype=np.int64))
 
 
+def ids_digest(ids: np.ndarray) -> str:
+    """A short sha256 of a set of ids (order ignored): what a stage's settings record of its rows."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(np.sort(np.asarray(ids, np.int64))).tobytes()).hexdigest()[:16]
+
+
 @dataclass
 class Part:
     """One shard of a :class:`ShardSet`: its file, rows and the rows kept (first occurrence of an id)."""

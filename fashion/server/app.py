@@ -3,12 +3,13 @@
 Contract (README "Explore"; tests/test_server.py):
 
 - ``GET /healthz`` → ``{"status": "ok", "items": N, "model": ..., "index": ...}``
-- ``POST /api/search?filter=&text=`` (multipart: file field ``image``, optional ``k``) → ``{"k", "prediction",
-  "results", "filters", "ignored"}``: only the items the filters and words keep are searched
+- ``POST /api/search?filter=&text=&colour=`` (multipart: file field ``image``, optional ``k``) → ``{"k",
+  "prediction", "results", "filters", "ignored", "colour", "query_colour"}``: only the items the filters and
+  words keep are searched; ``colour=same|any|<family>``: a colour mode (:mod:`fashion.service.colourmode`)
 - ``GET /api/search?text=&filter=&k=&offset=`` → the items the words match, best first (a classifier run: by
   its score for the category asked; else by id): ``{"total", "offset", "limit", "items", "filters",
   "ignored", "facets"}``
-- ``GET /api/items/{id}/neighbors?k=&filter=&text=`` → the search's shape for a gallery item
+- ``GET /api/items/{id}/neighbors?k=&filter=&text=&colour=`` → the search's shape for a gallery item
 - ``GET /api/items?label=&q=&filter=&text=&offset=&limit=&facets=`` → ``{"total", "offset", "limit", "items",
   "filters", "ignored", "facets"}``
 - ``GET /api/facets?filter=&text=`` → ``{"facets": [...], "filters", "ignored"}``: label and each metadata column with few values
@@ -68,6 +69,7 @@ DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.j
 MAX_FILTERS = 20  # filter= clauses per request
 FILTER = Query([], max_length=MAX_FILTERS, description="COLUMN OP VALUE (label=dress, price<100); repeat to AND")
 TEXT = Query(None, max_length=500, description="search words (red summer dress, not black)")
+COLOUR = Query(None, max_length=20, description="colour mode: same, any, or a colour family (this, but in blue)")
 
 
 def _one_line(text) -> str:
@@ -134,7 +136,8 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
     def _search_json(found) -> dict:
         return {"k": found.k, "query_id": found.query_id,
                 "prediction": asdict(found.prediction) if found.prediction else None,
-                "results": [asdict(m) for m in found.results], "filters": found.filters, "ignored": found.ignored}
+                "results": [asdict(m) for m in found.results], "filters": found.filters, "ignored": found.ignored,
+                "colour": found.colour, "query_colour": found.query_colour}
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -142,7 +145,7 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
 
     @app.post("/api/search")
     async def search(request: Request, k: int | None = Query(None, ge=1, le=MAX_K), filter: list[str] = FILTER,
-                     text: str | None = TEXT) -> dict:
+                     text: str | None = TEXT, colour: str | None = COLOUR) -> dict:
         with service.budget.admit():  # Busy (503) before a byte of the body is read
             try:
                 body = await read_body(request, max_upload + FORM_OVERHEAD)
@@ -160,7 +163,7 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
             if "k" in form:
                 k = _form_k(form["k"].data)
             found = await run_in_threadpool(_call, service.search_image, bytes(image.data), k or 10,
-                                            filters=filter, text=text)
+                                            filters=filter, text=text, colour=colour)
         return _search_json(found)
 
     @app.get("/api/search")
@@ -170,8 +173,8 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
 
     @app.get("/api/items/{item_id}/neighbors")
     def neighbors(item_id: int, k: int = Query(10, ge=1, le=MAX_K), filter: list[str] = FILTER,
-                  text: str | None = TEXT) -> dict:
-        return _search_json(_call(service.neighbors_of, item_id, k, filters=filter, text=text))
+                  text: str | None = TEXT, colour: str | None = COLOUR) -> dict:
+        return _search_json(_call(service.neighbors_of, item_id, k, filters=filter, text=text, colour=colour))
 
     @app.get("/api/items")
     def items(label: str | None = Query(None, max_length=200), q: str | None = Query(None, max_length=200),

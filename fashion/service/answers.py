@@ -13,23 +13,29 @@ class ItemNotFound(FashionError, LookupError):
 
 @dataclass
 class Item:
-    """One row of the run's item table."""
+    """One row of the run's item table (``colour``, ``colour_hex``: its colour family and swatch, None
+    where the run has none)."""
 
     id: int
     relpath: str
     label: str
     split: str
+    colour: str | None = None
+    colour_hex: str | None = None
 
 
 @dataclass
 class Match:
-    """One neighbour: rank (1-based), item id, its relpath and label, distance to the query."""
+    """One neighbour: rank (1-based), item id, its relpath and label, distance to the query, its colour
+    family and swatch (None where the run has none)."""
 
     rank: int
     id: int
     relpath: str
     label: str
     distance: float
+    colour: str | None = None
+    colour_hex: str | None = None
 
 
 @dataclass
@@ -51,6 +57,8 @@ class SearchResponse:
     query_id: int | None = None
     filters: list[str] = field(default_factory=list)  # the clauses applied (filter= and the words')
     ignored: list[str] = field(default_factory=list)  # words of the search text nothing matched
+    colour: str | None = None  # the colour mode (same, any or a family; fashion.service.colourmode)
+    query_colour: str | None = None  # the query's colour family (its photo's, or the item's)
 
 
 @dataclass

@@ -20,11 +20,13 @@ class Browser:
     items: the run's item table; metrics: its metrics.json; root: the dataset root (skipped paths are
     shown relative to it); scores: a function giving :func:`~.filtering.category_scores` (None: words rank
     by id), called once, by the first query that ranks by category (a pass over every stored vector:
-    seconds at 1M items, so not at start);
-    reports: (suspect_labels table or None, trust block or None) of the run's trained model.
+    seconds at 1M items, so not at start); reports: (suspect_labels table or None, trust block or None)
+    of the run's trained model; colours: (colour family, swatch hex) arrays, "" where an item has none
+    (:class:`~.colourmode.ColourModes`).
     """
 
-    def __init__(self, items, metrics: dict, root: Path, scores=None, reports: tuple = (None, None)):
+    def __init__(self, items, metrics: dict, root: Path, scores=None, reports: tuple = (None, None),
+                 colours: tuple | None = None):
         import threading
 
         import pandas as pd
@@ -37,6 +39,7 @@ class Browser:
         self.usable = np.flatnonzero(self.ok)
         self.metrics, self.root = metrics, Path(root)
         self._score_fn, self._scores, self._scores_lock = scores, None, threading.Lock()
+        self.colours = colours if colours is not None else (np.full(len(items), ""),) * 2
         self.filter = ItemFilter(items, self.usable)  # filter= clauses and search words → allowed ids
         self._lower_relpaths = None  # made by the first text filter (seconds at 1M items), not at start
         # hashing, not np.unique's sort of a million Python strings (seconds at 1M items)
@@ -57,7 +60,8 @@ class Browser:
             return self._scores
 
     def item(self, i: int) -> Item:
-        return Item(i, str(self.relpaths[i]), str(self.item_labels[i]), str(self.splits[i]))
+        return Item(i, str(self.relpaths[i]), str(self.item_labels[i]), str(self.splits[i]),
+                    self.colours[0][i] or None, self.colours[1][i] or None)
 
     def items(self, label: str | None = None, q: str | None = None, offset: int = 0, limit: int = 50,
               filters=None, text: str | None = None, facets: bool = False) -> ItemPage:

@@ -14,6 +14,7 @@ from ..metrics import check_k
 from .answers import Item, ItemNotFound, ItemPage, LabelStat, Match, Prediction, SearchResponse, Suspect
 from .batcher import MicroBatcher
 from .browse import Browser
+from .colourmode import ColourModes
 from .budget import Limits, MemoryBudget, photo_cost
 from .files import THUMB_SIZE, ImageFiles
 from ..run.checks import dataset_root
@@ -60,8 +61,9 @@ class SimilarityService:
         self._decoding = threading.BoundedSemaphore(DECODERS)
         self.budget = MemoryBudget(limits or Limits())
         self.max_pixels = self.budget.limits.max_pixels
+        self.colours = ColourModes(run, self._id_of)  # colour=same|any|<family> (.colourmode)
         # the item table's columns, browsing, filters and the model's reports (.browse)
-        self.browse = Browser(run.items, self.metrics, self.root,
+        self.browse = Browser(run.items, self.metrics, self.root, colours=(self.colours.family, self.colours.hex),
                               scores=lambda: category_scores(run, classifier, embedder),  # words rank by these
                               reports=reports if reports is not None else read_model_reports(run.info))
         self.filter = self.browse.filter
@@ -143,14 +145,16 @@ class SimilarityService:
 
     # ---------------------------------------------------------------------------------- search
 
-    def search_image(self, image, k: int = 10, filters=None, text: str | None = None) -> SearchResponse:
+    def search_image(self, image, k: int = 10, filters=None, text: str | None = None,
+                     colour: str | None = None) -> SearchResponse:
         """The ``k`` gallery items nearest to a photo: a path, bytes of an image file, or a PIL image.
 
         ``filters``: clauses of :mod:`fashion.filters` (``label=dress``, ``price<100``; ANDed), ``text``:
         a search box's words (:mod:`fashion.textquery`) that become more clauses; the search is then over
         the matching items only (k results whenever k match, the nearest of them). A clause that does not
         parse or fit the item table is a :class:`~fashion.filters.FilterError` (a ValueError), raised
-        before the photo is read.
+        before the photo is read. ``colour``: a colour mode, ``same``, ``any`` or a colour family
+        (:mod:`.colourmode`; the photo's colour is computed as the run's items' are).
 
         Raises :class:`~fashion.errors.ImageError` when it cannot be decoded, is over ``max_pixels``
         (from its header, before decoding) or gives no features; :class:`~fashion.service.budget.Busy`
@@ -163,6 +167,7 @@ class SimilarityService:
 
         k = check_k(k, MAX_K, what=_K_LIMIT)
         selection = self.filter.select(filters, text)
+        mode = self.colours.check(colour)
         name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else "<upload>"
         data = bytes(image) if isinstance(image, (bytes, bytearray, memoryview)) else None
         if isinstance(image, Image.Image):
@@ -180,14 +185,17 @@ class SimilarityService:
                     picture = open_image(name, max_pixels=self.max_pixels, strict=True, min_size=size)
             net_input = _pixels(self.embedder, picture)
             small = self._classifier_input(picture)
+            family = self.colours.of_picture(picture) if mode is not None else None
             del picture  # only the network's inputs are kept past here
             vector, probs = self._batcher((net_input, small))
         if not np.isfinite(vector).all() or float(vector @ vector) <= 0:
             raise ImageError(name, "no features: the image gives an all-zero embedding (blank image?)")
         prediction = self._prediction(probs) if probs is not None else None
-        results = self._search(vector, k, exclude=None, allowed=selection.ids)
+        results = (self._search(vector, k, exclude=None, allowed=selection.ids) if mode is None else
+                   self.colours.search(mode, vector, k, None, selection.ids, family, self._search, self._match,
+                                       prediction.label if prediction is not None else None))
         return SearchResponse(len(results), results, prediction, filters=selection.applied,
-                              ignored=selection.ignored)
+                              ignored=selection.ignored, colour=mode, query_colour=family)
 
     def _classifier_input(self, picture):
         """The photo squished to the separate classifier's input size (an ensemble's; predict's own resize of
@@ -200,17 +208,24 @@ class SimilarityService:
 
         return Image.fromarray(resize_image(picture, self.classifier.size, "squish"))
 
-    def neighbors_of(self, item_id, k: int = 10, filters=None, text: str | None = None) -> SearchResponse:
+    def neighbors_of(self, item_id, k: int = 10, filters=None, text: str | None = None,
+                     colour: str | None = None) -> SearchResponse:
         """The ``k`` gallery items nearest to item ``item_id`` (itself left out), among the items that
-        ``filters`` and ``text`` keep (as :meth:`search_image`)."""
+        ``filters`` and ``text`` keep, in the ``colour`` mode (as :meth:`search_image`; the query's colour
+        is the item's own)."""
         i, k = self._check_id(item_id), check_k(k, MAX_K, what=_K_LIMIT)
         selection = self.filter.select(filters, text)
+        mode = self.colours.check(colour)
         if not self._ok[i]:
             raise ItemNotFound(f"item {i} ({self._relpaths[i]}) was skipped by the run: it has no embedding")
         vector = self.run.vectors([i])[0].astype(np.float32)  # pread, not the map (fashion.rundir.RowReader)
-        results = self._search(vector, k, exclude=i if self._in_index[i] else None, allowed=selection.ids)
+        exclude = i if self._in_index[i] else None
+        family = (self.colours.family[i] or None) if mode is not None else None
+        results = (self._search(vector, k, exclude=exclude, allowed=selection.ids) if mode is None else
+                   self.colours.search(mode, vector, k, exclude, selection.ids, family, self._search, self._match,
+                                       self.predicted_category(i)))
         return SearchResponse(len(results), results, None, query_id=i, filters=selection.applied,
-                              ignored=selection.ignored)
+                              ignored=selection.ignored, colour=mode, query_colour=family)
 
     def _search(self, vector: np.ndarray, k: int, exclude: int | None, allowed=None) -> list[Match]:
         want = min(k + (exclude is not None), self.n_gallery)
@@ -227,8 +242,17 @@ class SimilarityService:
             if i == exclude or i < 0 or rank == k:
                 continue
             rank += 1
-            matches.append(Match(rank, i, str(self._relpaths[i]), str(self._labels[i]), float(d)))
+            matches.append(self._match(rank, i, float(d)))
         return matches
+
+    def predicted_category(self, i: int) -> str | None:
+        """The trained classifier's category for item ``i`` (from its stored vector), None without one."""
+        scores = self.browse.scores
+        return None if scores is None else str(scores[1][int(np.argmax(scores[0][i]))])
+
+    def _match(self, rank: int, i: int, distance: float) -> Match:
+        return Match(rank, i, str(self._relpaths[i]), str(self._labels[i]), distance,
+                     self.colours.family[i] or None, self.colours.hex[i] or None)
 
     def _network_batch(self, items: list) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """[(uint8 (S, S, 3) network input, classifier input or None)] → [((d,) float32 vector, (c,) class

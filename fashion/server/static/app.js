@@ -5,6 +5,7 @@
 // and add it to the list in views/index.js. render() is called once, the first time the tab is shown,
 // with an empty <section>; build its content with ctx.el (strings always become text, never HTML).
 // ctx: { api(path) -> JSON, postImage(file, k, params) -> JSON, el(tag, attrs, ...children), card(match),
+//        swatch(colour family, hex),
 //        show(viewId), showNeighbors(itemId), run (GET /api/run), labels (GET /api/labels) }.
 import views from "./views/index.js";
 
@@ -42,7 +43,18 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-// One result tile: thumbnail, rank + label, distance, file name; click (or Enter) shows its neighbours.
+// A colour swatch: the item's colour (#rrggbb, set through the CSSOM: the page's CSP forbids style
+// attributes, not this) and its family as text; nothing where the run has no colour.
+function swatch(colour, hex) {
+  if (!colour) return null;
+  const node = el("span", { class: "swatch", "data-colour": colour, title: hex ? `${colour} ${hex}` : colour });
+  if (/^#[0-9a-f]{6}$/i.test(hex || "")) node.style.backgroundColor = hex;
+  else node.classList.add(`family-${colour}`);
+  return el("span", { class: "colour" }, node, ` ${colour}`);
+}
+
+// One result tile: thumbnail, rank + label, colour swatch, distance, file name; click (or Enter) shows its
+// neighbours.
 function card(match, queryLabel) {
   const same = queryLabel !== undefined && queryLabel !== null && match.label === queryLabel;
   const open = () => ctx.showNeighbors(match.id);
@@ -50,11 +62,12 @@ function card(match, queryLabel) {
                      onkeydown: (e) => { if (e.key === "Enter") open(); } },
     el("img", { src: `/thumbs/${match.id}`, alt: match.relpath, loading: "lazy" }),
     el("div", { class: "label" + (same ? " same" : "") }, match.rank ? `#${match.rank} ` : "", match.label),
+    swatch(match.colour, match.colour_hex),
     match.distance !== undefined ? el("div", { class: "distance" }, `distance ${match.distance.toFixed(4)}`) : null,
     el("div", { class: "path" }, match.relpath));
 }
 
-const ctx = { api, postImage, el, card, run: null, labels: [], show, showNeighbors, setStatus };
+const ctx = { api, postImage, el, card, swatch, run: null, labels: [], show, showNeighbors, setStatus };
 const sections = new Map();
 
 function setStatus(text, isError) {

@@ -24,7 +24,9 @@ export default function facets(ctx, prefix, onChange) {
   function valueGroup(facet) {
     const boxes = facet.values.map((v) => {
       const box = ctx.el("input", { type: "checkbox", value: v.value, "data-column": facet.column, onchange: changed });
-      return ctx.el("label", { class: "facet-value" }, box, ` ${v.value} (${v.count})`);
+      const colour = facet.column === "colour" || facet.column === "colour_2";  // a swatch of the family
+      return ctx.el("label", { class: "facet-value" }, box,
+        colour ? ctx.el("span", { class: `swatch family-${v.value}` }) : null, ` ${v.value} (${v.count})`);
     });
     readers.push(() => {
       const on = boxes.map((b) => b.querySelector("input")).filter((b) => b.checked).map((b) => quote(b.value));

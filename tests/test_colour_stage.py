@@ -1,0 +1,142 @@
+"""The colour stage (fashion.colour.stage): colour columns for every item of a run, cached by file content,
+in every run's item table, and usable as a filter and a facet through the API."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fashion.catalog.metadata import MetadataError, read_metadata
+from fashion.colour import stage
+from fashion.colour.table import COLUMNS
+
+from factories import CORRUPT_JPEG, make_garment_folder, read_run_items
+
+FAMILIES = ("red", "blue", "yellow")
+
+
+def _items(root) -> pd.DataFrame:
+    paths = sorted(str(p) for p in root.rglob("*.jpg"))
+    return pd.DataFrame({"path": paths, "label": [p.split("/")[-2] for p in paths]})
+
+
+def _family(path: str) -> str:
+    return path.rsplit("/", 1)[-1].split("_")[0]
+
+
+def test_stage_adds_the_columns_and_caches_them_by_content(tmp_path, monkeypatch):
+    root = make_garment_folder(tmp_path / "data", FAMILIES, shapes=("tee",))
+    (root / "tee" / "zz_corrupt.jpg").write_bytes(CORRUPT_JPEG)
+    items = _items(root)
+    cache = tmp_path / "cache"
+    table = stage.add_colour_columns(items, cache_dir=cache)
+    assert list(table.columns) == ["path", "label", *COLUMNS] and list(items.columns) == ["path", "label"]
+    good = table[~table["path"].str.endswith("zz_corrupt.jpg")]
+    assert good["colour"].tolist() == [_family(p) for p in good["path"]]
+    assert good["colour_hex"].str.match(r"^#[0-9a-f]{6}$").all() and (good["colour_share"] > 0.5).all()
+    corrupt = table[table["path"].str.endswith("zz_corrupt.jpg")]
+    assert corrupt[list(COLUMNS)].isna().all(axis=None)  # a counted skip, not a crash
+    assert len(list((cache / f"colour-{stage.method_tag()}").glob("chunk-*.parquet"))) == 1
+
+    # the same contents under other names hit the cache: nothing is recomputed
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    def fail(job):
+        raise AssertionError(f"recomputed {job}")
+    monkeypatch.setattr(stage, "_colour_job", fail)
+    again = stage.add_colour_columns(_items(copy), cache_dir=cache)
+    pd.testing.assert_frame_equal(again.drop(columns="path"), table.drop(columns="path"))
+    # a table that has its colours is returned as it is (a skipped photo is tried again: from the cache)
+    assert stage.add_colour_columns(good, cache_dir=None) is good
+
+
+def test_stage_computes_only_the_rows_without_colour_and_skips_removed_items(tmp_path):
+    root = make_garment_folder(tmp_path / "data", FAMILIES, shapes=("tee",), per_family=1)
+    items = _items(root)
+    items["role"] = ["both", "removed", "both"]
+    items["colour"] = ["kept", None, None]
+    items["colour_2"], items["colour_hex"], items["colour_share"] = None, None, np.nan
+    table = stage.add_colour_columns(items, cache_dir=None)
+    assert table["colour"].tolist()[:2] == ["kept", None]  # given colours stay; removed items stay empty
+    assert table["colour"].iloc[2] == _family(table["path"].iloc[2])
+
+
+def test_a_changed_method_or_photo_misses_the_cache(tmp_path, monkeypatch):
+    root = make_garment_folder(tmp_path / "data", ("red",), shapes=("tee",), per_family=1)
+    items = _items(root)
+    cache = tmp_path / "cache"
+    stage.add_colour_columns(items, cache_dir=cache)
+    tag = stage.method_tag()
+    monkeypatch.setattr(stage, "METHOD_VERSION", stage.METHOD_VERSION + 1)
+    assert stage.method_tag() != tag
+    from factories import PHOTO_COLOURS, garment_photo
+
+    garment_photo(PHOTO_COLOURS["blue"], "wood", shape="tee", size=(120, 160)).save(items["path"].iloc[0])
+    monkeypatch.undo()
+    assert stage.add_colour_columns(items, cache_dir=cache)["colour"].tolist() == ["blue"]
+
+
+def test_the_process_pool_gives_the_serial_answer(tmp_path):
+    root = make_garment_folder(tmp_path / "data", FAMILIES, shapes=("tee",), per_family=2)
+    items = _items(root)
+    serial = stage.add_colour_columns(items, cache_dir=None, workers=1)
+    pooled = stage.add_colour_columns(items, cache_dir=tmp_path / "cache", workers=2, pool_above=0)
+    pd.testing.assert_frame_equal(serial, pooled)
+
+
+def test_shop_metadata_cannot_override_the_colour_columns(tmp_path):
+    path = tmp_path / "shop.csv"
+    path.write_text("relpath,colour,brand\na.jpg,blue,Acme\n")
+    with pytest.raises(MetadataError, match=r"shop\.csv: column 'colour' is computed from the photos"):
+        read_metadata(path)
+
+
+def test_every_run_has_the_colour_columns_and_they_filter_and_facet_through_the_api(tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from fashion.retrieval import MeasureConfig, run
+    from fashion.server import create_app
+    from fashion.service import SimilarityService
+
+    root = make_garment_folder(tmp_path / "data", FAMILIES, per_family=2)
+    out = tmp_path / "run"
+    run(MeasureConfig(input=str(root), output_dir=str(out), arch="efficientnet_lite0", k=3, grids=0,
+                      runtime="torch", num_workers=0, insight=False))
+    items = read_run_items(out)
+    assert set(COLUMNS) <= set(items.columns)
+    assert items["colour"].tolist() == [_family(p) for p in items["path"]]
+    assert any((out / "cache").glob("colour-*/chunk-*.parquet"))
+    with TestClient(create_app(SimilarityService.open(out)), base_url="http://localhost") as client:
+        found = client.get("/api/items", params={"filter": "colour=blue", "facets": "true"}).json()
+        assert found["total"] == 4 and {i["id"] for i in found["items"]} == set(
+            np.flatnonzero(items["colour"].to_numpy() == "blue").tolist())
+        facets = {f["column"]: f for f in client.get("/api/facets").json()["facets"]}
+        assert {v["value"]: v["count"] for v in facets["colour"]["values"]} == {f: 4 for f in FAMILIES}
+        assert "colour_hex" not in facets
+        words = client.get("/api/search", params={"text": "yellow ball"}).json()
+        assert words["total"] == 2 and words["ignored"] == []
+
+
+def test_fashion_add_colours_only_the_new_photos(tmp_path, monkeypatch):
+    from fashion.catalog.add import add
+    from fashion.retrieval import MeasureConfig, run
+
+    root = make_garment_folder(tmp_path / "data", ("red", "blue"), shapes=("tee",), per_family=2)
+    out = tmp_path / "run"
+    run(MeasureConfig(input=str(root), output_dir=str(out), arch="efficientnet_lite0", k=2, grids=0,
+                      runtime="torch", num_workers=0, insight=False))
+    before = read_run_items(out)
+    new = make_garment_folder(tmp_path / "new", ("yellow",), shapes=("tee",), per_family=2)
+    computed = []
+    real = stage._colour_job
+    monkeypatch.setattr(stage, "_colour_job", lambda job: computed.append(job[0]) or real(job))
+    result = add(out, [new])
+    after = read_run_items(out)
+    assert len(result.ids) == 2 and sorted(computed) == sorted(str(p) for p in new.rglob("*.jpg"))
+    kept = after.loc[:len(before) - 1, list(COLUMNS)].fillna({"colour_2": ""})  # catalog: empty text is ""
+    pd.testing.assert_frame_equal(kept, before[list(COLUMNS)].fillna({"colour_2": ""}))
+    assert after.loc[result.ids, "colour"].tolist() == ["yellow", "yellow"]
