@@ -95,14 +95,18 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     service = SimilarityService.open(args.run)
     open_s = time.perf_counter() - t0
-    emb = service.embedder
+    emb = served = service.embedder
+    if not hasattr(emb, "forward"):  # a saved OpenVINO network (fashion.embedding.ir): the torch embedder beside it
+        from fashion.service.loading import embedder_for
+
+        emb = embedder_for(service.run.info)  # the same network, rebuilt and converted: the rows "before"
     size, limit = emb.size, service.max_pixels
     classifier = None
     if service.run.info["embedder"].get("model_dir"):
         from fashion.modelio import load_model
 
         classifier = load_model(service.run.info["embedder"]["model_dir"])  # the second pass, as before
-    print(f"run {args.run}: {service.n_gallery} vectors, index {service.run.index.name}, {emb.name} {emb.runtime} "
+    print(f"run {args.run}: {service.n_gallery} vectors, index {service.run.index.name}, {emb.name} {emb.runtime} ({type(served).__name__} served) "
           f"{emb.precision} at {size} px, layer {emb.layer}; {len(datas)} photos "
           f"(e.g. {Image.open(photos[0]).size} x{args.upscale}), {torch.get_num_threads()} torch threads; "
           f"opened in {open_s:.1f} s", flush=True)
@@ -116,6 +120,10 @@ def main(argv=None) -> int:
         lambda d: open_image_bytes(d, max_pixels=limit, strict=True, min_size=size), datas)
     pictures = [open_image_bytes(d, max_pixels=limit, strict=True, min_size=size) for d in datas]
     rows["resize to the network input"] = timed(lambda im: _pixels(emb, im), pictures)
+    from fashion.resample import resize_bilinear_aa  # what a server without torch resizes with (same bytes)
+
+    rows["resize, numpy kernel (a server without torch)"] = timed(
+        lambda im: resize_bilinear_aa(np.asarray(im), size, size), pictures)
     full = [open_image_bytes(d, max_pixels=limit, strict=True) for d in datas]
     if any(f.size != r.size for f, r in zip(full, pictures)):  # the reduced decode's effect on the vectors
         def vector(im):
@@ -148,6 +156,12 @@ def main(argv=None) -> int:
             if len(inputs) >= b:
                 per = timed(emb.classify, [stacked[i:i + b] for i in range(0, len(inputs) - b + 1, b)])
                 rows[f"network: one pass in batches of {b}, per photo"] = [t / b for t in per]
+    if served is not emb:  # the saved network as the server runs it (numpy in, numpy out)
+        rows["network: saved network, one pass (served now)"] = timed(lambda x: served.infer(x[None]), inputs)
+        for b in (2, 4, 8):
+            if len(inputs) >= b:
+                per = timed(served.infer, [np.stack(inputs[i:i + b]) for i in range(0, len(inputs) - b + 1, b)])
+                rows[f"network: saved network in batches of {b}, per photo"] = [t / b for t in per]
     vectors = [emb.forward(x).numpy()[0] for x in batches]
     rows["index search (k=10)"] = timed(lambda v: service._search(v, 10, None), vectors)
     found = [service.search_image(d, k=10) for d in datas[:20]]

@@ -1,16 +1,21 @@
 """Where `fashion serve`'s start-up goes: each step of SimilarityService.open timed in turn, one process.
 
-    python benchmarks/serve_startup.py RUN_DIR
+    python benchmarks/serve_startup.py RUN_DIR                 # this code: an OpenVINO run from its saved network
+    python benchmarks/serve_startup.py RUN_DIR --torch         # the embedder rebuilt with torch and converted (before)
+    python benchmarks/serve_startup.py RUN_DIR --compare 2     # both, alternated, each in a fresh process, 2 pairs
 
 Prints the seconds of: the server's imports (fastapi, uvicorn), fashion's modules, open_run (manifest,
-item table, embeddings map), the saved index (with its self-check), the embedder (imports and build),
-the service's item arrays, and the warm-up (``SimilarityService.warm``: the network at every batch size
-it may get, as ``open`` runs it); with the 1-minute load average.
+item table, embeddings map), the saved index (with its self-check), the embedder (imports and build;
+with the saved network: compiling it, from OpenVINO's blob cache after the first start), the service's
+item arrays, and the warm-up (``SimilarityService.warm``: the network at every batch size it may get;
+`fashion serve` runs it in the background, after /healthz is up, so "ready" is the total less it);
+the process's RSS when done, whether torch was imported, and the 1-minute load average.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,8 +23,7 @@ from pathlib import Path
 sys.path.insert(0, os.fspath(Path(__file__).resolve().parents[1]))
 
 
-def main(argv=None) -> int:
-    run_dir = (argv or sys.argv[1:])[0]
+def measure(run_dir: str, torch: bool) -> str:
     marks = [("start", time.perf_counter())]
 
     def mark(name):
@@ -37,14 +41,33 @@ def main(argv=None) -> int:
     mark("open_run")
     run.index = load(run)
     mark("index")
-    embedder = embedder_for(run.info, run.path)  # the saved OpenVINO network of an openvino run (no torch)
+    embedder = embedder_for(run.info, None if torch else run.path)  # run.path: the saved OpenVINO network
     mark("embedder")
     service = SimilarityService(run, embedder)
     mark("service tables")
     service.warm()
     mark("warm passes")
+    import psutil
+
     steps = "  ".join(f"{name} {t - marks[i][1]:.2f}" for i, (name, t) in enumerate(marks[1:]))
-    print(f"load {os.getloadavg()[0]:.1f}: {steps}  total {marks[-1][1] - marks[0][1]:.2f} s")
+    ready = marks[-2][1] - marks[0][1]
+    return (f"{'torch embedder' if torch else 'saved network '}  load {os.getloadavg()[0]:.1f}: {steps}  "
+            f"total {marks[-1][1] - marks[0][1]:.2f} s, ready before warm {ready:.2f} s, "
+            f"RSS {psutil.Process().memory_info().rss / 2**20:.0f} MB, torch imported: {'torch' in sys.modules}")
+
+
+def main(argv=None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    run_dir = args[0]
+    if "--compare" in args:
+        pairs = int(args[args.index("--compare") + 1])
+        for _ in range(pairs):
+            for flag in (["--torch"], []):
+                done = subprocess.run([sys.executable, __file__, run_dir, *flag], capture_output=True, text=True)
+                print(done.stdout.strip().splitlines()[-1] if done.returncode == 0 else done.stderr[-2000:],
+                      flush=True)
+        return 0
+    print(measure(run_dir, "--torch" in args))
     return 0
 
 
