@@ -52,7 +52,8 @@ class Catalog:
 
 
 def load(run_dir) -> Catalog:
-    """The run at ``run_dir``, verified and copied into memory (the directory is replaced on commit)."""
+    """The run at ``run_dir``, verified and read (the vectors mapped copy-on-write: the file is never
+    changed; the directory is replaced on commit)."""
     from ..run.reader import open_run
 
     run = open_run(run_dir, load_index=False)
@@ -66,8 +67,10 @@ def load(run_dir) -> Catalog:
         from ..neighbors import load_index
 
         index = load_index(run.path / run.index_ref.path)
-    return Catalog(run.path, run.items.reset_index(drop=True), np.array(run.embeddings, dtype=np.float32),
-                   run.info, run.metrics, lists, index=index, reserve=read_reserve(run.path))
+    # copy-on-write: a removal zeroes a few rows without copying the whole (n, d) array first
+    vectors = np.load(run.path / layout.EMBEDDINGS, mmap_mode="c", allow_pickle=False)
+    return Catalog(run.path, run.items.reset_index(drop=True), vectors, run.info, run.metrics, lists, index=index,
+                   reserve=read_reserve(run.path))
 
 
 def read_reserve(run_dir) -> Lists | None:
