@@ -25,6 +25,8 @@ The stages, one module each:
   uninterrupted run and the vectors are bitwise identical.
 - :mod:`.pipeline`: reader → net → writer, each stage timed (``EmbeddingResult.timing``).
 - :mod:`.embedder`: :class:`Embedder`, the public composition.
+- :mod:`.ir`: the network of an OpenVINO run saved as OpenVINO IR under the run, and
+  :class:`~.ir.SavedNetwork`, which serves it without torch (:mod:`.ovcore`: OpenVINO's one Core, torch-free).
 - :mod:`.spec`: :class:`EmbedderSpec`, the one description of an embedder (CLI → cache key → run.json →
   the service's rebuild).
 

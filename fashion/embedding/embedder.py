@@ -286,25 +286,13 @@ class Embedder:
             return vectors.numpy().astype(np.float32, copy=False), probs.numpy().astype(np.float32, copy=False)
         return self.forward(batch).numpy().astype(np.float32, copy=False), None
 
-    def save_openvino(self, directory) -> Path:
-        """Save what :meth:`infer` runs, converted by OpenVINO, for :class:`~.ir.SavedNetwork` to serve
-        without torch (``runtime="openvino"`` only; see :mod:`.ir` for the layout)."""
-        from torch import nn
-
-        from . import ir
-
+    def openvino_model(self):
+        """The converted ``openvino.Model`` that :meth:`infer` runs (``runtime="openvino"``; what
+        :func:`fashion.embedding.ir.save_embedder` saves)."""
         if self.runtime != "openvino":
             raise ConfigError(f"only the openvino runtime's network is saved, not {self.runtime!r}'s")
         self.infer(np.zeros((1, self.size, self.size, 3), np.uint8))  # converts the network infer runs
-        runtime = self._classify if self.can_classify else self._openvino_runtime()
-        last = self._classes if self.layer == "head" and isinstance(self._classes, nn.Linear) else None
-        classes = None if last is None else (
-            last.weight.detach().numpy(),
-            last.bias.detach().numpy() if last.bias is not None else np.zeros(last.out_features, np.float32))
-        meta = {"name": self.name, "size": self.size, "resize": self.resize, "layer": self.layer,
-                "precision": self.precision, "classify": self.can_classify, "dim": self.dim,
-                "class_names": list(self.class_names) if self.can_classify else [], "embedder": self.describe()}
-        return ir.save(runtime.model, directory, meta, classes)
+        return (self._classify if self.can_classify else self._openvino_runtime()).model
 
     @property
     def dim(self) -> int:

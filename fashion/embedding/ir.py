@@ -85,6 +85,24 @@ def save(model, directory: Path, meta: dict, classes: tuple | None = None) -> Pa
     return directory
 
 
+def save_embedder(embedder, directory: Path) -> Path:
+    """Save what ``embedder`` (a :class:`~fashion.embedding.Embedder` of the openvino runtime) infers, for
+    :class:`SavedNetwork` to serve without torch, with the trained head's last layer when the vectors are
+    its input (``layer`` head: the category scores)."""
+    from torch import nn
+
+    model = embedder.openvino_model()
+    last = embedder.classes if embedder.layer == "head" and isinstance(embedder.classes, nn.Linear) else None
+    classes = None if last is None else (
+        last.weight.detach().numpy(),
+        last.bias.detach().numpy() if last.bias is not None else np.zeros(last.out_features, np.float32))
+    meta = {"name": embedder.name, "size": embedder.size, "resize": embedder.resize, "layer": embedder.layer,
+            "precision": embedder.precision, "classify": embedder.can_classify, "dim": embedder.dim,
+            "class_names": list(embedder.class_names) if embedder.can_classify else [],
+            "embedder": embedder.describe()}
+    return save(model, directory, meta, classes)
+
+
 class SavedNetwork:
     """A saved network (see the module docstring) compiled for this CPU: what the service needs of an
     embedder, without torch.

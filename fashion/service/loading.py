@@ -89,7 +89,7 @@ def saved_network(info: dict, run_dir, build):
                         embedder.can_classify, classify)
             return embedder
         try:
-            embedder.save_openvino(directory)
+            ir.save_embedder(embedder, directory)
         except OSError as exc:
             log.warning("%s: the OpenVINO network cannot be saved (%s): converted at every start", directory, exc)
             return embedder
