@@ -87,7 +87,13 @@ def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     """Yield a temporary path for writers that want a file name (``np.save``, ``fig.savefig``)."""
     path = Path(path)
     ensure_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    tmp = None
+    try:  # a unique hidden name, made as atomic_write makes its own (so a read-only disk fails here too)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _output_error(path, exc) from None
+    tmp = Path(tmp)
     with _replace_or_clean_up(tmp, path):
         yield tmp
         with open(tmp, "rb+") as f:
