@@ -140,7 +140,7 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
                 "colour": found.colour, "query_colour": found.query_colour}
 
     @app.get("/healthz")
-    def healthz() -> dict:
+    async def healthz() -> dict:  # on the event loop: a few dict reads, never queued behind photo work's threads
         return {"status": "ok", **service.describe()}
 
     @app.post("/api/search")
