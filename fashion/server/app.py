@@ -50,7 +50,7 @@ from ..errors import ImageError
 from ..service import MAX_K, MAX_PAGE, ItemNotFound, SimilarityService
 from ..service.budget import Busy, Limits
 from .listen import LOCAL_HOSTS, host_allowed
-from .upload import FORM_OVERHEAD, BadForm, ClientGone, TooLarge, parse_form, read_body
+from .upload import FORM_OVERHEAD, BadForm, ClientGone, TooLarge, one_line, parse_form, read_body
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,6 @@ MAX_FILTERS = 20  # filter= clauses per request
 FILTER = Query([], max_length=MAX_FILTERS, description="COLUMN OP VALUE (label=dress, price<100); repeat to AND")
 TEXT = Query(None, max_length=500, description="search words (red summer dress, not black)")
 COLOUR = Query(None, max_length=20, description="colour mode: same, any, or a colour family (this, but in blue)")
-
-
-def _one_line(text) -> str:
-    return (str(text).strip().splitlines() or [""])[0][:300]
 
 
 def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
@@ -106,11 +102,11 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
         errors = exc.errors()
         first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSONResponse({"detail": _one_line(f"{where}: {first.get('msg', 'invalid request')}")}, status_code=422)
+        return JSONResponse({"detail": one_line(f"{where}: {first.get('msg', 'invalid request')}")}, status_code=422)
 
     @app.exception_handler(Busy)
     async def busy(request: Request, exc: Busy):
-        return JSONResponse({"detail": _one_line(exc)}, status_code=503,
+        return JSONResponse({"detail": one_line(exc)}, status_code=503,
                             headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(ClientGone)
@@ -127,11 +123,11 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
         try:
             return fn(*args, **kwargs)
         except ItemNotFound as exc:
-            raise HTTPException(404, _one_line(exc)) from None
+            raise HTTPException(404, one_line(exc)) from None
         except ImageError as exc:
-            raise HTTPException(422, _one_line(f"not a usable image: {exc.reason}")) from None
+            raise HTTPException(422, one_line(f"not a usable image: {exc.reason}")) from None
         except ValueError as exc:
-            raise HTTPException(422, _one_line(exc)) from None
+            raise HTTPException(422, one_line(exc)) from None
 
     def _search_json(found) -> dict:
         return {"k": found.k, "query_id": found.query_id,
@@ -151,9 +147,9 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
                 body = await read_body(request, max_upload + FORM_OVERHEAD)
                 form = parse_form(body, request.headers.get("content-type"))
             except TooLarge as exc:
-                raise HTTPException(413, _one_line(exc)) from None
+                raise HTTPException(413, one_line(exc)) from None
             except BadForm as exc:
-                raise HTTPException(422, _one_line(exc)) from None
+                raise HTTPException(422, one_line(exc)) from None
             del body
             image = form.get("image")
             if image is None:

@@ -102,3 +102,8 @@ def parse_parts(body: bytes, content_type: str | None) -> list[Part]:
     except Exception as exc:  # noqa: BLE001 - the parser's errors are all "malformed body"
         raise BadForm(f"malformed multipart body: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     return parts
+
+
+def one_line(text) -> str:
+    """The first line of an error's text, at most 300 characters: what a 4xx JSON ``detail`` carries."""
+    return (str(text).strip().splitlines() or [""])[0][:300]
