@@ -8,6 +8,10 @@ from pathlib import Path
 
 from fashion.embedding.int8 import nncf_available
 from fashion.sample import sample_root
+import pytest
+
+# a whole benchmark script (20–70 s on 2 cores): the slow set, not the default run
+pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "embed.py"
 

@@ -3,6 +3,10 @@
 import subprocess
 import sys
 from pathlib import Path
+import pytest
+
+# a whole benchmark script (20–70 s on 2 cores): the slow set, not the default run
+pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "knn.py"
 
