@@ -18,10 +18,10 @@ Modules, one job each: :mod:`.info` (``model.json``: :class:`ModelInfo`, validat
 from __future__ import annotations
 
 from .classifier import build_classifier, build_model, layer_groups, splitter
-from .export import LEGACY_WEIGHTS_FILE, WEIGHTS_FILE, bundled_model_dir, export_model, save_state_dict
+from .export import LEGACY_WEIGHTS_FILE, WEIGHTS_FILE, bundled_model_dir, export_model, save_state_dict, weights_file
 from .info import CONFIG_FILE, DEFAULT_HEAD, FORMAT_VERSION, MAX_FEATURES, MAX_IMAGE_SIZE, ModelInfo
 from .load import LoadedModel, load_model, preprocess
 
-__all__ = ["build_classifier", "build_model", "layer_groups", "splitter", "LEGACY_WEIGHTS_FILE", "WEIGHTS_FILE",
+__all__ = ["build_classifier", "build_model", "layer_groups", "splitter", "LEGACY_WEIGHTS_FILE", "WEIGHTS_FILE", "weights_file",
            "bundled_model_dir", "export_model", "save_state_dict", "CONFIG_FILE", "DEFAULT_HEAD", "FORMAT_VERSION",
            "MAX_FEATURES", "MAX_IMAGE_SIZE", "ModelInfo", "LoadedModel", "load_model", "preprocess"]

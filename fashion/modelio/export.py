@@ -20,6 +20,16 @@ WEIGHTS_FILE = "model.safetensors"
 LEGACY_WEIGHTS_FILE = "model.pth"  # a plain state dict, read with weights_only=True
 
 
+def weights_file(directory) -> Path:
+    """The model directory's weights file: ``model.safetensors``, else the legacy ``model.pth``.
+    Raises FileNotFoundError naming both when neither is there."""
+    directory = Path(directory)
+    for name in (WEIGHTS_FILE, LEGACY_WEIGHTS_FILE):
+        if (directory / name).is_file():
+            return directory / name
+    raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE} or {LEGACY_WEIGHTS_FILE}")
+
+
 def save_state_dict(path, model: "nn.Module") -> Path:
     """Write ``model.state_dict()`` as safetensors, atomically (a failing disk: :class:`OutputError`,
     decided by the OSError's errno in :mod:`fashion.atomic`)."""

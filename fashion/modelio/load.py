@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from ..errors import FormatError
 from ..heads import penultimate
 from .classifier import build_model
-from .export import LEGACY_WEIGHTS_FILE, WEIGHTS_FILE
+from .export import weights_file
 from .info import ModelInfo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,11 +110,7 @@ def load_model(directory) -> LoadedModel:
     if has_manifest(directory):  # a `fashion train` output: exactly the files its run sealed
         verify(directory)
     info = ModelInfo.read(directory)
-    weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
-        weights = directory / LEGACY_WEIGHTS_FILE
-    if not weights.is_file():
-        raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE} or {LEGACY_WEIGHTS_FILE}")
+    weights = weights_file(directory)
     state = read_state_dict(weights)
     model = build_model(info)
     try:

@@ -111,15 +111,10 @@ def _one_pass(described: dict) -> bool:
 
 def _check_weights(model_dir: Path, checksum: str | None) -> None:
     from ..errors import FashionError
-    from ..modelio import LEGACY_WEIGHTS_FILE, WEIGHTS_FILE
+    from ..modelio import weights_file
     from ..rundir import file_sha256
 
-    weights = model_dir / WEIGHTS_FILE
-    if not weights.is_file():
-        weights = model_dir / LEGACY_WEIGHTS_FILE
-    if not weights.is_file():
-        raise FileNotFoundError(f"{model_dir}: no {WEIGHTS_FILE} or {LEGACY_WEIGHTS_FILE}")
-    found = file_sha256(weights)
+    found = file_sha256(weights_file(model_dir))
     if checksum is not None and found != checksum:
         raise FashionError(f"the model's weights changed since the run (checksum {found[:12]} != "
                            f"{checksum[:12]}); rerun `fashion neighbors` with the current model")
