@@ -153,6 +153,18 @@ def write_index_npz(out, index, ids: np.ndarray) -> tuple[Path, layout.IndexRef]
     return path, layout.IndexRef("npz", layout.INDEX_NPZ, index.name, index.metric, len(ids))
 
 
+def write_index_rows(out, name: str, metric: str, ids: np.ndarray) -> tuple[Path, layout.IndexRef]:
+    """``index-rows.npy``: an ``exact`` index kept as the ids of its embedding rows (index row → item id),
+    fitted on those rows at open (:func:`fashion.run.index.load`) instead of saved as a second copy."""
+    from ..atomic import save_npy
+
+    if name not in layout.ROW_INDEXES:
+        raise ValueError(f"an index kept as rows must be one of {layout.ROW_INDEXES}, not {name!r}")
+    ids = np.asarray(ids, dtype=np.int64)
+    path = save_npy(Path(out) / layout.INDEX_ROWS, ids)
+    return path, layout.IndexRef("rows", layout.INDEX_ROWS, name, metric, len(ids))
+
+
 def link_or_copy(src, dest) -> Path:
     """Put a finished work file into the run: a hard link (no copy of a large file), or a copy across
     file systems. The work's writers replace files by rename, so the run's link keeps its content."""
