@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 KEPT_INDEXES = ("faiss-ivfpq",)  # backends whose training is kept across changes; the others are refitted
 REMOVED = "removed"  # the role and reason of a removed item's tombstone row
 HASH = "sha256"  # the item table's column of file contents (photos already in the run are skipped)
+SIZE = "file_size"  # the item table's column of file sizes (bytes): only files of a new photo's size are hashed
 
 
 @dataclass
@@ -196,11 +197,9 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
     k = min(requested, possible)
     ref = cat.info["index"]
     width = k * (1 + RESERVE)  # the lists and their reserve are searched and merged together
-    old_role = cat.items["role"].to_numpy()
-    old_query = set(cat.lists.query_ids.tolist()) - set(removed.tolist())
-    old_gallery = set(np.flatnonzero(np.isin(old_role, layout.GALLERY_ROLES)).tolist()) - set(removed.tolist())
-    new = set(added.tolist())
-    same_roles = (set(query_ids.tolist()) - new == old_query and set(gallery_ids.tolist()) - new == old_gallery)
+    old_gallery = np.flatnonzero(np.isin(cat.items["role"].to_numpy(), layout.GALLERY_ROLES))
+    same_roles = (np.array_equal(np.setdiff1d(query_ids, added), np.setdiff1d(cat.lists.query_ids, removed))
+                  and np.array_equal(np.setdiff1d(gallery_ids, added), np.setdiff1d(old_gallery, removed)))
     index = None
 
     def fitted():  # an exact index is its rows (index-rows.npy): fitted only when a list is searched
@@ -304,13 +303,15 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
     query, gallery, mode, index, k, lists = update_lists(cat, added, removed, timer, full=full)
     cat.items["role"] = role_column(cat, query, gallery)
     timing = {**timer.timing, "total": round(time.perf_counter() - timer.start, 4)}
-    metrics = _metrics(cat, gallery, mode, index, k, lists, embedded or {}, timing)
+    with timer("metrics"):
+        metrics = _metrics(cat, gallery, mode, index, k, lists, embedded or {}, timing)
     body = {key: value for key, value in cat.info.items()
             if key not in ("format_version", "run_id", "index", "n_items", segments.KEY)}
     body = versions.stamp(body, {**operation, **cat.stats})
     if cat.info.get("arguments", {}).get("insight"):
         log.info("the insight tables (duplicates, suspects, map) are not carried into the changed run: rerun "
                  "measure_sim.py to refresh them")
+    started = time.perf_counter()
     with versions.transaction(cat.path, kind=layout.RUN_KIND) as txn:  # the previous version is kept
         out = txn.path
         files = writer.write_items(out, cat.items)
@@ -332,5 +333,8 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
 
         files.append(write_json(out / layout.METRICS_JSON, metrics))
         _report(cat, out, lists, metrics, files)
+        written = time.perf_counter()
+    cat.stats["timing"] = {**timer.timing, "write": round(written - started, 4),  # seal: manifest, swap, retire
+                           "seal": round(time.perf_counter() - written, 4)}
     cat.metrics, cat.lists = metrics, lists
     return txn.target
