@@ -182,7 +182,9 @@ def _add(cat: state.Catalog, frame, batch_size, num_workers, shop) -> AddResult:
     ok = np.asarray(emb.ok, bool)
     from ..pipeline.items import add_item_columns
 
+    started = time.perf_counter()
     frame = add_item_columns(frame, ok, cache_dir=cat.path / "cache")  # the run's item-table stages (colour)
+    cat.stats["stages_s"] = round(time.perf_counter() - started, 3)  # per-photo work too, like the embedding
     ids = state.append(cat, frame, emb.vectors, ok, [failed.get(p, "") for p in frame["path"].astype(str)])
     if shop is not None:
         cat.items = join_metadata(cat.items, shop)

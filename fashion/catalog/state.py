@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ConfigError, DatasetError
 from ..run import layout, segments
-from .lists import RESERVE, Lists, drop_removed, from_table, merge_added, search, split, widen
+from .lists import RESERVE, Lists, drop_removed, from_table, member, merge_added, search, split, widen
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def _roles(cat: Catalog) -> tuple[np.ndarray, np.ndarray, str]:
 
     live = cat.live
     ok = cat.items["ok"].to_numpy(bool) & live
-    frame = cat.items[live]
+    frame = cat.items[[c for c in ("split", "item_id") if c in cat.items.columns]][live]  # what assign_roles reads
     query, gallery = np.zeros(len(live), bool), np.zeros(len(live), bool)
     q, g, mode = assign_roles(SimpleNamespace(frame=frame, format=cat.info["dataset"].get("format")), ok[live],
                         _config(cat.info))
@@ -197,9 +197,13 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
     k = min(requested, possible)
     ref = cat.info["index"]
     width = k * (1 + RESERVE)  # the lists and their reserve are searched and merged together
-    old_gallery = np.flatnonzero(np.isin(cat.items["role"].to_numpy(), layout.GALLERY_ROLES))
-    same_roles = (np.array_equal(np.setdiff1d(query_ids, added), np.setdiff1d(cat.lists.query_ids, removed))
-                  and np.array_equal(np.setdiff1d(gallery_ids, added), np.setdiff1d(old_gallery, removed)))
+    old_query = np.zeros(len(query), bool)  # masks over every id: the kept items' roles before and now
+    old_query[cat.lists.query_ids] = True
+    old_gallery = np.array(cat.items["role"].isin(layout.GALLERY_ROLES).to_numpy(bool))
+    now_query, now_gallery = query.copy(), gallery.copy()
+    for mask in (old_query, old_gallery, now_query, now_gallery):
+        mask[removed] = mask[added] = False
+    same_roles = np.array_equal(old_query, now_query) and np.array_equal(old_gallery, now_gallery)
     index = None
 
     def fitted():  # an exact index is its rows (index-rows.npy): fitted only when a list is searched
@@ -221,13 +225,14 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
             lists, cat.reserve = split(wide, k)
             return query, gallery, mode, index, k, lists
         kept, lost = drop_removed(widen(cat.lists, cat.reserve, width), removed, k)
-        kept = kept.take(np.flatnonzero(~np.isin(kept.query_ids, lost)))
-        new_gallery = np.intersect1d(added, gallery_ids)
+        kept = kept.take(np.flatnonzero(~member(kept.query_ids, lost)))
+        new_gallery = np.sort(added[gallery[added]])
         changed = 0
         if len(new_gallery):
             small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
-            kept, changed = merge_added(kept, cat.vectors[kept.query_ids], small, new_gallery, k)
-        fresh = np.union1d(lost, np.intersect1d(added, query_ids))
+            kept, changed = merge_added(kept, cat.vectors[kept.query_ids], small, new_gallery, k,
+                                        new_vectors=cat.vectors[new_gallery])
+        fresh = np.union1d(lost, added[query[added]])
         wide = Lists.concat([kept, search(fitted() if len(fresh) else None, gallery_ids, cat.vectors[fresh], fresh,
                                           width, all_pairs)], width).sorted()
         lists, cat.reserve = split(wide, k)
