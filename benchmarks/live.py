@@ -241,11 +241,13 @@ def main(argv=None) -> int:
         result, res["add_s"] = timed(add, run_dir, [str(q) for q in adding], profile=args.profile)
         res["add_load"], res["add_stats"] = load(), result.stats
         res["embed_s"] = result.stats["embed_s"]  # the add's own timer: network built and run on the photos
-        res["add_overhead_s"] = round(res["add_s"] - res["embed_s"], 2)
+        res["stages_s"] = result.stats.get("stages_s", 0.0)  # the item-table stages (colour): per-photo work too
+        res["add_overhead_s"] = round(res["add_s"] - res["embed_s"] - res["stages_s"], 2)
+        res["add_with_stages_s"] = round(res["add_s"] - res["embed_s"], 2)
         res["add_s"] = round(res["add_s"], 2)
         print(f"add {len(result.ids)} photos: {res['add_s']} s, of it their embedding (network built and run) "
-              f"{res['embed_s']} s → add's own {res['add_overhead_s']} s  (load {res['add_load']}); {result.stats}",
-              flush=True)
+              f"{res['embed_s']} s and the item-table stages (colour) {res['stages_s']} s → add's own "
+              f"{res['add_overhead_s']} s  (load {res['add_load']}); {result.stats}", flush=True)
 
         from fashion.run.reader import read_items
 
@@ -277,8 +279,11 @@ def main(argv=None) -> int:
     where = "recorded with the snapshot" if res.get("anchor_reused") else "same run"
     print(f"\n| what | measured | anchor: full rebuild, {where} | target | verdict |")
     print("|---|---|---|---|---|")
-    rows = [("add photos, less their embedding", res["add_overhead_s"], f"{res['add_s']} s with embedding "
-             f"{res['embed_s']} s", "≤ 5 s", res["add_overhead_s"] <= TARGETS["add_overhead_s"]),
+    rows = [("add photos, less their embedding and colour stage", res["add_overhead_s"], f"{res['add_s']} s with "
+             f"embedding {res['embed_s']} s, colour {res['stages_s']} s", "≤ 5 s",
+             res["add_overhead_s"] <= TARGETS["add_overhead_s"]),
+            ("add photos, less their embedding only", res["add_with_stages_s"], "", "≤ 5 s",
+             res["add_with_stages_s"] <= TARGETS["add_overhead_s"]),
             ("remove items", res["remove_s"], "", "≤ 2 s", res["remove_s"] <= TARGETS["remove_s"]),
             ("filtered photo query p50 / unfiltered", res["filter_ratio"], "", "≤ 1.5×",
              res["filter_ratio"] <= TARGETS["filter_ratio"])]

@@ -301,7 +301,7 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
     """Recompute roles, index, lists and metrics after the change and write the new run in one transaction;
     ``full``: search every list again (what a rebuild from the stored vectors does)."""
     from ..run import writer
-    from . import versions
+    from . import insight, versions
 
     timer = _Timer()
     added, removed = np.asarray(added, np.int64), np.asarray(removed, np.int64)
@@ -313,9 +313,8 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
     body = {key: value for key, value in cat.info.items()
             if key not in ("format_version", "run_id", "index", "n_items", segments.KEY)}
     body = versions.stamp(body, {**operation, **cat.stats})
-    if cat.info.get("arguments", {}).get("insight"):
-        log.info("the insight tables (duplicates, suspects, map) are not carried into the changed run: rerun "
-                 "measure_sim.py to refresh them")
+    if "insight" in metrics:
+        metrics["insight"] = insight.summary(metrics["insight"], versions.version_of(cat.info))
     started = time.perf_counter()
     with versions.transaction(cat.path, kind=layout.RUN_KIND) as txn:  # the previous version is kept
         out = txn.path
@@ -337,6 +336,7 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
         from ..atomic import write_json
 
         files.append(write_json(out / layout.METRICS_JSON, metrics))
+        files += insight.carry(cat.path, out, cat.live)  # without the removed items (fashion.catalog.insight)
         _report(cat, out, lists, metrics, files)
         written = time.perf_counter()
     cat.stats["timing"] = {**timer.timing, "write": round(written - started, 4),  # seal: manifest, swap, retire
