@@ -158,7 +158,10 @@ def add(run_dir, sources, batch_size: int | None = None, num_workers: int | None
     shop = read_metadata(metadata) if isinstance(metadata, (str, os.PathLike)) else metadata
     frame = sources if hasattr(sources, "columns") else read_sources(sources)
     with versions.writer(run_dir, wait=wait):
-        result = _add(state.load(run_dir), frame, batch_size, num_workers, shop)
+        started = time.perf_counter()
+        cat = state.load(run_dir)
+        cat.stats["load_s"] = round(time.perf_counter() - started, 3)
+        result = _add(cat, frame, batch_size, num_workers, shop)
     versions.prune(run_dir, keep)
     return result
 
@@ -167,7 +170,9 @@ def _add(cat: state.Catalog, frame, batch_size, num_workers, shop) -> AddResult:
     from ..service.loading import embedder_for
     from .metadata import join_metadata
 
+    started = time.perf_counter()
     frame, duplicates = new_photos(cat, frame)
+    cat.stats["dedupe_s"] = round(time.perf_counter() - started, 3)  # photos already in the run (SHA-256)
     result = AddResult(cat.path, duplicates=duplicates)
     if not len(frame):
         log.warning("%s: nothing new to add (%d photos already in the run)", cat.path, len(duplicates))

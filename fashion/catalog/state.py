@@ -229,12 +229,15 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
         new_gallery = np.sort(added[gallery[added]])
         changed = 0
         if len(new_gallery):
-            small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
-            kept, changed = merge_added(kept, cat.vectors[kept.query_ids], small, new_gallery, k,
-                                        new_vectors=cat.vectors[new_gallery])
+            with timer("merge"):  # the existing lists a new item may enter (part of "search")
+                small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
+                kept, changed = merge_added(kept, cat.vectors[kept.query_ids], small, new_gallery, k,
+                                            new_vectors=cat.vectors[new_gallery])
         fresh = np.union1d(lost, added[query[added]])
-        wide = Lists.concat([kept, search(fitted() if len(fresh) else None, gallery_ids, cat.vectors[fresh], fresh,
-                                          width, all_pairs)], width).sorted()
+        searched = fitted() if len(fresh) else None
+        with timer("new_lists"):  # the new items' lists and the refills (part of "search")
+            found = search(searched, gallery_ids, cat.vectors[fresh], fresh, width, all_pairs)
+        wide = Lists.concat([kept, found], width).sorted()
         lists, cat.reserve = split(wide, k)
     if not np.array_equal(lists.query_ids, query_ids):  # a broken invariant, never a user error
         raise RuntimeError("the updated lists do not cover the queries")

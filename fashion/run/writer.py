@@ -45,11 +45,16 @@ def item_table(frame, ok: np.ndarray, reasons, role: np.ndarray):
     return table
 
 
-def _text(values) -> np.ndarray | None:
-    """``values`` as an object array when every cell is a ``str`` (then ``str(v)`` is ``v`` and no cell is
-    missing: the column converts as it is, in C), else None (the per-cell conversions below)."""
+def _text(values):
+    """``values`` as an object array (or pandas' own arrow array) when every cell is a ``str`` (then
+    ``str(v)`` is ``v`` and no cell is missing: the column converts as it is, in C), else None (the
+    per-cell conversions below)."""
     import pandas as pd
+    import pyarrow as pa
 
+    if (isinstance(getattr(values, "dtype", None), pd.StringDtype) and values.dtype.storage == "pyarrow"
+            and not values.isna().any()):  # pandas' arrow strings (as read from parquet): the arrow array itself
+        return pa.array(values).cast(pa.string())
     cells = values.to_numpy(dtype=object) if hasattr(values, "to_numpy") else np.asarray(values, dtype=object)
     return cells if cells.ndim == 1 and pd.api.types.infer_dtype(cells, skipna=False) == "string" else None
 
@@ -69,7 +74,7 @@ def _arrow_column(name: str, values, own: bool = False):
         return pa.array(["" if bbox_or_none(b) is None else " ".join(map(str, b)) for b in values], pa.string())
     text = _text(values)
     if text is not None:  # 100k rows: 5 s of per-cell str() on loaded cores before, ~0.1 s now
-        return pa.array(text, pa.string())
+        return text if isinstance(text, pa.Array) else pa.array(text, pa.string())
     if own:
         return pa.array([str(v) for v in values.tolist()], pa.string())
     if typed(values):  # shop metadata: numbers, booleans, dates (nulls kept)
