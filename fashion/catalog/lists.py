@@ -121,11 +121,12 @@ MARGIN = 1e-4  # cosine: a float32 product of unit rows of d <= 4096 is within ~
 BLOCK = 8192  # query rows per product block of :func:`reachable` (8192 x m float32 scores)
 
 
-def reachable(lists: Lists, query_vectors: np.ndarray, new_vectors: np.ndarray, metric: str) -> np.ndarray:
+def reachable(lists: Lists, query_vectors, new_vectors: np.ndarray, metric: str, unit_queries=None) -> np.ndarray:
     """The rows of ``lists`` that one of the new items may enter: its cosine distance to the query is at
     most the row's last known entry's (plus :data:`MARGIN`), by one (q, m) product of unit rows, a
     block of rows at a time; every row with a known entry for another metric. A row that no new item
     reaches merges to itself (its known entries are still the nearest), so only these are searched.
+    ``unit_queries``: the queries' rows already at unit length (an index's own copy), else normalised here.
 
     >>> x = np.eye(3, dtype=np.float32)
     >>> lists = Lists(np.array([0, 1]), np.array([[1], [0]]), np.array([[1.0], [0.0]], np.float32))
@@ -146,26 +147,29 @@ def reachable(lists: Lists, query_vectors: np.ndarray, new_vectors: np.ndarray, 
     hit = np.zeros(len(rows), bool)
     for start in range(0, len(rows), BLOCK):
         block = rows[start:start + BLOCK]
-        best = (unit(query_vectors[block]) @ new.T).max(axis=1)
+        rows_now = unit_queries[block] if unit_queries is not None else unit(query_vectors[block])
+        best = (rows_now @ new.T).max(axis=1)
         hit[start:start + BLOCK] = 1.0 - best <= worst[start:start + BLOCK] + MARGIN
     return rows[hit]
 
 
 def merge_added(lists: Lists, query_vectors: np.ndarray, new_index, new_ids: np.ndarray,
-                k: int | None = None, new_vectors: np.ndarray | None = None) -> tuple[Lists, int]:
+                k: int | None = None, new_vectors: np.ndarray | None = None,
+                unit_queries=None) -> tuple[Lists, int]:
     """Existing lists after new gallery items arrive: one m × n search of the existing queries among the
     m new items (``new_index``, fitted on them; rows → ``new_ids``), each list merged with its new
     candidates. A list changes only where a new item comes closer than its k-th neighbour. Wide lists
     (the first ``k`` columns shown, the rest a reserve, :func:`widen`) keep as many known entries per row
     as they had: the union of a row's v known entries and the new items holds the v nearest of the new
     gallery, nothing further. With ``new_vectors`` (the new items' rows), only the lists one of them may
-    enter (:func:`reachable`: one product, no top-k) are searched and merged; the others are as they were.
+    enter (:func:`reachable`: one product, no top-k; ``unit_queries`` passed on) are searched and merged;
+    the others are as they were. ``query_vectors``: anything indexed by row numbers (read when indexed).
     Returns (lists, how many lists changed in their first ``k`` columns)."""
     width, k = lists.k, lists.k if k is None else k
     if not len(lists.query_ids) or not len(new_ids):
         return lists, 0
     rows = (np.arange(len(lists.query_ids)) if new_vectors is None
-            else reachable(lists, query_vectors, new_vectors, new_index.metric))
+            else reachable(lists, query_vectors, new_vectors, new_index.metric, unit_queries))
     if not len(rows):
         return lists, 0
     part = lists.take(rows)

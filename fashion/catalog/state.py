@@ -124,6 +124,10 @@ def append(cat: Catalog, frame, vectors: np.ndarray, ok: np.ndarray, reasons) ->
     rows["ok"] = np.asarray(ok, bool)
     rows["reason"] = [str(r) for r in reasons]
     rows["role"] = ""
+    for column in rows.columns.intersection(cat.items.columns):  # the run's arrow strings stay arrow strings
+        dtype = cat.items[column].dtype  # (a text column of str cells only; anything else as before)
+        if isinstance(dtype, pd.StringDtype) and pd.api.types.infer_dtype(rows[column], skipna=False) == "string":
+            rows[column] = rows[column].astype(dtype)
     items = pd.concat([cat.items, rows], ignore_index=True) if len(cat.items) else rows
     items["ok"] = items["ok"].astype(bool)
     text = [c for c in items.columns if items[c].dtype == object or pd.api.types.is_string_dtype(items[c].dtype)]
@@ -140,9 +144,7 @@ def tombstone(cat: Catalog, ids: np.ndarray) -> None:
     their vectors stay in the embedding segments, which the new version shares with the previous one."""
     ids = np.asarray(ids, np.int64)
     for column, value in (("role", REMOVED), ("reason", REMOVED), ("ok", False)):
-        values = cat.items[column].to_numpy(dtype=bool if column == "ok" else object).copy()
-        values[ids] = value
-        cat.items[column] = values
+        cat.items.loc[ids, column] = value  # in the column's own dtype (arrow strings stay arrow: fast to write)
 
 
 def _roles(cat: Catalog) -> tuple[np.ndarray, np.ndarray, str]:
@@ -228,13 +230,14 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
         kept = kept.take(np.flatnonzero(~member(kept.query_ids, lost)))
         new_gallery = np.sort(added[gallery[added]])
         changed = 0
+        fresh = np.union1d(lost, added[query[added]])
+        searched = fitted() if len(fresh) else None
         if len(new_gallery):
             with timer("merge"):  # the existing lists a new item may enter (part of "search")
                 small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
-                kept, changed = merge_added(kept, cat.vectors[kept.query_ids], small, new_gallery, k,
-                                            new_vectors=cat.vectors[new_gallery])
-        fresh = np.union1d(lost, added[query[added]])
-        searched = fitted() if len(fresh) else None
+                kept, changed = merge_added(kept, _ByRow(cat.vectors, kept.query_ids), small, new_gallery, k,
+                                            new_vectors=cat.vectors[new_gallery],
+                                            unit_queries=_unit_rows(searched, gallery_ids, kept.query_ids))
         with timer("new_lists"):  # the new items' lists and the refills (part of "search")
             found = search(searched, gallery_ids, cat.vectors[fresh], fresh, width, all_pairs)
         wide = Lists.concat([kept, found], width).sorted()
@@ -245,6 +248,33 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
     log.info("neighbour lists: %d existing lists changed by new items, %d searched (lost a member or new)",
              changed, len(fresh))
     return query, gallery, mode, index, k, lists
+
+
+class _ByRow:
+    """The rows ``ids`` of ``vectors`` by row number, read when indexed (no copy of every query's row)."""
+
+    def __init__(self, vectors, ids: np.ndarray):
+        self.vectors, self.ids = vectors, np.asarray(ids, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return np.asarray(self.vectors[self.ids[rows]])
+
+
+def _unit_rows(index, gallery_ids: np.ndarray, ids: np.ndarray):
+    """The cosine ``index``'s own unit rows of the items ``ids`` when all are in its gallery (all-pairs:
+    the existing queries), a view where they are consecutive rows; None otherwise."""
+    if index is None or index.metric != "cosine" or not len(ids):
+        return None
+    pos = np.minimum(np.searchsorted(gallery_ids, ids), len(gallery_ids) - 1)
+    if not np.array_equal(gallery_ids[pos], ids):
+        return None
+    rows = index.fitted_rows
+    if pos[-1] - pos[0] + 1 == len(pos) and (np.diff(pos) == 1).all():
+        return rows[pos[0]:pos[-1] + 1]
+    return _ByRow(rows, pos)
 
 
 def _metrics(cat: Catalog, gallery, mode, index, k, lists: Lists, embedded, timing) -> dict:

@@ -151,6 +151,14 @@ class NeighborIndex:
         self._check_fitted()
         return self._X.shape[1]
 
+    @property
+    def fitted_rows(self) -> np.ndarray:
+        """The rows as the index holds them (unit rows for cosine), (n, d) float32, a read-only view."""
+        self._check_fitted()
+        view = self._X.view()
+        view.flags.writeable = False
+        return view
+
     def fit(self, X) -> "NeighborIndex":
         """Index ``X`` (n, d); returns self. Cosine indexes store L2-normalised rows."""
         X = self._prepare(_as_matrix(X, "X"), "X")

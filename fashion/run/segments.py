@@ -88,6 +88,15 @@ class Segments:
             return out
         if ids.min() < 0 or ids.max() >= len(self):
             raise IndexError(f"row ids out of range 0..{len(self) - 1}")
+        if (ids[1:] > ids[:-1]).all():  # ascending (a gallery, the queries): each segment one run of rows
+            bounds = np.searchsorted(ids, self.starts)
+            for s, array in enumerate(self.arrays):
+                lo, hi = int(bounds[s]), int(bounds[s + 1])
+                if lo < hi:
+                    local = ids[lo:hi] - self.starts[s]
+                    whole = local[-1] - local[0] + 1 == hi - lo  # consecutive rows: one slice read
+                    out[lo:hi] = array[local[0]:local[-1] + 1] if whole else array[local]
+            return out
         seg = np.searchsorted(self.starts, ids, side="right") - 1
         for s in np.unique(seg):
             where = np.flatnonzero(seg == s)
