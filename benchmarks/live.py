@@ -9,14 +9,21 @@
    metrics and report, a new sealed version written (``fashion.catalog.state.commit(full=True)``: what
    ``measure_sim.py`` does with a warm embedding cache, less its dataset scan), on the grown run (and
    again after the changes with ``--rebuild-after``). It also starts the lists' reserve (reserve.npz).
+   ``--snapshot DIR`` keeps the grown run right after that rebuild (``DIR/run``, hard links) with the
+   rebuild's time, load and date (``DIR/anchor.json``); a later call with the same ``--snapshot`` copies
+   it and reports that recorded rebuild as the anchor (said so in the table) instead of searching all
+   100,000 lists again (854.5 s at load 8 on the shared cores).
 3. **add**: :func:`fashion.catalog.add.add` of ``--add`` real photos (``--photos``, not in the run), timed
    whole; the add times its embedding itself (the run's network built, then run on the photos:
-   ``embed_s`` in its stats), and the add's own cost is the rest (target ≤ 5 s). (An earlier version
+   ``embed_s`` in its stats) and its item-table stages (the colour of each photo, issue 32: ``stages_s``),
+   and the add's own cost is the rest (target ≤ 5 s); the table gives it both without and with the
+   colour stage. (An earlier version
    timed two cold processes, ``fashion add`` and an embed-only one: 442 vs 290 s at load 12, a difference
    that held the one-time hashing of all 50,000 items' files, since fixed, and two processes' share of
    loaded cores; not a measure of the add.)
-4. **remove**: ``--remove`` random live items with ``fashion.catalog.remove.remove`` (target ≤ 2 s); with
-   ``--profile``, its cProfile top functions are printed (where the time goes).
+4. **remove**: ``--remove`` random live items with ``fashion.catalog.remove.remove`` (target ≤ 2 s).
+   ``--profile`` prints the add's and the remove's cProfile top functions; each prints its steps' times
+   (``timing``: index, merge, new_lists, search, metrics, write, seal; the add's load_s and dedupe_s).
 5. **filter**: a metadata column ``shop10`` true on a random 10 % of the items (``fashion update``); photo
    queries through :class:`fashion.service.SimilarityService` with ``filter=shop10=true`` and without;
    p50 of each, and of the index search alone (target: filtered p50 ≤ 1.5× unfiltered).

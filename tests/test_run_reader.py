@@ -156,7 +156,9 @@ def test_the_service_answers_from_the_ivfpq_run(ivfpq_run, small_samples):
 def test_row_reader_reads_the_rows_asked_for(tmp_path):
     matrix = np.random.default_rng(0).standard_normal((50, 7)).astype(np.float16)
     np.save(tmp_path / "m.npy", matrix)
-    reader = rundir.RowReader(tmp_path / "m.npy")
+    from fashion.rowreader import RowReader
+
+    reader = RowReader(tmp_path / "m.npy")
     ids = [49, 0, 3, 3, 17]
     assert np.array_equal(reader.read(ids), matrix[ids]) and reader.read([]).shape == (0, 7)
     with pytest.raises(IndexError):

@@ -155,3 +155,20 @@ def test_kill_9_in_the_new_write_path_leaves_the_previous_version_answering(tmp_
     remove(run_dir, ids=[1, 2])  # the next change cleans up and succeeds
     assert not any(".staging-" in p.name for p in tmp_path.iterdir())
     assert 1 not in _lists(run_dir) and open_run(run_dir).index.count == 42
+
+
+def test_a_boolean_column_with_gaps_stays_boolean_through_changes(tmp_path):
+    """Shop metadata true/false on some items only (pandas reads it back as objects) is written back as
+    booleans by the next change, so a later update of the column still joins (it was turned to text)."""
+    import pandas as pd
+
+    from fashion.catalog.metadata import update_run
+    from fashion.catalog.remove import remove
+
+    run_dir = make_vector_run(tmp_path / "run", n=20, d=8, k=2)
+    update_run(run_dir, pd.DataFrame({"id": [0, 1, 2], "sale": [True, False, True]}))
+    remove(run_dir, ids=[5])
+    column = open_run(run_dir, load_index=False).items["sale"]
+    assert column.iloc[:3].tolist() == [True, False, True] and column.iloc[3:].isna().all()
+    update_run(run_dir, pd.DataFrame({"id": [3], "sale": [False]}))
+    assert open_run(run_dir, load_index=False).items["sale"].iloc[:4].tolist() == [True, False, True, False]

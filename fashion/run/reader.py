@@ -80,7 +80,7 @@ class Run:
         return ids
 
     def vectors(self, ids) -> np.ndarray:
-        """float32 (len(ids), d): the embedding rows ``ids``, read with pread (:class:`fashion.rundir.RowReader`),
+        """float32 (len(ids), d): the embedding rows ``ids``, read with pread (:class:`fashion.rowreader.RowReader`),
         not through the map, so a server answering random ids does not map the file into its memory."""
         if self._rows is None:
             from .segments import SegmentReader

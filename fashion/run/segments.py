@@ -10,7 +10,7 @@ item keeps its row; the item table's role says it is out of every index, list an
 :data:`MAX_SEGMENTS` the catalogue writes them as one ``embeddings.npy`` again (compaction).
 
 :class:`Segments` reads them as one (n, d) float32 array: ``shape``, ``len``, slices and id arrays
-(copies); :class:`SegmentReader` reads rows by id with pread (:class:`fashion.rundir.RowReader`).
+(copies); :class:`SegmentReader` reads rows by id with pread (:class:`fashion.rowreader.RowReader`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..rundir import RowReader, RunDirError
+from ..rowreader import RowReader
+from ..rundir import RunDirError
 from . import layout
 
 KEY = "embedding_segments"  # run.json: the segments' paths in id order (absent: embeddings.npy alone)
@@ -148,7 +149,7 @@ def read(run_dir, info: dict, n: int):
 
 
 class SegmentReader:
-    """Rows by id read with pread from each segment (:class:`fashion.rundir.RowReader`)."""
+    """Rows by id read with pread from each segment (:class:`fashion.rowreader.RowReader`)."""
 
     def __init__(self, run_dir, info: dict):
         self.readers = [RowReader(Path(run_dir) / name) for name in names(info)]

@@ -83,8 +83,11 @@ def _arrow_column(name: str, values, own: bool = False):
         import pandas as pd
 
         cells, missing = values.to_numpy(dtype=object), values.isna().to_numpy(dtype=bool)
-        if pd.api.types.infer_dtype(cells, skipna=True) == "string":  # text and nulls: converted in C
+        kind = pd.api.types.infer_dtype(cells, skipna=True)
+        if kind == "string":  # text and nulls: converted in C
             return pa.array(np.where(missing, None, cells), pa.string(), mask=missing)
+        if kind == "boolean":  # a boolean column with missing cells, as pandas reads one back (object): kept boolean
+            return pa.array(np.where(missing, None, cells), pa.bool_(), mask=missing)
         return pa.array([None if missing else str(v) for v, missing in zip(values, values.isna())], pa.string())
     return pa.array([str(v) for v in values], pa.string())
 

@@ -204,7 +204,7 @@ class ScaleIndex:
         faiss = _faiss()
         # the .ivfdata file is found beside index.faiss wherever the directory now is
         self.index = faiss.read_index(str(self.directory / INDEX_FILE), faiss.IO_FLAG_ONDISK_SAME_DIR)
-        from ..rundir import RowReader
+        from ..rowreader import RowReader
 
         self.vectors = np.load(self.directory / RERANK_FILE, mmap_mode="r")
         self.rows = RowReader(self.directory / RERANK_FILE)  # the re-rank's reads (not through the map: see it)

@@ -218,7 +218,7 @@ class SimilarityService:
         mode = self.colours.check(colour)
         if not self._ok[i]:
             raise ItemNotFound(f"item {i} ({self._relpaths[i]}) was skipped by the run: it has no embedding")
-        vector = self.run.vectors([i])[0].astype(np.float32)  # pread, not the map (fashion.rundir.RowReader)
+        vector = self.run.vectors([i])[0].astype(np.float32)  # pread, not the map (fashion.rowreader.RowReader)
         exclude = i if self._in_index[i] else None
         family = (self.colours.family[i] or None) if mode is not None else None
         results = (self._search(vector, k, exclude=exclude, allowed=selection.ids) if mode is None else
