@@ -206,3 +206,4 @@ def colour_stage(items, ok, cache_dir=None) -> dict:
 
 
 colour_stage.columns = COLUMNS  # what it adds (fashion.run.upgrade computes them for runs that lack them)
+colour_stage.stage = "colour"  # its line in a run's timings (fashion.pipeline.items.stage_name)
