@@ -9,6 +9,10 @@ runner-up), the confusion between families, how the garment was found, and the t
   python benchmarks/colour.py                                  # photos under ../shared/data/clothing-dataset-small
   python benchmarks/colour.py --root /path/to/clothing-dataset-small
   python benchmarks/colour.py --errors dev                     # also list the dev split's mistakes
+  python benchmarks/colour.py --split dev --errors dev --sheet /tmp/dev-mistakes.png
+                                                               # the dev half only (the holdout half stays
+                                                               # unseen while tuning), its mistakes drawn
+                                                               # as a contact sheet: photo | garment mask
   python benchmarks/colour.py --modes RUN                      # the colour modes of photo queries on a run
 
 ``--modes RUN`` (a run of clothing-dataset-small with ``--query-split test``): for every test photo and every
@@ -132,6 +136,8 @@ def main(argv=None) -> int:
     parser.add_argument("--labels", type=Path, default=LABELS)
     parser.add_argument("--size", type=int, default=SIZE, help="long side (px) the colour is computed at")
     parser.add_argument("--errors", choices=SPLITS, help="list this split's mistakes")
+    parser.add_argument("--split", choices=SPLITS, help="score this split only")
+    parser.add_argument("--sheet", type=Path, help="with --errors: draw the mistakes (photo | garment mask) to this PNG")
     parser.add_argument("--modes", type=Path, metavar="RUN", help="measure the colour modes on this run instead")
     parser.add_argument("--limit", type=int, help="with --modes: the first N test queries only")
     args = parser.parse_args(argv)
@@ -150,6 +156,8 @@ def main(argv=None) -> int:
         if path is None:
             missing += 1
             continue
+        if args.split and label.split != args.split:
+            continue
         image = open_image(path)
         start = time.perf_counter()
         colour = garment_colour(image, size=args.size)
@@ -157,7 +165,7 @@ def main(argv=None) -> int:
         methods[colour.method] += 1
         scores[label.split].add(label.family, colour.family, colour.family_2, label.family_2)
         if label.split == args.errors and colour.family != label.family:
-            mistakes.append((label, colour))
+            mistakes.append((label, colour, path))
     total = Score()
     for score in scores.values():
         total.merge(score)
@@ -175,11 +183,42 @@ def main(argv=None) -> int:
     print(confusion_table(total))
     if mistakes:
         print(f"\n{args.errors} mistakes ({len(mistakes)}):")
-        for label, colour in mistakes:
+        for label, colour, _ in mistakes:
             shares = ", ".join(f"{f} {s:.2f}" for f, s in colour.families().items())
             print(f"  {label.relpath}  label {label.family}/{label.family_2 or '-'}  got {colour.family}/"
                   f"{colour.family_2 or '-'} [{shares}] {colour.method} {colour.garment_share:.2f}  # {label.note}")
+        if args.sheet:
+            contact_sheet(mistakes, args.sheet, args.size)
+            print(f"contact sheet: {args.sheet}")
     return 0
+
+
+def contact_sheet(mistakes, out: Path, size: int, columns: int = 4, cell: int = 150) -> None:
+    """Each mistake as the photo beside its garment mask (background tinted green), label and prediction
+    written under it, ``columns`` pairs a row."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+    from skimage.color import lab2rgb
+
+    from fashion.colour.garment import downsized_lab, garment_mask
+
+    rows = -(-len(mistakes) // columns)
+    sheet = Image.new("RGB", (columns * 2 * cell, rows * (cell + 28)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for n, (label, colour, path) in enumerate(mistakes):
+        found = garment_mask(downsized_lab(open_image(path), None, size))
+        rgb = (np.clip(lab2rgb(found.lab), 0, 1) * 255).astype(np.uint8)
+        tinted = rgb.copy()
+        tinted[~found.mask] = (0.3 * tinted[~found.mask] + [0, 150, 0]).astype(np.uint8)
+        x, y = (n % columns) * 2 * cell, (n // columns) * (cell + 28)
+        for offset, picture in ((0, rgb), (cell, tinted)):
+            image = Image.fromarray(picture)
+            image.thumbnail((cell - 4, cell))
+            sheet.paste(image, (x + offset, y))
+        draw.text((x + 2, y + cell + 1), f"{n}: {label.family}/{label.family_2 or '-'} -> {colour.family}/"
+                  f"{colour.family_2 or '-'} ({colour.method})", fill="black")
+        draw.text((x + 2, y + cell + 14), f"{label.relpath.split('/')[1]}: {label.note}"[:48], fill="blue")
+    sheet.save(out)
 
 
 if __name__ == "__main__":
