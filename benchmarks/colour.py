@@ -13,6 +13,7 @@ runner-up), the confusion between families, how the garment was found, and the t
                                                                # the dev half only (the holdout half stays
                                                                # unseen while tuning), its mistakes drawn
                                                                # as a contact sheet: photo | garment mask
+  python benchmarks/colour.py --second tests/data/colour_labels_second.csv   # a second labeller's agreement
   python benchmarks/colour.py --modes RUN                      # the colour modes of photo queries on a run
 
 ``--modes RUN`` (a run of clothing-dataset-small with ``--query-split test``): for every test photo and every
@@ -39,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from fashion.colour.dominant import garment_colour  # noqa: E402
 from fashion.colour.garment import SIZE  # noqa: E402
-from fashion.colour.labels import SPLITS, Score, locate, read_labels  # noqa: E402
+from fashion.colour.labels import SPLITS, Score, agreement, locate, read_labels  # noqa: E402
 from fashion.colour.palette import ALL_FAMILIES  # noqa: E402
 from fashion.images import open_image  # noqa: E402
 from fashion.sample import sample_root  # noqa: E402
@@ -137,6 +138,8 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=SIZE, help="long side (px) the colour is computed at")
     parser.add_argument("--errors", choices=SPLITS, help="list this split's mistakes")
     parser.add_argument("--split", choices=SPLITS, help="score this split only")
+    parser.add_argument("--second", type=Path, help="a second labeller's labels of some of the photos (same columns): "
+                        "the two labellers' agreement and the code's against each, on those photos")
     parser.add_argument("--sheet", type=Path, help="with --errors: draw the mistakes (photo | garment mask) to this PNG")
     parser.add_argument("--modes", type=Path, metavar="RUN", help="measure the colour modes on this run instead")
     parser.add_argument("--limit", type=int, help="with --modes: the first N test queries only")
@@ -152,6 +155,7 @@ def main(argv=None) -> int:
     missing = 0
     seconds = 0.0
     mistakes = []
+    predicted = {}
     for label, path in zip(labels, paths):
         if path is None:
             missing += 1
@@ -163,6 +167,7 @@ def main(argv=None) -> int:
         colour = garment_colour(image, size=args.size)
         seconds += time.perf_counter() - start
         methods[colour.method] += 1
+        predicted[label.relpath] = colour.family
         scores[label.split].add(label.family, colour.family, colour.family_2, label.family_2)
         if label.split == args.errors and colour.family != label.family:
             mistakes.append((label, colour, path))
@@ -181,6 +186,16 @@ def main(argv=None) -> int:
           "in (label, the labeller's second family)")
     print()
     print(confusion_table(total))
+    if args.second:
+        second = read_labels(args.second)
+        n, same, near = agreement(labels, second)
+        mine = [label for label in second if label.relpath in predicted]
+        first = {label.relpath: label.family for label in labels}
+        print(f"\nsecond labeller ({args.second.name}): {n} photos; the labellers agree on top-1 {same:.3f}, "
+              f"either's family among the other's two {near:.3f}; the code's family agrees with the first "
+              f"{sum(predicted[l.relpath] == first[l.relpath] for l in mine) / max(len(mine), 1):.3f}, with the "
+              f"second {sum(predicted[l.relpath] == l.family for l in mine) / max(len(mine), 1):.3f} "
+              f"({len(mine)} photos scored)")
     if mistakes:
         print(f"\n{args.errors} mistakes ({len(mistakes)}):")
         for label, colour, _ in mistakes:
