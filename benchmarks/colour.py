@@ -9,6 +9,11 @@ runner-up), the confusion between families, how the garment was found, and the t
   python benchmarks/colour.py                                  # photos under ../shared/data/clothing-dataset-small
   python benchmarks/colour.py --root /path/to/clothing-dataset-small
   python benchmarks/colour.py --errors dev                     # also list the dev split's mistakes
+  python benchmarks/colour.py --split dev --errors dev --sheet /tmp/dev-mistakes.png
+                                                               # the dev half only (the holdout half stays
+                                                               # unseen while tuning), its mistakes drawn
+                                                               # as a contact sheet: photo | garment mask
+  python benchmarks/colour.py --second tests/data/colour_labels_second.csv   # a second labeller's agreement
   python benchmarks/colour.py --modes RUN                      # the colour modes of photo queries on a run
 
 ``--modes RUN`` (a run of clothing-dataset-small with ``--query-split test``): for every test photo and every
@@ -35,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from fashion.colour.dominant import garment_colour  # noqa: E402
 from fashion.colour.garment import SIZE  # noqa: E402
-from fashion.colour.labels import SPLITS, Score, locate, read_labels  # noqa: E402
+from fashion.colour.labels import SPLITS, Score, agreement, locate, read_labels  # noqa: E402
 from fashion.colour.palette import ALL_FAMILIES  # noqa: E402
 from fashion.images import open_image  # noqa: E402
 from fashion.sample import sample_root  # noqa: E402
@@ -132,6 +137,10 @@ def main(argv=None) -> int:
     parser.add_argument("--labels", type=Path, default=LABELS)
     parser.add_argument("--size", type=int, default=SIZE, help="long side (px) the colour is computed at")
     parser.add_argument("--errors", choices=SPLITS, help="list this split's mistakes")
+    parser.add_argument("--split", choices=SPLITS, help="score this split only")
+    parser.add_argument("--second", type=Path, help="a second labeller's labels of some of the photos (same columns): "
+                        "the two labellers' agreement and the code's against each, on those photos")
+    parser.add_argument("--sheet", type=Path, help="with --errors: draw the mistakes (photo | garment mask) to this PNG")
     parser.add_argument("--modes", type=Path, metavar="RUN", help="measure the colour modes on this run instead")
     parser.add_argument("--limit", type=int, help="with --modes: the first N test queries only")
     args = parser.parse_args(argv)
@@ -146,18 +155,22 @@ def main(argv=None) -> int:
     missing = 0
     seconds = 0.0
     mistakes = []
+    predicted = {}
     for label, path in zip(labels, paths):
         if path is None:
             missing += 1
+            continue
+        if args.split and label.split != args.split:
             continue
         image = open_image(path)
         start = time.perf_counter()
         colour = garment_colour(image, size=args.size)
         seconds += time.perf_counter() - start
         methods[colour.method] += 1
+        predicted[label.relpath] = colour.family
         scores[label.split].add(label.family, colour.family, colour.family_2, label.family_2)
         if label.split == args.errors and colour.family != label.family:
-            mistakes.append((label, colour))
+            mistakes.append((label, colour, path))
     total = Score()
     for score in scores.values():
         total.merge(score)
@@ -173,13 +186,54 @@ def main(argv=None) -> int:
           "in (label, the labeller's second family)")
     print()
     print(confusion_table(total))
+    if args.second:
+        second = read_labels(args.second)
+        n, same, near = agreement(labels, second)
+        mine = [label for label in second if label.relpath in predicted]
+        first = {label.relpath: label.family for label in labels}
+        print(f"\nsecond labeller ({args.second.name}): {n} photos; the labellers agree on top-1 {same:.3f}, "
+              f"either's family among the other's two {near:.3f}; the code's family agrees with the first "
+              f"{sum(predicted[l.relpath] == first[l.relpath] for l in mine) / max(len(mine), 1):.3f}, with the "
+              f"second {sum(predicted[l.relpath] == l.family for l in mine) / max(len(mine), 1):.3f} "
+              f"({len(mine)} photos scored)")
     if mistakes:
         print(f"\n{args.errors} mistakes ({len(mistakes)}):")
-        for label, colour in mistakes:
+        for label, colour, _ in mistakes:
             shares = ", ".join(f"{f} {s:.2f}" for f, s in colour.families().items())
             print(f"  {label.relpath}  label {label.family}/{label.family_2 or '-'}  got {colour.family}/"
                   f"{colour.family_2 or '-'} [{shares}] {colour.method} {colour.garment_share:.2f}  # {label.note}")
+        if args.sheet:
+            contact_sheet(mistakes, args.sheet, args.size)
+            print(f"contact sheet: {args.sheet}")
     return 0
+
+
+def contact_sheet(mistakes, out: Path, size: int, columns: int = 4, cell: int = 150) -> None:
+    """Each mistake as the photo beside its garment mask (background tinted green), label and prediction
+    written under it, ``columns`` pairs a row."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+    from skimage.color import lab2rgb
+
+    from fashion.colour.garment import downsized_lab, garment_mask
+
+    rows = -(-len(mistakes) // columns)
+    sheet = Image.new("RGB", (columns * 2 * cell, rows * (cell + 28)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for n, (label, colour, path) in enumerate(mistakes):
+        found = garment_mask(downsized_lab(open_image(path), None, size))
+        rgb = (np.clip(lab2rgb(found.lab), 0, 1) * 255).astype(np.uint8)
+        tinted = rgb.copy()
+        tinted[~found.mask] = (0.3 * tinted[~found.mask] + [0, 150, 0]).astype(np.uint8)
+        x, y = (n % columns) * 2 * cell, (n // columns) * (cell + 28)
+        for offset, picture in ((0, rgb), (cell, tinted)):
+            image = Image.fromarray(picture)
+            image.thumbnail((cell - 4, cell))
+            sheet.paste(image, (x + offset, y))
+        draw.text((x + 2, y + cell + 1), f"{n}: {label.family}/{label.family_2 or '-'} -> {colour.family}/"
+                  f"{colour.family_2 or '-'} ({colour.method})", fill="black")
+        draw.text((x + 2, y + cell + 14), f"{label.relpath.split('/')[1]}: {label.note}"[:48], fill="blue")
+    sheet.save(out)
 
 
 if __name__ == "__main__":

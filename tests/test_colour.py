@@ -12,7 +12,7 @@ from PIL import Image
 
 from fashion.colour.dominant import garment_colour
 from fashion.colour.garment import downsized_lab, garment_mask
-from fashion.colour.labels import Score, locate, read_labels
+from fashion.colour.labels import ColourLabel, Score, agreement, locate, read_labels
 from fashion.colour.palette import ALL_FAMILIES, FAMILIES, MULTICOLOUR, PALETTE, family_name, hex_to_lab, lab_to_hex
 from fashion.colour.table import COLUMNS, colour_table
 from fashion.errors import DatasetError
@@ -163,6 +163,22 @@ def test_labels_file_is_well_formed():
         "dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt"}
     assert {label.family for label in labels} == set(ALL_FAMILIES)
     assert {label.split for label in labels} == {"dev", "holdout"}
+
+
+def test_second_labellers_photos_are_dev_photos_of_the_first():
+    first = {label.relpath: label for label in read_labels(LABELS)}
+    second = read_labels(LABELS.with_name("colour_labels_second.csv"))
+    assert len(second) >= 40 and all(first[label.relpath].split == label.split == "dev" for label in second)
+
+
+def test_agreement_of_two_labellers():
+    def label(name, family, family_2=None):
+        return ColourLabel(name, family, family_2, "dev")
+
+    first = [label("a", "navy", "black"), label("b", "grey"), label("c", "red"), label("d", "blue")]
+    second = [label("a", "black"), label("b", "blue", "grey"), label("c", "red"), label("e", "pink")]
+    assert agreement(first, second) == (3, 1 / 3, 1.0)
+    assert agreement(first, [label("e", "pink")])[0] == 0
 
 
 def test_read_labels_names_the_bad_line(tmp_path):

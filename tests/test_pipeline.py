@@ -46,6 +46,29 @@ def test_an_item_table_stage_may_not_overwrite_a_column():
     assert add_item_columns(frame, np.ones(2, bool), ()) is frame  # no stage: unchanged, not copied
 
 
+def test_each_item_table_stage_has_its_own_timing_line():
+    """The colour stage's time is its own line of the run's timings, not inside "report" (issue 32)."""
+    import pandas as pd
+
+    from fashion.colour.stage import colour_stage
+    from fashion.pipeline.items import ITEM_TABLE_STAGES, add_item_columns, stage_name
+    from fashion.runresult import Stopwatch
+
+    def shade(items, ok):
+        return {"shade": ["x"] * len(items)}
+
+    def unnamed(items, ok):
+        return {}
+
+    shade.stage = "shade"
+    watch = Stopwatch()
+    frame = add_item_columns(pd.DataFrame({"label": ["a", "b"]}), np.ones(2, bool), [shade, unnamed], watch=watch)
+    assert list(frame["shade"]) == ["x", "x"]
+    assert stage_name(unnamed).endswith("unnamed")  # no stage attribute: the function's name
+    assert set(watch.timing) == {"shade", stage_name(unnamed)} and all(t >= 0 for t in watch.timing.values())
+    assert colour_stage in ITEM_TABLE_STAGES and stage_name(colour_stage) == "colour"
+
+
 @pytest.fixture(scope="module")
 def loopback_ray(tmp_path_factory):
     """A loopback-only local Ray for this module's ``ray`` tests (2 CPUs, no dashboard, no token file),

@@ -149,7 +149,7 @@ def test_folder_run_metrics_agree_with_the_neighbor_table(folder_run):
     check_metrics_agree(out, metrics)
     assert metrics["n_images"] == 16 and metrics["n_skipped"] == 1 and metrics["n_queries"] == 15
     assert metrics["skipped"][0]["path"].endswith("zz_corrupt.jpg") and metrics["skipped"][0]["reason"]
-    assert set(metrics["timing"]) >= {"load", "embed", "index", "search", "report", "total"}
+    assert set(metrics["timing"]) >= {"load", "embed", "index", "search", "colour", "report", "total"}
     assert metrics["precision_at_k"] > 0.9  # colours separate the classes
     assert metrics["mode"] == "all-pairs" and metrics == result.metrics
 

@@ -1,9 +1,10 @@
 """The garment's dominant colours: a few CIELAB clusters of its pixels, their shares and colour families.
 
-:func:`garment_colour` takes a photo (PIL image or RGB array), finds the garment
-(:mod:`fashion.colour.garment`), clusters the garment's Lab pixels with k-means (the dominant colours,
-each named by the palette, :mod:`fashion.colour.palette`) and names every garment pixel by the palette: a
-family's share is the share of the garment's pixels it names (a vote per pixel, which on the hand-labelled
+:func:`garment_colour` takes a photo (PIL image or RGB array), finds the garment and its core
+(:mod:`fashion.colour.garment`: the half of its pixels farthest from its outline), clusters the core's Lab
+pixels with k-means (the dominant colours, each named by the palette, :mod:`fashion.colour.palette`) and
+names every core pixel by the palette: a
+family's share is the share of the core's pixels it names (a vote per pixel, which on the hand-labelled
 dev photos beat naming the cluster centres, whose means mix a garment's shadows and prints). The garment's
 family is the family with the largest share, or ``multicolour`` when that share is below
 ``MULTICOLOUR_BELOW`` and at least ``MULTICOLOUR_FAMILIES`` families each hold ``MULTICOLOUR_MIN_SHARE``
@@ -120,7 +121,7 @@ def garment_colour(image, bbox: BBox | None = None, size: int = SIZE, k: int = C
     """The colour of the garment in ``image`` (a PIL image or an RGB array); ``bbox`` (x1, y1, x2, y2, px):
     the garment's bounding box where the dataset gives one. Pure: the same photo gives the same answer."""
     found = garment_mask(downsized_lab(image, bbox, size), seed=seed)
-    pixels = found.pixels()
+    pixels = found.core_pixels()
     clusters = dominant_colours(pixels, k=k, seed=seed)
     shares = family_shares(pixels, seed=seed)
     family, family_2, share = name_garment(shares)

@@ -78,6 +78,18 @@ def locate(labels: list[ColourLabel], dataset_root: str | os.PathLike | None,
     return [sources.get(label.relpath) for label in labels]
 
 
+def agreement(first: list[ColourLabel], second: list[ColourLabel]) -> tuple[int, float, float]:
+    """Two labellers' agreement on the photos both labelled: (how many, the share where their families are
+    the same, the share where either's family is one of the other's two families)."""
+    other = {label.relpath: label for label in second}
+    pairs = [(label, other[label.relpath]) for label in first if label.relpath in other]
+    if not pairs:
+        return 0, float("nan"), float("nan")
+    same = sum(a.family == b.family for a, b in pairs)
+    near = sum(a.family in (b.family, b.family_2) or b.family in (a.family, a.family_2) for a, b in pairs)
+    return len(pairs), same / len(pairs), near / len(pairs)
+
+
 @dataclass
 class Score:
     """Accuracy of predicted (family, family_2) against labels: ``n``, ``top1`` and ``top2`` (the label is the

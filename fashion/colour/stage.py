@@ -37,7 +37,7 @@ from .table import COLUMNS, photo_colour
 
 log = logging.getLogger(__name__)
 
-METHOD_VERSION = 1  # bump when the colour code changes in a way its constants do not show
+METHOD_VERSION = 2  # bump when the colour code changes in a way its constants do not show
 POOL_ABOVE = 256  # photos to colour before a process pool pays for its start
 CHUNK = 256  # photos per cache chunk (a killed run loses at most one chunk's work)
 HASH_COLUMN = "sha256"  # an item table's column of file contents (fashion.catalog), reused when present
@@ -206,3 +206,4 @@ def colour_stage(items, ok, cache_dir=None) -> dict:
 
 
 colour_stage.columns = COLUMNS  # what it adds (fashion.run.upgrade computes them for runs that lack them)
+colour_stage.stage = "colour"  # its line in a run's timings (fashion.pipeline.items.stage_name)

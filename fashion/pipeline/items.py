@@ -8,7 +8,9 @@ dataset's columns, typed (numbers, booleans, dates) or text. A stage registers i
 the tuple below (the pipeline reads it when a run is sealed, never at import time). A column that
 already exists, or one of the wrong length, is refused with one line naming the stage. A stage with a
 ``cache_dir`` parameter gets the run's cache directory there (its own work, kept between runs, e.g. the
-colour stage's cache by file content). The stages run for every run the pipeline seals, for the photos
+colour stage's cache by file content). A stage's ``stage`` attribute names its line in the run's timings
+(``metrics.json``'s ``timing`` and the log's "stage" lines; the colour stage's is ``colour``), so its time
+is never hidden inside another stage's. The stages run for every run the pipeline seals, for the photos
 ``fashion add`` adds (:mod:`fashion.catalog.add`) and for an old-layout run being upgraded.
 
 Registered: :func:`fashion.colour.stage.colour_stage` (colour, colour_2, colour_hex, colour_share).
@@ -16,6 +18,7 @@ Registered: :func:`fashion.colour.stage.colour_stage` (colour, colour_2, colour_
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
@@ -41,9 +44,15 @@ def _takes_cache(stage) -> bool:
         return False
 
 
-def add_item_columns(items, ok: np.ndarray, stages=None, cache_dir=None):
+def stage_name(stage) -> str:
+    """The name of a stage's line in a run's timings: its ``stage`` attribute, else its function name."""
+    return getattr(stage, "stage", None) or _name(stage)
+
+
+def add_item_columns(items, ok: np.ndarray, stages=None, cache_dir=None, watch=None):
     """``items`` with the columns of every item-table stage added (``stages``: None = :data:`ITEM_TABLE_STAGES`);
-    the frame is returned unchanged (not copied) when there is no stage."""
+    the frame is returned unchanged (not copied) when there is no stage. ``watch``: a
+    :class:`fashion.runresult.Stopwatch` that times each stage on its own line (:func:`stage_name`)."""
     import pandas as pd
 
     stages = ITEM_TABLE_STAGES if stages is None else tuple(stages)
@@ -52,7 +61,8 @@ def add_item_columns(items, ok: np.ndarray, stages=None, cache_dir=None):
     items = items.copy()
     ok = np.asarray(ok, dtype=bool)
     for stage in stages:
-        columns = (stage(items, ok, cache_dir=cache_dir) if _takes_cache(stage) else stage(items, ok)) or {}
+        with watch.stage(stage_name(stage)) if watch is not None else contextlib.nullcontext():
+            columns = (stage(items, ok, cache_dir=cache_dir) if _takes_cache(stage) else stage(items, ok)) or {}
         for name, values in columns.items():
             if name in items.columns:
                 raise FashionError(f"item-table stage {_name(stage)}: column {name!r} exists already")

@@ -56,17 +56,22 @@ class Staged:
     index_ref: object = None  # run.json's index block (fashion.run.layout.IndexRef), set by write_tables
 
 
-def write_tables(run: Staged) -> None:
-    """items/ (with the item-table stages' columns: :data:`fashion.pipeline.items.ITEM_TABLE_STAGES`) and
-    the saved index (index.npz with its ids, or the on-disk ivfpq/ linked in)."""
-    import json
-
+def item_columns(run: Staged, watch=None):
+    """The run's items with the item-table stages' columns (:data:`fashion.pipeline.items.ITEM_TABLE_STAGES`),
+    each stage timed on ``watch`` on its own line (the colour stage: ``colour``)."""
     from ..rundir import target_of
     from .items import add_item_columns
 
     cache = target_of(run.out) / "cache"  # the run's carried-over work (the colour stage's cache)
-    table = writer.item_table(add_item_columns(run.items, run.ok, cache_dir=cache), run.ok, run.reasons,
-                              writer.roles(run.ok, run.query, run.gallery))
+    return add_item_columns(run.items, run.ok, cache_dir=cache, watch=watch)
+
+
+def write_tables(run: Staged, items) -> None:
+    """items/ (``items``: the run's items with the item-table stages' columns, :func:`item_columns`) and the
+    saved index (index.npz with its ids, or the on-disk ivfpq/ linked in)."""
+    import json
+
+    table = writer.item_table(items, run.ok, run.reasons, writer.roles(run.ok, run.query, run.gallery))
     run.files.update({f"{layout.ITEMS_DIR}/{p.name}": p for p in writer.write_items(run.out, table)})
     if run.built.directory is None:
         run.files[layout.INDEX_NPZ], ref = writer.write_index_npz(run.out, run.built.index, np.flatnonzero(run.gallery))
@@ -150,8 +155,9 @@ def seal_run(run: Staged, quality: dict, watch, grids: int, seed: int, insight_c
     from ..atomic import write_json
 
     run.files[layout.EMBEDDINGS] = run.out / layout.EMBEDDINGS  # filled by id before the index stage
+    items = item_columns(run, watch)  # one timing line per item-table stage ("colour"), not inside "report"
     with watch.stage("report"):
-        write_tables(run)
+        write_tables(run, items)
         metrics = metrics_of(run, quality, watch.timing)
         drawn = report(run, grids, seed)
     with watch.stage("insight"):
