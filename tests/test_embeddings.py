@@ -223,6 +223,7 @@ def test_non_finite_vector_is_a_failure():
 _CHILD = """
 import sys, time, torch
 torch.manual_seed(0)
+torch.set_num_threads(1)  # as the parent: float32 rows depend on the thread count
 from fashion.embedding import Embedder
 paths = sys.argv[2:]
 embedder = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size={size})
@@ -257,10 +258,18 @@ def test_killed_run_resumes_bitwise(tmp_path):
     torch.manual_seed(0)
     embedder = Embedder.from_backbone("efficientnet_lite0", pretrained=False, size=SIZE)
     assert embedder.cache_path(cache).is_dir()  # same weights → same cache directory
-    resumed = embedder.embed(paths, batch_size=4, num_workers=0, cache_dir=cache, chunk_size=4, progress=False)
-    assert resumed.n_cached == 4 * written and resumed.n_computed == len(paths) - 4 * written
-    fresh = embedder.embed(paths, batch_size=4, num_workers=0, cache_dir=tmp_path / "fresh", chunk_size=4,
-                           progress=False)
+    # one thread, as the child: in float32 (precision auto on a CPU without native bf16) oneDNN's split of
+    # a reduction over threads changes the last bits (1.3e-7 between 1 and 2 threads), and an earlier test
+    # of the same process may have changed torch's thread count
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        resumed = embedder.embed(paths, batch_size=4, num_workers=0, cache_dir=cache, chunk_size=4, progress=False)
+        assert resumed.n_cached == 4 * written and resumed.n_computed == len(paths) - 4 * written
+        fresh = embedder.embed(paths, batch_size=4, num_workers=0, cache_dir=tmp_path / "fresh", chunk_size=4,
+                               progress=False)
+    finally:
+        torch.set_num_threads(threads)
     assert fresh.n_computed == len(paths)
     np.testing.assert_array_equal(resumed.vectors, fresh.vectors)
     assert resumed.vectors.tobytes() == fresh.vectors.tobytes()

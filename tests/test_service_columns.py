@@ -34,3 +34,14 @@ def test_lazy_strings_read_by_row_and_whole(dtype):
     whole = column.to_numpy()
     assert whole.dtype == object and whole.tolist() == paths and column.to_numpy() is whole
     assert column[np.array([2, 4])].tolist() == [paths[2], paths[4]]
+
+
+def test_columns_of_a_table_read_in_chunks():
+    """A table read from several parts is chunked in Arrow (a 1M-row run's is)."""
+    import pyarrow as pa
+
+    chunked = pa.chunked_array([["a", "b", None], ["b", "c"]], type=pa.large_string())
+    series = pa.table({"x": chunked}).to_pandas()["x"]
+    assert shared_strings(series).tolist() == ["a", "b", "", "b", "c"]
+    lazy = LazyStrings(series)
+    assert len(lazy) == 5 and lazy[3] == "b" and lazy[4] == "c" and lazy.to_numpy().tolist()[:2] == ["a", "b"]

@@ -18,7 +18,8 @@ caller can never make the service read a path it chose. Every answer is a plain 
 Modules: :mod:`.loading` rebuilds the run's embedder and reads its model's reports,
 :mod:`.query` holds :class:`SimilarityService` (search by photo or id), which answers browsing from
 :mod:`.browse` and hands out image files and thumbnails through :mod:`.files`; :mod:`.answers` holds the
-dataclasses it returns.
+dataclasses it returns; :mod:`.columns` holds the item table's string columns without a Python string
+per row (labels shared, paths read by id from Arrow).
 """
 
 from __future__ import annotations

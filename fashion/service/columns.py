@@ -24,6 +24,8 @@ def shared_strings(series, missing: str = "") -> np.ndarray:
     import pyarrow as pa
 
     column = pa.array(series)
+    if isinstance(column, pa.ChunkedArray):  # a table read from several parts or row groups
+        column = column.combine_chunks()
     encoded = column if pa.types.is_dictionary(column.type) else column.dictionary_encode()
     indices = encoded.indices.fill_null(-1) if encoded.null_count else encoded.indices
     values = np.array([str(u) for u in encoded.dictionary.to_pylist()] + [missing], dtype=object)
