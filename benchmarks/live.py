@@ -195,7 +195,11 @@ def main(argv=None) -> int:
     p.add_argument("--base-run", default=None, help="a finished run on the sample to grow (default: make one)")
     p.add_argument("--noise", type=float, default=0.6)
     p.add_argument("--workdir", default=None, help="where the runs go (default: a temporary folder, removed)")
-    p.add_argument("--profile", action="store_true", help="print the remove's cProfile top functions")
+    p.add_argument("--profile", action="store_true", help="print the add's and the remove's cProfile top functions")
+    p.add_argument("--snapshot", default=None,
+                   help="a folder keeping the grown run right after its full rebuild (hard links) and the rebuild's "
+                        "time and load: made when absent, else reused, its recorded rebuild being the anchor "
+                        "(the 100k rebuild takes 20+ minutes on shared cores)")
     p.add_argument("--no-serve", action="store_true")
     p.add_argument("--rebuild-after", action="store_true", help="time a second full rebuild after the changes")
     p.add_argument("--json", default=None)
@@ -210,10 +214,23 @@ def main(argv=None) -> int:
         run_dir = work / f"run{args.n}"
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(run_dir.with_name(run_dir.name + ".versions"), ignore_errors=True)
-        res["gallery"] = big_run(base, run_dir, args.n, "exact", args.noise)
-        print(f"gallery {res['gallery']}  (load {load()})", flush=True)
-        res["rebuild_s"] = round(rebuild(run_dir), 2)
-        print(f"full rebuild (anchor): {res['rebuild_s']} s  (load {load()})", flush=True)
+        anchor = Path(args.snapshot) / "anchor.json" if args.snapshot else None
+        if anchor is not None and anchor.is_file():
+            subprocess.run(["cp", "-al", str(Path(args.snapshot) / "run"), str(run_dir)], check=True)
+            res.update(json.loads(anchor.read_text()), anchor_reused=str(anchor))
+            print(f"gallery {res['gallery']}, its full rebuild (anchor) {res['rebuild_s']} s at load "
+                  f"{res['rebuild_load']} on {res['rebuild_at']}: reused from {args.snapshot}", flush=True)
+        else:
+            res["gallery"] = big_run(base, run_dir, args.n, "exact", args.noise)
+            print(f"gallery {res['gallery']}  (load {load()})", flush=True)
+            res["rebuild_s"] = round(rebuild(run_dir), 2)
+            res["rebuild_load"], res["rebuild_at"] = load(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            print(f"full rebuild (anchor): {res['rebuild_s']} s  (load {res['rebuild_load']})", flush=True)
+            if anchor is not None:
+                shutil.rmtree(Path(args.snapshot) / "run", ignore_errors=True)
+                Path(args.snapshot).mkdir(parents=True, exist_ok=True)
+                subprocess.run(["cp", "-al", str(run_dir), str(Path(args.snapshot) / "run")], check=True)
+                anchor.write_text(json.dumps({k: res[k] for k in ("gallery", "rebuild_s", "rebuild_load", "rebuild_at")}))
 
         from fashion.catalog.remove import remove
 
@@ -221,14 +238,16 @@ def main(argv=None) -> int:
         adding, querying = photos[:args.add], photos[args.add:]
         from fashion.catalog.add import add
 
-        result, res["add_s"] = timed(add, run_dir, [str(q) for q in adding])
+        result, res["add_s"] = timed(add, run_dir, [str(q) for q in adding], profile=args.profile)
         res["add_load"], res["add_stats"] = load(), result.stats
         res["embed_s"] = result.stats["embed_s"]  # the add's own timer: network built and run on the photos
-        res["add_overhead_s"] = round(res["add_s"] - res["embed_s"], 2)
+        res["stages_s"] = result.stats.get("stages_s", 0.0)  # the item-table stages (colour): per-photo work too
+        res["add_overhead_s"] = round(res["add_s"] - res["embed_s"] - res["stages_s"], 2)
+        res["add_with_stages_s"] = round(res["add_s"] - res["embed_s"], 2)
         res["add_s"] = round(res["add_s"], 2)
         print(f"add {len(result.ids)} photos: {res['add_s']} s, of it their embedding (network built and run) "
-              f"{res['embed_s']} s → add's own {res['add_overhead_s']} s  (load {res['add_load']}); {result.stats}",
-              flush=True)
+              f"{res['embed_s']} s and the item-table stages (colour) {res['stages_s']} s → add's own "
+              f"{res['add_overhead_s']} s  (load {res['add_load']}); {result.stats}", flush=True)
 
         from fashion.run.reader import read_items
 
@@ -257,10 +276,14 @@ def main(argv=None) -> int:
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    print("\n| what | measured | anchor: full rebuild, same run | target | verdict |")
+    where = "recorded with the snapshot" if res.get("anchor_reused") else "same run"
+    print(f"\n| what | measured | anchor: full rebuild, {where} | target | verdict |")
     print("|---|---|---|---|---|")
-    rows = [("add photos, less their embedding", res["add_overhead_s"], f"{res['add_s']} s with embedding "
-             f"{res['embed_s']} s", "≤ 5 s", res["add_overhead_s"] <= TARGETS["add_overhead_s"]),
+    rows = [("add photos, less their embedding and colour stage", res["add_overhead_s"], f"{res['add_s']} s with "
+             f"embedding {res['embed_s']} s, colour {res['stages_s']} s", "≤ 5 s",
+             res["add_overhead_s"] <= TARGETS["add_overhead_s"]),
+            ("add photos, less their embedding only", res["add_with_stages_s"], "", "≤ 5 s",
+             res["add_with_stages_s"] <= TARGETS["add_overhead_s"]),
             ("remove items", res["remove_s"], "", "≤ 2 s", res["remove_s"] <= TARGETS["remove_s"]),
             ("filtered photo query p50 / unfiltered", res["filter_ratio"], "", "≤ 1.5×",
              res["filter_ratio"] <= TARGETS["filter_ratio"])]

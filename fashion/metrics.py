@@ -284,6 +284,8 @@ class RetrievalTally:
 
     def __init__(self, labels: np.ndarray, k: int, item_ids: np.ndarray | None = None):
         self.labels = np.asarray(labels).astype(str)
+        # each label as its rank among the distinct labels: equal codes, equal labels (ints compare faster)
+        self.names, self.codes = np.unique(self.labels, return_inverse=True)
         self.item_ids = None if item_ids is None else np.asarray(item_ids).astype(str)
         self.k = int(k)
         self.ks = tuple(x for x in RECALL_KS if x <= self.k) or (self.k,)
@@ -293,8 +295,8 @@ class RetrievalTally:
         query_ids = np.asarray(query_ids, dtype=np.int64)
         neighbor_ids = np.asarray(neighbor_ids, dtype=np.int64).reshape(len(query_ids), self.k)
         missing = neighbor_ids < 0
-        q_lab = self.labels[query_ids]
-        n_lab = np.where(missing, "\x00none", self.labels[np.maximum(neighbor_ids, 0)])
+        q_lab = self.codes[query_ids]
+        n_lab = np.where(missing, -1, self.codes[np.maximum(neighbor_ids, 0)])
         hits = (n_lab == q_lab[:, None]).sum(axis=1)
         ap = average_precision_at_k(q_lab, n_lab, self.k)
         first = np.zeros(len(query_ids), dtype=np.int64)
@@ -311,8 +313,8 @@ class RetrievalTally:
             raise ValueError("empty input: 0 queries")
         order = np.argsort(qids, kind="stable")
         qids, hits, ap, first = qids[order], hits[order], ap[order], first[order]
-        q_labels = self.labels[qids]
-        labels, inverse, counts = np.unique(q_labels, return_inverse=True, return_counts=True)
+        codes, inverse, counts = np.unique(self.codes[qids], return_inverse=True, return_counts=True)
+        labels = self.names[codes]
         sums = np.bincount(inverse, weights=hits / self.k, minlength=len(labels))
         out = {"precision_at_k": float(hits.sum() / (len(qids) * self.k)), "map_at_k": float(ap.mean()),
                "per_label_precision": {str(lab): float(s / c) for lab, s, c in zip(labels, sums, counts)},

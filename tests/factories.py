@@ -254,3 +254,39 @@ def make_garment_folder(root: Path, families: Sequence[str], shapes: Sequence[st
                 garment_photo(PHOTO_COLOURS[family], "sheet" if i % 2 else "wood", seed=10 * f + i, shape=shape,
                               size=size).save(path, quality=92)
     return root
+
+
+def make_vector_run(run_dir: Path, n: int = 60, d: int = 16, k: int = 3, seed: int = 0) -> Path:
+    """A sealed run of ``n`` random unit vectors in 3 labels, no photos and no network (exact index,
+    all-pairs, ``k``): what the live catalogue's tests change with ``fashion.catalog.state`` directly."""
+    import pandas as pd
+
+    from fashion import rundir
+    from fashion.atomic import write_json
+    from fashion.neighbors import build_index
+    from fashion.retrieval import compute_metrics
+    from fashion.run import layout, writer
+
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, d)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = [f"label{i % 3}" for i in range(n)]
+    frame = pd.DataFrame({"path": [str(run_dir.parent / "photos" / f"{i}.jpg") for i in range(n)],
+                          "relpath": [f"{label}/{i}.jpg" for i, label in enumerate(labels)], "label": labels,
+                          "split": ""})
+    items = writer.item_table(frame, np.ones(n, bool), [""] * n, np.array(["both"] * n, dtype=object))
+    index = build_index("exact").fit(vectors)
+    dist, ids = index.kneighbors(None, n_neighbors=k)
+    arguments = {"k": k, "index": "exact", "metric": "cosine", "grids": 0, "seed": 0, "insight": False}
+    with rundir.transaction(run_dir, kind=layout.RUN_KIND) as txn:
+        writer.write_items(txn.path, items)
+        writer.write_embeddings(txn.path, vectors)
+        writer.write_neighbors(txn.path, np.arange(n), dist, ids)
+        _, ref = writer.write_index_npz(txn.path, index, np.arange(n))
+        writer.write_run_json(txn.path, txn.run_id, ref, n, {
+            "arguments": arguments, "dataset": {"root": str(run_dir.parent), "format": "folder", "n_items": n},
+            "embedder": {"checksum": "none", "arch": "none"}})
+        write_json(txn.path / layout.METRICS_JSON, {**compute_metrics(items, np.arange(n), ids, k), "k": k,
+                                                    "index": "exact", "mode": "all-pairs", "n_images": n, "n_ok": n,
+                                                    "n_queries": n, "n_gallery": n, "skipped": [], "timing": {}})
+    return run_dir

@@ -24,7 +24,6 @@ pytestmark = pytest.mark.ray
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 ray = pytest.importorskip("ray", reason="the [scale] extra is not installed (pip install -e '.[scale]')")
-pytest.importorskip("ray.data", reason="ray[data] is not installed")
 
 from fashion.pipeline.measure import seal_work  # noqa: E402
 from fashion.scale import embed, executors, ivfpq, knn, manifest, shards  # noqa: E402
@@ -64,9 +63,6 @@ def ray_cluster(tmp_path_factory):
     temp_dir = base / "t"
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 2**20, _node_ip_address=LOOPBACK,
              _temp_dir=str(temp_dir), log_to_driver=False)
-    from ray.data import DataContext
-
-    DataContext.get_current().execution_no_progress_timeout_s = 180
     try:
         nodes = ray.nodes()
         assert nodes and all(n["NodeManagerAddress"] == LOOPBACK for n in nodes), nodes

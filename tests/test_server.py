@@ -80,6 +80,18 @@ def test_neighbors_items_labels_run(client, items, sample_run):
     assert client.get("/api/items/4").json()["relpath"] == items["relpath"].iloc[4]
 
 
+def test_search_answers_are_the_dataclasses_json(client, sample_service):
+    """The search routes render their answer directly (no asdict, no jsonable_encoder): the same body as
+    the service's answer through asdict, key for key and value for value."""
+    from dataclasses import asdict
+
+    body = client.get("/api/items/4/neighbors?k=5").json()
+    found = sample_service.neighbors_of(4, 5)
+    assert body == {"k": found.k, "query_id": 4, "prediction": None, "results": [asdict(m) for m in found.results],
+                    "filters": [], "ignored": [], "colour": None, "query_colour": None}
+    assert list(body["results"][0]) == ["rank", "id", "relpath", "label", "distance", "colour", "colour_hex"]
+
+
 def test_images_and_thumbs_by_id(client, items):
     full = client.get("/images/2")
     assert full.status_code == 200 and full.content == Path(items["path"].iloc[2]).read_bytes()

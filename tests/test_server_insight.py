@@ -96,3 +96,28 @@ def test_page_lists_the_insight_views(client):
     for name in ("duplicates.js", "map.js", "knn_suspects.js"):
         assert name in index
         assert client.get(f"/static/views/{name}").status_code == 200
+
+
+def test_a_live_version_swap_refreshes_the_insight_pages(leaky_client, tmp_path):
+    """After a change is swapped in (fashion serve's LiveService), the pages answer from the new version's
+    tables: a removed photo leaves its duplicate cluster and the map."""
+    from fashion.catalog.remove import remove
+    from fashion.service import SimilarityService
+    from fashion.service.live import LiveService
+
+    _, out = leaky_client
+    run_dir = tmp_path / "run"
+    shutil.copytree(out, run_dir)
+    live = LiveService(SimilarityService.open(run_dir, warm=False), run_dir)
+    with TestClient(create_app(live), base_url="http://localhost") as client:
+        before = client.get("/api/duplicates").json()
+        assert before["total"] == 2
+        gone = before["clusters"][0]["items"][0]["id"]
+        assert gone in {p["id"] for p in client.get("/api/map").json()["points"]}
+        remove(run_dir, ids=[gone])
+        assert live.refresh()
+        after = client.get("/api/duplicates").json()
+        assert after["total"] == 1 and gone not in {i["id"] for c in after["clusters"] for i in c["items"]}
+        assert after["summary"] == before["summary"]  # the insight stage's own counts, from the version it ran on
+        assert gone not in {p["id"] for p in client.get("/api/map").json()["points"]}
+        assert client.get("/api/knn-suspects").status_code == 200

@@ -20,24 +20,25 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..errors import ConfigError, DatasetError
-from ..run import layout
-from .lists import RESERVE, Lists, drop_removed, from_table, merge_added, search, split, widen
+from ..run import layout, segments
+from .lists import RESERVE, Lists, drop_removed, from_table, member, merge_added, search, split, widen
 
 log = logging.getLogger(__name__)
 
 KEPT_INDEXES = ("faiss-ivfpq",)  # backends whose training is kept across changes; the others are refitted
 REMOVED = "removed"  # the role and reason of a removed item's tombstone row
 HASH = "sha256"  # the item table's column of file contents (photos already in the run are skipped)
+SIZE = "file_size"  # the item table's column of file sizes (bytes): only files of a new photo's size are hashed
 
 
 @dataclass
 class Catalog:
-    """A run in memory: items (DataFrame, row = id, tombstones included), vectors (n, d) float32,
-    info (run.json), metrics (metrics.json), lists (the neighbour lists), stats (this change's counts)."""
+    """A run in memory: items (DataFrame, row = id, tombstones included), vectors (n, d) float32 (the
+    run's embedding segments, memory-mapped, and the rows appended since), info (run.json), metrics (metrics.json), lists (the neighbour lists), stats (this change's counts)."""
 
     path: Path
     items: object
-    vectors: np.ndarray
+    vectors: object  # (n, d) float32 rows: fashion.run.segments.Segments (or one array)
     info: dict
     metrics: dict
     lists: Lists
@@ -52,23 +53,24 @@ class Catalog:
 
 
 def load(run_dir) -> Catalog:
-    """The run at ``run_dir``, verified and read (the vectors mapped copy-on-write: the file is never
-    changed; the directory is replaced on commit)."""
+    """The run at ``run_dir``, verified and read (the vectors memory-mapped: no file is ever changed; the
+    commit links the unchanged ones into the new version)."""
     from ..run.reader import open_run
 
     run = open_run(run_dir, load_index=False)
-    if run.index_ref.kind != "npz":
+    if run.index_ref.kind not in ("npz", "rows"):
         raise ConfigError(f"{run.path / layout.RUN_JSON}: index {run.index_ref.name!r} ({run.index_ref.kind}): "
                           "fashion add/remove update runs with an in-memory index (index.npz) only; rebuild "
                           "this run with measure_sim.py")
     lists = from_table(run.neighbors(), int(run.metrics["k"]))
     index = None
-    if run.index_ref.name in KEPT_INDEXES:  # its trained quantiser encodes the new vectors
+    if run.index_ref.name in KEPT_INDEXES and run.index_ref.kind == "npz":  # its trained quantiser encodes the new vectors
         from ..neighbors import load_index
 
         index = load_index(run.path / run.index_ref.path)
-    # copy-on-write: a removal zeroes a few rows without copying the whole (n, d) array first
-    vectors = np.load(run.path / layout.EMBEDDINGS, mmap_mode="c", allow_pickle=False)
+    vectors = run.embeddings  # memory-mapped segments, linked (not copied) into the next version
+    if not isinstance(vectors, segments.Segments):
+        vectors = segments.Segments([vectors], segments.names(run.info), vectors.shape[1])
     return Catalog(run.path, run.items.reset_index(drop=True), vectors, run.info, run.metrics, lists, index=index,
                    reserve=read_reserve(run.path))
 
@@ -86,6 +88,11 @@ def read_reserve(run_dir) -> Lists | None:
     if ids.ndim != 2 or ids.shape != dist.shape or len(query_ids) != len(ids):
         raise DatasetError(f"{path}: arrays of mismatched shapes {query_ids.shape}, {ids.shape}, {dist.shape}")
     return Lists(query_ids.astype(np.int64), ids.astype(np.int64), dist.astype(np.float32))
+
+
+def row_kept(cat: Catalog) -> bool:
+    """Whether the run's index is kept as its rows (index-rows.npy: exact), not fitted and saved."""
+    return cat.index is None and cat.info["index"]["name"] in layout.ROW_INDEXES
 
 
 def fit_index(cat: Catalog, gallery_ids: np.ndarray, appended: bool):
@@ -124,18 +131,18 @@ def append(cat: Catalog, frame, vectors: np.ndarray, ok: np.ndarray, reasons) ->
     cat.items = items
     vectors = np.array(vectors, dtype=np.float32)
     vectors[~np.asarray(ok, bool)] = 0.0
-    cat.vectors = np.concatenate([cat.vectors, vectors])
+    cat.vectors = segments.as_segments(cat.vectors).appended(vectors)  # one new segment; the others linked
     return ids
 
 
 def tombstone(cat: Catalog, ids: np.ndarray) -> None:
-    """Mark items removed: their rows stay (ids are never reused), out of every index, list and metric."""
+    """Mark items removed: their rows stay (ids are never reused), out of every index, list and metric;
+    their vectors stay in the embedding segments, which the new version shares with the previous one."""
     ids = np.asarray(ids, np.int64)
     for column, value in (("role", REMOVED), ("reason", REMOVED), ("ok", False)):
         values = cat.items[column].to_numpy(dtype=bool if column == "ok" else object).copy()
         values[ids] = value
         cat.items[column] = values
-    cat.vectors[ids] = 0.0
 
 
 def _roles(cat: Catalog) -> tuple[np.ndarray, np.ndarray, str]:
@@ -144,7 +151,7 @@ def _roles(cat: Catalog) -> tuple[np.ndarray, np.ndarray, str]:
 
     live = cat.live
     ok = cat.items["ok"].to_numpy(bool) & live
-    frame = cat.items[live]
+    frame = cat.items[[c for c in ("split", "item_id") if c in cat.items.columns]][live]  # what assign_roles reads
     query, gallery = np.zeros(len(live), bool), np.zeros(len(live), bool)
     q, g, mode = assign_roles(SimpleNamespace(frame=frame, format=cat.info["dataset"].get("format")), ok[live],
                         _config(cat.info))
@@ -175,7 +182,8 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
     Existing lists are merged with the new gallery items (one search of the existing queries among the m
     new items) and the lists that lost a member are searched again; when the roles of the kept items or
     k itself change (k was clamped to a smaller gallery), or ``full``, every list is searched again. Returns
-    (query, gallery, mode, index, k, lists)."""
+    (query, gallery, mode, index, k, lists); index is None where it is kept as its rows (:func:`row_kept`)
+    and no list was searched."""
     from ..neighbors import build_index
 
     query, gallery, mode = _roles(cat)
@@ -189,32 +197,47 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
     k = min(requested, possible)
     ref = cat.info["index"]
     width = k * (1 + RESERVE)  # the lists and their reserve are searched and merged together
-    old_role = cat.items["role"].to_numpy()
-    old_query = set(cat.lists.query_ids.tolist()) - set(removed.tolist())
-    old_gallery = set(np.flatnonzero(np.isin(old_role, layout.GALLERY_ROLES)).tolist()) - set(removed.tolist())
-    new = set(added.tolist())
-    same_roles = (set(query_ids.tolist()) - new == old_query and set(gallery_ids.tolist()) - new == old_gallery)
-    with timer("index"):  # new ids are the largest: with nothing removed, new gallery rows come last
-        index = fit_index(cat, gallery_ids, appended=same_roles and not len(removed))
-        if cat.index is not None:
-            cat.index = index
+    old_query = np.zeros(len(query), bool)  # masks over every id: the kept items' roles before and now
+    old_query[cat.lists.query_ids] = True
+    old_gallery = np.array(cat.items["role"].isin(layout.GALLERY_ROLES).to_numpy(bool))
+    now_query, now_gallery = query.copy(), gallery.copy()
+    for mask in (old_query, old_gallery, now_query, now_gallery):
+        mask[removed] = mask[added] = False
+    same_roles = np.array_equal(old_query, now_query) and np.array_equal(old_gallery, now_gallery)
+    index = None
+
+    def fitted():  # an exact index is its rows (index-rows.npy): fitted only when a list is searched
+        nonlocal index
+        if index is None:
+            with timer("index"):  # new ids are the largest: with nothing removed, new gallery rows come last
+                index = fit_index(cat, gallery_ids, appended=same_roles and not len(removed))
+                if cat.index is not None:
+                    cat.index = index
+        return index
+
+    if not row_kept(cat):
+        fitted()
     with timer("search"):
         if full or k != cat.lists.k or not same_roles:
             log.info("k (%d → %d) or the roles changed: searching all %d lists again", cat.lists.k, k, len(query_ids))
-            wide = search(index, gallery_ids, cat.vectors[query_ids], query_ids, width, all_pairs)
+            wide = search(fitted(), gallery_ids, cat.vectors[query_ids], query_ids, width, all_pairs)
             cat.stats["lists_searched"] = len(query_ids)
             lists, cat.reserve = split(wide, k)
             return query, gallery, mode, index, k, lists
         kept, lost = drop_removed(widen(cat.lists, cat.reserve, width), removed, k)
-        kept = kept.take(np.flatnonzero(~np.isin(kept.query_ids, lost)))
-        new_gallery = np.intersect1d(added, gallery_ids)
+        kept = kept.take(np.flatnonzero(~member(kept.query_ids, lost)))
+        new_gallery = np.sort(added[gallery[added]])
         changed = 0
         if len(new_gallery):
-            small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
-            kept, changed = merge_added(kept, cat.vectors[kept.query_ids], small, new_gallery, k)
-        fresh = np.union1d(lost, np.intersect1d(added, query_ids))
-        wide = Lists.concat([kept, search(index, gallery_ids, cat.vectors[fresh], fresh, width, all_pairs)],
-                            width).sorted()
+            with timer("merge"):  # the existing lists a new item may enter (part of "search")
+                small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
+                kept, changed = merge_added(kept, cat.vectors[kept.query_ids], small, new_gallery, k,
+                                            new_vectors=cat.vectors[new_gallery])
+        fresh = np.union1d(lost, added[query[added]])
+        searched = fitted() if len(fresh) else None
+        with timer("new_lists"):  # the new items' lists and the refills (part of "search")
+            found = search(searched, gallery_ids, cat.vectors[fresh], fresh, width, all_pairs)
+        wide = Lists.concat([kept, found], width).sorted()
         lists, cat.reserve = split(wide, k)
     if not np.array_equal(lists.query_ids, query_ids):  # a broken invariant, never a user error
         raise RuntimeError("the updated lists do not cover the queries")
@@ -232,7 +255,7 @@ def _metrics(cat: Catalog, gallery, mode, index, k, lists: Lists, embedded, timi
     removed_paths = set(cat.items["path"].astype(str)[~live])
     skipped = [s for s in cat.metrics.get("skipped", []) if s.get("path") not in removed_paths]
     skipped += embedded.get("skipped", [])
-    return {**cat.metrics, "k": k, "k_requested": int(cat.metrics.get("k_requested", k)), "index": index.name,
+    return {**cat.metrics, "k": k, "k_requested": int(cat.metrics.get("k_requested", k)), "index": cat.info["index"]["name"],
             "mode": mode, **quality,
             "n_images": int(cat.metrics.get("n_images", 0)) + embedded.get("n_images", 0) - embedded.get("n_removed", 0),
             "n_ok": int((cat.items["ok"].to_numpy(bool) & live).sum()), "n_skipped": len(skipped),
@@ -281,32 +304,45 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
     """Recompute roles, index, lists and metrics after the change and write the new run in one transaction;
     ``full``: search every list again (what a rebuild from the stored vectors does)."""
     from ..run import writer
-    from . import versions
+    from . import insight, versions
 
     timer = _Timer()
     added, removed = np.asarray(added, np.int64), np.asarray(removed, np.int64)
     query, gallery, mode, index, k, lists = update_lists(cat, added, removed, timer, full=full)
     cat.items["role"] = role_column(cat, query, gallery)
     timing = {**timer.timing, "total": round(time.perf_counter() - timer.start, 4)}
-    metrics = _metrics(cat, gallery, mode, index, k, lists, embedded or {}, timing)
-    body = {key: value for key, value in cat.info.items() if key not in ("format_version", "run_id", "index", "n_items")}
+    with timer("metrics"):
+        metrics = _metrics(cat, gallery, mode, index, k, lists, embedded or {}, timing)
+    body = {key: value for key, value in cat.info.items()
+            if key not in ("format_version", "run_id", "index", "n_items", segments.KEY)}
     body = versions.stamp(body, {**operation, **cat.stats})
-    if cat.info.get("arguments", {}).get("insight"):
-        log.info("the insight tables (duplicates, suspects, map) are not carried into the changed run: rerun "
-                 "measure_sim.py to refresh them")
+    if "insight" in metrics:
+        metrics["insight"] = insight.summary(metrics["insight"], versions.version_of(cat.info))
+    started = time.perf_counter()
     with versions.transaction(cat.path, kind=layout.RUN_KIND) as txn:  # the previous version is kept
         out = txn.path
         files = writer.write_items(out, cat.items)
-        files.append(writer.write_embeddings(out, cat.vectors))
+        written, listed = segments.write(out, cat.vectors, previous=cat.path)  # unchanged segments: linked
+        files += written
+        if listed is not None:
+            body[segments.KEY] = listed
         files += writer.write_neighbors(out, lists.query_ids, lists.dist, lists.ids)
         if cat.reserve is not None:
             files.append(write_reserve(out, cat.reserve))
-        path, ref = writer.write_index_npz(out, index, np.flatnonzero(gallery))
+        if row_kept(cat):
+            path, ref = writer.write_index_rows(out, cat.info["index"]["name"], cat.info["index"]["metric"],
+                                                np.flatnonzero(gallery))
+        else:
+            path, ref = writer.write_index_npz(out, index, np.flatnonzero(gallery))
         files.append(path)
         files.append(writer.write_run_json(out, txn.run_id, ref, len(cat.items), body))
         from ..atomic import write_json
 
         files.append(write_json(out / layout.METRICS_JSON, metrics))
+        files += insight.carry(cat.path, out, cat.live)  # without the removed items (fashion.catalog.insight)
         _report(cat, out, lists, metrics, files)
+        written = time.perf_counter()
+    cat.stats["timing"] = {**timer.timing, "write": round(written - started, 4),  # seal: manifest, swap, retire
+                           "seal": round(time.perf_counter() - written, 4)}
     cat.metrics, cat.lists = metrics, lists
     return txn.target

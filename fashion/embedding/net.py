@@ -30,12 +30,35 @@ from .ovcore import openvino_available, openvino_core  # noqa: F401  (their home
 log = logging.getLogger("fashion.embedding")
 
 
+NATIVE_BF16 = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo flags of a CPU that computes in bf16
+
+
 def bf16_supported() -> bool:
-    """True when this CPU runs bf16 matrix products natively (oneDNN with AVX512-BF16 or AMX)."""
+    """True when this CPU runs bf16 matrix products natively (oneDNN with AVX512-BF16 or AMX).
+
+    torch's own check (``_is_mkldnn_bf16_supported``) is also true on AVX-512 without either, where
+    oneDNN and OpenVINO only emulate bf16: on such an Intel Xeon OpenVINO's bf16 network took 36-40 ms
+    of CPU a photo against 12.5-13.5 ms in float32 (benchmarks/README.md, "photo and id queries near
+    the floor"). So where the CPU's flags can be read (Linux), they decide; elsewhere torch's check."""
+    flags = _cpu_flags()
+    if flags is not None:
+        return bool(flags & NATIVE_BF16)
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def _cpu_flags() -> frozenset | None:
+    """The first CPU's feature flags from /proc/cpuinfo, or None where there is none (not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        return None
+    return None
 
 
 def state_dict_sha256(module: nn.Module) -> str:

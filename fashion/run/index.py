@@ -114,6 +114,8 @@ def load(run) -> "NpzIndex | IvfpqIndex":
     try:
         if ref.kind == "ivfpq":
             index = IvfpqIndex(path, run.gallery_ids)
+        elif ref.kind == "rows":
+            index = _load_rows(run, path)
         else:
             index = _load_npz(path)
     except (ValueError, OSError, RuntimeError) as exc:  # FormatError, IndexBuildError, faiss' RuntimeError
@@ -141,6 +143,24 @@ def _load_npz(path: Path) -> NpzIndex:
     if ids.ndim != 1 or ids.dtype.kind not in "iu":
         raise ValueError(f"member 'ids' must be a vector of integers, got {ids.dtype} {ids.shape}")
     return NpzIndex(index, ids)
+
+
+def _load_rows(run, path: Path) -> NpzIndex:
+    """An ``exact`` index kept as its rows (``index-rows.npy``: ids, index row → item id), fitted on
+    those rows of the run's embeddings: what the live catalogue writes instead of a second copy of the
+    vectors (the fit is a normalisation, the same arithmetic as the saved index's)."""
+    from ..neighbors import build_index
+    from ..runfiles import check_npy
+
+    ref = run.index_ref
+    if ref.name not in layout.ROW_INDEXES:
+        raise ValueError(f"an index kept as rows must be one of {', '.join(layout.ROW_INDEXES)}, not {ref.name!r}")
+    check_npy(path)
+    ids = np.load(path, allow_pickle=False)
+    if ids.ndim != 1 or ids.dtype.kind not in "iu" or (len(ids) and (ids.min() < 0 or ids.max() >= len(run.items))):
+        raise ValueError(f"expected a vector of item ids, got {ids.dtype} {ids.shape}")
+    ids = ids.astype(np.int64)
+    return NpzIndex(build_index(ref.name, metric=ref.metric).fit(run.embeddings[ids]), ids)
 
 
 def _check_items_find_themselves(run, index, path: Path) -> None:

@@ -6,10 +6,15 @@ A 240-photo run and a 10M-photo run differ in their shard counts and their index
                           arguments, versions …
     items/part-*.parquet  id (0..n-1), path, relpath, label, split, [item_id, bbox …], ok, reason, role
                           (role: both / query / gallery / skipped / removed; the index holds the gallery and
-                          both rows; a removed item keeps its row, ok False, a zero vector: ids are never reused)
+                          both rows; a removed item keeps its row, ok False, and its vector (shared with the
+                          previous version's file): ids are never reused)
     embeddings.npy        float32 (n, d): row i is item i (zeros where ok is False); opened memory-mapped
+    segments/embeddings-<first id>.npy   (runs changed by fashion add only) the rows each add appended, listed
+                          in run.json's ``embedding_segments`` after embeddings.npy (fashion.run.segments)
     index.npz             in-memory backends (fashion.neighbors): the fitted index plus an ``ids`` member
                           (index row → item id)
+    index-rows.npy        or (exact index of a run changed by fashion add/remove) only the ids (index row →
+                          item id): the exact index is its rows of the embeddings, fitted at open, never saved twice
     ivfpq/                or the on-disk IVF-PQ index (fashion.scale.ivfpq: index.json, index.faiss,
                           index.ivfdata, vectors.f16.npy), which returns item ids itself
     neighbors/part-*.parquet   query_id, rank (from 1), neighbor_id, distance (float32)
@@ -41,6 +46,7 @@ EMBEDDINGS = "embeddings.npy"
 ITEMS_DIR = "items"
 NEIGHBORS_DIR = "neighbors"
 INDEX_NPZ = "index.npz"
+INDEX_ROWS = "index-rows.npy"  # an exact index kept as the ids of its embedding rows (fashion add/remove)
 IVFPQ_DIR = "ivfpq"
 PART_GLOB = "part-*.parquet"
 GRIDS_DIR = "grids"
@@ -69,7 +75,8 @@ INSIGHT_FILES = {
 }
 
 # the index kinds run.json's ``index.kind`` names: a fashion.neighbors .npz, or fashion.scale's directory
-INDEX_KINDS = {"npz": INDEX_NPZ, "ivfpq": IVFPQ_DIR}
+INDEX_KINDS = {"npz": INDEX_NPZ, "ivfpq": IVFPQ_DIR, "rows": INDEX_ROWS}
+ROW_INDEXES = ("exact",)  # the backends an index-rows.npy may name: fitted from the rows, nothing learnt
 IVFPQ_FILES = ("index.json", "index.faiss", "index.ivfdata", "vectors.f16.npy")
 
 
@@ -77,8 +84,9 @@ IVFPQ_FILES = ("index.json", "index.faiss", "index.ivfdata", "vectors.f16.npy")
 class IndexRef:
     """run.json's ``index`` block: which saved index the run has and where.
 
-    kind: "npz" (index.npz of a fashion.neighbors backend, with an ``ids`` member) or "ivfpq" (the on-disk
-    IVF-PQ directory); path: relative to the run; name: the backend (e.g. "exact", "faiss-ivfpq");
+    kind: "npz" (index.npz of a fashion.neighbors backend, with an ``ids`` member), "rows" (index-rows.npy:
+    the ids of the embedding rows an ``exact`` index is fitted on at open) or "ivfpq" (the on-disk IVF-PQ
+    directory); path: relative to the run; name: the backend (e.g. "exact", "faiss-ivfpq");
     metric: "cosine" or "euclidean"; count: vectors in the index (the gallery).
     """
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..rundir import RowReader, RunDirError
+from ..rundir import RunDirError
 from . import layout
 from .checks import check_columns, check_metrics, dataset_root, read_table
 
@@ -52,7 +52,8 @@ class Run:
     """A finished run, read and cross-checked by :func:`open_run`.
 
     info: run.json; items: the item table (DataFrame, row i = item id i); metrics: metrics.json;
-    embeddings: (n_items, d) float32, memory-mapped; index: its saved index
+    embeddings: (n_items, d) float32, memory-mapped (:class:`~fashion.run.segments.Segments` where the live
+    catalogue appended segments); index: its saved index
     (:mod:`fashion.run.index`: ``search(vectors, k) -> (distances, ids)``), None until loaded;
     insight: the insight tables by file name (absent files left out).
     """
@@ -82,7 +83,9 @@ class Run:
         """float32 (len(ids), d): the embedding rows ``ids``, read with pread (:class:`fashion.rundir.RowReader`),
         not through the map, so a server answering random ids does not map the file into its memory."""
         if self._rows is None:
-            self._rows = RowReader(self.path / layout.EMBEDDINGS)
+            from .segments import SegmentReader
+
+            self._rows = SegmentReader(self.path, self.info)
         return self._rows.read(ids)
 
     def neighbors(self):
@@ -151,6 +154,9 @@ def read_neighbors(run_dir):
         return pd.DataFrame({c: [] for c in layout.NEIGHBOR_COLUMNS})
     check_columns(table, {"query_id": "int", "rank": "int", "neighbor_id": "int", "distance": "float"},
                   Path(run_dir) / layout.NEIGHBORS_DIR)
+    q, rank = table["query_id"].to_numpy(), table["rank"].to_numpy()
+    if len(q) and ((q[1:] > q[:-1]) | ((q[1:] == q[:-1]) & (rank[1:] > rank[:-1]))).all():
+        return table  # written in this order (every writer's): a check, not a sort of 1M rows
     return table.sort_values(["query_id", "rank"], kind="stable").reset_index(drop=True)
 
 
@@ -188,18 +194,6 @@ def _is_old(path: Path) -> bool:
     return isinstance(info, dict) and "format_version" not in info
 
 
-def _embeddings(run_dir: Path, n: int) -> np.ndarray:
-    npy = run_dir / layout.EMBEDDINGS
-    try:
-        embeddings = np.load(npy, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise RunDirError(f"{npy}: not a readable .npy array ({exc}); the run is incomplete or damaged") from None
-    if embeddings.ndim != 2 or embeddings.shape[0] != n or embeddings.dtype != np.float32:
-        raise RunDirError(f"{npy}: expected float32 ({n}, d) for the {n} items of {layout.ITEMS_DIR}/, "
-                          f"got {embeddings.dtype} {embeddings.shape}")
-    return embeddings
-
-
 def open_run(run_dir, load_index: bool = True, full_check: bool = False) -> Run:
     """Read a finished run directory, refusing a missing, half-written, inconsistent or old one.
 
@@ -230,7 +224,10 @@ def open_run(run_dir, load_index: bool = True, full_check: bool = False) -> Run:
     # the manifest: one complete run, no file changed or taken from another run, and every file read here in it
     manifest = verify(run_dir, hashes=True if full_check else "sampled", require=(layout.RUN_JSON, layout.METRICS_JSON, layout.EMBEDDINGS) + tables + present)
     info = _run_json(run_dir)
-    unlisted = [name for name in layout.IndexRef(**info["index"]).files() if name not in manifest["files"]]
+    from . import segments
+
+    unlisted = [name for name in layout.IndexRef(**info["index"]).files() + tuple(segments.names(info))
+                if name not in manifest["files"]]
     if unlisted:
         raise RunDirError(f"{run_dir}: manifest.json does not list {', '.join(unlisted)}: it does not cover the run "
                           "(rerun to rebuild it)")
@@ -242,7 +239,7 @@ def open_run(run_dir, load_index: bool = True, full_check: bool = False) -> Run:
     dataset_root(info, run_dir / layout.RUN_JSON)  # recorded, never guessed: refuse an old run now, not per request
     check_metrics(metrics, run_dir / layout.METRICS_JSON)
     items = read_items(run_dir)
-    embeddings = _embeddings(run_dir, len(items))
+    embeddings = segments.read(run_dir, info, len(items))
     insight = {name: read_table(run_dir / name, layout.INSIGHT_FILES[name]) for name in present}
     run = Run(run_dir, info, items, metrics, embeddings, None, insight)
     if not len(run.gallery_ids):

@@ -101,7 +101,7 @@ def _ray(local: bool = False):
         import ray
     except ImportError:  # pragma: no cover - depends on the extra
         raise FashionError("engine 'ray' needs the scale extra: pip install 'fashion[scale]' "
-                           "(or pip install 'ray[data]>=2.51')") from None
+                           "(or pip install 'ray>=2.51')") from None
     return ray
 
 

@@ -10,12 +10,15 @@ the neighbour label suspects of a run, from the run's ``duplicates.csv``, ``map.
   "neighbor_share"}]}``
 
 Ids are the run's item ids, the same ids every other endpoint takes; nothing is read from a request but
-integers.
+integers. A served run that switches version (:class:`fashion.service.live.LiveService`, issue 28) answers
+from the tables of the version it serves now: they are read again, once, at the first request after a swap
+(a change carries them without its removed items, :mod:`fashion.catalog.insight`).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
 from fastapi import FastAPI, Query
 
@@ -84,18 +87,36 @@ class InsightData:
                               "neighbor_share": float(r.neighbor_share)} for r in self.suspects.itertuples()]}
 
 
+class CurrentInsight:
+    """The :class:`InsightData` of the version ``service`` serves now: a live service's current version
+    (its ``current``), read again when that changes; a plain service's, read once."""
+
+    def __init__(self, service):
+        self.service = service
+        self._lock = threading.Lock()
+        self._of, self._data = None, None
+
+    def __call__(self) -> InsightData:
+        current = getattr(self.service, "current", self.service)
+        with self._lock:
+            if self._of is not current:
+                self._data, self._of = InsightData(current), current
+            return self._data
+
+
 def add_insight_routes(app: FastAPI, service) -> None:
     """Register the insight endpoints on ``app`` (see the module docstring)."""
-    data = InsightData(service)
+    data = CurrentInsight(service)
+    data()  # read at start: a bad table is refused before the server answers
 
     @app.get("/api/duplicates")
     def duplicates(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=MAX_CLUSTERS)) -> dict:
-        return data.clusters(offset, limit)
+        return data().clusters(offset, limit)
 
     @app.get("/api/map")
     def embedding_map() -> dict:
-        return data.points()
+        return data().points()
 
     @app.get("/api/knn-suspects")
     def knn_suspects() -> dict:
-        return data.knn_suspects()
+        return data().knn_suspects()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .answers import Item, ItemPage, LabelStat, Suspect
+from .columns import LazyStrings, shared_strings
 from .filtering import ItemFilter, rank_by_category
 
 MAX_PAGE = 200
@@ -31,10 +32,12 @@ class Browser:
 
         import pandas as pd
 
-        self.item_labels = items["label"].astype(str).to_numpy()
-        self.relpaths = items["relpath"].astype(str).to_numpy()
-        self.splits = items["split"].astype(str).to_numpy()
-        self.paths = items["path"].astype(str).to_numpy()
+        # no Python string per row at start (.columns): labels and splits share their few strings,
+        # paths and relpaths stay in Arrow and are read by id
+        self.item_labels = shared_strings(items["label"])
+        self.relpaths = LazyStrings(items["relpath"])
+        self.splits = shared_strings(items["split"])
+        self.paths = LazyStrings(items["path"])
         self.ok = items["ok"].to_numpy(dtype=bool)
         self.usable = np.flatnonzero(self.ok)
         self.metrics, self.root = metrics, Path(root)
@@ -74,7 +77,7 @@ class Browser:
             ids = ids[self.item_labels[ids] == label]
         if q:
             if self._lower_relpaths is None:
-                self._lower_relpaths = np.char.lower(self.relpaths.astype(str))
+                self._lower_relpaths = np.char.lower(self.relpaths.to_numpy().astype(str))
             ids = ids[np.char.find(self._lower_relpaths[ids], q.lower()) >= 0]
         if selection.labels and self.scores is not None:
             ids = rank_by_category(ids, selection.labels, *self.scores)
@@ -104,7 +107,7 @@ class Browser:
     def _match_suspects(self, table) -> list[Suspect]:
         if table is None:
             return []
-        by_path = {os.path.abspath(p): i for i, p in enumerate(self.paths)}
+        by_path = {os.path.abspath(p): i for i, p in enumerate(self.paths.to_numpy())}
         out = []
         for row in table.itertuples(index=False):
             i = by_path.get(os.path.abspath(str(row.path)))

@@ -32,6 +32,7 @@ import threading
 import numpy as np
 
 from ..colour.palette import ALL_FAMILIES
+from .columns import shared_strings
 
 MODES = ("same", "any")  # besides a family name
 FIT_ROWS = 20_000  # gallery vectors the colour directions are fitted on (a seeded sample above that)
@@ -99,13 +100,12 @@ class ColourModes:
         items = run.items
         self.run = run
         self.available = "colour" in items.columns
-        column = items["colour"] if self.available else None
-        self.family = (column.astype(object).where(column.notna(), "").astype(str).to_numpy()
-                       if column is not None else np.full(len(items), "", dtype=object))
-        hexes = items["colour_hex"] if "colour_hex" in items.columns else None
-        self.hex = (hexes.astype(object).where(hexes.notna(), "").astype(str).to_numpy()
-                    if hexes is not None else np.full(len(items), "", dtype=object))
-        self.labels = items["label"].astype(str).to_numpy()
+        # "" where an item has none; cells share their few strings (.columns: no string per row at start)
+        self.family = (shared_strings(items["colour"]) if self.available
+                       else np.full(len(items), "", dtype=object))
+        self.hex = (shared_strings(items["colour_hex"]) if "colour_hex" in items.columns
+                    else np.full(len(items), "", dtype=object))
+        self.labels = shared_strings(items["label"])
         self.gallery = np.asarray(gallery, dtype=np.int64)
         self._basis = None
         self._projected = None  # the gallery's projected vectors, kept when it has at most EXACT_ROWS items

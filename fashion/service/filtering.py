@@ -19,7 +19,7 @@ from .. import filters as grammar
 from .. import textquery
 
 HIDDEN = ("path", "reason")  # where the file lies on this disk: not a filter, not a facet
-NOT_FACETS = ("id", "relpath", "ok", "role", "colour_hex", "colour_share") + HIDDEN  # colour_hex: a swatch
+NOT_FACETS = ("id", "relpath", "ok", "role", "colour_hex", "colour_share", "sha256", "file_size") + HIDDEN  # colour_hex: a swatch; the last two: fashion add's duplicate check
 MAX_FACET_VALUES = 30  # a text column with more distinct values is a search term, not a facet
 MAX_VOCABULARY_VALUES = 5000  # distinct values of a text column that the search box's words may name
 SCORE_ROWS = 65_536  # embeddings scored per block at open

@@ -128,7 +128,10 @@ class SimilarityService:
     def warm(self) -> None:
         """Run the network once at each batch size it may get (a runtime prepares each shape on its
         first call), so the first queries and the first burst of them are not slow ones."""
+        from PIL import Image
+
         picture = np.full((self.embedder.size, self.embedder.size, 3), (128, 100, 90), dtype=np.uint8)
+        _pixels(self.embedder, Image.fromarray(np.vstack([picture, picture])))  # a resize's imports (scipy.sparse)
         for n in range(1, MAX_BATCH + 1):
             self._network_batch([(picture, self._classifier_input(picture))] * n)
 
@@ -235,6 +238,7 @@ class SimilarityService:
             if want == 0:
                 return []
         with self._index_lock:
+            _one_openmp_thread()
             dist, ids = (self.run.index.search(vector[None, :], want) if allowed is None
                          else self.run.index.search(vector[None, :], want, allowed=allowed))
         matches, rank = [], 0
@@ -318,6 +322,23 @@ class SimilarityService:
         if not 0 <= int(item_id) < self.n_items:
             raise ItemNotFound(f"no item {item_id}: ids are 0..{self.n_items - 1}")
         return int(item_id)
+
+
+_THREAD = threading.local()
+
+
+def _one_openmp_thread() -> None:
+    """One OpenMP thread for faiss' work on this thread (the setting is per thread), set once per thread.
+
+    One query is a small search (a few cells, a re-rank of tens of rows): a team of threads buys nothing
+    and, on cores the network and other requests keep busy, each parallel region waits for a descheduled
+    team member: a 100k IVF search took 16 ms of wall time with two threads against 1.3 ms with one, at
+    load 7 on two cores (benchmarks/README.md, "photo and id queries near the floor")."""
+    if not getattr(_THREAD, "one", False):
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        _THREAD.one = True
 
 
 def _pixels(embedder, picture) -> np.ndarray:
