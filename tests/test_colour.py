@@ -193,8 +193,8 @@ def test_read_labels_names_the_bad_line(tmp_path):
 
 # Measured with the current code (benchmarks/colour.py; see benchmarks/README.md), minus a margin of 0.03
 # for the small differences between platforms' JPEG decoders and BLAS; a regression in the colour code fails here.
-MIN_TOP1 = {"dataset": 0.55, "sample": 0.56}  # measured 0.582 (438 photos) and 0.591 (372)
-MIN_TOP2 = {"dataset": 0.74, "sample": 0.73}  # measured 0.779 and 0.769
+MIN_TOP1 = {"dataset": 0.57, "sample": 0.57}  # measured 0.605 (438 photos) and 0.605 (372), garment core
+MIN_TOP2 = {"dataset": 0.75, "sample": 0.74}  # measured 0.781 and 0.777
 
 
 def test_hand_labelled_accuracy_does_not_regress():
