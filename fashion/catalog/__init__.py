@@ -6,6 +6,6 @@
 - :mod:`.state`: a run read into memory, and written back as a new sealed run in one transaction.
 
 Ids are stable: an added photo gets the next id, a removed item keeps its row in the item table as a
-tombstone (role ``removed``, ``ok`` False, a zero vector), so the reader's "ids 0..n-1, row = id" rule
-holds and no id is ever reused. A removed item is in no index, no neighbour list and no metric.
+tombstone (role ``removed``, ``ok`` False; its vector stays in the shared embedding file), so the
+reader's "ids 0..n-1, row = id" rule holds and no id is ever reused. A removed item is in no index, no neighbour list and no metric.
 """
