@@ -209,11 +209,20 @@ def main(argv=None) -> int:
                         "(the 100k rebuild takes 20+ minutes on shared cores)")
     p.add_argument("--no-serve", action="store_true")
     p.add_argument("--rebuild-after", action="store_true", help="time a second full rebuild after the changes")
+    p.add_argument("--filter-only", metavar="RUN", default=None,
+                   help="only the filtered/unfiltered photo query step, on RUN (a run this script grew)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     import logging
 
     logging.basicConfig(level=logging.WARNING)
+    if args.filter_only:
+        run = Path(args.filter_only)
+        f = filter_queries(run, new_photos(Path(args.photos), run, args.queries), args.queries)
+        print(f"photo query p50: unfiltered {f['unfiltered']} ms, filtered ({100 * f['share']:.0f} %) {f['filtered']} "
+              f"ms → {round(f['filtered'] / f['unfiltered'], 3)}×; index search alone {f['index_unfiltered']} / "
+              f"{f['index_filtered']} ms  (load {load()})", flush=True)
+        return 0
     work = Path(args.workdir or tempfile.mkdtemp(prefix="live-bench-"))
     res = {"n": args.n, "load_start": load()}
     try:
