@@ -159,6 +159,7 @@ def test_update_adds_typed_columns_that_filter_and_facet(sample_run, tmp_path):
                                          ("price\n3\n", "no 'relpath' or 'id' column"),
                                          ("id,price\n0,1\n0,2\n", "line 3: id '0' given twice"),
                                          ("id,label\n0,x\n", "one of the run's own"),
+                                         ("id,file_size\n0,12\n", "column 'file_size' is one of the run's own"),
                                          ("id,price\n0,1\n1,2,3\n", "not a readable CSV")])
 def test_bad_metadata_is_one_line_naming_the_file(sample_run, tmp_path, text, words):
     from fashion.catalog.metadata import MetadataError, update_run

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FashionError
+from ..run import layout
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,11 @@ def checked_table(table, source, is_csv: bool = False):
     if key is None:
         raise MetadataError(f"{source}: no 'relpath' or 'id' column to join on (columns: "
                             f"{', '.join(table.columns)})"[:300])
-    reserved = [c for c in table.columns if c in RESERVED and c != key]
+    # with the catalogue's own columns: a shop's copy would mislead its duplicate check
+    own = RESERVED + (layout.HASH_COLUMN, layout.SIZE_COLUMN)
+    reserved = [c for c in table.columns if c in own and c != key]
     if reserved:
-        raise MetadataError(f"{source}: column {reserved[0]!r} is one of the run's own ({', '.join(RESERVED)}); "
+        raise MetadataError(f"{source}: column {reserved[0]!r} is one of the run's own ({', '.join(own)}); "
                             "rename it")
     from ..colour.table import COLUMNS as COLOUR_COLUMNS  # computed from the photos: never overridden
 

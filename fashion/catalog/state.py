@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 KEPT_INDEXES = ("faiss-ivfpq",)  # backends whose training is kept across changes; the others are refitted
 REMOVED = "removed"  # the role and reason of a removed item's tombstone row
-HASH = "sha256"  # the item table's column of file contents (photos already in the run are skipped)
-SIZE = "file_size"  # the item table's column of file sizes (bytes): only files of a new photo's size are hashed
+HASH = layout.HASH_COLUMN  # the item table's column of file contents (photos already in the run are skipped)
+SIZE = layout.SIZE_COLUMN  # the item table's column of file sizes (bytes): only files of a new photo's size are hashed
 
 
 @dataclass

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..run import layout
 from . import dominant, garment, palette
 from .table import COLUMNS, photo_colour
 
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 METHOD_VERSION = 2  # bump when the colour code changes in a way its constants do not show
 POOL_ABOVE = 256  # photos to colour before a process pool pays for its start
 CHUNK = 256  # photos per cache chunk (a killed run loses at most one chunk's work)
-HASH_COLUMN = "sha256"  # an item table's column of file contents (fashion.catalog), reused when present
+HASH_COLUMN = layout.HASH_COLUMN  # an item table's column of file contents (fashion.catalog), reused when present
 TEXT_COLUMNS = ("colour", "colour_2", "colour_hex")
 
 

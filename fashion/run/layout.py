@@ -57,6 +57,9 @@ WORK_DIRS = ("cache", "manifest", "embeddings", "index", "knn")
 
 # the columns every reader needs (a dataset's own columns, e.g. item_id or bbox, follow them)
 ITEM_COLUMNS = ("id", "path", "relpath", "label", "split", "ok", "reason", "role")
+# the live catalogue's own columns of a run's files (fashion.catalog): contents and size, for its duplicate check
+HASH_COLUMN = "sha256"
+SIZE_COLUMN = "file_size"
 NEIGHBOR_COLUMNS = ("query_id", "rank", "neighbor_id", "distance")
 GALLERY_ROLES = ("both", "gallery")  # the rows the index holds
 # "": readable but neither (a query split's leftovers); removed: a tombstone of `fashion remove` (ids stay stable)
