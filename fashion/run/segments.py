@@ -105,8 +105,8 @@ class Segments:
         return out
 
     def __array__(self, dtype=None, copy=None):
-        whole = (np.concatenate(self.arrays) if self.arrays else np.zeros(self.shape, np.float32)).astype(np.float32)
-        return whole if dtype is None else whole.astype(dtype)
+        dtype = np.float32 if dtype is None else dtype  # one copy of the rows, in the dtype asked for
+        return np.concatenate(self.arrays, dtype=dtype) if self.arrays else np.zeros(self.shape, dtype)
 
     def appended(self, rows: np.ndarray) -> "Segments":
         """These rows and then ``rows`` (not written yet)."""
