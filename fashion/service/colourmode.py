@@ -140,7 +140,7 @@ class ColourModes:
             return self._projected[np.searchsorted(self.gallery, ids)]
         return np.concatenate([project(self.run.vectors(ids[s:s + 4096]), basis) for s in range(0, len(ids), 4096)])
 
-    def allowed(self, mode: str, query_family: str | None, allowed: np.ndarray | None) -> np.ndarray | None:
+    def allowed(self, mode: str, allowed: np.ndarray | None) -> np.ndarray | None:
         """The ids a ``<family>`` mode searches (``allowed`` narrowed to the family); ``allowed`` otherwise."""
         if mode in MODES:
             return allowed
@@ -171,12 +171,12 @@ class ColourModes:
         (None: no classifier): ``search(vector, k, exclude, allowed)`` is the service's index search (a list
         of matches), ``match(rank, id, distance)`` makes one match."""
         if mode == "same":
-            first = list(search(vector, k, exclude, self.allowed(family, None, allowed))) if family else []
+            first = list(search(vector, k, exclude, self.allowed(family, allowed))) if family else []
             if len(first) < k:
                 seen = {m.id for m in first}
                 first += [m for m in search(vector, k + len(first), exclude, allowed) if m.id not in seen]
             return [match(rank, m.id, m.distance) for rank, m in enumerate(first[:k], start=1)]
-        allowed = self.allowed(mode, family, allowed)
+        allowed = self.allowed(mode, allowed)
         ids, dist = self.invariant(vector, k, exclude, allowed)
         if category is not None and mode not in MODES:  # the query's kind of garment first, then the rest
             ids_first, dist_first = self.invariant(vector, k, exclude, allowed[self.labels[allowed] == category])
