@@ -121,6 +121,7 @@ def main(argv=None) -> int:
 
     from fashion.images import image_info, open_image_bytes
     from fashion.resample import resize_bilinear_aa
+    from fashion.server.app import search_json
     from fashion.server.upload import parse_form
     from fashion.service import SimilarityService
     from fashion.service.query import _one_openmp_thread, _pixels
@@ -165,11 +166,8 @@ def main(argv=None) -> int:
                 "colour": f.colour, "query_colour": f.query_colour}
         return JSONResponse(jsonable_encoder(body)).body
 
-    def now_json(f):
-        return JSONResponse({"k": f.k, "query_id": f.query_id,
-                             "prediction": asdict(f.prediction) if f.prediction else None,
-                             "results": [vars(m) for m in f.results], "filters": f.filters, "ignored": f.ignored,
-                             "colour": f.colour, "query_colour": f.query_colour}).body
+    def now_json(f):  # what the server sends
+        return search_json(f).body
 
     assert all(before_json(f) == now_json(f) for f in found), "the JSON bodies differ"
     rows["photo: JSON body, asdict + jsonable_encoder (before)"] = timed(before_json, found)

@@ -129,14 +129,6 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
         except ValueError as exc:
             raise HTTPException(422, one_line(exc)) from None
 
-    def _search_json(found) -> JSONResponse:
-        # the response itself: FastAPI's jsonable_encoder and asdict's deep copies cost more than the search
-        # of an id query (0.34 ms of 0.38 for 10 matches; benchmarks/README.md); Match is flat, so vars()
-        return JSONResponse({"k": found.k, "query_id": found.query_id,
-                             "prediction": asdict(found.prediction) if found.prediction else None,
-                             "results": [vars(m) for m in found.results], "filters": found.filters,
-                             "ignored": found.ignored, "colour": found.colour, "query_colour": found.query_colour})
-
     @app.get("/healthz")
     async def healthz() -> dict:  # on the event loop: a few dict reads, never queued behind photo work's threads
         return {"status": "ok", **service.describe()}
@@ -162,7 +154,7 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
                 k = _form_k(form["k"].data)
             found = await run_in_threadpool(_call, service.search_image, bytes(image.data), k or 10,
                                             filters=filter, text=text, colour=colour)
-        return _search_json(found)
+        return search_json(found)
 
     @app.get("/api/search")
     def search_words(text: str | None = TEXT, filter: list[str] = FILTER, k: int = Query(60, ge=1, le=MAX_PAGE),
@@ -172,7 +164,7 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
     @app.get("/api/items/{item_id}/neighbors")
     def neighbors(item_id: int, k: int = Query(10, ge=1, le=MAX_K), filter: list[str] = FILTER,
                   text: str | None = TEXT, colour: str | None = COLOUR) -> JSONResponse:
-        return _search_json(_call(service.neighbors_of, item_id, k, filters=filter, text=text, colour=colour))
+        return search_json(_call(service.neighbors_of, item_id, k, filters=filter, text=text, colour=colour))
 
     @app.get("/api/items")
     def items(label: str | None = Query(None, max_length=200), q: str | None = Query(None, max_length=200),
@@ -228,6 +220,16 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
     add_insight_routes(app, service)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def search_json(found) -> JSONResponse:
+    """The HTTP answer of a photo or id search (a :class:`fashion.service.SearchResponse`), rendered directly:
+    FastAPI's jsonable_encoder and asdict's deep copies cost more than the search of an id query (0.34 ms of
+    0.38 for 10 matches; benchmarks/README.md); Match is flat, so vars()."""
+    return JSONResponse({"k": found.k, "query_id": found.query_id,
+                         "prediction": asdict(found.prediction) if found.prediction else None,
+                         "results": [vars(m) for m in found.results], "filters": found.filters,
+                         "ignored": found.ignored, "colour": found.colour, "query_colour": found.query_colour})
 
 
 def _form_k(data: bytes) -> int:
