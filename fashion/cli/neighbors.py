@@ -7,7 +7,8 @@ import argparse
 from .common import add_options, add_parser, fields_of
 
 NEIGHBORS_OPTIONS = ("input", "output_dir", "model", "arch", "k", "index", "metric", "size", "batch_size", "format",
-                     "split", "query_split", "limit", "grids", "layer", "num_workers", "runtime", "cache_dir", "seed",
+                     "split", "query_split", "limit", "grids", "layer", "num_workers", "runtime",
+                     "precision", "cache_dir", "seed",
                      "metadata", "engine", "address", "actors", "cpus_per_actor", "gpus_per_actor",
                      "embed_shard_rows")
 INSIGHT_OPTIONS = ("insight", "duplicate_threshold", "map_method")

@@ -23,7 +23,8 @@ class MeasureConfig:
     (None = automatic); seed: picks the limit subset and the grids;
     cache_dir: the resumable work (embedding shards, on-disk index, neighbour shards; None =
         ``output_dir/cache``; share one between runs of the same dataset and model);
-    runtime: embedding runtime, one of ``fashion.embedding.RUNTIMES``;
+    runtime: embedding runtime, one of ``fashion.embedding.RUNTIMES``; precision: the network's float
+        precision (auto: bf16 where the CPU computes in it natively, else fp32);
     insight: the insight stage (duplicates.csv, suspects.csv, map.csv, map.png; ``fashion.insight``);
     duplicate_threshold: its candidate cosine distance; map_method: its layout (auto, pca, umap, tsne).
     metadata: shop metadata file (CSV or parquet) joined onto the item table on relpath or id
@@ -51,6 +52,7 @@ class MeasureConfig:
     seed: int = default("seed")
     cache_dir: str | None = default("cache_dir")
     runtime: str = default("runtime")
+    precision: str = default("precision")
     insight: bool = default("insight")
     duplicate_threshold: float = default("duplicate_threshold")
     map_method: str = default("map_method")

@@ -23,7 +23,7 @@ SCALE_CACHE = "scale"  # sub-directory of the cache holding the stages' resumabl
 def embed_config(config, work) -> "embed.EmbedConfig":
     """The embed stage's options of a pipeline run (the fields of ``fashion embed``)."""
     return embed.EmbedConfig(str(work), engine=config.engine, model=config.model, arch=config.arch,
-                             layer=config.layer, size=config.size, runtime=config.runtime,
+                             layer=config.layer, size=config.size, runtime=config.runtime, precision=config.precision,
                              batch_size=config.batch_size, num_workers=config.num_workers,
                              shard_rows=config.embed_shard_rows)
 

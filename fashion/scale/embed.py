@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -102,11 +103,17 @@ def _built(spec):
 
 class EmbedWorker:
     """One process's (or Ray actor's) embedding worker: ``worker(ids)`` embeds those manifest rows of
-    ``run_dir`` into one new shard of ``out`` and returns (rows, failed images)."""
+    ``run_dir`` into one new shard of ``out`` and returns (rows, failed images). threads: decoding
+    threads; net_threads: torch's intra-op threads for the network in this process (None: unchanged)."""
 
-    def __init__(self, run_dir: str, spec: dict, out: str, batch_size: int, threads: int | None = None):
+    def __init__(self, run_dir: str, spec: dict, out: str, batch_size: int, threads: int | None = None,
+                 net_threads: int | None = None):
         from ..embedding import EmbedderSpec
 
+        if net_threads:  # before the network is built: OpenVINO compiles for the thread count it finds
+            import torch
+
+            torch.set_num_threads(max(1, min(int(net_threads), os.cpu_count() or 1)))
         self.run_dir, self.out, self.batch_size = run_dir, out, batch_size
         self.spec = EmbedderSpec.from_json(spec)
         self.embedder = _built(self.spec)
@@ -207,8 +214,11 @@ def embed_run(config: EmbedConfig, progress: bool = True, executor=None) -> Embe
         from . import executors
 
         executor = executors.of(config) if executor is None else executor
+        # every worker runs the network on the driver's thread count: oneDNN's float32 kernels round
+        # differently with another count (a Ray actor gets one thread per CPU it holds), and vectors
+        # must not depend on the executor (bitwise, tests/test_scale_ray.py)
         worker = functools.partial(EmbedWorker, str(config.run_dir), spec.to_json(), str(out), config.batch_size,
-                                   config.num_workers)
+                                   config.num_workers, _driver_threads())
         tasks = [(todo[s:s + config.shard_rows],) for s in range(0, len(todo), config.shard_rows)]
         with tqdm(total=len(todo), desc="embedding", unit="img", disable=None if progress else True) as bar:
             for rows, bad in executor.map(worker, tasks):
@@ -218,6 +228,12 @@ def embed_run(config: EmbedConfig, progress: bool = True, executor=None) -> Embe
                          time.perf_counter() - start)
     log.info("%s", result.summary())
     return result
+
+
+def _driver_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def drift(ref: np.ndarray, got: np.ndarray) -> dict:
