@@ -118,13 +118,9 @@ class Embedder:
     def from_spec(cls, spec: EmbedderSpec) -> "Embedder":
         """The embedder ``spec`` describes; :class:`~fashion.errors.FashionError` when the spec names a
         weights checksum and the weights found now differ (a run's model retrained since)."""
-        from ..errors import FashionError
-
         embedder = cls.create(model=spec.model_dir, arch=spec.arch, layer=spec.layer, size=spec.size,
                               precision=spec.precision, runtime=spec.runtime)
-        if spec.checksum is not None and embedder.checksum != spec.checksum:
-            raise FashionError(f"the model's weights changed since the run (checksum {embedder.checksum[:12]} != "
-                               f"{spec.checksum[:12]}); rerun `fashion neighbors` with the current model")
+        spec.check_checksum(embedder.checksum)
         return embedder
 
     @classmethod
@@ -173,10 +169,8 @@ class Embedder:
         info = loaded.info
         body, head = loaded.embedding_parts(layer)
         size = int(size or info.input_size)
-        # one pass for vector and prediction where it is the classifier's own computation: a single model
-        # (an ensemble averages its members' probabilities), fed the size it predicts at
-        classes = None
-        if not loaded.is_ensemble and size == info.input_size:
+        classes = None  # one pass for vector and prediction where it is the classifier's own computation
+        if info.one_pass(size):
             classes = last_layer(loaded.head) if layer == "head" else loaded.head
         return cls(body, name=info.arch, size=size, mean=info.mean, std=info.std,
                    checksum=file_sha256(loaded.weights_path), layer=layer,
