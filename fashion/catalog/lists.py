@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..neighbors.base import _drop_self
+from ..neighbors.base import _drop_self, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -138,16 +138,12 @@ def reachable(lists: Lists, query_vectors, new_vectors: np.ndarray, metric: str,
     if metric != "cosine" or not len(rows) or not len(new_vectors):
         return rows
     worst = lists.dist[rows, known[rows] - 1].astype(np.float64)
-
-    def unit(x):
-        x = np.asarray(x, dtype=np.float32)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
-
-    new = unit(new_vectors)
+    new = unit_rows(new_vectors, keep_zero=True)
     hit = np.zeros(len(rows), bool)
     for start in range(0, len(rows), BLOCK):
         block = rows[start:start + BLOCK]
-        rows_now = unit_queries[block] if unit_queries is not None else unit(query_vectors[block])
+        rows_now = (unit_queries[block] if unit_queries is not None
+                    else unit_rows(query_vectors[block], keep_zero=True))
         best = (rows_now @ new.T).max(axis=1)
         hit[start:start + BLOCK] = 1.0 - best <= worst[start:start + BLOCK] + MARGIN
     return rows[hit]
