@@ -303,9 +303,10 @@ class Embedder:
     def cache_path(self, cache_dir, crop: bool = False) -> Path:
         """This embedder's cache sub-directory of ``cache_dir``:
         ``<checksum[:16]>.<settings>-<size>-<layer>-<precision>[-openvino|-openvino-int8-<calibration id>]-<resize>[-bbox]``, where
-        ``settings`` (:func:`.cache.settings_tag`) covers the other inputs of a vector: the full weights
+        ``settings`` (:func:`fashion.chunkstore.settings_tag`) covers the other inputs of a vector: the full weights
         checksum, arch, mean, std, size, layer, precision, resize and crop."""
-        from .cache import settings_tag
+        from ..chunkstore import settings_tag
+        from .cache import CACHE_FORMAT
 
         if self.runtime == "openvino-int8":  # the calibration set is part of what made the vectors
             runtime = f"-openvino-int8-{self.calibration()['id']}"
@@ -314,9 +315,9 @@ class Embedder:
         # the runtime is in the name itself ("-openvino"), so a path asked for before "auto" is resolved
         # (always torch below OPENVINO_MIN_IMAGES) names the torch cache, as it always did
         spec = self.spec
-        settings = settings_tag(checksum=spec.checksum, arch=spec.arch, mean=list(self.mean), std=list(self.std),
-                                size=spec.size, layer=spec.layer, precision=spec.precision, resize=self.resize,
-                                crop=bool(crop))
+        settings = settings_tag(format=CACHE_FORMAT, checksum=spec.checksum, arch=spec.arch, mean=list(self.mean),
+                                std=list(self.std), size=spec.size, layer=spec.layer, precision=spec.precision,
+                                resize=self.resize, crop=bool(crop))
         tag = (f"{self.checksum[:16]}.{settings}-{self.size}-{self.layer}-{self.precision}{runtime}-{self.resize}"
                + ("-bbox" if crop else ""))
         return Path(cache_dir) / tag
