@@ -70,12 +70,10 @@ def member(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def from_table(table, k: int) -> Lists:
-    """Lists from a run's neighbour table (query_id, rank, neighbor_id, distance; by query, rank)."""
+    """Lists from a run's neighbour table (query_id, rank, neighbor_id, distance), by query then rank as
+    :func:`fashion.run.reader.read_neighbors` returns it (it sorts a table written in another order)."""
     column = table["query_id"].to_numpy(np.int64)
-    if len(column) and (column[1:] >= column[:-1]).all():  # by query already (as read): no sort
-        queries = column[np.flatnonzero(np.r_[True, column[1:] != column[:-1]])]
-    else:
-        queries = np.unique(column)
+    queries = column[np.r_[True, column[1:] != column[:-1]][:len(column)]]  # each query's first row
     ids = np.full((len(queries), k), -1, np.int64)
     dist = np.full((len(queries), k), np.inf, np.float32)
     row = np.searchsorted(queries, column)
