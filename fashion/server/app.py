@@ -50,7 +50,7 @@ from ..errors import ImageError, first_line
 from ..service import MAX_K, MAX_PAGE, ItemNotFound, SimilarityService
 from ..service.budget import Busy, Limits
 from .listen import LOCAL_HOSTS, host_allowed
-from .upload import DETAIL_CHARS, FORM_OVERHEAD, BadForm, ClientGone, TooLarge, parse_form, read_body
+from .upload import DETAIL_CHARS, FORM_OVERHEAD, ClientGone, parse_form, read_form
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +137,7 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
     async def search(request: Request, k: int | None = Query(None, ge=1, le=MAX_K), filter: list[str] = FILTER,
                      text: str | None = TEXT, colour: str | None = COLOUR) -> JSONResponse:
         with service.budget.admit():  # Busy (503) before a byte of the body is read
-            try:
-                body = await read_body(request, max_upload + FORM_OVERHEAD)
-                form = parse_form(body, request.headers.get("content-type"))
-            except TooLarge as exc:
-                raise HTTPException(413, first_line(exc, DETAIL_CHARS)) from None
-            except BadForm as exc:
-                raise HTTPException(422, first_line(exc, DETAIL_CHARS)) from None
-            del body
+            form = await read_form(request, max_upload + FORM_OVERHEAD, parse_form)
             image = form.get("image")
             if image is None:
                 raise HTTPException(422, "missing the form's `image` file field")

@@ -54,6 +54,19 @@ async def read_body(request, limit: int) -> bytes:
     return bytes(body)
 
 
+async def read_form(request, limit: int, parse=None):
+    """``parse`` (:func:`parse_parts`, the default, or :func:`parse_form`) of the request's body of at most
+    ``limit`` bytes (:func:`read_body`); :class:`TooLarge` as HTTP 413, :class:`BadForm` as 422, one line each."""
+    from fastapi import HTTPException
+
+    try:
+        return (parse or parse_parts)(await read_body(request, limit), request.headers.get("content-type"))
+    except TooLarge as exc:
+        raise HTTPException(413, first_line(exc, DETAIL_CHARS)) from None
+    except BadForm as exc:
+        raise HTTPException(422, first_line(exc, DETAIL_CHARS)) from None
+
+
 def parse_form(body: bytes, content_type: str | None) -> dict[str, Part]:
     """Fields of a multipart/form-data ``body`` by name (the first of each name)."""
     fields: dict[str, Part] = {}

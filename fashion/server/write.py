@@ -27,7 +27,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import ConfigError, FashionError, ImageError, first_line
-from .upload import DETAIL_CHARS, FORM_OVERHEAD, BadForm, TooLarge, parse_parts, read_body
+from .upload import DETAIL_CHARS, FORM_OVERHEAD, TooLarge, read_body, read_form
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +103,7 @@ def add_write_routes(app: FastAPI, live, token: str, max_upload: int) -> None:
         from ..catalog.uploads import add_photos
 
         with live.budget.admit():
-            try:
-                body = await read_body(request, MAX_PHOTOS * max_upload + FORM_OVERHEAD)
-                parts = parse_parts(body, request.headers.get("content-type"))
-            except TooLarge as exc:
-                raise HTTPException(413, first_line(exc, DETAIL_CHARS)) from None
-            except BadForm as exc:
-                raise HTTPException(422, first_line(exc, DETAIL_CHARS)) from None
-            del body
+            parts = await read_form(request, MAX_PHOTOS * max_upload + FORM_OVERHEAD)
             photos = [bytes(p.data) for p in parts if p.name == "image"]
             if not photos:
                 raise HTTPException(422, "missing the form's `image` file field (one or more photos)")
