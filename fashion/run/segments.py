@@ -46,9 +46,9 @@ def segment_name(first_id: int) -> str:
 
 
 class Segments:
-    """(n, d) float32 rows held in several arrays (memory-mapped segments, pread row readers, or rows not yet
-    written), read
-    as one: ``shape``, ``len``, ``rows[a:b]``, ``rows[ids]`` and ``np.asarray(rows)`` return copies.
+    """(n, d) float32 rows held in several arrays (memory-mapped segments, pread row readers, or rows not
+    yet written), read as one: ``shape``, ``len``, ``rows[a:b]``, ``rows[ids]`` and ``np.asarray(rows)``
+    return copies (``np.asarray`` of memory-mapped or in-memory arrays only).
     ``names``: each array's path in the run it was read from (None: not written yet)."""
 
     dtype = np.dtype(np.float32)

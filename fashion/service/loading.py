@@ -111,7 +111,7 @@ def _one_pass(described: dict) -> bool:
 def _check_weights(described: dict) -> None:
     """The run's trained model's weights, checked against the run's checksum (as
     :meth:`fashion.embedding.Embedder.from_spec` checks them) without building the network."""
-    from ..embedding import EmbedderSpec
+    from ..embedding.spec import EmbedderSpec
     from ..modelio import weights_file
     from ..rundir import file_sha256
 
