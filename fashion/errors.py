@@ -68,6 +68,13 @@ class OutputError(FashionError, OSError):
     """An output file cannot be written (read-only directory, full disk, ...)."""
 
 
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 200 characters; its type name when empty)."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+def first_line(text, limit: int = 200) -> str:
+    """The first line of an exception's message or of a text, at most ``limit`` characters (an HTTP
+    error's ``detail``: :data:`fashion.server.upload.DETAIL_CHARS`); an exception with no message: its
+    type name.
+
+    >>> first_line(ValueError("bad value\\nsecond line")), first_line(KeyError()), first_line("x" * 500, 3)
+    ('bad value', 'KeyError', 'xxx')
+    """
+    fallback = type(text).__name__ if isinstance(text, BaseException) else ""
+    return (str(text).strip().splitlines() or [fallback])[0][:limit]

@@ -23,3 +23,14 @@ def last_layer(head: "nn.Sequential") -> "nn.Linear":
     ``last_layer(head)(penultimate(head)(fmap)) == head(fmap)``."""
     penultimate(head)  # the same check of the head's shape
     return head[-1]
+
+
+def linear_arrays(layer: "nn.Linear") -> tuple:
+    """(weight (c, d), bias (c,)) of a Linear as float32 numpy arrays (zeros where it has no bias): what
+    scores stored vectors without torch (:func:`fashion.service.filtering.class_scores`)."""
+    import numpy as np
+
+    weight = layer.weight.detach().numpy().astype(np.float32, copy=False)
+    bias = (layer.bias.detach().numpy().astype(np.float32, copy=False) if layer.bias is not None
+            else np.zeros(layer.out_features, np.float32))
+    return weight, bias

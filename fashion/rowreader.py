@@ -28,6 +28,18 @@ class RowReader:
         self.fd = os.open(path, os.O_RDONLY)
         weakref.finalize(self, os.close, self.fd)
 
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        """``reader[ids]`` or ``reader[a:b]``: :meth:`read` of those rows (so :class:`fashion.run.segments.Segments`
+        reads rows by id through readers as through arrays)."""
+        if isinstance(key, slice):
+            import numpy as np
+
+            key = np.arange(*key.indices(self.shape[0]))
+        return self.read(key)
+
     def read(self, ids):
         """(len(ids), d) array of the rows ``ids`` (in that order; repeats allowed)."""
         import numpy as np

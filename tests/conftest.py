@@ -1,4 +1,4 @@
-"""Test-wide settings and the shared headless-Chromium fixture."""
+"""Test-wide settings and the shared session fixtures: headless Chromium, the sample runs, the one Ray."""
 
 import os
 import shutil
@@ -96,3 +96,65 @@ def model_run(tmp_path_factory):
     trust = suspect_caveat(np.array([0, 1, 2, 0]), np.eye(3)[[0, 2, 0, 1]])
     (base / "model" / "metrics.json").write_text(json.dumps({"suspect_labels": {"n": 2, "judged": 4, **trust}}))
     return out, classes
+
+
+RAY_LOOPBACK = "127.0.0.1"
+
+
+def ray_processes(temp_dir) -> list[int]:
+    """Pids of the processes whose command line names ``temp_dir`` (a Ray's own temporary directory)."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(str(temp_dir) in part for part in (p.info["cmdline"] or [])):
+                found.append(p.info["pid"])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+def _listening(pids) -> set:
+    import psutil
+
+    pids = set(pids)
+    return {c.laddr.ip for c in psutil.net_connections("inet") if c.status == "LISTEN" and c.pid in pids}
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """The one Ray of the test session, for every ``ray`` test; yields its GCS address.
+
+    Loopback only (2 CPUs, ~300 MB object store, no dashboard, node IP 127.0.0.1, checked: every process
+    listens on it), its temp dir under the test's temporary directory; shut down at the session's end,
+    checked that none of its processes is left. Token authentication is off for this loopback-only
+    cluster (``RAY_AUTH_MODE=disabled``), so no token file is written (Ray would otherwise create
+    ``~/.ray/auth_token``); Ray reads these variables at import, so they are set before it is imported."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep 127.0.0.1 as the node address
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import time
+
+    ray = pytest.importorskip("ray", reason="the [scale] extra is not installed (pip install -e '.[scale]')")
+    base = tmp_path_factory.mktemp("ray")
+    env = {"RAY_TMPDIR": str(base)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    temp_dir = base / "t"
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 2**20, _node_ip_address=RAY_LOOPBACK,
+             _temp_dir=str(temp_dir), log_to_driver=False)
+    try:
+        nodes = ray.nodes()
+        assert nodes and all(n["NodeManagerAddress"] == RAY_LOOPBACK for n in nodes), nodes
+        assert ray.get_runtime_context().gcs_address.startswith(RAY_LOOPBACK + ":")
+        listening = _listening(ray_processes(temp_dir))
+        assert listening and all(ip in (RAY_LOOPBACK, "::ffff:127.0.0.1") for ip in listening), listening
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        deadline = time.time() + 30
+        while ray_processes(temp_dir) and time.time() < deadline:
+            time.sleep(0.5)
+        assert not ray_processes(temp_dir), "Ray processes left behind"

@@ -39,7 +39,7 @@ def test_stage_adds_the_columns_and_caches_them_by_content(tmp_path, monkeypatch
     assert good["colour_hex"].str.match(r"^#[0-9a-f]{6}$").all() and (good["colour_share"] > 0.5).all()
     corrupt = table[table["path"].str.endswith("zz_corrupt.jpg")]
     assert corrupt[list(COLUMNS)].isna().all(axis=None)  # a counted skip, not a crash
-    assert len(list((cache / f"colour-{stage.method_tag()}").glob("chunk-*.parquet"))) == 1
+    assert len(list((cache / f"colour-{stage.method_tag()}").glob("chunk_*.parquet"))) == 1
 
     # the same contents under other names hit the cache: nothing is recomputed
     copy = tmp_path / "copy"
@@ -49,19 +49,32 @@ def test_stage_adds_the_columns_and_caches_them_by_content(tmp_path, monkeypatch
     monkeypatch.setattr(stage, "_colour_job", fail)
     again = stage.add_colour_columns(_items(copy), cache_dir=cache)
     pd.testing.assert_frame_equal(again.drop(columns="path"), table.drop(columns="path"))
-    # a table that has its colours is returned as it is (a skipped photo is tried again: from the cache)
-    assert stage.add_colour_columns(good, cache_dir=None) is good
 
 
-def test_stage_computes_only_the_rows_without_colour_and_skips_removed_items(tmp_path):
+def test_stage_colours_every_row_and_leaves_removed_items_empty(tmp_path):
     root = make_garment_folder(tmp_path / "data", FAMILIES, shapes=("tee",), per_family=1)
     items = _items(root)
     items["role"] = ["both", "removed", "both"]
-    items["colour"] = ["kept", None, None]
-    items["colour_2"], items["colour_hex"], items["colour_share"] = None, None, np.nan
+    items["colour"] = ["stale", "stale", None]  # colour columns it has are replaced
     table = stage.add_colour_columns(items, cache_dir=None)
-    assert table["colour"].tolist()[:2] == ["kept", None]  # given colours stay; removed items stay empty
-    assert table["colour"].iloc[2] == _family(table["path"].iloc[2])
+    assert list(table.columns) == ["path", "label", "role", *COLUMNS]
+    assert table["colour"].tolist() == [_family(table["path"].iloc[0]), None, _family(table["path"].iloc[2])]
+
+
+def test_the_item_tables_hashes_are_reused_and_cached_photos_are_not_opened(tmp_path, monkeypatch):
+    from fashion import rundir
+
+    root = make_garment_folder(tmp_path / "data", FAMILIES, shapes=("tee",), per_family=1)
+    items = _items(root)
+    items[stage.HASH_COLUMN] = [rundir.file_sha256(p) for p in items["path"]]
+    cache = tmp_path / "cache"
+    first = stage.add_colour_columns(items, cache_dir=cache)
+    def fail(*args):
+        raise AssertionError(f"unexpected work: {args}")
+    monkeypatch.setattr(rundir, "file_sha256", fail)  # the table's hashes: nothing is hashed again
+    monkeypatch.setattr(stage, "_colour_job", fail)  # every key is cached: no photo is coloured
+    pd.testing.assert_frame_equal(stage.add_colour_columns(items, cache_dir=cache), first)
+    assert first["colour"].tolist() == [_family(p) for p in first["path"]]
 
 
 def test_a_changed_method_or_photo_misses_the_cache(tmp_path, monkeypatch):
@@ -109,7 +122,7 @@ def test_every_run_has_the_colour_columns_and_they_filter_and_facet_through_the_
     items = read_run_items(out)
     assert set(COLUMNS) <= set(items.columns)
     assert items["colour"].tolist() == [_family(p) for p in items["path"]]
-    assert any((out / "cache").glob("colour-*/chunk-*.parquet"))
+    assert any((out / "cache").glob("colour-*/chunk_*.parquet"))
     with TestClient(create_app(SimilarityService.open(out)), base_url="http://localhost") as client:
         found = client.get("/api/items", params={"filter": "colour=blue", "facets": "true"}).json()
         assert found["total"] == 4 and {i["id"] for i in found["items"]} == set(

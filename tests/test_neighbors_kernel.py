@@ -2,10 +2,12 @@
 tied data, both metrics, all-pairs and explicit queries, k = 1 and k = n - 1, tiles far smaller than
 the data (many merges), float64 input; ties ordered by index."""
 
+import functools
+
 import numpy as np
 import pytest
 
-from fashion.neighbors import build_index
+from fashion.neighbors import build_index, kernel
 from fashion.neighbors.exact import TIE_MARGIN
 from fashion.neighbors.kernel import MIN_TILE_BYTES, WORKING_MEMORY, tile_budget, tile_shape, topk_scores
 
@@ -114,9 +116,11 @@ def test_float64_input_gives_the_float32_answer():
         np.testing.assert_array_equal(a[0], b[0])
 
 
-def test_kernel_scores_and_self_exclusion():
+@pytest.mark.parametrize("engine", ["torch", "numpy"])
+def test_kernel_scores_and_self_exclusion(engine):
     X = random_data(90, 12)
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    topk_scores = functools.partial(kernel.topk_scores, engine=engine)
     for tile in TILES:
         s, i = topk_scores(Xn, Xn, 6, "cosine", exclude_self=True, working_memory=tile)
         assert s.dtype == np.float32 and i.dtype == np.int64
@@ -170,8 +174,27 @@ def test_the_numpy_path_gives_the_torch_paths_candidates(metric):
     for tile in (None, 2**16):
         rows, cols = tile_shape(len(Q), len(X), tile_budget(X, tile))
         s_np, i_np = topk_scores_numpy(Q, X, 9, metric, None, False, rows, cols)
-        s_t, i_t = topk_scores(Q, X, 9, metric, working_memory=tile)
+        s_t, i_t = topk_scores(Q, X, 9, metric, working_memory=tile, engine="torch")
         assert np.array_equal(i_np, i_t) and np.allclose(s_np, s_t, atol=1e-4)
     rows, cols = tile_shape(len(X), len(X), tile_budget(X, 2**16))
     _, own = topk_scores_numpy(X, X, 1, metric, None, True, rows, cols)
     assert (own[:, 0] != np.arange(len(X))).all()
+
+
+def test_the_engine_is_chosen_by_the_number_of_queries(monkeypatch):
+    """Named, it is used; unnamed, torch from TORCH_FROM_QUERIES queries on (where installed), else numpy:
+    whatever the process imported before."""
+    assert kernel.default_engine(kernel.TORCH_FROM_QUERIES - 1) == "numpy"
+    assert kernel.default_engine(kernel.TORCH_FROM_QUERIES) == "torch"  # installed here
+    used = []
+    monkeypatch.setattr(kernel, "topk_scores_numpy", lambda *a: used.append("numpy") or (None, None))
+    Xn = random_data(300, 8)
+    Xn /= np.linalg.norm(Xn, axis=1, keepdims=True)
+    kernel.topk_scores(Xn[:3], Xn, 2, "cosine")
+    assert used == ["numpy"]
+    s, i = kernel.topk_scores(Xn, Xn, 2, "cosine")  # 300 queries: torch's path (not the patched numpy one)
+    assert used == ["numpy"] and i.shape == (300, 2)
+    kernel.topk_scores(Xn, Xn, 2, "cosine", engine="numpy")
+    assert used == ["numpy", "numpy"]
+    with pytest.raises(ValueError, match="engine must be one of"):
+        kernel.topk_scores(Xn, Xn, 2, "cosine", engine="gpu")

@@ -71,38 +71,6 @@ def test_each_item_table_stage_has_its_own_timing_line():
     assert colour_stage in ITEM_TABLE_STAGES and stage_name(colour_stage) == "colour"
 
 
-@pytest.fixture(scope="module")
-def loopback_ray(tmp_path_factory):
-    """A loopback-only local Ray for this module's ``ray`` tests (2 CPUs, no dashboard, no token file),
-    shut down at the module's end with none of its processes left (a Ray already running is used as is)."""
-    import os
-    import time
-
-    import psutil
-
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # before Ray's import: keep 127.0.0.1
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray = pytest.importorskip("ray", reason="the [scale] extra is not installed (pip install -e '.[scale]')")
-    if ray.is_initialized():
-        yield
-        return
-    temp_dir = str(tmp_path_factory.mktemp("ray") / "t")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 2**20, _node_ip_address="127.0.0.1",
-             _temp_dir=temp_dir, log_to_driver=False)
-
-    def left():
-        return [p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])]
-
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        deadline = time.time() + 30
-        while left() and time.time() < deadline:
-            time.sleep(0.5)
-        assert not left(), "Ray processes left behind"
-
-
 def _config(data, out, **kw):
     from fashion.retrieval import MeasureConfig
 
@@ -230,7 +198,7 @@ def test_an_interrupted_embed_resumes_by_id(photos, tmp_path, monkeypatch):
 
 
 @pytest.mark.ray
-def test_local_and_ray_executors_write_equal_runs(loopback_ray, runs, photos, tmp_path):
+def test_local_and_ray_executors_write_equal_runs(ray_cluster, runs, photos, tmp_path):
     from fashion.retrieval import run
     from fashion.run.reader import open_run
     from fashion.scale.executors import RayExecutor

@@ -1,8 +1,8 @@
 """fashion.scale on Ray (``ray`` marker): loopback only, every id once, vectors equal the local engine's.
 
-One session-scoped Ray (2 CPUs, ~300 MB object store, no dashboard, node IP 127.0.0.1, temp dir under
-the test's temporary directory, a no-progress timeout of 3 minutes); it is shut down at the end and
-the test checks that none of its processes is left. Token authentication is switched off for this
+The session's one Ray (tests/conftest.py's ``ray_cluster``: 2 CPUs, ~300 MB object store, no dashboard,
+node IP 127.0.0.1, temp dir under the test's temporary directory); it is shut down at the end and the
+fixture checks that none of its processes is left. Token authentication is switched off for this
 loopback-only cluster (``RAY_AUTH_MODE=disabled``), so no token file is written anywhere (Ray would
 otherwise create ``~/.ray/auth_token``; its config is read at import, before a fixture could point it
 elsewhere).
@@ -29,55 +29,6 @@ from fashion.pipeline.measure import seal_work  # noqa: E402
 from fashion.scale import embed, executors, ivfpq, knn, manifest, shards  # noqa: E402
 
 from tests.test_scale_embed import make_dataset  # noqa: E402
-
-LOOPBACK = "127.0.0.1"
-
-
-def _ray_processes(temp_dir):
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if any(str(temp_dir) in part for part in (p.info["cmdline"] or [])):
-                found.append(p.info["pid"])
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return found
-
-
-def _listening(pids):
-    import psutil
-
-    pids = set(pids)
-    return {c.laddr.ip for c in psutil.net_connections("inet") if c.status == "LISTEN" and c.pid in pids}
-
-
-@pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory):
-    """The one Ray of the test session; yields its GCS address."""
-    base = tmp_path_factory.mktemp("ray")
-    env = {"RAY_TMPDIR": str(base)}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    temp_dir = base / "t"
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 2**20, _node_ip_address=LOOPBACK,
-             _temp_dir=str(temp_dir), log_to_driver=False)
-    try:
-        nodes = ray.nodes()
-        assert nodes and all(n["NodeManagerAddress"] == LOOPBACK for n in nodes), nodes
-        assert ray.get_runtime_context().gcs_address.startswith(LOOPBACK + ":")
-        listening = _listening(_ray_processes(temp_dir))
-        assert listening and all(ip in (LOOPBACK, "::ffff:127.0.0.1") for ip in listening), listening
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-        for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-        deadline = time.time() + 30
-        while _ray_processes(temp_dir) and time.time() < deadline:
-            time.sleep(0.5)
-        assert not _ray_processes(temp_dir), "Ray processes left behind"
 
 
 @pytest.fixture(scope="module")

@@ -185,3 +185,37 @@ def commonest(values) -> str:
     """The commonest non-empty value."""
     names, counts = np.unique([v for v in values if v], return_counts=True)
     return str(names[np.argmax(counts)])
+
+
+@pytest.mark.parametrize("candidates", [1000, 4])
+def test_above_exact_rows_the_candidates_come_from_the_index(garment_run, monkeypatch, candidates):
+    """More allowed items than EXACT_ROWS: the CANDIDATES nearest to the projected query through the run's
+    index, scored exactly (all of them when CANDIDATES covers the gallery: brute force's answer)."""
+    from fashion.service import SimilarityService, colourmode
+
+    monkeypatch.setattr(colourmode, "EXACT_ROWS", 3)
+    monkeypatch.setattr(colourmode, "CANDIDATES", candidates)
+    service = SimilarityService.open(garment_run, warm=False)  # fitted under the patched constants
+    calls = []
+    real = service.run.index.search
+    monkeypatch.setattr(service.run.index, "search", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    items, gallery = service.run.items, service.run.gallery_ids
+    i = int(gallery[0])
+    others = gallery[gallery != i]
+    blue = others[items["colour"].to_numpy()[others] == "blue"]
+    vector = service.run.embeddings[i]
+    basis = service.colours.basis()
+    assert service.colours._projected is None  # the gallery is above EXACT_ROWS: rows are read per query
+
+    def expected(ids, k):
+        if candidates < len(ids):  # the index's candidates for the projected query, then brute force on them
+            query = project(np.asarray(vector, np.float32)[None, :], basis)
+            _, found = real(query, candidates, allowed=ids)
+            ids = np.unique(found[0][(found[0] >= 0) & (found[0] != i)])
+        return _brute(service, vector, ids, k, projected=True)
+
+    for colour, ids in (("any", others), ("blue", blue)):
+        calls.clear()
+        found = service.neighbors_of(i, k=3, colour=colour)
+        assert [m.id for m in found.results] == expected(ids, 3), colour
+        assert calls and all("allowed" in kw for kw in calls)  # the index path was taken

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..neighbors.base import _drop_self
+from ..neighbors.base import _drop_self, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,10 @@ def member(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def from_table(table, k: int) -> Lists:
-    """Lists from a run's neighbour table (query_id, rank, neighbor_id, distance; by query, rank)."""
+    """Lists from a run's neighbour table (query_id, rank, neighbor_id, distance), by query then rank as
+    :func:`fashion.run.reader.read_neighbors` returns it (it sorts a table written in another order)."""
     column = table["query_id"].to_numpy(np.int64)
-    if len(column) and (column[1:] >= column[:-1]).all():  # by query already (as read): no sort
-        queries = column[np.flatnonzero(np.r_[True, column[1:] != column[:-1]])]
-    else:
-        queries = np.unique(column)
+    queries = column[np.r_[True, column[1:] != column[:-1]][:len(column)]]  # each query's first row
     ids = np.full((len(queries), k), -1, np.int64)
     dist = np.full((len(queries), k), np.inf, np.float32)
     row = np.searchsorted(queries, column)
@@ -138,16 +136,12 @@ def reachable(lists: Lists, query_vectors, new_vectors: np.ndarray, metric: str,
     if metric != "cosine" or not len(rows) or not len(new_vectors):
         return rows
     worst = lists.dist[rows, known[rows] - 1].astype(np.float64)
-
-    def unit(x):
-        x = np.asarray(x, dtype=np.float32)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
-
-    new = unit(new_vectors)
+    new = unit_rows(new_vectors, keep_zero=True)
     hit = np.zeros(len(rows), bool)
     for start in range(0, len(rows), BLOCK):
         block = rows[start:start + BLOCK]
-        rows_now = unit_queries[block] if unit_queries is not None else unit(query_vectors[block])
+        rows_now = (unit_queries[block] if unit_queries is not None
+                    else unit_rows(query_vectors[block], keep_zero=True))
         best = (rows_now @ new.T).max(axis=1)
         hit[start:start + BLOCK] = 1.0 - best <= worst[start:start + BLOCK] + MARGIN
     return rows[hit]

@@ -1,37 +1,38 @@
 """The colour stage of a run: the colour columns (:data:`COLUMNS`) of every item of an item table.
 
 :func:`add_colour_columns` fills ``colour`` (a palette family or ``multicolour``), ``colour_2`` (the
-runner-up family), ``colour_hex`` and ``colour_share`` for every row that lacks them, with
+runner-up family), ``colour_hex`` and ``colour_share`` for every row with
 :func:`fashion.colour.table.photo_colour` (the function a query photo's colour comes from too), so that
 ``colour=blue`` works as a filter and a facet through :mod:`fashion.filters` like any other column.
-Rows that already carry a colour keep it (``fashion add`` computes only its new photos; rewriting a
-run's item table computes nothing); removed items (role ``removed``) are left empty.
+Removed items (role ``removed``) are left empty. ``fashion add`` runs the stage on its new photos only.
 
 Cache: one directory per method, ``<cache>/colour-<tag>/`` (``tag``: :func:`method_tag`, a digest of
 everything that shapes a colour: the palette, the segmentation and clustering constants, the size),
-holding ``chunk-<token>-<n>.parquet`` files of (key, the four columns, reason), the key being the
-photo's SHA-256 and its bounding box: a renamed or copied photo hits the cache, an edited one misses it,
-and a change to the method misses it as a whole. Chunks are written atomically as the work goes, so a
-killed run resumes where it stopped.
+holding ``chunk_NNNNN-<token>.parquet`` files of (key, the four columns, reason) (:class:`ColourCache`, on
+the one chunked-cache mechanism of :mod:`fashion.chunkstore`), the key being the photo's SHA-256 and its
+bounding box: a renamed or copied photo hits the cache, an edited one misses it, and a change to the
+method misses it as a whole. Chunks are written atomically as the work goes, so a killed run resumes
+where it stopped.
 
-Work: photos are coloured in a process pool (``spawn``: no state of the parent is inherited) when more
-than ``POOL_ABOVE`` of them miss the cache and more than one core is free; on the bundled sample one
-photo costs ~35 ms on one core (decode + colour), so the pool's start (~2 s for two workers that import
-scikit-image) pays from a few hundred photos.
+Work: a photo's SHA-256 comes from the item table's ``sha256`` column where it has one (``fashion add``
+stores it); the others are hashed by the job that colours them, so hashing runs in the worker processes
+too, and a job whose key the cache holds stops after the hash. Jobs run in a process pool (``spawn``:
+no state of the parent is inherited) when more than ``POOL_ABOVE`` more jobs than the cache holds
+entries wait (at least that many miss, unless photos repeat) and more than one core is free; on the
+bundled sample one photo costs ~35 ms on one core (decode + colour), so the pool's start (~2 s for two
+workers that import scikit-image) pays from a few hundred photos.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from ..chunkstore import ChunkStore, settings_tag
 from ..run import layout
 from . import dominant, garment, palette
 from .table import COLUMNS, photo_colour
@@ -50,9 +51,8 @@ def method_tag() -> str:
     constants = {module.__name__: {name: value for name, value in vars(module).items()
                                    if name.isupper() and isinstance(value, (int, float, str, tuple))}
                  for module in (garment, dominant)}
-    text = json.dumps({"version": METHOD_VERSION, "palette": [tuple(vars(s).values()) for s in palette.PALETTE],
-                       "constants": constants}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return settings_tag(version=METHOD_VERSION, palette=[tuple(vars(s).values()) for s in palette.PALETTE],
+                        constants=constants)
 
 
 def _bbox(value) -> tuple | None:
@@ -68,43 +68,55 @@ def _key(sha: str, bbox) -> str:
     return sha if bbox is None else f"{sha}@{','.join(str(int(round(float(v)))) for v in bbox)}"
 
 
-class ColourCache:
-    """``chunk-*.parquet`` files of one method's directory: key → (the colour columns, reason)."""
+class ColourCache(ChunkStore):
+    """``chunk_NNNNN-<token>.parquet`` files of one method's directory: key → (the colour columns, reason)."""
 
-    def __init__(self, directory: Path):
+    suffix = ".parquet"
+
+    def read_chunk(self, path):
         import pyarrow.parquet as pq
 
-        self.dir = Path(directory)
-        self.entries: dict[str, tuple[dict, str]] = {}
-        self.token, self.count = uuid.uuid4().hex[:12], 0
-        for chunk in sorted(self.dir.glob("chunk-*.parquet")) if self.dir.is_dir() else ():
-            try:
-                rows = pq.read_table(chunk).to_pylist()
-            except Exception as exc:  # noqa: BLE001 - a damaged chunk is recomputed, not fatal
-                log.warning("ignoring unreadable colour cache chunk %s: %s", chunk, exc)
-                continue
-            for row in rows:
-                self.entries[row["key"]] = ({c: row[c] for c in COLUMNS}, row["reason"])
+        return [(row["key"], ({c: row[c] for c in COLUMNS}, row["reason"])) for row in pq.read_table(path).to_pylist()]
 
-    def write(self, keys: list[str], results: list[tuple[dict, str]]) -> None:
-        """One chunk, written atomically."""
+    def write_chunk(self, file, keys, results) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from ..atomic import atomic_path
-
-        table = pa.table({"key": pa.array(keys, pa.string()),
-                          **{c: pa.array([r[c] for r, _ in results], pa.string()) for c in TEXT_COLUMNS},
-                          "colour_share": pa.array([r["colour_share"] for r, _ in results], pa.float64()),
-                          "reason": pa.array([reason for _, reason in results], pa.string())})
-        with atomic_path(self.dir / f"chunk-{self.token}-{self.count:05d}.parquet") as tmp:
-            pq.write_table(table, tmp)
-        self.count += 1
-        self.entries.update(zip(keys, results))
+        pq.write_table(pa.table({"key": pa.array(keys, pa.string()),
+                                 **{c: pa.array([r[c] for r, _ in results], pa.string()) for c in TEXT_COLUMNS},
+                                 "colour_share": pa.array([r["colour_share"] for r, _ in results], pa.float64()),
+                                 "reason": pa.array([reason for _, reason in results], pa.string())}), file)
 
 
 def _colour_job(job: tuple[str, tuple | None]) -> tuple[dict, str]:
     return photo_colour(job[0], job[1])
+
+
+def _row_job(job: tuple[str, tuple | None, str | None], known) -> tuple[str | None, tuple[dict, str] | None, str]:
+    """One photo (path, bbox, its SHA-256 or None): (its cache key, its (columns, reason) when coloured
+    here, None when ``known`` holds the key, ""), or (None, None, why it cannot be read)."""
+    path, bbox, sha = job
+    if sha is None:
+        from ..rundir import file_sha256
+
+        try:
+            sha = file_sha256(path)
+        except OSError as exc:
+            return None, None, f"cannot read the file ({exc.strerror or type(exc).__name__})"
+    key = _key(sha, bbox)
+    return key, (None if key in known else _colour_job((path, bbox))), ""
+
+
+_KNOWN: frozenset = frozenset()  # a pool worker's copy of the cache's keys (_start_worker)
+
+
+def _start_worker(known: frozenset) -> None:
+    global _KNOWN
+    _KNOWN = known
+
+
+def _pool_job(job):
+    return _row_job(job, _KNOWN)
 
 
 def _workers(workers: int | None) -> int:
@@ -113,75 +125,69 @@ def _workers(workers: int | None) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _compute(jobs: list[tuple[str, tuple | None]], workers: int, pool_above: int):
-    """Each job's (columns, reason), in order, one chunk at a time (a generator of lists)."""
-    if workers > 1 and len(jobs) > pool_above:
+def _compute(jobs: list, known, workers: int, pool_above: int):
+    """Each job's :func:`_row_job`, in order, one chunk at a time (a generator of lists)."""
+    if workers > 1 and len(jobs) - len(known) > pool_above:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=(frozenset(known),)) as pool:
             for start in range(0, len(jobs), CHUNK):
-                yield list(pool.map(_colour_job, jobs[start:start + CHUNK], chunksize=8))
+                yield list(pool.map(_pool_job, jobs[start:start + CHUNK], chunksize=8))
         return
     for start in range(0, len(jobs), CHUNK):
-        yield [_colour_job(job) for job in jobs[start:start + CHUNK]]
+        yield [_row_job(job, known) for job in jobs[start:start + CHUNK]]
 
 
 def add_colour_columns(items, cache_dir: os.PathLike | str | None = None, workers: int | None = None,
                        pool_above: int = POOL_ABOVE):
-    """``items`` (an item table: ``path``, optionally ``bbox``, ``role``, ``sha256``) with the colour columns,
-    computed for the rows that lack them (the same frame when none does). ``cache_dir``: the run's cache
-    directory (None: no cache); ``workers``: processes (default: the usable cores)."""
+    """``items`` (an item table: ``path``, optionally ``bbox``, ``role``, ``sha256``) with the colour columns
+    of every row (a new frame; colour columns it had are replaced), removed items left empty.
+    ``cache_dir``: the run's cache directory (None: no cache); ``workers``: processes (default: the
+    usable cores)."""
     import pandas as pd
 
-    has = all(c in items.columns for c in COLUMNS)
-    # missing: null, or "" (fashion.catalog fills the text cells of appended rows with "")
-    todo = (np.ones(len(items), dtype=bool) if not has
-            else (items["colour"].isna() | (items["colour"].astype(str) == "")).to_numpy().copy())
-    if "role" in items.columns:
-        todo &= (items["role"].astype(str) != "removed").to_numpy()
-    if has and not todo.any():
-        return items
-    table = items.copy()
-    for column in COLUMNS:
-        if column not in table.columns:
-            table[column] = np.nan if column == "colour_share" else None
-    rows = np.flatnonzero(todo)
+    table = items.drop(columns=[c for c in COLUMNS if c in items.columns])
+    rows = (np.flatnonzero(table["role"].astype(str).to_numpy() != "removed") if "role" in table.columns
+            else np.arange(len(table)))
     paths = table["path"].astype(str).to_numpy()
     boxes = table["bbox"].to_numpy(dtype=object) if "bbox" in table.columns else np.full(len(table), None, object)
     hashes = table[HASH_COLUMN].to_numpy(dtype=object) if HASH_COLUMN in table.columns else None
-    skipped: Counter = Counter()
-    keyed: list[tuple[int, str]] = []
+    cache = ColourCache(Path(cache_dir) / f"colour-{method_tag()}") if cache_dir is not None else None
+    known = cache.entries if cache is not None else {}
+    keys: dict[int, str] = {}  # row → its cache key, where known
+    jobs, job_rows, queued = [], [], set()
     for row in rows:
         sha = hashes[row] if hashes is not None and isinstance(hashes[row], str) and hashes[row] else None
-        if sha is None:
-            try:
-                from ..rundir import file_sha256
-
-                sha = file_sha256(paths[row])
-            except OSError as exc:
-                skipped[f"cannot read the file ({exc.strerror or type(exc).__name__})"] += 1
+        box = _bbox(boxes[row])
+        if sha is not None:  # its key is known here: a job only for a new content
+            keys[row] = key = _key(sha, box)
+            if key in known or key in queued:
                 continue
-        keyed.append((row, _key(sha, _bbox(boxes[row]))))
-    cache = ColourCache(Path(cache_dir) / f"colour-{method_tag()}") if cache_dir is not None else None
-    known = dict(cache.entries) if cache is not None else {}
-    missing: dict[str, tuple[str, tuple | None]] = {}
-    for row, key in keyed:
-        if key not in known and key not in missing:
-            missing[key] = (paths[row], _bbox(boxes[row]))
-    results: dict[str, tuple[dict, str]] = dict(known)
-    keys = list(missing)
+            queued.add(key)
+        jobs.append((paths[row], box, sha))
+        job_rows.append(row)
+    skipped: Counter = Counter()
+    results: dict[str, tuple[dict, str]] = {}
     done = 0
-    for batch in _compute([missing[k] for k in keys], _workers(workers), pool_above):
-        batch_keys = keys[done:done + len(batch)]
+    for batch in _compute(jobs, known, _workers(workers), pool_above):
+        fresh = {}
+        for row, (key, colour, reason) in zip(job_rows[done:done + len(batch)], batch):
+            if key is None:
+                skipped[reason] += 1
+                continue
+            keys[row] = key
+            if colour is not None:
+                fresh[key] = colour
         done += len(batch)
-        results.update(zip(batch_keys, batch))
-        if cache is not None:
-            cache.write(batch_keys, batch)
-    values = {c: table[c].to_numpy(dtype=np.float64, na_value=np.nan).copy() if c == "colour_share"
-              else table[c].to_numpy(dtype=object, na_value=None).copy() for c in COLUMNS}
-    for row, key in keyed:
-        columns, reason = results[key]
+        results.update(fresh)
+        if cache is not None and fresh:
+            cache.write(list(fresh), list(fresh.values()))
+    values = {c: np.full(len(table), np.nan) if c == "colour_share" else np.full(len(table), None, dtype=object)
+              for c in COLUMNS}
+    for row, key in keys.items():
+        columns, reason = results[key] if key in results else known[key]
         if reason:
             skipped[reason] += 1
             continue
@@ -190,8 +196,8 @@ def add_colour_columns(items, cache_dir: os.PathLike | str | None = None, worker
     for column in COLUMNS:
         table[column] = pd.Series(values[column], index=table.index,
                                   dtype="float64" if column == "colour_share" else object)
-    log.info("colour: %d photos, %d from the cache, %d computed", len(keyed), sum(k in known for _, k in keyed),
-             len(keys))
+    log.info("colour: %d photos, %d from the cache, %d computed", len(keys), sum(k in known for k in keys.values()),
+             len(results))
     if skipped:
         log.warning("colour: %d of %d photos skipped (%s)", sum(skipped.values()), len(rows),
                     ", ".join(f"{n} {reason}" for reason, n in skipped.most_common()))
@@ -202,7 +208,7 @@ def colour_stage(items, ok, cache_dir=None) -> dict:
     """The colour stage as an item-table stage (:data:`fashion.pipeline.items.ITEM_TABLE_STAGES`):
     ``{column: values}`` of :data:`COLUMNS` for every row of ``items`` (``ok`` is not needed: a photo the
     network could not read is coloured or skipped on its own). ``cache_dir``: the run's cache."""
-    table = add_colour_columns(items.drop(columns=[c for c in COLUMNS if c in items.columns]), cache_dir=cache_dir)
+    table = add_colour_columns(items, cache_dir=cache_dir)
     return {column: table[column] for column in COLUMNS}
 
 

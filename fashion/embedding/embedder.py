@@ -118,13 +118,9 @@ class Embedder:
     def from_spec(cls, spec: EmbedderSpec) -> "Embedder":
         """The embedder ``spec`` describes; :class:`~fashion.errors.FashionError` when the spec names a
         weights checksum and the weights found now differ (a run's model retrained since)."""
-        from ..errors import FashionError
-
         embedder = cls.create(model=spec.model_dir, arch=spec.arch, layer=spec.layer, size=spec.size,
                               precision=spec.precision, runtime=spec.runtime)
-        if spec.checksum is not None and embedder.checksum != spec.checksum:
-            raise FashionError(f"the model's weights changed since the run (checksum {embedder.checksum[:12]} != "
-                               f"{spec.checksum[:12]}); rerun `fashion neighbors` with the current model")
+        spec.check_checksum(embedder.checksum)
         return embedder
 
     @classmethod
@@ -173,10 +169,8 @@ class Embedder:
         info = loaded.info
         body, head = loaded.embedding_parts(layer)
         size = int(size or info.input_size)
-        # one pass for vector and prediction where it is the classifier's own computation: a single model
-        # (an ensemble averages its members' probabilities), fed the size it predicts at
-        classes = None
-        if not loaded.is_ensemble and size == info.input_size:
+        classes = None  # one pass for vector and prediction where it is the classifier's own computation
+        if info.one_pass(size):
             classes = last_layer(loaded.head) if layer == "head" else loaded.head
         return cls(body, name=info.arch, size=size, mean=info.mean, std=info.std,
                    checksum=file_sha256(loaded.weights_path), layer=layer,
@@ -309,9 +303,10 @@ class Embedder:
     def cache_path(self, cache_dir, crop: bool = False) -> Path:
         """This embedder's cache sub-directory of ``cache_dir``:
         ``<checksum[:16]>.<settings>-<size>-<layer>-<precision>[-openvino|-openvino-int8-<calibration id>]-<resize>[-bbox]``, where
-        ``settings`` (:func:`.cache.settings_tag`) covers the other inputs of a vector: the full weights
+        ``settings`` (:func:`fashion.chunkstore.settings_tag`) covers the other inputs of a vector: the full weights
         checksum, arch, mean, std, size, layer, precision, resize and crop."""
-        from .cache import settings_tag
+        from ..chunkstore import settings_tag
+        from .cache import CACHE_FORMAT
 
         if self.runtime == "openvino-int8":  # the calibration set is part of what made the vectors
             runtime = f"-openvino-int8-{self.calibration()['id']}"
@@ -320,9 +315,9 @@ class Embedder:
         # the runtime is in the name itself ("-openvino"), so a path asked for before "auto" is resolved
         # (always torch below OPENVINO_MIN_IMAGES) names the torch cache, as it always did
         spec = self.spec
-        settings = settings_tag(checksum=spec.checksum, arch=spec.arch, mean=list(self.mean), std=list(self.std),
-                                size=spec.size, layer=spec.layer, precision=spec.precision, resize=self.resize,
-                                crop=bool(crop))
+        settings = settings_tag(format=CACHE_FORMAT, checksum=spec.checksum, arch=spec.arch, mean=list(self.mean),
+                                std=list(self.std), size=spec.size, layer=spec.layer, precision=spec.precision,
+                                resize=self.resize, crop=bool(crop))
         tag = (f"{self.checksum[:16]}.{settings}-{self.size}-{self.layer}-{self.precision}{runtime}-{self.resize}"
                + ("-bbox" if crop else ""))
         return Path(cache_dir) / tag

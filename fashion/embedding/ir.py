@@ -91,11 +91,11 @@ def save_embedder(embedder, directory: Path) -> Path:
     its input (``layer`` head: the category scores)."""
     from torch import nn
 
+    from ..heads import linear_arrays
+
     model = embedder.openvino_model()
     last = embedder.classes if embedder.layer == "head" and isinstance(embedder.classes, nn.Linear) else None
-    classes = None if last is None else (
-        last.weight.detach().numpy(),
-        last.bias.detach().numpy() if last.bias is not None else np.zeros(last.out_features, np.float32))
+    classes = None if last is None else linear_arrays(last)
     meta = {"name": embedder.name, "size": embedder.size, "resize": embedder.resize, "layer": embedder.layer,
             "precision": embedder.precision, "classify": embedder.can_classify, "dim": embedder.dim,
             "class_names": list(embedder.class_names) if embedder.can_classify else [],
@@ -149,11 +149,3 @@ class SavedNetwork:
         results = self.compiled(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
         outs = [np.array(results[i], dtype=np.float32) for i in range(len(results))]  # copies: buffers are reused
         return outs[0], (outs[1] if self.can_classify else None)
-
-    def category_scores(self, vectors: np.ndarray) -> np.ndarray:
-        """(n, d) float32 stored vectors → (n, c) softmax of the last layer's logits (``class_weights``)."""
-        weight, bias = self.class_weights
-        logits = vectors @ weight.T + bias
-        logits -= logits.max(axis=1, keepdims=True)
-        np.exp(logits, out=logits)
-        return logits / logits.sum(axis=1, keepdims=True)

@@ -69,6 +69,15 @@ class EmbedderSpec:
                  if f.name not in ("arch", "model_dir", "checksum") and hasattr(config, f.name)}
         return cls(arch=arch, model_dir=model, **given)
 
+    def check_checksum(self, found: str) -> None:
+        """:class:`~fashion.errors.FashionError` when this spec names a weights checksum and ``found`` (the
+        weights' checksum now) differs: the run's model was retrained since."""
+        if self.checksum is not None and found != self.checksum:
+            from ..errors import FashionError
+
+            raise FashionError(f"the model's weights changed since the run (checksum {found[:12]} != "
+                               f"{self.checksum[:12]}); rerun `fashion neighbors` with the current model")
+
     def to_json(self) -> dict:
         """JSON-ready fields (the keys ``run.json``'s ``embedder`` block has always had)."""
         return asdict(self)

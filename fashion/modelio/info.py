@@ -58,6 +58,13 @@ class ModelInfo:
         """Image side the kept model expects (``final_size``, else ``size``)."""
         return self.final_size or self.size
 
+    def one_pass(self, size: int) -> bool:
+        """Whether an embedder of this model at ``size`` px gives the classifier's prediction from the
+        same pass as the vector: a single model (an ensemble averages its members' probabilities), fed
+        the size it predicts at. The one rule for :meth:`fashion.embedding.Embedder.from_model_dir` and
+        the service's saved network (:func:`fashion.service.loading.saved_network`)."""
+        return not self.members and int(size) == self.input_size
+
     def to_json(self) -> dict:
         """A JSON-ready dict (lists for tuples), the inverse of :meth:`from_json`."""
         out = asdict(self)

@@ -48,17 +48,26 @@ def _as_matrix(X, what: str) -> np.ndarray:
     return X
 
 
-def _normalize(X: np.ndarray, what: str) -> np.ndarray:
-    """L2-normalise float32 rows (new float32 array); a zero row has no cosine distance, so it is an error.
+def unit_rows(X: np.ndarray, what: str = "rows", keep_zero: bool = False) -> np.ndarray:
+    """L2-normalise float32 rows (new float32 array): the one normalisation of cosine rows (an index's,
+    and :func:`fashion.catalog.lists.reachable`'s). A zero row has no cosine distance: an error naming
+    ``what`` and the row, or with ``keep_zero`` a zero row of the result.
 
     Memory: one float32 copy of ``X`` divided in place; the norms come from
     :func:`.distances.sq_norms` (float64 result, float32 slice sums: no (n, d) temporary), so a
     normalised row's squared norm is 1 within 2.3e-6.
+
+    >>> unit_rows(np.array([[3, 4], [0, 0]], np.float32), keep_zero=True).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
+    X = np.asarray(X, dtype=np.float32)
     norms = np.sqrt(sq_norms(X))
-    if (norms == 0).any():
-        row = int(np.flatnonzero(norms == 0)[0])
-        raise ValueError(f"{what} row {row} is all zeros: cosine distance is undefined for it")
+    zero = norms == 0
+    if zero.any():
+        if not keep_zero:
+            raise ValueError(f"{what} row {int(np.flatnonzero(zero)[0])} is all zeros: cosine distance is "
+                             "undefined for it")
+        norms[zero] = 1.0
     out = np.array(X, dtype=np.float32, order="C", copy=True)  # owned: the caller's array stays untouched
     huge = norms > np.finfo(np.float32).max  # rows near float32's limit: their norm only fits in float64
     if huge.any():
@@ -279,7 +288,7 @@ class NeighborIndex:
             raise NotFittedError(f"{self!r} is not fitted yet: call fit(X) first")
 
     def _prepare(self, X: np.ndarray, what: str) -> np.ndarray:
-        return _normalize(X, what) if self.metric == "cosine" else X
+        return unit_rows(X, what) if self.metric == "cosine" else X
 
     def _repair_missing(self, Q: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
         """Approximate indexes may return -1 (too few candidates): search those rows exactly."""

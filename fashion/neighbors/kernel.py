@@ -12,12 +12,19 @@ Scores, higher is nearer: cosine ``q . x`` on unit rows; euclidean ``2 q . x - |
 ||q - x||^2, the query's own norm dropped), on data the caller has centred (the expansion loses all
 precision in float32 for tight clusters far from the origin). The scores only pick candidates: the
 distances reported are recomputed from the rows (:mod:`.distances`).
+
+Engines: ``torch`` (its GEMM and ``topk``, above) or ``numpy`` (its BLAS and ``argpartition``:
+:func:`topk_scores_numpy`, the same candidates). The caller may name one; otherwise the rule is by size
+(:func:`default_engine`): a search of at least :data:`TORCH_FROM_QUERIES` queries (an all-pairs run, a
+catalogue's re-search of its lists) uses torch where it is installed; a smaller one (a server's photo or
+id queries, batched a few at a time) uses numpy, so that answering a query never imports torch (a server
+of a saved OpenVINO network runs without it).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
-import sys
 import warnings
 
 import numpy as np
@@ -29,6 +36,11 @@ WORKING_MEMORY = 128 * 2**20
 # MIN_TILE_BYTES (tiny data: a few large products rather than many Python-sized ones).
 DATA_SHARE = 8
 MIN_TILE_BYTES = 2**20
+# Queries from which a search uses torch's GEMM and topk (where torch is installed) when the caller names
+# no engine: an all-pairs run or a catalogue's re-search; a server's queries, batched a few at a time
+# (fashion.service.batcher), stay below it and never import torch.
+TORCH_FROM_QUERIES = 256
+ENGINES = ("torch", "numpy")
 # Tile shape: rows a power of two up to MAX_TILE_ROWS, columns a multiple of COLUMN_STEP. MKL's GEMM
 # ran 1.3-1.5x slower on ragged shapes here (704 x 5818 against 1024 x 3968 or 2048 x 1024, 8k x 2048
 # data, same budget); wide tiles (2048 x 16384 at the default budget) need few top-k merges.
@@ -58,8 +70,21 @@ def tile_budget(X: np.ndarray, working_memory: int | None = None) -> int:
     return min(budget, max(MIN_TILE_BYTES, X.nbytes // DATA_SHARE))
 
 
+def default_engine(n_queries: int) -> str:
+    """The engine of a search of ``n_queries`` queries when the caller names none: "torch" from
+    :data:`TORCH_FROM_QUERIES` queries on where torch is installed, else "numpy".
+
+    >>> default_engine(1)
+    'numpy'
+    """
+    if n_queries >= TORCH_FROM_QUERIES and importlib.util.find_spec("torch") is not None:
+        return "torch"
+    return "numpy"
+
+
 def topk_scores(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, x_sq_norms: np.ndarray | None = None,
-                exclude_self: bool = False, working_memory: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                exclude_self: bool = False, working_memory: int | None = None,
+                engine: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k best-scoring rows of ``X`` for every row of ``Q``: (scores float32, indices int64), (q, k),
     best first.
 
@@ -68,6 +93,7 @@ def topk_scores(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, x_sq_norms
     exclude_self: Q is X (row i of Q is point i): point i's score against itself is -inf, so it comes
     last, and only when k = n.
     working_memory: bytes of one score tile (:func:`tile_budget`).
+    engine: "torch" or "numpy" (:data:`ENGINES`); None: :func:`default_engine` of the number of queries.
 
     >>> X = np.array([[1, 0], [0.6, 0.8], [0, 1]], dtype=np.float32)
     >>> topk_scores(X, X, 1, "cosine", exclude_self=True)[1].ravel().tolist()
@@ -76,8 +102,11 @@ def topk_scores(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, x_sq_norms
     nq, n = len(Q), len(X)
     if not 1 <= k <= n:
         raise ValueError(f"k must be in 1..{n}, got {k}")
+    engine = default_engine(nq) if engine is None else engine
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     rows, cols = tile_shape(nq, n, tile_budget(X, working_memory))
-    if "torch" not in sys.modules:  # a server that never loaded torch: numpy's BLAS, the same candidates
+    if engine == "numpy":
         return topk_scores_numpy(Q, X, k, metric, x_sq_norms, exclude_self, rows, cols)
     import torch
 
@@ -125,9 +154,8 @@ def topk_scores(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, x_sq_norms
 
 
 def topk_scores_numpy(Q, X, k, metric, x_sq_norms, exclude_self, rows, cols) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`topk_scores` with numpy's matrix product (sgemm through its BLAS) and ``argpartition``, for
-    a process that has not imported torch (a server answering one photo at a time: not the all-pairs
-    floor, and never a reason to load torch)."""
+    """:func:`topk_scores` with numpy's matrix product (sgemm through its BLAS) and ``argpartition``: the
+    engine of a few queries (a server answering one photo at a time: never a reason to load torch)."""
     bias = None
     if metric == "euclidean":
         if x_sq_norms is None:

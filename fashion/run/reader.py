@@ -83,10 +83,10 @@ class Run:
         """float32 (len(ids), d): the embedding rows ``ids``, read with pread (:class:`fashion.rowreader.RowReader`),
         not through the map, so a server answering random ids does not map the file into its memory."""
         if self._rows is None:
-            from .segments import SegmentReader
+            from .segments import segment_reader
 
-            self._rows = SegmentReader(self.path, self.info)
-        return self._rows.read(ids)
+            self._rows = segment_reader(self.path, self.info)
+        return self._rows.take(ids)
 
     def neighbors(self):
         """The neighbour lists (DataFrame query_id, rank, neighbor_id, distance; by query, then rank)."""

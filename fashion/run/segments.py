@@ -10,7 +10,7 @@ item keeps its row; the item table's role says it is out of every index, list an
 :data:`MAX_SEGMENTS` the catalogue writes them as one ``embeddings.npy`` again (compaction).
 
 :class:`Segments` reads them as one (n, d) float32 array: ``shape``, ``len``, slices and id arrays
-(copies); :class:`SegmentReader` reads rows by id with pread (:class:`fashion.rowreader.RowReader`).
+(copies); :func:`segment_reader` makes them read rows by id with pread (:class:`fashion.rowreader.RowReader`).
 """
 
 from __future__ import annotations
@@ -46,15 +46,16 @@ def segment_name(first_id: int) -> str:
 
 
 class Segments:
-    """(n, d) float32 rows held in several arrays (memory-mapped segments, or rows not yet written), read
-    as one: ``shape``, ``len``, ``rows[a:b]``, ``rows[ids]`` and ``np.asarray(rows)`` return copies.
+    """(n, d) float32 rows held in several arrays (memory-mapped segments, pread row readers, or rows not
+    yet written), read as one: ``shape``, ``len``, ``rows[a:b]``, ``rows[ids]`` and ``np.asarray(rows)``
+    return copies (``np.asarray`` of memory-mapped or in-memory arrays only).
     ``names``: each array's path in the run it was read from (None: not written yet)."""
 
     dtype = np.dtype(np.float32)
     ndim = 2
 
     def __init__(self, arrays, names=None, d: int | None = None):
-        arrays = [np.asarray(a) if not isinstance(a, np.memmap) else a for a in arrays]
+        arrays = [a if isinstance(a, (np.memmap, RowReader)) else np.asarray(a) for a in arrays]
         names = list(names) if names is not None else [None] * len(arrays)
         if d is None:
             d = int(arrays[0].shape[1]) if arrays else 0
@@ -148,25 +149,11 @@ def read(run_dir, info: dict, n: int):
     return Segments(arrays, names(info), d)
 
 
-class SegmentReader:
-    """Rows by id read with pread from each segment (:class:`fashion.rowreader.RowReader`)."""
-
-    def __init__(self, run_dir, info: dict):
-        self.readers = [RowReader(Path(run_dir) / name) for name in names(info)]
-        self.starts = np.cumsum([0] + [r.shape[0] for r in self.readers]).astype(np.int64)
-
-    def read(self, ids) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if len(self.readers) == 1:
-            return self.readers[0].read(ids)
-        out = np.empty((len(ids), self.readers[0].shape[1]), dtype=self.readers[0].dtype)
-        if len(ids) and (ids.min() < 0 or ids.max() >= self.starts[-1]):
-            raise IndexError(f"row ids out of range 0..{self.starts[-1] - 1}")
-        seg = np.searchsorted(self.starts, ids, side="right") - 1
-        for s in np.unique(seg):
-            where = np.flatnonzero(seg == s)
-            out[where] = self.readers[s].read(ids[where] - self.starts[s])
-        return out
+def segment_reader(run_dir, info: dict) -> Segments:
+    """The run's embeddings as :class:`Segments` of :class:`fashion.rowreader.RowReader`: ``take(ids)``
+    reads the rows by id with pread from each segment, not through a memory map."""
+    readers = [RowReader(Path(run_dir) / name) for name in names(info)]
+    return Segments(readers, names(info), readers[0].shape[1])
 
 
 def write(out, rows, previous=None) -> tuple[list[Path], list[str] | None]:

@@ -46,11 +46,11 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ImageError
+from ..errors import ImageError, first_line
 from ..service import MAX_K, MAX_PAGE, ItemNotFound, SimilarityService
 from ..service.budget import Busy, Limits
 from .listen import LOCAL_HOSTS, host_allowed
-from .upload import FORM_OVERHEAD, BadForm, ClientGone, TooLarge, one_line, parse_form, read_body
+from .upload import DETAIL_CHARS, FORM_OVERHEAD, ClientGone, parse_form, read_form
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +102,11 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
         errors = exc.errors()
         first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSONResponse({"detail": one_line(f"{where}: {first.get('msg', 'invalid request')}")}, status_code=422)
+        return JSONResponse({"detail": first_line(f"{where}: {first.get('msg', 'invalid request')}", DETAIL_CHARS)}, status_code=422)
 
     @app.exception_handler(Busy)
     async def busy(request: Request, exc: Busy):
-        return JSONResponse({"detail": one_line(exc)}, status_code=503,
+        return JSONResponse({"detail": first_line(exc, DETAIL_CHARS)}, status_code=503,
                             headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(ClientGone)
@@ -123,11 +123,11 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
         try:
             return fn(*args, **kwargs)
         except ItemNotFound as exc:
-            raise HTTPException(404, one_line(exc)) from None
+            raise HTTPException(404, first_line(exc, DETAIL_CHARS)) from None
         except ImageError as exc:
-            raise HTTPException(422, one_line(f"not a usable image: {exc.reason}")) from None
+            raise HTTPException(422, first_line(f"not a usable image: {exc.reason}", DETAIL_CHARS)) from None
         except ValueError as exc:
-            raise HTTPException(422, one_line(exc)) from None
+            raise HTTPException(422, first_line(exc, DETAIL_CHARS)) from None
 
     @app.get("/healthz")
     async def healthz() -> dict:  # on the event loop: a few dict reads, never queued behind photo work's threads
@@ -137,14 +137,7 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
     async def search(request: Request, k: int | None = Query(None, ge=1, le=MAX_K), filter: list[str] = FILTER,
                      text: str | None = TEXT, colour: str | None = COLOUR) -> JSONResponse:
         with service.budget.admit():  # Busy (503) before a byte of the body is read
-            try:
-                body = await read_body(request, max_upload + FORM_OVERHEAD)
-                form = parse_form(body, request.headers.get("content-type"))
-            except TooLarge as exc:
-                raise HTTPException(413, one_line(exc)) from None
-            except BadForm as exc:
-                raise HTTPException(422, one_line(exc)) from None
-            del body
+            form = await read_form(request, max_upload + FORM_OVERHEAD, parse_form)
             image = form.get("image")
             if image is None:
                 raise HTTPException(422, "missing the form's `image` file field")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import first_line
+
 FORM_OVERHEAD = 64 * 1024  # boundaries, part headers and small fields around the one file
+DETAIL_CHARS = 300  # the most characters of an error's first line that a 4xx JSON ``detail`` carries
 
 
 class TooLarge(ValueError):
@@ -49,6 +52,19 @@ async def read_body(request, limit: int) -> bytes:
     except ClientDisconnect:
         raise ClientGone() from None
     return bytes(body)
+
+
+async def read_form(request, limit: int, parse=None):
+    """``parse`` (:func:`parse_parts`, the default, or :func:`parse_form`) of the request's body of at most
+    ``limit`` bytes (:func:`read_body`); :class:`TooLarge` as HTTP 413, :class:`BadForm` as 422, one line each."""
+    from fastapi import HTTPException
+
+    try:
+        return (parse or parse_parts)(await read_body(request, limit), request.headers.get("content-type"))
+    except TooLarge as exc:
+        raise HTTPException(413, first_line(exc, DETAIL_CHARS)) from None
+    except BadForm as exc:
+        raise HTTPException(422, first_line(exc, DETAIL_CHARS)) from None
 
 
 def parse_form(body: bytes, content_type: str | None) -> dict[str, Part]:
@@ -100,10 +116,5 @@ def parse_parts(body: bytes, content_type: str | None) -> list[Part]:
         parser.write(body)
         parser.finalize()
     except Exception as exc:  # noqa: BLE001 - the parser's errors are all "malformed body"
-        raise BadForm(f"malformed multipart body: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise BadForm(f"malformed multipart body: {first_line(exc, DETAIL_CHARS)}") from None
     return parts
-
-
-def one_line(text) -> str:
-    """The first line of an error's text, at most 300 characters: what a 4xx JSON ``detail`` carries."""
-    return (str(text).strip().splitlines() or [""])[0][:300]

@@ -26,8 +26,8 @@ from pathlib import Path
 from fastapi import Depends, FastAPI, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ConfigError, FashionError, ImageError
-from .upload import FORM_OVERHEAD, BadForm, TooLarge, one_line, parse_parts, read_body
+from ..errors import ConfigError, FashionError, ImageError, first_line
+from .upload import DETAIL_CHARS, FORM_OVERHEAD, TooLarge, read_body, read_form
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +83,15 @@ def add_write_routes(app: FastAPI, live, token: str, max_upload: int) -> None:
         try:
             result = fn(*args, **kwargs)
         except WriterBusy as exc:
-            raise HTTPException(409, one_line(exc)) from None
+            raise HTTPException(409, first_line(exc, DETAIL_CHARS)) from None
         except ImageError as exc:
-            raise HTTPException(422, one_line(f"{exc.path}: not a usable image: {exc.reason}")) from None
+            raise HTTPException(422, first_line(f"{exc.path}: not a usable image: {exc.reason}", DETAIL_CHARS)) from None
         except MetadataError as exc:
-            raise HTTPException(422, one_line(exc)) from None
+            raise HTTPException(422, first_line(exc, DETAIL_CHARS)) from None
         except ConfigError as exc:
-            raise HTTPException(404 if "no item with id" in str(exc) else 422, one_line(exc)) from None
+            raise HTTPException(404 if "no item with id" in str(exc) else 422, first_line(exc, DETAIL_CHARS)) from None
         except FashionError as exc:
-            raise HTTPException(422, one_line(exc)) from None
+            raise HTTPException(422, first_line(exc, DETAIL_CHARS)) from None
         live.refresh()  # the next request sees the new version
         return result
 
@@ -103,14 +103,7 @@ def add_write_routes(app: FastAPI, live, token: str, max_upload: int) -> None:
         from ..catalog.uploads import add_photos
 
         with live.budget.admit():
-            try:
-                body = await read_body(request, MAX_PHOTOS * max_upload + FORM_OVERHEAD)
-                parts = parse_parts(body, request.headers.get("content-type"))
-            except TooLarge as exc:
-                raise HTTPException(413, one_line(exc)) from None
-            except BadForm as exc:
-                raise HTTPException(422, one_line(exc)) from None
-            del body
+            parts = await read_form(request, MAX_PHOTOS * max_upload + FORM_OVERHEAD)
             photos = [bytes(p.data) for p in parts if p.name == "image"]
             if not photos:
                 raise HTTPException(422, "missing the form's `image` file field (one or more photos)")
@@ -144,7 +137,7 @@ def add_write_routes(app: FastAPI, live, token: str, max_upload: int) -> None:
         try:
             values = json.loads(await read_body(request, MAX_PATCH))
         except TooLarge as exc:
-            raise HTTPException(413, one_line(exc)) from None
+            raise HTTPException(413, first_line(exc, DETAIL_CHARS)) from None
         except ValueError:
             raise HTTPException(422, "the body must be a JSON object of metadata columns") from None
         if not isinstance(values, dict) or not all(

@@ -27,6 +27,7 @@ through the run's index (exact over those candidates only).
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -140,17 +141,43 @@ class ColourModes:
             return self._projected[np.searchsorted(self.gallery, ids)]
         return np.concatenate([project(self.run.vectors(ids[s:s + 4096]), basis) for s in range(0, len(ids), 4096)])
 
+    @functools.cached_property
+    def _codes(self) -> dict:
+        """``family`` and ``labels`` factorised once, at the first colour query: {column: (int code per item,
+        value → code)}, so that a query compares integers, not strings, over its allowed items."""
+        import pandas as pd
+
+        out = {}
+        for name, values in (("family", self.family), ("label", self.labels)):
+            codes, uniques = pd.factorize(values)
+            out[name] = (codes, {value: i for i, value in enumerate(uniques)})
+        return out
+
+    def _having(self, column: str, value: str, ids: np.ndarray) -> np.ndarray:
+        """The items of ``ids`` whose ``column`` ("family" or "label") is ``value``."""
+        codes, index = self._codes[column]
+        return ids[codes[ids] == index.get(value, -2)]
+
     def allowed(self, mode: str, allowed: np.ndarray | None) -> np.ndarray | None:
         """The ids a ``<family>`` mode searches (``allowed`` narrowed to the family); ``allowed`` otherwise."""
         if mode in MODES:
             return allowed
-        ids = self.gallery if allowed is None else np.asarray(allowed, dtype=np.int64)
-        return ids[self.family[ids] == mode]
+        return self._having("family", mode, self.gallery if allowed is None else np.asarray(allowed, dtype=np.int64))
 
-    def invariant(self, vector: np.ndarray, k: int, exclude: int | None,
-                  allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _candidates(self, query: np.ndarray, ids: np.ndarray, exclude: int | None) -> np.ndarray:
+        """``ids`` (sorted) when they number at most ``EXACT_ROWS``; else the ``CANDIDATES`` of them nearest to
+        the projected ``query`` through the run's index (sorted)."""
+        if len(ids) <= EXACT_ROWS:
+            return ids
+        _, found = self.run.index.search(query, min(CANDIDATES, len(ids)), allowed=ids)
+        return np.unique(found[0][(found[0] >= 0) & (found[0] != (exclude if exclude is not None else -1))])
+
+    def invariant(self, vector: np.ndarray, k: int, exclude: int | None, allowed: np.ndarray | None,
+                  category: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, cosine distances) of the ``k`` items of ``allowed`` (None: the gallery) nearest to
-        ``vector`` with the colour directions projected out, nearest first, ties by id."""
+        ``vector`` with the colour directions projected out, nearest first, ties by id. With ``category``:
+        the nearest items labelled ``category`` first, then the nearest of the rest; every candidate is
+        scored once."""
         basis = self.basis()
         ids = self.gallery if allowed is None else np.intersect1d(np.asarray(allowed, np.int64), self.gallery)
         if exclude is not None:
@@ -158,12 +185,23 @@ class ColourModes:
         if not len(ids):
             return ids, np.zeros(0, np.float32)
         query = project(np.asarray(vector, np.float32)[None, :], basis)
-        if len(ids) > EXACT_ROWS:
-            _, found = self.run.index.search(query, min(CANDIDATES, len(ids)), allowed=ids)
-            ids = np.unique(found[0][(found[0] >= 0) & (found[0] != (exclude if exclude is not None else -1))])
-        dist = 1.0 - self._projected_rows(ids, basis).astype(np.float64) @ query[0].astype(np.float64)
-        order = np.lexsort((ids, dist))[:k]
-        return ids[order], dist[order].astype(np.float32)
+        pools = [self._candidates(query, ids, exclude)]
+        if category is not None:
+            pools.insert(0, self._candidates(query, self._having("label", category, ids), exclude))
+        scored = functools.reduce(np.union1d, pools)
+        dist = 1.0 - self._projected_rows(scored, basis).astype(np.float64) @ query[0].astype(np.float64)
+        ranked = []
+        for pool in pools:  # each pool's k nearest, ties by id
+            pool_dist = dist[np.searchsorted(scored, pool)]
+            order = np.lexsort((pool, pool_dist))[:k]
+            ranked.append((pool[order], pool_dist[order]))
+        out_ids, out_dist = ranked[0]
+        if category is not None:  # the category's nearest, then the nearest of the others
+            first, (near, near_dist) = ranked
+            rest = ~np.isin(near, first[0])
+            out_ids = np.concatenate([first[0], near[rest]])[:k]
+            out_dist = np.concatenate([first[1], near_dist[rest]])[:k]
+        return out_ids, out_dist.astype(np.float32)
 
     def search(self, mode: str, vector: np.ndarray, k: int, exclude: int | None, allowed: np.ndarray | None,
                family: str | None, search, match, category: str | None = None) -> list:
@@ -176,13 +214,9 @@ class ColourModes:
                 seen = {m.id for m in first}
                 first += [m for m in search(vector, k + len(first), exclude, allowed) if m.id not in seen]
             return [match(rank, m.id, m.distance) for rank, m in enumerate(first[:k], start=1)]
-        allowed = self.allowed(mode, allowed)
-        ids, dist = self.invariant(vector, k, exclude, allowed)
-        if category is not None and mode not in MODES:  # the query's kind of garment first, then the rest
-            ids_first, dist_first = self.invariant(vector, k, exclude, allowed[self.labels[allowed] == category])
-            rest = ~np.isin(ids, ids_first)
-            ids = np.concatenate([ids_first, ids[rest]])[:k]
-            dist = np.concatenate([dist_first, dist[rest]])[:k]
+        # <family>: the query's kind of garment first where there is a classifier, then the rest
+        ids, dist = self.invariant(vector, k, exclude, self.allowed(mode, allowed),
+                                   category if mode not in MODES else None)
         return [match(rank, int(i), float(d)) for rank, (i, d) in enumerate(zip(ids, dist), start=1)]
 
     @staticmethod

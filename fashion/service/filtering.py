@@ -156,11 +156,12 @@ def _booleans(table):
 
 def category_scores(run, classifier=None, embedder=None) -> tuple[np.ndarray, tuple[str, ...]] | None:
     """((n_items, n_classes) scores of the trained model's categories for every item, its class names),
-    from the stored embeddings through the trained head's last layer (a softmax of its logits), when the
-    run embedded with that head's penultimate features (``layer`` head) of a single model; None otherwise
-    (then words rank by id). ``classifier``: the run's model when already loaded (else read from the run's
-    ``model_dir``, once, at open). ``embedder``: the run's rebuilt embedder, whose one-pass classifier
-    (:attr:`~fashion.embedding.Embedder.classes`, the same last layer) is used instead of loading the model again.
+    from the stored embeddings through the trained head's last layer (:func:`class_scores`, numpy), when
+    the run embedded with that head's penultimate features (``layer`` head) of a single model; None
+    otherwise (then words rank by id). The last layer comes from, in order: a saved network's
+    ``class_weights`` (no torch), ``classifier`` (the run's model when already loaded), ``embedder``'s
+    one-pass classifier (:attr:`~fashion.embedding.Embedder.classes`, the same last layer: the model is not
+    loaded again), else the run's ``model_dir`` (read once, at open).
 
     The embeddings are stored at unit length, so the scores keep the classifier's order of the categories
     for each item but are softmaxed at a different temperature than a fresh prediction of the photo."""
@@ -168,41 +169,41 @@ def category_scores(run, classifier=None, embedder=None) -> tuple[np.ndarray, tu
     if described.get("layer") != "head" or not described.get("model_dir"):
         return None
     if classifier is None and getattr(embedder, "class_weights", None) is not None:  # a saved network: no torch
-        weight = embedder.class_weights[0]
-        if weight.shape[1] != run.embeddings.shape[1]:
-            return None
-        return _scores(run.embeddings, weight.shape[0], embedder.category_scores), tuple(embedder.class_names)
-    import torch
-
-    if classifier is None and embedder is not None and getattr(embedder, "classes", None) is not None \
-            and embedder.layer == "head":
-        last, names = embedder.classes, embedder.class_names  # the embedder loaded this model already
+        (weight, bias), names = embedder.class_weights, embedder.class_names
     else:
-        if classifier is None:
-            from ..modelio import load_model
+        from ..heads import last_layer, linear_arrays
 
-            classifier = load_model(described["model_dir"])
-        if classifier.is_ensemble:
-            return None
-        from ..heads import last_layer
+        if classifier is None and embedder is not None and getattr(embedder, "classes", None) is not None \
+                and embedder.layer == "head":
+            last, names = embedder.classes, embedder.class_names  # the embedder loaded this model already
+        else:
+            if classifier is None:
+                from ..modelio import load_model
 
-        last, names = last_layer(classifier.head), tuple(classifier.classes)
-    if last.in_features != run.embeddings.shape[1]:
+                classifier = load_model(described["model_dir"])
+            if classifier.is_ensemble:
+                return None
+            last, names = last_layer(classifier.head), tuple(classifier.classes)
+        weight, bias = linear_arrays(last)
+    if weight.shape[1] != run.embeddings.shape[1]:
         return None
-
-    def softmax(block):
-        with torch.no_grad():
-            return torch.softmax(last(torch.from_numpy(block)).float(), dim=1).numpy()
-
-    return _scores(run.embeddings, last.out_features, softmax), tuple(names)
+    return class_scores(run.embeddings, weight, bias), tuple(names)
 
 
-def _scores(embeddings, n_classes: int, softmax) -> np.ndarray:
-    """(n_items, n_classes) float32: ``softmax`` of the memory-mapped embeddings, a block at a time."""
-    scores = np.empty((len(embeddings), n_classes), dtype=np.float32)
+def class_scores(vectors, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """(n, c) float32 softmax of the logits ``vectors @ weight.T + bias`` of (n, d) stored vectors (memory-
+    mapped, read a block of :data:`SCORE_ROWS` at a time): the one softmax of the category scores.
+
+    >>> class_scores(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32), np.zeros(2, np.float32)).round(3)
+    array([[0.731, 0.269],
+           [0.269, 0.731]], dtype=float32)
+    """
+    scores = np.empty((len(vectors), len(weight)), dtype=np.float32)
     for start in range(0, len(scores), SCORE_ROWS):
-        block = np.array(embeddings[start:start + SCORE_ROWS], dtype=np.float32)
-        scores[start:start + len(block)] = softmax(block)
+        logits = np.array(vectors[start:start + SCORE_ROWS], dtype=np.float32) @ weight.T + bias
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        scores[start:start + len(logits)] = logits / logits.sum(axis=1, keepdims=True)
     return scores
 
 

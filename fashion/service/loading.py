@@ -77,9 +77,8 @@ def saved_network(info: dict, run_dir, build):
     from ..embedding import ir
 
     described = info["embedder"]
-    model_dir = described.get("model_dir")
-    if model_dir:
-        _check_weights(Path(model_dir), described.get("checksum"))
+    if described.get("model_dir"):
+        _check_weights(described)
     classify = _one_pass(described)
     directory = ir.ir_directory(run_dir, described, classify)
     if not ir.is_saved(directory):
@@ -98,23 +97,22 @@ def saved_network(info: dict, run_dir, build):
 
 
 def _one_pass(described: dict) -> bool:
-    """Whether the run's embedder gives its class prediction from the same pass (a trained single model
-    at its own input size: :meth:`fashion.embedding.Embedder.from_model_dir`), from model.json alone."""
+    """Whether the run's embedder gives its class prediction from the same pass
+    (:meth:`fashion.modelio.ModelInfo.one_pass`), from model.json alone."""
     model_dir = described.get("model_dir")
     if not model_dir:
         return False
     from ..modelio import ModelInfo
 
     info = ModelInfo.read(model_dir)
-    return not info.members and int(described.get("size") or info.input_size) == info.input_size
+    return info.one_pass(described.get("size") or info.input_size)
 
 
-def _check_weights(model_dir: Path, checksum: str | None) -> None:
-    from ..errors import FashionError
+def _check_weights(described: dict) -> None:
+    """The run's trained model's weights, checked against the run's checksum (as
+    :meth:`fashion.embedding.Embedder.from_spec` checks them) without building the network."""
+    from ..embedding.spec import EmbedderSpec
     from ..modelio import weights_file
     from ..rundir import file_sha256
 
-    found = file_sha256(weights_file(model_dir))
-    if checksum is not None and found != checksum:
-        raise FashionError(f"the model's weights changed since the run (checksum {found[:12]} != "
-                           f"{checksum[:12]}); rerun `fashion neighbors` with the current model")
+    EmbedderSpec.from_json(described).check_checksum(file_sha256(weights_file(described["model_dir"])))
