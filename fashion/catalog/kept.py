@@ -4,7 +4,7 @@
   the codes of the items that stay (renumbered), removes the leavers by id and encodes only the new ones;
 - the on-disk IVF-PQ (``ivfpq/``): :class:`OnDisk` wraps :class:`fashion.scale.delta.LiveIndex`, whose
   base is linked into the next version unchanged beside a delta of the new codes and the removed ids
-  (:func:`fashion.run.writer.write_ivfpq_live`).
+  (:func:`write`).
 
 Either way the new vectors' coarse drift is measured (:mod:`.drift`: when to retrain, by a rebuild).
 """
@@ -85,3 +85,27 @@ def changed(index, old_ids: np.ndarray, gallery_ids: np.ndarray, vectors, stats:
         live = index.live.changed(np.sort(old_ids), gallery_ids, lambda ids: _unit(vectors[ids]))
         return OnDisk(live, gallery_ids)
     return index.changed(vectors[gallery_ids], kept)
+
+
+def write(out, index: OnDisk):
+    """``ivfpq/`` of the run staged in ``out``: the base of ``index`` (the previous version's ``ivfpq/``)
+    linked in unchanged plus ``delta.npz``, or, once the delta is due
+    (:meth:`~fashion.scale.delta.LiveIndex.due`), one new base folded from both. Returns (paths, IndexRef)."""
+    from pathlib import Path
+
+    from ..run import layout
+    from ..run.writer import link_or_copy
+    from ..scale import delta as live_delta
+
+    live = index.live
+    dest = Path(out) / layout.IVFPQ_DIR
+    files = [dest / name for name in layout.IVFPQ_FILES]
+    if live.due():
+        live_delta.fold(live, dest)
+        return files, layout.IndexRef("ivfpq", layout.IVFPQ_DIR, "faiss-ivfpq", "cosine", int(live.count))
+    for name in layout.IVFPQ_FILES:
+        link_or_copy(live.directory / name, dest / name)
+    changed = bool(len(live.delta) or len(live.delta.removed))
+    if changed:
+        files.append(live_delta.write_delta(dest / layout.IVFPQ_DELTA, live.delta))
+    return files, layout.IndexRef("ivfpq", layout.IVFPQ_DIR, "faiss-ivfpq", "cosine", int(live.count), delta=changed)

@@ -354,7 +354,7 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
             path, ref = writer.write_index_rows(out, cat.info["index"]["name"], cat.info["index"]["metric"],
                                                 np.flatnonzero(gallery))
         elif isinstance(index, kept.OnDisk):
-            path, ref = writer.write_ivfpq_live(out, index.live)
+            path, ref = kept.write(out, index)
         else:
             path, ref = writer.write_index_npz(out, index, np.flatnonzero(gallery))
         files += path if isinstance(path, list) else [path]

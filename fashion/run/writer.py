@@ -215,25 +215,6 @@ def link_ivfpq(out, index_dir, count: int) -> tuple[list[Path], layout.IndexRef]
     return paths, layout.IndexRef("ivfpq", layout.IVFPQ_DIR, "faiss-ivfpq", "cosine", int(count))
 
 
-def write_ivfpq_live(out, live) -> tuple[list[Path], layout.IndexRef]:
-    """``ivfpq/`` of a run changed by the live catalogue (``live``: a :class:`fashion.scale.delta.LiveIndex`
-    over the previous version's ``ivfpq/``): its base linked in unchanged plus ``delta.npz``, or, once the
-    delta is due (:meth:`~fashion.scale.delta.LiveIndex.due`), one new base folded from both."""
-    from ..scale.delta import fold, write_delta
-
-    dest = Path(out) / layout.IVFPQ_DIR
-    files = [dest / name for name in layout.IVFPQ_FILES]
-    if live.due():
-        fold(live, dest)
-        return files, layout.IndexRef("ivfpq", layout.IVFPQ_DIR, "faiss-ivfpq", "cosine", int(live.count))
-    for name in layout.IVFPQ_FILES:
-        link_or_copy(live.directory / name, dest / name)
-    changed = bool(len(live.delta) or len(live.delta.removed))
-    if changed:
-        files.append(write_delta(dest / layout.IVFPQ_DELTA, live.delta))
-    return files, layout.IndexRef("ivfpq", layout.IVFPQ_DIR, "faiss-ivfpq", "cosine", int(live.count), delta=changed)
-
-
 def link_neighbors(out, parts) -> list[Path]:
     """``neighbors/``: the finished neighbour shards of a sharded run, linked in under their names."""
     return [link_or_copy(p, Path(out) / layout.NEIGHBORS_DIR / Path(p).name) for p in parts]
