@@ -343,3 +343,21 @@ def make_ivfpq_run(run_dir: Path, vectors: np.ndarray, k: int = 3, factory: str 
                                                     "n_ok": n, "n_queries": n, "n_gallery": n, "skipped": [],
                                                     "timing": {}})
     return run_dir
+
+
+def add_vectors(run_dir: Path, vectors: np.ndarray) -> np.ndarray:
+    """Append ``vectors`` to a run as new items (label0, no photos) and commit the change (a new sealed
+    version), as ``fashion add`` does after embedding; returns their ids."""
+    import pandas as pd
+
+    from fashion.catalog import state, versions
+
+    with versions.writer(run_dir):
+        cat = state.load(run_dir)
+        n = len(cat.items)
+        frame = pd.DataFrame({"path": [f"/new/{n + i}.jpg" for i in range(len(vectors))],
+                              "relpath": [f"label0/new{n + i}.jpg" for i in range(len(vectors))],
+                              "label": "label0", "split": ""})
+        ids = state.append(cat, frame, vectors, np.ones(len(vectors), bool), [""] * len(vectors))
+        state.commit(cat, {"op": "add", "count": len(ids)}, added=ids)
+    return ids

@@ -12,12 +12,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from factories import make_ivfpq_run
+from factories import add_vectors as _add, make_ivfpq_run
 
-from fashion.catalog import state, versions
+from fashion.catalog import versions
 from fashion.run import layout
 from fashion.run.reader import open_run
 from fashion.scale import delta as live_delta
@@ -45,18 +44,6 @@ def _hashes(directory: Path) -> dict:
 def _inode(path: Path) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_dev, st.st_ino
-
-
-def _add(run_dir: Path, vectors: np.ndarray) -> np.ndarray:
-    with versions.writer(run_dir):
-        cat = state.load(run_dir)
-        n = len(cat.items)
-        frame = pd.DataFrame({"path": [f"/new/{n + i}.jpg" for i in range(len(vectors))],
-                              "relpath": [f"label0/new{n + i}.jpg" for i in range(len(vectors))],
-                              "label": "label0", "split": ""})
-        ids = state.append(cat, frame, vectors, np.ones(len(vectors), bool), [""] * len(vectors))
-        state.commit(cat, {"op": "add", "count": len(ids)}, added=ids)
-    return ids
 
 
 def _remove(run_dir: Path, ids) -> None:

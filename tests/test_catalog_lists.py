@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from fashion.catalog import state
+from fashion.catalog.kept import KEPT_INDEXES
 from fashion.catalog.lists import Lists, from_table, search
 from fashion.neighbors import build_index
 from fashion.retrieval import compute_metrics
@@ -39,7 +40,7 @@ def _catalog(n: int, d: int, k: int, metric: str, rng, index: str = "exact", vec
     live = ids
     fitted = build_index(index, metric=metric, **params).fit(cat.vectors[live])
     cat.lists = search(fitted, live, cat.vectors[live], live, min(k, n - 1), True)
-    cat.index = fitted if index in state.KEPT_INDEXES else None
+    cat.index = fitted if index in KEPT_INDEXES else None
     cat.index_ids = live if cat.index is not None else None
     cat.items["role"] = "both"
     return cat

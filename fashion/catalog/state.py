@@ -22,7 +22,6 @@ import numpy as np
 from ..errors import DatasetError
 from ..run import layout, segments
 from . import kept
-from .kept import KEPT_INDEXES  # noqa: F401  (the backends whose training a change keeps)
 from .lists import RESERVE, Lists, drop_removed, from_table, member, merge_added, search, split, widen
 
 log = logging.getLogger(__name__)
