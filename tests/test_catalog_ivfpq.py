@@ -182,3 +182,20 @@ def test_kill_9_while_writing_the_delta_or_folding_leaves_the_previous_version_a
     assert not any(".staging-" in p.name for p in tmp_path.iterdir())
     run = open_run(run_dir)
     assert run.index.count == 404 and not np.isin(run.neighbors()["neighbor_id"], [1, 2]).any()
+
+
+def test_the_served_service_follows_a_changed_ivfpq_run(run_dir):
+    """What ``fashion serve`` holds (:class:`LiveService` over a :class:`SimilarityService`) swaps to the
+    version with a delta and answers from it: an added item is found by id, a removed one is gone."""
+    from fashion.service import SimilarityService
+    from fashion.service.live import LiveService
+
+    live = LiveService(SimilarityService(open_run(run_dir), None, None), run_dir)  # id queries need no network
+    gone = live.neighbors_of(0, k=3).results[0].id
+    added = _add(run_dir, _vectors(2, 6))
+    _remove(run_dir, [gone])
+    assert live.refresh() and live.current.run.info["version"] == 3 and live.current.run.index_ref.delta
+    assert gone not in [m.id for m in live.neighbors_of(0, k=3).results]
+    found = live.neighbors_of(int(added[0]), k=3).results
+    assert len(found) == 3 and int(added[0]) not in [m.id for m in found]
+    assert live.current.n_gallery == 401
