@@ -4,7 +4,9 @@
     python benchmarks/live.py --n 5000 --add 100 --remove 100 --queries 20 --no-serve   # smoke
 
 1. The gallery of ``benchmarks/serve.py``: a real run on the bundled sample (``--runtime``), grown to
-   ``--n`` vectors with synthetic neighbours of its photos (serve.py's ``big_run``), exact index.
+   ``--n`` vectors with synthetic neighbours of its photos (serve.py's ``big_run``), exact index, or with
+   ``--index ivfpq-disk`` the on-disk IVF-PQ (built by fashion.scale.ivfpq; each change then links its base
+   and writes a delta: fashion.scale.delta).
 2. **rebuild** (the anchor): every neighbour list searched again from the stored vectors, index refitted,
    metrics and report, a new sealed version written (``fashion.catalog.state.commit(full=True)``: what
    ``measure_sim.py`` does with a warm embedding cache, less its dataset scan), on the grown run (and
@@ -201,6 +203,8 @@ def main(argv=None) -> int:
     p.add_argument("--runtime", default="torch", help="the network's runtime of the run made on the sample")
     p.add_argument("--base-run", default=None, help="a finished run on the sample to grow (default: make one)")
     p.add_argument("--noise", type=float, default=0.6)
+    p.add_argument("--index", choices=("exact", "ivfpq-disk"), default="exact",
+                   help="the grown run's index: exact in memory, or the on-disk IVF-PQ (changed through its delta)")
     p.add_argument("--workdir", default=None, help="where the runs go (default: a temporary folder, removed)")
     p.add_argument("--profile", action="store_true", help="print the add's and the remove's cProfile top functions")
     p.add_argument("--snapshot", default=None,
@@ -224,7 +228,7 @@ def main(argv=None) -> int:
               f"{f['index_filtered']} ms  (load {load()})", flush=True)
         return 0
     work = Path(args.workdir or tempfile.mkdtemp(prefix="live-bench-"))
-    res = {"n": args.n, "load_start": load()}
+    res = {"n": args.n, "index": args.index, "load_start": load()}
     try:
         base = Path(args.base_run) if args.base_run else base_run(work / "base", args.runtime)
         run_dir = work / f"run{args.n}"
@@ -237,7 +241,8 @@ def main(argv=None) -> int:
             print(f"gallery {res['gallery']}, its full rebuild (anchor) {res['rebuild_s']} s at load "
                   f"{res['rebuild_load']} on {res['rebuild_at']}: reused from {args.snapshot}", flush=True)
         else:
-            res["gallery"] = big_run(base, run_dir, args.n, "exact", args.noise)
+            res["gallery"] = big_run(base, run_dir, args.n, "exact" if args.index == "exact" else "faiss-ivfpq",
+                                     args.noise)
             print(f"gallery {res['gallery']}  (load {load()})", flush=True)
             res["rebuild_s"] = round(rebuild(run_dir), 2)
             res["rebuild_load"], res["rebuild_at"] = load(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -290,3 +290,74 @@ def make_vector_run(run_dir: Path, n: int = 60, d: int = 16, k: int = 3, seed: i
                                                     "index": "exact", "mode": "all-pairs", "n_images": n, "n_ok": n,
                                                     "n_queries": n, "n_gallery": n, "skipped": [], "timing": {}})
     return run_dir
+
+
+def make_ivfpq_run(run_dir: Path, vectors: np.ndarray, k: int = 3, factory: str = "auto", nprobe: int | None = None,
+                   seed: int = 0) -> Path:
+    """A sealed run of ``vectors`` (unit-normalised here; 3 labels, no photos) with the on-disk IVF-PQ
+    index of fashion.scale (``--index ivfpq-disk``; ``factory``, and ``nprobe`` written into its
+    index.json), all-pairs lists of ``k`` searched through it: what the live catalogue's tests change."""
+    import json
+
+    import pandas as pd
+    import pyarrow as pa
+
+    from fashion import rundir
+    from fashion.atomic import write_json
+    from fashion.catalog.kept import OnDisk
+    from fashion.catalog.lists import search
+    from fashion.retrieval import compute_metrics
+    from fashion.run import layout, writer
+    from fashion.scale import ivfpq, shards
+    from fashion.scale.delta import LiveIndex
+
+    vectors = np.asarray(vectors, np.float32)
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    n, d = vectors.shape
+    work = run_dir.parent / f"{run_dir.name}-work"
+    shards.write_shard(work / "embeddings", pa.table({"id": pa.array(np.arange(n), pa.int64()),
+                                                      "ok": pa.array(np.ones(n, bool)),
+                                                      "vector": shards.vector_array(vectors)}))
+    params = ivfpq.build(work / "embeddings", work / "index", id_space=n, seed=seed, factory=factory)
+    if nprobe is not None:
+        meta = work / "index" / ivfpq.INDEX_JSON
+        write_json(meta, {**json.loads(meta.read_text()), "nprobe": int(nprobe)})
+    labels = [f"label{i % 3}" for i in range(n)]
+    frame = pd.DataFrame({"path": [str(run_dir.parent / "photos" / f"{i}.jpg") for i in range(n)],
+                          "relpath": [f"{label}/{i}.jpg" for i, label in enumerate(labels)], "label": labels,
+                          "split": ""})
+    items = writer.item_table(frame, np.ones(n, bool), [""] * n, np.array(["both"] * n, dtype=object))
+    arguments = {"k": k, "index": "ivfpq-disk", "metric": "cosine", "grids": 0, "seed": 0, "insight": False}
+    with rundir.transaction(run_dir, kind=layout.RUN_KIND) as txn:
+        writer.write_items(txn.path, items)
+        writer.write_embeddings(txn.path, vectors)
+        _, ref = writer.link_ivfpq(txn.path, work / "index", params.count)
+        index = OnDisk(LiveIndex(txn.path / layout.IVFPQ_DIR), np.arange(n))
+        lists = search(index, np.arange(n), vectors, np.arange(n), k, True)
+        writer.write_neighbors(txn.path, lists.query_ids, lists.dist, lists.ids)
+        writer.write_run_json(txn.path, txn.run_id, ref, n, {
+            "arguments": arguments, "dataset": {"root": str(run_dir.parent), "format": "folder", "n_items": n},
+            "embedder": {"checksum": "none", "arch": "none"}})
+        write_json(txn.path / layout.METRICS_JSON, {**compute_metrics(items, lists.query_ids, lists.ids, k), "k": k,
+                                                    "index": "faiss-ivfpq", "mode": "all-pairs", "n_images": n,
+                                                    "n_ok": n, "n_queries": n, "n_gallery": n, "skipped": [],
+                                                    "timing": {}})
+    return run_dir
+
+
+def add_vectors(run_dir: Path, vectors: np.ndarray) -> np.ndarray:
+    """Append ``vectors`` to a run as new items (label0, no photos) and commit the change (a new sealed
+    version), as ``fashion add`` does after embedding; returns their ids."""
+    import pandas as pd
+
+    from fashion.catalog import state, versions
+
+    with versions.writer(run_dir):
+        cat = state.load(run_dir)
+        n = len(cat.items)
+        frame = pd.DataFrame({"path": [f"/new/{n + i}.jpg" for i in range(len(vectors))],
+                              "relpath": [f"label0/new{n + i}.jpg" for i in range(len(vectors))],
+                              "label": "label0", "split": ""})
+        ids = state.append(cat, frame, vectors, np.ones(len(vectors), bool), [""] * len(vectors))
+        state.commit(cat, {"op": "add", "count": len(ids)}, added=ids)
+    return ids

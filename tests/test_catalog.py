@@ -146,3 +146,28 @@ def test_a_killed_change_leaves_the_previous_run_answering(photos, tmp_path, com
     assert len(run.items) == 21
     _ok("add", run_dir, photos / "rest")  # the next change cleans up and succeeds
     assert len(open_run(run_dir).items) == 26
+
+
+def test_fashion_add_then_search_on_an_ivfpq_disk_run(photos, tmp_path):
+    """``fashion add`` on a measure_sim --index ivfpq-disk run (refused before): the new photos' codes go
+    to the run's delta beside the linked base, and ``fashion search`` of an added photo finds its own copy first."""
+    import json
+
+    from fashion.retrieval import MeasureConfig, run
+
+    run_dir = tmp_path / "run"
+    run(MeasureConfig(input=str(photos / "most"), output_dir=str(run_dir), k=3, index="ivfpq-disk", grids=0,
+                      insight=False, runtime="torch", num_workers=0))
+    assert open_run(run_dir, load_index=False).index_ref.kind == "ivfpq"
+    out = _ok("add", run_dir, photos / "rest")
+    assert "added 5 photos" in out
+    opened = open_run(run_dir)
+    assert opened.index_ref.delta and opened.index.count == 26 and len(opened.index.live.delta) == 5
+    photo = sorted((photos / "rest").rglob("*.jpg"))[1]
+    found = _ok("search", photo, "--run", run_dir, "-k", 3, "--json")
+    answer = json.loads(found[found.index("["):])  # (faiss prints where it found the on-disk lists first)
+    first = answer[0]["results"][0]
+    assert first["relpath"] == photo.relative_to(photos / "rest").as_posix() and first["distance"] < 1e-2
+    _ok("remove", run_dir, *sorted(str(p) for p in (photos / "rest").rglob("*.jpg")))
+    opened = open_run(run_dir)
+    assert opened.index.count == 21 and len(opened.index.live.delta) == 0

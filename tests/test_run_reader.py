@@ -72,7 +72,7 @@ def test_open_reads_a_bounded_part_of_the_large_files(ivfpq_run, small_samples, 
     assert "run.json" in hashed  # small files still are
     assert read < big / 4, (read, big)  # 3 large files x 64 KiB of samples, plus the small files
     assert isinstance(run.embeddings, np.memmap) and run.embeddings.shape == (N, 1280)
-    assert isinstance(run.index.scale.vectors, np.memmap)  # the re-rank reads the float16 file by mapping
+    assert isinstance(run.index.live.base.vectors, np.memmap)  # the re-rank reads the float16 file by mapping
     dist, ids = run.index.search(np.asarray(run.embeddings[[5, N - 1]]), 3)
     assert ids[:, 0].tolist() == [5, N - 1] and np.abs(dist[:, 0]).max() < 1e-2
 

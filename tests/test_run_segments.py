@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from factories import make_vector_run
+from factories import add_vectors as _add, make_vector_run
 
 from fashion.catalog import state, versions
 from fashion.run import layout, segments
@@ -37,20 +37,6 @@ def _brute_lists(vectors: np.ndarray, live: np.ndarray, k: int) -> dict:
 def _lists(run_dir) -> dict:
     table = open_run(run_dir, load_index=False).neighbors()
     return {int(q): g["neighbor_id"].tolist() for q, g in table.groupby("query_id")}
-
-
-def _add(run_dir, vectors: np.ndarray) -> np.ndarray:
-    import pandas as pd
-
-    with versions.writer(run_dir):
-        cat = state.load(run_dir)
-        n = len(cat.items)
-        frame = pd.DataFrame({"path": [f"/new/{n + i}.jpg" for i in range(len(vectors))],
-                              "relpath": [f"label0/new{n + i}.jpg" for i in range(len(vectors))],
-                              "label": "label0", "split": ""})
-        ids = state.append(cat, frame, vectors, np.ones(len(vectors), bool), [""] * len(vectors))
-        state.commit(cat, {"op": "add", "count": len(ids)}, added=ids)
-    return ids
 
 
 def test_segments_read_as_one_array():

@@ -100,7 +100,7 @@ def search(index, gallery_ids: np.ndarray, vectors: np.ndarray, query_ids: np.nd
         return Lists.concat([], k)
     extra = int(bool(all_pairs))
     dist, rows = index.kneighbors(vectors, n_neighbors=min(k + extra, index.n_samples_fit_))
-    ids = gallery_ids[rows]
+    ids = np.where(rows >= 0, gallery_ids[np.maximum(rows, 0)], -1)  # −1: an approximate search found fewer
     if extra:
         dist, ids = _drop_self(dist, ids, own=query_ids)
     ids, dist = _pad(ids[:, :k], dist[:, :k], k)

@@ -19,13 +19,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..errors import ConfigError, DatasetError
+from ..errors import DatasetError
 from ..run import layout, segments
+from . import kept
 from .lists import RESERVE, Lists, drop_removed, from_table, member, merge_added, search, split, widen
 
 log = logging.getLogger(__name__)
 
-KEPT_INDEXES = ("faiss-ivfpq",)  # backends whose training is kept across changes; the others are refitted
 REMOVED = "removed"  # the role and reason of a removed item's tombstone row
 HASH = layout.HASH_COLUMN  # the item table's column of file contents (photos already in the run are skipped)
 SIZE = layout.SIZE_COLUMN  # the item table's column of file sizes (bytes): only files of a new photo's size are hashed
@@ -43,8 +43,9 @@ class Catalog:
     metrics: dict
     lists: Lists
     stats: dict = field(default_factory=dict)
-    index: object = None  # the run's fitted index where it is kept rather than refitted (faiss-ivfpq)
+    index: object = None  # the run's index where its training is kept rather than refitted (.kept)
     reserve: Lists | None = None  # each query's next candidates after its k-th (reserve.npz; lists.RESERVE)
+    index_ids: np.ndarray | None = None  # the item ids ``index`` holds, in its row order
 
     @property
     def live(self) -> np.ndarray:
@@ -58,21 +59,13 @@ def load(run_dir) -> Catalog:
     from ..run.reader import open_run
 
     run = open_run(run_dir, load_index=False)
-    if run.index_ref.kind not in ("npz", "rows"):
-        raise ConfigError(f"{run.path / layout.RUN_JSON}: index {run.index_ref.name!r} ({run.index_ref.kind}): "
-                          "fashion add/remove update runs with an in-memory index (index.npz) only; rebuild "
-                          "this run with measure_sim.py")
     lists = from_table(run.neighbors(), int(run.metrics["k"]))
-    index = None
-    if run.index_ref.name in KEPT_INDEXES and run.index_ref.kind == "npz":  # its trained quantiser encodes the new vectors
-        from ..neighbors import load_index
-
-        index = load_index(run.path / run.index_ref.path)
+    index, index_ids = kept.load(run)  # a trained IVF-PQ (in memory or on disk) encodes the new vectors
     vectors = run.embeddings  # memory-mapped segments, linked (not copied) into the next version
     if not isinstance(vectors, segments.Segments):
         vectors = segments.Segments([vectors], segments.names(run.info), vectors.shape[1])
     return Catalog(run.path, run.items.reset_index(drop=True), vectors, run.info, run.metrics, lists, index=index,
-                   reserve=read_reserve(run.path))
+                   reserve=read_reserve(run.path), index_ids=index_ids)
 
 
 def read_reserve(run_dir) -> Lists | None:
@@ -95,21 +88,18 @@ def row_kept(cat: Catalog) -> bool:
     return cat.index is None and cat.info["index"]["name"] in layout.ROW_INDEXES
 
 
-def fit_index(cat: Catalog, gallery_ids: np.ndarray, appended: bool):
-    """The index over the gallery: ``faiss-ivfpq`` keeps its trained quantiser and codebooks (the codes
-    of the kept rows when rows were only ``appended``, the rest encoded; the new vectors' coarse drift
-    measured, :mod:`.drift`); the other backends are fitted again (``exact``: a store of the rows)."""
+def fit_index(cat: Catalog, gallery_ids: np.ndarray):
+    """The index over the gallery: a kept one (:mod:`.kept`: ``faiss-ivfpq`` in memory or the on-disk
+    IVF-PQ) keeps its trained quantiser and codebooks and the codes of the items that stay, encodes only
+    the new ones and drops the leavers (the new vectors' coarse drift measured, :mod:`.drift`); the
+    other backends are fitted again (``exact``: a store of the rows)."""
     from ..neighbors import build_index
 
     ref = cat.info["index"]
     if cat.index is None:
         return build_index(ref["name"], metric=ref["metric"]).fit(cat.vectors[gallery_ids])
-    from .drift import measure
-
-    keep = cat.index.n_samples_fit_ if appended else 0
-    drift = measure(cat.index, cat.vectors[gallery_ids[cat.index.n_samples_fit_:]]) if appended else None
-    cat.stats["drift"] = drift.to_json() if drift else None
-    return cat.index.reencoded(cat.vectors[gallery_ids], keep)
+    old = cat.index_ids if cat.index_ids is not None else np.arange(cat.index.n_samples_fit_)
+    return kept.changed(cat.index, old, gallery_ids, cat.vectors, cat.stats)
 
 
 def append(cat: Catalog, frame, vectors: np.ndarray, ok: np.ndarray, reasons) -> np.ndarray:
@@ -211,10 +201,10 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
     def fitted():  # an exact index is its rows (index-rows.npy): fitted only when a list is searched
         nonlocal index
         if index is None:
-            with timer("index"):  # new ids are the largest: with nothing removed, new gallery rows come last
-                index = fit_index(cat, gallery_ids, appended=same_roles and not len(removed))
+            with timer("index"):
+                index = fit_index(cat, gallery_ids)
                 if cat.index is not None:
-                    cat.index = index
+                    cat.index, cat.index_ids = index, gallery_ids
         return index
 
     if not row_kept(cat):
@@ -266,8 +256,8 @@ class _ByRow:
 def _unit_rows(index, gallery_ids: np.ndarray, ids: np.ndarray):
     """The cosine ``index``'s own unit rows of the items ``ids`` when all are in its gallery (all-pairs:
     the existing queries), a view where they are consecutive rows; None otherwise."""
-    if index is None or index.metric != "cosine" or not len(ids):
-        return None
+    if index is None or index.metric != "cosine" or not len(ids) or not hasattr(index, "fitted_rows"):
+        return None  # (the on-disk index holds no float32 rows)
     pos = np.minimum(np.searchsorted(gallery_ids, ids), len(gallery_ids) - 1)
     if not np.array_equal(gallery_ids[pos], ids):
         return None
@@ -362,9 +352,11 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
         if row_kept(cat):
             path, ref = writer.write_index_rows(out, cat.info["index"]["name"], cat.info["index"]["metric"],
                                                 np.flatnonzero(gallery))
+        elif isinstance(index, kept.OnDisk):
+            path, ref = kept.write(out, index)
         else:
             path, ref = writer.write_index_npz(out, index, np.flatnonzero(gallery))
-        files.append(path)
+        files += path if isinstance(path, list) else [path]
         files.append(writer.write_run_json(out, txn.run_id, ref, len(cat.items), body))
         from ..atomic import write_json
 

@@ -134,6 +134,40 @@ def train_index(params: IndexParams, sample: np.ndarray):
 
 
 
+def coarse_lists(index, Q: np.ndarray) -> np.ndarray:
+    """The inverted list (coarse centroid) of a faiss IVF ``index`` each prepared row of ``Q`` falls in
+    (through the index's OPQ pre-transform where it has one)."""
+    import faiss
+
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexPreTransform):
+        for i in range(index.chain.size()):
+            Q = index.chain.at(i).apply(np.ascontiguousarray(Q, np.float32))
+    _, lists = faiss.extract_index_ivf(index).quantizer.search(np.ascontiguousarray(Q, np.float32), 1)
+    return lists[:, 0].astype(np.int64)
+
+
+def list_sizes(index) -> np.ndarray:
+    """How many vectors each inverted list of a faiss IVF ``index`` holds."""
+    import faiss
+
+    ivf = faiss.extract_index_ivf(index)
+    return np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)], dtype=np.int64)
+
+
+def _renumber(index, to_new: np.ndarray) -> None:
+    """Rewrite the ids stored in an in-memory IVF ``index``'s inverted lists through ``to_new`` (old id →
+    new id), in place (a numpy pass over each list's ids; the codes stay where they are)."""
+    import faiss
+
+    invlists = faiss.extract_index_ivf(index).invlists
+    for l in range(invlists.nlist):
+        size = invlists.list_size(l)
+        if size:
+            ids = faiss.rev_swig_ptr(invlists.get_ids(l), size)  # the list's own id array (ArrayInvertedLists)
+            ids[:] = to_new[ids]
+
+
 class FaissIVFPQIndex(NeighborIndex):
     """faiss IVF-PQ (approximate): factory from :func:`choose_params` (``factory="auto"``) for the
     fitted ``n``, ``d`` and ``memory``; ``nprobe`` lists visited and ``rerank`` candidates re-ranked
@@ -183,46 +217,43 @@ class FaissIVFPQIndex(NeighborIndex):
     def _search_allowed(self, Q, k, rows):
         return self._search(Q, k, rows)
 
-    def reencoded(self, X, keep: int = 0) -> "FaissIVFPQIndex":
+    def changed(self, X, kept) -> "FaissIVFPQIndex":
         """A new index with this one's trained coarse quantiser and codebooks (no training) over the rows
-        of ``X`` (raw, as for :meth:`fit`): the codes of the first ``keep`` rows are this index's own (they
-        must be its first fitted rows, e.g. when rows are only appended), the others are encoded."""
+        of ``X`` (raw, as for :meth:`fit`); ``kept[j]``: the row of this index that row j of ``X`` was
+        (its code is kept, renumbered), or −1 for a new row (encoded). This index's rows that no entry of
+        ``kept`` names are removed by id; nothing else is encoded again."""
         import faiss
 
         self._check_fitted()
         X = self._prepare(_as_matrix(X, "X"), "X")
-        keep = int(keep)
-        if keep > self._index.ntotal:
-            raise ValueError(f"cannot keep {keep} codes of an index of {self._index.ntotal}")
+        kept = np.asarray(kept, np.int64)
+        if kept.shape != (len(X),) or kept.max(initial=-1) >= self._index.ntotal:
+            raise ValueError(f"kept must give each of the {len(X)} rows an old row < {self._index.ntotal} or -1")
+        to_new = np.full(self._index.ntotal, -1, np.int64)
+        to_new[kept[kept >= 0]] = np.flatnonzero(kept >= 0)
+        index = faiss.clone_index(self._index)  # the codes copied, not encoded
+        gone = np.flatnonzero(to_new < 0)
+        if len(gone):
+            index.remove_ids(faiss.IDSelectorBatch(gone))
+        stays = np.flatnonzero(to_new >= 0)
+        if (to_new[stays] != stays).any():  # a kept row moved (one before it left): its stored id follows
+            _renumber(index, to_new)
+        fresh = np.flatnonzero(kept < 0)
+        if len(fresh):
+            index.add_with_ids(np.ascontiguousarray(X[fresh]), fresh)
         out = type(self)(self.metric, **self.params)
-        out._index = faiss.clone_index(self._index)
-        if keep < out._index.ntotal:
-            out._index.reset()
-            keep = 0
-        if keep < len(X):
-            out._index.add(np.ascontiguousarray(X[keep:]))
-        out._choice = IndexParams(**{**asdict(self._choice), "count": int(out._index.ntotal), "n": len(X)})
+        out._index = index
+        out._choice = IndexParams(**{**asdict(self._choice), "count": int(index.ntotal), "n": len(X)})
         out._X = X
         return out
 
     def coarse_lists(self, X) -> np.ndarray:
         """The inverted list (coarse centroid) each row of ``X`` (raw) is assigned to."""
-        import faiss
-
-        Q = self._prepare(_as_matrix(X, "X"), "X")
-        index = faiss.downcast_index(self._index)
-        if isinstance(index, faiss.IndexPreTransform):
-            for i in range(index.chain.size()):
-                Q = index.chain.at(i).apply(Q)
-        _, lists = faiss.extract_index_ivf(self._index).quantizer.search(np.ascontiguousarray(Q, np.float32), 1)
-        return lists[:, 0].astype(np.int64)
+        return coarse_lists(self._index, self._prepare(_as_matrix(X, "X"), "X"))
 
     def list_sizes(self) -> np.ndarray:
         """How many indexed vectors each inverted list holds."""
-        import faiss
-
-        ivf = faiss.extract_index_ivf(self._index)
-        return np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)], dtype=np.int64)
+        return list_sizes(self._index)
 
     def _state_arrays(self):
         import faiss

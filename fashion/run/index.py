@@ -3,7 +3,8 @@ with item ids (−1 where fewer than ``k`` exist), plus ``name``, ``metric``, ``
 
 - :class:`NpzIndex`: ``index.npz`` of a fashion.neighbors backend, whose ``ids`` member maps index rows
   to item ids;
-- :class:`IvfpqIndex`: the on-disk IVF-PQ directory of fashion.scale (it was built with the item ids).
+- :class:`IvfpqIndex`: the on-disk IVF-PQ directory of fashion.scale (it was built with the item ids),
+  plus the live catalogue's delta (added codes, removed ids) of a changed run.
 
 :func:`load` opens the one run.json names and checks it against the run's items and embeddings: beyond
 the shapes, a sample of gallery items is searched and each must find itself at distance ~0 (an
@@ -47,16 +48,17 @@ class NpzIndex:
 
 
 class IvfpqIndex:
-    """fashion.scale's on-disk IVF-PQ index (float16 exact re-rank): cosine distances and item ids."""
+    """fashion.scale's on-disk IVF-PQ index (float16 exact re-rank), with the live catalogue's delta
+    where the run has one (:class:`fashion.scale.delta.LiveIndex`): cosine distances and item ids."""
 
     name, metric = "faiss-ivfpq", "cosine"
 
-    def __init__(self, directory, ids: np.ndarray):
-        from ..scale.ivfpq import ScaleIndex
+    def __init__(self, directory, ids: np.ndarray, delta: bool = False):
+        from ..scale.delta import LiveIndex, read_delta
 
-        self.scale = ScaleIndex(directory)
+        self.live = LiveIndex(directory, read_delta(Path(directory) / layout.IVFPQ_DELTA) if delta else None)
         self.ids = np.asarray(ids, dtype=np.int64)
-        self.count, self.dim = int(self.scale.params.count), int(self.scale.params.d)
+        self.count, self.dim = self.live.count, int(self.live.params.d)
 
     def search(self, vectors: np.ndarray, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:
         """(cosine distances (q, k), item ids (q, k); −1 where fewer exist); queries are normalised.
@@ -66,7 +68,7 @@ class IvfpqIndex:
         q = np.asarray(vectors, dtype=np.float32)
         q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
         if allowed is None:
-            return self.scale.search(q, int(k))
+            return self.live.search(q, int(k))
         allowed = np.unique(np.asarray(allowed, dtype=np.int64))
         allowed = allowed[np.isin(allowed, self.ids)]
         k = min(int(k), len(allowed))
@@ -74,7 +76,7 @@ class IvfpqIndex:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         if len(allowed) <= SELECT_EXACT_MAX:
             return self._exact_among(q, k, allowed)
-        dist, ids = self._selected(q, k, allowed)
+        dist, ids = self.live.search(q, k, allowed=allowed)
         short = np.flatnonzero((ids < 0).any(axis=1))
         if len(short):
             dist[short], ids[short] = self._exact_among(q[short], k, allowed)
@@ -86,25 +88,12 @@ class IvfpqIndex:
         best_i = np.zeros((len(q), 0), np.int64)
         for s in range(0, len(allowed), block):
             ids = allowed[s:s + block]
-            d = (1.0 - q @ np.asarray(self.scale.vectors[ids], dtype=np.float32).T).astype(np.float32)
+            d = (1.0 - q @ self.live.vectors_of(ids).T).astype(np.float32)
             best_d = np.concatenate([best_d, d], axis=1)
             best_i = np.concatenate([best_i, np.broadcast_to(ids, d.shape)], axis=1)
             order = np.argsort(best_d, axis=1, kind="stable")[:, :k]
             best_d, best_i = np.take_along_axis(best_d, order, 1), np.take_along_axis(best_i, order, 1)
         return best_d, best_i
-
-    def _selected(self, q: np.ndarray, k: int, allowed: np.ndarray):
-        """The scan restricted to ``allowed`` by a faiss bitmap selector, candidates re-ranked exactly."""
-        from ..neighbors.faiss import selected_params
-
-        index = self.scale.index
-        params, keep = selected_params(index, allowed, int(self.ids.max()) + 1, nprobe=self.scale.params.nprobe)
-        _, cand = index.search(np.ascontiguousarray(q), max(k, int(self.scale.params.rerank or 0)), params=params)
-        del keep
-        d = self.scale._exact(q, cand)
-        order = np.argsort(d, axis=1, kind="stable")[:, :k]
-        dist, ids = np.take_along_axis(d, order, 1), np.take_along_axis(cand, order, 1)
-        return dist.astype(np.float32), np.where(np.isfinite(dist), ids, -1)
 
 
 def load(run) -> "NpzIndex | IvfpqIndex":
@@ -113,7 +102,7 @@ def load(run) -> "NpzIndex | IvfpqIndex":
     path = run.path / ref.path
     try:
         if ref.kind == "ivfpq":
-            index = IvfpqIndex(path, run.gallery_ids)
+            index = IvfpqIndex(path, run.gallery_ids, delta=ref.delta)
         elif ref.kind == "rows":
             index = _load_rows(run, path)
         else:

@@ -16,7 +16,9 @@ A 240-photo run and a 10M-photo run differ in their shard counts and their index
     index-rows.npy        or (exact index of a run changed by fashion add/remove) only the ids (index row →
                           item id): the exact index is its rows of the embeddings, fitted at open, never saved twice
     ivfpq/                or the on-disk IVF-PQ index (fashion.scale.ivfpq: index.json, index.faiss,
-                          index.ivfdata, vectors.f16.npy), which returns item ids itself
+                          index.ivfdata, vectors.f16.npy), which returns item ids itself; a run changed by
+                          fashion add/remove links that base unchanged and adds ivfpq/delta.npz (run.json
+                          ``index.delta`` true): the added items' codes and the removed ids (fashion.scale.delta)
     neighbors/part-*.parquet   query_id, rank (from 1), neighbor_id, distance (float32)
     reserve.npz           (runs changed by fashion add/remove only) query_ids, ids, dist: each query's next
                           candidates after its k-th, −1 where unknown (fashion.catalog.lists)
@@ -81,6 +83,7 @@ INSIGHT_FILES = {
 INDEX_KINDS = {"npz": INDEX_NPZ, "ivfpq": IVFPQ_DIR, "rows": INDEX_ROWS}
 ROW_INDEXES = ("exact",)  # the backends an index-rows.npy may name: fitted from the rows, nothing learnt
 IVFPQ_FILES = ("index.json", "index.faiss", "index.ivfdata", "vectors.f16.npy")
+IVFPQ_DELTA = "delta.npz"  # a live run's changes beside its on-disk base (fashion.scale.delta)
 
 
 @dataclass
@@ -90,7 +93,8 @@ class IndexRef:
     kind: "npz" (index.npz of a fashion.neighbors backend, with an ``ids`` member), "rows" (index-rows.npy:
     the ids of the embedding rows an ``exact`` index is fitted on at open) or "ivfpq" (the on-disk IVF-PQ
     directory); path: relative to the run; name: the backend (e.g. "exact", "faiss-ivfpq");
-    metric: "cosine" or "euclidean"; count: vectors in the index (the gallery).
+    metric: "cosine" or "euclidean"; count: vectors in the index (the gallery); delta: (kind "ivfpq") the
+    live catalogue's ``delta.npz`` beside the base (written to run.json only when true).
     """
 
     kind: str
@@ -98,14 +102,18 @@ class IndexRef:
     name: str
     metric: str
     count: int
+    delta: bool = False
 
     def to_json(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not self.delta:
+            del out["delta"]
+        return out
 
     def files(self) -> tuple[str, ...]:
         """The index's files, relative to the run (what the manifest must list)."""
         if self.kind == "ivfpq":
-            return tuple(f"{self.path}/{name}" for name in IVFPQ_FILES)
+            return tuple(f"{self.path}/{name}" for name in IVFPQ_FILES + ((IVFPQ_DELTA,) if self.delta else ()))
         return (self.path,)
 
 

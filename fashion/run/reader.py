@@ -32,7 +32,7 @@ import contextlib
 import functools
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,11 @@ def _run_json(run_dir: Path) -> dict:
     block = need(info, "index", dict, path)
     for key, kinds in (("kind", str), ("path", str), ("name", str), ("metric", str), ("count", int)):
         need(block, key, kinds, path, "index.")
+    if "delta" in block:
+        need(block, "delta", bool, path, "index.")
+    unknown = sorted(set(block) - {f.name for f in fields(layout.IndexRef)})
+    if unknown:
+        raise RunDirError(f"{path}: key 'index' has an unknown key {unknown[0]!r}")
     if layout.INDEX_KINDS.get(block["kind"]) != block["path"]:
         raise RunDirError(f"{path}: key 'index' names {block['kind']!r} at {block['path']!r}; expected one of "
                           f"{layout.INDEX_KINDS}")

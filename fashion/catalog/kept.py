@@ -1,0 +1,111 @@
+"""The trained indexes a change keeps: its coarse quantiser and codebooks are never retrained.
+
+- ``faiss-ivfpq`` in memory (``index.npz``): :meth:`fashion.neighbors.ivfpq.FaissIVFPQIndex.changed` keeps
+  the codes of the items that stay (renumbered), removes the leavers by id and encodes only the new ones;
+- the on-disk IVF-PQ (``ivfpq/``): :class:`OnDisk` wraps :class:`fashion.scale.delta.LiveIndex`, whose
+  base is linked into the next version unchanged beside a delta of the new codes and the removed ids
+  (:func:`write`).
+
+Either way the new vectors' coarse drift is measured (:mod:`.drift`: when to retrain, by a rebuild).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+KEPT_INDEXES = ("faiss-ivfpq",)  # in-memory backends whose training is kept across changes; the others are refitted
+
+
+class OnDisk:
+    """A :class:`~fashion.scale.delta.LiveIndex` searched as a fitted index over the gallery rows
+    (``kneighbors`` → (cosine distances, rows of ``gallery_ids``; −1 where fewer exist)), as
+    :func:`fashion.catalog.lists.search` searches one."""
+
+    metric = "cosine"
+
+    def __init__(self, live, gallery_ids: np.ndarray):
+        self.live, self.gallery_ids = live, np.asarray(gallery_ids, np.int64)
+
+    @property
+    def n_samples_fit_(self) -> int:
+        return self.live.count
+
+    def kneighbors(self, X, n_neighbors: int):
+        dist, ids = self.live.search(_unit(X), int(n_neighbors))
+        rows = np.searchsorted(self.gallery_ids, ids)
+        return dist, np.where(ids >= 0, np.minimum(rows, len(self.gallery_ids) - 1), -1)
+
+    def list_sizes(self) -> np.ndarray:
+        return self.live.list_sizes()
+
+    def coarse_lists(self, X) -> np.ndarray:
+        return self.live.coarse_lists(_unit(X))
+
+
+def _unit(X) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def load(run):
+    """(the kept index of ``run``, the item ids it holds in row order), or (None, None) for an index that
+    is refitted at a change."""
+    ref = run.index_ref
+    path = run.path / ref.path
+    if ref.kind == "ivfpq":
+        from ..run import layout
+        from ..scale.delta import LiveIndex, read_delta
+
+        live = LiveIndex(path, read_delta(path / layout.IVFPQ_DELTA) if ref.delta else None)
+        ids = np.array(run.gallery_ids)
+        return OnDisk(live, ids), ids
+    if ref.name in KEPT_INDEXES and ref.kind == "npz":
+        from ..neighbors import load_index
+
+        with np.load(path, allow_pickle=False) as arrays:
+            ids = arrays["ids"].astype(np.int64)
+        return load_index(path), ids
+    return None, None
+
+
+def changed(index, old_ids: np.ndarray, gallery_ids: np.ndarray, vectors, stats: dict):
+    """``index`` (held ``old_ids``, row order) refitted on the gallery ``gallery_ids`` (sorted) of
+    ``vectors`` without training: the codes of the items that stay are kept, the new items encoded;
+    their coarse drift is put in ``stats["drift"]``."""
+    from .drift import measure
+
+    old_ids = np.asarray(old_ids, np.int64)
+    order = np.argsort(old_ids, kind="stable")
+    pos = np.minimum(np.searchsorted(old_ids, gallery_ids, sorter=order), max(len(old_ids) - 1, 0))
+    kept = np.where(old_ids[order[pos]] == gallery_ids, order[pos], -1) if len(old_ids) else np.full(len(gallery_ids), -1)
+    fresh = gallery_ids[kept < 0]
+    drift = measure(index, vectors[fresh]) if len(fresh) else None
+    stats["drift"] = drift.to_json() if drift else None
+    if isinstance(index, OnDisk):
+        live = index.live.changed(np.sort(old_ids), gallery_ids, lambda ids: _unit(vectors[ids]))
+        return OnDisk(live, gallery_ids)
+    return index.changed(vectors[gallery_ids], kept)
+
+
+def write(out, index: OnDisk):
+    """``ivfpq/`` of the run staged in ``out``: the base of ``index`` (the previous version's ``ivfpq/``)
+    linked in unchanged plus ``delta.npz``, or, once the delta is due
+    (:meth:`~fashion.scale.delta.LiveIndex.due`), one new base folded from both. Returns (paths, IndexRef)."""
+    from pathlib import Path
+
+    from ..run import layout
+    from ..run.writer import link_or_copy
+    from ..scale import delta as live_delta
+
+    live = index.live
+    dest = Path(out) / layout.IVFPQ_DIR
+    files = [dest / name for name in layout.IVFPQ_FILES]
+    if live.due():
+        live_delta.fold(live, dest)
+        return files, layout.IndexRef("ivfpq", layout.IVFPQ_DIR, "faiss-ivfpq", "cosine", int(live.count))
+    for name in layout.IVFPQ_FILES:
+        link_or_copy(live.directory / name, dest / name)
+    changed = bool(len(live.delta) or len(live.delta.removed))
+    if changed:
+        files.append(live_delta.write_delta(dest / layout.IVFPQ_DELTA, live.delta))
+    return files, layout.IndexRef("ivfpq", layout.IVFPQ_DIR, "faiss-ivfpq", "cosine", int(live.count), delta=changed)
