@@ -287,14 +287,17 @@ def main(argv=None) -> int:
             results["rss_mb"], results["anon_mb"] = [memory()[0]], [memory()[1]]
             for kind, make, total in (("photo", photo_request, args.photo_requests), ("id", id_request, args.id_requests)):
                 for c in (int(x) for x in args.concurrency.split(",")):
+                    cpu = sum(proc.cpu_times()[:2])
                     cell = {"kind": kind, "concurrency": c, **load(server.url, make, total, c, args.time_limit)}
+                    # the server's own CPU per request (user + system, all its threads): what load inflates least
+                    cell["server_cpu_ms"] = round((sum(proc.cpu_times()[:2]) - cpu) * 1000 / max(cell["requests"], 1), 2)
                     cell["rss_mb"], cell["anon_mb"] = memory()
                     results["cells"].append(cell)
                     results["rss_mb"].append(cell["rss_mb"])
                     results["anon_mb"].append(cell["anon_mb"])
                     print(f"{kind:5s} c={c:2d}: {cell['requests']:5d} requests, {cell['errors']} errors, "
                           f"p50 {cell['p50_ms']:7.1f} ms  p95 {cell['p95_ms']:7.1f}  p99 {cell['p99_ms']:7.1f}  "
-                          f"{cell['rps']:7.1f} req/s  RSS {cell['rss_mb']:.0f} MB (anonymous {cell['anon_mb']:.0f})",
+                          f"{cell['rps']:7.1f} req/s  server CPU {cell['server_cpu_ms']:.2f} ms/req  RSS {cell['rss_mb']:.0f} MB (anonymous {cell['anon_mb']:.0f})",
                           flush=True)
         rss, anon = np.array(results["rss_mb"]), np.array(results["anon_mb"])
         results["rss_drift"] = round(float(np.abs(rss / rss[0] - 1).max()), 4)
@@ -312,17 +315,17 @@ def main(argv=None) -> int:
     cells = {(c["kind"], c["concurrency"]): c for c in results["cells"]}
     total = sum(c["requests"] for c in results["cells"])
     errors = sum(c["errors"] for c in results["cells"])
-    print("\n| query | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| query | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s | server CPU ms/req |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for (kind, c), cell in cells.items():
         print(f"| {kind} | {c} | {cell['requests']} | {cell['errors']} | {cell['p50_ms']} | {cell['p95_ms']} | "
-              f"{cell['p99_ms']} | {cell['rps']} |")
+              f"{cell['p99_ms']} | {cell['rps']} | {cell['server_cpu_ms']} |")
     if "cli_s" in results:
         cli = statistics.median(results["cli_s"])
         one = cells.get(("photo", 1))
         ratio = f", {cli * 1000 / one['p50_ms']:.0f}x the served p50" if one else ""
         print(f"| cold CLI `fashion search` | 1 | {len(results['cli_s'])} | 0 | {cli * 1000:.0f} | | | "
-              f"{1 / cli:.2f} |{ratio}")
+              f"{1 / cli:.2f} | |{ratio}")
     print(f"\n{total} requests, {errors} errors; server RSS {rss.min():.0f}-{rss.max():.0f} MB "
           f"(drift {100 * results['rss_drift']:.1f} % of the post-warm-up {rss[0]:.0f} MB), of it anonymous "
           f"{anon.min():.0f}-{anon.max():.0f} MB (drift {100 * results['anon_drift']:.1f} %; the rest is the "

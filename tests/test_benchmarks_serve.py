@@ -1,8 +1,11 @@
-"""Smoke test of benchmarks/serve.py: a tiny grown gallery, a few requests of each kind, no errors."""
+"""Smoke tests of benchmarks/serve.py (a tiny grown gallery, a few requests of each kind, no errors) and
+benchmarks/serve_http.py (a server of another checkout as the baseline)."""
 
 import json
 import runpy
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -18,3 +21,30 @@ def test_serve_benchmark_smoke(sample_run, tmp_path):
     assert result["gallery"]["n"] == 500 and len(result["cells"]) == 4
     assert all(c["errors"] == 0 and c["requests"] > 0 for c in result["cells"])
     assert result["startup_s"] > 0 and set(result["checks"]) >= {"zero errors", "start-up <= 5 s"}
+    assert all(c["server_cpu_ms"] >= 0 for c in result["cells"]) and any(c["server_cpu_ms"] > 0 for c in result["cells"])
+
+
+@pytest.mark.slow
+def test_serve_http_benchmark_serves_the_baseline_checkout(sample_run, tmp_path, capsys):
+    """--baseline: the server starts in that folder, so its ``fashion`` is the one served."""
+    baseline = tmp_path / "before"  # a checkout of its own (here its package is this one, linked)
+    baseline.mkdir()
+    (baseline / "fashion").symlink_to(REPO / "fashion")
+    main = runpy.run_path(str(REPO / "benchmarks" / "serve_http.py"))["main"]
+    import fashion.server.launch as launch
+
+    seen = []
+    real = launch.running_server
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("cwd"))
+        return real(*args, **kwargs)
+
+    launch.running_server = spy
+    try:
+        assert main([str(sample_run), "--baseline", str(baseline), "--rounds", "1", "-n", "20"]) == 0
+    finally:
+        launch.running_server = real
+    lines = [line for line in capsys.readouterr().out.splitlines() if "ms/req" in line]
+    assert len(lines) == 4 and all("errors 0" in line for line in lines)
+    assert seen == [str(baseline.resolve()), str(REPO)]

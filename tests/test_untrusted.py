@@ -422,3 +422,28 @@ def test_search_on_a_run_with_bad_run_files_is_one_line(sealed_run, tmp_path, ca
     err = capsys.readouterr().err
     assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert re.search(expected, err), err
+
+
+def test_npz_arrays_maps_large_stored_members_and_reads_the_rest(tmp_path):
+    """runfiles.npz_arrays: a large member of an uncompressed .npz is a read-only map equal to np.load's
+    array (C and Fortran order); small and compressed members are read; a large object array is refused."""
+    from fashion.runfiles import npz_arrays
+
+    rng = np.random.default_rng(0)
+    arrays = {"data": rng.normal(size=(300, 40)).astype(np.float32), "ids": np.arange(7),
+              "fortran": np.asfortranarray(rng.normal(size=(50, 30))), "__meta__": np.array(META)}
+    stored, packed = tmp_path / "stored.npz", tmp_path / "packed.npz"
+    np.savez(stored, **arrays)
+    np.savez_compressed(packed, **arrays)
+    for path, mapped in ((stored, {"data", "fortran"}), (packed, set())):
+        got = npz_arrays(path, map_above=1000)
+        assert set(got) == set(arrays)
+        for name, want in arrays.items():
+            np.testing.assert_array_equal(got[name], want)
+            assert isinstance(got[name], np.memmap) == (name in mapped), (path.name, name)
+        for name in mapped:
+            assert not got[name].flags.writeable
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, data=np.array([str(i) for i in range(500)], dtype=object))
+    with pytest.raises(ValueError, match="objects"):
+        npz_arrays(objects, map_above=100)

@@ -101,21 +101,21 @@ def load_index(path) -> NeighborIndex:
         with open(path, "rb") as f:
             if f.read(4) != b"PK\x03\x04":  # .npz is a zip; a pickle or .npy is refused unread
                 raise ValueError("not an .npz archive (pickled data is never loaded)")
-        from ..runfiles import check_npz
+        from ..runfiles import check_npz, npz_arrays
 
         check_npz(path)  # array headers against the file's size: nothing huge is allocated for a lie
-        with np.load(path, allow_pickle=False) as arrays:  # an object (pickled) array raises, never runs
-            meta = json.loads(str(arrays["__meta__"]))
-            if not isinstance(meta, dict):
-                raise ValueError("__meta__ is not a JSON object")
-            version, name = meta.get("format_version"), meta.get("name")
-            if version != FORMAT_VERSION or name not in _BACKENDS:
-                raise ValueError(f"unsupported index format {version!r} / {name!r}")
-            params = dict(meta["params"])
-            if name == "exact":  # files of the torch-engine era carry two knobs that no longer exist
-                params.pop("block_size", None), params.pop("engine", None)
-            index = _BACKENDS[name](metric=meta["metric"], **params)
-            index._restore(_as_matrix(arrays["data"], "data"), arrays)
+        arrays = npz_arrays(path)  # large members mapped, not read; an object (pickled) array raises
+        meta = json.loads(str(arrays["__meta__"]))
+        if not isinstance(meta, dict):
+            raise ValueError("__meta__ is not a JSON object")
+        version, name = meta.get("format_version"), meta.get("name")
+        if version != FORMAT_VERSION or name not in _BACKENDS:
+            raise ValueError(f"unsupported index format {version!r} / {name!r}")
+        params = dict(meta["params"])
+        if name == "exact":  # files of the torch-engine era carry two knobs that no longer exist
+            params.pop("block_size", None), params.pop("engine", None)
+        index = _BACKENDS[name](metric=meta["metric"], **params)
+        index._restore(_as_matrix(arrays["data"], "data"), arrays)
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, RuntimeError,
             zipfile.BadZipFile) as exc:
         reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)

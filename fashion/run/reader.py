@@ -108,6 +108,12 @@ def parts(run_dir, name: str) -> list[Path]:
 
 def _read_parts(run_dir, name: str, columns: tuple[str, ...]):
     """The parts of table ``name`` as one DataFrame (None: no parts); each part must hold ``columns``."""
+    table = _read_arrow(run_dir, name, columns)
+    return table.to_pandas() if table is not None else None
+
+
+def _read_arrow(run_dir, name: str, columns: tuple[str, ...]):
+    """The parts of table ``name`` as one pyarrow Table (None: no parts); each part must hold ``columns``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -122,18 +128,30 @@ def _read_parts(run_dir, name: str, columns: tuple[str, ...]):
             raise RunDirError(f"{path}: column {absent[0]!r} is missing (columns: {', '.join(table.column_names)})")
         tables.append(table)
     try:
-        return pa.concat_tables(tables).to_pandas() if tables else None
+        return pa.concat_tables(tables) if tables else None
     except (ValueError, pa.ArrowException) as exc:
         raise RunDirError(f"{Path(run_dir) / name}: parts of different schemas ({str(exc).splitlines()[0][:200]})"
                           ) from None
 
 
-def read_items(run_dir):
-    """The item table of a run (DataFrame, ids 0..n-1 in order, every layout column typed); unverified."""
+def read_items(run_dir, cache_key: str | None = None):
+    """The item table of a run (DataFrame, ids 0..n-1 in order, every layout column typed); unverified.
+
+    ``cache_key`` (:func:`fashion.run.itemcache.cache_key` of the verified manifest): read the table from
+    its memory-mapped Arrow copy under ``RUN/cache/items/`` when there is one of that key, else from the
+    parquet parts, then leave the copy for the next start (:mod:`fashion.run.itemcache`)."""
+    from . import itemcache
+
     where = Path(run_dir) / layout.ITEMS_DIR
-    items = _read_parts(run_dir, layout.ITEMS_DIR, layout.ITEM_COLUMNS)
-    if items is None:
-        raise RunDirError(f"{where}: no item table parts")
+    table = itemcache.load(run_dir, cache_key) if cache_key else None
+    if table is None:
+        table = _read_arrow(run_dir, layout.ITEMS_DIR, layout.ITEM_COLUMNS)
+        if table is None:
+            raise RunDirError(f"{where}: no item table parts")
+        if cache_key:
+            table = itemcache.widened(table)
+            itemcache.save(run_dir, cache_key, table)
+    items = table.to_pandas()
     check_columns(items, {"id": "int", "ok": "bool", **{c: "str" for c in layout.ITEM_COLUMNS[1:] if c != "ok"}},
                   where)
     if not np.array_equal(items["id"].to_numpy(), np.arange(len(items))):
@@ -199,12 +217,14 @@ def _is_old(path: Path) -> bool:
     return isinstance(info, dict) and "format_version" not in info
 
 
-def open_run(run_dir, load_index: bool = True, full_check: bool = False) -> Run:
+def open_run(run_dir, load_index: bool = True, full_check: bool = False, cache_items: bool = False) -> Run:
     """Read a finished run directory, refusing a missing, half-written, inconsistent or old one.
 
     Every check of a run directory lives here (one place to add a manifest check); ``load_index=False``
     leaves ``index`` None (:func:`fashion.run.index.load` loads it later, e.g. beside the model);
-    ``full_check`` hashes every file whole instead of large files by their samples (module docstring). Raises
+    ``full_check`` hashes every file whole instead of large files by their samples (module docstring);
+    ``cache_items``: read the item table from, or leave, its memory-mapped copy (:mod:`.itemcache`: a
+    server's start; a one-off reader need not write it). Raises
     FileNotFoundError (no such directory, or a file missing: "is not a finished run") or
     :class:`RunDirError` (one line naming the file at fault, or saying how to upgrade an old run).
     """
@@ -243,7 +263,12 @@ def open_run(run_dir, load_index: bool = True, full_check: bool = False) -> Run:
         raise RunDirError(f"{run_dir / layout.RUN_JSON}: no embedder description (not written by this version?)")
     dataset_root(info, run_dir / layout.RUN_JSON)  # recorded, never guessed: refuse an old run now, not per request
     check_metrics(metrics, run_dir / layout.METRICS_JSON)
-    items = read_items(run_dir)
+    key = None
+    if cache_items:
+        from .itemcache import cache_key
+
+        key = cache_key(manifest, [name for name in tables if name.startswith(f"{layout.ITEMS_DIR}/")])
+    items = read_items(run_dir, key)
     embeddings = segments.read(run_dir, info, len(items))
     insight = {name: read_table(run_dir / name, layout.INSIGHT_FILES[name]) for name in present}
     run = Run(run_dir, info, items, metrics, embeddings, None, insight)

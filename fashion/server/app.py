@@ -81,22 +81,6 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
     app.state.service = service
     allowed = tuple(h.lower() for h in allowed_hosts)
 
-    @app.middleware("http")
-    async def trusted_host(request: Request, call_next):  # inside security_headers: the 400 gets them too
-        if not host_allowed(request.headers.get("host"), allowed):
-            return JSONResponse({"detail": "Host header not allowed (fashion serve --allowed-hosts)"}, status_code=400)
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        response = await call_next(request)
-        docs = request.url.path in ("/docs", "/docs/oauth2-redirect", "/redoc")
-        response.headers["Content-Security-Policy"] = DOCS_CSP if docs else CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
-        return response
-
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):
         errors = exc.errors()
@@ -212,7 +196,40 @@ def create_app(service: SimilarityService, max_upload: int = DEFAULT_MAX_UPLOAD,
 
     add_insight_routes(app, service)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(Guard, allowed=allowed)
     return app
+
+
+class Guard:
+    """The Host allow-list (400 for a Host header that names none of ``allowed``) and the security headers
+    of every response, the 400 included, as one plain ASGI middleware: two ``@app.middleware("http")``
+    layers (Starlette's BaseHTTPMiddleware: a task and memory streams per request) cost more CPU than an
+    id query's search (benchmarks/README.md, "id queries over HTTP")."""
+
+    def __init__(self, app, allowed: tuple[str, ...]):
+        self.app, self.allowed = app, allowed
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        docs = scope["path"] in ("/docs", "/docs/oauth2-redirect", "/redoc")
+        extra = [(b"content-security-policy", (DOCS_CSP if docs else CSP).encode()),
+                 (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                 (b"cross-origin-resource-policy", b"same-origin")]
+
+        async def send_guarded(message):
+            if message["type"] == "http.response.start":
+                names = {name for name, _ in extra}
+                headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in names]
+                message = {**message, "headers": headers + extra}
+            await send(message)
+
+        host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), None)
+        if not host_allowed(host, self.allowed):
+            response = JSONResponse({"detail": "Host header not allowed (fashion serve --allowed-hosts)"},
+                                    status_code=400)
+            return await response(scope, receive, send_guarded)
+        return await self.app(scope, receive, send_guarded)
 
 
 def search_json(found) -> JSONResponse:

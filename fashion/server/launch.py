@@ -37,17 +37,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @contextmanager
 def running_server(run_dir, host: str = "127.0.0.1", port: int | None = None, timeout: float = 120.0,
-                   extra_args=(), env=None):
+                   extra_args=(), env=None, cwd=None):
     """Run ``python -m fashion serve RUN_DIR`` on ``host``:``port`` (a free one by default) until the
-    block ends, then stop it (terminate, then kill). Raises RuntimeError with its output when it exits
-    or does not answer /healthz within ``timeout`` seconds."""
+    block ends, then stop it (terminate, then kill). ``cwd``: the folder it starts in (``-m`` imports
+    the ``fashion`` found there first: another checkout's, for a benchmark's baseline). Raises
+    RuntimeError with its output when it exits or does not answer /healthz within ``timeout`` seconds."""
     port = port or free_port(host)
     url = f"http://{host}:{port}"
-    command = [sys.executable, "-m", "fashion", "-q", "serve", os.fspath(run_dir), "--host", host,
+    command = [sys.executable, "-m", "fashion", "-q", "serve", os.path.abspath(run_dir), "--host", host,
                "--port", str(port), *extra_args]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env={**os.environ, **(env or {})})
+                               env={**os.environ, **(env or {})}, cwd=cwd)
     try:
         health = None
         while health is None:

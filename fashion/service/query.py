@@ -83,7 +83,8 @@ class SimilarityService:
         start = time.perf_counter()
         # every run file is read inside pinned(): one version of the directory, or a refusal
         with pinned(run_dir), ThreadPoolExecutor(1) as pool:
-            run = open_run(run_dir, load_index=False)  # the cheap checks first: refuse a bad dir at once
+            # the cheap checks first: refuse a bad dir at once; the item table from its mapped copy (.itemcache)
+            run = open_run(run_dir, load_index=False, cache_items=True)
             index = pool.submit(load_index, run)  # read the index (I/O, no GIL) while the model's imports run
             reports = read_model_reports(run.info)
             embedder = embedder_for(run.info, run.path)
