@@ -4,7 +4,7 @@ each started in turn on the same run, alternated.
 
     python benchmarks/serve_http.py RUN_DIR --baseline /tmp/before --rounds 2 -n 1500
 
-Per server and endpoint: latency p50/p95 at concurrency 1 (keep-alive, benchmarks/serve.py's client) and
+Per server: seconds from its start to /healthz ok; per endpoint: latency p50/p95 at concurrency 1 (keep-alive, benchmarks/serve.py's client) and
 the server's own CPU per request (user + system of all its threads: what load on shared cores inflates
 least); the load average beside each line. An id query's own work (``neighbors_of``) is printed by
 benchmarks/query_served.py.
@@ -32,6 +32,8 @@ def measure(run_dir: str, checkout: Path, n: int) -> list[str]:
     lines = []
     with running_server(run_dir, timeout=300, cwd=os.fspath(checkout)) as server:
         proc = psutil.Process(server.process.pid)
+        lines.append(f"{checkout.name:>12s} start-up to /healthz {server.startup_s:.2f} s  "
+                     f"RSS {proc.memory_info().rss / 2**20:.0f} MB  load {os.getloadavg()[0]:.2f}")
         items = int(server.health["items"])
         requests = {"/healthz": lambda rnd: ("GET", "/healthz", None, {}),
                     "id": lambda rnd: ("GET", f"/api/items/{rnd.randrange(items)}/neighbors?k=10", None, {})}

@@ -45,6 +45,8 @@ def test_serve_http_benchmark_serves_the_baseline_checkout(sample_run, tmp_path,
         assert main([str(sample_run), "--baseline", str(baseline), "--rounds", "1", "-n", "20"]) == 0
     finally:
         launch.running_server = real
-    lines = [line for line in capsys.readouterr().out.splitlines() if "ms/req" in line]
+    out = capsys.readouterr().out.splitlines()
+    lines = [line for line in out if "ms/req" in line]
     assert len(lines) == 4 and all("errors 0" in line for line in lines)
+    assert sum("start-up to /healthz" in line for line in out) == 2
     assert seen == [str(baseline.resolve()), str(REPO)]

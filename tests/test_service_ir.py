@@ -87,7 +87,9 @@ def test_the_saved_network_gives_the_embedders_vectors(openvino_run):
     import torch
 
     info = json.loads((openvino_run / "run" / "run.json").read_text())
-    assert isinstance(embedder_for(info, openvino_run / "run"), SavedNetwork)
+    served = embedder_for(info, openvino_run / "run")
+    assert isinstance(served, SavedNetwork)
+    assert served.compiled.get_property("INFERENCE_NUM_THREADS") == 1  # fashion.service.loading.INFERENCE_THREADS
     embedder = Embedder.from_spec(EmbedderSpec.from_json(info["embedder"]))
     saved = SavedNetwork(next((openvino_run / "run" / "cache" / "openvino-ir").iterdir()),
                          threads=torch.get_num_threads())

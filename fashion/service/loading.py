@@ -12,6 +12,10 @@ from pathlib import Path
 log = logging.getLogger("fashion.service")
 
 SUSPECTS_FILE = "suspect_labels.csv"  # in the trained model's directory
+# OpenVINO's threads for a served network: one. A second made a batch-1 call no faster (6.2 ms either
+# way) and cost 1-2 ms more CPU a photo; with one, the other core decodes and resizes the next photos
+# meanwhile (benchmarks/README.md, "serve on the AMD EPYC Zen 4").
+INFERENCE_THREADS = 1
 SUSPECTS_COLUMNS = {"path": "str", "label": "str", "predicted": "str", "label_prob": "float", "predicted_prob": "float"}
 
 
@@ -93,7 +97,7 @@ def saved_network(info: dict, run_dir, build):
             log.warning("%s: the OpenVINO network cannot be saved (%s): converted at every start", directory, exc)
             return embedder
         log.info("saved the run's OpenVINO network to %s", directory)
-    return ir.SavedNetwork(directory)
+    return ir.SavedNetwork(directory, threads=INFERENCE_THREADS)
 
 
 def _one_pass(described: dict) -> bool:
