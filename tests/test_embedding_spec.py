@@ -56,3 +56,45 @@ def test_every_entry_point_asks_for_the_same_default_embedder():
     assert measure == embed and measure.model_dir == str(bundled_model_dir())
     # fashion duplicates stays on the bare backbone its distance threshold is calibrated on
     assert EmbedderSpec.of(DuplicatesConfig()).model_dir is None
+
+
+def test_a_run_of_the_bundled_model_made_by_another_install_opens_with_this_ones(tmp_path):
+    """A run records its model's absolute path; a run made with the bundled model by another checkout or
+    venv (since removed) names a directory that is gone: its checksum finds this install's bundled model.
+    Any other missing model directory is one line naming the run.json and the directory."""
+    import os
+
+    from fashion.embedding.spec import locate_model
+    from fashion.modelio import bundled_model_dir, weights_file
+    from fashion.rundir import file_sha256
+
+    bundled = bundled_model_dir()
+    gone = os.fspath(tmp_path / "old-checkout" / "fashion" / "data" / "model")
+    block = {"arch": "efficientnet_lite0", "model_dir": gone, "checksum": file_sha256(weights_file(bundled))}
+    assert locate_model(block, "run.json") == {**block, "model_dir": os.fspath(bundled)}
+    here = {**block, "model_dir": os.fspath(bundled)}
+    assert locate_model(here, "run.json") is here  # a model that is there: the block as recorded
+    bare_block = {"arch": "efficientnet_lite0", "model_dir": None, "checksum": "abc"}
+    assert locate_model(bare_block, "run.json") is bare_block
+    with pytest.raises(FashionError, match=r"^RUN/run.json: the run's model directory .*old-checkout.* is not here") as err:
+        locate_model({**block, "checksum": "0" * 64}, "RUN/run.json")
+    assert "\n" not in str(err.value)
+
+
+def test_open_run_serves_a_bundled_model_run_whose_recorded_model_dir_is_gone(tmp_path):
+    from factories import make_vector_run
+
+    from fashion import rundir
+    from fashion.modelio import bundled_model_dir, weights_file
+    from fashion.run import layout
+    from fashion.run.reader import open_run
+
+    run_dir = make_vector_run(tmp_path / "run")
+    info = json.loads((run_dir / layout.RUN_JSON).read_text())
+    info["embedder"] = {"arch": "efficientnet_lite0", "model_dir": str(tmp_path / "gone" / "model"),
+                        "checksum": rundir.file_sha256(weights_file(bundled_model_dir()))}
+    (run_dir / layout.RUN_JSON).write_text(json.dumps(info))
+    rundir.write_manifest(run_dir, info["run_id"], kind=layout.RUN_KIND)  # a crafted run: resealed
+    run = open_run(run_dir)
+    assert run.info["embedder"]["model_dir"] == str(bundled_model_dir())
+    assert json.loads((run_dir / layout.RUN_JSON).read_text())["embedder"]["model_dir"].endswith("gone/model")

@@ -37,6 +37,32 @@ def resolve_model(model=None, arch: str | None = None) -> tuple[str | None, str]
     return (None if model is None else os.fspath(model)), arch or DEFAULT_ARCH
 
 
+def locate_model(described: dict, where) -> dict:
+    """A run's ``embedder`` block (run.json) with a ``model_dir`` that exists on this machine.
+
+    A run records its model's absolute path. A run made with the bundled clothing model by another
+    install (a fresh clone, another virtual environment, a removed checkout) names a directory that is
+    gone; its weights' checksum then says whether that model was the bundled one, and the block names
+    this install's copy instead (in memory: run.json is not changed). Any other missing model directory
+    is a :class:`~fashion.errors.FashionError` naming ``where`` (the run.json) and the directory."""
+    model_dir = described.get("model_dir")
+    if not model_dir or os.path.isdir(model_dir):
+        return described
+    from ..modelio.export import bundled_model_dir, weights_file
+    from ..rundir import file_sha256
+
+    try:
+        bundled = bundled_model_dir()
+    except FileNotFoundError:
+        bundled = None
+    if bundled is not None and described.get("checksum") == file_sha256(weights_file(bundled)):
+        return {**described, "model_dir": os.fspath(bundled)}
+    from ..errors import FashionError
+
+    raise FashionError(f"{where}: the run's model directory {model_dir} is not here (moved or deleted), and "
+                       "its weights are not the bundled model's: restore it, or rerun with --model DIR")
+
+
 @dataclass(frozen=True)
 class EmbedderSpec:
     """What makes an embedder: ``arch`` (the backbone; a trained model's own arch once built),

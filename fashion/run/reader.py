@@ -261,6 +261,9 @@ def open_run(run_dir, load_index: bool = True, full_check: bool = False, cache_i
     metrics = read_json_object(run_dir / layout.METRICS_JSON)
     if not isinstance(info.get("embedder"), dict) or "checksum" not in info["embedder"]:
         raise RunDirError(f"{run_dir / layout.RUN_JSON}: no embedder description (not written by this version?)")
+    from ..embedding.spec import locate_model
+
+    info["embedder"] = locate_model(info["embedder"], run_dir / layout.RUN_JSON)  # the bundled model of another install
     dataset_root(info, run_dir / layout.RUN_JSON)  # recorded, never guessed: refuse an old run now, not per request
     check_metrics(metrics, run_dir / layout.METRICS_JSON)
     key = None
