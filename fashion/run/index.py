@@ -88,7 +88,7 @@ class IvfpqIndex:
         best_i = np.zeros((len(q), 0), np.int64)
         for s in range(0, len(allowed), block):
             ids = allowed[s:s + block]
-            d = (1.0 - q @ self.live.vectors_of(ids).T).astype(np.float32)
+            d = (1.0 - q @ self.live.vectors_of(ids, mapped=True).T).astype(np.float32)
             best_d = np.concatenate([best_d, d], axis=1)
             best_i = np.concatenate([best_i, np.broadcast_to(ids, d.shape)], axis=1)
             order = np.argsort(best_d, axis=1, kind="stable")[:, :k]

@@ -174,8 +174,10 @@ class LiveIndex:
             self._empty = empty_trained(self.directory)
         return self._empty
 
-    def vectors_of(self, ids) -> np.ndarray:
-        """float32 re-rank rows of ``ids`` (the base's float16 file, or the delta's rows)."""
+    def vectors_of(self, ids, mapped: bool = False) -> np.ndarray:
+        """float32 re-rank rows of ``ids`` (the base's float16 file, or the delta's rows): the base's read
+        with pread (a server answering random ids maps nothing), or ``mapped`` through the file's map (many
+        sorted ids at once: a filtered search's exact pass, as :mod:`fashion.run.index` always read them)."""
         ids = np.asarray(ids, np.int64)
         pos = np.minimum(np.searchsorted(self.delta.ids, ids), max(len(self.delta) - 1, 0))
         mine = (self.delta.ids[pos] == ids) if len(self.delta) else np.zeros(len(ids), bool)
@@ -184,7 +186,7 @@ class LiveIndex:
             base = ids[~mine]
             order = np.argsort(base, kind="stable")
             rows = np.empty((len(base), self.params.d), np.float32)
-            rows[order] = self.base.rows.read(base[order])
+            rows[order] = self.base.vectors[base[order]] if mapped else self.base.rows.read(base[order])
             out[~mine] = rows
         out[mine] = self.delta.vectors[pos[mine]]
         return out
