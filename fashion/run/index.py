@@ -53,10 +53,13 @@ class IvfpqIndex:
 
     name, metric = "faiss-ivfpq", "cosine"
 
-    def __init__(self, directory, ids: np.ndarray, delta: bool = False):
+    def __init__(self, directory, ids: np.ndarray, delta: bool = False, rows=None):
+        """``delta``: the run has ``delta.npz`` beside the base; ``rows``: ids → the run's float32 embedding
+        rows (the added items' re-rank vectors)."""
         from ..scale.delta import LiveIndex, read_delta
 
-        self.live = LiveIndex(directory, read_delta(Path(directory) / layout.IVFPQ_DELTA) if delta else None)
+        self.live = LiveIndex(directory, read_delta(Path(directory) / layout.IVFPQ_DELTA) if delta else None,
+                              rows=rows and (lambda ids: unit_rows(rows(ids))))
         self.ids = np.asarray(ids, dtype=np.int64)
         self.count, self.dim = self.live.count, int(self.live.params.d)
 
@@ -65,8 +68,7 @@ class IvfpqIndex:
         ``allowed``: None, or the item ids a query may return: up to ``SELECT_EXACT_MAX`` of them searched
         exactly over their (float16) vectors, more through a faiss bitmap selector during the scan (then
         re-ranked exactly; a query the scan leaves short is searched exactly)."""
-        q = np.asarray(vectors, dtype=np.float32)
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        q = unit_rows(vectors)
         if allowed is None:
             return self.live.search(q, int(k))
         allowed = np.unique(np.asarray(allowed, dtype=np.int64))
@@ -96,13 +98,19 @@ class IvfpqIndex:
         return best_d, best_i
 
 
+def unit_rows(rows) -> np.ndarray:
+    """float32 ``rows`` at unit length (the on-disk index searches unit vectors)."""
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
 def load(run) -> "NpzIndex | IvfpqIndex":
     """The index of ``run`` (a :class:`fashion.run.reader.Run`), checked; RunDirError naming the file."""
     ref = run.index_ref
     path = run.path / ref.path
     try:
         if ref.kind == "ivfpq":
-            index = IvfpqIndex(path, run.gallery_ids, delta=ref.delta)
+            index = IvfpqIndex(path, run.gallery_ids, delta=ref.delta, rows=run.vectors)
         elif ref.kind == "rows":
             index = _load_rows(run, path)
         else:
