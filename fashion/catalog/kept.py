@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..run.index import unit_rows
+
 KEPT_INDEXES = ("faiss-ivfpq",)  # in-memory backends whose training is kept across changes; the others are refitted
 
 
@@ -31,7 +33,7 @@ class OnDisk:
         return self.live.count
 
     def kneighbors(self, X, n_neighbors: int):
-        dist, ids = self.live.search(_unit(X), int(n_neighbors))
+        dist, ids = self.live.search(unit_rows(X), int(n_neighbors))
         rows = np.searchsorted(self.gallery_ids, ids)
         return dist, np.where(ids >= 0, np.minimum(rows, len(self.gallery_ids) - 1), -1)
 
@@ -39,12 +41,9 @@ class OnDisk:
         return self.live.list_sizes()
 
     def coarse_lists(self, X) -> np.ndarray:
-        return self.live.coarse_lists(_unit(X))
+        return self.live.coarse_lists(unit_rows(X))
 
 
-def _unit(X) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
 def load(run):
@@ -56,7 +55,8 @@ def load(run):
         from ..run import layout
         from ..scale.delta import LiveIndex, read_delta
 
-        live = LiveIndex(path, read_delta(path / layout.IVFPQ_DELTA) if ref.delta else None)
+        live = LiveIndex(path, read_delta(path / layout.IVFPQ_DELTA) if ref.delta else None,
+                         rows=lambda ids: unit_rows(run.vectors(ids)))
         ids = np.array(run.gallery_ids)
         return OnDisk(live, ids), ids
     if ref.name in KEPT_INDEXES and ref.kind == "npz":
@@ -82,7 +82,7 @@ def changed(index, old_ids: np.ndarray, gallery_ids: np.ndarray, vectors, stats:
     drift = measure(index, vectors[fresh]) if len(fresh) else None
     stats["drift"] = drift.to_json() if drift else None
     if isinstance(index, OnDisk):
-        live = index.live.changed(np.sort(old_ids), gallery_ids, lambda ids: _unit(vectors[ids]))
+        live = index.live.changed(np.sort(old_ids), gallery_ids, lambda ids: unit_rows(vectors[ids]))
         return OnDisk(live, gallery_ids)
     return index.changed(vectors[gallery_ids], kept)
 

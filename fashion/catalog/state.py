@@ -2,7 +2,8 @@
 
 :func:`load` reads a finished run (through :func:`fashion.run.reader.open_run`: verified, whole) into a
 :class:`Catalog`; :func:`commit` recomputes what depends on the changed items — the roles, the index
-(refitted on the gallery vectors: a store of the rows for ``exact``), the neighbour lists (incrementally,
+(refitted on the gallery vectors: a store of the rows for ``exact``; an IVF-PQ, in memory or on disk, keeps
+its training and the codes of the items that stay, :mod:`.kept`), the neighbour lists (incrementally,
 :mod:`.lists`) and the metrics (:func:`fashion.retrieval.compute_metrics`, a pure function of the lists) —
 and writes the new run with :mod:`fashion.run.writer` inside a :func:`fashion.catalog.versions.transaction`
 (the next sealed version; the previous one kept in ``RUN.versions``): a kill at any moment leaves the

@@ -53,10 +53,13 @@ class IvfpqIndex:
 
     name, metric = "faiss-ivfpq", "cosine"
 
-    def __init__(self, directory, ids: np.ndarray, delta: bool = False):
+    def __init__(self, directory, ids: np.ndarray, delta: bool = False, rows=None):
+        """``delta``: the run has ``delta.npz`` beside the base; ``rows``: ids → the run's float32 embedding
+        rows (the added items' re-rank vectors)."""
         from ..scale.delta import LiveIndex, read_delta
 
-        self.live = LiveIndex(directory, read_delta(Path(directory) / layout.IVFPQ_DELTA) if delta else None)
+        self.live = LiveIndex(directory, read_delta(Path(directory) / layout.IVFPQ_DELTA) if delta else None,
+                              rows=rows and (lambda ids: unit_rows(rows(ids))))
         self.ids = np.asarray(ids, dtype=np.int64)
         self.count, self.dim = self.live.count, int(self.live.params.d)
 
@@ -65,8 +68,7 @@ class IvfpqIndex:
         ``allowed``: None, or the item ids a query may return: up to ``SELECT_EXACT_MAX`` of them searched
         exactly over their (float16) vectors, more through a faiss bitmap selector during the scan (then
         re-ranked exactly; a query the scan leaves short is searched exactly)."""
-        q = np.asarray(vectors, dtype=np.float32)
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        q = unit_rows(vectors)
         if allowed is None:
             return self.live.search(q, int(k))
         allowed = np.unique(np.asarray(allowed, dtype=np.int64))
@@ -88,12 +90,18 @@ class IvfpqIndex:
         best_i = np.zeros((len(q), 0), np.int64)
         for s in range(0, len(allowed), block):
             ids = allowed[s:s + block]
-            d = (1.0 - q @ self.live.vectors_of(ids).T).astype(np.float32)
+            d = (1.0 - q @ self.live.vectors_of(ids, mapped=True).T).astype(np.float32)
             best_d = np.concatenate([best_d, d], axis=1)
             best_i = np.concatenate([best_i, np.broadcast_to(ids, d.shape)], axis=1)
             order = np.argsort(best_d, axis=1, kind="stable")[:, :k]
             best_d, best_i = np.take_along_axis(best_d, order, 1), np.take_along_axis(best_i, order, 1)
         return best_d, best_i
+
+
+def unit_rows(rows) -> np.ndarray:
+    """float32 ``rows`` at unit length (the on-disk index searches unit vectors)."""
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
 def load(run) -> "NpzIndex | IvfpqIndex":
@@ -102,7 +110,7 @@ def load(run) -> "NpzIndex | IvfpqIndex":
     path = run.path / ref.path
     try:
         if ref.kind == "ivfpq":
-            index = IvfpqIndex(path, run.gallery_ids, delta=ref.delta)
+            index = IvfpqIndex(path, run.gallery_ids, delta=ref.delta, rows=run.vectors)
         elif ref.kind == "rows":
             index = _load_rows(run, path)
         else:

@@ -7,7 +7,9 @@ version unchanged) and never retrains it. Each version writes a delta beside it 
 - ``ids``, ``lists``, ``codes``: the added items' ids, inverted list and PQ codes, encoded with the
   base's *trained* coarse quantiser and codebooks (an empty copy of the base index, read without its
   inverted lists: :func:`empty_trained`); a later change keeps these codes and encodes only its own;
-- ``vectors``: their float16 rows for the exact re-rank (the base's are in ``vectors.f16.npy``);
+- (no vectors: the exact re-rank reads the added items' float32 rows from the run's own embeddings, whose
+  segments the versions already share, through the ``rows`` callable; the base's float16 rows stay in
+  ``vectors.f16.npy``, so the delta stays small: 16 bytes and the code per added item);
 - ``removed``: the base ids that left the gallery (tombstones: skipped during the scan by a faiss id
   selector, so a query still gets k live results; an added item that leaves is dropped from the delta).
 
@@ -35,38 +37,35 @@ FOLD_SHARE = 0.25  # delta items + tombstones above this share of the base: fold
 
 @dataclass
 class Delta:
-    """The added items (ids sorted; their list, codes (m, code_size) uint8, float16 vectors) and the
-    removed base ids (sorted)."""
+    """The added items (ids sorted; their list, codes (m, code_size) uint8) and the removed base ids (sorted)."""
 
     ids: np.ndarray
     lists: np.ndarray
     codes: np.ndarray
-    vectors: np.ndarray
     removed: np.ndarray
 
     @classmethod
-    def empty(cls, code_size: int, d: int) -> "Delta":
+    def empty(cls, code_size: int) -> "Delta":
         return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, code_size), np.uint8),
-                   np.zeros((0, d), np.float16), np.zeros(0, np.int64))
+                   np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def take(self, rows: np.ndarray) -> "Delta":
-        return Delta(self.ids[rows], self.lists[rows], self.codes[rows], self.vectors[rows], self.removed)
+        return Delta(self.ids[rows], self.lists[rows], self.codes[rows], self.removed)
 
 
 def read_delta(path) -> Delta:
     """``delta.npz``; ValueError naming what is wrong (the run reader turns it into one line)."""
     with np.load(path, allow_pickle=False) as data:
-        missing = [k for k in ("ids", "lists", "codes", "vectors", "removed") if k not in data.files]
+        missing = [k for k in ("ids", "lists", "codes", "removed") if k not in data.files]
         if missing:
             raise ValueError(f"{path}: no member {missing[0]!r}")
-        delta = Delta(*(data[k] for k in ("ids", "lists", "codes", "vectors", "removed")))
+        delta = Delta(*(data[k] for k in ("ids", "lists", "codes", "removed")))
     m = len(delta.ids)
     if (delta.ids.ndim != 1 or delta.lists.shape != (m,) or delta.codes.ndim != 2 or len(delta.codes) != m
-            or delta.vectors.ndim != 2 or len(delta.vectors) != m or delta.removed.ndim != 1
-            or delta.codes.dtype != np.uint8 or delta.vectors.dtype != np.float16):
+            or delta.removed.ndim != 1 or delta.codes.dtype != np.uint8):
         raise ValueError(f"{path}: members of mismatched shapes or types")
     return delta
 
@@ -147,14 +146,16 @@ def _params(index, nprobe: int, selector=None):
 
 class LiveIndex:
     """The base on-disk index of ``directory`` with ``delta`` (None: none; the run's ``index.delta`` says
-    whether its ``ivfpq/delta.npz`` is one, :mod:`fashion.run.index`):
+    whether its ``ivfpq/delta.npz`` is one, :mod:`fashion.run.index`) and ``rows`` (ids → the added items'
+    float32 unit rows, for the re-rank: the run's embeddings; needed once the delta holds items):
     ``search(Q, k, allowed=None)`` → (cosine distances, item ids; −1 where fewer exist) of unit queries."""
 
-    def __init__(self, directory, delta: Delta | None = None, base: "ivfpq.ScaleIndex | None" = None):
+    def __init__(self, directory, delta: Delta | None = None, base: "ivfpq.ScaleIndex | None" = None, rows=None):
         self.directory = Path(directory)
         self.base = base if base is not None else ivfpq.ScaleIndex(self.directory)
         self.params: IndexParams = self.base.params
-        self.delta = delta if delta is not None else Delta.empty(_ivf(self.base.index).code_size, self.params.d)
+        self.delta = delta if delta is not None else Delta.empty(_ivf(self.base.index).code_size)
+        self.rows = rows
         self._empty = self._added = self._live = None  # made when first needed
         _tune(self.base.index, self.params)
 
@@ -174,8 +175,10 @@ class LiveIndex:
             self._empty = empty_trained(self.directory)
         return self._empty
 
-    def vectors_of(self, ids) -> np.ndarray:
-        """float32 re-rank rows of ``ids`` (the base's float16 file, or the delta's rows)."""
+    def vectors_of(self, ids, mapped: bool = False) -> np.ndarray:
+        """float32 re-rank rows of ``ids`` (the base's float16 file, or the added items' :attr:`rows`): the base's read
+        with pread (a server answering random ids maps nothing), or ``mapped`` through the file's map (many
+        sorted ids at once: a filtered search's exact pass, as :mod:`fashion.run.index` always read them)."""
         ids = np.asarray(ids, np.int64)
         pos = np.minimum(np.searchsorted(self.delta.ids, ids), max(len(self.delta) - 1, 0))
         mine = (self.delta.ids[pos] == ids) if len(self.delta) else np.zeros(len(ids), bool)
@@ -184,9 +187,10 @@ class LiveIndex:
             base = ids[~mine]
             order = np.argsort(base, kind="stable")
             rows = np.empty((len(base), self.params.d), np.float32)
-            rows[order] = self.base.rows.read(base[order])
+            rows[order] = self.base.vectors[base[order]] if mapped else self.base.rows.read(base[order])
             out[~mine] = rows
-        out[mine] = self.delta.vectors[pos[mine]]
+        if mine.any():
+            out[mine] = self.rows(ids[mine])
         return out
 
     def search(self, Q: np.ndarray, k: int, allowed: np.ndarray | None = None,
@@ -242,7 +246,8 @@ class LiveIndex:
     def changed(self, old_ids: np.ndarray, new_ids: np.ndarray, vectors_of) -> "LiveIndex":
         """This index after the gallery went from ``old_ids`` to ``new_ids`` (sorted item ids):
         leavers tombstoned (base) or dropped (delta), a base item coming back un-tombstoned, the others
-        encoded with the trained quantiser (``vectors_of(ids)``: their unit float32 rows)."""
+        encoded with the trained quantiser (``vectors_of(ids)``: their unit float32 rows, the new index's
+        :attr:`rows`)."""
         gone, come = np.setdiff1d(old_ids, new_ids), np.setdiff1d(new_ids, old_ids)
         delta = self.delta.take(np.flatnonzero(~np.isin(self.delta.ids, gone)))
         back = np.intersect1d(come, delta.removed)
@@ -251,13 +256,11 @@ class LiveIndex:
         if len(fresh):
             vectors = np.asarray(vectors_of(fresh), np.float32)
             ids, lists, codes = encode(self.empty, vectors, fresh)
-            pos = np.searchsorted(fresh, ids)
             merged = Delta(np.concatenate([delta.ids, ids]), np.concatenate([delta.lists, lists]),
-                           np.concatenate([delta.codes, codes]),
-                           np.concatenate([delta.vectors, vectors[pos].astype(np.float16)]), removed)
+                           np.concatenate([delta.codes, codes]), removed)
             delta = merged.take(np.argsort(merged.ids, kind="stable"))
         delta.removed = removed.astype(np.int64)
-        out = LiveIndex(self.directory, delta, base=self.base)
+        out = LiveIndex(self.directory, delta, base=self.base, rows=vectors_of)
         out._empty = self._empty
         return out
 
@@ -327,7 +330,9 @@ def fold(live: LiveIndex, out_dir) -> IndexParams:
         for s in range(0, len(base_ids), 65_536):
             chunk = base_ids[s:s + 65_536]
             mat[chunk] = live.base.rows.read(chunk)
-        mat[delta.ids] = delta.vectors
+        for s in range(0, len(delta), 65_536):
+            chunk = delta.ids[s:s + 65_536]
+            mat[chunk] = live.rows(chunk)
         mat.flush()
         del mat
     params = IndexParams(**{**asdict(live.params), "count": len(ids), "id_space": id_space,

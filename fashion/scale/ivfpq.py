@@ -19,6 +19,7 @@ Vectors are unit length (the embedder's output), searched with L2, reported as c
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -192,6 +193,26 @@ def build(embeddings_dir, out_dir, id_space: int | None = None, factory: str = "
     return params
 
 
+@contextlib.contextmanager
+def _c_stdout_to_stderr():
+    """What C code prints on stdout inside the block goes to stderr (its buffer flushed before stdout is
+    put back): faiss reports where ``IO_FLAG_ONDISK_SAME_DIR`` found the inverted lists with printf, which
+    made ``fashion search --json`` on an on-disk run print a line that is not JSON."""
+    import ctypes
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        ctypes.CDLL(None).fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 class ScaleIndex:
     """A built index directory: ``search(Q, k)`` → (cosine distances, ids), both (n_queries, k)."""
 
@@ -203,7 +224,8 @@ class ScaleIndex:
         self.params = IndexParams(**json.loads(meta.read_text(encoding="utf-8")))
         faiss = _faiss()
         # the .ivfdata file is found beside index.faiss wherever the directory now is
-        self.index = faiss.read_index(str(self.directory / INDEX_FILE), faiss.IO_FLAG_ONDISK_SAME_DIR)
+        with _c_stdout_to_stderr():  # faiss prints the lists' new place on C stdout: not into a --json answer
+            self.index = faiss.read_index(str(self.directory / INDEX_FILE), faiss.IO_FLAG_ONDISK_SAME_DIR)
         from ..rowreader import RowReader
 
         self.vectors = np.load(self.directory / RERANK_FILE, mmap_mode="r")
