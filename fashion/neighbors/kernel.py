@@ -4,8 +4,8 @@ The scores of a block of queries against a tile of the data come from torch's fp
 oneDNN: the fastest matrix product on the CPU), written into one reused buffer; each tile's
 ``torch.topk`` is merged in numpy into a running (rows, k) best per query block (:class:`_Best`), so no
 score matrix larger than one tile ever exists (as scikit-learn's ``pairwise_distances_chunked``). A
-tile holds at most ``working_memory`` bytes (default :data:`WORKING_MEMORY`) and at most a 24th of
-the data's size (or 1 MiB): with MKL's packing buffers, the torch code paged in at the first call
+tile holds at most ``working_memory`` bytes (default :data:`WORKING_MEMORY`) and at most a sixteenth
+of the data's size (or 1 MiB): with MKL's packing buffers, the torch code paged in at the first call
 and the distance recompute's scratch, the search's peak memory stays within the data + 25 %
 (measured: benchmarks/README.md). torch runs only the product and the tile's top-k; the merges, the
 self-exclusion and the final order are numpy's, shared by both engines.
@@ -33,20 +33,20 @@ import numpy as np
 
 # Bytes of one tile of float32 scores (rows x columns) when the caller gives no budget.
 WORKING_MEMORY = 128 * 2**20
-# A tile also holds at most data_bytes / DATA_SHARE (a 24th: the rest of the 25 % goes to fixed
+# A tile also holds at most data_bytes / DATA_SHARE (a sixteenth: the rest of the 25 % goes to fixed
 # costs, ~10 MB measured at 8k x 2048: MKL's packing buffers, the torch code paged in by the first product
 # and top-k, the (q, k) results and the recompute's scratch), but never less than MIN_TILE_BYTES (tiny
 # data: a few large products rather than many Python-sized ones).
-DATA_SHARE = 24
+DATA_SHARE = 16
 MIN_TILE_BYTES = 2**20
 # Queries from which a search uses torch's GEMM and topk (where torch is installed) when the caller names
 # no engine: an all-pairs run or a catalogue's re-search; a server's queries, batched a few at a time
 # (fashion.service.batcher), stay below it and never import torch.
 TORCH_FROM_QUERIES = 256
 ENGINES = ("torch", "numpy")
-# Tile shape: rows a power of two up to MAX_TILE_ROWS (about sqrt(2 x elements): a tall tile re-packs the data
-# for MKL fewer times; 512-row tiles took ~10-40 % more CPU than 1024-row ones at 8k), columns a multiple
-# of COLUMN_STEP. MKL's GEMM
+# Tile shape: rows a power of two up to MAX_TILE_ROWS, columns a multiple of COLUMN_STEP. At 8k x 2048
+# (same run, load 1.5) 512 x 1920 tiles ran as fast as 1024 x 1920 (1.52 / 1.55 s), narrower ones 7-14 %
+# slower (1024 x 640, 1024 x 1024, 2048 x 512: MKL and topk per column). MKL's GEMM
 # ran 1.3-1.5x slower on ragged shapes here (704 x 5818 against 1024 x 3968 or 2048 x 1024, 8k x 2048
 # data, same budget); wide tiles (2048 x 16384 at the default budget) need few top-k merges.
 MAX_TILE_ROWS = 2048
@@ -56,13 +56,13 @@ COLUMN_STEP = 128
 def tile_shape(n_queries: int, n_data: int, tile_bytes: int) -> tuple[int, int]:
     """(rows, columns) of a score tile of at most ``tile_bytes`` float32 values.
 
-    >>> tile_shape(100_000, 100_000, 128 * 2**20), tile_shape(8000, 8000, 2_730_666)
-    ((2048, 16384), (1024, 640))
+    >>> tile_shape(100_000, 100_000, 128 * 2**20), tile_shape(8000, 8000, 4_096_000)
+    ((2048, 16384), (512, 1920))
     >>> tile_shape(5, 7, 2**20)
     (5, 7)
     """
     elements = max(tile_bytes // 4, 1)
-    rows = min(MAX_TILE_ROWS, 2 ** int(math.log2(math.sqrt(2 * elements))), n_queries)
+    rows = min(MAX_TILE_ROWS, 2 ** int(math.log2(math.sqrt(elements))), n_queries)
     cols = elements // rows
     cols = cols // COLUMN_STEP * COLUMN_STEP or cols
     return rows, min(n_data, cols)
@@ -70,7 +70,7 @@ def tile_shape(n_queries: int, n_data: int, tile_bytes: int) -> tuple[int, int]:
 
 def tile_budget(X: np.ndarray, working_memory: int | None = None) -> int:
     """Bytes of one score tile for data ``X``: ``working_memory`` (default :data:`WORKING_MEMORY`), but
-    at most a 24th of ``X``'s bytes or :data:`MIN_TILE_BYTES`, whichever is larger."""
+    at most a sixteenth of ``X``'s bytes or :data:`MIN_TILE_BYTES`, whichever is larger."""
     budget = WORKING_MEMORY if working_memory is None else int(working_memory)
     return min(budget, max(MIN_TILE_BYTES, X.nbytes // DATA_SHARE))
 
@@ -166,22 +166,23 @@ def _torch_tiles(Q, X, bias, rows, cols):
     as a numpy view (valid until the next tile)."""
     import torch
 
-    with warnings.catch_warnings():  # read-only arrays (memory-mapped data): torch warns, nothing writes
+    buf = np.empty(rows * cols, dtype=np.float32)
+    with warnings.catch_warnings(), torch.no_grad():
+        # read-only arrays (memory-mapped data): torch warns, nothing writes
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        Qt, Xt = torch.from_numpy(Q), torch.from_numpy(X)
-    bias = None if bias is None else torch.from_numpy(bias)[None, :]
-    buf = torch.empty(rows * cols, dtype=torch.float32)
-    with torch.no_grad():
         for r in range(0, len(Q), rows):
-            qb = Qt[r : r + rows]
+            qb = torch.from_numpy(Q[r : r + rows])
             for c in range(0, len(X), cols):
-                xb = Xt[c : c + cols]
-                S = buf[: len(qb) * len(xb)].view(len(qb), len(xb))
+                # numpy slices and transposes (views), so that torch runs only its product: less of its
+                # library is paged in (~1 MB of the fixed cost)
+                xbT = torch.from_numpy(X[c : c + cols].T)
+                S = buf[: len(qb) * xbT.shape[1]].reshape(len(qb), xbT.shape[1])
                 if bias is None:
-                    torch.mm(qb, xb.T, out=S)
+                    torch.mm(qb, xbT, out=torch.from_numpy(S))
                 else:
-                    torch.addmm(bias[:, c : c + len(xb)], qb, xb.T, alpha=2.0, out=S)
-                yield r, c, S.numpy()
+                    torch.addmm(torch.from_numpy(bias[None, c : c + xbT.shape[1]]), qb, xbT, alpha=2.0,
+                                out=torch.from_numpy(S))
+                yield r, c, S
 
 
 def _numpy_tiles(Q, X, bias, rows, cols):
