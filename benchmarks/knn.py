@@ -11,11 +11,15 @@ backend, and peak memory.
   python benchmarks/knn.py --n 100000 --d 2048 --methods exact faiss-ivf faiss-hnsw
   python benchmarks/knn.py --quick               # tiny smoke run
   python benchmarks/knn.py --n 8000 50000 100000 --d 2048 --methods exact faiss-flat-raw --repeat 3 8000
+  python benchmarks/knn.py --n 8000 --d 2048 --methods exact --base-tree /work/main --repeat 3 8000
 
 Each table ends with the ratios exact / floor (target <= 1.3) and exact / faiss-flat-raw (time of the
 project's exact backend over the fp32 GEMM floor and over a bare faiss flat index of the same metric,
 measured in the same run), and exact's memory beyond its own copy of the data (target <= +25 %). ``--repeat R N``: at sizes up to N,
 every method runs R times, alternating, and keeps its best time (short runs on shared cores are noisy).
+``--base-tree DIR``: also run ``exact`` from another checkout of the project (method ``exact-base``, the
+baseline of a change to the kernel: time and memory side by side in the same run). ``fashion`` is
+imported from this script's checkout (not whichever is installed).
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, os.fspath(Path(__file__).resolve().parents[1]))  # this checkout's fashion
+
 METHODS = ("floor", "exact", "sklearn-brute", "faiss-flat-raw", "kdtree", "balltree", "faiss-ivf", "faiss-hnsw")
-OPTIONAL = ("faiss-flat",)
+OPTIONAL = ("faiss-flat", "exact-base")  # exact-base: exact from --base-tree
 # the GEMM floor is timed on tiles of this many rows x columns (a few of them, scaled to n x n)
 FLOOR_TILE = (2048, 16384)
 TREE_SAMPLE = 200  # KD-tree / BallTree: timed on this many queries, extrapolated to n
@@ -112,7 +118,7 @@ def run_method(method: str, X: np.ndarray, k: int, metric: str) -> dict:
         _, idx = index.search(Xn if metric == "cosine" else X, k + 1)
         idx = _drop_self_rows(idx, k)
     else:
-        index = build_index(method, metric).fit(X)
+        index = build_index("exact" if method == "exact-base" else method, metric).fit(X)
         _, idx = index.kneighbors(None, k)
         note = json.dumps(getattr(index, "stats_", "")) if hasattr(index, "stats_") else ""
         return {"seconds": time.perf_counter() - t0, "indices": idx, "note": note}
@@ -128,6 +134,8 @@ def _drop_self_rows(idx, k):
 
 
 def child_main(args) -> None:
+    if args.tree:  # exact-base: the other checkout's fashion
+        sys.path.insert(0, args.tree)
     import faiss  # noqa: F401  imported before the baseline so that '+MB' is the method's own memory
     import sklearn.neighbors  # noqa: F401
     import torch  # noqa: F401
@@ -148,9 +156,11 @@ def child_main(args) -> None:
 # -- parent ------------------------------------------------------------------------------------------
 
 
-def run_child(method, data_path, k, metric, tmp) -> dict:
+def run_child(method, data_path, k, metric, tmp, base_tree=None) -> dict:
     out = str(Path(tmp) / f"{method}.json")
     cmd = [sys.executable, __file__, "--child", method, "--data", data_path, "--out", out, "--k", str(k), "--metric", metric]
+    if method == "exact-base":
+        cmd += ["--tree", os.fspath(Path(base_tree).resolve())]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -165,7 +175,7 @@ def recall(found, exact, rows=None) -> float:
     return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, ref)]))
 
 
-def bench_one(X, methods, k, metric, label, repeats: int = 1) -> list[dict]:
+def bench_one(X, methods, k, metric, label, repeats: int = 1, base_tree=None) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="knnbench") as tmp:
         data_path = str(Path(tmp) / "X.npy")
         np.save(data_path, X)
@@ -174,7 +184,7 @@ def bench_one(X, methods, k, metric, label, repeats: int = 1) -> list[dict]:
         for rep in range(repeats):  # alternating: a load that comes and goes hits every method alike
             for m in order:
                 print(f"  [{label}] {m} ..." + (f" (run {rep + 1} of {repeats})" if repeats > 1 else ""), flush=True)
-                res = run_child(m, data_path, k, metric, tmp)
+                res = run_child(m, data_path, k, metric, tmp, base_tree)
                 old = results.get(m)
                 if old is None or ("error" not in res and ("error" in old or res["seconds"] < old["seconds"])):
                     results[m] = res
@@ -214,6 +224,10 @@ def print_table(rows, data_mb: float) -> None:
     exact = next((r for r in rows if r["method"] == "exact" and "seconds" in r), None)
     if exact is None:
         return
+    base = next((r for r in rows if r["method"] == "exact-base" and "seconds" in r), None)
+    if base is not None:
+        print(f"exact / exact-base = {exact['seconds'] / base['seconds']:.3f} (time ratio, same run); memory beyond "
+              f"the data {exact['extra_mb'] - data_mb:+.0f} MB against {base['extra_mb'] - data_mb:+.0f} MB")
     if ref["floor"]:
         print(f"exact / floor = {exact['seconds'] / ref['floor']:.3f} (time ratio, same run; target <= 1.3)")
     if ref["faiss-flat-raw"]:
@@ -246,7 +260,9 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
     p.add_argument("--repeat", type=int, nargs=2, default=(1, 0), metavar=("R", "N"),
                    help="run every method R times (alternating, best time kept) at sizes n <= N")
+    p.add_argument("--base-tree", metavar="DIR", help="also run exact from this checkout (method exact-base)")
     p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--tree", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -258,7 +274,8 @@ def main(argv=None) -> None:
         return child_main(args)
     if args.quick:
         args.n, args.d = [600], [32]
-    methods = list(dict.fromkeys(["floor", "exact"] + [m for m in args.methods if m not in ("floor", "exact")]))
+    methods = list(dict.fromkeys(["floor", "exact"] + [m for m in args.methods if m not in ("floor", "exact")]
+                                 + (["exact-base"] if args.base_tree else [])))
     print(machine_line())
     print(f"all-pairs top-{args.k}, metric={args.metric}")
     datasets = [(f"clustered n={n} d={d}", n, d) for n in args.n for d in args.d]
@@ -268,7 +285,7 @@ def main(argv=None) -> None:
         X = make_data(n, d) if n else np.ascontiguousarray(np.load(args.embeddings), dtype=np.float32)
         print(f"\n== {label} ({X.shape[0]} x {X.shape[1]})", flush=True)
         repeats = args.repeat[0] if X.shape[0] <= args.repeat[1] else 1
-        rows = bench_one(X, methods, args.k, args.metric, label, max(1, repeats))
+        rows = bench_one(X, methods, args.k, args.metric, label, max(1, repeats), args.base_tree)
         print_table(rows, X.nbytes / 2**20)
 
 

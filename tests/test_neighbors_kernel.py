@@ -146,7 +146,7 @@ def test_tiles_stay_within_the_budget():
         rows, cols = tile_shape(q, n, budget)
         assert 1 <= rows <= q and 1 <= cols <= n and rows * cols * 4 <= max(budget, 256)
     X = np.zeros((8000, 2048), dtype=np.float32)
-    assert tile_budget(X) == X.nbytes // 8  # an eighth of the data: peak <= data + 25 %
+    assert tile_budget(X) == X.nbytes // 16  # a sixteenth of the data: peak <= data + 25 %
     assert tile_budget(X, 10**6) == 10**6
     assert tile_budget(np.zeros((10, 10), dtype=np.float32)) == MIN_TILE_BYTES
 
@@ -164,20 +164,16 @@ def test_exact_matches_faiss_flat_on_random_data():
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_the_numpy_path_gives_the_torch_paths_candidates(metric):
     """A process without torch (a server of a saved OpenVINO network) scores with numpy: same neighbours."""
-    from fashion.neighbors.kernel import tile_budget, tile_shape, topk_scores_numpy
-
     rng = np.random.default_rng(3)
     X = rng.standard_normal((3000, 48)).astype(np.float32)
     if metric == "cosine":
         X /= np.linalg.norm(X, axis=1, keepdims=True)
     Q = X[:70] + 0.01 * rng.standard_normal((70, 48)).astype(np.float32)
     for tile in (None, 2**16):
-        rows, cols = tile_shape(len(Q), len(X), tile_budget(X, tile))
-        s_np, i_np = topk_scores_numpy(Q, X, 9, metric, None, False, rows, cols)
+        s_np, i_np = topk_scores(Q, X, 9, metric, working_memory=tile, engine="numpy")
         s_t, i_t = topk_scores(Q, X, 9, metric, working_memory=tile, engine="torch")
         assert np.array_equal(i_np, i_t) and np.allclose(s_np, s_t, atol=1e-4)
-    rows, cols = tile_shape(len(X), len(X), tile_budget(X, 2**16))
-    _, own = topk_scores_numpy(X, X, 1, metric, None, True, rows, cols)
+    _, own = topk_scores(X, X, 1, metric, exclude_self=True, working_memory=2**16, engine="numpy")
     assert (own[:, 0] != np.arange(len(X))).all()
 
 
@@ -187,7 +183,8 @@ def test_the_engine_is_chosen_by_the_number_of_queries(monkeypatch):
     assert kernel.default_engine(kernel.TORCH_FROM_QUERIES - 1) == "numpy"
     assert kernel.default_engine(kernel.TORCH_FROM_QUERIES) == "torch"  # installed here
     used = []
-    monkeypatch.setattr(kernel, "topk_scores_numpy", lambda *a: used.append("numpy") or (None, None))
+    numpy_tiles = kernel._numpy_tiles
+    monkeypatch.setattr(kernel, "_numpy_tiles", lambda *a: used.append("numpy") or numpy_tiles(*a))
     Xn = random_data(300, 8)
     Xn /= np.linalg.norm(Xn, axis=1, keepdims=True)
     kernel.topk_scores(Xn[:3], Xn, 2, "cosine")

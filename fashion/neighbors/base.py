@@ -205,13 +205,26 @@ class NeighborIndex:
                     f"query X has {Q.shape[1]} features but the index was fitted with {self._X.shape[1]}"
                 )
             Q, kk = self._prepare(Q, "query X"), k
-        _, idx = self._search(Q, kk)  # may hold more than kk candidates: the first kk by distance count
+        idx = self._search(Q, kk)[1]  # may hold more than kk candidates: the first kk by distance count
         idx = self._repair_missing(Q, np.asarray(idx, dtype=np.int64), kk)
-        dist, idx = _sort_rows(_exact_distances(Q, self._X, idx, self.metric), idx)
-        dist, idx = dist[:, :kk], idx[:, :kk]
-        if self_excluded:
-            dist, idx = _drop_self(dist, idx)
-        return dist.astype(np.float32), np.ascontiguousarray(idx)
+        return self._rank(Q, idx, kk, self_excluded)
+
+    RANK_ROWS = 1024  # queries ranked at a time: the recompute's (rows, k) temporaries stay small
+
+    def _rank(self, Q: np.ndarray, idx: np.ndarray, kk: int, self_excluded: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``kk`` of each row's candidates ``idx`` by recomputed distance, ties by index, less
+        the query itself where ``self_excluded``: (float32 (q, k), int64 (q, k)), a block of
+        :attr:`RANK_ROWS` queries at a time, so that its temporaries stay a few MB whatever q."""
+        k = kk - 1 if self_excluded else kk
+        out_d, out_i = np.empty((len(Q), k), dtype=np.float32), np.empty((len(Q), k), dtype=np.int64)
+        for a in range(0, len(Q), self.RANK_ROWS):
+            rows = slice(a, a + self.RANK_ROWS)
+            dist, ids = _sort_rows(_exact_distances(Q[rows], self._X, idx[rows], self.metric), idx[rows])
+            dist, ids = dist[:, :kk], ids[:, :kk]
+            if self_excluded:
+                dist, ids = _drop_self(dist, ids, own=np.arange(a, a + len(ids)))
+            out_d[rows], out_i[rows] = dist, ids
+        return out_d, out_i
 
     SELECT_EXACT_MAX = 65_536  # allowed rows searched exactly, whatever the backend (one subset GEMM)
 

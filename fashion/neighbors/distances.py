@@ -24,9 +24,10 @@ NORM_SLICE = 32
 # float32 sums are trusted in [2^-60, 2^100]: below 2^100 no term can have overflowed, and above 2^-60
 # terms lost to underflow (< 2^-126 each) weigh < d 2^-66 relative. Outside: float64 differences.
 TRUSTED = (2.0**-60, 2.0**100)
-# Elements per chunk of the float64 fallback (chunk x k x d) and of the slice ids (4 MiB of int64).
+# Elements per chunk of the float64 fallback (chunk x k x d, 32 MiB of float64) and of the slice ids (512 KiB
+# of int64: with its float32 sums, the recompute's scratch stays ~2 MB, small beside an 8k x 2048 index).
 _CHUNK_ELEMENTS = 2**22
-_ID_ELEMENTS = 2**19
+_ID_ELEMENTS = 2**16
 
 
 def pair_sq_distances(Q: np.ndarray, X: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -2,11 +2,13 @@
 
 The scores of a block of queries against a tile of the data come from torch's fp32 GEMM (MKL /
 oneDNN: the fastest matrix product on the CPU), written into one reused buffer; each tile's
-``torch.topk`` is merged into a running (rows, k) best per query block, so no score matrix larger
-than one tile ever exists (as scikit-learn's ``pairwise_distances_chunked``). A tile holds at most
-``working_memory`` bytes (default :data:`WORKING_MEMORY`) and at most an eighth of the data's size
-(or 1 MiB): with MKL's own buffers and the distance recompute's scratch, the search's peak memory
-stays within the data + 25 % (measured: benchmarks/README.md).
+``torch.topk`` is merged in numpy into a running (rows, k) best per query block (:class:`_Best`), so no
+score matrix larger than one tile ever exists (as scikit-learn's ``pairwise_distances_chunked``). A
+tile holds at most ``working_memory`` bytes (default :data:`WORKING_MEMORY`) and at most a sixteenth
+of the data's size (or 1 MiB): with MKL's packing buffers, the torch code paged in at the first call
+and the distance recompute's scratch, the search's peak memory stays within the data + 25 %
+(measured: benchmarks/README.md). torch runs only the product and the tile's top-k; the merges, the
+self-exclusion and the final order are numpy's, shared by both engines.
 
 Scores, higher is nearer: cosine ``q . x`` on unit rows; euclidean ``2 q . x - ||x||^2`` (= ||q||^2 -
 ||q - x||^2, the query's own norm dropped), on data the caller has centred (the expansion loses all
@@ -14,7 +16,7 @@ precision in float32 for tight clusters far from the origin). The scores only pi
 distances reported are recomputed from the rows (:mod:`.distances`).
 
 Engines: ``torch`` (its GEMM and ``topk``, above) or ``numpy`` (its BLAS and ``argpartition``:
-:func:`topk_scores_numpy`, the same candidates). The caller may name one; otherwise the rule is by size
+the same merges, the same candidates). The caller may name one; otherwise the rule is by size
 (:func:`default_engine`): a search of at least :data:`TORCH_FROM_QUERIES` queries (an all-pairs run, a
 catalogue's re-search of its lists) uses torch where it is installed; a smaller one (a server's photo or
 id queries, batched a few at a time) uses numpy, so that answering a query never imports torch (a server
@@ -31,17 +33,20 @@ import numpy as np
 
 # Bytes of one tile of float32 scores (rows x columns) when the caller gives no budget.
 WORKING_MEMORY = 128 * 2**20
-# A tile also holds at most data_bytes / DATA_SHARE (an eighth: the rest of the 25 % goes to MKL's
-# packing buffers and the recompute's scratch, ~20-30 MB measured at 8k x 2048), but never less than
-# MIN_TILE_BYTES (tiny data: a few large products rather than many Python-sized ones).
-DATA_SHARE = 8
+# A tile also holds at most data_bytes / DATA_SHARE (a sixteenth: the rest of the 25 % goes to fixed
+# costs, ~10 MB measured at 8k x 2048: MKL's packing buffers, the torch code paged in by the first product
+# and top-k, the (q, k) results and the recompute's scratch), but never less than MIN_TILE_BYTES (tiny
+# data: a few large products rather than many Python-sized ones).
+DATA_SHARE = 16
 MIN_TILE_BYTES = 2**20
 # Queries from which a search uses torch's GEMM and topk (where torch is installed) when the caller names
 # no engine: an all-pairs run or a catalogue's re-search; a server's queries, batched a few at a time
 # (fashion.service.batcher), stay below it and never import torch.
 TORCH_FROM_QUERIES = 256
 ENGINES = ("torch", "numpy")
-# Tile shape: rows a power of two up to MAX_TILE_ROWS, columns a multiple of COLUMN_STEP. MKL's GEMM
+# Tile shape: rows a power of two up to MAX_TILE_ROWS, columns a multiple of COLUMN_STEP. At 8k x 2048
+# (same run, load 1.5) 512 x 1920 tiles ran as fast as 1024 x 1920 (1.52 / 1.55 s), narrower ones 7-14 %
+# slower (1024 x 640, 1024 x 1024, 2048 x 512: MKL and topk per column). MKL's GEMM
 # ran 1.3-1.5x slower on ragged shapes here (704 x 5818 against 1024 x 3968 or 2048 x 1024, 8k x 2048
 # data, same budget); wide tiles (2048 x 16384 at the default budget) need few top-k merges.
 MAX_TILE_ROWS = 2048
@@ -51,8 +56,8 @@ COLUMN_STEP = 128
 def tile_shape(n_queries: int, n_data: int, tile_bytes: int) -> tuple[int, int]:
     """(rows, columns) of a score tile of at most ``tile_bytes`` float32 values.
 
-    >>> tile_shape(100_000, 100_000, 128 * 2**20), tile_shape(8000, 8000, 15_625_000)
-    ((2048, 16384), (1024, 3712))
+    >>> tile_shape(100_000, 100_000, 128 * 2**20), tile_shape(8000, 8000, 4_096_000)
+    ((2048, 16384), (512, 1920))
     >>> tile_shape(5, 7, 2**20)
     (5, 7)
     """
@@ -65,7 +70,7 @@ def tile_shape(n_queries: int, n_data: int, tile_bytes: int) -> tuple[int, int]:
 
 def tile_budget(X: np.ndarray, working_memory: int | None = None) -> int:
     """Bytes of one score tile for data ``X``: ``working_memory`` (default :data:`WORKING_MEMORY`), but
-    at most an eighth of ``X``'s bytes or :data:`MIN_TILE_BYTES`, whichever is larger."""
+    at most a sixteenth of ``X``'s bytes or :data:`MIN_TILE_BYTES`, whichever is larger."""
     budget = WORKING_MEMORY if working_memory is None else int(working_memory)
     return min(budget, max(MIN_TILE_BYTES, X.nbytes // DATA_SHARE))
 
@@ -106,56 +111,6 @@ def topk_scores(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, x_sq_norms
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     rows, cols = tile_shape(nq, n, tile_budget(X, working_memory))
-    if engine == "numpy":
-        return topk_scores_numpy(Q, X, k, metric, x_sq_norms, exclude_self, rows, cols)
-    import torch
-
-    with warnings.catch_warnings():  # read-only arrays (memory-mapped data): torch warns, nothing writes
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        Qt, Xt = torch.from_numpy(Q), torch.from_numpy(X)
-    bias = None
-    if metric == "euclidean":
-        if x_sq_norms is None:
-            from .distances import sq_norms
-
-            x_sq_norms = sq_norms(X)
-        bias = torch.from_numpy(-np.asarray(x_sq_norms, dtype=np.float32))[None, :]
-    out_s = np.empty((nq, k), dtype=np.float32)
-    out_i = np.empty((nq, k), dtype=np.int64)
-    buf = torch.empty(rows * cols, dtype=torch.float32)
-    with torch.no_grad():
-        for r in range(0, nq, rows):
-            qb = Qt[r : r + rows]
-            m = len(qb)
-            best_s = best_i = None
-            for c in range(0, n, cols):
-                xb = Xt[c : c + cols]
-                w = len(xb)
-                S = buf[: m * w].view(m, w)
-                if bias is None:
-                    torch.mm(qb, xb.T, out=S)
-                else:
-                    torch.addmm(bias[:, c : c + w], qb, xb.T, alpha=2.0, out=S)
-                if exclude_self and c < r + m and r < c + w:
-                    own = torch.arange(max(r, c), min(r + m, c + w))
-                    S[own - r, own - c] = -math.inf
-                s, i = torch.topk(S, min(k, w), dim=1, sorted=False)
-                i += c
-                if best_s is None:
-                    best_s, best_i = s, i
-                else:  # merge with the running best of the earlier tiles
-                    s, i = torch.cat((best_s, s), 1), torch.cat((best_i, i), 1)
-                    best_s, pick = torch.topk(s, min(k, s.shape[1]), dim=1, sorted=False)
-                    best_i = torch.gather(i, 1, pick)
-            best_s, order = torch.sort(best_s, dim=1, descending=True)
-            out_s[r : r + m] = best_s.numpy()
-            out_i[r : r + m] = torch.gather(best_i, 1, order).numpy()
-    return out_s, out_i
-
-
-def topk_scores_numpy(Q, X, k, metric, x_sq_norms, exclude_self, rows, cols) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`topk_scores` with numpy's matrix product (sgemm through its BLAS) and ``argpartition``: the
-    engine of a few queries (a server answering one photo at a time: never a reason to load torch)."""
     bias = None
     if metric == "euclidean":
         if x_sq_norms is None:
@@ -163,29 +118,97 @@ def topk_scores_numpy(Q, X, k, metric, x_sq_norms, exclude_self, rows, cols) -> 
 
             x_sq_norms = sq_norms(X)
         bias = -np.asarray(x_sq_norms, dtype=np.float32)
-    nq, n = len(Q), len(X)
+    tiles, topk = (_torch_tiles, _torch_topk) if engine == "torch" else (_numpy_tiles, _numpy_topk)
     out_s = np.empty((nq, k), dtype=np.float32)
     out_i = np.empty((nq, k), dtype=np.int64)
-    for r in range(0, nq, rows):
+    for r, c, S in tiles(Q, X, bias, rows, cols):
+        if c == 0:  # a new block of queries: the running best of its earlier tiles starts empty
+            best = _Best(len(S), k)
+        if exclude_self and c < r + len(S) and r < c + S.shape[1]:
+            own = np.arange(max(r, c), min(r + len(S), c + S.shape[1]))
+            S[own - r, own - c] = -np.inf
+        best.add(*topk(S, min(k, S.shape[1])), c)
+        if c + S.shape[1] == n:
+            best.write(out_s[r : r + len(S)], out_i[r : r + len(S)])
+    return out_s, out_i
+
+
+class _Best:
+    """The running k best (score, column) of a block of m queries, merged tile by tile in numpy: one
+    (m, 2k) buffer, each tile's top-k written beside the best so far and the k best of both kept."""
+
+    def __init__(self, m: int, k: int):
+        self.k, self.filled = k, 0
+        self.s = np.empty((m, 2 * k), dtype=np.float32)
+        self.i = np.empty((m, 2 * k), dtype=np.int64)
+
+    def add(self, s: np.ndarray, i: np.ndarray, offset: int) -> None:
+        f, w = self.filled, s.shape[1]
+        self.s[:, f : f + w] = s
+        np.add(i, offset, out=self.i[:, f : f + w])
+        self.filled = f = f + w
+        if f > self.k:  # keep the k best of the 2k in the first k columns
+            pick = np.argpartition(-self.s[:, :f], self.k - 1, axis=1)[:, : self.k]
+            self.s[:, : self.k] = np.take_along_axis(self.s[:, :f], pick, 1)
+            self.i[:, : self.k] = np.take_along_axis(self.i[:, :f], pick, 1)
+            self.filled = self.k
+
+    def write(self, out_s: np.ndarray, out_i: np.ndarray) -> None:
+        """The best, highest score first, into ``out_s`` and ``out_i`` (m, k)."""
+        s, i = self.s[:, : self.filled], self.i[:, : self.filled]
+        order = np.argsort(-s, axis=1, kind="stable")
+        out_s[:] = np.take_along_axis(s, order, 1)
+        out_i[:] = np.take_along_axis(i, order, 1)
+
+
+def _torch_tiles(Q, X, bias, rows, cols):
+    """(query offset, data offset, scores) of every tile: torch's GEMM into one reused buffer, handed out
+    as a numpy view (valid until the next tile)."""
+    import torch
+
+    buf = np.empty(rows * cols, dtype=np.float32)
+    with warnings.catch_warnings(), torch.no_grad():
+        # read-only arrays (memory-mapped data): torch warns, nothing writes
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        for r in range(0, len(Q), rows):
+            qb = torch.from_numpy(Q[r : r + rows])
+            for c in range(0, len(X), cols):
+                # numpy slices and transposes (views), so that torch runs only its product: less of its
+                # library is paged in (~1 MB of the fixed cost)
+                xbT = torch.from_numpy(X[c : c + cols].T)
+                S = buf[: len(qb) * xbT.shape[1]].reshape(len(qb), xbT.shape[1])
+                if bias is None:
+                    torch.mm(qb, xbT, out=torch.from_numpy(S))
+                else:
+                    torch.addmm(torch.from_numpy(bias[None, c : c + xbT.shape[1]]), qb, xbT, alpha=2.0,
+                                out=torch.from_numpy(S))
+                yield r, c, S
+
+
+def _numpy_tiles(Q, X, bias, rows, cols):
+    """:func:`_torch_tiles` with numpy's matrix product (sgemm through its BLAS): the engine of a few
+    queries (a server answering one photo at a time: never a reason to load torch)."""
+    buf = np.empty(rows * cols, dtype=np.float32)
+    for r in range(0, len(Q), rows):
         qb = Q[r : r + rows]
-        best_s = best_i = None
-        for c in range(0, n, cols):
-            S = qb @ X[c : c + cols].T
+        for c in range(0, len(X), cols):
+            xb = X[c : c + cols]
+            S = np.matmul(qb, xb.T, out=buf[: len(qb) * len(xb)].reshape(len(qb), len(xb)))
             if bias is not None:
                 S *= 2.0
-                S += bias[c : c + len(S[0])]
-            if exclude_self and c < r + len(qb) and r < c + S.shape[1]:
-                own = np.arange(max(r, c), min(r + len(qb), c + S.shape[1]))
-                S[own - r, own - c] = -np.inf
-            kk = min(k, S.shape[1])
-            i = np.argpartition(-S, kk - 1, axis=1)[:, :kk]
-            s, i = np.take_along_axis(S, i, 1), i + c
-            if best_s is not None:  # merge with the running best of the earlier tiles
-                s, i = np.concatenate((best_s, s), 1), np.concatenate((best_i, i), 1)
-                pick = np.argpartition(-s, min(k, s.shape[1]) - 1, axis=1)[:, :k]
-                s, i = np.take_along_axis(s, pick, 1), np.take_along_axis(i, pick, 1)
-            best_s, best_i = s, i
-        order = np.argsort(-best_s, axis=1, kind="stable")
-        out_s[r : r + len(qb)] = np.take_along_axis(best_s, order, 1)
-        out_i[r : r + len(qb)] = np.take_along_axis(best_i, order, 1)
-    return out_s, out_i
+                S += bias[c : c + len(xb)]
+            yield r, c, S
+
+
+def _torch_topk(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best (scores, columns) of each row of a score tile, unordered: ``torch.topk`` (threaded)."""
+    import torch
+
+    s, i = torch.topk(torch.from_numpy(S), k, dim=1, sorted=False)
+    return s.numpy(), i.numpy()
+
+
+def _numpy_topk(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_torch_topk` with numpy's ``argpartition``."""
+    i = np.argpartition(-S, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(S, i, 1), i
