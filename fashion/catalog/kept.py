@@ -44,8 +44,6 @@ class OnDisk:
         return self.live.coarse_lists(unit_rows(X))
 
 
-
-
 def load(run):
     """(the kept index of ``run``, the item ids it holds in row order), or (None, None) for an index that
     is refitted at a change."""

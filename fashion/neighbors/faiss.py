@@ -12,30 +12,50 @@ import numpy as np
 from .base import NeighborIndex
 
 
-def selected_params(index, rows: np.ndarray, n: int, nprobe: int | None = None, ef: int | None = None):
-    """faiss search parameters that let ``index`` return only the ids in ``rows`` (of 0..n-1): a bitmap
-    selector checked during the scan (not a filter of a finished top-k), inside IVF parameters with
-    ``nprobe`` for an IVF index (also under an OPQ pre-transform), HNSW parameters with ``ef`` otherwise.
-    Returns (params, keep-alive): the selector reads the bitmap array, which must outlive the search."""
+def bitmap_selector(rows: np.ndarray, n: int, invert: bool = False):
+    """(a faiss selector of the ids in ``rows`` among 0..n-1, or with ``invert`` of every id but them; the
+    bitmap it reads, which must outlive the searches that use it)."""
     import faiss
 
-    member = np.zeros(n, dtype=bool)  # a scatter, O(n + rows): np.isin(np.arange(n), rows) sorts both
-    member[rows] = True
+    member = np.full(n, bool(invert))  # a scatter, O(n + rows): np.isin(np.arange(n), rows) sorts both
+    member[np.asarray(rows, dtype=np.int64)] = not invert
     bits = np.packbits(member, bitorder="little")
-    selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
+    return faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits)), bits
+
+
+def search_params(index, selector=None, nprobe: int | None = None, ef: int | None = None):
+    """faiss search parameters for ``index`` with ``selector`` (None: none) checked during the scan (not a
+    filter of a finished top-k): IVF parameters with ``nprobe`` (capped at nlist) for an IVF index (also
+    under an OPQ pre-transform), HNSW parameters with ``ef`` for an HNSW one, plain ones otherwise."""
+    import faiss
+
     try:
         ivf = faiss.extract_index_ivf(index)
     except RuntimeError:
         ivf = None
     if ivf is not None:
-        params = faiss.SearchParametersIVF(sel=selector, nprobe=int(min(nprobe or ivf.nprobe, ivf.nlist)))
-        if isinstance(index, faiss.IndexPreTransform):
+        params = faiss.SearchParametersIVF(nprobe=int(min(nprobe or ivf.nprobe, ivf.nlist)))
+        if selector is not None:
+            params.sel = selector
+        if isinstance(faiss.downcast_index(index), faiss.IndexPreTransform):
             params = faiss.SearchParametersPreTransform(index_params=params)
     elif isinstance(index, faiss.IndexHNSW):
-        params = faiss.SearchParametersHNSW(sel=selector, efSearch=int(ef or index.hnsw.efSearch))
+        params = faiss.SearchParametersHNSW(efSearch=int(ef or index.hnsw.efSearch))
+        if selector is not None:
+            params.sel = selector
     else:
-        params = faiss.SearchParameters(sel=selector)
-    return params, (bits, selector)
+        params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+    return params
+
+
+def selected_params(index, rows: np.ndarray, n: int, nprobe: int | None = None, ef: int | None = None):
+    """faiss search parameters that let ``index`` return only the ids in ``rows`` (of 0..n-1)
+    (:func:`bitmap_selector` in :func:`search_params`). Returns (params, keep-alive): the selector reads the
+    bitmap array, which must outlive the search."""
+    selector, bits = bitmap_selector(rows, n)
+    return search_params(index, selector, nprobe, ef), (bits, selector)
 
 
 class _FaissIndex(NeighborIndex):

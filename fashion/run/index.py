@@ -99,9 +99,11 @@ class IvfpqIndex:
 
 
 def unit_rows(rows) -> np.ndarray:
-    """float32 ``rows`` at unit length (the on-disk index searches unit vectors)."""
-    rows = np.asarray(rows, dtype=np.float32)
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    """float32 ``rows`` at unit length, a zero row kept zero (the on-disk index searches unit vectors):
+    :func:`fashion.neighbors.base.unit_rows`, the one normalisation of cosine rows."""
+    from ..neighbors.base import unit_rows as normalised
+
+    return normalised(rows, keep_zero=True)
 
 
 def load(run) -> "NpzIndex | IvfpqIndex":

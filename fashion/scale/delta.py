@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..neighbors.faiss import bitmap_selector, search_params
 from ..neighbors.ivfpq import IndexParams, coarse_lists, list_sizes
 from . import ivfpq
 
@@ -133,17 +134,6 @@ def fill(empty, ids: np.ndarray, lists: np.ndarray, codes: np.ndarray):
     return index
 
 
-def _params(index, nprobe: int, selector=None):
-    import faiss
-
-    params = faiss.SearchParametersIVF(nprobe=int(nprobe))
-    if selector is not None:
-        params.sel = selector
-    if isinstance(faiss.downcast_index(index), faiss.IndexPreTransform):
-        return faiss.SearchParametersPreTransform(index_params=params)
-    return params
-
-
 class LiveIndex:
     """The base on-disk index of ``directory`` with ``delta`` (None: none; the run's ``index.delta`` says
     whether its ``ivfpq/delta.npz`` is one, :mod:`fashion.run.index`) and ``rows`` (ids → the added items'
@@ -204,10 +194,10 @@ class LiveIndex:
         nprobe, rerank = int(self.params.nprobe), int(self.params.rerank or 0)
         kc = max(int(k), rerank)
         if allowed is not None:  # the allowed ids (live gallery items only)
-            selector, bits = _bitmap(allowed, self.id_bound)
+            selector, bits = bitmap_selector(allowed, self.id_bound)
         elif len(self.delta.removed):  # every id but the tombstones (made once)
             if self._live is None:
-                self._live = _bitmap(self.delta.removed, self.id_bound, invert=True)
+                self._live = bitmap_selector(self.delta.removed, self.id_bound, invert=True)
             selector, bits = self._live
         else:
             selector = bits = None
@@ -224,9 +214,9 @@ class LiveIndex:
         return dist, np.where(np.isfinite(dist), ids, -1)
 
     def _block(self, q: np.ndarray, k: int, kc: int, nprobe: int, selector):
-        cands = [self.base.index.search(q, kc, params=_params(self.base.index, nprobe, selector))[1]]
+        cands = [self.base.index.search(q, kc, params=search_params(self.base.index, selector, nprobe))[1]]
         if len(self.delta):
-            cands.append(self._added.search(q, min(kc, len(self.delta)), params=_params(self._added, nprobe, selector))[1])
+            cands.append(self._added.search(q, min(kc, len(self.delta)), params=search_params(self._added, selector, nprobe))[1])
         cand = np.concatenate(cands, axis=1)
         valid = cand >= 0
         vecs = self.vectors_of(np.where(valid, cand, 0).ravel()).reshape(cand.shape + (-1,))
@@ -269,17 +259,6 @@ class LiveIndex:
         return len(self.delta) + len(self.delta.removed) > FOLD_SHARE * max(int(self.params.count), 1)
 
 
-def _bitmap(ids: np.ndarray, n: int, invert: bool = False):
-    """(a faiss selector of ``ids`` among 0..n-1, or of all but them with ``invert``; the bitmap it reads,
-    which must outlive the search)."""
-    import faiss
-
-    member = np.full(n, bool(invert))
-    member[np.asarray(ids, np.int64)] = not invert
-    bits = np.packbits(member, bitorder="little")
-    return faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits)), bits
-
-
 def _tune(index, params: IndexParams) -> None:
     """The HNSW coarse quantiser's efSearch for ``nprobe`` (as :meth:`.ivfpq.ScaleIndex.search` sets it)."""
     import faiss
@@ -310,7 +289,7 @@ def fold(live: LiveIndex, out_dir) -> IndexParams:
     lists = np.concatenate([lists[keep], delta.lists])
     codes = np.concatenate([codes[keep], delta.codes])
     filled = fill(live.empty, ids, lists, codes)
-    index, ivf = faiss.clone_index(live.empty), None
+    index = faiss.clone_index(live.empty)
     ivf = _ivf(index)
     data = out_dir / ivfpq.IVFDATA_FILE
     data.unlink(missing_ok=True)
