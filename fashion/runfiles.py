@@ -106,18 +106,20 @@ def read_state_json(path: os.PathLike | str) -> dict:
 _MAX_DEFLATE_RATIO = 1100
 
 
-def _array_header(f, where: str) -> tuple[tuple, "object", int]:
-    """(shape, dtype, header length) of the .npy stream at ``f``; RunFileError if malformed."""
+def _array_header(f, where: str, with_order: bool = False):
+    """(shape, dtype, header length) of the .npy stream at ``f`` (``with_order``: and whether its data is
+    in Fortran order, fourth); RunFileError if malformed."""
     import numpy as np
 
     try:
         start = f.tell()
         version = np.lib.format.read_magic(f)
         if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
         else:
-            shape, _, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=10000)
-        return tuple(int(n) for n in shape), dtype, f.tell() - start
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=10000)
+        header = (tuple(int(n) for n in shape), dtype, f.tell() - start)
+        return header + (bool(fortran),) if with_order else header
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
         raise RunFileError(f"{where}: not a valid .npy array header ({exc})"[:300]) from None
 
@@ -156,9 +158,7 @@ def npz_arrays(path: os.PathLike | str, map_above: int = 1 << 20) -> dict:
                 raise ValueError(f"member {info.filename!r}: bad local header")
             name_len, extra_len = struct.unpack("<HH", local[26:30])
             raw.seek(info.header_offset + 30 + name_len + extra_len)
-            version = np.lib.format.read_magic(raw)
-            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(raw) if version == (1, 0) else
-                                     np.lib.format.read_array_header_2_0(raw, max_header_size=10000))
+            shape, dtype, _, fortran = _array_header(raw, f"{path}: member {info.filename!r}", with_order=True)
             if dtype.hasobject:
                 raise ValueError(f"member {info.filename!r} holds Python objects (pickled data is never loaded)")
             out[name] = np.memmap(raw.name, dtype=dtype, mode="r", offset=raw.tell(), shape=shape,
