@@ -175,10 +175,7 @@ class LiveIndex:
         out = np.empty((len(ids), self.params.d), np.float32)
         if (~mine).any():
             base = ids[~mine]
-            order = np.argsort(base, kind="stable")
-            rows = np.empty((len(base), self.params.d), np.float32)
-            rows[order] = self.base.vectors[base[order]] if mapped else self.base.rows.read(base[order])
-            out[~mine] = rows
+            out[~mine] = self.base.vectors[base] if mapped else self.base.read_rows(base)
         if mine.any():
             out[mine] = self.rows(ids[mine])
         return out
@@ -218,9 +215,7 @@ class LiveIndex:
         if len(self.delta):
             cands.append(self._added.search(q, min(kc, len(self.delta)), params=search_params(self._added, selector, nprobe))[1])
         cand = np.concatenate(cands, axis=1)
-        valid = cand >= 0
-        vecs = self.vectors_of(np.where(valid, cand, 0).ravel()).reshape(cand.shape + (-1,))
-        dist = np.where(valid, 1.0 - np.einsum("qkd,qd->qk", vecs, q), np.inf).astype(np.float32)
+        dist = ivfpq.exact_distances(q, cand, self.vectors_of)
         order = np.argsort(dist, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
 

@@ -259,17 +259,29 @@ class ScaleIndex:
 
     def _exact(self, q: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """Cosine distances 1 − q·v of the candidates from the float16 vectors (inf for missing ids)."""
-        valid = cand >= 0
-        flat = np.where(valid, cand, 0).ravel()
-        order = np.argsort(flat, kind="stable")  # reads in file order
-        vecs = np.empty((len(flat), self.vectors.shape[1]), dtype=np.float32)
-        vecs[order] = self.rows.read(flat[order])
-        sims = np.einsum("qkd,qd->qk", vecs.reshape(cand.shape + (-1,)), q)
-        return np.where(valid, 1.0 - sims, np.inf).astype(np.float32)
+        return exact_distances(q, cand, self.read_rows)
+
+    def read_rows(self, ids: np.ndarray) -> np.ndarray:
+        """float32 re-rank rows of ``ids`` from the float16 file, read in file order (pread, no map)."""
+        ids = np.asarray(ids, np.int64)
+        order = np.argsort(ids, kind="stable")
+        out = np.empty((len(ids), self.vectors.shape[1]), dtype=np.float32)
+        out[order] = self.rows.read(ids[order])
+        return out
 
     def kneighbors(self, X: np.ndarray, n_neighbors: int = 10, **kw):
         """scikit-learn spelling of :meth:`search`."""
         return self.search(X, n_neighbors, **kw)
+
+
+def exact_distances(q: np.ndarray, cand: np.ndarray, read_rows) -> np.ndarray:
+    """Cosine distances 1 − q·v of unit queries ``q`` (m, d) to their candidates ``cand`` (m, c) of item
+    ids (−1: none, distance inf), the rows read by ``read_rows(ids)`` → float32 (len(ids), d): the exact
+    re-rank of every IVF-PQ search (:class:`ScaleIndex`, :class:`fashion.scale.delta.LiveIndex`)."""
+    valid = cand >= 0
+    vecs = read_rows(np.where(valid, cand, 0).ravel()).reshape(cand.shape + (-1,))
+    sims = np.einsum("qkd,qd->qk", vecs, q)
+    return np.where(valid, 1.0 - sims, np.inf).astype(np.float32)
 
 
 def directory_bytes(directory) -> dict:
