@@ -140,15 +140,16 @@ def _downgrade(run_dir, dest):
     return dest
 
 
-def test_an_old_layout_run_is_upgraded_in_place_bit_for_bit(runs, tmp_path):
+def test_an_old_layout_run_is_upgraded_in_place_bit_for_bit(runs, tmp_path, capsys):
+    from fashion import cli
     from fashion.run.reader import open_run
-    from fashion.run.upgrade import upgrade
     from fashion.rundir import RunDirError
 
     old = _downgrade(runs["small"], tmp_path / "old")
-    with pytest.raises(RunDirError, match="older layout.*fashion.run.upgrade.upgrade"):
+    with pytest.raises(RunDirError, match="older layout.*`fashion upgrade "):  # the hint names a command that exists
         open_run(old)
-    upgrade(old)
+    assert cli.main(["upgrade", str(old)]) == 0
+    assert "converted from the older layout" in capsys.readouterr().out
     new, ref = open_run(old), open_run(runs["small"])
     assert not (old / "items.csv").exists() and new.info["run_id"] == ref.info["run_id"]
     assert np.array_equal(new.embeddings, ref.embeddings) and new.neighbors().equals(ref.neighbors())

@@ -196,26 +196,43 @@ def update_run(run_dir, metadata_file, wait: float | None = None, keep: int | No
     carried over unchanged. ``metadata_file``: a path, or a table :func:`read_metadata` would return.
     Under the run's writer lock (waiting up to ``wait`` seconds); ``keep`` old versions kept
     (:mod:`.versions`). Returns {"columns", "matched", "items", "version"}."""
+    # a bad file is refused before the run is touched
+    metadata = metadata_file if hasattr(metadata_file, "columns") else read_metadata(metadata_file)
+    columns = [c for c in metadata.columns if c not in KEYS]
+    source = Path(str(metadata.attrs.get("source", "metadata"))).name
+
+    def change(run):
+        from .versions import stamp
+
+        info = stamp(dict(run.info), {"op": "update", "columns": columns, "count": len(metadata),
+                                      "source": source})
+        info["metadata"] = {"source": source, "columns": sorted(
+            set(info.get("metadata", {}).get("columns", [])) | set(columns))}
+        return join_metadata(run.items.reset_index(drop=True), metadata), info
+
+    items, info = rewrite_items(run_dir, change, wait=wait, keep=keep)
+    key = next(k for k in KEYS if k in metadata.columns)
+    matched = int(np.isin(metadata[key].to_numpy(), items[key].to_numpy() if key == "relpath"
+                          else np.arange(len(items))).sum())
+    return {"columns": columns, "matched": matched, "items": len(items), "version": info["version"]}
+
+
+def rewrite_items(run_dir, change, wait: float | None = None, keep: int | None = None):
+    """Commit a new sealed version of the run at ``run_dir`` whose item table (and run.json) is
+    ``change(run) -> (items, info)``; every other file is carried over unchanged (hard links). Under the
+    run's writer lock (waiting up to ``wait`` seconds); ``keep`` old versions kept. Returns (items, info)."""
     from .. import rundir
     from ..atomic import write_json
-    from ..run import layout, writer
+    from ..run import writer
     from ..run.reader import open_run, pinned
     from . import versions
 
     run_dir = Path(run_dir)
-    # a bad file is refused before the run is touched
-    metadata = metadata_file if hasattr(metadata_file, "columns") else read_metadata(metadata_file)
     with versions.writer(run_dir, wait=versions.DEFAULT_WAIT if wait is None else wait):
         with pinned(run_dir):
             run = open_run(run_dir, load_index=False)
             manifest = rundir.read_manifest(run_dir)
-        items = join_metadata(run.items.reset_index(drop=True), metadata)
-        columns = [c for c in metadata.columns if c not in KEYS]
-        source = Path(str(metadata.attrs.get("source", "metadata"))).name
-        info = versions.stamp(dict(run.info), {"op": "update", "columns": columns, "count": len(metadata),
-                                               "source": source})
-        info["metadata"] = {"source": source, "columns": sorted(
-            set(info.get("metadata", {}).get("columns", [])) | set(columns))}
+        items, info = change(run)
         with versions.transaction(run_dir, kind=manifest.get("kind", layout.RUN_KIND)) as txn:
             carried = [rel for rel in manifest["files"] if not rel.startswith(f"{layout.ITEMS_DIR}/")
                        and rel != layout.RUN_JSON]
@@ -225,7 +242,4 @@ def update_run(run_dir, metadata_file, wait: float | None = None, keep: int | No
             info["run_id"] = txn.run_id
             write_json(txn.path / layout.RUN_JSON, info)
     versions.prune(run_dir, versions.DEFAULT_KEEP if keep is None else keep)
-    key = next(k for k in KEYS if k in metadata.columns)
-    matched = int(np.isin(metadata[key].to_numpy(), items[key].to_numpy() if key == "relpath"
-                          else np.arange(len(items))).sum())
-    return {"columns": columns, "matched": matched, "items": len(items), "version": info["version"]}
+    return items, info

@@ -49,6 +49,13 @@ def stage_name(stage) -> str:
     return getattr(stage, "stage", None) or _name(stage)
 
 
+def missing_stages(columns) -> list:
+    """The item-table stages whose columns a table with ``columns`` lacks (a stage that names no
+    ``columns`` counts as missing): the work that brings a run made before them up to date."""
+    have = set(columns)
+    return [s for s in ITEM_TABLE_STAGES if not getattr(s, "columns", ()) or not set(s.columns) <= have]
+
+
 def add_item_columns(items, ok: np.ndarray, stages=None, cache_dir=None, watch=None):
     """``items`` with the columns of every item-table stage added (``stages``: None = :data:`ITEM_TABLE_STAGES`);
     the frame is returned unchanged (not copied) when there is no stage. ``watch``: a

@@ -97,7 +97,7 @@ def upgrade_hint(run_dir) -> str:
     return (f"{run_dir} is a run of an older layout (items.csv and neighbors.csv, no format_version): rerun "
             "measure_sim.py / `fashion neighbors` with the same --output-dir to rebuild it in format "
             f"{layout.FORMAT_VERSION} (its embedding cache is reused), or convert it in place with "
-            "fashion.run.upgrade.upgrade(RUN_DIR)")
+            f"`fashion upgrade {run_dir}`")
 
 
 def parts(run_dir, name: str) -> list[Path]:

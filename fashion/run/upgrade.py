@@ -71,12 +71,11 @@ def upgrade(run_dir) -> Path:
     table["reason"] = table["reason"] if "reason" in table else ""
     if "role" not in table:
         table["role"] = np.where(rows >= 0, "both", np.where(table["ok"], "", "skipped"))
-    from ..pipeline.items import ITEM_TABLE_STAGES, add_item_columns
+    from ..pipeline.items import add_item_columns, missing_stages
 
     # the item-table stages' columns (colour …) the older layout predates, computed now from the photos
-    missing = [s for s in ITEM_TABLE_STAGES if not getattr(s, "columns", ()) or
-               not set(s.columns) <= set(table.columns)]
-    table = add_item_columns(table, table["ok"].to_numpy(), missing, cache_dir=run_dir / "cache")
+    table = add_item_columns(table, table["ok"].to_numpy(), missing_stages(table.columns),
+                             cache_dir=run_dir / "cache")
     with rundir.transaction(run_dir, kind=layout.RUN_KIND, run_id=info.get("run_id")) as txn:
         out = txn.path
         for entry in run_dir.iterdir():  # everything else (embeddings, insight, grids, gallery) as it was

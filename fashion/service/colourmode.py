@@ -116,7 +116,7 @@ class ColourModes:
         """:func:`check_mode`, and a ValueError when the run has no colour columns."""
         mode = check_mode(mode)
         if mode is not None and not self.available:
-            raise ValueError("this run's items have no colour columns: rerun it or `fashion upgrade` it")
+            raise ValueError("this run's items have no colour columns: rerun it or run `fashion upgrade RUN` on it")
         return mode
 
     def basis(self) -> np.ndarray:
