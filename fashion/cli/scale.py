@@ -12,18 +12,27 @@ EMBED_OPTIONS = ("run_dir", "engine", "address", "actors", "cpus_per_actor", "gp
 KNN_OPTIONS = ("run_dir", "k", "engine", "address", "actors", "nprobe", "rerank")
 
 
-def verb_config(args, **fields):
-    """A verb's options as the orchestrator's config (:class:`fashion.pipeline.config.MeasureConfig`): the
-    parsed options that are its fields, then ``fields`` (the ones a verb names otherwise)."""
+def config_of(verb: str, args):
+    """The orchestrator's config (:class:`fashion.pipeline.config.MeasureConfig`) of a verb's parsed options:
+    those named after its fields, then those the verbs name otherwise (the dataset, the run directory, the
+    two ``--shard-rows``); the verbs' index is the on-disk IVF-PQ."""
     from ..pipeline.config import MeasureConfig
+    from ..pipeline.index import ON_DISK
 
-    return MeasureConfig(**{**fields_of(MeasureConfig, args), **fields})
+    if verb == "manifest":
+        named = {"input": args.dataset, "manifest_shard_rows": args.shard_rows}
+    elif verb == "embed":
+        named = {"output_dir": args.run_dir, "embed_shard_rows": args.shard_rows}
+    else:
+        named = {"output_dir": args.run_dir, "index": ON_DISK}
+    return MeasureConfig(**{**fields_of(MeasureConfig, args), **named})
 
 
-def run_verb(verb: str, config, arguments: dict | None = None):
+def run_verb(verb: str, args, arguments: dict | None = None):
     """The orchestrator with the verb's range of stages, on the run directory as its work."""
     from ..pipeline.measure import VERBS, measure
 
+    config = config_of(verb, args)
     return measure(config, stages=VERBS[verb], work_dir=config.output_dir, arguments=arguments)
 
 
@@ -31,34 +40,27 @@ def run_manifest(args) -> int:
     """``fashion manifest``: the dataset's item table as id-keyed parquet shards."""
     from ..scale import manifest
 
-    config = verb_config(args, input=args.dataset, manifest_shard_rows=args.shard_rows)
-    print(manifest.summary_text(run_verb("manifest", config).stages["manifest"]))
+    print(manifest.summary_text(run_verb("manifest", args).stages["manifest"]))
     return 0
 
 
 def run_embed(args) -> int:
     """``fashion embed``: every manifest id not yet embedded."""
-    config = verb_config(args, output_dir=args.run_dir, embed_shard_rows=args.shard_rows)
-    print(run_verb("embed", config).stages["embed"].summary())
+    print(run_verb("embed", args).stages["embed"].summary())
     return 0
 
 
 def run_index(args) -> int:
     """``fashion index``: the IVF-PQ index of a run's embeddings (a finished one of the same gallery is kept)."""
-    from ..pipeline.index import ON_DISK
-
-    params = run_verb("index", verb_config(args, output_dir=args.run_dir, index=ON_DISK)).stages["index"].params
+    params = run_verb("index", args).stages["index"].params
     print(f"{params.factory}: {params.count} vectors, {params.bytes_per_vector} bytes/vector, {params.timings}")
     return 0
 
 
 def run_knn(args) -> int:
     """``fashion knn``: the top-K of every embedded image, then the run sealed by the pipeline's stages."""
-    from ..pipeline.index import ON_DISK
-
-    config = verb_config(args, output_dir=args.run_dir, index=ON_DISK)
-    metrics = run_verb("knn", config, {"k": config.k, "nprobe": config.nprobe, "rerank": config.rerank,
-                                       "engine": config.engine}).metrics
+    arguments = {"k": args.k, "nprobe": args.nprobe, "rerank": args.rerank, "engine": args.engine}
+    metrics = run_verb("knn", args, arguments).metrics
     print(f"precision@{metrics['k']} {metrics['precision_at_k']:.4f} over {metrics['n_queries']} queries")
     return 0
 

@@ -114,58 +114,66 @@ class _Job:
     def __init__(self, config, executor, stages, work_dir, arguments):
         self.config, self.executor, self.stages, self.arguments = config, executor, stages, arguments
         self.work, self.from_manifest = work_dir, work_dir is not None and "manifest" not in stages
-        self.table = self.items = self.embedder = self.fp = self.out = None
+        self.table = self.items = self.embedder = self.fp = self.out = self.txn = self.watch = None
+        self.built = self.quality = None  # the search stage's index and the metrics of its neighbours
         self.done: dict = {}
         self._vectors = self._ok = self._reasons = self._roles = None
 
     # ---------------------------------------------------------------------------------------- run
     def run(self, txn, target: Path) -> RunResult:
-        watch, config, stages = Stopwatch(), self.config, self.stages
-        self.out = None if txn is None else txn.path
-        with watch.stage("load"):
+        """The range's stages in :data:`STAGES` order, each timed on its line of the run's timings."""
+        self.watch, self.txn, self.out = Stopwatch(), txn, None if txn is None else txn.path
+        with self.watch.stage("load"):
             self._locate(target)
-            if "manifest" in stages:
-                self.done["manifest"] = vectors.manifest_stage(config, self.table, self.work, self.fp)
-        if "embed" in stages:
-            with watch.stage("embed"):
-                self.done["embed"] = vectors.embed_stage(config, self.work, self.executor)
-                if self.out is not None:
-                    self._gather()
-        if self.out is not None and self._ok is None:
-            with watch.stage("gather"):
-                self._gather()
-        if "index" in stages:
-            with watch.stage("index"):
-                self.done["index"] = self._index()
-        if "search" in stages:
-            with watch.stage("search"):
-                built = self.done.get("index") or self._finished_index()
-                query, gallery, _, k, all_pairs = self._roles_of()
-                parts = search.search_stage(built, self._all_vectors, query, gallery, k, all_pairs, self.work,
-                                            self.executor, config.nprobe, config.rerank)
-                self.done["search"] = parts
-                quality = search.metrics_stage(parts, self._frame(), k) if "seal" in stages else None
-        if "seal" not in stages:
-            return RunResult(target, {}, {}, self.done)
-        return self._seal(txn, watch, built, parts, quality)
+        for name in self.stages:
+            if name == "seal":  # the seal times its own steps (item-table stages, report, insight, gallery)
+                return self._seal()
+            with self.watch.stage(name):
+                self.done[name] = getattr(self, f"_{name}")()
+        return RunResult(target, {}, {}, self.done)
 
-    def _seal(self, txn, watch, built, parts, quality) -> RunResult:
+    def _manifest(self):
+        return vectors.manifest_stage(self.config, self.table, self.work, self.fp)
+
+    def _embed(self):
+        embedded = vectors.embed_stage(self.config, self.work, self.executor)
+        if self.out is not None:  # a run is written: its embeddings.npy now (the model checked on them)
+            self._gather()
+        return embedded
+
+    def _index(self):
+        config = self.config
+        _, gallery, _, _, _ = self._roles_of()
+        d = self._vectors.shape[1] if self._vectors is not None else vectors.dimension(self.work)
+        name = index_mod.choose_index(config.index, int(gallery.sum()), d, config.metric)
+        return index_mod.index_stage(name, self._all_vectors, gallery, config.metric, self.work, config.seed,
+                                     self.executor, config.factory, config.memory)
+
+    def _search(self):
+        query, gallery, _, k, all_pairs = self._roles_of()
+        built = self.done.get("index") or self._finished_index()
+        parts = search.search_stage(built, self._all_vectors, query, gallery, k, all_pairs, self.work,
+                                    self.executor, self.config.nprobe, self.config.rerank)
+        self.built, self.quality = built, search.metrics_stage(parts, self._frame(), k) if self.out else None
+        return parts
+
+    def _seal(self) -> RunResult:
         from ..run import writer
 
         config, table = self.config, self._table()
         query, gallery, mode, k, _ = self._roles_of()
-        linked = writer.link_neighbors(self.out, parts)
+        linked = writer.link_neighbors(self.out, self.done["search"])
         arguments = self.arguments if self.arguments is not None else {**asdict(config), "input": table.root}
         skipped = [{"path": rel, "reason": "file not found (listed in the annotations)"} for rel in table.missing]
         skipped += [{"path": rel, "reason": reason} for rel, reason in table.refused]  # by the file gate at load time
         embedded = self.done.get("embed")
         counts = {} if embedded is None else {"n_embedded": embedded.computed, "n_from_cache": embedded.done_before}
         counts["executor"] = getattr(self.executor, "name", "local")
-        run = seal.Staged(self.out, txn.run_id, self._frame(), table.root, table.format, self._ok, self._reasons, query,
-                          gallery, mode, k, config.k, config.metric, built, self._vectors,
+        run = seal.Staged(self.out, self.txn.run_id, self._frame(), table.root, table.format, self._ok, self._reasons,
+                          query, gallery, mode, k, config.k, config.metric, self.built, self._vectors,
                           vectors.embedder_info(self.work), arguments, skipped, counts,
                           {f"neighbors/{p.name}": p for p in linked})
-        metrics = seal.seal_run(run, quality, watch, config.grids, config.seed, config.insight_config(),
+        metrics = seal.seal_run(run, self.quality, self.watch, config.grids, config.seed, config.insight_config(),
                                 {"work_dir": str(Path(self.work).absolute())})
         log.debug("precision@%d = %.4f over %d queries (%s); %d images, %d skipped", k, metrics["precision_at_k"],
                   metrics["n_queries"], mode, metrics["n_images"], metrics["n_skipped"])
@@ -218,19 +226,13 @@ class _Job:
         """(query, gallery, mode, k, all_pairs) over the item rows."""
         if self._roles is None:
             table = self._table(["split", "item_id"])
-            if self._ok is None:
+            if self._ok is None and self.out is not None:  # a run is written: its embeddings.npy, ok and reasons
+                self._gather()
+            elif self._ok is None:
                 self._ok, self._reasons = vectors.read_ok(self.work, len(table))
             query, gallery, mode = read.assign_roles(table, self._ok, self.config)
             self._roles = (query, gallery, mode, *search.clamp_k(self.config.k, query, gallery))
         return self._roles
-
-    def _index(self):
-        config = self.config
-        _, gallery, _, _, _ = self._roles_of()
-        d = self._vectors.shape[1] if self._vectors is not None else vectors.dimension(self.work)
-        name = index_mod.choose_index(config.index, int(gallery.sum()), d, config.metric)
-        return index_mod.index_stage(name, self._all_vectors, gallery, config.metric, self.work, config.seed,
-                                     self.executor, config.factory, config.memory)
 
     def _finished_index(self):
         """The index stage's finished build, for a range that starts after it."""
