@@ -1,5 +1,6 @@
-"""The embed stage: the item manifest → id-keyed embedding shards (resumable by id, run by an executor)
-→ the run's ``embeddings.npy`` (filled by id, memory-mapped), with ok and reason per item.
+"""The manifest stage (the item table → the work's id-keyed manifest) and the embed stage: the item
+manifest → id-keyed embedding shards (resumable by id, run by an executor) → the run's ``embeddings.npy``
+(filled by id, memory-mapped), with ok and reason per item.
 
 The stages' work sits in a work directory that outlives the run: ``CACHE/scale/<dataset fingerprint>-
 <embedder tag>/`` for ``measure_sim.py`` (CACHE: ``--cache-dir`` or ``OUTPUT_DIR/cache``), the run
