@@ -14,11 +14,14 @@ log = logging.getLogger("fashion.retrieval")
 
 @dataclass
 class RunResult:
-    """What :func:`run` produced: the directory, metrics (as in metrics.json) and output paths by name."""
+    """What :func:`run` produced: the directory, metrics (as in metrics.json) and output paths by name;
+    ``stages``: what each stage of the orchestrator's range returned, by stage name
+    (:func:`fashion.pipeline.measure.measure`; metrics and files are empty for a range that does not seal)."""
 
     output_dir: Path
     metrics: dict
     files: dict[str, Path] = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         """A few human lines: the headline metrics, counts, stage times and where the gallery is."""

@@ -71,6 +71,25 @@ def test_lr_finder_options_reach_the_train_config():
         parser.parse_args(["train", "--output_dir", "o", "--lr-find-iters", "0"])
 
 
+def test_every_verbs_options_reach_the_orchestrators_config():
+    """The verbs and ``fashion neighbors`` map their flags onto the one config the orchestrator runs
+    (``--shard-rows`` of neighbors was dropped before: its dest is not the field's name)."""
+    from fashion.cli.neighbors import neighbors_config
+    from fashion.cli.scale import config_of
+
+    parser = cli.build_parser()
+    assert neighbors_config(parser.parse_args(["neighbors", "--output-dir", "o", "--shard-rows", "7"])).embed_shard_rows == 7
+    config = config_of("manifest", parser.parse_args(["manifest", "data", "--output-dir", "o", "--shard-rows", "9",
+                                                      "--skip-missing"]))
+    assert (config.input, config.output_dir, config.manifest_shard_rows, config.skip_missing) == ("data", "o", 9, True)
+    config = config_of("embed", parser.parse_args(["embed", "r", "--shard-rows", "5", "--precision", "fp32"]))
+    assert (config.output_dir, config.embed_shard_rows, config.precision) == ("r", 5, "fp32")
+    config = config_of("index", parser.parse_args(["index", "r", "--factory", "IVF4,PQ4", "--memory", "1G", "--seed", "3"]))
+    assert (config.index, config.factory, config.memory, config.seed) == ("ivfpq-disk", "IVF4,PQ4", "1G", 3)
+    config = config_of("knn", parser.parse_args(["knn", "r", "-k", "4", "--nprobe", "2", "--rerank", "8"]))
+    assert (config.output_dir, config.k, config.nprobe, config.rerank, config.index) == ("r", 4, 2, 8, "ivfpq-disk")
+
+
 def test_library_errors_become_one_line(tmp_path, capsys):
     code = cli.main(["summary", str(tmp_path / "nowhere")])
     err = capsys.readouterr().err.strip()

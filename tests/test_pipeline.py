@@ -3,6 +3,8 @@ stages → report, insight, seal), composed by one orchestrator, run by an execu
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -153,8 +155,9 @@ def test_auto_index_goes_on_disk_when_memory_is_short(photos, tmp_path, monkeypa
 def test_an_interrupted_embed_resumes_by_id(photos, tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
+    from fashion.pipeline import seal
     from fashion.retrieval import run
-    from fashion.scale import knn, shards
+    from fashion.scale import ivfpq, knn, shards
 
     out = tmp_path / "out"
     config = _config(photos, out, index="ivfpq-disk", embed_shard_rows=4)  # 13 items: 4 shards
@@ -185,16 +188,130 @@ def test_an_interrupted_embed_resumes_by_id(photos, tmp_path, monkeypatch):
     index_json = _work(out) / "index" / "index.json"
     built = index_json.stat().st_mtime_ns
 
-    # 3. resumed to the end: nothing embedded twice, the index not rebuilt
+    # 3. resumed, then killed once the search is done (the seal fails): the index was not rebuilt
+    seal_run = seal.seal_run
+    monkeypatch.setattr(seal, "seal_run", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("killed")))
+    with pytest.raises(RuntimeError, match="killed"):
+        run(config)
+    monkeypatch.setattr(seal, "seal_run", seal_run)
+    assert index_json.stat().st_mtime_ns == built and not (out / "metrics.json").exists()
+
+    # 4. resumed to the end: nothing embedded, indexed or searched twice
+    calls = Counter()
+    merge = ivfpq.merge
+    monkeypatch.setattr(ivfpq, "merge", lambda *a: calls.update(["merge"]) or merge(*a))
+    monkeypatch.setattr(knn, "query_part", lambda *a: calls.update(["query"]) or query_part(*a))
     result = run(config)
-    assert result.metrics["n_embedded"] == 0 and result.metrics["n_from_cache"] == 13
+    assert result.metrics["n_embedded"] == 0 and result.metrics["n_from_cache"] == 13 and not calls
     assert index_json.stat().st_mtime_ns == built
     table = pq.ParquetDataset(sorted((out / "neighbors").glob("part-*.parquet"))).read()
     queries, counts = np.unique(table.column("query_id").to_numpy(), return_counts=True)
     assert len(queries) == 12 and (counts == 3).all()
-    # 4. a small run into the same cache reuses the vectors too (exact index, in memory)
+    # 5. a small run into the same cache reuses the vectors too (exact index, in memory)
     again = run(_config(photos, out))
     assert again.metrics["n_embedded"] == 0 and again.metrics["index"] == "exact"
+
+
+def _killed(*args, **kwargs):
+    raise RuntimeError("killed")
+
+
+def test_a_rerun_redoes_no_finished_stage_of_an_in_memory_run(runs, photos, tmp_path, monkeypatch):
+    """Killed at the stage boundary after the index, then after the search: each rerun keeps the finished
+    stages' work (the in-memory index and its neighbours, checkpointed in the work by content) and the
+    last one ends in the same sealed run as an uninterrupted one."""
+    from fashion import rundir
+    from fashion.pipeline import index, search, seal
+    from fashion.retrieval import run
+    from fashion.run import layout
+    from fashion.run.reader import open_run
+
+    out, calls = tmp_path / "out", Counter()
+    config = _config(photos, out)  # auto: exact, in memory
+    build, kneighbors, seal_run = index.build_in_memory, search.kneighbors, seal.seal_run
+    monkeypatch.setattr(index, "build_in_memory", lambda *a: calls.update(["index"]) or build(*a))
+    # 1. killed after the index stage, as the search begins
+    monkeypatch.setattr(search, "kneighbors", _killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(config)
+    assert calls == {"index": 1} and not (out / "metrics.json").exists()
+    # 2. rerun, killed after the search stage, as the seal begins: the index is not built again
+    monkeypatch.setattr(search, "kneighbors", lambda *a: calls.update(["search"]) or kneighbors(*a))
+    monkeypatch.setattr(seal, "seal_run", _killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(config)
+    assert calls == {"index": 1, "search": 1} and not (out / "metrics.json").exists()
+    # 3. rerun to the end: neither the index nor the search again, nothing embedded again
+    monkeypatch.setattr(seal, "seal_run", seal_run)
+    result = run(config)
+    assert calls == {"index": 1, "search": 1} and result.metrics["n_embedded"] == 0
+    done, whole = open_run(out), open_run(runs["exact"])
+    assert np.array_equal(done.embeddings, whole.embeddings) and done.neighbors().equals(whole.neighbors())
+    assert done.info["index"] == whole.info["index"] and result.metrics["precision_at_k"] == whole.metrics["precision_at_k"]
+    rundir.verify(out, kind=layout.RUN_KIND)
+    # 4. another k searches again (the same index), not the kept parts of k=3
+    assert run(_config(photos, out, k=2)).metrics["k"] == 2 and calls == {"index": 1, "search": 2}
+
+
+def test_measure_runs_a_range_of_stages(runs, photos, tmp_path):
+    """measure_sim's stages one range at a time on the same work, as the verbs run them, write the run the
+    whole pipeline writes; a range that starts after a stage not yet run says which is missing."""
+    from fashion.errors import ConfigError
+    from fashion.pipeline.measure import STAGES, measure, stage_range
+    from fashion.run.reader import open_run
+
+    config = _config(photos, tmp_path / "out")
+    assert measure(config, stages=("manifest", "embed")).stages["embed"].computed == 13
+    with pytest.raises(ConfigError, match="no finished auto index"):
+        measure(config, stages=("search", "seal"))
+    assert measure(config, stages=("index",)).stages["index"].name == "exact"
+    assert not (tmp_path / "out" / "metrics.json").exists()  # no run until the seal
+    result = measure(config, stages=("search", "seal"))
+    assert result.metrics["precision_at_k"] == open_run(runs["exact"]).metrics["precision_at_k"]
+    staged, whole = open_run(tmp_path / "out"), open_run(runs["exact"])
+    assert np.array_equal(staged.embeddings, whole.embeddings) and staged.neighbors().equals(whole.neighbors())
+    assert stage_range(STAGES) == STAGES
+    for bad in (("embed", "search"), ("seal",), ("index", "manifest"), ("read",), ()):
+        with pytest.raises(ConfigError):
+            stage_range(bad)
+
+
+def test_the_verbs_run_answers_search_and_serve_and_a_rerun_redoes_nothing(runs, tmp_path, capsys, monkeypatch):
+    """The verbs' run answers ``fashion search`` and ``fashion serve``'s /api/search (a gallery photo's own
+    copy first, distance ~0); ``fashion index`` and ``fashion knn`` again keep the finished index and
+    neighbour shards and reseal the same run."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from fashion import cli, rundir
+    from fashion.run import layout
+    from fashion.run.reader import open_run
+    from fashion.scale import ivfpq, knn
+    from fashion.server import create_app
+    from fashion.service import SimilarityService
+
+    verbs = shutil.copytree(runs["verbs"], tmp_path / "verbs")
+    items = read_run_items(verbs)
+    photo = items[items["ok"]].iloc[4]
+    assert cli.main(["search", photo["path"], "--run", str(verbs), "-k", "3", "--no-grids"]) == 0
+    first = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("1."))
+    assert photo["relpath"] in first and "distance 0.0000" in first
+    with TestClient(create_app(SimilarityService.open(verbs, warm=False)), base_url="http://localhost") as client:
+        with open(photo["path"], "rb") as f:
+            answer = client.post("/api/search?k=2", files={"image": ("p.jpg", f, "image/jpeg")})
+    assert answer.status_code == 200 and answer.json()["results"][0]["id"] == int(photo["id"])
+    assert answer.json()["results"][0]["distance"] == pytest.approx(0, abs=1e-3)
+
+    calls, merge, query_part = Counter(), ivfpq.merge, knn.query_part
+    monkeypatch.setattr(ivfpq, "merge", lambda *a: calls.update(["merge"]) or merge(*a))
+    monkeypatch.setattr(knn, "query_part", lambda *a: calls.update(["query"]) or query_part(*a))
+    before = open_run(verbs)
+    assert cli.main(["index", str(verbs)]) == 0 and cli.main(["knn", str(verbs), "-k", "3"]) == 0
+    assert not calls
+    after = open_run(verbs)
+    assert after.info["run_id"] != before.info["run_id"] and after.neighbors().equals(before.neighbors())
+    rundir.verify(verbs, kind=layout.RUN_KIND)
 
 
 @pytest.mark.ray

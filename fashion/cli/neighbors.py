@@ -30,7 +30,8 @@ def neighbors_config(args):
     """Map parsed ``neighbors`` options onto :class:`fashion.pipeline.config.MeasureConfig`."""
     from ..pipeline.config import MeasureConfig
 
-    return MeasureConfig(**fields_of(MeasureConfig, args))
+    # --shard-rows is embed_shard_rows (its dest, shard_rows, is shared with the manifest's option)
+    return MeasureConfig(**fields_of(MeasureConfig, args), embed_shard_rows=args.shard_rows)
 
 
 def run_neighbors(args) -> int:

@@ -1,56 +1,66 @@
-"""``fashion manifest / embed / index / knn``: the sharded, id-keyed stages one at a time
-(:mod:`fashion.scale`; ``--engine ray`` needs the [scale] extra)."""
+"""``fashion manifest / embed / index / knn``: the pipeline's stages one at a time on one run directory,
+each verb the orchestrator (:func:`fashion.pipeline.measure.measure`) with its range of stages
+(:data:`fashion.pipeline.measure.VERBS`), so the verbs and ``measure_sim.py`` write the same run
+(``--engine ray`` needs the [scale] extra)."""
 
 from __future__ import annotations
 
-from .common import add_options, add_parser, fields_of, load_items
+from .common import add_options, add_parser, fields_of
 
 EMBED_OPTIONS = ("run_dir", "engine", "address", "actors", "cpus_per_actor", "gpus_per_actor", "model", "arch",
                  "layer", "size", "runtime", "precision", "batch_size", "embed_shard_rows", "num_workers")
 KNN_OPTIONS = ("run_dir", "k", "engine", "address", "actors", "nprobe", "rerank")
 
 
+def config_of(verb: str, args):
+    """The orchestrator's config (:class:`fashion.pipeline.config.MeasureConfig`) of a verb's parsed options:
+    those named after its fields, then those the verbs name otherwise (the dataset, the run directory, the
+    two ``--shard-rows``); the verbs' index is the on-disk IVF-PQ."""
+    from ..pipeline.config import MeasureConfig
+    from ..pipeline.index import ON_DISK
+
+    if verb == "manifest":
+        named = {"input": args.dataset, "manifest_shard_rows": args.shard_rows}
+    elif verb == "embed":
+        named = {"output_dir": args.run_dir, "embed_shard_rows": args.shard_rows}
+    else:
+        named = {"output_dir": args.run_dir, "index": ON_DISK}
+    return MeasureConfig(**{**fields_of(MeasureConfig, args), **named})
+
+
+def run_verb(verb: str, args, arguments: dict | None = None):
+    """The orchestrator with the verb's range of stages, on the run directory as its work."""
+    from ..pipeline.measure import VERBS, measure
+
+    config = config_of(verb, args)
+    return measure(config, stages=VERBS[verb], work_dir=config.output_dir, arguments=arguments)
+
+
 def run_manifest(args) -> int:
     """``fashion manifest``: the dataset's item table as id-keyed parquet shards."""
     from ..scale import manifest
 
-    items = load_items(args.dataset, args.format, args.skip_missing)
-    print(manifest.summary_text(manifest.write_manifest(items, args.output_dir, shard_rows=args.shard_rows)))
+    print(manifest.summary_text(run_verb("manifest", args).stages["manifest"]))
     return 0
 
 
 def run_embed(args) -> int:
     """``fashion embed``: every manifest id not yet embedded."""
-    from ..scale.embed import EmbedConfig, embed_run
-
-    print(embed_run(EmbedConfig(**fields_of(EmbedConfig, args))).summary())  # the pipeline's embed stage
+    print(run_verb("embed", args).stages["embed"].summary())
     return 0
 
 
 def run_index(args) -> int:
-    """``fashion index``: the IVF-PQ index of a run's embeddings."""
-    from pathlib import Path
-
-    from ..scale import embed, executors, ivfpq, manifest
-
-    count = manifest.Manifest.read(args.run_dir).count
-    params = ivfpq.build(embed.latest_embeddings(args.run_dir), Path(args.run_dir) / "index", id_space=count,
-                         factory=args.factory, memory=args.memory, seed=args.seed,
-                         executor=executors.make_executor(args.engine, args.address))
+    """``fashion index``: the IVF-PQ index of a run's embeddings (a finished one of the same gallery is kept)."""
+    params = run_verb("index", args).stages["index"].params
     print(f"{params.factory}: {params.count} vectors, {params.bytes_per_vector} bytes/vector, {params.timings}")
     return 0
 
 
 def run_knn(args) -> int:
     """``fashion knn``: the top-K of every embedded image, then the run sealed by the pipeline's stages."""
-    from ..pipeline.measure import seal_work
-    from ..scale import executors
-    from ..scale.knn import KnnConfig
-
-    config = KnnConfig(**fields_of(KnnConfig, args))
-    metrics = seal_work(config.run_dir, config.k, executors.of(config), nprobe=config.nprobe, rerank=config.rerank,
-                        arguments={"k": config.k, "nprobe": config.nprobe, "rerank": config.rerank,
-                                   "engine": config.engine}).metrics
+    arguments = {"k": args.k, "nprobe": args.nprobe, "rerank": args.rerank, "engine": args.engine}
+    metrics = run_verb("knn", args, arguments).metrics
     print(f"precision@{metrics['k']} {metrics['precision_at_k']:.4f} over {metrics['n_queries']} queries")
     return 0
 

@@ -30,7 +30,12 @@ class MeasureConfig:
     metadata: shop metadata file (CSV or parquet) joined onto the item table on relpath or id
         (:mod:`fashion.catalog.metadata`); its typed columns land in the run's items.
     engine, address, actors, cpus_per_actor, gpus_per_actor: the executor (local, or a Ray cluster).
-    embed_shard_rows: ids per embedding shard (what a kill can lose).
+    embed_shard_rows: ids per embedding shard (what a kill can lose); manifest_shard_rows: items per
+        manifest shard.
+    skip_missing: leave out annotated images that do not exist (reported in metrics.json); measure_sim.py
+        always does, ``fashion manifest`` only with ``--skip-missing`` (else it stops at the first).
+    factory, memory: the on-disk IVF-PQ's faiss factory string and memory budget (``fashion index``);
+    nprobe, rerank: its search options (``fashion knn``; None: index.json's).
     """
 
     input: str | None = default("input")
@@ -63,6 +68,12 @@ class MeasureConfig:
     cpus_per_actor: float = default("cpus_per_actor")
     gpus_per_actor: float = default("gpus_per_actor")
     embed_shard_rows: int = default("embed_shard_rows")
+    manifest_shard_rows: int = default("manifest_shard_rows")
+    skip_missing: bool = True
+    factory: str = default("factory")
+    memory: str = default("memory")
+    nprobe: int | None = default("nprobe")
+    rerank: int | None = default("rerank")
 
     def __post_init__(self):
         from ..embedding.spec import resolve_model

@@ -23,7 +23,7 @@ def load_items(config):
     from .. import datasets, sample
 
     root = config.input if config.input is not None else sample.sample_root()
-    table = datasets.load(root, format=config.format, missing="skip")
+    table = datasets.load(root, format=config.format, missing="skip" if config.skip_missing else "error")
     wanted = splits(config.split)
     if wanted:
         available = sorted(set(table.frame["split"]))

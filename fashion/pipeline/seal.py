@@ -68,13 +68,14 @@ def item_columns(run: Staged, watch=None):
 
 def write_tables(run: Staged, items) -> None:
     """items/ (``items``: the run's items with the item-table stages' columns, :func:`item_columns`) and the
-    saved index (index.npz with its ids, or the on-disk ivfpq/ linked in)."""
+    saved index, linked in from the index stage's work (index.npz with its ids, or the on-disk ivfpq/)."""
     import json
 
     table = writer.item_table(items, run.ok, run.reasons, writer.roles(run.ok, run.query, run.gallery))
     run.files.update({f"{layout.ITEMS_DIR}/{p.name}": p for p in writer.write_items(run.out, table)})
-    if run.built.directory is None:
-        run.files[layout.INDEX_NPZ], ref = writer.write_index_npz(run.out, run.built.index, np.flatnonzero(run.gallery))
+    if run.built.directory is None:  # the index stage's checkpoint (index.npz with its ids), linked in
+        run.files[layout.INDEX_NPZ] = writer.link_or_copy(run.built.npz, run.out / layout.INDEX_NPZ)
+        ref = layout.IndexRef("npz", layout.INDEX_NPZ, run.built.name, run.built.metric, int(run.gallery.sum()))
     else:
         count = json.loads((run.built.directory / "index.json").read_text(encoding="utf-8"))["count"]
         linked, ref = writer.link_ivfpq(run.out, run.built.directory, count)

@@ -12,6 +12,8 @@ from ..errors import DatasetError
 
 log = logging.getLogger(__name__)
 
+MEMORY_KNN_DIR = "memory-knn"  # the in-memory search's finished parts in the work directory
+
 
 def clamp_k(k: int, query: np.ndarray, gallery: np.ndarray) -> tuple[int, bool]:
     """(k, all_pairs): ``k`` clamped to the neighbours that exist (a query leaves itself out in all-pairs)."""
@@ -25,25 +27,54 @@ def clamp_k(k: int, query: np.ndarray, gallery: np.ndarray) -> tuple[int, bool]:
     return min(k, possible), all_pairs
 
 
-def search_stage(built, vectors, query: np.ndarray, gallery: np.ndarray, k: int, all_pairs: bool, work, out,
+def search_stage(built, vectors, query: np.ndarray, gallery: np.ndarray, k: int, all_pairs: bool, work,
                  executor, nprobe: int | None = None, rerank: int | None = None) -> list[Path]:
-    """Write ``out/neighbors/part-*.parquet`` (query_id, rank, neighbor_id, distance; the query itself left
-    out); returns the parts. In memory: one ``kneighbors`` over the queries; on disk: the embedding
-    shards queried by the executor (:func:`fashion.scale.knn.knn_run`, resumable; ``nprobe``, ``rerank``:
-    its search options), linked in."""
-    from ..run import writer
-
+    """Every query's top-K (query_id, rank, neighbor_id, distance; the query itself left out) as finished
+    parquet parts in the work directory, resumed: parts of the same index, k and queries are kept, so a
+    rerun after this stage does not search again. In memory: one ``kneighbors`` over the queries
+    (``vectors``: a callable giving the (n, d) vectors, called only when searching) into
+    ``work/memory-knn/``; on disk: the embedding shards queried by the executor
+    (:func:`fashion.scale.knn.knn_run`, resumable shard by shard; ``nprobe``, ``rerank``: its search
+    options) into ``work/knn/``. The seal stage links the parts into the run's ``neighbors/``."""
     if built.directory is not None:
         from ..scale import knn
 
         done = knn.knn_run(knn.KnnConfig(str(work), k=k, nprobe=nprobe, rerank=rerank), executor=executor,
                            query_ids=None if all_pairs else np.flatnonzero(query))  # all-pairs: every embedded id
-        return writer.link_neighbors(out, done["parts"])
+        return [Path(p) for p in done["parts"]]
+    return _search_in_memory(built, vectors, query, gallery, k, all_pairs, work)
+
+
+def _search_in_memory(built, vectors, query, gallery, k, all_pairs, work) -> list[Path]:
+    import shutil
+
+    from ..atomic import write_json
+    from ..run import layout, writer
+    from ..runfiles import read_json
+    from ..scale.shards import ids_digest
+    from .index import DONE_JSON
+
+    directory = Path(work) / MEMORY_KNN_DIR
     query_rows, gallery_rows = np.flatnonzero(query), np.flatnonzero(gallery)
-    dist, idx = built.index.kneighbors(None if all_pairs else np.asarray(vectors[query_rows]), n_neighbors=k)
-    idx = np.asarray(idx)
+    key = {"index": built.key, "k": int(k), "all_pairs": all_pairs, "queries": ids_digest(query_rows)}
+    done = directory / DONE_JSON
+    if done.is_file() and read_json(done) == key:
+        parts = sorted((directory / layout.NEIGHBORS_DIR).glob(layout.PART_GLOB))
+        log.info("%s: the neighbours of these %d queries (k=%d) are kept", directory, len(query_rows), k)
+        return parts
+    shutil.rmtree(directory, ignore_errors=True)  # another search's parts: replaced
+    dist, idx = kneighbors(built.fitted(), None if all_pairs else np.asarray(vectors()[query_rows]), k)
     neighbor_rows = np.where(idx >= 0, gallery_rows[np.maximum(idx, 0)], -1)
-    return writer.write_neighbors(out, query_rows, np.asarray(dist, dtype=np.float32), neighbor_rows)
+    parts = writer.write_neighbors(directory, query_rows, dist, neighbor_rows)
+    write_json(done, key)  # last: the checkpoint is whole
+    return parts
+
+
+def kneighbors(index, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distances float32, index rows) of the queries' top-K in a fitted in-memory backend (``queries``:
+    None = all-pairs over the fitted vectors, each leaving itself out): the in-memory search's work."""
+    dist, idx = index.kneighbors(queries, n_neighbors=k)
+    return np.asarray(dist, dtype=np.float32), np.asarray(idx)
 
 
 def metrics_stage(parts, items, k: int) -> dict:

@@ -1,5 +1,6 @@
-"""The embed stage: the item manifest → id-keyed embedding shards (resumable by id, run by an executor)
-→ the run's ``embeddings.npy`` (filled by id, memory-mapped), with ok and reason per item.
+"""The manifest stage (the item table → the work's id-keyed manifest) and the embed stage: the item
+manifest → id-keyed embedding shards (resumable by id, run by an executor) → the run's ``embeddings.npy``
+(filled by id, memory-mapped), with ok and reason per item.
 
 The stages' work sits in a work directory that outlives the run: ``CACHE/scale/<dataset fingerprint>-
 <embedder tag>/`` for ``measure_sim.py`` (CACHE: ``--cache-dir`` or ``OUTPUT_DIR/cache``), the run
@@ -29,15 +30,21 @@ def embed_config(config, work) -> "embed.EmbedConfig":
 
 
 def work_dir(config, table, cache):
-    """(work directory, embedder): ``CACHE/scale/<fingerprint[:16]>-<embedder tag>``, one per dataset and
-    embedder, its item manifest written (or kept), and the embedder the stage resolves."""
+    """(work directory, embedder, fingerprint): ``CACHE/scale/<fingerprint[:16]>-<embedder tag>``, one per
+    dataset and embedder (nothing written: the manifest stage writes its item manifest), and the embedder
+    the embed stage resolves."""
     fp = manifest.fingerprint(table.frame)
     embed.forget_embedders()  # a run builds its model from the files as they are now
     spec, embedder = embed.resolve_spec(embed_config(config, cache), len(table))
     work = Path(cache) / SCALE_CACHE / f"{fp[:16]}-{embedder.cache_path('', spec.crop).name}"
     log.info("%s: the stages' work (resumed by a rerun)", work)
-    manifest.write_manifest(table, work, fp=fp)
-    return work, embedder
+    return work, embedder, fp
+
+
+def manifest_stage(config, table, work, fp: str | None = None) -> "manifest.Manifest":
+    """The item table as ``work``'s id-keyed manifest (an up-to-date one is kept; another dataset's is
+    refused)."""
+    return manifest.write_manifest(table, work, shard_rows=config.manifest_shard_rows, fp=fp)
 
 
 def embed_stage(config, work, executor) -> "embed.EmbedResult":
@@ -45,28 +52,48 @@ def embed_stage(config, work, executor) -> "embed.EmbedResult":
     return embed.embed_run(embed_config(config, work), executor=executor)
 
 
+def _batches(work, ok: np.ndarray, reasons: list, vectors: bool = True):
+    """(ids, vectors) of every shard's usable rows, ``ok`` and ``reasons`` filled by id on the way."""
+    columns = ["id", "vector", "ok", "reason"] if vectors else ["id", "ok", "reason"]
+    for _, table in shards.ShardSet(embed.latest_embeddings(work)).iter_batches(columns):
+        ids = table.column("id").to_numpy().astype(np.int64)
+        good = table.column("ok").to_numpy(zero_copy_only=False).astype(bool)
+        ok[ids] = good
+        for i, r in zip(ids.tolist(), table.column("reason").to_pylist()):
+            reasons[i] = r or ""
+        yield ids[good], shards.vectors_of(table.column("vector"))[good] if vectors else None
+
+
 def gather(work, out, n: int):
     """(vectors, ok, reasons): every shard's rows by id into ``out/embeddings.npy`` (a memory map, zeros
     where an image failed), never whole in memory; returns the map opened read-only."""
-    from ..run import layout, writer
+    from ..run import writer
 
-    emb_dir = embed.latest_embeddings(work)
     ok, reasons = np.zeros(n, dtype=bool), [""] * n
-
-    def batches():
-        for _, table in shards.ShardSet(emb_dir).iter_batches(["id", "vector", "ok", "reason"]):
-            ids = table.column("id").to_numpy().astype(np.int64)
-            good = table.column("ok").to_numpy(zero_copy_only=False).astype(bool)
-            ok[ids] = good
-            for i, r in zip(ids.tolist(), table.column("reason").to_pylist()):
-                reasons[i] = r or ""
-            yield ids[good], shards.vectors_of(table.column("vector"))[good]
-
-    path = writer.write_embeddings_by_id(out, n, _dimension(emb_dir), batches())
+    path = writer.write_embeddings_by_id(out, n, dimension(work), _batches(work, ok, reasons))
     return np.load(path, mmap_mode="r"), ok, reasons
 
 
-def _dimension(emb_dir: Path) -> int:
+def gather_in_memory(work, n: int) -> np.ndarray:
+    """Every shard's vectors by id as one (n, d) float32 array in memory (zeros where an image failed): a
+    stage range that builds or searches an in-memory index without writing a run."""
+    vectors = np.zeros((n, dimension(work)), dtype=np.float32)
+    for ids, rows in _batches(work, np.zeros(n, dtype=bool), [""] * n):
+        vectors[ids] = rows
+    return vectors
+
+
+def read_ok(work, n: int) -> tuple[np.ndarray, list]:
+    """(ok, reasons) per id of the embed stage's shards, their vectors left unread."""
+    ok, reasons = np.zeros(n, dtype=bool), [""] * n
+    for _ in _batches(work, ok, reasons, vectors=False):
+        pass
+    return ok, reasons
+
+
+def dimension(work) -> int:
+    """The vectors' dimension of the embed stage's shards in ``work``."""
+    emb_dir = embed.latest_embeddings(work)
     for _, table in shards.ShardSet(emb_dir).iter_batches(["vector"]):
         if len(table):
             return shards.vectors_of(table.column("vector")[:1]).shape[1]

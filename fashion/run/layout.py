@@ -31,8 +31,9 @@ Beside the run, ``RUN.versions/`` (:func:`versions_dir`) holds the live catalogu
 (:mod:`fashion.catalog.versions`): earlier versions as ordinary runs ``<n>-<run id>/``, the writer's
 lock file and ``uploads/`` (photos added over HTTP, named by their SHA-256).
 
-Work directories of the resumable sharded stages (``manifest/``, ``embeddings/``, ``index/``, ``knn/``,
-``cache/``) may sit beside these files; they are outside the manifest (:data:`WORK_DIRS`).
+Work directories of the resumable stages (``manifest/``, ``embeddings/``, ``index/``, ``knn/``,
+``memory-index/``, ``memory-knn/``, ``cache/``: :mod:`fashion.pipeline.measure`) may sit beside these
+files; they are outside the manifest (:data:`WORK_DIRS`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ GRIDS_DIR = "grids"
 RESERVE = "reserve.npz"  # a run changed by the catalogue: each query's next candidates (fashion.catalog.lists)
 GALLERY = "index.html"
 # the resumable stages' work (fashion.scale) and the embedding cache: carried between runs, never sealed
-WORK_DIRS = ("cache", "manifest", "embeddings", "index", "knn")
+WORK_DIRS = ("cache", "manifest", "embeddings", "index", "knn", "memory-index", "memory-knn")
 
 # the columns every reader needs (a dataset's own columns, e.g. item_id or bbox, follow them)
 ITEM_COLUMNS = ("id", "path", "relpath", "label", "split", "ok", "reason", "role")
