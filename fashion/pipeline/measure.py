@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..run import listcache
 from ..runresult import RunResult, Stopwatch
 from . import index as index_mod
 from . import read, search, seal, vectors
@@ -74,8 +75,9 @@ def _measure(config, executor, txn) -> RunResult:
                       config.k, config.metric, built, embedded, vectors.embedder_info(work), arguments, skipped,
                       {"n_embedded": emb.computed, "n_from_cache": emb.done_before, "executor": executor.name},
                       {f"neighbors/{p.name}": p for p in parts})
+    # the lists are the sealed index's own search (its parameters): id queries may answer from them
     metrics = seal.seal_run(run, quality, watch, config.grids, config.seed, config.insight_config(),
-                            {"work_dir": str(Path(work).absolute())})
+                            {"work_dir": str(Path(work).absolute()), listcache.LISTS_KEY: listcache.marker(k)})
     log.debug("precision@%d = %.4f over %d queries (%s); %d images, %d skipped", k, metrics["precision_at_k"],
               metrics["n_queries"], mode, metrics["n_images"], metrics["n_skipped"])
     return RunResult(out, metrics, run.files)
@@ -111,7 +113,9 @@ def seal_work(run_dir, k: int, executor=None, nprobe=None, rerank=None, argument
                           "cosine", built, embedded, vectors.embedder_info(run_dir), arguments or {"k": k},
                           counts={"executor": getattr(executor, "name", "local")},
                           files={f"neighbors/{p.name}": p for p in parts})
-        metrics = seal.seal_run(run, quality, watch, 12, 0, InsightConfig() if insight else None,
-                                {"work_dir": str(run_dir.absolute())})
+        info = {"work_dir": str(run_dir.absolute())}
+        if nprobe is None and rerank is None:  # searched as the served index searches: id queries may use them
+            info[listcache.LISTS_KEY] = listcache.marker(k)
+        metrics = seal.seal_run(run, quality, watch, 12, 0, InsightConfig() if insight else None, info)
     files = {name: txn.final(path) for name, path in run.files.items()}
     return RunResult(txn.target, metrics, files)
