@@ -180,3 +180,14 @@ def test_dense_lists_by_item_id(tmp_path):
     assert dist[1].tolist() == pytest.approx([0.1, 0.2]) and dist[3, 0] == pytest.approx(0.3)
     with pytest.raises(ValueError, match="outside"):
         listcache.dense(parts, 3, 2)
+
+
+def test_a_live_server_answers_the_new_versions_ids_from_its_lists(tmp_path):
+    from fashion.service.live import reopen
+
+    run_dir = make_vector_run(tmp_path / "run", n=80, d=16, k=3, seed=2)
+    old = _service(run_dir)
+    added = add_vectors(run_dir, np.random.default_rng(3).normal(size=(10, 16)).astype(np.float32))
+    new = reopen(old, run_dir)
+    assert new.run.lists is not None and len(new.run.lists) == 90
+    assert same_as_search(new, [0, 5, int(added[0]), int(added[-1])], (1, 3)) == 8
