@@ -101,19 +101,21 @@ def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed:
     call killed after they were written resumes at the index, as `fashion index` does); ``factory``:
     its faiss factory string (auto: fashion.neighbors.ivfpq.choose_params'); any other name: a fashion.neighbors index fitted in memory on all of them (``index.npz``)."""
     from fashion.atomic import write_json
-    from fashion.run import writer
+    from fashion.run import listcache, writer
     from fashion.run.reader import parts
 
     table, d, chunks = _grow(base, n, noise, seed)
+    k = int(json.loads((base / "metrics.json").read_text())["k"])
+    list_parts, lists_s = None, None
     dest.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if index_name == "faiss-ivfpq":
         import pyarrow as pa
 
-        from fashion.scale import ivfpq, shards
+        from fashion.scale import ivfpq, knn, shards
 
         work = dest.parent / f"{dest.name}-work"
-        emb = work / "embeddings"
+        emb = work / "embeddings" / "grown"  # the verbs' layout: fashion knn finds the shards here
         emb.mkdir(parents=True, exist_ok=True)
 
         def sharded():  # each chunk to embeddings.npy and as one embedding shard (id, ok, vector)
@@ -128,6 +130,10 @@ def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed:
         params = ivfpq.build(emb, work / "index", id_space=len(table), memory=memory, seed=seed, factory=factory)
         _, ref = writer.link_ivfpq(dest, work / "index", params.count)
         name, fit_s = f"faiss-ivfpq ({params.factory}, on disk)", time.perf_counter() - t0
+        # every item's top-k through the built index, as `fashion knn` (the search stage) writes a run's lists
+        t1 = time.perf_counter()
+        lists = knn.knn_run(knn.KnnConfig(str(work), k=k))
+        list_parts, lists_s = lists["parts"], time.perf_counter() - t1
     else:
         from fashion.neighbors import build_index
 
@@ -139,10 +145,15 @@ def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed:
         writer.write_embeddings(dest, vectors)
         del vectors
     writer.write_items(dest, table)
-    writer.link_neighbors(dest, parts(base, "neighbors"))  # the real photos' neighbour lists (their ids stay)
     info = json.loads((base / "run.json").read_text())
     info["arguments"]["index"] = index_name
-    body = {key: value for key, value in info.items() if key not in ("format_version", "run_id", "index", "n_items")}
+    body = {key: value for key, value in info.items()
+            if key not in ("format_version", "run_id", "index", "n_items", listcache.LISTS_KEY)}
+    if list_parts is None:  # the real photos' neighbour lists among themselves (their ids stay): not the index's
+        writer.link_neighbors(dest, parts(base, "neighbors"))
+    else:  # every item's list, searched by the run's index: id queries answer from them (fashion.run.listcache)
+        writer.link_neighbors(dest, list_parts)
+        body[listcache.LISTS_KEY] = listcache.marker(k)
     writer.write_run_json(dest, info["run_id"], ref, len(table), body)
     metrics = json.loads((base / "metrics.json").read_text())
     metrics.update(index=ref.name, n_gallery=len(table), n_images=len(table), n_ok=len(table))
@@ -150,7 +161,8 @@ def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed:
     from fashion import rundir  # sealed like a real run: readers verify the manifest
 
     rundir.write_manifest(dest, info["run_id"], "neighbors")
-    return {"n": len(table), "d": d, "index": name, "fit_s": round(fit_s, 1)}
+    return {"n": len(table), "d": d, "index": name, "fit_s": round(fit_s, 1),
+            "lists_s": None if lists_s is None else round(lists_s, 1)}
 
 
 def _multipart(photo: Path) -> tuple[bytes, str]:
@@ -255,7 +267,8 @@ def main(argv=None) -> int:
         else:
             built = big_run(base, run, args.n, args.index, args.noise, factory=args.factory)
         print(f"gallery: {built['n']} x {built['d']} vectors, index {built['index']} (fit {built['fit_s']} s, "
-              f"run dir written in {time.perf_counter() - t0:.1f} s)", flush=True)
+              f"every item's list {built.get('lists_s')} s, run dir written in {time.perf_counter() - t0:.1f} s)",
+              flush=True)
         photos = sorted(q for q in Path(args.photos).rglob("*") if q.suffix.lower() in (".jpg", ".jpeg", ".png"))
         bodies = [_multipart(q) for q in photos]
         n_items = built["n"]

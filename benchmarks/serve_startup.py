@@ -8,7 +8,7 @@
 
 Prints the seconds of: the server's imports (fastapi, uvicorn), fashion's modules, open_run (manifest,
 item table: from its memory-mapped copy as the service reads it, fashion.run.itemcache, written by the
-first start; embeddings map), the saved index (with its self-check), the embedder (imports and build;
+first start; embeddings map; the stored lists' cache, fashion.run.listcache), the saved index (with its self-check), the embedder (imports and build;
 with the saved network: compiling it, from OpenVINO's blob cache after the first start), the service's
 item arrays, and the warm-up (``SimilarityService.warm``: the network at every batch size it may get;
 `fashion serve` runs it in the background, after /healthz is up, so "ready" is the total less it);
@@ -40,7 +40,7 @@ def measure(run_dir: str, torch: bool, item_cache: bool = True) -> str:
     from fashion.service import SimilarityService
     from fashion.service.loading import embedder_for
     mark("fashion modules")
-    run = open_run(run_dir, load_index=False, cache_items=item_cache)
+    run = open_run(run_dir, load_index=False, cache_items=item_cache, stored_lists=True)  # as the service opens it
     mark("open_run")
     run.index = load(run)
     mark("index")

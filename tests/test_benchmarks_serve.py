@@ -24,6 +24,28 @@ def test_serve_benchmark_smoke(sample_run, tmp_path):
     assert all(c["server_cpu_ms"] >= 0 for c in result["cells"]) and any(c["server_cpu_ms"] > 0 for c in result["cells"])
 
 
+def test_serve_benchmark_grows_an_on_disk_ivfpq_run_with_every_items_list(sample_run, tmp_path):
+    """The 1M run's shape at 600 items: the on-disk IVF-PQ, every item's list searched through it by the knn
+    stage and marked so, which the server's id queries answer from (its lists cached at the first start)."""
+    from fashion.run import listcache
+    from fashion.run.reader import open_run
+
+    main = runpy.run_path(str(REPO / "benchmarks" / "serve.py"))["main"]
+    out = tmp_path / "serve.json"
+    code = main(["--base-run", str(sample_run), "--n", "600", "--index", "faiss-ivfpq", "--factory", "IVF4,PQ8x8",
+                 "--photo-requests", "2", "--id-requests", "20", "--concurrency", "1", "--no-cli",
+                 "--workdir", str(tmp_path / "w"), "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert all(c["errors"] == 0 and c["requests"] > 0 for c in result["cells"])
+    run_dir = tmp_path / "w" / "run600"
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info[listcache.LISTS_KEY] == listcache.marker(5) and info["index"]["kind"] == "ivfpq"
+    assert any(run_dir.joinpath(*listcache.CACHE_DIR).glob("*.ids.npy"))  # the server's first start wrote them
+    run = open_run(run_dir, stored_lists=True)
+    assert run.neighbors()["query_id"].nunique() == 600 and run.lists is not None
+
+
 @pytest.mark.slow
 def test_serve_http_benchmark_serves_the_baseline_checkout(sample_run, tmp_path, capsys):
     """--baseline: the server starts in that folder, so its ``fashion`` is the one served."""

@@ -31,7 +31,9 @@ def runs(tmp_path_factory):
     common = dict(input=str(data), k=3, grids=1, runtime="torch", num_workers=0)  # the default embedder, as the verbs
     run(MeasureConfig(output_dir=str(base / "sharded"), index="ivfpq-disk", **common))
     run(MeasureConfig(output_dir=str(base / "small"), index="faiss-ivfpq", insight=False, **common))
-    return {"verbs": make_verbs_run(data, base / "verbs"), "sharded": base / "sharded", "small": base / "small"}
+    run(MeasureConfig(output_dir=str(base / "ivf"), index="faiss-ivf", insight=False, **common))
+    return {"verbs": make_verbs_run(data, base / "verbs"), "sharded": base / "sharded", "small": base / "small",
+            "ivf": base / "ivf"}
 
 
 @pytest.mark.parametrize("kind", ["verbs", "sharded", "small"])
@@ -65,6 +67,43 @@ def test_service_and_api_search_answer_every_run(runs, kind):
             answer = client.post("/api/search?k=2", files={"image": ("p.jpg", f, "image/jpeg")})
     assert answer.status_code == 200, answer.text
     assert answer.json()["results"][0]["id"] == i
+
+
+@pytest.mark.parametrize("kind", ["verbs", "sharded", "small", "ivf"])
+def test_id_queries_answer_from_the_stored_lists_as_the_index_search(runs, kind, tmp_path):
+    """Every index kind the pipeline writes (on-disk IVF-PQ by the verbs and by measure_sim, IVF-PQ and IVF
+    in memory): an id query with k up to the run's k is answered from its stored list
+    (fashion.run.listcache), and that answer is the index search's, rank for rank, distance for distance."""
+    import shutil
+
+    from test_run_listcache import same_as_search
+
+    from fashion.run.reader import open_run
+    from fashion.service import SimilarityService
+
+    run_dir = tmp_path / kind
+    shutil.copytree(runs[kind], run_dir)
+    service = SimilarityService(open_run(run_dir, stored_lists=True), None, None)
+    assert service.run.lists is not None and service.run.lists.k == 3
+    queries = service.run.neighbors()["query_id"].unique()
+    assert len(queries) >= 20
+    assert same_as_search(service, queries, (1, 2, 3)) == 3 * len(queries)
+
+
+def test_lists_searched_with_other_settings_than_the_index_are_not_used(runs, tmp_path):
+    """`fashion knn --nprobe` searches the lists with other settings than the served index's: id queries
+    search the index instead."""
+    import shutil
+
+    from fashion import cli
+    from fashion.run import listcache
+    from fashion.run.reader import open_run
+
+    run_dir = tmp_path / "verbs"
+    shutil.copytree(runs["verbs"], run_dir)
+    assert cli.main(["knn", str(run_dir), "-k", "3", "--nprobe", "1"]) == 0
+    assert listcache.LISTS_KEY not in json.loads((run_dir / "run.json").read_text())
+    assert open_run(run_dir, stored_lists=True).lists is None
 
 
 def test_verbs_and_measure_sim_give_the_same_vectors_and_neighbours(runs):

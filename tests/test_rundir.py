@@ -45,6 +45,18 @@ def test_verify_refuses_a_changed_directory_naming_the_file(tmp_path, damage, na
     assert named in message and str(tmp_path / "r") in message and "\n" not in message
 
 
+def test_files_hashed_at_once_still_name_the_first_changed_file_in_manifest_order(tmp_path):
+    with transaction(tmp_path / "r", kind="test") as txn:
+        for i in range(12):
+            (txn.path / f"f{i:02d}.bin").write_bytes(os.urandom(5000 + i))
+    files = list(rundir.read_manifest(tmp_path / "r")["files"])
+    for name in (files[9], files[4], files[7]):  # same sizes, other bytes
+        (tmp_path / "r" / name).write_bytes(os.urandom((tmp_path / "r" / name).stat().st_size))
+    for _ in range(3):
+        with pytest.raises(RunDirError, match=f"{files[4]} does not match its SHA-256"):
+            verify(tmp_path / "r")
+
+
 def test_verify_refuses_a_run_of_another_kind(tmp_path):
     _write_run(tmp_path / "r")
     with pytest.raises(RunDirError, match="'test' run, not a 'neighbors' run"):

@@ -21,7 +21,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..errors import DatasetError
-from ..run import layout, segments
+from ..neighbors import EXACT_INDEXES
+from ..run import layout, listcache, segments
 from . import kept
 from .lists import RESERVE, Lists, drop_removed, from_table, member, merge_added, search, split, widen
 
@@ -337,6 +338,9 @@ def commit(cat: Catalog, operation: dict, added=(), removed=(), embedded: dict |
     body = {key: value for key, value in cat.info.items()
             if key not in ("format_version", "run_id", "index", "n_items", segments.KEY)}
     body = versions.stamp(body, {**operation, **cat.stats})
+    body.pop(listcache.LISTS_KEY, None)
+    if cat.info["index"]["name"] in EXACT_INDEXES:  # exact lists kept equal to a search (.lists): id queries use them
+        body[listcache.LISTS_KEY] = listcache.marker(k)
     if "insight" in metrics:
         metrics["insight"] = insight.summary(metrics["insight"], versions.version_of(cat.info))
     started = time.perf_counter()

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..run import listcache
 from ..runresult import RunResult, Stopwatch
 from . import index as index_mod
 from . import read, search, seal, vectors
@@ -173,8 +174,10 @@ class _Job:
                           query, gallery, mode, k, config.k, config.metric, self.built, self._vectors,
                           vectors.embedder_info(self.work), arguments, skipped, counts,
                           {f"neighbors/{p.name}": p for p in linked})
-        metrics = seal.seal_run(run, self.quality, self.watch, config.grids, config.seed, config.insight_config(),
-                                {"work_dir": str(Path(self.work).absolute())})
+        info = {"work_dir": str(Path(self.work).absolute())}
+        if config.nprobe is None and config.rerank is None:  # the sealed index's own search: id queries may use them
+            info[listcache.LISTS_KEY] = listcache.marker(k)
+        metrics = seal.seal_run(run, self.quality, self.watch, config.grids, config.seed, config.insight_config(), info)
         log.debug("precision@%d = %.4f over %d queries (%s); %d images, %d skipped", k, metrics["precision_at_k"],
                   metrics["n_queries"], mode, metrics["n_images"], metrics["n_skipped"])
         return RunResult(self.out, metrics, run.files, self.done)

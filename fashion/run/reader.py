@@ -55,7 +55,9 @@ class Run:
     embeddings: (n_items, d) float32, memory-mapped (:class:`~fashion.run.segments.Segments` where the live
     catalogue appended segments); index: its saved index
     (:mod:`fashion.run.index`: ``search(vectors, k) -> (distances, ids)``), None until loaded;
-    insight: the insight tables by file name (absent files left out).
+    insight: the insight tables by file name (absent files left out); lists: the stored neighbour lists
+    read by item id (:class:`fashion.run.listcache.StoredLists`) where they answer as the index and were
+    asked for (``open_run(stored_lists=True)``), else None.
     """
 
     path: Path
@@ -66,6 +68,7 @@ class Run:
     index: Any = None
     insight: dict = field(default_factory=dict)
     _rows: Any = field(default=None, repr=False, compare=False)
+    lists: Any = field(default=None, repr=False, compare=False)
 
     @property
     def index_ref(self) -> layout.IndexRef:
@@ -217,14 +220,16 @@ def _is_old(path: Path) -> bool:
     return isinstance(info, dict) and "format_version" not in info
 
 
-def open_run(run_dir, load_index: bool = True, full_check: bool = False, cache_items: bool = False) -> Run:
+def open_run(run_dir, load_index: bool = True, full_check: bool = False, cache_items: bool = False,
+             stored_lists: bool = False) -> Run:
     """Read a finished run directory, refusing a missing, half-written, inconsistent or old one.
 
     Every check of a run directory lives here (one place to add a manifest check); ``load_index=False``
     leaves ``index`` None (:func:`fashion.run.index.load` loads it later, e.g. beside the model);
     ``full_check`` hashes every file whole instead of large files by their samples (module docstring);
     ``cache_items``: read the item table from, or leave, its memory-mapped copy (:mod:`.itemcache`: a
-    server's start; a one-off reader need not write it). Raises
+    server's start; a one-off reader need not write it); ``stored_lists``: read each item's stored list by id
+    where the lists answer as the index (:mod:`.listcache`, written at the first such open). Raises
     FileNotFoundError (no such directory, or a file missing: "is not a finished run") or
     :class:`RunDirError` (one line naming the file at fault, or saying how to upgrade an old run).
     """
@@ -275,6 +280,11 @@ def open_run(run_dir, load_index: bool = True, full_check: bool = False, cache_i
     embeddings = segments.read(run_dir, info, len(items))
     insight = {name: read_table(run_dir / name, layout.INSIGHT_FILES[name]) for name in present}
     run = Run(run_dir, info, items, metrics, embeddings, None, insight)
+    if stored_lists:
+        from .listcache import open_lists
+
+        run.lists = open_lists(run_dir, info, manifest, [name for name in tables
+                                                          if name.startswith(f"{layout.NEIGHBORS_DIR}/")], len(items))
     if not len(run.gallery_ids):
         raise RunDirError(f"{run_dir / layout.ITEMS_DIR}: no item is in the index (role both or gallery)")
     if load_index:

@@ -75,8 +75,12 @@ def query_part(index: "ivfpq.ScaleIndex", part_path, keep: np.ndarray, out_path,
     table = pq.read_table(part_path, columns=["id", "vector"])
     if not keep.all():
         table = table.filter(pa.array(keep))
+    from ..neighbors.base import unit_rows
+
     qids = table.column("id").to_numpy().astype(np.int64)
-    dist, ids = index.search(shards.vectors_of(table.column("vector")), k + 1, nprobe=nprobe, rerank=rerank)
+    # queries at unit length as a served id query's (fashion.run.index.IvfpqIndex): the same distances, bit for bit
+    queries = unit_rows(shards.vectors_of(table.column("vector")), keep_zero=True)
+    dist, ids = index.search(queries, k + 1, nprobe=nprobe, rerank=rerank)
     dist, ids = drop_self(qids, dist, ids, k)
     shards.write_table(out_path, neighbors_table(qids, dist, ids))
     return len(qids)

@@ -45,7 +45,7 @@ def reopen(old: SimilarityService, run_dir) -> SimilarityService:
     from .loading import read_model_reports
 
     with pinned(run_dir):
-        run = open_run(run_dir, load_index=False)
+        run = open_run(run_dir, load_index=False, stored_lists=True)  # id queries from the new version's lists
         if run.info.get("embedder") != old.run.info.get("embedder"):
             log.info("%s: the new version embeds differently: loading its model", run_dir)
             return SimilarityService.open(run_dir, limits=old.budget.limits)

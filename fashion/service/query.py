@@ -84,7 +84,7 @@ class SimilarityService:
         # every run file is read inside pinned(): one version of the directory, or a refusal
         with pinned(run_dir), ThreadPoolExecutor(1) as pool:
             # the cheap checks first: refuse a bad dir at once; the item table from its mapped copy (.itemcache)
-            run = open_run(run_dir, load_index=False, cache_items=True)
+            run = open_run(run_dir, load_index=False, cache_items=True, stored_lists=True)
             index = pool.submit(load_index, run)  # read the index (I/O, no GIL) while the model's imports run
             reports = read_model_reports(run.info)
             embedder = embedder_for(run.info, run.path)
@@ -222,6 +222,11 @@ class SimilarityService:
         mode = self.colours.check(colour)
         if not self._ok[i]:
             raise ItemNotFound(f"item {i} ({self._relpaths[i]}) was skipped by the run: it has no embedding")
+        if mode is None and selection.ids is None:
+            stored = self._stored(i, k)
+            if stored is not None:
+                return SearchResponse(len(stored), stored, None, query_id=i, filters=selection.applied,
+                                      ignored=selection.ignored, colour=None, query_colour=None)
         vector = self.run.vectors([i])[0].astype(np.float32)  # pread, not the map (fashion.rowreader.RowReader)
         exclude = i if self._in_index[i] else None
         family = (self.colours.family[i] or None) if mode is not None else None
@@ -230,6 +235,18 @@ class SimilarityService:
                                        self.predicted_category(i)))
         return SearchResponse(len(results), results, None, query_id=i, filters=selection.applied,
                               ignored=selection.ignored, colour=mode, query_colour=family)
+
+    def _stored(self, i: int, k: int) -> list[Match] | None:
+        """Item ``i``'s first ``k`` neighbours from the run's stored lists, where they answer as its index
+        search does (:mod:`fashion.run.listcache`: the same ids and distances, read by id, no search);
+        None where the run keeps none for ``i`` or fewer than ``k``."""
+        lists = self.run.lists
+        found = lists.get(i, k) if lists is not None else None
+        if found is None:
+            return None
+        ids, dist = found
+        return [self._match(rank, j, d) for rank, (j, d) in enumerate(
+            ((j, d) for j, d in zip(ids.tolist(), dist.tolist()) if j >= 0), 1)]
 
     def _search(self, vector: np.ndarray, k: int, exclude: int | None, allowed=None) -> list[Match]:
         want = min(k + (exclude is not None), self.n_gallery)
