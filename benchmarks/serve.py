@@ -240,11 +240,10 @@ def load_wrk(url: str, bodies: list[bytes], boundary: str, concurrency: int, sec
     closed loop) for ``seconds``: a client far lighter than :func:`load`'s Python threads, so that less of
     the two cores goes to the client. Latency percentiles as wrk prints them (50/99 %; no 95 %)."""
     folder.mkdir(parents=True, exist_ok=True)
-    listing = folder / "bodies.txt"
-    if not listing.is_file():
-        for i, body in enumerate(bodies):
-            (folder / f"{i:04d}.body").write_bytes(body)
-        listing.write_text("".join(f"{folder / f'{i:04d}.body'}\n" for i in range(len(bodies))))
+    listing = folder / "bodies.txt"  # written afresh: the boundary is this call's
+    for i, body in enumerate(bodies):
+        (folder / f"{i:04d}.body").write_bytes(body)
+    listing.write_text("".join(f"{folder / f'{i:04d}.body'}\n" for i in range(len(bodies))))
     script = folder / "photo.lua"
     script.write_text(WRK_LUA)
     cpu = _cpu_s(resource.RUSAGE_CHILDREN)
