@@ -365,6 +365,10 @@ def _resized(image, width: int, height: int) -> "np.ndarray":
 
     import numpy as np
 
+    if "torch" not in sys.modules and getattr(image, "mode", None) == "RGB":
+        from .resample import resize_bilinear_aa
+
+        return resize_bilinear_aa(image, height, width)  # from the PIL image: no array copy of it first
     pixels = np.array(image, dtype=np.uint8)  # writable (height, width, 3) copy
     if pixels.shape[:2] == (height, width):
         return pixels
