@@ -26,6 +26,7 @@ import http.client
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -165,8 +166,10 @@ def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed:
             "lists_s": None if lists_s is None else round(lists_s, 1)}
 
 
-def _multipart(photo: Path) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
+BOUNDARY = uuid.uuid4().hex
+
+
+def _multipart(photo: Path, boundary: str = BOUNDARY) -> tuple[bytes, str]:
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n10\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{photo.name}\"\r\n"
             f"Content-Type: image/jpeg\r\n\r\n").encode()
@@ -205,17 +208,123 @@ def load(url: str, make_request, total: int, concurrency: int, time_limit: float
         conn.close()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    cpu = _cpu_s(resource.RUSAGE_SELF)  # this process runs nothing but the client meanwhile
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    cpu = _cpu_s(resource.RUSAGE_SELF) - cpu
     ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
-    return {"requests": len(latencies) + len(errors), "errors": len(errors), "wall_s": round(wall, 2),
+    done = len(latencies) + len(errors)
+    return {"client": "python", "requests": done, "errors": len(errors), "wall_s": round(wall, 2),
             "rps": round(len(latencies) / wall, 1), "p50_ms": round(float(np.percentile(ms, 50)), 1),
             "p95_ms": round(float(np.percentile(ms, 95)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
+            "client_cpu_ms": round(cpu * 1000 / max(done, 1), 2),
             "first_error": errors[0].decode(errors="replace") if errors else None}
+
+
+def _cpu_s(who) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+# wrk's Lua: each request one of the photos' multipart bodies (files listed in args[1]), chosen at random
+WRK_LUA = """
+local bodies = {}
+local ctype = nil
+init = function(args)
+  for path in io.lines(args[1]) do
+    local f = io.open(path, "rb"); bodies[#bodies + 1] = f:read("*a"); f:close()
+  end
+  ctype = "multipart/form-data; boundary=" .. args[2]
+  math.randomseed(tonumber(args[3]))
+end
+request = function()
+  return wrk.format("POST", "/api/search", {["Content-Type"] = ctype}, bodies[math.random(#bodies)])
+end
+"""
+
+
+def load_wrk(url: str, bodies: list[bytes], boundary: str, concurrency: int, seconds: float, folder: Path) -> dict:
+    """The photo cell with Debian's `wrk` (C, one epoll thread, ``concurrency`` keep-alive connections,
+    closed loop) for ``seconds``: a client far lighter than :func:`load`'s Python threads, so that less of
+    the two cores goes to the client. Latency percentiles as wrk prints them (50/99 %; no 95 %)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    listing = folder / "bodies.txt"  # written afresh: the boundary is this call's
+    for i, body in enumerate(bodies):
+        (folder / f"{i:04d}.body").write_bytes(body)
+    listing.write_text("".join(f"{folder / f'{i:04d}.body'}\n" for i in range(len(bodies))))
+    script = folder / "photo.lua"
+    script.write_text(WRK_LUA)
+    cpu = _cpu_s(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(["wrk", "-t", "1", "-c", str(concurrency), "-d", f"{seconds:g}s", "--timeout", "60s",
+                          "--latency", "-s", os.fspath(script), url, "--", os.fspath(listing), boundary, "1"],
+                         check=True, capture_output=True, text=True).stdout
+    cpu = _cpu_s(resource.RUSAGE_CHILDREN) - cpu
+
+    def ms(text: str) -> float:
+        value = float(text.rstrip("usm"))
+        return round(value / 1000 if text.endswith("us") else value * 1000 if text.endswith("s") and not
+                     text.endswith("ms") else value, 1)
+
+    import re
+
+    done = int(re.search(r"(\d+) requests in", out).group(1))
+    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    bad = sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    bad += sum(int(x) for x in socket.groups()) if socket else 0
+    wall = float(re.search(r"requests in ([\d.]+)s", out).group(1))
+    return {"client": "wrk", "requests": done, "errors": bad, "wall_s": wall,
+            "rps": round((done - bad) / wall, 1), "p50_ms": ms(pct["50"]), "p95_ms": None, "p99_ms": ms(pct["99"]),
+            "client_cpu_ms": round(cpu * 1000 / max(done, 1), 2), "first_error": None if not bad else out[-400:]}
+
+
+def measure(run: Path, args, queue: int, top: int, photo_request, id_request, bodies, work: Path, results: dict,
+            checkout: Path | None = None) -> None:
+    """Start `fashion serve` on ``run`` (``checkout``'s fashion/ when given, else this one's), warm it up,
+    and run every cell into ``results`` (cells, start-up, RSS)."""
+    import psutil
+
+    env = {"PYTHONPATH": os.fspath(checkout)} if checkout is not None else None
+    with running_server(run, timeout=300, extra_args=("--queue", str(queue)), env=env,
+                        cwd=os.fspath(checkout) if checkout is not None else None) as server:
+        results["startup_s"], results["queue"] = round(server.startup_s, 2), queue
+        proc = psutil.Process(server.process.pid)
+        print(f"start-up to /healthz ok: {server.startup_s:.2f} s (load average before: "
+              f"{results['load_at_start']})", flush=True)
+        # warm-up at the highest concurrency: the first requests, the thread pool's threads and their
+        # malloc arenas (a one-time step of ~100 MB the first time 16 photos arrive at once)
+        load(server.url, photo_request, 4 * top, top, 120)
+        load(server.url, id_request, 8 * top, top, 60)
+
+        def memory():  # resident MB: all, and anonymous (private; the file-backed rest is page cache)
+            info = proc.memory_info()
+            return round(info.rss / 2**20, 1), round((info.rss - info.shared) / 2**20, 1)
+
+        results["rss_mb"], results["anon_mb"] = [memory()[0]], [memory()[1]]
+        clients = ["python", "wrk"] if args.client == "both" else [args.client]
+        cells = [("photo", client, photo_request, args.photo_requests) for client in clients]
+        cells.append(("id", "python", id_request, args.id_requests))
+        for kind, client, make, total in cells:
+            for c in (int(x) for x in args.concurrency.split(",")):
+                cpu = sum(proc.cpu_times()[:2])
+                got = (load(server.url, make, total, c, args.time_limit) if client == "python" else
+                       load_wrk(server.url, [b for b, _ in bodies], BOUNDARY, c, args.wrk_seconds, work / "wrk"))
+                cell = {"kind": kind, "concurrency": c, **got}
+                # the server's own CPU per request (user + system, all its threads): what load inflates least
+                cell["server_cpu_ms"] = round((sum(proc.cpu_times()[:2]) - cpu) * 1000 / max(cell["requests"], 1), 2)
+                cell["rss_mb"], cell["anon_mb"] = memory()
+                results["cells"].append(cell)
+                results["rss_mb"].append(cell["rss_mb"])
+                results["anon_mb"].append(cell["anon_mb"])
+                print(f"{kind:5s} {client:6s} c={c:2d}: {cell['requests']:5d} requests, {cell['errors']} errors, "
+                      f"p50 {cell['p50_ms']:7.1f} ms  p95 {cell['p95_ms'] or float('nan'):7.1f}  "
+                      f"p99 {cell['p99_ms']:7.1f}  {cell['rps']:7.1f} req/s  server CPU {cell['server_cpu_ms']:.2f} "
+                      f"ms/req  client CPU {cell['client_cpu_ms']:.2f} ms/req  RSS {cell['rss_mb']:.0f} MB "
+                      f"(anonymous {cell['anon_mb']:.0f})", flush=True)
 
 
 def cold_cli(run: Path, photo: Path, repeats: int) -> list[float]:
@@ -250,6 +359,13 @@ def main(argv=None) -> int:
     p.add_argument("--no-cli", action="store_true")
     p.add_argument("--workdir", default=None, help="where the runs go (default: a temporary folder, removed)")
     p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--client", choices=("python", "wrk", "both"), default="python",
+                   help="the photo cells' client: this script's Python threads (http.client), Debian's wrk "
+                        "(apt-get install wrk; C, far less CPU a request), or both, one after the other")
+    p.add_argument("--wrk-seconds", type=float, default=15.0, help="seconds of each wrk cell")
+    p.add_argument("--base-tree", default=None,
+                   help="another checkout (e.g. /work/main): its `fashion serve` is measured first on the same "
+                        "run with the same cells, for a before/after in one run")
     p.add_argument("--reuse", action="store_true",
                    help="serve the grown run already sealed in --workdir (from an earlier call) instead of growing it")
     args = p.parse_args(argv)
@@ -284,34 +400,15 @@ def main(argv=None) -> int:
                    "load_at_start": [round(x, 2) for x in os.getloadavg()]}
         top = max(int(x) for x in args.concurrency.split(","))
         queue = args.queue or top
-        with running_server(run, timeout=300, extra_args=("--queue", str(queue))) as server:
-            results["startup_s"], results["queue"] = round(server.startup_s, 2), queue
-            proc = psutil.Process(server.process.pid)
-            print(f"start-up to /healthz ok: {server.startup_s:.2f} s (load average before: "
-                  f"{results['load_at_start']})", flush=True)
-            # warm-up at the highest concurrency: the first requests, the thread pool's threads and their
-            # malloc arenas (a one-time step of ~100 MB the first time 16 photos arrive at once)
-            load(server.url, photo_request, 4 * top, top, 120)
-            load(server.url, id_request, 8 * top, top, 60)
-            def memory():  # resident MB: all, and anonymous (private; the file-backed rest is page cache)
-                info = proc.memory_info()
-                return round(info.rss / 2**20, 1), round((info.rss - info.shared) / 2**20, 1)
-
-            results["rss_mb"], results["anon_mb"] = [memory()[0]], [memory()[1]]
-            for kind, make, total in (("photo", photo_request, args.photo_requests), ("id", id_request, args.id_requests)):
-                for c in (int(x) for x in args.concurrency.split(",")):
-                    cpu = sum(proc.cpu_times()[:2])
-                    cell = {"kind": kind, "concurrency": c, **load(server.url, make, total, c, args.time_limit)}
-                    # the server's own CPU per request (user + system, all its threads): what load inflates least
-                    cell["server_cpu_ms"] = round((sum(proc.cpu_times()[:2]) - cpu) * 1000 / max(cell["requests"], 1), 2)
-                    cell["rss_mb"], cell["anon_mb"] = memory()
-                    results["cells"].append(cell)
-                    results["rss_mb"].append(cell["rss_mb"])
-                    results["anon_mb"].append(cell["anon_mb"])
-                    print(f"{kind:5s} c={c:2d}: {cell['requests']:5d} requests, {cell['errors']} errors, "
-                          f"p50 {cell['p50_ms']:7.1f} ms  p95 {cell['p95_ms']:7.1f}  p99 {cell['p99_ms']:7.1f}  "
-                          f"{cell['rps']:7.1f} req/s  server CPU {cell['server_cpu_ms']:.2f} ms/req  RSS {cell['rss_mb']:.0f} MB (anonymous {cell['anon_mb']:.0f})",
-                          flush=True)
+        if args.base_tree:  # the same run, cells and client served by the other checkout's code, first
+            base_results = {"cells": [], "load_at_start": [round(x, 2) for x in os.getloadavg()]}
+            print(f"--- base tree {args.base_tree}", flush=True)
+            measure(run, args, queue, top, photo_request, id_request, bodies, work, base_results,
+                    checkout=Path(args.base_tree))
+            base_results["load_average"] = [round(x, 2) for x in os.getloadavg()]
+            results["base_tree"] = {"path": args.base_tree, **base_results}
+            print("--- this tree", flush=True)
+        measure(run, args, queue, top, photo_request, id_request, bodies, work, results)
         rss, anon = np.array(results["rss_mb"]), np.array(results["anon_mb"])
         results["rss_drift"] = round(float(np.abs(rss / rss[0] - 1).max()), 4)
         results["anon_drift"] = round(float(np.abs(anon / anon[0] - 1).max()), 4)
@@ -325,20 +422,31 @@ def main(argv=None) -> int:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    cells = {(c["kind"], c["concurrency"]): c for c in results["cells"]}
+    # the verdicts use the first client of each cell (the Python one when --client both)
+    cells = {}
+    for c in results["cells"]:
+        cells.setdefault((c["kind"], c["concurrency"]), c)
     total = sum(c["requests"] for c in results["cells"])
     errors = sum(c["errors"] for c in results["cells"])
-    print("\n| query | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s | server CPU ms/req |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for (kind, c), cell in cells.items():
-        print(f"| {kind} | {c} | {cell['requests']} | {cell['errors']} | {cell['p50_ms']} | {cell['p95_ms']} | "
-              f"{cell['p99_ms']} | {cell['rps']} | {cell['server_cpu_ms']} |")
+    header = ("| query | client | concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s "
+              "| server CPU ms/req | client CPU ms/req |")
+    for name, res in ((f"base tree {args.base_tree}", results.get("base_tree")), ("this tree", results)):
+        if res is None:
+            continue
+        print(f"\n{name}: start-up {res['startup_s']} s, RSS {min(res['rss_mb']):.0f}-{max(res['rss_mb']):.0f} MB, "
+              f"load {res['load_at_start']} at start")
+        print(header)
+        print("|---" * 11 + "|")
+        for cell in res["cells"]:
+            print(f"| {cell['kind']} | {cell['client']} | {cell['concurrency']} | {cell['requests']} | {cell['errors']} "
+                  f"| {cell['p50_ms']} | {cell['p95_ms'] if cell['p95_ms'] is not None else '–'} | {cell['p99_ms']} "
+                  f"| {cell['rps']} | {cell['server_cpu_ms']} | {cell['client_cpu_ms']} |")
     if "cli_s" in results:
         cli = statistics.median(results["cli_s"])
         one = cells.get(("photo", 1))
         ratio = f", {cli * 1000 / one['p50_ms']:.0f}x the served p50" if one else ""
-        print(f"| cold CLI `fashion search` | 1 | {len(results['cli_s'])} | 0 | {cli * 1000:.0f} | | | "
-              f"{1 / cli:.2f} | |{ratio}")
+        print(f"| cold CLI `fashion search` | – | 1 | {len(results['cli_s'])} | 0 | {cli * 1000:.0f} | | | "
+              f"{1 / cli:.2f} | | |{ratio}")
     print(f"\n{total} requests, {errors} errors; server RSS {rss.min():.0f}-{rss.max():.0f} MB "
           f"(drift {100 * results['rss_drift']:.1f} % of the post-warm-up {rss[0]:.0f} MB), of it anonymous "
           f"{anon.min():.0f}-{anon.max():.0f} MB (drift {100 * results['anon_drift']:.1f} %; the rest is the "

@@ -179,7 +179,9 @@ def _decode(path: str | os.PathLike, data: bytes | None = None, max_pixels: int 
                 image = Image.open(f)
                 _check_pixels(image, path, max_pixels)  # from the header: nothing decoded yet
                 factor = jpeg_scale(image.width, image.height, min_size) if min_size else 1
-                if factor > 1 and image.format in ("JPEG", "MPO") and image.mode in ("RGB", "L"):
+                # libjpeg (simplejpeg) decodes a reduced scale, and a strict full-size decode in one pass with
+                # its data check: the same bytes as Pillow's decode, in about half Pillow's time + the check's
+                if (factor > 1 or strict) and image.format in ("JPEG", "MPO") and image.mode in ("RGB", "L"):
                     data = data if data is not None else _read_all(f)
                     reduced = Image.fromarray(decode_jpeg(data, path, factor, image.width, image.height))
                     return _upright(image, path, reduced)
@@ -363,6 +365,10 @@ def _resized(image, width: int, height: int) -> "np.ndarray":
 
     import numpy as np
 
+    if "torch" not in sys.modules and getattr(image, "mode", None) == "RGB":
+        from .resample import resize_bilinear_aa
+
+        return resize_bilinear_aa(image, height, width)  # from the PIL image: no array copy of it first
     pixels = np.array(image, dtype=np.uint8)  # writable (height, width, 3) copy
     if pixels.shape[:2] == (height, width):
         return pixels

@@ -12,7 +12,9 @@ same order, so it returns the same bytes (tested against torch over many sizes,
 Each pass is one sparse matrix product (scipy's CSR times a dense int32 block, a C loop over the few
 taps of each output) rather than a loop over the taps in numpy: int32 products and sums as the C
 kernel's, so the same bytes, at 2-3x less CPU (``benchmarks/query_profile.py``). The sparse weight
-matrices are kept per (input, output) size.
+matrices are kept per (input, output) size. The width pass works on the transposed image, transposed by
+Pillow (4-byte pixels) rather than by numpy's strided copy of 3-byte ones: 15-18 % less CPU for a
+400 × 533 photo to 224 × 224 (benchmarks/README.md, issue 31).
 """
 
 from __future__ import annotations
@@ -67,8 +69,7 @@ def _rows(pixels: np.ndarray, out_size: int) -> np.ndarray:
     """Resize uint8 ``pixels`` (H, ...) along its first axis to ``out_size`` rows (int32 sums: at most
     255 × 2**22 × (1 + a rounding) < 2**31)."""
     matrix, precision = axis_matrix(pixels.shape[0], out_size)
-    block = np.empty(pixels.shape, dtype=np.int32)
-    block[...] = pixels  # C-contiguous int32, whatever the strides of pixels (a transposed view)
+    block = np.ascontiguousarray(pixels, dtype=np.int32)  # a plain cast when pixels is C-contiguous
     acc = np.asarray(matrix @ block.reshape(pixels.shape[0], -1))
     if precision:
         acc += 1 << (precision - 1)
@@ -76,11 +77,31 @@ def _rows(pixels: np.ndarray, out_size: int) -> np.ndarray:
     return np.clip(acc, 0, 255, out=acc).astype(np.uint8).reshape((out_size,) + pixels.shape[1:])
 
 
-def resize_bilinear_aa(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 (H, W, C) → uint8 (height, width, C), as torch's antialiased bilinear resize of uint8."""
+def _transposed(pixels) -> np.ndarray:
+    """C-contiguous uint8 (W, H, C) of an (H, W, C) array or an RGB PIL image: through Pillow's transpose
+    for 3 channels (4-byte pixels: ~4x faster than numpy's strided copy of 3-byte ones), else numpy."""
+    from PIL import Image
+
+    if isinstance(pixels, Image.Image):
+        return np.asarray(pixels.transpose(Image.Transpose.TRANSPOSE))
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        return np.asarray(Image.fromarray(pixels).transpose(Image.Transpose.TRANSPOSE))
+    return np.ascontiguousarray(pixels.transpose(1, 0, *range(2, pixels.ndim)))
+
+
+def resize_bilinear_aa(pixels, height: int, width: int) -> np.ndarray:
+    """uint8 (H, W, C) → uint8 (height, width, C), as torch's antialiased bilinear resize of uint8;
+    ``pixels`` may also be an RGB PIL image (no copy of it as an array first)."""
     out = pixels
-    if out.shape[1] != width:
-        out = _rows(out.transpose(1, 0, 2), width).transpose(1, 0, 2)
+    if isinstance(out, np.ndarray):
+        w = out.shape[1]
+    else:
+        w = out.size[0]
+    if w != width:  # along the width: on the transposed image, back in (H, width, C) order
+        out = _transposed(_rows(_transposed(out), width))
+    out = np.asarray(out)
     if out.shape[0] != height:
         out = _rows(out, height)
-    return np.ascontiguousarray(out)
+    if out is pixels or not (out.flags.writeable and out.flags.c_contiguous):
+        out = np.array(out, dtype=np.uint8, order="C")  # the caller's own writable array
+    return out

@@ -306,3 +306,29 @@ def test_the_reduced_decode_turns_every_exif_orientation_as_the_full_decode(orie
     assert reduced.size == (full.width // 4, full.height // 4)
     expected = np.asarray(full.resize(reduced.size, Image.Resampling.BOX), dtype=float)
     assert np.abs(np.asarray(reduced, dtype=float) - expected).mean() < 8
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "grey", "exif", "subsampling-444"])
+def test_the_strict_full_size_decode_gives_pillows_bytes(kind, monkeypatch):
+    # a strict upload at full size is decoded by libjpeg (simplejpeg) in one pass with its data check: the
+    # same pixels as Pillow's own decode, so a served photo meets the network as the batch path's does
+    from fashion.images import open_image_bytes
+
+    photo = _photo_like(410, 530)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    options = {"baseline": {}, "progressive": {"progressive": True}, "exif": {"exif": exif.tobytes()},
+               "grey": {}, "subsampling-444": {"subsampling": 0}}[kind]
+    data = _jpeg(photo.convert("L") if kind == "grey" else photo, **options)
+    import simplejpeg
+
+    calls = []
+    decode = simplejpeg.decode_jpeg
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", lambda *a, **k: calls.append(k) or decode(*a, **k))
+    strict = open_image_bytes(data, strict=True, min_size=224)  # under twice 224 px: full size
+    assert [k["colorspace"] for k in calls] == ["RGB"]  # one libjpeg pass, at full size, no second check
+    pillow = open_image_bytes(data)  # not strict: Pillow's decoder
+    assert strict.mode == pillow.mode == "RGB" and strict.size == pillow.size
+    assert np.array_equal(np.asarray(strict), np.asarray(pillow))
+    with pytest.raises(ImageError, match="corrupt"):  # the data check still refuses damaged data
+        open_image_bytes(data[:len(data) // 2], strict=True, min_size=224)

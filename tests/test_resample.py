@@ -43,3 +43,23 @@ def test_weights_sum_to_one_in_fixed_point():
         xmin, weights, precision = axis_weights(in_size, out_size)
         sums = weights.sum(axis=1)
         assert (np.abs(sums - (1 << precision)) <= weights.shape[1]).all() and (xmin >= 0).all()
+
+
+def test_a_pil_image_and_odd_layouts_give_the_arrays_bytes():
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    for h, w, oh, ow in ((533, 400, 224, 224), (224, 300, 224, 224), (300, 224, 224, 224), (5, 900, 3, 17)):
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        want = _torch_resize(pixels, oh, ow)
+        assert np.array_equal(resize_bilinear_aa(Image.fromarray(pixels), oh, ow), want), (h, w)
+        assert np.array_equal(resize_bilinear_aa(np.asfortranarray(pixels), oh, ow), want), (h, w)  # any strides
+    grey = rng.integers(0, 256, (40, 70, 1), dtype=np.uint8)  # not 3 channels: numpy's transpose
+    out = resize_bilinear_aa(grey, 20, 30)
+    assert np.array_equal(out[..., 0], resize_bilinear_aa(np.repeat(grey, 3, axis=2), 20, 30)[..., 0])
+    same = rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)
+    out = resize_bilinear_aa(same, 50, 60)
+    assert np.array_equal(out, same) and out is not same  # the identity is a copy: the caller may write to it
+    for image in (Image.fromarray(same), Image.fromarray(pixels)):  # from an image: writable too
+        out = resize_bilinear_aa(image, 50, 60)
+        assert out.flags.writeable and out.flags.c_contiguous and out.shape == (50, 60, 3)

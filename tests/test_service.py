@@ -265,3 +265,42 @@ def test_a_search_runs_faiss_with_one_openmp_thread_on_its_own_thread(sample_ser
     if seen["fresh"] < 2:
         pytest.skip("one core: OpenMP's default team is one thread already")
     assert seen == {"fresh": seen["fresh"], "searched": 1, "fresh after": seen["fresh"]}
+
+
+def test_open_warms_every_batch_size_before_it_returns_while_the_index_loads(sample_run, monkeypatch):
+    """`fashion serve` listens (and /healthz says ok) only once open has returned: by then the network has
+    run at every batch size the micro-batcher may give it, during the index's load, not after it."""
+    import threading
+
+    from fashion.run import index as run_index
+    from fashion.service import query
+
+    events, load, warming = [], run_index.load, threading.Event()
+
+    def slow_load(run):  # the index is still loading when the network warms (else: 20 s, then a failure)
+        events.append(("index starts", threading.get_ident()))
+        warming.wait(20)
+        try:
+            return load(run)
+        finally:
+            events.append(("index done", None))
+
+    warm = query._warm_network
+
+    def recorded(embedder, classifier=None, lock=None):
+        infer = embedder.infer
+        embedder.infer = lambda pixels: events.append(("infer", len(pixels))) or warming.set() or infer(pixels)
+        try:
+            warm(embedder, classifier, lock)
+        finally:
+            embedder.infer = infer
+
+    monkeypatch.setattr(query, "load_index", slow_load)
+    monkeypatch.setattr(query, "_warm_network", recorded)
+    service = SimilarityService.open(sample_run, warm=True)
+    sizes = [n for what, n in events if what == "infer"]
+    assert sizes == list(range(1, query.MAX_BATCH + 1))
+    assert events.index(("index done", None)) > [e[0] for e in events].index("infer")  # overlapped
+    assert events[0][0] == "index starts" and events[0][1] != threading.get_ident()  # in its own thread
+    cold = SimilarityService.open(sample_run, warm=False)
+    assert len([e for e in events if e[0] == "infer"]) == len(sizes) and cold.n_items == service.n_items

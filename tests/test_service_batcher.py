@@ -75,3 +75,43 @@ def test_a_result_count_that_does_not_match_is_an_error_and_bad_settings_are_ref
             MicroBatcher(list, max_batch=bad)
     with pytest.raises(ValueError, match="max_wait_s"):
         MicroBatcher(list, max_wait_s=-1)
+
+
+def test_batches_form_in_arrival_order_and_each_waiting_caller_wakes_once():
+    # the caller of the oldest waiting item runs the next batch; the others sleep until their result is in
+    gate, batches = threading.Event(), []
+
+    def fn(items):
+        if items == ["first"]:
+            gate.wait(5)
+        batches.append(list(items))
+        return [(x, threading.get_ident()) for x in items]
+
+    batcher = MicroBatcher(fn, max_batch=3)
+    wakes, main = [], threading.get_ident()
+    original = threading.Event.wait
+
+    def counted(self, timeout=None):
+        if threading.get_ident() != main:  # not Thread.start's own wait for a new pool thread
+            wakes.append(threading.get_ident())
+        return original(self, timeout)
+
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(batcher, "first")
+        time.sleep(0.1)
+        threading.Event.wait = counted  # only the queued callers' waits are counted
+        try:
+            futures = []
+            for x in range(7):  # queued in this order while the first call holds the gate
+                futures.append(pool.submit(batcher, x))
+                time.sleep(0.02)
+            gate.set()
+            results = [f.result(5) for f in futures]
+        finally:
+            threading.Event.wait = original
+        assert first.result(5)[0] == "first"
+    assert batches == [["first"], [0, 1, 2], [3, 4, 5], [6]]
+    assert [r for r, _ in results] == list(range(7))
+    leaders = {r[1] for r in results[0:3]}, {r[1] for r in results[3:6]}
+    assert all(len(x) == 1 for x in leaders)  # one thread ran each batch: its oldest item's caller
+    assert len(wakes) == 7  # each queued caller waited once (its result, or its turn to lead)

@@ -271,8 +271,9 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, max_upload: int = 
         return_freed_memory()  # before the first photo: its buffers go back to the system once freed
         from ..service.live import LiveService
 
-        # warmed in the background: ready before the network's dummy batches (a query meanwhile waits)
-        live = LiveService(SimilarityService.open(run_dir, limits=limits, warm="background"), run_dir).start()
+        # warmed before it listens (while the index loads): /healthz says ok only when a photo query is
+        # answered at full speed, not before the network's first call at every batch size
+        live = LiveService(SimilarityService.open(run_dir, limits=limits, warm=True), run_dir).start()
         app = create_app(live, max_upload=max_upload,
                          allowed_hosts=tuple(allowed_hosts) if allowed_hosts else default_allowed_hosts(host))
         if write_token:

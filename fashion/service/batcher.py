@@ -18,10 +18,11 @@ R = TypeVar("R")
 
 
 class _Slot:
-    __slots__ = ("item", "result", "error", "done")
+    __slots__ = ("item", "result", "error", "done", "event")
 
     def __init__(self, item):
         self.item, self.result, self.error, self.done = item, None, None, False
+        self.event = threading.Event()  # set when the result is in, or when this caller is to run the next batch
 
 
 class MicroBatcher(Generic[T, R]):
@@ -31,6 +32,10 @@ class MicroBatcher(Generic[T, R]):
     at a time. max_batch: the most items of one call. max_wait_s: how long a caller that finds the
     function idle waits for more items before the call (0: never; the batches then form from the items
     that arrive while a call runs). An exception of ``fn`` is raised in every caller of that batch.
+
+    Each waiting caller is woken once: by its result, or to run the next batch (the oldest waiting item's
+    caller leads it, so its own item is always in it); nobody else wakes when a call ends (with one
+    condition for all, every waiting thread woke at the end of every call, to sleep again).
     """
 
     def __init__(self, fn: Callable[[list[T]], Sequence[R]], max_batch: int = 8, max_wait_s: float = 0.0):
@@ -39,9 +44,9 @@ class MicroBatcher(Generic[T, R]):
         if not max_wait_s >= 0:
             raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s!r}")
         self.fn, self.max_batch, self.max_wait_s = fn, max_batch, float(max_wait_s)
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # guards the queue; a leader gathering items (max_wait_s) waits on it
         self._pending: list[_Slot] = []
-        self._busy = False
+        self._busy = False  # a caller is running (or gathering) a batch
         self.calls = 0  # calls of fn so far, and the items they ran (for logs and tests)
         self.items = 0
 
@@ -49,27 +54,37 @@ class MicroBatcher(Generic[T, R]):
         slot = _Slot(item)
         with self._cond:
             self._pending.append(slot)
-            self._cond.notify_all()  # a leader waiting for more items counts this one
-            while not slot.done:
-                if self._busy:
-                    self._cond.wait()
-                    continue
-                self._busy = True  # this caller runs the next batch (its own item in it or not)
-                deadline = time.monotonic() + self.max_wait_s
-                while len(self._pending) < self.max_batch and (left := deadline - time.monotonic()) > 0:
-                    self._cond.wait(left)
-                batch = self._pending[:self.max_batch]
-                del self._pending[:self.max_batch]
-                self._cond.release()
-                try:
-                    self._run(batch)
-                finally:
-                    self._cond.acquire()
-                    self._busy = False
-                    self._cond.notify_all()
+            lead = not self._busy
+            self._busy = True
+            if not lead and self.max_wait_s:
+                self._cond.notify()  # a leader waiting for more items counts this one
+        if not lead:
+            slot.event.wait()
+        if not slot.done:  # this caller runs the next batch: its own item is the oldest waiting one
+            self._lead()
         if slot.error is not None:
             raise slot.error
         return slot.result
+
+    def _lead(self) -> None:
+        """Run one batch of the oldest waiting items, then hand the next batch to the oldest caller left."""
+        with self._cond:
+            if self.max_wait_s:
+                deadline = time.monotonic() + self.max_wait_s
+                while len(self._pending) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(left)
+            batch = self._pending[:self.max_batch]
+            del self._pending[:self.max_batch]
+        try:
+            self._run(batch)
+        finally:
+            with self._cond:
+                following = self._pending[0] if self._pending else None
+                self._busy = following is not None
+            for s in batch:
+                s.event.set()
+            if following is not None:
+                following.event.set()  # not done: it leads the next batch
 
     def _run(self, batch: list[_Slot]) -> None:
         """Call fn on the batch (outside the lock) and mark each slot done with its result or the error."""

@@ -71,17 +71,26 @@ def return_freed_memory(threshold: int = 4 << 20) -> bool:
     photo's memory goes back to the system when it is freed. By default glibc raises that threshold
     after the first big free, and later photo buffers come from per-thread arenas that keep them: under
     32 concurrent hostile uploads the server grew by 980 MB instead of 370 MB (benchmarks/hostile.py).
-    Process-wide, so the entry point (``fashion serve``) calls it; False where there is no glibc."""
+
+    Fixing the mmap threshold also fixes the heap's trim threshold at glibc's 128 KB: every photo's
+    smaller buffers (the resize's int32 blocks, the network's batch: 0.5-4 MB) were given back at their
+    free and faulted in again for the next photo, 3.3-4.2 ms of system CPU a photo against 0.6-0.7 with
+    glibc's defaults (benchmarks/README.md, issue 31). So the heap keeps up to ``4 × threshold`` of free
+    memory at its top (0.3-0.4 ms of system CPU a photo); buffers over ``threshold`` are still mapped
+    and returned one by one. Process-wide, so the entry point (``fashion serve``) calls it; False where
+    there is no glibc."""
     import ctypes
     import ctypes.util
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)))
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold))) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, 4 * int(threshold)))
     except (OSError, AttributeError):
         return False
 
 
+_M_TRIM_THRESHOLD = -1  # glibc's malloc.h
 _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 

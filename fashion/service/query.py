@@ -29,7 +29,8 @@ log = logging.getLogger("fashion.service")
 MAX_K = 100
 _K_LIMIT = "the most a request may ask for"  # k beyond the gallery's size is fine: fewer come back
 DECODERS = 2  # photos decoded at the same time (the network and index run one at a time)
-MAX_BATCH = 8  # photos in one network call (micro-batching, .batcher): past 4-8 the cost per photo is flat
+MAX_BATCH = 4  # photos in one network call (micro-batching, .batcher): with one inference thread the cost a
+# photo is flat past batch 2-4 (benchmarks/photo_cpu.py), and every size is one more warm-up call at start
 
 
 class SimilarityService:
@@ -75,9 +76,11 @@ class SimilarityService:
     @classmethod
     def open(cls, run_dir, warm: bool | str = True, limits: Limits | None = None) -> "SimilarityService":
         """Load the run at ``run_dir`` once (see the module docstring); ``warm`` runs dummy photos through
-        the network (:meth:`warm`) so the first real query is not the slow one, ``"background"``: in a
-        thread, after ``open`` has returned (a server is ready at once; a query meanwhile waits at most for
-        one dummy batch); ``limits``: the memory budget of photo searches (:class:`~fashion.service.budget.Limits`)."""
+        the network (:meth:`warm`) so the first real query is not the slow one: while the index is still
+        being read in its thread (the two overlap on two cores), so that a service ``open`` returns answers
+        every query at full speed; ``"background"``: in a thread, after ``open`` has returned (ready at
+        once, but a query meanwhile waits for the dummy batches); ``limits``: the memory budget of photo
+        searches (:class:`~fashion.service.budget.Limits`)."""
         from concurrent.futures import ThreadPoolExecutor
 
         start = time.perf_counter()
@@ -94,12 +97,12 @@ class SimilarityService:
                 from ..modelio import load_model
 
                 classifier = load_model(model_dir)
+            if warm and warm != "background":  # every batch size's first call, while the index loads
+                _warm_network(embedder, classifier)
             run.index = index.result()
         service = cls(run, embedder, classifier, limits=limits, reports=reports)
         if warm == "background":
             threading.Thread(target=service.warm, name="fashion-warm", daemon=True).start()
-        elif warm:  # dummy photos through the network at every batch size: no real query pays a first call
-            service.warm()
         log.info("opened %s: %d items, %d indexed (%s), model %s, in %.2f s", run.path, len(run.items),
                  len(service._id_of), run.index.name, embedder.name, time.perf_counter() - start)
         return service
@@ -129,12 +132,7 @@ class SimilarityService:
     def warm(self) -> None:
         """Run the network once at each batch size it may get (a runtime prepares each shape on its
         first call), so the first queries and the first burst of them are not slow ones."""
-        from PIL import Image
-
-        picture = np.full((self.embedder.size, self.embedder.size, 3), (128, 100, 90), dtype=np.uint8)
-        _pixels(self.embedder, Image.fromarray(np.vstack([picture, picture])))  # a resize's imports (scipy.sparse)
-        for n in range(1, MAX_BATCH + 1):
-            self._network_batch([(picture, self._classifier_input(picture))] * n)
+        _warm_network(self.embedder, self.classifier, self._network_lock)
 
     def describe(self) -> dict:
         """What /healthz reports: item count, model and index."""
@@ -357,6 +355,25 @@ def _one_openmp_thread() -> None:
 
         faiss.omp_set_num_threads(1)
         _THREAD.one = True
+
+
+def _warm_network(embedder, classifier=None, lock=None) -> None:
+    """Dummy photos through the network (and a separate classifier) at every batch size the
+    micro-batcher may give it, each call under ``lock`` when given, and one resize (its imports)."""
+    import contextlib
+
+    from PIL import Image
+
+    from ..images import resize_image
+
+    picture = np.full((embedder.size, embedder.size, 3), (128, 100, 90), dtype=np.uint8)
+    _pixels(embedder, Image.fromarray(np.vstack([picture, picture])))  # a resize's imports (scipy.sparse)
+    small = None if classifier is None else Image.fromarray(resize_image(picture, classifier.size, "squish"))
+    for n in range(1, MAX_BATCH + 1):
+        with lock or contextlib.nullcontext():
+            embedder.infer(np.stack([picture] * n))
+            if classifier is not None:
+                classifier.predict([small] * n)
 
 
 def _pixels(embedder, picture) -> np.ndarray:
