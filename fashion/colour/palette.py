@@ -113,6 +113,36 @@ def family_of(lab: np.ndarray) -> np.ndarray:
     return families[nearest_swatch(lab)]
 
 
+# The family of every Lab colour rounded to whole units, filled in as colours are met (-1: not yet):
+# L* 0..100, a* and b* -128..127, one int8 each (6.6 MB). A garment's pixels repeat the same few hundred
+# cells, so after the first photos naming them costs an index, not CIEDE2000 against every swatch.
+_CELLS = (101, 256, 256)
+
+
+@cache
+def _cell_families() -> np.ndarray:
+    return np.full(int(np.prod(_CELLS)), -1, dtype=np.int8)
+
+
+def family_of_pixels(lab: np.ndarray) -> np.ndarray:
+    """:func:`family_of` for many Lab colours (n, 3), each first rounded to whole Lab units (at most 0.87
+    units away, well inside the swatches' spacing): the family of a rounded colour is computed once (CIEDE2000
+    against every swatch) and kept for the process, so that a garment's pixels cost a table look-up."""
+    lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
+    cells = np.ravel_multi_index((np.clip(np.rint(lab[:, 0]), 0, 100).astype(np.intp),
+                                  np.clip(np.rint(lab[:, 1]) + 128, 0, 255).astype(np.intp),
+                                  np.clip(np.rint(lab[:, 2]) + 128, 0, 255).astype(np.intp)), _CELLS)
+    table = _cell_families()
+    families = table[cells]
+    missing = families < 0
+    if missing.any():
+        new = np.unique(cells[missing])
+        centres = np.stack(np.unravel_index(new, _CELLS), axis=-1).astype(np.float64) - [0, 128, 128]
+        table[new] = family_of(centres)
+        families = table[cells]
+    return families.astype(np.intp)
+
+
 def family_name(lab) -> str:
     """The family name of one Lab colour (L, a, b)."""
     return FAMILIES[int(family_of(np.asarray(lab, dtype=np.float64)[None])[0])]

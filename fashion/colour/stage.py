@@ -39,7 +39,7 @@ from .table import COLUMNS, photo_colour
 
 log = logging.getLogger(__name__)
 
-METHOD_VERSION = 2  # bump when the colour code changes in a way its constants do not show
+METHOD_VERSION = 3  # bump when the colour code changes in a way its constants do not show
 POOL_ABOVE = 256  # photos to colour before a process pool pays for its start
 CHUNK = 256  # photos per cache chunk (a killed run loses at most one chunk's work)
 HASH_COLUMN = layout.HASH_COLUMN  # an item table's column of file contents (fashion.catalog), reused when present

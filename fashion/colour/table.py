@@ -28,9 +28,12 @@ COLUMNS: tuple[str, ...] = ("colour", "colour_2", "colour_hex", "colour_share")
 
 
 def photo_colour(path, bbox: BBox | None = None, size: int = SIZE) -> tuple[dict, str]:
-    """(the colour columns of the photo at ``path``, "") or (empty columns, the reason it was skipped)."""
+    """(the colour columns of the photo at ``path``, "") or (empty columns, the reason it was skipped).
+
+    The colour is computed at ``size`` px, so a JPEG (without ``bbox``, whose coordinates are the full
+    photo's) is decoded at the largest reduced scale that keeps both sides at least ``size`` px."""
     try:
-        colour = garment_colour(open_image(path), bbox=bbox, size=size)
+        colour = garment_colour(open_image(path, min_size=None if bbox is not None else size), bbox=bbox, size=size)
     except ImageError as exc:
         return dict.fromkeys(COLUMNS), exc.reason
     except ValueError as exc:  # no garment pixels (a photo of a few pixels)
