@@ -225,7 +225,7 @@ def main(argv=None) -> int:
             continue
         if args.split and label.split != args.split:
             continue
-        image = open_image(path)
+        image = open_image(path, min_size=args.size)  # as the run's colour stage decodes it (table.file_colour)
         start = time.perf_counter()
         colour = garment_colour(image, size=args.size)
         seconds += time.perf_counter() - start
@@ -284,7 +284,7 @@ def contact_sheet(mistakes, out: Path, size: int, columns: int = 4, cell: int = 
     sheet = Image.new("RGB", (columns * 2 * cell, rows * (cell + 28)), "white")
     draw = ImageDraw.Draw(sheet)
     for n, (label, colour, path) in enumerate(mistakes):
-        found = garment_mask(downsized_lab(open_image(path), None, size))
+        found = garment_mask(downsized_lab(open_image(path, min_size=size), None, size))
         rgb = (np.clip(lab2rgb(found.lab), 0, 1) * 255).astype(np.uint8)
         tinted = rgb.copy()
         tinted[~found.mask] = (0.3 * tinted[~found.mask] + [0, 150, 0]).astype(np.uint8)
