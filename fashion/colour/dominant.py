@@ -3,9 +3,10 @@
 :func:`garment_colour` takes a photo (PIL image or RGB array), finds the garment and its core
 (:mod:`fashion.colour.garment`: the half of its pixels farthest from its outline), clusters the core's Lab
 pixels with k-means (the dominant colours, each named by the palette, :mod:`fashion.colour.palette`) and
-names every core pixel by the palette: a
-family's share is the share of the core's pixels it names (a vote per pixel, which on the hand-labelled
-dev photos beat naming the cluster centres, whose means mix a garment's shadows and prints). The garment's
+names every core pixel by the palette (through :func:`~fashion.colour.palette.family_of_pixels`' table of
+rounded Lab colours, so that every pixel votes, not a sample): a family's share is the share of the core's
+pixels it names (a vote per pixel, which on the hand-labelled dev photos beat naming the cluster centres,
+whose means mix a garment's shadows and prints, and beat naming the core's median or trimmed mean Lab). The garment's
 family is the family with the largest share, or ``multicolour`` when that share is below
 ``MULTICOLOUR_BELOW`` and at least ``MULTICOLOUR_FAMILIES`` families each hold ``MULTICOLOUR_MIN_SHARE``
 of the garment; the second family is the next family by share (for a ``multicolour`` garment, its

@@ -4,8 +4,10 @@ The photos of a clothing catalogue are mostly one garment on a plain or evenly t
 that reaches the edges of the frame, so the frame's border says what the background looks like:
 
 1. The photo (or its bounding box, widened by a margin so that its edge is background again) is
-   downsized so that its long side is ``size`` px, brightened if it is dim (:func:`exposed_linear`) and
-   converted to CIELAB.
+   downsized so that its long side is ``size`` px (``SIZE``, 96: on the dev half of the hand-labelled
+   photos 96 px named as many garments right as 128 px, 64 px fewer; a JPEG file is decoded at a reduced
+   scale to start with, :func:`fashion.colour.table.file_colour`), brightened if it is dim
+   (:func:`exposed_linear`) and converted to CIELAB.
 2. The pixels of a thin border strip are clustered (k-means, a few clusters). A cluster is background
    when it covers at least a quarter of two or more of the four sides: a garment that touches one edge
    (trousers cut by the bottom of the frame) stays garment, a floor or a wall seen on several sides does

@@ -1,7 +1,9 @@
 """The fixed, documented colour palette: 13 colour families, each a few named swatches in CIELAB.
 
 A colour is named by its nearest swatch under CIEDE2000 (:func:`skimage.color.deltaE_ciede2000`, the
-CIE's perceptual colour difference); the swatch's family is the colour's family. Several swatches per
+CIE's perceptual colour difference); the swatch's family is the colour's family. A garment's pixels are
+named by :func:`family_of_pixels`: the same naming of each pixel rounded to whole Lab units, kept per
+process in a table, so that a photo's thousand pixels cost a look-up once the process has met their colours. Several swatches per
 family let one family cover shades far apart in Lab (``navy`` and ``dark teal``; ``pink`` and
 ``magenta``) without stretching a single centre. ``multicolour`` is not a swatch: it is what
 :mod:`fashion.colour.dominant` calls a garment where no family holds most of the pixels.
