@@ -56,6 +56,22 @@ def test_pixels_are_named_as_the_exact_naming_names_their_rounded_colour():
     assert np.array_equal(family_of_pixels(edge), family_of(np.array([[0.0, 0, 0], [100.0, 0, 0], [50.0, 127, -128]])))
 
 
+def test_the_shipped_table_of_named_cells_is_this_palettes():
+    """fashion/data/colour_cells.npz names the cells of the sRGB colours for the current palette (rebuild it
+    with scripts/make_colour_cells.py after changing the palette): its digest matches, a seeded sample of its
+    named cells agrees with the exact naming, and the process's table starts from it."""
+    from fashion.colour import palette
+
+    with np.load(palette.CELLS_FILE) as data:
+        assert str(data["digest"]) == palette.palette_digest(), "rebuild it: python scripts/make_colour_cells.py"
+        families = data["families"]
+    named = np.flatnonzero(families >= 0)
+    assert 800_000 < len(named) < 900_000  # the cells some 8-bit sRGB colour falls in
+    sample = np.random.default_rng(0).choice(named, 3000, replace=False)
+    assert np.array_equal(families[sample], palette.family_of(palette._centres(sample)))
+    assert (palette._cell_families()[named] >= 0).all()
+
+
 def test_palette_is_documented():
     import fashion.colour.palette as palette
 

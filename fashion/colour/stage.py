@@ -53,7 +53,7 @@ def method_tag() -> str:
                                    if name.isupper() and isinstance(value, (int, float, str, tuple))}
                  for module in (garment, dominant)}
     return settings_tag(version=METHOD_VERSION, palette=[tuple(vars(s).values()) for s in palette.PALETTE],
-                        constants=constants)
+                        cell=palette.CELL, constants=constants)
 
 
 def _bbox(value) -> tuple | None:
