@@ -29,6 +29,8 @@ that reaches the edges of the frame, so the frame's border says what the backgro
    turned 10 wrong top families right and 1 right one wrong (benchmarks/README.md).
 
 Where it fails: a garment of the background's colour (the fallback then includes some background);
+light stripes or panels of the background's colour, cut out of the garment as background where they
+reach its outline (a white-and-black striped top on a white sheet);
 a background that changes along the border faster than the strip shows (a patterned rug); skin,
 hands and hangers inside the garment's outline count as garment; holes of background enclosed by
 the garment (between the straps of a sandal) count as garment.

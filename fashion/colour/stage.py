@@ -19,9 +19,10 @@ stores it); the others are hashed by the job that colours them, so hashing runs 
 too, and a job whose key the cache holds stops after the hash. Jobs run in a process pool (``spawn``:
 no state of the parent is inherited) when more than ``POOL_ABOVE`` more jobs than the cache holds
 entries wait (at least that many miss, unless photos repeat) and more than one core is free; on the
-bundled sample one photo costs ~12 ms of CPU (decode + colour, measured on two loaded cores; ~24 ms
-before the colour was computed at 96 px from a reduced decode with a table of named Lab colours), so the
-pool's start (~2 s for two workers that import scikit-image) pays from a few hundred photos.
+bundled sample one photo costs ~7 ms of CPU (hash, decode and colour, measured on two loaded cores; ~23 ms
+before the colour was computed at 96 px from a reduced decode with a shipped table of named Lab colours),
+so the pool's start (~2 s for two workers that import scikit-image, measured with the slower code) pays
+from several hundred photos; ``POOL_ABOVE`` was set for the slower code and has not been re-measured.
 """
 
 from __future__ import annotations
