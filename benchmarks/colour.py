@@ -23,6 +23,13 @@ of that family (by the items' computed colour) and of the photo's category; the 
 a filter and the plain embedding's ranking, side by side; then for ``any`` and ``same`` against no colour
 mode: the top 10's share of the photo's category and of the photo's own colour family.
 
+``--speed N`` (with ``--base-tree DIR``, another checkout of the project, e.g. ``/work/main``): the time of
+:func:`fashion.colour.table.photo_colour` (file in, colour columns out: the JPEG decode included, as the run's
+colour stage pays it) on N photos of the dataset's train split (sorted, every k-th so that all classes come),
+each code in its own fresh process after one warm-up photo outside the set, the two codes alternated
+``--repeat`` times in this one run; wall and CPU (process) time per photo, and how many photos' families the
+two codes agree on.
+
 Without the dataset, the rows of its test split are read from the bundled sample (fashion/data/sample,
 resized to 300 px), the others are skipped and counted.
 """
@@ -131,6 +138,57 @@ def modes(run_dir: Path, k: int = 10, least: int = 10, limit: int | None = None)
     return 0
 
 
+SPEED_CHILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from fashion.colour.table import photo_colour
+paths = json.loads(sys.stdin.read())
+photo_colour(paths[0])  # warm-up (imports, first calls): not in the set
+wall, cpu = time.perf_counter(), time.process_time()
+families = [photo_colour(p)[0]["colour"] for p in paths[1:]]
+print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, "families": families}))
+"""
+
+
+def speed(root: Path, n: int, base_tree: Path | None, repeat: int) -> int:
+    """Time the colour of ``n`` photos (decode included) with this checkout and ``base_tree``'s; prints a table."""
+    import json
+    import os
+    import subprocess
+
+    files = sorted((root / "train").glob("*/*.jpg"))
+    if len(files) < n + 1:
+        print(f"--speed needs at least {n + 1} photos under {root / 'train'}, found {len(files)}", file=sys.stderr)
+        return 2
+    step = len(files) // (n + 1)
+    paths = [os.fspath(f) for f in files[::step][:n + 1]]
+    trees = [("this", REPO)] + ([("base", base_tree.resolve())] if base_tree else [])
+    results = {name: [] for name, _ in trees}
+    families = {}
+    for _ in range(repeat):
+        for name, tree in trees:
+            proc = subprocess.run([sys.executable, "-c", SPEED_CHILD, os.fspath(tree)], input=json.dumps(paths),
+                                  capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.fspath(tree)})
+            if proc.returncode:
+                print(proc.stderr[-2000:], file=sys.stderr)
+                return 1
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[name].append((out["wall"], out["cpu"]))
+            families[name] = out["families"]
+    print(f"colour of {n} photos of {root / 'train'} (decode + colour, one process each, {repeat} alternations)")
+    print(f"{'code':<6} {'tree':<40} {'wall ms/photo':>14} {'cpu ms/photo':>13}   (each run)")
+    for name, tree in trees:
+        runs = results[name]
+        print(f"{name:<6} {str(tree):<40} {1000 * min(w for w, _ in runs) / n:>14.1f} {1000 * min(c for _, c in runs) / n:>13.1f}"
+              f"   " + ", ".join(f"{1000 * w / n:.1f}/{1000 * c / n:.1f}" for w, c in runs))
+    if base_tree:
+        this, base = results["this"], results["base"]
+        print(f"this / base: wall {min(w for w, _ in this) / min(w for w, _ in base):.3f}, "
+              f"cpu {min(c for _, c in this) / min(c for _, c in base):.3f} (best runs); families agree on "
+              f"{sum(a == b for a, b in zip(families['this'], families['base']))} of {n} photos")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="clothing-dataset-small root")
@@ -143,7 +201,12 @@ def main(argv=None) -> int:
     parser.add_argument("--sheet", type=Path, help="with --errors: draw the mistakes (photo | garment mask) to this PNG")
     parser.add_argument("--modes", type=Path, metavar="RUN", help="measure the colour modes on this run instead")
     parser.add_argument("--limit", type=int, help="with --modes: the first N test queries only")
+    parser.add_argument("--speed", type=int, metavar="N", help="time the colour of N photos (decode included) instead")
+    parser.add_argument("--base-tree", type=Path, metavar="DIR", help="with --speed: also time this checkout's code")
+    parser.add_argument("--repeat", type=int, default=2, help="with --speed: alternations of the codes")
     args = parser.parse_args(argv)
+    if args.speed:
+        return speed(args.root, args.speed, args.base_tree, max(1, args.repeat))
     if args.modes:
         return modes(args.modes, limit=args.limit)
 
@@ -162,7 +225,7 @@ def main(argv=None) -> int:
             continue
         if args.split and label.split != args.split:
             continue
-        image = open_image(path)
+        image = open_image(path, min_size=args.size)  # as the run's colour stage decodes it (table.file_colour)
         start = time.perf_counter()
         colour = garment_colour(image, size=args.size)
         seconds += time.perf_counter() - start
@@ -221,7 +284,7 @@ def contact_sheet(mistakes, out: Path, size: int, columns: int = 4, cell: int = 
     sheet = Image.new("RGB", (columns * 2 * cell, rows * (cell + 28)), "white")
     draw = ImageDraw.Draw(sheet)
     for n, (label, colour, path) in enumerate(mistakes):
-        found = garment_mask(downsized_lab(open_image(path), None, size))
+        found = garment_mask(downsized_lab(open_image(path, min_size=size), None, size))
         rgb = (np.clip(lab2rgb(found.lab), 0, 1) * 255).astype(np.uint8)
         tinted = rgb.copy()
         tinted[~found.mask] = (0.3 * tinted[~found.mask] + [0, 150, 0]).astype(np.uint8)

@@ -219,3 +219,49 @@ def test_above_exact_rows_the_candidates_come_from_the_index(garment_run, monkey
         found = service.neighbors_of(i, k=3, colour=colour)
         assert [m.id for m in found.results] == expected(ids, 3), colour
         assert calls and all("allowed" in kw for kw in calls)  # the index path was taken
+
+
+@pytest.mark.parametrize("candidates", [1000, 4])
+def test_family_mode_above_exact_rows_takes_the_category_first_from_the_index(garment_run, monkeypatch, candidates):
+    """"This, but in <family>" where the run has a classifier and more allowed items than EXACT_ROWS: the
+    family's items of the query's predicted category, and all the family's items, are each narrowed to the
+    CANDIDATES nearest through the run's index (one search each), scored exactly; the category's nearest come
+    first, then the nearest of the rest. The garment run has no classifier: its prediction is fixed to "tee"
+    here (the classifier's own path to the category is tested above on model_run, whose 20 items cannot put
+    both pools above EXACT_ROWS)."""
+    from fashion.service import SimilarityService, colourmode
+
+    monkeypatch.setattr(colourmode, "EXACT_ROWS", 2)
+    monkeypatch.setattr(colourmode, "CANDIDATES", candidates)
+    service = SimilarityService.open(garment_run, warm=False)
+    monkeypatch.setattr(service, "predicted_category", lambda i: "tee")
+    calls = []
+    real = service.run.index.search
+    monkeypatch.setattr(service.run.index, "search", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    items, gallery = service.run.items, service.run.gallery_ids
+    colours, labels = items["colour"].to_numpy(), items["label"].to_numpy()
+    i = int(gallery[colours[gallery] == "red"][0])
+    in_family = gallery[colours[gallery] == "blue"]
+    first = in_family[labels[in_family] == "tee"]
+    assert len(first) == 3 and len(in_family) == 6  # both pools above EXACT_ROWS, the family beyond the category
+    vector = service.run.embeddings[i]
+    basis = service.colours.basis()
+
+    def nearest(ids, k):
+        if candidates < len(ids):  # the index's candidates for the projected query, then brute force on them
+            query = project(np.asarray(vector, np.float32)[None, :], basis)
+            _, found = real(query, candidates, allowed=ids)
+            ids = np.unique(found[0][(found[0] >= 0) & (found[0] != i)])
+        return _brute(service, vector, ids, k, projected=True)
+
+    calls.clear()
+    found = service.neighbors_of(i, k=5, colour="blue")
+    head = nearest(first, 5)
+    assert [m.id for m in found.results] == (head + [j for j in nearest(in_family, 5) if j not in head])[:5]
+    assert [m.label for m in found.results[:3]] == ["tee"] * 3 and {m.colour for m in found.results} == {"blue"}
+    assert len(calls) == 2 and all("allowed" in kw for kw in calls)  # one index search per pool
+    # without a category, the same query is the family's nearest only (one index search)
+    monkeypatch.setattr(service, "predicted_category", lambda i: None)
+    calls.clear()
+    plain = service.neighbors_of(i, k=5, colour="blue")
+    assert [m.id for m in plain.results] == nearest(in_family, 5) and len(calls) == 1

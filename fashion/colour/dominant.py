@@ -3,9 +3,10 @@
 :func:`garment_colour` takes a photo (PIL image or RGB array), finds the garment and its core
 (:mod:`fashion.colour.garment`: the half of its pixels farthest from its outline), clusters the core's Lab
 pixels with k-means (the dominant colours, each named by the palette, :mod:`fashion.colour.palette`) and
-names every core pixel by the palette: a
-family's share is the share of the core's pixels it names (a vote per pixel, which on the hand-labelled
-dev photos beat naming the cluster centres, whose means mix a garment's shadows and prints). The garment's
+names every core pixel by the palette (through :func:`~fashion.colour.palette.family_of_pixels`' table of
+rounded Lab colours, so that every pixel votes, not a sample): a family's share is the share of the core's
+pixels it names (a vote per pixel, which on the hand-labelled dev photos beat naming the cluster centres,
+whose means mix a garment's shadows and prints, and beat naming the core's median or trimmed mean Lab). The garment's
 family is the family with the largest share, or ``multicolour`` when that share is below
 ``MULTICOLOUR_BELOW`` and at least ``MULTICOLOUR_FAMILIES`` families each hold ``MULTICOLOUR_MIN_SHARE``
 of the garment; the second family is the next family by share (for a ``multicolour`` garment, its
@@ -20,11 +21,10 @@ import numpy as np
 
 from ..images import BBox
 from .garment import SIZE, downsized_lab, garment_mask, kmeans
-from .palette import FAMILIES, MULTICOLOUR, family_of, lab_to_hex
+from .palette import FAMILIES, MULTICOLOUR, family_of, family_of_pixels, lab_to_hex
 
 CLUSTERS = 5
-MAX_PIXELS = 3000  # garment pixels clustered (a seeded sample of them when there are more)
-VOTE_PIXELS = 1000  # garment pixels named one by one for the family shares (a seeded sample)
+MAX_PIXELS = 1000  # garment pixels clustered (a seeded sample of them when there are more)
 MULTICOLOUR_BELOW = 0.3
 MULTICOLOUR_FAMILIES = 3
 MULTICOLOUR_MIN_SHARE = 0.15
@@ -95,11 +95,13 @@ def dominant_colours(pixels: np.ndarray, k: int = CLUSTERS, seed: int = 0) -> tu
     )
 
 
-def family_shares(pixels: np.ndarray, seed: int = 0) -> tuple[tuple[str, float], ...]:
-    """(family, share of ``pixels`` (n, 3 Lab) the palette names so), largest first; a seeded sample of
-    ``VOTE_PIXELS`` pixels votes when there are more."""
-    pixels = _sample(np.asarray(pixels, dtype=np.float64).reshape(-1, 3), seed, VOTE_PIXELS)
-    counts = np.bincount(family_of(pixels), minlength=len(FAMILIES))
+def family_shares(pixels: np.ndarray) -> tuple[tuple[str, float], ...]:
+    """(family, share of ``pixels`` (n, 3 Lab) the palette names so), largest first; every pixel votes
+    (named through :func:`~fashion.colour.palette.family_of_pixels`' table)."""
+    pixels = np.asarray(pixels, dtype=np.float64).reshape(-1, 3)
+    if len(pixels) == 0:
+        raise ValueError("no garment pixels")
+    counts = np.bincount(family_of_pixels(pixels), minlength=len(FAMILIES))
     order = np.argsort(-counts, kind="stable")
     return tuple((FAMILIES[i], float(counts[i] / counts.sum())) for i in order if counts[i] > 0)
 
@@ -123,6 +125,6 @@ def garment_colour(image, bbox: BBox | None = None, size: int = SIZE, k: int = C
     found = garment_mask(downsized_lab(image, bbox, size), seed=seed)
     pixels = found.core_pixels()
     clusters = dominant_colours(pixels, k=k, seed=seed)
-    shares = family_shares(pixels, seed=seed)
+    shares = family_shares(pixels)
     family, family_2, share = name_garment(shares)
     return GarmentColour(clusters, family, family_2, share, found.share, found.method, shares)

@@ -19,8 +19,10 @@ stores it); the others are hashed by the job that colours them, so hashing runs 
 too, and a job whose key the cache holds stops after the hash. Jobs run in a process pool (``spawn``:
 no state of the parent is inherited) when more than ``POOL_ABOVE`` more jobs than the cache holds
 entries wait (at least that many miss, unless photos repeat) and more than one core is free; on the
-bundled sample one photo costs ~35 ms on one core (decode + colour), so the pool's start (~2 s for two
-workers that import scikit-image) pays from a few hundred photos.
+bundled sample one photo costs ~7 ms of CPU (hash, decode and colour, measured on two loaded cores; ~23 ms
+before the colour was computed at 96 px from a reduced decode with a shipped table of named Lab colours),
+so the pool's start (~2 s for two workers that import scikit-image, measured with the slower code) pays
+from several hundred photos; ``POOL_ABOVE`` was set for the slower code and has not been re-measured.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from .table import COLUMNS, photo_colour
 
 log = logging.getLogger(__name__)
 
-METHOD_VERSION = 2  # bump when the colour code changes in a way its constants do not show
+METHOD_VERSION = 3  # bump when the colour code changes in a way its constants do not show
 POOL_ABOVE = 256  # photos to colour before a process pool pays for its start
 CHUNK = 256  # photos per cache chunk (a killed run loses at most one chunk's work)
 HASH_COLUMN = layout.HASH_COLUMN  # an item table's column of file contents (fashion.catalog), reused when present
@@ -52,7 +54,7 @@ def method_tag() -> str:
                                    if name.isupper() and isinstance(value, (int, float, str, tuple))}
                  for module in (garment, dominant)}
     return settings_tag(version=METHOD_VERSION, palette=[tuple(vars(s).values()) for s in palette.PALETTE],
-                        constants=constants)
+                        cell=palette.CELL, constants=constants)
 
 
 def _bbox(value) -> tuple | None:

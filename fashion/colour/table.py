@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..errors import ImageError
 from ..images import BBox, open_image
-from .dominant import garment_colour
+from .dominant import GarmentColour, garment_colour
 from .garment import SIZE
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,19 @@ log = logging.getLogger(__name__)
 COLUMNS: tuple[str, ...] = ("colour", "colour_2", "colour_hex", "colour_share")
 
 
+def file_colour(path, bbox: BBox | None = None, size: int = SIZE) -> GarmentColour:
+    """The :class:`~fashion.colour.dominant.GarmentColour` of the photo file at ``path``, computed at ``size``
+    px: a JPEG (without ``bbox``, whose coordinates are the full photo's) is decoded at the largest reduced
+    scale that keeps both sides at least ``size`` px. ImageError for a file that cannot be read, ValueError
+    for a photo without garment pixels."""
+    return garment_colour(open_image(path, min_size=None if bbox is not None else size), bbox=bbox, size=size)
+
+
 def photo_colour(path, bbox: BBox | None = None, size: int = SIZE) -> tuple[dict, str]:
-    """(the colour columns of the photo at ``path``, "") or (empty columns, the reason it was skipped)."""
+    """(the colour columns of the photo at ``path`` (:func:`file_colour`), "") or (empty columns, the reason
+    it was skipped)."""
     try:
-        colour = garment_colour(open_image(path), bbox=bbox, size=size)
+        colour = file_colour(path, bbox=bbox, size=size)
     except ImageError as exc:
         return dict.fromkeys(COLUMNS), exc.reason
     except ValueError as exc:  # no garment pixels (a photo of a few pixels)
