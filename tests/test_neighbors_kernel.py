@@ -141,7 +141,7 @@ def test_kernel_scores_and_self_exclusion(engine):
 
 
 def test_tiles_stay_within_the_budget():
-    assert tile_shape(100_000, 100_000, WORKING_MEMORY) == (2048, 16384)
+    assert tile_shape(100_000, 100_000, WORKING_MEMORY) == (2048, 14336)  # 7 even tiles, not 6 + a sliver
     for q, n, budget in [(8000, 8000, 15_625_000), (7, 3, 2**20), (1, 10**6, 2**27), (10**5, 5, 256)]:
         rows, cols = tile_shape(q, n, budget)
         assert 1 <= rows <= q and 1 <= cols <= n and rows * cols * 4 <= max(budget, 256)
@@ -149,6 +149,45 @@ def test_tiles_stay_within_the_budget():
     assert tile_budget(X) == X.nbytes // 16  # a sixteenth of the data: peak <= data + 25 %
     assert tile_budget(X, 10**6) == 10**6
     assert tile_budget(np.zeros((10, 10), dtype=np.float32)) == MIN_TILE_BYTES
+
+
+class _Data:
+    """Stands for an (n, d) float32 matrix in the memory rule (only its ``nbytes`` is read)."""
+
+    def __init__(self, n, d=2048):
+        self.nbytes = n * d * 4
+
+
+@pytest.mark.parametrize("n", [8000, 20_000, 50_000, 100_000, 1_000_000])
+def test_the_tile_rule_keeps_the_memory_target_and_wide_tiles(n):
+    """Tile + fixed costs + candidates within a fifth of the data wherever the data is large enough for
+    it; never narrower than a sixteenth of the data (small data) nor wider than WORKING_MEMORY; from 50k
+    x 2048 on at least as wide as the old rule's eighth (narrow tiles cost 10 % at 50k)."""
+    X, k = _Data(n), 18
+    budget = tile_budget(X, None, n * k)
+    rows, cols = tile_shape(n, n, budget)
+    assert rows * cols * 4 <= budget <= WORKING_MEMORY
+    assert budget >= X.nbytes // kernel.DATA_SHARE or budget == WORKING_MEMORY
+    fixed = kernel.FIXED_BYTES + kernel.CANDIDATE_BYTES * n * k
+    if budget > X.nbytes // kernel.DATA_SHARE:  # the share, not the floor of a sixteenth, decided
+        assert budget + fixed <= kernel.TILE_SHARE * X.nbytes
+    if 50_000 <= n and budget < WORKING_MEMORY:
+        assert budget >= X.nbytes // 8 * 0.97
+    assert tile_budget(X, 2**20, n * k) == 2**20  # a working_memory below both: the caller's
+    # the columns are spread evenly: no sliver of a last tile (a sixteenth at 50k left one of 848 columns)
+    last = n - (-(-n // cols) - 1) * cols
+    assert cols % kernel.COLUMN_STEP == 0 and last >= cols / 2, (cols, last)
+
+
+def test_the_share_takes_over_from_a_sixteenth_at_its_boundary():
+    """Below the boundary a sixteenth of the data; above it the share (a fifth less the fixed costs and
+    candidates), continuous and growing with n."""
+    k = 18
+    per_row = 2048 * 4 * (kernel.TILE_SHARE - 1 / kernel.DATA_SHARE) - kernel.CANDIDATE_BYTES * k
+    boundary = int(kernel.FIXED_BYTES / per_row)  # share == a sixteenth here
+    below, above = _Data(boundary - 50), _Data(boundary + 50)
+    assert tile_budget(below, None, (boundary - 50) * k) == below.nbytes // kernel.DATA_SHARE
+    assert tile_budget(above, None, (boundary + 50) * k) > above.nbytes // kernel.DATA_SHARE
 
 
 def test_exact_matches_faiss_flat_on_random_data():

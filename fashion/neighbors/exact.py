@@ -15,7 +15,8 @@ class ExactIndex(NeighborIndex):
     """Exact search by tiled float32 matrix products (torch's MKL GEMM) and a streaming top-k.
 
     Peak memory: the data matrix (n x d float32, not copied for float32 cosine-normalised input) plus
-    one tile of scores (at most ``working_memory`` bytes, default 128 MiB, and an eighth of the data)
+    one tile of scores (at most ``working_memory`` bytes, default 128 MiB, and the memory rule of
+    :func:`.kernel.tile_budget`)
     and O(q x k). Euclidean indexes keep the data centred on its mean as well (a second n x d copy):
     the expansion ||q||^2 + ||x||^2 - 2 q.x loses all precision in float32 for tight clusters far from
     the origin. All-pairs search (``X=None``) searches that copy as it is, leaving each point out by

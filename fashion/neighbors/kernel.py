@@ -4,10 +4,12 @@ The scores of a block of queries against a tile of the data come from torch's fp
 oneDNN: the fastest matrix product on the CPU), written into one reused buffer; each tile's
 ``torch.topk`` is merged in numpy into a running (rows, k) best per query block (:class:`_Best`), so no
 score matrix larger than one tile ever exists (as scikit-learn's ``pairwise_distances_chunked``). A
-tile holds at most ``working_memory`` bytes (default :data:`WORKING_MEMORY`) and at most a sixteenth
-of the data's size (or 1 MiB): with MKL's packing buffers, the torch code paged in at the first call
-and the distance recompute's scratch, the search's peak memory stays within the data + 25 %
-(measured: benchmarks/README.md). torch runs only the product and the tile's top-k; the merges, the
+tile holds at most ``working_memory`` bytes (default :data:`WORKING_MEMORY`) and at most what the
+memory rule leaves (:func:`tile_budget`: a fifth of the data less the fixed costs and the candidates,
+never less than a sixteenth of the data or 1 MiB): with MKL's packing buffers, the torch code paged
+in at the first call and the distance recompute's scratch, the search's peak memory stays within the
+data + 25 % (measured: benchmarks/README.md), and large data gets tiles as wide as the old rule's
+eighth (narrow tiles cost time: 10 % at 50k). torch runs only the product and the tile's top-k; the merges, the
 self-exclusion and the final order are numpy's, shared by both engines.
 
 Scores, higher is nearer: cosine ``q . x`` on unit rows; euclidean ``2 q . x - ||x||^2`` (= ||q||^2 -
@@ -33,10 +35,17 @@ import numpy as np
 
 # Bytes of one tile of float32 scores (rows x columns) when the caller gives no budget.
 WORKING_MEMORY = 128 * 2**20
-# A tile also holds at most data_bytes / DATA_SHARE (a sixteenth: the rest of the 25 % goes to fixed
-# costs, ~10 MB measured at 8k x 2048: MKL's packing buffers, the torch code paged in by the first product
-# and top-k, the (q, k) results and the recompute's scratch), but never less than MIN_TILE_BYTES (tiny
-# data: a few large products rather than many Python-sized ones).
+# The memory rule (:func:`tile_budget`): the search's peak beyond the data is the score tile, fixed costs
+# (~9 MB measured at 8k x 2048: MKL's packing buffers, the torch code paged in by the first product and
+# top-k, the recompute's scratch) and the (q, k) candidates (float32 scores + int64 indices, held twice
+# while merged and ranked: CANDIDATE_BYTES each). A tile gets TILE_SHARE of the data less FIXED_BYTES and
+# the candidates (a fifth: 5 points of the 25 % left as margin), but never less than a DATA_SHARE-th of
+# the data (small data, where the fixed costs alone near 25 %: 512 x 1920 tiles at 8k x 2048 measured
+# +21 %), nor less than MIN_TILE_BYTES (tiny data: a few large products rather than many Python-sized
+# ones). At 50k x 2048 this gives 2048 x 5632 tiles (a sixteenth gave 2048 x 3072: 10 % slower).
+TILE_SHARE = 0.2
+FIXED_BYTES = 10 * 2**20
+CANDIDATE_BYTES = 24
 DATA_SHARE = 16
 MIN_TILE_BYTES = 2**20
 # Queries from which a search uses torch's GEMM and topk (where torch is installed) when the caller names
@@ -54,25 +63,32 @@ COLUMN_STEP = 128
 
 
 def tile_shape(n_queries: int, n_data: int, tile_bytes: int) -> tuple[int, int]:
-    """(rows, columns) of a score tile of at most ``tile_bytes`` float32 values.
+    """(rows, columns) of a score tile of at most ``tile_bytes`` float32 values; the columns are spread
+    evenly over the data (no narrow last tile: MKL runs ragged shapes slowly).
 
     >>> tile_shape(100_000, 100_000, 128 * 2**20), tile_shape(8000, 8000, 4_096_000)
-    ((2048, 16384), (512, 1920))
-    >>> tile_shape(5, 7, 2**20)
-    (5, 7)
+    ((2048, 14336), (512, 1664))
+    >>> tile_shape(50_000, 50_000, 3 * 2**25 // 2), tile_shape(5, 7, 2**20)
+    ((2048, 5632), (5, 7))
     """
     elements = max(tile_bytes // 4, 1)
     rows = min(MAX_TILE_ROWS, 2 ** int(math.log2(math.sqrt(elements))), n_queries)
     cols = elements // rows
     cols = cols // COLUMN_STEP * COLUMN_STEP or cols
+    if cols < n_data:  # as many tiles as these columns need, as even as COLUMN_STEP allows
+        even = -(-n_data // -(-n_data // cols))
+        cols = min(cols, -(-even // COLUMN_STEP) * COLUMN_STEP)
     return rows, min(n_data, cols)
 
 
-def tile_budget(X: np.ndarray, working_memory: int | None = None) -> int:
-    """Bytes of one score tile for data ``X``: ``working_memory`` (default :data:`WORKING_MEMORY`), but
-    at most a sixteenth of ``X``'s bytes or :data:`MIN_TILE_BYTES`, whichever is larger."""
+def tile_budget(X: np.ndarray, working_memory: int | None = None, candidates: int = 0) -> int:
+    """Bytes of one score tile for data ``X`` and a search keeping ``candidates`` (queries x k) in all:
+    ``working_memory`` (default :data:`WORKING_MEMORY`), but at most the memory rule's share (module
+    constants above: a fifth of ``X``'s bytes less the fixed costs and the candidates), and never below a
+    sixteenth of ``X``'s bytes or :data:`MIN_TILE_BYTES`."""
     budget = WORKING_MEMORY if working_memory is None else int(working_memory)
-    return min(budget, max(MIN_TILE_BYTES, X.nbytes // DATA_SHARE))
+    share = int(X.nbytes * TILE_SHARE) - FIXED_BYTES - CANDIDATE_BYTES * candidates
+    return min(budget, max(MIN_TILE_BYTES, X.nbytes // DATA_SHARE, share))
 
 
 def default_engine(n_queries: int) -> str:
@@ -110,7 +126,7 @@ def topk_scores(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, x_sq_norms
     engine = default_engine(nq) if engine is None else engine
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    rows, cols = tile_shape(nq, n, tile_budget(X, working_memory))
+    rows, cols = tile_shape(nq, n, tile_budget(X, working_memory, nq * k))
     bias = None
     if metric == "euclidean":
         if x_sq_norms is None:
