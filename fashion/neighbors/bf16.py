@@ -41,6 +41,8 @@ U_FP32 = 2.0**-24
 # d-vector dot product, and past ~500 they cost as much as the bf16 pass saved at 50k x 2048.
 MAX_WINDOW = 512
 NORM_ROWS = 4096  # rows per chunk of the bound's norms
+PAD = 16  # columns after d in the bf16 products: the offset's column, then zeros
+SLACK = 2.0**-40  # absolute, beyond the bound: float64's rounding of the bounds themselves
 
 
 @functools.lru_cache(maxsize=1)
@@ -83,11 +85,8 @@ def error_constants(q_norms: np.ndarray, x_norms: np.ndarray, d: int) -> np.ndar
     return inputs + sums + 2.0**-100
 
 
-def lowest_candidate(kth: np.ndarray, C: np.ndarray) -> np.ndarray:
-    """(q,) float64: the lowest bf16 score s^ a candidate may have, given the query's k-th best ``kth``:
-    s^ + u |s^| >= kth - u |kth| - 2 C (-inf while fewer than k are known)."""
-    kth = kth.astype(np.float64)
-    low = kth - U_BF16 * np.abs(kth) - 2 * C
+def _at_least(low: np.ndarray) -> np.ndarray:
+    """(q,) float64: the lowest bf16 output y with y + u |y| >= ``low`` (-inf stays -inf)."""
     with np.errstate(invalid="ignore"):
         return np.where(low >= 0, low / (1 + U_BF16), low / (1 - U_BF16))
 
@@ -104,7 +103,9 @@ def bf16_topk(Q, X, k, own, rows, cols, fallback, stats=None):
     C = error_constants(x_norms if Q is X else row_norms(Q), x_norms, d)
     out_s, out_i = np.empty((nq, k), dtype=np.float32), np.empty((nq, k), dtype=np.int64)
     redo, kept = [], 0
-    xbuf = torch.empty((min(cols, n), d), dtype=torch.bfloat16)
+    # the data's tile in bf16 beside a column of ones (the offset's) and zeros to PAD: set once
+    xbuf = torch.zeros((min(cols, n), d + PAD), dtype=torch.bfloat16)
+    xbuf[:, d] = 1
     sbuf = torch.empty(min(rows, nq) * min(cols, n), dtype=torch.bfloat16)
     with warnings.catch_warnings(), torch.no_grad():
         # read-only arrays (memory-mapped data): torch warns, nothing writes
@@ -118,7 +119,7 @@ def bf16_topk(Q, X, k, own, rows, cols, fallback, stats=None):
                 continue
             bad = _rescore(Q[block], X, k, o, *found, out_s[block], out_i[block])
             redo.append(bad + r)
-            kept += len(found[0])
+            kept += len(found[0]) - np.isin(found[0], bad).sum()
     redo = np.concatenate(redo) if redo else np.empty(0, dtype=np.int64)
     if len(redo):
         out_s[redo], out_i[redo] = fallback(Q[redo], None if own is None else own[redo])
@@ -129,49 +130,89 @@ def bf16_topk(Q, X, k, own, rows, cols, fallback, stats=None):
 
 
 def _candidates(Qb, X, k, own, C, cols, xbuf, sbuf):
-    """(rows, columns, bf16 scores) of every candidate pair of a block of queries, or None when they
-    outgrow :data:`MAX_WINDOW` a query on average (the block goes to float32)."""
+    """(rows, columns, upper bounds) of every candidate pair of a block of queries, or None when they
+    outgrow :data:`MAX_WINDOW` a query on average (the block goes to float32).
+
+    Each tile scores q^.x^ - c_q (the query's offset c_q, a bf16 number: -c_q in the query's extra
+    column, 1 in the data's), so that the output's rounding, u |y| of the output y, is small near the
+    k-th best score, where c_q is put from the second tile on: the running k-th lower bound."""
     import torch
 
-    m, n = len(Qb), len(X)
-    qb = torch.from_numpy(Qb).to(torch.bfloat16)
-    best = RunningBest(m, k)
+    m, n, d = len(Qb), len(X), X.shape[1]
+    qb = torch.zeros((m, d + PAD), dtype=torch.bfloat16)
+    qb[:, :d] = torch.from_numpy(Qb)
+    best = RunningBest(m, k, dtype=np.float64)  # the k best lower bounds of the true scores
+    offset = np.zeros(m)
     parts, size, prune_at = [], 0, 64 * m
     for c in range(0, n, cols):
         w = min(cols, n - c)
         xb = xbuf[:w]
-        xb.copy_(torch.from_numpy(X[c : c + w]))  # float32 -> bf16, one tile at a time (no bf16 copy of X)
+        xb[:, :d].copy_(torch.from_numpy(X[c : c + w]))  # float32 -> bf16 a tile at a time: no bf16 copy of X
+        qb[:, d] = torch.from_numpy(-offset)
         S = sbuf[: m * w].view(m, w)
         torch.mm(qb, xb.T, out=S)
         if own is not None:
             hit = np.flatnonzero((own >= c) & (own < c + w))
             if len(hit):
                 S[torch.from_numpy(hit), torch.from_numpy(own[hit] - c)] = float("-inf")
-        s, i = torch.topk(S, min(k, w), dim=1, sorted=False)
-        best.add(s.float().numpy(), i.numpy(), c)
-        low = lowest_candidate(best.kth(), C)
-        # compared in bf16: lowered by more than its rounding (2^-9 relative), so no candidate is lost
-        floor = torch.from_numpy((low - np.abs(low) * 2.0**-7 - 2.0**-120).astype(np.float32))
+        Ct = (C + 3 * (d + 1) * U_FP32 * np.abs(offset) + SLACK)[:, None]  # the offset's product, exact, in the sum
+        topk = best.filled < k  # the first tile (k columns or more): its top-k sets the k-th lower bound
+        if topk:
+            s, i = torch.topk(S, min(k, w), dim=1, sorted=False)
+            y = s.double().numpy()
+            best.add(_bounds(offset[:, None], y, Ct, -1), i.numpy(), c)
+        low = best.kth()
+        # pairs whose upper bound offset + y + u |y| + Ct reaches low: y at least _at_least(low - offset - Ct),
+        # compared in bf16, lowered by more than bf16's rounding of it (2^-9 relative)
+        floor = _at_least(low - offset - Ct[:, 0])
+        floor = torch.from_numpy((floor - np.abs(floor) * 2.0**-7 - 2.0**-120).astype(np.float32))
         nz = torch.nonzero(S >= floor.to(torch.bfloat16)[:, None])
-        parts.append((nz[:, 0].numpy(), nz[:, 1].numpy() + c, S[nz[:, 0], nz[:, 1]].float().numpy()))
-        size += len(nz)
-        if size > prune_at:  # drop what the risen k-th best now rules out
+        r_, c_ = nz[:, 0].numpy(), nz[:, 1].numpy() + c
+        y = S[nz[:, 0], nz[:, 1]].double().numpy()
+        parts.append((r_, c_, _bounds(offset[r_], y, Ct[r_, 0], 1)))
+        size += len(r_)
+        if not topk:  # later tiles: every pair that could raise the k-th lower bound is among these
+            best.add(*_top_per_row(r_, c_, _bounds(offset[r_], y, Ct[r_, 0], -1), m, k), 0)
+        if size > prune_at:  # drop what the risen k-th lower bound now rules out
             parts = [_keep(*_join(parts), low)]
             size = len(parts[0][0])
             if size > MAX_WINDOW * m:
                 return None
             prune_at = 2 * size
-    return _keep(*_join(parts), lowest_candidate(best.kth(), C))
+        # the next tiles' offsets: the k-th lower bound as a bf16 number (0 while unknown)
+        low = best.kth()
+        offset = torch.from_numpy(np.where(np.isfinite(low), low, 0.0)).to(torch.bfloat16).double().numpy()
+    return _keep(*_join(parts), best.kth())
+
+
+def _bounds(offset, y, C, sign):
+    """Lower (sign -1) or upper (+1) bounds of the true scores of bf16 outputs ``y`` (float64) of q^.x^ -
+    offset: offset + y -+ (u |y| + C); a left-out pair (-inf) stays -inf."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isneginf(y), -np.inf, offset + y + sign * (U_BF16 * np.abs(y) + C))
+
+
+def _top_per_row(rows, cols, values, m, k):
+    """(m, k) the k largest ``values`` of each row among the pairs (rows, cols), -inf (column 0) where a
+    row has fewer."""
+    order = np.lexsort((-values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    counts = np.bincount(rows, minlength=m)
+    rank = np.arange(len(rows)) - (np.cumsum(counts) - counts)[rows]
+    take = rank < k
+    out_v, out_c = np.full((m, k), -np.inf), np.zeros((m, k), dtype=np.int64)
+    out_v[rows[take], rank[take]], out_c[rows[take], rank[take]] = values[take], cols[take]
+    return out_v, out_c
 
 
 def _join(parts):
     return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
 
 
-def _keep(rows, cols, scores, low):
-    """The pairs whose bf16 score reaches their query's lowest candidate score ``low`` (float64)."""
-    keep = scores.astype(np.float64) >= low[rows]
-    return rows[keep], cols[keep], scores[keep]
+def _keep(rows, cols, upper, low):
+    """The pairs whose upper bound reaches their query's k-th lower bound ``low``."""
+    keep = upper >= low[rows]
+    return rows[keep], cols[keep], upper[keep]
 
 
 def _rescore(Qb, X, k, own, rows, cols, _scores, out_s, out_i):

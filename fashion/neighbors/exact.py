@@ -1,4 +1,6 @@
-"""``exact``: brute force by tiled float32 matrix products fused with a streaming top-k (:mod:`.kernel`)."""
+"""``exact``: brute force by tiled float32 matrix products fused with a streaming top-k (:mod:`.kernel`),
+or, for cosine from :data:`.kernel.BF16_FROM_DATA` rows on a CPU with native bf16, a certified bf16 first
+pass re-scored in float32 (:mod:`.bf16`): the same answer."""
 
 from __future__ import annotations
 
@@ -45,5 +47,6 @@ class ExactIndex(NeighborIndex):
             Q = self._data
         elif self._mu is not None:
             Q = Q - self._mu
+        self.stats_ = {}  # the kernel's counts of its last search (the bf16 pass's, when it ran)
         return knn(Q, self._data, min(k + TIE_MARGIN, len(self._data)), self.metric, x_sq_norms=self._sq,
-                   exclude_self=all_pairs, working_memory=self.params["working_memory"])
+                   exclude_self=all_pairs, working_memory=self.params["working_memory"], stats=self.stats_)

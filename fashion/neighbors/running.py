@@ -10,9 +10,9 @@ class RunningBest:
     """The running k best (score, column) of a block of m queries: one (m, 2k) buffer, each tile's top-k
     written beside the best so far and the k best of both kept."""
 
-    def __init__(self, m: int, k: int):
+    def __init__(self, m: int, k: int, dtype=np.float32):
         self.k, self.filled = k, 0
-        self.s = np.empty((m, 2 * k), dtype=np.float32)
+        self.s = np.empty((m, 2 * k), dtype=dtype)
         self.i = np.empty((m, 2 * k), dtype=np.int64)
 
     def add(self, s: np.ndarray, i: np.ndarray, offset: int) -> None:
@@ -29,7 +29,7 @@ class RunningBest:
     def kth(self) -> np.ndarray:
         """(m,) the k-th best score so far; -inf while fewer than k have been seen."""
         if self.filled < self.k:
-            return np.full(len(self.s), -np.inf, dtype=np.float32)
+            return np.full(len(self.s), -np.inf, dtype=self.s.dtype)
         return self.s[:, : self.k].min(axis=1)
 
     def write(self, out_s: np.ndarray, out_i: np.ndarray) -> None:
