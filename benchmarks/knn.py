@@ -12,6 +12,7 @@ backend, and peak memory.
   python benchmarks/knn.py --quick               # tiny smoke run
   python benchmarks/knn.py --n 8000 50000 100000 --d 2048 --methods exact faiss-flat-raw --repeat 3 8000
   python benchmarks/knn.py --n 8000 --d 2048 --methods exact --base-tree /work/main --repeat 3 8000
+  python benchmarks/knn.py --n 50000 --d 2048 --methods exact exact-fp32 --base-tree /work/main
 
 Each table ends with the ratios exact / floor (target <= 1.3) and exact / faiss-flat-raw (time of the
 project's exact backend over the fp32 GEMM floor and over a bare faiss flat index of the same metric,
@@ -40,7 +41,9 @@ import numpy as np
 sys.path.insert(0, os.fspath(Path(__file__).resolve().parents[1]))  # this checkout's fashion
 
 METHODS = ("floor", "exact", "sklearn-brute", "faiss-flat-raw", "kdtree", "balltree", "faiss-ivf", "faiss-hnsw")
-OPTIONAL = ("faiss-flat", "exact-base")  # exact-base: exact from --base-tree
+# exact-base: exact from --base-tree; exact-fp32: this checkout's exact with the float32 first pass only
+# (the bf16 pass's baseline in the same run)
+OPTIONAL = ("faiss-flat", "exact-base", "exact-fp32")
 # the GEMM floor is timed on tiles of this many rows x columns (a few of them, scaled to n x n)
 FLOOR_TILE = (2048, 16384)
 TREE_SAMPLE = 200  # KD-tree / BallTree: timed on this many queries, extrapolated to n
@@ -118,7 +121,11 @@ def run_method(method: str, X: np.ndarray, k: int, metric: str) -> dict:
         _, idx = index.search(Xn if metric == "cosine" else X, k + 1)
         idx = _drop_self_rows(idx, k)
     else:
-        index = build_index("exact" if method == "exact-base" else method, metric).fit(X)
+        if method == "exact-fp32":
+            from fashion.neighbors import kernel
+
+            kernel.BF16_FROM_DATA = float("inf")  # the default rule never picks bf16
+        index = build_index("exact" if method in ("exact-base", "exact-fp32") else method, metric).fit(X)
         _, idx = index.kneighbors(None, k)
         note = json.dumps(getattr(index, "stats_", "")) if hasattr(index, "stats_") else ""
         return {"seconds": time.perf_counter() - t0, "indices": idx, "note": note}
@@ -228,6 +235,11 @@ def print_table(rows, data_mb: float) -> None:
     if base is not None:
         print(f"exact / exact-base = {exact['seconds'] / base['seconds']:.3f} (time ratio, same run); memory beyond "
               f"the data {exact['extra_mb'] - data_mb:+.0f} MB against {base['extra_mb'] - data_mb:+.0f} MB")
+    fp32 = next((r for r in rows if r["method"] == "exact-fp32" and "seconds" in r), None)
+    if fp32 is not None:
+        floor = f"; exact-fp32 / floor = {fp32['seconds'] / ref['floor']:.3f}" if ref["floor"] else ""
+        print(f"exact / exact-fp32 = {exact['seconds'] / fp32['seconds']:.3f} (time ratio, same run: the first "
+              f"pass's precision){floor}")
     if ref["floor"]:
         print(f"exact / floor = {exact['seconds'] / ref['floor']:.3f} (time ratio, same run; target <= 1.3)")
     if ref["faiss-flat-raw"]:

@@ -141,7 +141,7 @@ def test_kernel_scores_and_self_exclusion(engine):
 
 
 def test_tiles_stay_within_the_budget():
-    assert tile_shape(100_000, 100_000, WORKING_MEMORY) == (2048, 16384)
+    assert tile_shape(100_000, 100_000, WORKING_MEMORY) == (2048, 14336)  # 7 even tiles, not 6 + a sliver
     for q, n, budget in [(8000, 8000, 15_625_000), (7, 3, 2**20), (1, 10**6, 2**27), (10**5, 5, 256)]:
         rows, cols = tile_shape(q, n, budget)
         assert 1 <= rows <= q and 1 <= cols <= n and rows * cols * 4 <= max(budget, 256)
@@ -149,6 +149,45 @@ def test_tiles_stay_within_the_budget():
     assert tile_budget(X) == X.nbytes // 16  # a sixteenth of the data: peak <= data + 25 %
     assert tile_budget(X, 10**6) == 10**6
     assert tile_budget(np.zeros((10, 10), dtype=np.float32)) == MIN_TILE_BYTES
+
+
+class _Data:
+    """Stands for an (n, d) float32 matrix in the memory rule (only its ``nbytes`` is read)."""
+
+    def __init__(self, n, d=2048):
+        self.nbytes = n * d * 4
+
+
+@pytest.mark.parametrize("n", [8000, 20_000, 50_000, 100_000, 1_000_000])
+def test_the_tile_rule_keeps_the_memory_target_and_wide_tiles(n):
+    """Tile + fixed costs + candidates within a fifth of the data wherever the data is large enough for
+    it; never narrower than a sixteenth of the data (small data) nor wider than WORKING_MEMORY; from 50k
+    x 2048 on at least as wide as the old rule's eighth (narrow tiles cost 10 % at 50k)."""
+    X, k = _Data(n), 18
+    budget = tile_budget(X, None, n * k)
+    rows, cols = tile_shape(n, n, budget)
+    assert rows * cols * 4 <= budget <= WORKING_MEMORY
+    assert budget >= X.nbytes // kernel.DATA_SHARE or budget == WORKING_MEMORY
+    fixed = kernel.FIXED_BYTES + kernel.CANDIDATE_BYTES * n * k
+    if budget > X.nbytes // kernel.DATA_SHARE:  # the share, not the floor of a sixteenth, decided
+        assert budget + fixed <= kernel.TILE_SHARE * X.nbytes
+    if 50_000 <= n and budget < WORKING_MEMORY:
+        assert budget >= X.nbytes // 8 * 0.97
+    assert tile_budget(X, 2**20, n * k) == 2**20  # a working_memory below both: the caller's
+    # the columns are spread evenly: no sliver of a last tile (a sixteenth at 50k left one of 848 columns)
+    last = n - (-(-n // cols) - 1) * cols
+    assert cols % kernel.COLUMN_STEP == 0 and last >= cols / 2, (cols, last)
+
+
+def test_the_share_takes_over_from_a_sixteenth_at_its_boundary():
+    """Below the boundary a sixteenth of the data; above it the share (a fifth less the fixed costs and
+    candidates), continuous and growing with n."""
+    k = 18
+    per_row = 2048 * 4 * (kernel.TILE_SHARE - 1 / kernel.DATA_SHARE) - kernel.CANDIDATE_BYTES * k
+    boundary = int(kernel.FIXED_BYTES / per_row)  # share == a sixteenth here
+    below, above = _Data(boundary - 50), _Data(boundary + 50)
+    assert tile_budget(below, None, (boundary - 50) * k) == below.nbytes // kernel.DATA_SHARE
+    assert tile_budget(above, None, (boundary + 50) * k) > above.nbytes // kernel.DATA_SHARE
 
 
 def test_exact_matches_faiss_flat_on_random_data():
@@ -195,3 +234,118 @@ def test_the_engine_is_chosen_by_the_number_of_queries(monkeypatch):
     assert used == ["numpy", "numpy"]
     with pytest.raises(ValueError, match="engine must be one of"):
         kernel.topk_scores(Xn, Xn, 2, "cosine", engine="gpu")
+
+
+# -- the certified bf16 first pass (fashion.neighbors.bf16) ---------------------------------------------
+
+
+def _unit(X):
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_the_bf16_error_bound_holds_for_every_pair():
+    """|q.x - (offset + y)| <= u |y| + C_q for the bf16 product y of q^.x^ - offset (the offset column),
+    offset 0 and offset near the scores, on random and clustered rows."""
+    torch = pytest.importorskip("torch")
+    from fashion.neighbors import bf16
+
+    rng = np.random.default_rng(4)
+    for X in (_unit(rng.standard_normal((300, 256))), _unit(np.abs(rng.normal(size=(300, 256)) + 3))):
+        d = X.shape[1]
+        norms = bf16.row_norms(X)
+        C = bf16.error_constants(norms, norms, d)
+        truth = X.astype(np.float64) @ X.T.astype(np.float64)
+        for offset in (0.0, float(np.median(truth))):
+            c = float(torch.tensor(offset).to(torch.bfloat16))  # a bf16 number, as the pass uses
+            q = torch.zeros((len(X), d + bf16.PAD), dtype=torch.bfloat16)
+            q[:, :d], q[:, d] = torch.from_numpy(X), -c
+            x = torch.zeros((len(X), d + bf16.PAD), dtype=torch.bfloat16)
+            x[:, :d], x[:, d] = torch.from_numpy(X), 1
+            y = torch.mm(q, x.T).double().numpy()
+            err = np.abs(truth - (c + y))
+            bound = bf16.U_BF16 * np.abs(y) + (C + 3 * (d + 1) * bf16.U_FP32 * abs(c))[:, None]
+            assert (err <= bound).all(), float((err / bound).max())
+            assert (err > bound / 20).any()  # not vacuous: the bound is within 20x of the worst error
+
+
+@pytest.mark.parametrize("tile", [4096, 40_000, None])
+@pytest.mark.parametrize("kind", DATA)
+def test_the_bf16_pass_gives_the_float32_answer(kind, tile):
+    """Forced on (any CPU), at tiles of a few columns to the whole data: every returned score is the
+    float32 kernel's k-th best list's, and each index's true score is its score."""
+    X = _unit(DATA[kind]())
+    full = X.astype(np.float64) @ X.T.astype(np.float64)
+    np.fill_diagonal(full, -np.inf)
+    for k in (1, 7, len(X) - 1, len(X)):
+        stats = {}
+        s, i = topk_scores(X, X, k, "cosine", exclude_self=True, working_memory=tile, engine="torch",
+                           precision="bf16", stats=stats)
+        s32, _ = topk_scores(X, X, k, "cosine", exclude_self=True, working_memory=tile, engine="torch",
+                             precision="fp32")
+        assert (np.diff(s, axis=1) <= 0).all() and i.min() >= 0
+        np.testing.assert_allclose(s, s32, atol=1e-6)
+        np.testing.assert_allclose(np.take_along_axis(full, i, 1), s, atol=1e-6)
+        assert stats["bf16_queries"] + stats["fp32_fallback"] == len(X)
+        if k < len(X):
+            assert not (i == np.arange(len(X))[:, None]).any()
+        else:  # k = n: every other point, then itself last at -inf, as the float32 kernel
+            assert (i[:, -1] == np.arange(len(X))).all() and np.isneginf(s[:, -1]).all()
+
+
+def test_the_bf16_pass_falls_back_where_the_candidates_blow_up(monkeypatch):
+    """Queries with more candidates than MAX_WINDOW (here 3; the copies data has groups of 3 equal
+    rows) go to the float32 kernel: same answer; and with queries other than the data."""
+    from fashion.neighbors import bf16
+
+    X = _unit(copies_data())
+    monkeypatch.setattr(bf16, "MAX_WINDOW", 3)
+    stats = {}
+    s, i = topk_scores(X, X, 5, "cosine", exclude_self=True, engine="torch", precision="bf16", stats=stats)
+    assert stats["fp32_fallback"] > 0
+    s32, _ = topk_scores(X, X, 5, "cosine", exclude_self=True, engine="torch", precision="fp32")
+    np.testing.assert_allclose(s, s32, atol=1e-6)
+    assert not (i == np.arange(len(X))[:, None]).any()
+    Q = _unit(random_data(20, X.shape[1], seed=8))
+    s, i = topk_scores(Q, X, 4, "cosine", engine="torch", precision="bf16")
+    np.testing.assert_allclose(s, topk_scores(Q, X, 4, "cosine", engine="torch", precision="fp32")[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_exact_with_the_bf16_pass_matches_brute_force(metric, monkeypatch):
+    """The default rule turned on at every size (BF16_FROM_DATA = 0): the exact index's answer is brute
+    force's, ties by index, on the tied data; euclidean stays float32."""
+    from fashion.neighbors import bf16
+
+    monkeypatch.setattr(kernel, "BF16_FROM_DATA", 0)
+    monkeypatch.setattr(kernel, "TORCH_FROM_QUERIES", 1)
+    monkeypatch.setattr(bf16, "native_bf16", lambda: True)
+    assert kernel.default_precision(10, "cosine", "torch") == "bf16"
+    assert kernel.default_precision(10, "euclidean", "torch") == "fp32"
+    for kind in DATA:
+        X = DATA[kind]()
+        D = brute(X, X, metric, exclude_self=True)
+        for tile in (256, None):
+            index = build_index("exact", metric, working_memory=tile).fit(X)
+            for k in (1, 7):
+                assert_exact(D, *index.kneighbors(None, k))
+    X = copies_data()
+    np.testing.assert_array_equal(build_index("exact", metric).fit(X).kneighbors(None, 4)[1],
+                                  by_index(brute(X, X, metric, exclude_self=True), 4)[1])
+
+
+def test_the_precision_rule(monkeypatch):
+    from fashion.neighbors import bf16
+
+    big = kernel.BF16_FROM_DATA
+    monkeypatch.setattr(bf16, "native_bf16", lambda: True)
+    assert kernel.default_precision(big, "cosine", "torch") == "bf16"
+    assert kernel.default_precision(big - 1, "cosine", "torch") == "fp32"
+    assert kernel.default_precision(big, "cosine", "numpy") == "fp32"
+    assert kernel.default_precision(big, "euclidean", "torch") == "fp32"
+    monkeypatch.setattr(bf16, "native_bf16", lambda: False)  # emulated bf16: no faster than float32
+    assert kernel.default_precision(big, "cosine", "torch") == "fp32"
+    X = _unit(random_data(30, 8))
+    with pytest.raises(ValueError, match="cosine with torch only"):
+        topk_scores(X, X, 2, "euclidean", engine="torch", precision="bf16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        topk_scores(X, X, 2, "cosine", precision="fp16")

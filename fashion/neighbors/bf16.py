@@ -1,0 +1,248 @@
+"""A certified bf16 first pass for exact cosine top-k: bf16 products over all pairs, float32 re-score.
+
+Where the CPU multiplies bf16 natively (AVX512-BF16, AMX: :func:`native_bf16`), torch's bf16 GEMM
+(oneDNN: bf16 inputs, float32 accumulation, bf16 output) runs at 2-4x its float32 GEMM. Each tile's
+bf16 scores ``s^`` feed a running k-th best per query; every pair whose error bound cannot rule it out
+of the top k is kept as a candidate, and the candidates are re-scored in float32 from the rows (faiss'
+fused ``fvec_inner_products_by_idx``), so the answer is the float32 kernel's (:mod:`.kernel`).
+
+The bound, for rows q, x (float32) and their bf16 roundings q^, x^ (round to nearest, unit roundoff
+u = 2^-8, so ||q - q^|| <= u ||q||, computed exactly here per row as r_q, r_x):
+
+* inputs: q.x - q^.x^ = (q - q^).x + q^.(x - x^), so |.| <= r_q ||x|| + ||q^|| r_x (Cauchy-Schwarz);
+* accumulation: the products q^_i x^_i are exact in float32 (8 + 8 significant bits); their float32
+  sum is within d 2^-24 sum |q^_i x^_i| <= d 2^-24 ||q^|| ||x^|| (doubled here: the dot-product
+  instruction adds two products at a time);
+* output: the float32 sum y rounded to bf16 (nearest even): |y - s^| <= u |s^|;
+* the float32 re-score's own error (d 2^-24 ||q|| ||x||, once more), so that the candidates hold every
+  pair the float32 kernel itself could rank in the top k.
+
+So |q.x - s^| <= u |s^| + C_q, with C_q from the per-row norms and the data's largest ones. Let t be
+the k-th best s^ of a query: its k best pairs all score at least L = t - u |t| - C_q, so a pair with
+s^ + u |s^| + C_q < L is beaten by k others and cannot be in the top k. Every other pair is a
+candidate (the k best s^ among them). A query with more than :data:`MAX_WINDOW` candidates (many
+duplicates, ties, or data whose neighbours lie within the bound's width of each other) is searched again
+by the float32 kernel, and so is a block of queries whose candidates blow up while it is searched.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .running import RunningBest
+
+U_BF16 = 2.0**-8  # unit roundoff of bf16: 8 significant bits, round to nearest even
+U_FP32 = 2.0**-24
+# Candidates per query beyond which the query is searched again in float32: each costs one gathered
+# d-vector dot product, and past ~500 they cost as much as the bf16 pass saved at 50k x 2048.
+MAX_WINDOW = 512
+NORM_ROWS = 4096  # rows per chunk of the bound's norms
+PAD = 16  # columns after d in the bf16 products: the offset's column, then zeros
+SLACK = 2.0**-40  # absolute, beyond the bound: float64's rounding of the bounds themselves
+
+
+@functools.lru_cache(maxsize=1)
+def native_bf16() -> bool:
+    """Whether this CPU has native bf16 dot products (``avx512_bf16`` or ``amx_bf16`` in /proc/cpuinfo)
+    and torch has oneDNN to use them. Elsewhere bf16 products are emulated, no faster than float32."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    if not flags & {"avx512_bf16", "amx_bf16"}:
+        return False
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available())
+
+
+def row_norms(A: np.ndarray) -> np.ndarray:
+    """(3, n) float64: ||a - bf16(a)||, ||bf16(a)||, ||a|| of each row, from float32 sums inflated by
+    their own error bound (2 d 2^-24 relative)."""
+    import torch
+
+    n, d = A.shape
+    out = np.empty((3, n))
+    for a in range(0, n, NORM_ROWS):
+        t = torch.from_numpy(A[a : a + NORM_ROWS])
+        h = t.to(torch.bfloat16).float()
+        for j, v in enumerate((t - h, h, t)):
+            out[j, a : a + len(t)] = torch.linalg.vector_norm(v, dim=1).numpy()
+    return out * (1 + 2 * d * U_FP32)
+
+
+def error_constants(q_norms: np.ndarray, x_norms: np.ndarray, d: int) -> np.ndarray:
+    """(q,) C_q of the module docstring's bound |q.x - s^| <= u |s^| + C_q, for every data row x:
+    ``q_norms``, ``x_norms`` from :func:`row_norms`."""
+    rq, hq, nq = q_norms
+    r_max, h_max, n_max = (x_norms[j].max(initial=0.0) for j in range(3))
+    inputs = rq * n_max + hq * r_max
+    sums = 3 * d * U_FP32 * np.maximum(hq, nq) * max(h_max, n_max)
+    return inputs + sums + 2.0**-100
+
+
+def _at_least(low: np.ndarray) -> np.ndarray:
+    """(q,) float64: the lowest bf16 output y with y + u |y| >= ``low`` (-inf stays -inf)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(low >= 0, low / (1 + U_BF16), low / (1 - U_BF16))
+
+
+def bf16_topk(Q, X, k, own, rows, cols, fallback, stats=None):
+    """:func:`.kernel.topk_scores` by the certified bf16 pass, in blocks of ``rows`` queries against
+    tiles of ``cols`` rows of X (a bf16 copy of the tile and a bf16 score tile: 2 (rows + d) bytes a
+    column). own: (q,) the row of X each query leaves out, or None. fallback(Q', own'): the float32
+    kernel, for the queries the bound cannot settle. stats: receives the counts."""
+    import torch
+
+    nq, n, d = len(Q), len(X), X.shape[1]
+    x_norms = row_norms(X)
+    C = error_constants(x_norms if Q is X else row_norms(Q), x_norms, d)
+    out_s, out_i = np.empty((nq, k), dtype=np.float32), np.empty((nq, k), dtype=np.int64)
+    redo, kept = [], 0
+    # the data's tile in bf16 beside a column of ones (the offset's) and zeros to PAD: set once
+    xbuf = torch.zeros((min(cols, n), d + PAD), dtype=torch.bfloat16)
+    xbuf[:, d] = 1
+    sbuf = torch.empty(min(rows, nq) * min(cols, n), dtype=torch.bfloat16)
+    with warnings.catch_warnings(), torch.no_grad():
+        # read-only arrays (memory-mapped data): torch warns, nothing writes
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        for r in range(0, nq, rows):
+            block = slice(r, min(r + rows, nq))
+            o = None if own is None else own[block]
+            found = _candidates(Q[block], X, k, o, C[block], cols, xbuf, sbuf)
+            if found is None:  # the block's candidates blew up: all of it in float32
+                redo.append(np.arange(block.start, block.stop))
+                continue
+            bad = _rescore(Q[block], X, k, o, *found, out_s[block], out_i[block])
+            redo.append(bad + r)
+            kept += len(found[0]) - np.isin(found[0], bad).sum()
+    redo = np.concatenate(redo) if redo else np.empty(0, dtype=np.int64)
+    if len(redo):
+        out_s[redo], out_i[redo] = fallback(Q[redo], None if own is None else own[redo])
+    if stats is not None:
+        stats.update(bf16_queries=nq - len(redo), fp32_fallback=len(redo),
+                     candidates_mean=round(kept / max(nq - len(redo), 1), 1))
+    return out_s, out_i
+
+
+def _candidates(Qb, X, k, own, C, cols, xbuf, sbuf):
+    """(rows, columns, upper bounds) of every candidate pair of a block of queries, or None when they
+    outgrow :data:`MAX_WINDOW` a query on average (the block goes to float32).
+
+    Each tile scores q^.x^ - c_q (the query's offset c_q, a bf16 number: -c_q in the query's extra
+    column, 1 in the data's), so that the output's rounding, u |y| of the output y, is small near the
+    k-th best score, where c_q is put from the second tile on: the running k-th lower bound."""
+    import torch
+
+    m, n, d = len(Qb), len(X), X.shape[1]
+    qb = torch.zeros((m, d + PAD), dtype=torch.bfloat16)
+    qb[:, :d] = torch.from_numpy(Qb)
+    best = RunningBest(m, k, dtype=np.float64)  # the k best lower bounds of the true scores
+    offset = np.zeros(m)
+    parts, size, prune_at = [], 0, 64 * m
+    for c in range(0, n, cols):
+        w = min(cols, n - c)
+        xb = xbuf[:w]
+        xb[:, :d].copy_(torch.from_numpy(X[c : c + w]))  # float32 -> bf16 a tile at a time: no bf16 copy of X
+        qb[:, d] = torch.from_numpy(-offset)
+        S = sbuf[: m * w].view(m, w)
+        torch.mm(qb, xb.T, out=S)
+        if own is not None:
+            hit = np.flatnonzero((own >= c) & (own < c + w))
+            if len(hit):
+                S[torch.from_numpy(hit), torch.from_numpy(own[hit] - c)] = float("-inf")
+        Ct = (C + 3 * (d + 1) * U_FP32 * np.abs(offset) + SLACK)[:, None]  # the offset's product, exact, in the sum
+        topk = best.filled < k  # the first tile (k columns or more): its top-k sets the k-th lower bound
+        if topk:
+            s, i = torch.topk(S, min(k, w), dim=1, sorted=False)
+            y = s.double().numpy()
+            best.add(_bounds(offset[:, None], y, Ct, -1), i.numpy(), c)
+        low = best.kth()
+        # pairs whose upper bound offset + y + u |y| + Ct reaches low: y at least _at_least(low - offset - Ct),
+        # compared in bf16, lowered by more than bf16's rounding of it (2^-9 relative)
+        floor = _at_least(low - offset - Ct[:, 0])
+        floor = torch.from_numpy((floor - np.abs(floor) * 2.0**-7 - 2.0**-120).astype(np.float32))
+        nz = torch.nonzero(S >= floor.to(torch.bfloat16)[:, None])
+        r_, c_ = nz[:, 0].numpy(), nz[:, 1].numpy() + c
+        y = S[nz[:, 0], nz[:, 1]].double().numpy()
+        parts.append((r_, c_, _bounds(offset[r_], y, Ct[r_, 0], 1)))
+        size += len(r_)
+        if not topk:  # later tiles: every pair that could raise the k-th lower bound is among these
+            best.add(*_top_per_row(r_, c_, _bounds(offset[r_], y, Ct[r_, 0], -1), m, k), 0)
+        if size > prune_at:  # drop what the risen k-th lower bound now rules out
+            parts = [_keep(*_join(parts), low)]
+            size = len(parts[0][0])
+            if size > MAX_WINDOW * m:
+                return None
+            prune_at = 2 * size
+        # the next tiles' offsets: the k-th lower bound as a bf16 number (0 while unknown)
+        low = best.kth()
+        offset = torch.from_numpy(np.where(np.isfinite(low), low, 0.0)).to(torch.bfloat16).double().numpy()
+    return _keep(*_join(parts), best.kth())
+
+
+def _bounds(offset, y, C, sign):
+    """Lower (sign -1) or upper (+1) bounds of the true scores of bf16 outputs ``y`` (float64) of q^.x^ -
+    offset: offset + y -+ (u |y| + C); a left-out pair (-inf) stays -inf."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isneginf(y), -np.inf, offset + y + sign * (U_BF16 * np.abs(y) + C))
+
+
+def _top_per_row(rows, cols, values, m, k):
+    """(m, k) the k largest ``values`` of each row among the pairs (rows, cols), -inf (column 0) where a
+    row has fewer."""
+    order = np.lexsort((-values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    counts = np.bincount(rows, minlength=m)
+    rank = np.arange(len(rows)) - (np.cumsum(counts) - counts)[rows]
+    take = rank < k
+    out_v, out_c = np.full((m, k), -np.inf), np.zeros((m, k), dtype=np.int64)
+    out_v[rows[take], rank[take]], out_c[rows[take], rank[take]] = values[take], cols[take]
+    return out_v, out_c
+
+
+def _join(parts):
+    return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
+
+
+def _keep(rows, cols, upper, low):
+    """The pairs whose upper bound reaches their query's k-th lower bound ``low``."""
+    keep = upper >= low[rows]
+    return rows[keep], cols[keep], upper[keep]
+
+
+def _rescore(Qb, X, k, own, rows, cols, _scores, out_s, out_i):
+    """Float32 scores of each query's candidates (faiss' fused gather-dot), its k best into ``out_s``,
+    ``out_i`` best first; returns the block's queries with more than :data:`MAX_WINDOW` candidates
+    (left unwritten)."""
+    import faiss
+
+    m, d = Qb.shape
+    counts = np.bincount(rows, minlength=m)
+    bad = np.flatnonzero(counts > MAX_WINDOW)
+    good = counts <= MAX_WINDOW
+    if not good.any():
+        return bad
+    order = np.argsort(rows, kind="stable")
+    rows, cols = rows[order], cols[order]
+    pos = np.arange(len(rows)) - (np.cumsum(counts) - counts)[rows]
+    sel = good[rows]
+    width = max(int(counts[good].max()), k)
+    ids = np.full((m, width), -1, dtype=np.int64)  # -1: faiss scores -inf
+    ids[rows[sel], pos[sel]] = cols[sel]
+    ip = np.empty((m, width), dtype=np.float32)
+    Qc = np.ascontiguousarray(Qb, dtype=np.float32)
+    faiss.fvec_inner_products_by_idx(faiss.swig_ptr(ip), faiss.swig_ptr(Qc), faiss.swig_ptr(X),
+                                     faiss.swig_ptr(ids), d, m, width)
+    if own is not None:
+        ip[ids == own[:, None]] = -np.inf  # left out (a candidate only while fewer than k were known)
+    pick = np.argpartition(-ip, k - 1, axis=1)[:, :k]
+    s, i = np.take_along_axis(ip, pick, 1), np.take_along_axis(ids, pick, 1)
+    order = np.argsort(-s, axis=1, kind="stable")
+    s, i = np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
+    out_s[good], out_i[good] = s[good], i[good]
+    return bad
