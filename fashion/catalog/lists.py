@@ -166,16 +166,50 @@ def merge_added(lists: Lists, query_vectors: np.ndarray, new_index, new_ids: np.
             else reachable(lists, query_vectors, new_vectors, new_index.metric, unit_queries))
     if not len(rows):
         return lists, 0
-    part = lists.take(rows)
     dist, found = new_index.kneighbors(np.asarray(query_vectors[rows]), n_neighbors=min(width, len(new_ids)))
-    ids, dist = _best(np.concatenate([part.ids, new_ids[found]], axis=1),
-                      np.concatenate([part.dist, dist.astype(np.float32)], axis=1), width)
+    return _merge_rows(lists, rows, new_ids[found], dist.astype(np.float32), k)
+
+
+def _merge_rows(lists: Lists, rows: np.ndarray, new_ids: np.ndarray, new_dist: np.ndarray, k: int) -> tuple[Lists, int]:
+    """``lists`` with each of ``rows`` merged with its candidates (new_ids, new_dist: (len(rows), c), −1 /
+    inf pads), each keeping as many known entries as it had (see :func:`merge_added`)."""
+    width = lists.k
+    part = lists.take(rows)
+    ids, dist = _best(np.concatenate([part.ids, new_ids], axis=1), np.concatenate([part.dist, new_dist], axis=1), width)
     unknown = np.arange(width)[None, :] >= (part.ids >= 0).sum(axis=1)[:, None]
     ids[unknown], dist[unknown] = -1, np.inf
     changed = int((ids[:, :k] != part.ids[:, :k]).any(axis=1).sum())
     all_ids, all_dist = lists.ids.copy(), lists.dist.copy()
     all_ids[rows], all_dist[rows] = ids, dist
     return Lists(lists.query_ids, all_ids, all_dist), changed
+
+
+def worst_known(lists: Lists) -> np.ndarray:
+    """Each list's last known distance (−inf where it knows none: it stays empty, as :func:`merge_added` keeps it)."""
+    known = (lists.ids >= 0).sum(axis=1)
+    return np.where(known > 0, lists.dist[np.arange(len(known)), np.maximum(known - 1, 0)], -np.inf)
+
+
+def merge_pairs(lists: Lists, pos: np.ndarray, new_ids: np.ndarray, dist: np.ndarray, k: int) -> tuple[Lists, int]:
+    """Existing lists after new gallery items arrive, from the pairs (row of ``lists``, new item id,
+    distance) where a new item may enter a list (found from the new items' side, as an approximate index
+    does: ``OnDisk.reached`` of :mod:`.kept`); a list no pair names is as it was. Each row keeps its
+    ``width`` best pairs, then merges as :func:`merge_added` does. Returns (lists, lists changed in their
+    first ``k`` columns)."""
+    pos, new_ids, dist = np.asarray(pos, np.int64), np.asarray(new_ids, np.int64), np.asarray(dist, np.float32)
+    if not len(pos):
+        return lists, 0
+    order = np.lexsort((new_ids, dist, pos))
+    pos, new_ids, dist = pos[order], new_ids[order], dist[order]
+    rows, first, count = np.unique(pos, return_index=True, return_counts=True)
+    rank = np.arange(len(pos)) - np.repeat(first, count)
+    take = rank < lists.k
+    width = int(min(count.max(), lists.k))
+    cand_ids = np.full((len(rows), width), -1, np.int64)
+    cand_dist = np.full((len(rows), width), np.inf, np.float32)
+    at = np.searchsorted(rows, pos[take])
+    cand_ids[at, rank[take]], cand_dist[at, rank[take]] = new_ids[take], dist[take]
+    return _merge_rows(lists, rows, cand_ids, cand_dist, k)
 
 
 def drop_removed(lists: Lists, removed: np.ndarray, k: int | None = None) -> tuple[Lists, np.ndarray]:

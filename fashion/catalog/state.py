@@ -23,7 +23,8 @@ import numpy as np
 from ..errors import DatasetError
 from ..run import layout, segments
 from . import kept
-from .lists import RESERVE, Lists, drop_removed, from_table, member, merge_added, search, split, widen
+from .lists import (RESERVE, Lists, drop_removed, from_table, member, merge_added, merge_pairs, search, split, widen,
+                    worst_known)
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,8 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
     """The new roles, index and lists after ``added`` ids arrived and ``removed`` ids left.
 
     Existing lists are merged with the new gallery items (one search of the existing queries among the m
-    new items) and the lists that lost a member are searched again; when the roles of the kept items or
+    new items; on the on-disk IVF-PQ, the new items searched among the existing ones instead:
+    ``OnDisk.reached`` of :mod:`.kept`) and the lists that lost a member are searched again; when the roles of the kept items or
     k itself change (k was clamped to a smaller gallery), or ``full``, every list is searched again. Returns
     (query, gallery, mode, index, k, lists); index is None where it is kept as its rows (:func:`row_kept`)
     and no list was searched."""
@@ -225,10 +227,15 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
         searched = fitted() if len(fresh) else None
         if len(new_gallery):
             with timer("merge"):  # the existing lists a new item may enter (part of "search")
-                small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
-                kept, changed = merge_added(kept, _ByRow(cat.vectors, kept.query_ids), small, new_gallery, k,
-                                            new_vectors=cat.vectors[new_gallery],
-                                            unit_queries=_unit_rows(searched, gallery_ids, kept.query_ids))
+                if hasattr(index, "reached"):  # the on-disk IVF-PQ: found from the new items' side, no n × m product
+                    pairs = index.reached(kept.query_ids, worst_known(kept), _ByRow(cat.vectors, kept.query_ids),
+                                          new_gallery, cat.vectors[new_gallery])
+                    kept, changed = merge_pairs(kept, *pairs, k)
+                else:
+                    small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
+                    kept, changed = merge_added(kept, _ByRow(cat.vectors, kept.query_ids), small, new_gallery, k,
+                                                new_vectors=cat.vectors[new_gallery],
+                                                unit_queries=_unit_rows(searched, gallery_ids, kept.query_ids))
         with timer("new_lists"):  # the new items' lists and the refills (part of "search")
             found = search(searched, gallery_ids, cat.vectors[fresh], fresh, width, all_pairs)
         wide = Lists.concat([kept, found], width).sorted()
