@@ -261,3 +261,32 @@ def test_drift_is_reported_when_new_vectors_fall_elsewhere():
     elsewhere = 3 * rng.normal(size=(1, 16)) + 0.35 * rng.normal(size=(500, 16))  # one new cluster
     moved = drift.measure(index, elsewhere)
     assert moved.retrain and moved.tv > 0.5
+
+
+def test_disk_ivfpq_new_items_reach_the_lists_the_exact_merge_changes(tmp_path, monkeypatch):
+    """The on-disk kind finds the existing lists a new item enters from the new items' side
+    (``OnDisk.reached``: their neighbours by code, confirmed exactly), not by an n × m product: with flat
+    codes and every coarse list visited that search is exhaustive, so the merged lists equal the exact
+    merge's (the product over every existing list) entry for entry."""
+    from fashion.catalog import kept
+    from factories import make_ivfpq_run
+
+    rng = np.random.default_rng(5)
+    draw = _draws(rng)
+    run_dir = make_ivfpq_run(tmp_path / "run", draw(1200), k=10, factory=FLAT, nprobe=32)  # nlist 32: all
+    new = draw(150)
+
+    def merged(exhaustive: bool):
+        cat = state.load(run_dir)
+        ids = state.append(cat, _frame(150, len(cat.items), np.random.default_rng(0)), new, np.ones(150, bool), [""] * 150)
+        with monkeypatch.context() as patch:
+            if not exhaustive:
+                patch.delattr(kept.OnDisk, "reached")  # the n × m product of the other indexes
+            lists = state.update_lists(cat, ids, np.zeros(0, np.int64), state._Timer())[5]
+        return lists, cat.reserve, cat.stats["lists_changed"]
+
+    (lists, reserve, changed), (want, want_reserve, want_changed) = merged(True), merged(False)
+    assert want_changed > 50 and changed == want_changed
+    for got, expected in ((lists, want), (reserve, want_reserve)):
+        assert np.array_equal(got.query_ids, expected.query_ids) and np.array_equal(got.ids, expected.ids)
+        np.testing.assert_allclose(got.dist, expected.dist, atol=1e-5)
