@@ -263,30 +263,26 @@ def test_drift_is_reported_when_new_vectors_fall_elsewhere():
     assert moved.retrain and moved.tv > 0.5
 
 
-def test_disk_ivfpq_new_items_reach_the_lists_the_exact_merge_changes(tmp_path, monkeypatch):
-    """The on-disk kind finds the existing lists a new item enters from the new items' side
-    (``OnDisk.reached``: their neighbours by code, confirmed exactly), not by an n × m product: with flat
-    codes and every coarse list visited that search is exhaustive, so the merged lists equal the exact
-    merge's (the product over every existing list) entry for entry."""
-    from fashion.catalog import kept
-    from factories import make_ivfpq_run
 
-    rng = np.random.default_rng(5)
+def test_one_product_merges_the_new_items_as_the_exact_merge_does():
+    """merge_product (IVF-PQ runs: the reached rows' nearest new items from the same (q, m) product) gives
+    the lists merge_added gives (the reached rows searched again through the exact backend), wide lists
+    (a reserve) and rows with unknown entries included; only near-equal distances may differ in the last bits."""
+    from fashion.catalog.lists import merge_added, merge_product, search
+
+    rng = np.random.default_rng(7)
     draw = _draws(rng)
-    run_dir = make_ivfpq_run(tmp_path / "run", draw(1200), k=10, factory=FLAT, nprobe=32)  # nlist 32: all
-    new = draw(150)
-
-    def merged(exhaustive: bool):
-        cat = state.load(run_dir)
-        ids = state.append(cat, _frame(150, len(cat.items), np.random.default_rng(0)), new, np.ones(150, bool), [""] * 150)
-        with monkeypatch.context() as patch:
-            if not exhaustive:
-                patch.delattr(kept.OnDisk, "reached")  # the n × m product of the other indexes
-            lists = state.update_lists(cat, ids, np.zeros(0, np.int64), state._Timer())[5]
-        return lists, cat.reserve, cat.stats["lists_changed"]
-
-    (lists, reserve, changed), (want, want_reserve, want_changed) = merged(True), merged(False)
-    assert want_changed > 50 and changed == want_changed
-    for got, expected in ((lists, want), (reserve, want_reserve)):
-        assert np.array_equal(got.query_ids, expected.query_ids) and np.array_equal(got.ids, expected.ids)
-        np.testing.assert_allclose(got.dist, expected.dist, atol=1e-5)
+    old, new = draw(900), draw(120)
+    index = build_index("exact", metric="cosine").fit(old)
+    lists = search(index, np.arange(900), old, np.arange(900), 20, all_pairs=True)
+    lists.ids[::7, 15:], lists.dist[::7, 15:] = -1, np.inf  # lists knowing fewer entries keep that many
+    new_ids = np.arange(900, 1020)
+    small = build_index("exact", metric="cosine").fit(new)
+    want, want_changed = merge_added(lists, old, small, new_ids, 10, new_vectors=new)
+    got, changed = merge_product(lists, old, new_ids, new, 10, block=128)  # several blocks
+    assert want_changed > 100 and changed == want_changed
+    assert np.array_equal(got.ids, want.ids)
+    np.testing.assert_allclose(got.dist, want.dist, atol=1e-5)
+    assert (got.ids[::7, 15:] == -1).all()
+    none, zero = merge_product(lists, old, new_ids[:0], new[:0], 10)
+    assert none is lists and zero == 0

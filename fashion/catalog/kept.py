@@ -14,12 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..run.index import unit_rows
-from .lists import MARGIN
-
-REACH_K = 256  # gallery items first looked up per new item (OnDisk.reached), then 4× for those that may reach further
-REACH_MAX = 4096  # at most this many per new item
-REACH_PROBES = 2  # × the index's nprobe lists visited per new item (m new items: cheap; fewer misses than a rebuild's search)
-PQ_SIGMAS = 4.0  # the PQ estimate's spread allowed beyond a list's reach (see OnDisk.reached)
 
 KEPT_INDEXES = ("faiss-ivfpq",)  # in-memory backends whose training is kept across changes; the others are refitted
 
@@ -42,45 +36,6 @@ class OnDisk:
         dist, ids = self.live.search(unit_rows(X), int(n_neighbors))
         rows = np.searchsorted(self.gallery_ids, ids)
         return dist, np.where(ids >= 0, np.minimum(rows, len(self.gallery_ids) - 1), -1)
-
-    def reached(self, query_ids: np.ndarray, worst: np.ndarray, query_rows, new_ids: np.ndarray,
-                new_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The pairs (position in ``query_ids``, new item id, cosine distance) where a new item may enter an
-        existing list: its distance within the list's last known entry ``worst`` (+ :data:`MARGIN`). Not one
-        n × m product over every existing list: the new items are the queries, each item's nearest of the
-        gallery found by their PQ codes (:meth:`~fashion.scale.delta.LiveIndex.coded`, :data:`REACH_PROBES`
-        × nprobe lists: the lists a rebuild's search would visit from the other side), those whose estimate
-        is within reach confirmed by the exact distance of the float32 rows (``query_rows[positions]``: the
-        queries' rows), as the merge needs it. A code's estimate of |x − q|² is |x − q|² + |ε|² − 2⟨x − q, ε⟩
-        (ε: q's coding error, in the codes' space of dimension D), so "within reach" is the list's reach w
-        plus e²/2 + :data:`PQ_SIGMAS` × e·√(2w / D), e the largest coding error of the new items (flat codes:
-        e = 0, the reach itself). An item whose
-        ``k``-th estimate is still within the farthest reach is searched again with 4 × k, up to :data:`REACH_MAX`."""
-        query_ids, worst = np.asarray(query_ids, np.int64), np.asarray(worst, np.float64)
-        new = unit_rows(np.asarray(new_vectors, np.float32))
-        live = self.live
-        nprobe = int(live.params.nprobe) * REACH_PROBES
-        error, dim = live.code_error(new)
-        e = float(error.max(initial=0.0))  # an item's code is this far from it (the new items' worst)
-        reach = worst + e * e / 2 + PQ_SIGMAS * e * np.sqrt(2 * np.maximum(worst, 0.0) / dim)
-        farthest = float(reach.max(initial=0.0))
-        pos_all, new_all = [], []
-        todo, k = np.arange(len(new)), REACH_K
-        while len(todo):
-            est, ids, unseen = live.coded(new[todo], k, nprobe)
-            pos = np.minimum(np.searchsorted(query_ids, ids), max(len(query_ids) - 1, 0))
-            hit = (ids >= 0) & (query_ids[pos] == ids) if len(query_ids) else np.zeros(ids.shape, bool)
-            hit &= est <= reach[pos]
-            more = (unseen <= farthest) & (k < REACH_MAX)  # it may reach lists beyond the k it found: again, 4 × k
-            row, col = np.nonzero(hit & ~more[:, None])
-            pos_all.append(pos[row, col])
-            new_all.append(todo[row])
-            todo, k = todo[more], min(4 * k, REACH_MAX)
-        pos, which = np.concatenate(pos_all), np.concatenate(new_all)
-        rows = unit_rows(np.asarray(query_rows[pos], np.float32))
-        dist = (1.0 - np.einsum("pd,pd->p", rows, new[which])).astype(np.float32)
-        close = dist <= worst[pos] + MARGIN
-        return pos[close], np.asarray(new_ids, np.int64)[which[close]], dist[close]
 
     def list_sizes(self) -> np.ndarray:
         return self.live.list_sizes()

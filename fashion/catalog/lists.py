@@ -190,26 +190,36 @@ def worst_known(lists: Lists) -> np.ndarray:
     return np.where(known > 0, lists.dist[np.arange(len(known)), np.maximum(known - 1, 0)], -np.inf)
 
 
-def merge_pairs(lists: Lists, pos: np.ndarray, new_ids: np.ndarray, dist: np.ndarray, k: int) -> tuple[Lists, int]:
-    """Existing lists after new gallery items arrive, from the pairs (row of ``lists``, new item id,
-    distance) where a new item may enter a list (found from the new items' side, as an approximate index
-    does: ``OnDisk.reached`` of :mod:`.kept`); a list no pair names is as it was. Each row keeps its
-    ``width`` best pairs, then merges as :func:`merge_added` does. Returns (lists, lists changed in their
-    first ``k`` columns)."""
-    pos, new_ids, dist = np.asarray(pos, np.int64), np.asarray(new_ids, np.int64), np.asarray(dist, np.float32)
-    if not len(pos):
+def merge_product(lists: Lists, query_rows, new_ids: np.ndarray, new_vectors: np.ndarray,
+                  k: int | None = None, block: int = BLOCK) -> tuple[Lists, int]:
+    """Existing lists after new gallery items arrive, by **one** (q, m) product of unit rows (cosine): for
+    each block of existing queries, their distances to the m new items; a row one of them reaches (within
+    its last known entry + :data:`MARGIN`) takes its ``width`` nearest new items from the same product and
+    is merged as in :func:`merge_added`; the others are as they were. For an IVF-PQ index's lists, whose
+    distances are its re-rank's and so never bitwise an exact search's: :func:`merge_added` searches the
+    reached rows a second time through the exact backend for that. ``query_rows``: the lists' query rows,
+    indexed by row slices. Returns (lists, lists changed in their first ``k`` columns)."""
+    width, k = lists.k, lists.k if k is None else k
+    new_ids = np.asarray(new_ids, np.int64)
+    if not len(lists.query_ids) or not len(new_ids):
         return lists, 0
-    order = np.lexsort((new_ids, dist, pos))
-    pos, new_ids, dist = pos[order], new_ids[order], dist[order]
-    rows, first, count = np.unique(pos, return_index=True, return_counts=True)
-    rank = np.arange(len(pos)) - np.repeat(first, count)
-    take = rank < lists.k
-    width = int(min(count.max(), lists.k))
-    cand_ids = np.full((len(rows), width), -1, np.int64)
-    cand_dist = np.full((len(rows), width), np.inf, np.float32)
-    at = np.searchsorted(rows, pos[take])
-    cand_ids[at, rank[take]], cand_dist[at, rank[take]] = new_ids[take], dist[take]
-    return _merge_rows(lists, rows, cand_ids, cand_dist, k)
+    worst = worst_known(lists) + MARGIN
+    new = unit_rows(np.asarray(new_vectors, np.float32), keep_zero=True).T.copy()
+    c = min(width, len(new_ids))
+    rows, ids, dist = [], [], []
+    for start in range(0, len(lists.query_ids), block):
+        d = 1.0 - unit_rows(np.asarray(query_rows[start:start + block], np.float32), keep_zero=True) @ new
+        hit = np.flatnonzero(d.min(axis=1) <= worst[start:start + block])
+        if not len(hit):
+            continue
+        d = d[hit]
+        near = np.argpartition(d, c - 1, axis=1)[:, :c] if c < d.shape[1] else np.broadcast_to(np.arange(c), d.shape)
+        rows.append(start + hit)
+        ids.append(new_ids[near])
+        dist.append(np.take_along_axis(d, near, 1).astype(np.float32))
+    if not rows:
+        return lists, 0
+    return _merge_rows(lists, np.concatenate(rows), np.concatenate(ids), np.concatenate(dist), k)
 
 
 def drop_removed(lists: Lists, removed: np.ndarray, k: int | None = None) -> tuple[Lists, np.ndarray]:

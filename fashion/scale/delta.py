@@ -223,50 +223,6 @@ class LiveIndex:
         order = np.argsort(dist, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
 
-    def coded(self, Q: np.ndarray, k: int, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each unit query's ``k`` nearest of base (tombstones skipped) and delta by their PQ codes alone
-        (no re-rank), ``nprobe`` lists visited: (estimated cosine distances (q, ≤ 2k), item ids; inf / −1
-        where fewer, the estimate below which every item of the visited lists was returned (inf: all
-        were)): the cheap first pass of a search the caller confirms exactly (``OnDisk.reached`` of
-        :mod:`fashion.catalog.kept`)."""
-        Q = np.ascontiguousarray(Q, dtype=np.float32)
-        nprobe = min(int(nprobe), int(self.params.nlist))
-        selector = None
-        if len(self.delta.removed):
-            if self._live is None:
-                self._live = bitmap_selector(self.delta.removed, self.id_bound, invert=True)
-            selector = self._live[0]
-        found = [self.base.index.search(Q, min(int(k), max(int(self.params.count), 1)),
-                                        params=search_params(self.base.index, selector, nprobe))]
-        if len(self.delta):
-            if self._added is None:
-                self._added = fill(self.empty, self.delta.ids, self.delta.lists, self.delta.codes)
-                _tune(self._added, self.params)
-            found.append(self._added.search(Q, min(int(k), len(self.delta)), params=search_params(self._added, None, nprobe)))
-        unseen = np.full(len(Q), np.inf, np.float32)  # a part that found its k may hold more beyond its k-th
-        for d2, ids in found:
-            full = (ids >= 0).all(axis=1)
-            unseen[full] = np.minimum(unseen[full], d2[full, -1] / 2.0)
-        d2 = np.concatenate([f[0] for f in found], axis=1)
-        ids = np.concatenate([f[1] for f in found], axis=1)
-        return np.where(ids >= 0, d2 / 2.0, np.inf).astype(np.float32), ids, unseen  # unit rows: |a − b|² / 2 = 1 − a·b
-
-    def code_error(self, X: np.ndarray) -> tuple[np.ndarray, int]:
-        """(each unit row's distance to its own code's reconstruction, the dimension the codes live in):
-        the rows taken through the index's pre-transform (OPQ), encoded and decoded by the trained
-        quantiser; ``coded`` estimates the distance to an item from its reconstruction (0 for flat codes)."""
-        import faiss
-
-        index = faiss.downcast_index(self.empty)
-        x = np.ascontiguousarray(X, np.float32)
-        if isinstance(index, faiss.IndexPreTransform):
-            for i in range(index.chain.size()):
-                x = np.ascontiguousarray(faiss.downcast_VectorTransform(index.chain.at(i)).apply(x), np.float32)
-            index = faiss.downcast_index(index.index)
-        if not len(x):
-            return np.zeros(0, np.float32), int(x.shape[1])
-        return np.linalg.norm(x - index.sa_decode(index.sa_encode(x)), axis=1), int(x.shape[1])
-
     def list_sizes(self) -> np.ndarray:
         """Vectors per inverted list: the base's (tombstones still counted) and the delta's."""
         sizes = list_sizes(self.base.index)
