@@ -148,6 +148,49 @@ def filter_queries(run_dir: Path, photos: list[Path], n: int, seed: int = 0) -> 
     return {k: round(v, 3) for k, v in out.items()}
 
 
+def filter_crossover(run_dir: Path, n: int, shares=(0.001, 0.003, 0.01, 0.02, 0.05, 0.1, 0.3), seed: int = 0) -> list:
+    """The on-disk IVF-PQ's two filtered paths side by side, per share of allowed items: the exact pass over
+    the allowed ids' rows (``IvfpqIndex._exact_among``) and the IVF-PQ scan with a bitmap selector
+    (``LiveIndex.search(allowed=)``, re-ranked); p50 ms per query (one query at a time, as the service
+    asks) and recall@10 against float32 brute force over the allowed items, beside the unfiltered scan's
+    recall against brute force over the gallery. Queries: the stored vectors of ``n`` random gallery items."""
+    from fashion.run.reader import open_run
+
+    run = open_run(run_dir)
+    index, gallery = run.index, np.asarray(run.gallery_ids, np.int64)
+    rng = np.random.default_rng(seed)
+    q = run.vectors(rng.choice(gallery, size=n, replace=False))
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+
+    def truth(ids):
+        rows = run.vectors(ids)
+        rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        return ids[np.argsort(1.0 - q @ rows.T, axis=1, kind="stable")[:, :10]]
+
+    def recall(found, want):
+        return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, want)]))
+
+    def timed_rows(fn):
+        times, found = [], []
+        for v in q:
+            t0 = time.perf_counter()
+            found.append(fn(v[None, :])[1][0])
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times) * 1000, np.array(found)
+
+    ms, found = timed_rows(lambda v: index.live.search(v, 10))
+    rows = [{"share": 1.0, "allowed": len(gallery), "scan_ms": round(ms, 3), "scan_recall": recall(found, truth(gallery))}]
+    for share in shares:
+        allowed = np.sort(rng.choice(gallery, size=max(10, int(share * len(gallery))), replace=False))
+        want = truth(allowed)
+        exact_ms, exact = timed_rows(lambda v: index._exact_among(v, 10, allowed))
+        scan_ms, scan = timed_rows(lambda v: index.live.search(v, 10, allowed=allowed))
+        rows.append({"share": share, "allowed": len(allowed), "exact_ms": round(exact_ms, 3),
+                     "exact_recall": recall(exact, want), "scan_ms": round(scan_ms, 3), "scan_recall": recall(scan, want)})
+        print(rows[-1], f"(load {load()})", flush=True)
+    return rows
+
+
 def serve_switch(run_dir: Path) -> dict:
     from fashion.server.launch import running_server
 
@@ -215,11 +258,19 @@ def main(argv=None) -> int:
     p.add_argument("--rebuild-after", action="store_true", help="time a second full rebuild after the changes")
     p.add_argument("--filter-only", metavar="RUN", default=None,
                    help="only the filtered/unfiltered photo query step, on RUN (a run this script grew)")
+    p.add_argument("--filter-crossover", metavar="RUN", default=None,
+                   help="only the on-disk IVF-PQ's exact pass against its selector scan per share of allowed items, on RUN")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     import logging
 
     logging.basicConfig(level=logging.WARNING)
+    if args.filter_crossover:
+        rows = filter_crossover(Path(args.filter_crossover), args.queries)
+        print(json.dumps(rows, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+        return 0
     if args.filter_only:
         run = Path(args.filter_only)
         f = filter_queries(run, new_photos(Path(args.photos), run, args.queries), args.queries)

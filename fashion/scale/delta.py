@@ -184,7 +184,9 @@ class LiveIndex:
                block: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` of unit queries ``Q``: the PQ candidates of base (tombstones skipped) and delta,
         ``max(k, rerank)`` of each, re-ranked exactly; ``allowed``: None, or the sorted item ids a query
-        may return (a bitmap selector during both scans)."""
+        may return (a bitmap selector during both scans, visiting ``nprobe`` / (their share of the items)
+        lists, at most all: about as many allowed candidates scanned as an unfiltered search scans items,
+        so about its recall, as the in-memory :class:`~fashion.neighbors.ivfpq.FaissIVFPQIndex` does)."""
         Q = np.ascontiguousarray(Q, dtype=np.float32)
         if allowed is None and not len(self.delta) and not len(self.delta.removed):
             return self.base.search(Q, int(k))  # a run never changed: the base alone, as before
@@ -198,6 +200,8 @@ class LiveIndex:
             selector, bits = self._live
         else:
             selector = bits = None
+        if allowed is not None and len(allowed):
+            nprobe = int(np.ceil(nprobe * max(self.count, 1) / len(allowed)))
         nprobe = min(nprobe, int(self.params.nlist))
         if len(self.delta) and self._added is None:
             self._added = fill(self.empty, self.delta.ids, self.delta.lists, self.delta.codes)
