@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..images import BBox
+from .constancy import corrected
 from .garment import SIZE, downsized_lab, garment_mask, kmeans
 from .palette import FAMILIES, MULTICOLOUR, family_of, family_of_pixels, lab_to_hex
 
@@ -123,7 +124,7 @@ def garment_colour(image, bbox: BBox | None = None, size: int = SIZE, k: int = C
     """The colour of the garment in ``image`` (a PIL image or an RGB array); ``bbox`` (x1, y1, x2, y2, px):
     the garment's bounding box where the dataset gives one. Pure: the same photo gives the same answer."""
     found = garment_mask(downsized_lab(image, bbox, size), seed=seed)
-    pixels = found.core_pixels()
+    pixels = corrected(found.lab, found.mask, found.core_pixels())
     clusters = dominant_colours(pixels, k=k, seed=seed)
     shares = family_shares(pixels)
     family, family_2, share = name_garment(shares)
