@@ -224,8 +224,10 @@ def test_read_labels_names_the_bad_line(tmp_path):
 
 # The held-out half's accuracy with the current code (benchmarks/colour.py; see benchmarks/README.md), less about
 # 3 photos of margin for the small differences between platforms' JPEG decoders and BLAS: a regression fails here.
-MIN_TOP1 = {"dataset": 0.55, "sample": 0.55}  # measured 0.564 (225 holdout photos) and 0.565 (the sample's 193)
-MIN_TOP2 = {"dataset": 0.75, "sample": 0.75}  # measured 0.769 and 0.772
+# With the light read from the background (fashion.colour.constancy): measured 0.587 (225 holdout photos) and 0.554
+# (the sample's 193 at 300 px: 2 photos fewer than the code before, 0.565, hence its floor 0.54 instead of 0.55).
+MIN_TOP1 = {"dataset": 0.57, "sample": 0.54}
+MIN_TOP2 = {"dataset": 0.765, "sample": 0.76}  # measured 0.782 and 0.777
 
 
 def test_hand_labelled_accuracy_does_not_regress():
