@@ -1,7 +1,8 @@
 """The garment's dominant colours: a few CIELAB clusters of its pixels, their shares and colour families.
 
 :func:`garment_colour` takes a photo (PIL image or RGB array), finds the garment and its core
-(:mod:`fashion.colour.garment`: the half of its pixels farthest from its outline), clusters the core's Lab
+(:mod:`fashion.colour.garment`: the half of its pixels farthest from its outline), corrects the core for the
+room's light read from the background (:mod:`fashion.colour.constancy`), clusters the core's Lab
 pixels with k-means (the dominant colours, each named by the palette, :mod:`fashion.colour.palette`) and
 names every core pixel by the palette (through :func:`~fashion.colour.palette.family_of_pixels`' table of
 rounded Lab colours, so that every pixel votes, not a sample): a family's share is the share of the core's
