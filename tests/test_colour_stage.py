@@ -85,6 +85,11 @@ def test_a_changed_method_or_photo_misses_the_cache(tmp_path, monkeypatch):
     tag = stage.method_tag()
     monkeypatch.setattr(stage, "METHOD_VERSION", stage.METHOD_VERSION + 1)
     assert stage.method_tag() != tag
+    from fashion.colour import constancy
+
+    monkeypatch.setattr(stage, "METHOD_VERSION", stage.METHOD_VERSION - 1)
+    monkeypatch.setattr(constancy, "NONE_ABOVE", constancy.NONE_ABOVE + 1)  # the light correction's constants count
+    assert stage.method_tag() != tag
     from factories import PHOTO_COLOURS, garment_photo
 
     garment_photo(PHOTO_COLOURS["blue"], "wood", shape="tee", size=(120, 160)).save(items["path"].iloc[0])

@@ -36,12 +36,12 @@ import numpy as np
 
 from ..chunkstore import ChunkStore, settings_tag
 from ..run import layout
-from . import dominant, garment, palette
+from . import constancy, dominant, garment, palette
 from .table import COLUMNS, photo_colour
 
 log = logging.getLogger(__name__)
 
-METHOD_VERSION = 3  # bump when the colour code changes in a way its constants do not show
+METHOD_VERSION = 4  # 4: the light read from the background (constancy); bump when the colour code changes in a way its constants do not show
 POOL_ABOVE = 256  # photos to colour before a process pool pays for its start
 CHUNK = 256  # photos per cache chunk (a killed run loses at most one chunk's work)
 HASH_COLUMN = layout.HASH_COLUMN  # an item table's column of file contents (fashion.catalog), reused when present
@@ -52,7 +52,7 @@ def method_tag() -> str:
     """12 hex digits of SHA-256 over everything that shapes a photo's colour columns."""
     constants = {module.__name__: {name: value for name, value in vars(module).items()
                                    if name.isupper() and isinstance(value, (int, float, str, tuple))}
-                 for module in (garment, dominant)}
+                 for module in (garment, constancy, dominant)}
     return settings_tag(version=METHOD_VERSION, palette=[tuple(vars(s).values()) for s in palette.PALETTE],
                         cell=palette.CELL, constants=constants)
 
