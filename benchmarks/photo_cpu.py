@@ -9,8 +9,10 @@ warmed) and times, over ``-n`` real photos (their bytes, as an upload):
 - the stages of one photo, CPU ms (``time.process_time``: every thread of the process, OpenVINO's
   included): the gated decode (``open_image_bytes(strict=True, min_size=)``), the resize to the network's
   input, the network at batch 1, 2, 4, 8 and 16 (per photo: does batching cut the cost?), one index search;
-- ``search_image`` end to end from 1, 4 and 16 threads at once (CPU ms a photo, photos/s, and the
-  micro-batcher's calls: how many photos shared one network call);
+- ``search_image`` end to end from 1, 4 and 16 threads at once (CPU ms a photo, user and system apart,
+  photos/s, the micro-batcher's calls: how many photos shared one network call, and the RSS after);
+- ``--serve-malloc``: each child first sets glibc's malloc as `fashion serve` does (its checkout's
+  ``fashion.service.budget.return_freed_memory``), whose system CPU these figures then show;
 - the load average before and after, printed with each line.
 
 Two cores' floor a photo (no HTTP) is 2 × 1000 / (CPU ms a photo) photos/s.
@@ -39,6 +41,10 @@ def child(run: str, photos: str, n: int) -> dict:
     from fashion.service.query import _pixels
 
     load0 = os.getloadavg()[0]
+    if os.environ.get("FASHION_SERVE_MALLOC"):
+        from fashion.service.budget import return_freed_memory
+
+        return_freed_memory()
     service = SimilarityService.open(run, warm=True)
     files = sorted(p for p in Path(photos).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n]
     datas = [p.read_bytes() for p in files]
@@ -68,13 +74,18 @@ def child(run: str, photos: str, n: int) -> dict:
         with ThreadPoolExecutor(c) as pool:
             list(pool.map(lambda d: service.search_image(d, 10), datas[:8]))  # the threads exist
             calls0, items0 = batcher.calls, batcher.items
-            c0, w0 = time.process_time(), time.perf_counter()
+            t0, w0 = os.times(), time.perf_counter()
             list(pool.map(lambda d: service.search_image(d, 10), datas * 2))
-            cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+            t1, wall = os.times(), time.perf_counter() - w0
         count = 2 * len(datas)
-        row[f"search_image c{c}"] = cpu * 1000 / count
+        user, system = (t1.user - t0.user) * 1000 / count, (t1.system - t0.system) * 1000 / count
+        row[f"search_image c{c}"] = user + system
+        row[f"  of it system c{c}"] = system
         row[f"photos/s c{c}"] = count / wall
         row[f"photos a call c{c}"] = (batcher.items - items0) / max(batcher.calls - calls0, 1)
+    import psutil
+
+    row["RSS MB"] = psutil.Process().memory_info().rss / 2**20
     row["load"] = f"{load0:.1f}->{os.getloadavg()[0]:.1f}"
     return row
 
@@ -86,6 +97,7 @@ def main(argv=None) -> int:
     p.add_argument("-n", type=int, default=64, help="photos")
     p.add_argument("--base-tree", default=None, help="another checkout, timed in turn with this one")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--serve-malloc", action="store_true", help="glibc's malloc set as fashion serve sets it")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -96,7 +108,8 @@ def main(argv=None) -> int:
     rows = []
     for r in range(args.rounds):
         for tree in trees:
-            env = {**os.environ, "PYTHONPATH": os.fspath(tree), "FASHION_TREE": os.fspath(tree)}
+            env = {**os.environ, "PYTHONPATH": os.fspath(tree), "FASHION_TREE": os.fspath(tree),
+                   **({"FASHION_SERVE_MALLOC": "1"} if args.serve_malloc else {})}
             out = subprocess.run([sys.executable, os.fspath(Path(__file__).resolve()), "--child", "--run", args.run,
                                   "--photos", args.photos, "-n", str(args.n)], env=env, cwd=os.fspath(tree),
                                  check=True, capture_output=True, text=True).stdout

@@ -11,7 +11,9 @@ item table: from its memory-mapped copy as the service reads it, fashion.run.ite
 first start; embeddings map; the stored lists' cache, fashion.run.listcache), the saved index (with its self-check), the embedder (imports and build;
 with the saved network: compiling it, from OpenVINO's blob cache after the first start), the service's
 item arrays, and the warm-up (``SimilarityService.warm``: the network at every batch size it may get;
-`fashion serve` runs it in the background, after /healthz is up, so "ready" is the total less it);
+`fashion serve` runs it before it listens, while the index loads in its thread, so its ready time lies
+between the total less the index step and the total; "ready before warm" is the total less the warm-up,
+what /healthz waited for before it was made to wait for the warm-up);
 the process's RSS when done, whether torch was imported, and the 1-minute load average.
 """
 
