@@ -7,7 +7,9 @@
    resolves ``runtime="auto"`` to), or ``--base-run DIR``.
 2. A run directory whose gallery is ``--n`` vectors: the real ones plus synthetic neighbours of them
    (each a real vector plus Gaussian noise, renormalised, carrying its source's label and image), an
-   ``--index`` (default faiss-ivf, the README's choice at this size) fitted on all of them.
+   ``--index`` (default faiss-ivf, the README's choice at this size) fitted on all of them; with faiss-ivfpq
+   (the on-disk index) every item's top-k is searched through it by the knn stage, as `fashion knn` does,
+   and marked as the index's own (id queries are then answered from these lists: fashion.run.listcache).
 3. ``fashion serve`` on 127.0.0.1 (a free port; ``--queue``, default the highest concurrency, so that no
    client of the load is refused at admission): seconds from start to /healthz ok.
 4. A bounded client loop on loopback (keep-alive connections, one per client thread): POST /api/search

@@ -254,8 +254,8 @@ def test_a_search_runs_faiss_with_one_openmp_thread_on_its_own_thread(sample_ser
     seen = {}
 
     def run(name, search):
-        if search:
-            sample_service.neighbors_of(3, 2)
+        if search:  # k beyond the run's stored lists (k = 5): searched, not read from them
+            sample_service.neighbors_of(3, 6)
         seen[name] = faiss.omp_get_max_threads()
 
     for name, search in (("fresh", False), ("searched", True), ("fresh after", False)):
