@@ -40,7 +40,7 @@ U_FP32 = 2.0**-24
 # Candidates per query beyond which the query is searched again in float32: each costs one gathered
 # d-vector dot product, and past ~500 they cost as much as the bf16 pass saved at 50k x 2048.
 MAX_WINDOW = 512
-NORM_ROWS = 4096  # rows per chunk of the bound's norms
+NORM_ROWS = 512  # rows per chunk of the bound's norms (4 MiB temporaries at d = 2048; 4096 rows peaked at +94 MB)
 PAD = 16  # columns after d in the bf16 products: the offset's column, then zeros
 SLACK = 2.0**-40  # absolute, beyond the bound: float64's rounding of the bounds themselves
 
