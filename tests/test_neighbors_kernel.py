@@ -349,3 +349,14 @@ def test_the_precision_rule(monkeypatch):
         topk_scores(X, X, 2, "euclidean", engine="torch", precision="bf16")
     with pytest.raises(ValueError, match="precision must be one of"):
         topk_scores(X, X, 2, "cosine", precision="fp16")
+
+
+def test_the_bound_rounds_to_bf16_as_torch_does():
+    """The bound's r = ||x - bf16(x)|| needs torch's rounding (nearest, ties to even) of every element."""
+    torch = pytest.importorskip("torch")
+    from fashion.neighbors import bf16
+
+    rng = np.random.default_rng(6)
+    X = np.concatenate([rng.standard_normal(20_000), rng.standard_normal(2000) * 1e-30,
+                        1 + np.arange(-600, 600) * 2.0**-16, [0.0, -0.0, 3.4e38, np.inf, -np.inf]]).astype(np.float32)
+    np.testing.assert_array_equal(bf16.to_bf16(X), torch.from_numpy(X).to(torch.bfloat16).float().numpy())
