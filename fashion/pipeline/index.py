@@ -111,8 +111,13 @@ def index_stage(name: str, vectors, gallery: np.ndarray, metric: str, work, seed
     directory = Path(work) / INDEX_DIR
     key = index_key(name, metric, work, gallery, seed)
     _fresh_index_dir(directory, key)
-    params = ivfpq.build(embed.latest_embeddings(work), directory, id_space=len(gallery), factory=factory,
-                         memory=memory, seed=seed, executor=executor, ids=ids)
+    try:
+        params = ivfpq.build(embed.latest_embeddings(work), directory, id_space=len(gallery), factory=factory,
+                             memory=memory, seed=seed, executor=executor, ids=ids)
+    except BaseException:
+        if [p.name for p in directory.iterdir()] == ["settings.json"]:  # refused before any work: no empty index
+            shutil.rmtree(directory)
+        raise
     return Built(name, directory=directory, count=int(params.count), key=key, params=params)
 
 
