@@ -78,10 +78,9 @@ def test_ivfpq_allowed_ids_through_the_selector(ivfpq_index, monkeypatch):
 
 
 def test_ivfpq_selector_scan_keeps_the_unfiltered_recall(ivfpq_index, monkeypatch):
-    """A broad filter goes through the scan with a bitmap selector, which visits nprobe / (the allowed
-    share) lists: about as many allowed candidates as an unfiltered search scans items, so its recall
-    against brute force over the allowed ids is no lower than the unfiltered recall (at nprobe 1 of 32
-    lists, where a scan of the usual lists alone finds a tenth of the candidates)."""
+    """A broad filter goes through the scan with a bitmap selector, which visits nprobe / √(the allowed
+    share) lists: its recall against brute force over the allowed ids is no lower than the unfiltered
+    recall (at nprobe 1 of 32 lists; the scan of the usual lists alone: 0.44 against 0.64 unfiltered)."""
     index, vecs = ivfpq_index
     monkeypatch.setattr(index.live.params, "nprobe", 1)
     rng = np.random.default_rng(4)

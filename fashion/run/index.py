@@ -24,7 +24,7 @@ SAMPLE_ROWS = 64  # gallery items re-searched at open: each must find itself at 
 SELECT_EXACT_MAX = 4_096  # allowed ids of a filtered on-disk IVF-PQ search scored exactly from their rows; more: the
 # scan with a bitmap selector. The crossover measured at 100,000 items (benchmarks/live.py --filter-crossover,
 # benchmarks/README.md): the exact pass grows with the allowed ids read (~19 ms at 2,000, 40 ms at 5,000, 67 ms at
-# 10,000 on loaded cores), the scan stays ~20-30 ms (nprobe / share lists) at a recall no lower than unfiltered
+# 10,000 on loaded cores), the scan stays ~20-30 ms (nprobe / √share lists) at a recall no lower than unfiltered
 
 
 class NpzIndex:
@@ -70,7 +70,7 @@ class IvfpqIndex:
         """(cosine distances (q, k), item ids (q, k); −1 where fewer exist); queries are normalised.
         ``allowed``: None, or the item ids a query may return, chosen by how selective the filter is: up to
         :data:`SELECT_EXACT_MAX` of them scored exactly over their (float16) vectors (few: fast), more through
-        a faiss bitmap selector during the scan (nprobe / their share of lists visited, then re-ranked
+        a faiss bitmap selector during the scan (nprobe / √(their share) lists visited, then re-ranked
         exactly; a query the scan leaves short is searched exactly)."""
         q = unit_rows(vectors)
         if allowed is None:
