@@ -23,8 +23,8 @@ from . import layout
 SAMPLE_ROWS = 64  # gallery items re-searched at open: each must find itself at distance ~0
 SELECT_EXACT_MAX = 4_096  # allowed ids of a filtered on-disk IVF-PQ search scored exactly from their rows; more: the
 # scan with a bitmap selector. The crossover measured at 100,000 items (benchmarks/live.py --filter-crossover,
-# benchmarks/README.md): the exact pass grows with the allowed ids read (~19 ms at 2,000, 40 ms at 5,000, 67 ms at
-# 10,000 on loaded cores), the scan stays ~20-30 ms (nprobe / √share lists) at a recall no lower than unfiltered
+# benchmarks/README.md): the exact pass grows with the allowed ids read (12 ms at 2,000, 28 ms at 5,000, 36 ms at
+# 10,000 on loaded cores), the scan stays 12-16 ms (nprobe / √share lists) at a recall above the unfiltered one
 
 
 class NpzIndex:
