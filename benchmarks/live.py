@@ -29,6 +29,9 @@
 5. **filter**: a metadata column ``shop10`` true on a random 10 % of the items (``fashion update``); photo
    queries through :class:`fashion.service.SimilarityService` with ``filter=shop10=true`` and without;
    p50 of each, and of the index search alone (target: filtered p50 ≤ 1.5× unfiltered).
+   ``--filter-crossover RUN`` (an ``--index ivfpq-disk`` run): only the on-disk IVF-PQ's two filtered paths
+   side by side per share of allowed items (the exact pass over their rows, the selector scan): p50 and
+   recall@10 against brute force over the allowed items; where ``fashion.run.index.SELECT_EXACT_MAX`` comes from.
 6. **serve**: ``fashion serve`` on the run, a client loop of id queries and /healthz on 2 threads, and a
    ``fashion remove`` of 10 items from another process: failed requests (target 0) and the seconds
    from the remove's exit to the first answer from the new version.

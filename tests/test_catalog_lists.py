@@ -261,28 +261,3 @@ def test_drift_is_reported_when_new_vectors_fall_elsewhere():
     elsewhere = 3 * rng.normal(size=(1, 16)) + 0.35 * rng.normal(size=(500, 16))  # one new cluster
     moved = drift.measure(index, elsewhere)
     assert moved.retrain and moved.tv > 0.5
-
-
-
-def test_one_product_merges_the_new_items_as_the_exact_merge_does():
-    """merge_product (IVF-PQ runs: the reached rows' nearest new items from the same (q, m) product) gives
-    the lists merge_added gives (the reached rows searched again through the exact backend), wide lists
-    (a reserve) and rows with unknown entries included; only near-equal distances may differ in the last bits."""
-    from fashion.catalog.lists import merge_added, merge_product, search
-
-    rng = np.random.default_rng(7)
-    draw = _draws(rng)
-    old, new = draw(900), draw(120)
-    index = build_index("exact", metric="cosine").fit(old)
-    lists = search(index, np.arange(900), old, np.arange(900), 20, all_pairs=True)
-    lists.ids[::7, 15:], lists.dist[::7, 15:] = -1, np.inf  # lists knowing fewer entries keep that many
-    new_ids = np.arange(900, 1020)
-    small = build_index("exact", metric="cosine").fit(new)
-    want, want_changed = merge_added(lists, old, small, new_ids, 10, new_vectors=new)
-    got, changed = merge_product(lists, old, new_ids, new, 10, block=128)  # several blocks
-    assert want_changed > 100 and changed == want_changed
-    assert np.array_equal(got.ids, want.ids)
-    np.testing.assert_allclose(got.dist, want.dist, atol=1e-5)
-    assert (got.ids[::7, 15:] == -1).all()
-    none, zero = merge_product(lists, old, new_ids[:0], new[:0], 10)
-    assert none is lists and zero == 0

@@ -166,60 +166,16 @@ def merge_added(lists: Lists, query_vectors: np.ndarray, new_index, new_ids: np.
             else reachable(lists, query_vectors, new_vectors, new_index.metric, unit_queries))
     if not len(rows):
         return lists, 0
-    dist, found = new_index.kneighbors(np.asarray(query_vectors[rows]), n_neighbors=min(width, len(new_ids)))
-    return _merge_rows(lists, rows, new_ids[found], dist.astype(np.float32), k)
-
-
-def _merge_rows(lists: Lists, rows: np.ndarray, new_ids: np.ndarray, new_dist: np.ndarray, k: int) -> tuple[Lists, int]:
-    """``lists`` with each of ``rows`` merged with its candidates (new_ids, new_dist: (len(rows), c), −1 /
-    inf pads), each keeping as many known entries as it had (see :func:`merge_added`)."""
-    width = lists.k
     part = lists.take(rows)
-    ids, dist = _best(np.concatenate([part.ids, new_ids], axis=1), np.concatenate([part.dist, new_dist], axis=1), width)
+    dist, found = new_index.kneighbors(np.asarray(query_vectors[rows]), n_neighbors=min(width, len(new_ids)))
+    ids, dist = _best(np.concatenate([part.ids, new_ids[found]], axis=1),
+                      np.concatenate([part.dist, dist.astype(np.float32)], axis=1), width)
     unknown = np.arange(width)[None, :] >= (part.ids >= 0).sum(axis=1)[:, None]
     ids[unknown], dist[unknown] = -1, np.inf
     changed = int((ids[:, :k] != part.ids[:, :k]).any(axis=1).sum())
     all_ids, all_dist = lists.ids.copy(), lists.dist.copy()
     all_ids[rows], all_dist[rows] = ids, dist
     return Lists(lists.query_ids, all_ids, all_dist), changed
-
-
-def worst_known(lists: Lists) -> np.ndarray:
-    """Each list's last known distance (−inf where it knows none: it stays empty, as :func:`merge_added` keeps it)."""
-    known = (lists.ids >= 0).sum(axis=1)
-    return np.where(known > 0, lists.dist[np.arange(len(known)), np.maximum(known - 1, 0)], -np.inf)
-
-
-def merge_product(lists: Lists, query_rows, new_ids: np.ndarray, new_vectors: np.ndarray,
-                  k: int | None = None, block: int = BLOCK) -> tuple[Lists, int]:
-    """Existing lists after new gallery items arrive, by **one** (q, m) product of unit rows (cosine): for
-    each block of existing queries, their distances to the m new items; a row one of them reaches (within
-    its last known entry + :data:`MARGIN`) takes its ``width`` nearest new items from the same product and
-    is merged as in :func:`merge_added`; the others are as they were. For an IVF-PQ index's lists, whose
-    distances are its re-rank's and so never bitwise an exact search's: :func:`merge_added` searches the
-    reached rows a second time through the exact backend for that. ``query_rows``: the lists' query rows,
-    indexed by row slices. Returns (lists, lists changed in their first ``k`` columns)."""
-    width, k = lists.k, lists.k if k is None else k
-    new_ids = np.asarray(new_ids, np.int64)
-    if not len(lists.query_ids) or not len(new_ids):
-        return lists, 0
-    worst = worst_known(lists) + MARGIN
-    new = unit_rows(np.asarray(new_vectors, np.float32), keep_zero=True).T.copy()
-    c = min(width, len(new_ids))
-    rows, ids, dist = [], [], []
-    for start in range(0, len(lists.query_ids), block):
-        d = 1.0 - unit_rows(np.asarray(query_rows[start:start + block], np.float32), keep_zero=True) @ new
-        hit = np.flatnonzero(d.min(axis=1) <= worst[start:start + block])
-        if not len(hit):
-            continue
-        d = d[hit]
-        near = np.argpartition(d, c - 1, axis=1)[:, :c] if c < d.shape[1] else np.broadcast_to(np.arange(c), d.shape)
-        rows.append(start + hit)
-        ids.append(new_ids[near])
-        dist.append(np.take_along_axis(d, near, 1).astype(np.float32))
-    if not rows:
-        return lists, 0
-    return _merge_rows(lists, np.concatenate(rows), np.concatenate(ids), np.concatenate(dist), k)
 
 
 def drop_removed(lists: Lists, removed: np.ndarray, k: int | None = None) -> tuple[Lists, np.ndarray]:

@@ -24,8 +24,7 @@ from ..errors import DatasetError
 from ..neighbors import EXACT_INDEXES
 from ..run import layout, listcache, segments
 from . import kept
-from .lists import (RESERVE, Lists, drop_removed, from_table, member, merge_added, merge_product, search, split,
-                    widen)
+from .lists import RESERVE, Lists, drop_removed, from_table, member, merge_added, search, split, widen
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +174,7 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
     """The new roles, index and lists after ``added`` ids arrived and ``removed`` ids left.
 
     Existing lists are merged with the new gallery items (one search of the existing queries among the m
-    new items; for a kept IVF-PQ index, one product that also gives the reached rows' nearest new items:
-    :func:`~.lists.merge_product`) and the lists that lost a member are searched again; when the roles of the kept items or
+    new items) and the lists that lost a member are searched again; when the roles of the kept items or
     k itself change (k was clamped to a smaller gallery), or ``full``, every list is searched again. Returns
     (query, gallery, mode, index, k, lists); index is None where it is kept as its rows (:func:`row_kept`)
     and no list was searched."""
@@ -228,14 +226,10 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
         searched = fitted() if len(fresh) else None
         if len(new_gallery):
             with timer("merge"):  # the existing lists a new item may enter (part of "search")
-                if cat.index is not None and ref["metric"] == "cosine":  # IVF-PQ (kept): one product, its top-k too
-                    kept, changed = merge_product(kept, _ByRow(cat.vectors, kept.query_ids), new_gallery,
-                                                  cat.vectors[new_gallery], k)
-                else:
-                    small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
-                    kept, changed = merge_added(kept, _ByRow(cat.vectors, kept.query_ids), small, new_gallery, k,
-                                                new_vectors=cat.vectors[new_gallery],
-                                                unit_queries=_unit_rows(searched, gallery_ids, kept.query_ids))
+                small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
+                kept, changed = merge_added(kept, _ByRow(cat.vectors, kept.query_ids), small, new_gallery, k,
+                                            new_vectors=cat.vectors[new_gallery],
+                                            unit_queries=_unit_rows(searched, gallery_ids, kept.query_ids))
         with timer("new_lists"):  # the new items' lists and the refills (part of "search")
             found = search(searched, gallery_ids, cat.vectors[fresh], fresh, width, all_pairs)
         wide = Lists.concat([kept, found], width).sorted()

@@ -21,7 +21,10 @@ from ..rundir import RunDirError
 from . import layout
 
 SAMPLE_ROWS = 64  # gallery items re-searched at open: each must find itself at distance ~0
-SELECT_EXACT_MAX = 65_536  # allowed ids of a filtered IVF-PQ search searched exactly (as NeighborIndex's)
+SELECT_EXACT_MAX = 4_096  # allowed ids of a filtered on-disk IVF-PQ search scored exactly from their rows; more: the
+# scan with a bitmap selector. The crossover measured at 100,000 items (benchmarks/live.py --filter-crossover,
+# benchmarks/README.md): the exact pass grows with the allowed ids read (12 ms at 2,000, 28 ms at 5,000, 36 ms at
+# 10,000 on loaded cores), the scan stays 12-16 ms (nprobe / √share lists) at a recall above the unfiltered one
 
 
 class NpzIndex:
@@ -35,7 +38,7 @@ class NpzIndex:
     def search(self, vectors: np.ndarray, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:
         """(distances float32 (q, k'), item ids (q, k')), k' = min(k, count), ascending by distance;
         ``allowed``: None, or the item ids a query may return (selected during the search, exact over them
-        up to ``SELECT_EXACT_MAX``: k' = min(k, allowed ids held))."""
+        up to the backend's ``SELECT_EXACT_MAX``: k' = min(k, allowed ids held))."""
         if allowed is not None:
             order = np.argsort(self.ids, kind="stable")
             pos = np.searchsorted(self.ids, np.asarray(allowed, dtype=np.int64), sorter=order)
@@ -65,9 +68,10 @@ class IvfpqIndex:
 
     def search(self, vectors: np.ndarray, k: int, allowed=None) -> tuple[np.ndarray, np.ndarray]:
         """(cosine distances (q, k), item ids (q, k); −1 where fewer exist); queries are normalised.
-        ``allowed``: None, or the item ids a query may return: up to ``SELECT_EXACT_MAX`` of them searched
-        exactly over their (float16) vectors, more through a faiss bitmap selector during the scan (then
-        re-ranked exactly; a query the scan leaves short is searched exactly)."""
+        ``allowed``: None, or the item ids a query may return, chosen by how selective the filter is: up to
+        :data:`SELECT_EXACT_MAX` of them scored exactly over their (float16) vectors (few: fast), more through
+        a faiss bitmap selector during the scan (nprobe / √(their share) lists visited, then re-ranked
+        exactly; a query the scan leaves short is searched exactly)."""
         q = unit_rows(vectors)
         if allowed is None:
             return self.live.search(q, int(k))

@@ -184,9 +184,10 @@ class LiveIndex:
                block: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` of unit queries ``Q``: the PQ candidates of base (tombstones skipped) and delta,
         ``max(k, rerank)`` of each, re-ranked exactly; ``allowed``: None, or the sorted item ids a query
-        may return (a bitmap selector during both scans, visiting ``nprobe`` / (their share of the items)
-        lists, at most all: about as many allowed candidates scanned as an unfiltered search scans items,
-        so about its recall, as the in-memory :class:`~fashion.neighbors.ivfpq.FaissIVFPQIndex` does)."""
+        may return (a bitmap selector during both scans, visiting ``nprobe`` / √(their share of the items)
+        lists, at most all: fewer allowed candidates scanned than an unfiltered search scans items, but
+        fewer rivals for the ``rerank`` PQ places too; at 10 % of the 100k benchmark gallery, 50 and 160
+        lists gave the same recall@10, above the unfiltered search's, at half the scan's time)."""
         Q = np.ascontiguousarray(Q, dtype=np.float32)
         if allowed is None and not len(self.delta) and not len(self.delta.removed):
             return self.base.search(Q, int(k))  # a run never changed: the base alone, as before
@@ -201,7 +202,7 @@ class LiveIndex:
         else:
             selector = bits = None
         if allowed is not None and len(allowed):
-            nprobe = int(np.ceil(nprobe * max(self.count, 1) / len(allowed)))
+            nprobe = int(np.ceil(nprobe * np.sqrt(max(self.count, 1) / len(allowed))))
         nprobe = min(nprobe, int(self.params.nlist))
         if len(self.delta) and self._added is None:
             self._added = fill(self.empty, self.delta.ids, self.delta.lists, self.delta.codes)
