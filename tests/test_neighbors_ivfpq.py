@@ -52,6 +52,27 @@ def test_all_pairs_leaves_each_point_out_and_small_sets_use_flat_codes():
     assert _recall(idx, truth) >= 0.95
 
 
+def test_probed_sizes_count_the_lists_a_search_visits_and_a_thinner_probe_goes_exact():
+    X = _clustered(1200, 16)
+    index = build_index("faiss-ivfpq", metric="cosine", factory="IVF32,Flat", nprobe=2).fit(X)
+    Q = X[::50]
+    sizes = index.probed_sizes(Q)
+    from fashion.neighbors.ivfpq import list_sizes, probed_lists
+
+    cells = probed_lists(index._index, index._prepare(Q, "Q"), 2)
+    assert cells.shape == (len(Q), 2) and (cells >= 0).all()
+    assert np.array_equal(sizes, list_sizes(index._index)[cells].sum(axis=1))
+    assert np.array_equal(index.coarse_lists(Q), cells[:, 0])
+    exact = build_index("exact", metric="cosine").fit(X)
+    # k within the probed lists: the approximate answer, bound to them; k beyond: every row searched exactly
+    for row, size in enumerate(sizes):
+        inside = index.kneighbors(Q[row:row + 1], n_neighbors=int(size))[1][0]
+        assert np.isin(index.coarse_lists(X[inside]), cells[row]).all()
+        beyond = index.kneighbors(Q[row:row + 1], n_neighbors=int(size) + 1)[1][0]
+        assert np.array_equal(beyond, exact.kneighbors(Q[row:row + 1], n_neighbors=int(size) + 1)[1][0])
+    assert not np.isin(index.coarse_lists(X), cells[0]).all()  # the lists probed are not every list
+
+
 def test_saved_index_loads_to_the_same_answers(tmp_path):
     X = _clustered(FLAT_BELOW + 200, 24, seed=1)
     index = build_index("faiss-ivfpq", nprobe=4).fit(X)

@@ -85,6 +85,22 @@ def changed(index, old_ids: np.ndarray, gallery_ids: np.ndarray, vectors, stats:
     return index.changed(vectors[gallery_ids], kept)
 
 
+def thin_probes(index, vectors, query_ids: np.ndarray, need: int, block: int = 8192) -> np.ndarray:
+    """The ``query_ids`` (rows of ``vectors``) whose search in the approximate ``index`` visits inverted
+    lists holding fewer than ``need`` vectors (``probed_sizes``: the in-memory faiss-ivfpq; the on-disk
+    index pads such a search with −1 instead). ``kneighbors`` searches those rows exactly, so after a
+    removal emptied their lists a kept or reserve-refilled list no longer equals their fresh search: they
+    are searched again. Read ``block`` rows at a time."""
+    query_ids = np.asarray(query_ids, np.int64)
+    probed = getattr(index, "probed_sizes", None)
+    if probed is None or not len(query_ids):
+        return query_ids[:0]
+    need = min(int(need), index.n_samples_fit_)
+    thin = np.concatenate([probed(np.asarray(vectors[query_ids[start:start + block]])) < need
+                           for start in range(0, len(query_ids), block)])
+    return query_ids[thin]
+
+
 def write(out, index: OnDisk):
     """``ivfpq/`` of the run staged in ``out``: the base of ``index`` (the previous version's ``ivfpq/``)
     linked in unchanged plus ``delta.npz``, or, once the delta is due

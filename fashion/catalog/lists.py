@@ -182,7 +182,8 @@ def drop_removed(lists: Lists, removed: np.ndarray, k: int | None = None) -> tup
     """Lists without the queries in ``removed`` and without the removed items (each row's known entries
     moved up), and the ids of the queries left with fewer than ``k`` known entries (default: the lists'
     width: every list that lost a member), which need a fresh search. A wide list (:func:`widen`) whose
-    reserve covers its losses is exact as it is: its known entries were the nearest of the gallery."""
+    reserve covers its losses is exact as it is: its known entries were the nearest of the gallery (of
+    the lists an approximate search visits, while they hold enough: see :func:`fashion.catalog.kept.thin_probes`)."""
     removed = np.asarray(removed, np.int64)
     k = lists.k if k is None else k
     keep = ~member(lists.query_ids, removed)

@@ -24,6 +24,7 @@ from ..errors import DatasetError
 from ..neighbors import EXACT_INDEXES
 from ..run import layout, listcache, segments
 from . import kept
+from .kept import thin_probes
 from .lists import RESERVE, Lists, drop_removed, from_table, member, merge_added, search, split, widen
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,8 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
     """The new roles, index and lists after ``added`` ids arrived and ``removed`` ids left.
 
     Existing lists are merged with the new gallery items (one search of the existing queries among the m
-    new items) and the lists that lost a member are searched again; when the roles of the kept items or
+    new items) and the lists that lost a member (or, IVF-PQ, whose probed lists removals thinned:
+    :func:`~.kept.thin_probes`) are searched again; when the roles of the kept items or
     k itself change (k was clamped to a smaller gallery), or ``full``, every list is searched again. Returns
     (query, gallery, mode, index, k, lists); index is None where it is kept as its rows (:func:`row_kept`)
     and no list was searched."""
@@ -219,6 +221,8 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
             lists, cat.reserve = split(wide, k)
             return query, gallery, mode, index, k, lists
         kept, lost = drop_removed(widen(cat.lists, cat.reserve, width), removed, k)
+        if len(removed) and index is not None:  # approximate: searched exactly where removals thinned its lists
+            lost = np.union1d(lost, thin_probes(index, cat.vectors, kept.query_ids, width + int(all_pairs)))
         kept = kept.take(np.flatnonzero(~member(kept.query_ids, lost)))
         new_gallery = np.sort(added[gallery[added]])
         changed = 0

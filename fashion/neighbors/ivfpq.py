@@ -137,14 +137,20 @@ def train_index(params: IndexParams, sample: np.ndarray):
 def coarse_lists(index, Q: np.ndarray) -> np.ndarray:
     """The inverted list (coarse centroid) of a faiss IVF ``index`` each prepared row of ``Q`` falls in
     (through the index's OPQ pre-transform where it has one)."""
+    return probed_lists(index, Q, 1)[:, 0]
+
+
+def probed_lists(index, Q: np.ndarray, nprobe: int) -> np.ndarray:
+    """The ``nprobe`` inverted lists of a faiss IVF ``index`` nearest each prepared row of ``Q`` (the
+    lists its search visits; through the index's OPQ pre-transform where it has one), (q, nprobe) int64."""
     import faiss
 
     index = faiss.downcast_index(index)
     if isinstance(index, faiss.IndexPreTransform):
         for i in range(index.chain.size()):
             Q = index.chain.at(i).apply(np.ascontiguousarray(Q, np.float32))
-    _, lists = faiss.extract_index_ivf(index).quantizer.search(np.ascontiguousarray(Q, np.float32), 1)
-    return lists[:, 0].astype(np.int64)
+    _, lists = faiss.extract_index_ivf(index).quantizer.search(np.ascontiguousarray(Q, np.float32), int(nprobe))
+    return lists.astype(np.int64)
 
 
 def list_sizes(index) -> np.ndarray:
@@ -190,16 +196,10 @@ class FaissIVFPQIndex(NeighborIndex):
         self._index, self._choice = index, choice
 
     def _search(self, Q, k, rows=None):
-        import faiss
-
         from .faiss import selected_params
 
-        nprobe = int(self.params["nprobe"] or self._choice.nprobe)
+        nprobe = self._probe()
         rerank = self._choice.rerank if self.params["rerank"] is None else int(self.params["rerank"])
-        space = faiss.ParameterSpace()
-        space.set_index_parameter(self._index, "nprobe", min(nprobe, self._choice.nlist))
-        if "HNSW" in self._choice.factory:
-            space.set_index_parameter(self._index, "quantizer_efSearch", max(2 * nprobe, 64))
         kc = min(max(k, rerank), self._index.ntotal)
         if rows is None:
             dist, cand = self._index.search(Q, kc)
@@ -213,6 +213,17 @@ class FaissIVFPQIndex(NeighborIndex):
             dist = np.where(found, _exact_distances(Q, self._X, np.where(found, cand, 0), self.metric), np.inf)
         order = np.argsort(dist, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
+
+    def _probe(self) -> int:
+        """Set the search's ``nprobe`` (and an HNSW quantiser's efSearch) on the index; returns nprobe as given."""
+        import faiss
+
+        nprobe = int(self.params["nprobe"] or self._choice.nprobe)
+        space = faiss.ParameterSpace()
+        space.set_index_parameter(self._index, "nprobe", min(nprobe, self._choice.nlist))
+        if "HNSW" in self._choice.factory:
+            space.set_index_parameter(self._index, "quantizer_efSearch", max(2 * nprobe, 64))
+        return nprobe
 
     def _search_allowed(self, Q, k, rows):
         return self._search(Q, k, rows)
@@ -254,6 +265,16 @@ class FaissIVFPQIndex(NeighborIndex):
     def list_sizes(self) -> np.ndarray:
         """How many indexed vectors each inverted list holds."""
         return list_sizes(self._index)
+
+    def probed_sizes(self, X) -> np.ndarray:
+        """How many indexed vectors the ``nprobe`` inverted lists a search of each row of ``X`` (raw)
+        visits hold: a search for more neighbours than that finds too few, and :meth:`kneighbors` then
+        searches the row exactly (over every fitted row), so its result is no longer bound to those lists."""
+        self._check_fitted()
+        nprobe = min(self._probe(), self._choice.nlist)
+        cells = probed_lists(self._index, self._prepare(_as_matrix(X, "X"), "X"), nprobe)
+        sizes = list_sizes(self._index)
+        return np.where(cells >= 0, sizes[np.maximum(cells, 0)], 0).sum(axis=1)
 
     def _state_arrays(self):
         import faiss
