@@ -282,6 +282,7 @@ def main(argv=None) -> int:
               f"{f['index_filtered']} ms  (load {load()})", flush=True)
         return 0
     work = Path(args.workdir or tempfile.mkdtemp(prefix="live-bench-"))
+    work.mkdir(parents=True, exist_ok=True)  # a --workdir that does not exist yet is made
     res = {"n": args.n, "index": args.index, "load_start": load()}
     try:
         base = Path(args.base_run) if args.base_run else base_run(work / "base", args.runtime)
