@@ -208,17 +208,23 @@ def test_above_exact_rows_the_candidates_come_from_the_index(garment_run, monkey
     assert service.colours._projected is None  # the gallery is above EXACT_ROWS: rows are read per query
 
     def expected(ids, k):
-        if candidates < len(ids):  # the index's candidates for the projected query, then brute force on them
-            query = project(np.asarray(vector, np.float32)[None, :], basis)
-            _, found = real(query, candidates, allowed=ids)
-            ids = np.unique(found[0][(found[0] >= 0) & (found[0] != i)])
-        return _brute(service, vector, ids, k, projected=True)
+        return _through_index(service, real, basis, vector, i, ids, k, candidates)
 
     for colour, ids in (("any", others), ("blue", blue)):
         calls.clear()
         found = service.neighbors_of(i, k=3, colour=colour)
         assert [m.id for m in found.results] == expected(ids, 3), colour
         assert calls and all("allowed" in kw for kw in calls)  # the index path was taken
+
+
+def _through_index(service, search, basis, vector, i, ids, k, candidates):
+    """The colour mode's expected top ``k`` of ``ids`` for item ``i`` above EXACT_ROWS: the index's
+    ``candidates`` nearest to the projected query (itself left out), then brute force on them."""
+    if candidates < len(ids):
+        query = project(np.asarray(vector, np.float32)[None, :], basis)
+        _, found = search(query, candidates, allowed=ids)
+        ids = np.unique(found[0][(found[0] >= 0) & (found[0] != i)])
+    return _brute(service, vector, ids, k, projected=True)
 
 
 @pytest.mark.parametrize("candidates", [1000, 4])
@@ -248,11 +254,7 @@ def test_family_mode_above_exact_rows_takes_the_category_first_from_the_index(ga
     basis = service.colours.basis()
 
     def nearest(ids, k):
-        if candidates < len(ids):  # the index's candidates for the projected query, then brute force on them
-            query = project(np.asarray(vector, np.float32)[None, :], basis)
-            _, found = real(query, candidates, allowed=ids)
-            ids = np.unique(found[0][(found[0] >= 0) & (found[0] != i)])
-        return _brute(service, vector, ids, k, projected=True)
+        return _through_index(service, real, basis, vector, i, ids, k, candidates)
 
     calls.clear()
     found = service.neighbors_of(i, k=5, colour="blue")
