@@ -158,3 +158,33 @@ def test_fashion_add_colours_only_the_new_photos(tmp_path, monkeypatch):
     kept = after.loc[:len(before) - 1, list(COLUMNS)].fillna({"colour_2": ""})  # catalog: empty text is ""
     pd.testing.assert_frame_equal(kept, before[list(COLUMNS)].fillna({"colour_2": ""}))
     assert after.loc[result.ids, "colour"].tolist() == ["yellow", "yellow"]
+
+
+def test_the_pool_counts_hashed_jobs_as_misses_whatever_the_cache_holds(monkeypatch):
+    """A job that carries its SHA-256 was queued only because the cache lacks its key: 3 such jobs beside a
+    cache of 10,000 entries are 3 misses (the pool starts above pool_above=2), not 3 - 10,000."""
+    import concurrent.futures
+
+    from fashion.colour import stage
+
+    started = []
+
+    class Pool:
+        def __init__(self, max_workers, mp_context, initializer, initargs):
+            started.append(initargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def map(self, fn, jobs, chunksize=1):
+            return [(f"k{i}", None, "") for i, _ in enumerate(jobs)]
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
+    known = {f"old{i}": None for i in range(10_000)}
+    jobs = [(f"/x/{i}.jpg", None, f"{i:064x}") for i in range(3)]
+    assert sum(len(b) for b in stage._compute(jobs, known, workers=2, pool_above=2)) == 3
+    assert started == [(frozenset(),)]  # hashed jobs never look a key up: the workers get no key set
+    assert list(stage._compute(jobs, known, workers=2, pool_above=3)) and len(started) == 1  # 3 misses: no pool

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .garment import XYZ_FROM_RGB
+
 REFERENCE_SHARE = 0.5  # the brightest share of the low-chroma background pixels the light is read from
 REFERENCE_MAX_CHROMA = 30.0  # C* of a background pixel that can be a neutral reference
 MIN_REFERENCE = 30  # fewer reference pixels than this: no correction
@@ -85,12 +87,7 @@ def corrected(lab: np.ndarray, mask: np.ndarray, pixels: np.ndarray) -> np.ndarr
     return lab_of(np.clip(linear_rgb(pixels) * gain, 0.0, 1.0))
 
 
-LUMINANCE = np.array([0.212671, 0.715160, 0.072169])
-# linear sRGB (D65) <-> CIE XYZ (skimage.color's matrices)
-_XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
-                          [0.212671, 0.715160, 0.072169],
-                          [0.019334, 0.119193, 0.950227]])
-_RGB_FROM_XYZ = np.linalg.inv(_XYZ_FROM_RGB)
+_RGB_FROM_XYZ = np.linalg.inv(XYZ_FROM_RGB)  # CIE XYZ -> linear sRGB (D65), garment's matrix inverted
 
 
 def linear_rgb(lab: np.ndarray) -> np.ndarray:
@@ -104,4 +101,4 @@ def lab_of(rgb: np.ndarray) -> np.ndarray:
     """Lab (n, 3) of linear-light sRGB colours (n, 3), D65."""
     from skimage.color import xyz2lab
 
-    return xyz2lab((np.asarray(rgb, dtype=np.float64) @ _XYZ_FROM_RGB.T).reshape(-1, 1, 3)).reshape(-1, 3)
+    return xyz2lab((np.asarray(rgb, dtype=np.float64) @ XYZ_FROM_RGB.T).reshape(-1, 1, 3)).reshape(-1, 3)

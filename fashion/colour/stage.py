@@ -128,13 +128,17 @@ def _workers(workers: int | None) -> int:
 
 
 def _compute(jobs: list, known, workers: int, pool_above: int):
-    """Each job's :func:`_row_job`, in order, one chunk at a time (a generator of lists)."""
-    if workers > 1 and len(jobs) - len(known) > pool_above:
+    """Each job's :func:`_row_job`, in order, one chunk at a time (a generator of lists). A job with its
+    SHA-256 is a sure miss of the cache (only new contents are queued); one without may hit it."""
+    unhashed = sum(job[2] is None for job in jobs)
+    misses = len(jobs) - unhashed + max(0, unhashed - len(known))
+    if workers > 1 and misses > pool_above:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        shared = frozenset(known) if unhashed else frozenset()  # only a job without its hash looks the key up
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_start_worker, initargs=(frozenset(known),)) as pool:
+                                 initializer=_start_worker, initargs=(shared,)) as pool:
             for start in range(0, len(jobs), CHUNK):
                 yield list(pool.map(_pool_job, jobs[start:start + CHUNK], chunksize=8))
         return
