@@ -129,8 +129,6 @@ def build_in_memory(name: str, metric: str, gallery_vectors: np.ndarray):
 
 
 def _build_in_memory(name, metric, vectors, gallery, work, seed) -> Built:
-    import shutil
-
     from ..atomic import write_json
     from ..run import writer
 

@@ -26,11 +26,12 @@ CACHE_DIR = ("cache", "items")  # under the run directory
 VERSION = 1  # of this file's layout: part of the key
 
 
-def cache_key(manifest: dict, parts: list[str]) -> str | None:
-    """A digest of the item table's parts (run-relative names) and their SHA-256 in ``manifest``; None
-    when the manifest does not list one of them with its hash."""
+def cache_key(manifest: dict, parts: list[str], tag: str = f"items-v{VERSION}") -> str | None:
+    """A digest of a table's parts (run-relative names) and their SHA-256 in ``manifest``, seeded with
+    ``tag`` (the cache and its layout version); None when the manifest does not list one of them with its
+    hash."""
     files = manifest.get("files", {})
-    digest = hashlib.sha256(f"items-v{VERSION}".encode())
+    digest = hashlib.sha256(tag.encode())
     for name in sorted(parts):
         sha = files.get(name, {}).get("sha256") if isinstance(files.get(name), dict) else None
         if not isinstance(sha, str):

@@ -56,17 +56,11 @@ def answers_as_index(info: dict) -> bool:
 
 
 def cache_key(manifest: dict, parts: list[str]) -> str | None:
-    """A digest of the neighbour table's parts (run-relative names) and their SHA-256 in ``manifest``;
-    None when the manifest does not list one of them with its hash."""
-    files = manifest.get("files", {})
-    digest = hashlib.sha256(f"lists-v{VERSION}".encode())
-    for name in sorted(parts):
-        entry = files.get(name)
-        sha = entry.get("sha256") if isinstance(entry, dict) else None
-        if not isinstance(sha, str):
-            return None
-        digest.update(f"\0{name}\0{sha}".encode())
-    return digest.hexdigest()[:32]
+    """A digest of the neighbour table's parts and their SHA-256 in ``manifest`` (the item cache's key,
+    :func:`.itemcache.cache_key`, with this cache's tag); None when one is not listed with its hash."""
+    from .itemcache import cache_key as parts_key
+
+    return parts_key(manifest, parts, f"lists-v{VERSION}")
 
 
 class StoredLists:

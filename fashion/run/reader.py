@@ -280,13 +280,13 @@ def open_run(run_dir, load_index: bool = True, full_check: bool = False, cache_i
     embeddings = segments.read(run_dir, info, len(items))
     insight = {name: read_table(run_dir / name, layout.INSIGHT_FILES[name]) for name in present}
     run = Run(run_dir, info, items, metrics, embeddings, None, insight)
-    if stored_lists:
+    if not len(run.gallery_ids):
+        raise RunDirError(f"{run_dir / layout.ITEMS_DIR}: no item is in the index (role both or gallery)")
+    if stored_lists:  # after every refusal: a first open writes the lists' cache
         from .listcache import open_lists
 
         run.lists = open_lists(run_dir, info, manifest, [name for name in tables
                                                           if name.startswith(f"{layout.NEIGHBORS_DIR}/")], len(items))
-    if not len(run.gallery_ids):
-        raise RunDirError(f"{run_dir / layout.ITEMS_DIR}: no item is in the index (role both or gallery)")
     if load_index:
         from .index import load
 
