@@ -60,18 +60,17 @@ def unit_rows(X: np.ndarray, what: str = "rows", keep_zero: bool = False) -> np.
     >>> unit_rows(np.array([[3, 4], [0, 0]], np.float32), keep_zero=True).tolist()
     [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
-    X = np.asarray(X, dtype=np.float32)
-    norms = np.sqrt(sq_norms(X))
+    out = np.array(X, dtype=np.float32, order="C", copy=True)  # owned: the caller's array stays untouched
+    norms = np.sqrt(sq_norms(out))
     zero = norms == 0
     if zero.any():
         if not keep_zero:
             raise ValueError(f"{what} row {int(np.flatnonzero(zero)[0])} is all zeros: cosine distance is "
                              "undefined for it")
         norms[zero] = 1.0
-    out = np.array(X, dtype=np.float32, order="C", copy=True)  # owned: the caller's array stays untouched
     huge = norms > np.finfo(np.float32).max  # rows near float32's limit: their norm only fits in float64
     if huge.any():
-        out[huge] = (X[huge] / norms[huge, None]).astype(np.float32)
+        out[huge] = (out[huge] / norms[huge, None]).astype(np.float32)
     out /= np.where(huge, 1.0, norms).astype(np.float32)[:, None]
     return out
 

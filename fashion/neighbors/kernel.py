@@ -43,9 +43,10 @@ WORKING_MEMORY = 128 * 2**20
 # top-k, the recompute's scratch) and the (q, k) candidates (float32 scores + int64 indices, held twice
 # while merged and ranked: CANDIDATE_BYTES each). A tile gets TILE_SHARE of the data less FIXED_BYTES and
 # the candidates (a fifth: 5 points of the 25 % left as margin), but never less than a DATA_SHARE-th of
-# the data (small data, where the fixed costs alone near 25 %: 512 x 1920 tiles at 8k x 2048 measured
-# +21 %), nor less than MIN_TILE_BYTES (tiny data: a few large products rather than many Python-sized
-# ones). At 50k x 2048 this gives 2048 x 5632 tiles (a sixteenth gave 2048 x 3072: 10 % slower).
+# the data (small data, where the fixed costs alone near 25 %: at 8k x 2048, 512 x 1920 tiles measured
+# +21 % before the columns were spread evenly; now 512 x 1664, +20 % in benchmarks/README.md's quiet run),
+# nor less than MIN_TILE_BYTES (tiny data: a few large products rather than many Python-sized ones). At
+# 50k x 2048 this gives 2048 x 5632 tiles (a sixteenth, then 2048 x 3072 before even columns: 10 % slower).
 TILE_SHARE = 0.2
 FIXED_BYTES = 10 * 2**20
 CANDIDATE_BYTES = 24
@@ -62,7 +63,7 @@ ENGINES = ("torch", "numpy")
 PRECISIONS = ("fp32", "bf16")
 BF16_FROM_DATA = 20_000
 # Tile shape: rows a power of two up to MAX_TILE_ROWS, columns a multiple of COLUMN_STEP. At 8k x 2048
-# (same run, load 1.5) 512 x 1920 tiles ran as fast as 1024 x 1920 (1.52 / 1.55 s), narrower ones 7-14 %
+# (same run, load 1.5, measured before the columns were spread evenly) 512 x 1920 tiles ran as fast as 1024 x 1920 (1.52 / 1.55 s), narrower ones 7-14 %
 # slower (1024 x 640, 1024 x 1024, 2048 x 512: MKL and topk per column). MKL's GEMM
 # ran 1.3-1.5x slower on ragged shapes here (704 x 5818 against 1024 x 3968 or 2048 x 1024, 8k x 2048
 # data, same budget); wide tiles (2048 x 16384 at the default budget) need few top-k merges.
