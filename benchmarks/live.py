@@ -7,7 +7,8 @@
    ``--n`` vectors with synthetic neighbours of its photos (serve.py's ``big_run``), exact index, or with
    ``--index ivfpq-disk`` the on-disk IVF-PQ (built by fashion.scale.ivfpq; each change then links its base
    and writes a delta: fashion.scale.delta).
-2. **rebuild** (the anchor): every neighbour list searched again from the stored vectors, index refitted,
+2. **rebuild** (the anchor): every neighbour list searched again from the stored vectors, index refitted
+   (``exact``; ``ivfpq-disk`` keeps its trained index, so there only the lists are searched again),
    metrics and report, a new sealed version written (``fashion.catalog.state.commit(full=True)``: what
    ``measure_sim.py`` does with a warm embedding cache, less its dataset scan), on the grown run (and
    again after the changes with ``--rebuild-after``). It also starts the lists' reserve (reserve.npz).
@@ -291,8 +292,12 @@ def main(argv=None) -> int:
         shutil.rmtree(run_dir.with_name(run_dir.name + ".versions"), ignore_errors=True)
         anchor = Path(args.snapshot) / "anchor.json" if args.snapshot else None
         if anchor is not None and anchor.is_file():
+            recorded = json.loads(anchor.read_text())
+            for key in ("n", "index"):  # a snapshot of another gallery would be labelled as this one
+                if key in recorded and recorded[key] != res[key]:
+                    raise SystemExit(f"{anchor}: made with --{key} {recorded[key]}, not {res[key]}")
             subprocess.run(["cp", "-al", str(Path(args.snapshot) / "run"), str(run_dir)], check=True)
-            res.update(json.loads(anchor.read_text()), anchor_reused=str(anchor))
+            res.update(recorded, anchor_reused=str(anchor))
             print(f"gallery {res['gallery']}, its full rebuild (anchor) {res['rebuild_s']} s at load "
                   f"{res['rebuild_load']} on {res['rebuild_at']}: reused from {args.snapshot}", flush=True)
         else:
@@ -306,7 +311,8 @@ def main(argv=None) -> int:
                 shutil.rmtree(Path(args.snapshot) / "run", ignore_errors=True)
                 Path(args.snapshot).mkdir(parents=True, exist_ok=True)
                 subprocess.run(["cp", "-al", str(run_dir), str(Path(args.snapshot) / "run")], check=True)
-                anchor.write_text(json.dumps({k: res[k] for k in ("gallery", "rebuild_s", "rebuild_load", "rebuild_at")}))
+                anchor.write_text(json.dumps({k: res[k] for k in ("n", "index", "gallery", "rebuild_s", "rebuild_load",
+                                                                  "rebuild_at")}))
 
         from fashion.catalog.remove import remove
 

@@ -24,7 +24,6 @@ from ..errors import DatasetError
 from ..neighbors import EXACT_INDEXES
 from ..run import layout, listcache, segments
 from . import kept
-from .kept import thin_probes
 from .lists import RESERVE, Lists, drop_removed, from_table, member, merge_added, search, split, widen
 
 log = logging.getLogger(__name__)
@@ -101,8 +100,7 @@ def fit_index(cat: Catalog, gallery_ids: np.ndarray):
     ref = cat.info["index"]
     if cat.index is None:
         return build_index(ref["name"], metric=ref["metric"]).fit(cat.vectors[gallery_ids])
-    old = cat.index_ids if cat.index_ids is not None else np.arange(cat.index.n_samples_fit_)
-    return kept.changed(cat.index, old, gallery_ids, cat.vectors, cat.stats)
+    return kept.changed(cat.index, cat.index_ids, gallery_ids, cat.vectors, cat.stats)
 
 
 def append(cat: Catalog, frame, vectors: np.ndarray, ok: np.ndarray, reasons) -> np.ndarray:
@@ -220,10 +218,10 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
             cat.stats["lists_searched"] = len(query_ids)
             lists, cat.reserve = split(wide, k)
             return query, gallery, mode, index, k, lists
-        kept, lost = drop_removed(widen(cat.lists, cat.reserve, width), removed, k)
+        held, lost = drop_removed(widen(cat.lists, cat.reserve, width), removed, k)
         if len(removed) and index is not None:  # approximate: searched exactly where removals thinned its lists
-            lost = np.union1d(lost, thin_probes(index, cat.vectors, kept.query_ids, width + int(all_pairs)))
-        kept = kept.take(np.flatnonzero(~member(kept.query_ids, lost)))
+            lost = np.union1d(lost, kept.thin_probes(index, cat.vectors, held.query_ids, width + int(all_pairs)))
+        held = held.take(np.flatnonzero(~member(held.query_ids, lost)))
         new_gallery = np.sort(added[gallery[added]])
         changed = 0
         fresh = np.union1d(lost, added[query[added]])
@@ -231,12 +229,12 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
         if len(new_gallery):
             with timer("merge"):  # the existing lists a new item may enter (part of "search")
                 small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
-                kept, changed = merge_added(kept, _ByRow(cat.vectors, kept.query_ids), small, new_gallery, k,
+                held, changed = merge_added(held, _ByRow(cat.vectors, held.query_ids), small, new_gallery, k,
                                             new_vectors=cat.vectors[new_gallery],
-                                            unit_queries=_unit_rows(searched, gallery_ids, kept.query_ids))
+                                            unit_queries=_unit_rows(searched, gallery_ids, held.query_ids))
         with timer("new_lists"):  # the new items' lists and the refills (part of "search")
             found = search(searched, gallery_ids, cat.vectors[fresh], fresh, width, all_pairs)
-        wide = Lists.concat([kept, found], width).sorted()
+        wide = Lists.concat([held, found], width).sorted()
         lists, cat.reserve = split(wide, k)
     if not np.array_equal(lists.query_ids, query_ids):  # a broken invariant, never a user error
         raise RuntimeError("the updated lists do not cover the queries")

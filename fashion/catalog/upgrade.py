@@ -38,12 +38,12 @@ def upgrade_run(run_dir, wait: float | None = None, keep: int | None = None) -> 
         items = run.items.reset_index(drop=True)
         stages = missing_stages(items.columns)
         names.extend(stage_name(s) for s in stages)
-        added = add_item_columns(items, items["ok"].to_numpy(bool), stages, cache_dir=run_dir / "cache") if stages else items
+        added = add_item_columns(items, items["ok"].to_numpy(bool), stages, cache_dir=run_dir / "cache")
         return added, stamp(dict(run.info), {"op": "upgrade", "stages": list(names)})
 
-    from ..run.reader import open_run
+    from ..run.reader import read_items
 
-    if not missing_stages(open_run(run_dir, load_index=False).items.columns):
+    if not missing_stages(read_items(run_dir).columns):  # only the columns: rewrite_items opens the run
         return f"{run_dir}: already current (run format {info['format_version']}, every item-table stage's columns)"
     _, done = rewrite_items(run_dir, change, wait=wait, keep=keep)
     log.info("%s: upgraded (%s)", run_dir, ", ".join(names))

@@ -305,7 +305,7 @@ def fold(live: LiveIndex, out_dir) -> IndexParams:
     d = int(live.params.d)
     with atomic_path(out_dir / ivfpq.RERANK_FILE) as tmp:
         mat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(id_space, d))
-        base_ids = np.sort(ids[:int(keep.sum())])
+        base_ids = ids[:int(keep.sum())]  # _entries gives them ascending; keep's order holds
         for s in range(0, len(base_ids), 65_536):
             chunk = base_ids[s:s + 65_536]
             mat[chunk] = live.base.rows.read(chunk)
