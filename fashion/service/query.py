@@ -58,7 +58,7 @@ class SimilarityService:
         self.uploads = uploads_dir(run.path).resolve()  # photos added over HTTP (fashion.catalog.uploads)
         self._batcher = MicroBatcher(self._network_batch, max_batch=MAX_BATCH)
         self._index_lock = threading.Lock()
-        self._network_lock = threading.Lock()  # the batcher's calls and a background warm-up: one at a time
+        self._network_lock = threading.Lock()  # the batcher's calls and warm(): one at a time
         self._decoding = threading.BoundedSemaphore(DECODERS)
         self.budget = MemoryBudget(limits or Limits())
         self.max_pixels = self.budget.limits.max_pixels
@@ -74,13 +74,12 @@ class SimilarityService:
         self.files = ImageFiles(self.browse.paths, self._ok, self.root, self.budget, self._decoding, self.uploads)
 
     @classmethod
-    def open(cls, run_dir, warm: bool | str = True, limits: Limits | None = None) -> "SimilarityService":
+    def open(cls, run_dir, warm: bool = True, limits: Limits | None = None) -> "SimilarityService":
         """Load the run at ``run_dir`` once (see the module docstring); ``warm`` runs dummy photos through
         the network (:meth:`warm`) so the first real query is not the slow one: while the index is still
         being read in its thread (the two overlap on two cores), so that a service ``open`` returns answers
-        every query at full speed; ``"background"``: in a thread, after ``open`` has returned (ready at
-        once, but a query meanwhile waits for the dummy batches); ``limits``: the memory budget of photo
-        searches (:class:`~fashion.service.budget.Limits`)."""
+        every query at full speed; ``limits``: the memory budget of photo searches
+        (:class:`~fashion.service.budget.Limits`)."""
         from concurrent.futures import ThreadPoolExecutor
 
         start = time.perf_counter()
@@ -97,12 +96,10 @@ class SimilarityService:
                 from ..modelio import load_model
 
                 classifier = load_model(model_dir)
-            if warm and warm != "background":  # every batch size's first call, while the index loads
+            if warm:  # every batch size's first call, while the index loads
                 _warm_network(embedder, classifier)
             run.index = index.result()
         service = cls(run, embedder, classifier, limits=limits, reports=reports)
-        if warm == "background":
-            threading.Thread(target=service.warm, name="fashion-warm", daemon=True).start()
         log.info("opened %s: %d items, %d indexed (%s), model %s, in %.2f s", run.path, len(run.items),
                  len(service._id_of), run.index.name, embedder.name, time.perf_counter() - start)
         return service
@@ -278,10 +275,7 @@ class SimilarityService:
         """[(uint8 (S, S, 3) network input, classifier input or None)] → [((d,) float32 vector, (c,) class
         probabilities or None)]: one call of the network for the whole batch (the micro-batcher's function)."""
         with self._network_lock:
-            vectors, probs = self.embedder.infer(np.stack([pixels for pixels, _ in items]))
-            if self.classifier is not None:
-                probs = self.classifier.predict([small for _, small in items]).numpy()
-        return [(vectors[i], None if probs is None else probs[i]) for i in range(len(items))]
+            return _infer(self.embedder, self.classifier, items)
 
     def _prediction(self, probs: np.ndarray) -> Prediction:
         order = np.argsort(-probs)[:3]
@@ -371,9 +365,16 @@ def _warm_network(embedder, classifier=None, lock=None) -> None:
     small = None if classifier is None else Image.fromarray(resize_image(picture, classifier.size, "squish"))
     for n in range(1, MAX_BATCH + 1):
         with lock or contextlib.nullcontext():
-            embedder.infer(np.stack([picture] * n))
-            if classifier is not None:
-                classifier.predict([small] * n)
+            _infer(embedder, classifier, [(picture, small)] * n)
+
+
+def _infer(embedder, classifier, items: list) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """One network call (and one of a separate classifier) for a batch of (network input, classifier
+    input) pairs: the batch path of real queries and of the warm-up alike."""
+    vectors, probs = embedder.infer(np.stack([pixels for pixels, _ in items]))
+    if classifier is not None:
+        probs = classifier.predict([small for _, small in items]).numpy()
+    return [(vectors[i], None if probs is None else probs[i]) for i in range(len(items))]
 
 
 def _pixels(embedder, picture) -> np.ndarray:
