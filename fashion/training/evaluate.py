@@ -123,7 +123,8 @@ def predict(run: TrainingRun, frame: "pd.DataFrame"):
     import numpy as np
 
     dl = run.learn.dls.test_dl(frame, with_labels=True)
-    probs, targets = run.learn.get_preds(dl=dl)
+    with run.learn.no_bar():  # a log gets the result line, not fastprogress' bar (issue 30 item 4)
+        probs, targets = run.learn.get_preds(dl=dl)
     return probs.numpy().astype(np.float32), targets.numpy().astype(int)
 
 
