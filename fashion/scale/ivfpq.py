@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FashionError
-from ..neighbors.ivfpq import IndexParams, choose_params, train_index
+from ..neighbors.ivfpq import IndexParams, choose_params, train_index, tune_quantizer
 from . import sampler, shards
 
 log = logging.getLogger(__name__)
@@ -238,10 +238,8 @@ class ScaleIndex:
         Q = np.ascontiguousarray(Q, dtype=np.float32)
         nprobe = self.params.nprobe if nprobe is None else int(nprobe)
         rerank = self.params.rerank if rerank is None else int(rerank)
-        space = faiss.ParameterSpace()
-        space.set_index_parameter(self.index, "nprobe", nprobe)
-        if "HNSW" in self.params.factory:
-            space.set_index_parameter(self.index, "quantizer_efSearch", max(2 * nprobe, 64))
+        faiss.ParameterSpace().set_index_parameter(self.index, "nprobe", nprobe)
+        tune_quantizer(self.index, self.params.factory, nprobe)
         kc = max(k, rerank)
         dist = np.full((len(Q), k), np.inf, dtype=np.float32)
         ids = np.full((len(Q), k), -1, dtype=np.int64)
