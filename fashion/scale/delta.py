@@ -220,9 +220,7 @@ class LiveIndex:
         if len(self.delta):
             cands.append(self._added.search(q, min(kc, len(self.delta)), params=search_params(self._added, selector, nprobe))[1])
         cand = np.concatenate(cands, axis=1)
-        dist = ivfpq.exact_distances(q, cand, self.vectors_of)
-        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
+        return ivfpq.reranked(q, cand, self.vectors_of, k)
 
     def list_sizes(self) -> np.ndarray:
         """Vectors per inverted list: the base's (tombstones still counted) and the delta's."""

@@ -247,17 +247,11 @@ class ScaleIndex:
             q = Q[s:s + block]
             d2, cand = self.index.search(q, kc)
             if rerank:
-                d2 = self._exact(q, cand)
-                order = np.argsort(d2, axis=1, kind="stable")[:, :k]
-                d2, cand = np.take_along_axis(d2, order, 1), np.take_along_axis(cand, order, 1)
+                d2, cand = reranked(q, cand, self.read_rows, k)
             else:
                 d2, cand = d2[:, :k] / 2.0, cand[:, :k]
             dist[s:s + block, :d2.shape[1]], ids[s:s + block, :cand.shape[1]] = d2, cand
         return dist, ids
-
-    def _exact(self, q: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        """Cosine distances 1 − q·v of the candidates from the float16 vectors (inf for missing ids)."""
-        return exact_distances(q, cand, self.read_rows)
 
     def read_rows(self, ids: np.ndarray) -> np.ndarray:
         """float32 re-rank rows of ``ids`` from the float16 file, read in file order (pread, no map)."""
@@ -280,6 +274,14 @@ def exact_distances(q: np.ndarray, cand: np.ndarray, read_rows) -> np.ndarray:
     vecs = read_rows(np.where(valid, cand, 0).ravel()).reshape(cand.shape + (-1,))
     sims = np.einsum("qkd,qd->qk", vecs, q)
     return np.where(valid, 1.0 - sims, np.inf).astype(np.float32)
+
+
+def reranked(q: np.ndarray, cand: np.ndarray, read_rows, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest of each query's candidates by :func:`exact_distances` (cosine distances, ids), ties in
+    candidate order (a stable sort); missing ids (−1) last, at distance inf."""
+    dist = exact_distances(q, cand, read_rows)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
 
 
 def directory_bytes(directory) -> dict:
