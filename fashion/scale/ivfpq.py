@@ -24,6 +24,7 @@ import functools
 import json
 import logging
 import shutil
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -42,6 +43,9 @@ IVFDATA_FILE = "index.ivfdata"
 TRAINED_FILE = "trained.faiss"
 RERANK_FILE = "vectors.f16.npy"
 SHARDS_DIR = "shards"
+# one swap of file descriptor 1 at a time (_c_stdout_to_stderr): two overlapping ones in two threads would
+# leave stdout on stderr for good (the later one saves the descriptor the earlier one swapped in)
+_STDOUT_SWAP = threading.RLock()
 
 
 class IndexBuildError(FashionError, ValueError):
@@ -202,15 +206,16 @@ def _c_stdout_to_stderr():
     import os
     import sys
 
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        ctypes.CDLL(None).fflush(None)
-        os.dup2(saved, 1)
-        os.close(saved)
+    with _STDOUT_SWAP:  # indexes may be opened in several threads at once
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+            yield
+        finally:
+            ctypes.CDLL(None).fflush(None)
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 class ScaleIndex:
