@@ -183,7 +183,8 @@ def verify(directory: os.PathLike | str, kind: str | None = None, hashes: bool |
     ``load_model``) runs before trusting a run directory. Sizes are compared first (cheap), then the
     SHA-256 of every file (``hashes=False`` skips the hashing; ``hashes="sampled"`` hashes a file above
     :data:`SAMPLE_ABOVE` bytes by its recorded sample fingerprint only, see :func:`sample_sha256`: a
-    change outside the sampled blocks of a large file then goes unseen until a full check). ``run.json``/``model.json``/``state.json``
+    change outside the sampled blocks of a large file then goes unseen until a full check), a few files at
+    once, none started after the first that differs (in manifest order) is found. ``run.json``/``model.json``/``state.json``
     that carry a ``run_id`` must carry the manifest's. A manifest listing no file is refused, and so is
     one that leaves out a file named in ``require`` (the files the caller reads). Files the manifest does
     not list and the caller does not read (grids of later ``fashion search`` calls, the cache) are ignored.
@@ -225,10 +226,15 @@ def verify(directory: os.PathLike | str, kind: str | None = None, hashes: bool |
             return rel, sampled, digest == entry["sample" if sampled else "sha256"]
         # a few files at once: hashlib and the reads release the GIL, and a cold page cache's reads overlap
         with ThreadPoolExecutor(HASH_THREADS) as pool:
-            for rel, sampled, same in pool.map(matches, files.items()):  # manifest order: the first that differs
-                if not same:
-                    raise RunDirError(f"{directory}: {rel} does not match its {'sampled ' if sampled else ''}SHA-256 "
-                                      f"in {MANIFEST}; the file changed after the run (rerun to rebuild it)")
+            futures = [pool.submit(matches, item) for item in files.items()]
+            try:
+                for future in futures:  # manifest order: the first that differs is the one named
+                    rel, sampled, same = future.result()
+                    if not same:
+                        raise RunDirError(f"{directory}: {rel} does not match its {'sampled ' if sampled else ''}"
+                                          f"SHA-256 in {MANIFEST}; the file changed after the run (rerun to rebuild it)")
+            finally:  # on a mismatch (or a read error) the files not yet started are never hashed
+                pool.shutdown(wait=False, cancel_futures=True)
     for name in ("run.json", "model.json", "state.json"):
         if name in files:
             _check_run_id(directory, name, manifest["run_id"])

@@ -106,9 +106,9 @@ def read_state_json(path: os.PathLike | str) -> dict:
 _MAX_DEFLATE_RATIO = 1100
 
 
-def _array_header(f, where: str, with_order: bool = False):
-    """(shape, dtype, header length) of the .npy stream at ``f`` (``with_order``: and whether its data is
-    in Fortran order, fourth); RunFileError if malformed."""
+def _array_header(f, where: str) -> tuple[tuple, "object", int, bool]:
+    """(shape, dtype, header length, whether the data is in Fortran order) of the .npy stream at ``f``;
+    RunFileError if malformed."""
     import numpy as np
 
     try:
@@ -118,8 +118,7 @@ def _array_header(f, where: str, with_order: bool = False):
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
         else:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=10000)
-        header = (tuple(int(n) for n in shape), dtype, f.tell() - start)
-        return header + (bool(fortran),) if with_order else header
+        return tuple(int(n) for n in shape), dtype, f.tell() - start, bool(fortran)
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
         raise RunFileError(f"{where}: not a valid .npy array header ({exc})"[:300]) from None
 
@@ -158,7 +157,7 @@ def npz_arrays(path: os.PathLike | str, map_above: int = 1 << 20) -> dict:
                 raise ValueError(f"member {info.filename!r}: bad local header")
             name_len, extra_len = struct.unpack("<HH", local[26:30])
             raw.seek(info.header_offset + 30 + name_len + extra_len)
-            shape, dtype, _, fortran = _array_header(raw, f"{path}: member {info.filename!r}", with_order=True)
+            shape, dtype, _, fortran = _array_header(raw, f"{path}: member {info.filename!r}")
             if dtype.hasobject:
                 raise ValueError(f"member {info.filename!r} holds Python objects (pickled data is never loaded)")
             out[name] = np.memmap(raw.name, dtype=dtype, mode="r", offset=raw.tell(), shape=shape,
@@ -175,7 +174,7 @@ def check_npy(path: os.PathLike | str) -> tuple[tuple, "object"]:
 
     path = Path(path)
     with open_regular(path, what="array file") as f:
-        shape, dtype, header = _array_header(f, str(path))
+        shape, dtype, header, _ = _array_header(f, str(path))
         size = os.fstat(f.fileno()).st_size
     try:
         claimed = _claimed_bytes(shape, dtype)
@@ -213,7 +212,7 @@ def check_npz(path: os.PathLike | str) -> dict[str, tuple[tuple, "object"]]:
                 if not info.filename.endswith(".npy"):
                     continue
                 with archive.open(info) as f:
-                    shape, dtype, header = _array_header(f, where)
+                    shape, dtype, header, _ = _array_header(f, where)
                 try:
                     claimed = _claimed_bytes(shape, dtype)
                 except ValueError as exc:

@@ -150,6 +150,18 @@ def make_verbs_run(data: Path, run_dir: Path, k: int = 3, embed_args: Sequence[s
     return run_dir
 
 
+def seal_work(run_dir: Path, k: int, executor=None):
+    """``fashion knn``'s range (search → seal) of the orchestrator over ``run_dir``, whose manifest,
+    embeddings and on-disk index are already written, with ``executor`` (None: the local engine's); the
+    work sub-directories stay beside the run and resume. Returns the :class:`fashion.runresult.RunResult`."""
+    from fashion.pipeline.config import MeasureConfig
+    from fashion.pipeline.index import ON_DISK
+    from fashion.pipeline.measure import VERBS, measure
+
+    config = MeasureConfig(output_dir=str(run_dir), k=k, index=ON_DISK)
+    return measure(config, executor, VERBS["knn"], work_dir=run_dir, arguments={"k": k})
+
+
 def read_run_items(run_dir: Path):
     """A run's item table (the format's reader, unverified): DataFrame with id, path, relpath, label …"""
     from fashion.run.reader import read_items

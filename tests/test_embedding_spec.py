@@ -98,3 +98,32 @@ def test_open_run_serves_a_bundled_model_run_whose_recorded_model_dir_is_gone(tm
     run = open_run(run_dir)
     assert run.info["embedder"]["model_dir"] == str(bundled_model_dir())
     assert json.loads((run_dir / layout.RUN_JSON).read_text())["embedder"]["model_dir"].endswith("gone/model")
+
+
+def test_a_relocated_bundled_model_is_hashed_once_from_the_runs_open_to_its_embedder(tmp_path, monkeypatch):
+    """open_run checks a relocated run's checksum against the bundled weights; building the embedder then
+    reads the same digest (modelio.weights_sha256), not a second SHA-256 of the file."""
+    import os
+    import shutil
+
+    from factories import make_vector_run
+
+    from fashion import rundir
+    from fashion.modelio import export, weights_file
+    from fashion.run import layout
+    from fashion.run.reader import open_run
+
+    bundled = tmp_path / "install" / "model"  # a fresh copy of the bundled model: no digest of it remembered
+    shutil.copytree(export.bundled_model_dir(), bundled)
+    monkeypatch.setattr(export, "bundled_model_dir", lambda: bundled)
+    run_dir = make_vector_run(tmp_path / "run")
+    info = json.loads((run_dir / layout.RUN_JSON).read_text())
+    info["embedder"] = {"arch": "efficientnet_lite0", "model_dir": str(tmp_path / "gone" / "model"), "layer": "head",
+                        "runtime": "torch", "precision": "fp32", "checksum": rundir.file_sha256(weights_file(bundled))}
+    (run_dir / layout.RUN_JSON).write_text(json.dumps(info))
+    rundir.write_manifest(run_dir, info["run_id"], kind=layout.RUN_KIND)  # a crafted run: resealed
+    hashed, real = [], rundir.file_sha256
+    monkeypatch.setattr(rundir, "file_sha256", lambda path: hashed.append(os.fspath(path)) or real(path))
+    embedder = Embedder.from_spec(EmbedderSpec.from_json(open_run(run_dir).info["embedder"]))
+    assert embedder.model_dir == os.fspath(bundled.resolve())
+    assert hashed.count(os.fspath(weights_file(bundled))) == 1

@@ -117,3 +117,23 @@ def test_a_measure_sim_ivfpq_run_answers_search_and_serve(ivfpq_run):
         assert first["relpath"] == items.loc[3, "relpath"] and first["distance"] < 1e-3
         health = client.get("/healthz").json()
         assert health["index"] == "faiss-ivfpq" and health["items"] == len(items)
+
+
+def test_an_hnsw_quantiser_looks_twice_as_wide_as_the_lists_probed_and_at_least_64():
+    import faiss
+
+    from fashion.neighbors.ivfpq import tune_quantizer
+
+    X = _clustered(1300, 16)
+
+    def ef(index):
+        return faiss.downcast_index(faiss.extract_index_ivf(index).quantizer).hnsw.efSearch
+
+    wide = build_index("faiss-ivfpq", factory="IVF32_HNSW32,Flat", nprobe=50).fit(X)
+    wide.kneighbors(X[:2], n_neighbors=3)  # the search sets it (nprobe 50 > nlist 32: efSearch follows 50)
+    assert ef(wide._index) == 100
+    tune_quantizer(wide._index, wide._choice.factory, 4)
+    assert ef(wide._index) == 64
+    flat = build_index("faiss-ivfpq", factory="IVF32,Flat", nprobe=50).fit(X)
+    tune_quantizer(flat._index, "IVF32,Flat", 50)  # a flat quantiser has no efSearch: left alone, no error
+    assert flat.kneighbors(X[:1], n_neighbors=1)[1][0, 0] == 0

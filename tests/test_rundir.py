@@ -57,6 +57,30 @@ def test_files_hashed_at_once_still_name_the_first_changed_file_in_manifest_orde
             verify(tmp_path / "r")
 
 
+def test_verify_stops_hashing_at_the_first_changed_file(tmp_path, monkeypatch):
+    import threading
+
+    with transaction(tmp_path / "r", kind="test") as txn:
+        for i in range(16):
+            (txn.path / f"f{i:02d}.bin").write_bytes(os.urandom(5000))
+    files = list(rundir.read_manifest(tmp_path / "r")["files"])
+    (tmp_path / "r" / files[0]).write_bytes(os.urandom(5000))  # the first in manifest order differs
+    hashed, held = [], threading.Event()  # never set: the files after the first wait 1 s, as if read slowly
+    real = rundir.file_sha256
+
+    def slow_sha256(path):
+        hashed.append(os.path.basename(path))
+        if os.path.basename(path) != files[0]:
+            held.wait(1.0)  # meanwhile verify sees the first file's mismatch and cancels those not started
+        return real(path)
+
+    monkeypatch.setattr(rundir, "file_sha256", slow_sha256)
+    with pytest.raises(RunDirError, match=f"{files[0]} does not match its SHA-256"):
+        verify(tmp_path / "r")
+    # the changed file and at most one per hashing thread begun before the mismatch was seen, not all 16
+    assert files[0] in hashed and len(hashed) <= 1 + rundir.HASH_THREADS < len(files)
+
+
 def test_verify_refuses_a_run_of_another_kind(tmp_path):
     _write_run(tmp_path / "r")
     with pytest.raises(RunDirError, match="'test' run, not a 'neighbors' run"):

@@ -104,3 +104,49 @@ def test_finished_build_is_kept_and_a_changed_shard_set_starts_over(tmp_path):
 def test_unfinished_build_is_refused(tmp_path):
     with pytest.raises(ivfpq.IndexBuildError, match="did not finish"):
         ivfpq.ScaleIndex(tmp_path)
+
+
+def test_overlapping_stdout_swaps_in_two_threads_put_stdout_back(tmp_path):
+    """ivfpq._c_stdout_to_stderr in two threads at once: the second waits for the first, so fd 1 ends on
+    stdout (unlocked, the second saved the stderr the first swapped in and restored it last)."""
+    import os
+    import threading
+
+    def identity(fd):
+        st = os.fstat(fd)
+        return st.st_dev, st.st_ino
+
+    saved = os.dup(1), os.dup(2)
+    out, err = open(tmp_path / "out", "wb"), open(tmp_path / "err", "wb")
+    try:
+        os.dup2(out.fileno(), 1)  # stdout and stderr: two files that fstat tells apart
+        os.dup2(err.fileno(), 2)
+        first_in, second_trying, first_out = threading.Event(), threading.Event(), threading.Event()
+
+        def first():
+            with ivfpq._c_stdout_to_stderr():
+                first_in.set()
+                second_trying.wait(10)
+                first_out.wait(0.3)  # time for an unlocked second swap to begin inside this one
+            first_out.set()
+
+        def second():
+            first_in.wait(10)
+            second_trying.set()
+            with ivfpq._c_stdout_to_stderr():
+                first_out.wait(10)  # unlocked: ends after the first; locked: begins after it
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        restored, expected = identity(1), identity(out.fileno())
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        out.close()
+        err.close()
+    assert restored == expected

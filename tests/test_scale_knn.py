@@ -36,7 +36,7 @@ def run(tmp_path):
 
 def test_knn_equals_exact_search_and_leaves_the_query_out(run):
     path, vecs, labels = run
-    from fashion.pipeline.measure import seal_work
+    from factories import seal_work
 
     assert knn.knn_run(knn.KnnConfig(str(path), k=5))["k"] == 5
     table = knn.read_neighbors(path)

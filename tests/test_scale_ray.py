@@ -25,7 +25,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 ray = pytest.importorskip("ray", reason="the [scale] extra is not installed (pip install -e '.[scale]')")
 
-from fashion.pipeline.measure import seal_work  # noqa: E402
+from factories import seal_work  # noqa: E402
 from fashion.scale import embed, executors, ivfpq, knn, manifest, shards  # noqa: E402
 
 from tests.test_scale_embed import make_dataset  # noqa: E402

@@ -208,22 +208,23 @@ def test_above_exact_rows_the_candidates_come_from_the_index(garment_run, monkey
     assert service.colours._projected is None  # the gallery is above EXACT_ROWS: rows are read per query
 
     def expected(ids, k):
-        return _through_index(service, real, basis, vector, i, ids, k, candidates)
+        return _through_index(service, basis, vector, i, ids, k, candidates)
 
     for colour, ids in (("any", others), ("blue", blue)):
         calls.clear()
         found = service.neighbors_of(i, k=3, colour=colour)
-        assert [m.id for m in found.results] == expected(ids, 3), colour
         assert calls and all("allowed" in kw for kw in calls)  # the index path was taken
+        assert [m.id for m in found.results] == expected(ids, 3), colour
 
 
-def _through_index(service, search, basis, vector, i, ids, k, candidates):
-    """The colour mode's expected top ``k`` of ``ids`` for item ``i`` above EXACT_ROWS: the index's
-    ``candidates`` nearest to the projected query (itself left out), then brute force on them."""
+def _through_index(service, basis, vector, i, ids, k, candidates):
+    """The colour mode's expected top ``k`` of ``ids`` for item ``i`` above EXACT_ROWS: brute force on all of
+    them when ``candidates`` covers them, else on the ``candidates`` nearest to the projected query that the
+    mode's own narrowing takes from the index (itself left out); the scoring and order are checked here."""
     if candidates < len(ids):
         query = project(np.asarray(vector, np.float32)[None, :], basis)
-        _, found = search(query, candidates, allowed=ids)
-        ids = np.unique(found[0][(found[0] >= 0) & (found[0] != i)])
+        ids = service.colours._candidates(query, np.asarray(ids, np.int64), i)
+        assert len(ids) == candidates
     return _brute(service, vector, ids, k, projected=True)
 
 
@@ -254,16 +255,17 @@ def test_family_mode_above_exact_rows_takes_the_category_first_from_the_index(ga
     basis = service.colours.basis()
 
     def nearest(ids, k):
-        return _through_index(service, real, basis, vector, i, ids, k, candidates)
+        return _through_index(service, basis, vector, i, ids, k, candidates)
 
     calls.clear()
     found = service.neighbors_of(i, k=5, colour="blue")
+    assert len(calls) == 2 and all("allowed" in kw for kw in calls)  # one index search per pool
     head = nearest(first, 5)
     assert [m.id for m in found.results] == (head + [j for j in nearest(in_family, 5) if j not in head])[:5]
     assert [m.label for m in found.results[:3]] == ["tee"] * 3 and {m.colour for m in found.results} == {"blue"}
-    assert len(calls) == 2 and all("allowed" in kw for kw in calls)  # one index search per pool
     # without a category, the same query is the family's nearest only (one index search)
     monkeypatch.setattr(service, "predicted_category", lambda i: None)
     calls.clear()
     plain = service.neighbors_of(i, k=5, colour="blue")
-    assert [m.id for m in plain.results] == nearest(in_family, 5) and len(calls) == 1
+    assert len(calls) == 1
+    assert [m.id for m in plain.results] == nearest(in_family, 5)

@@ -159,8 +159,7 @@ class Embedder:
                        precision: str = "auto", runtime: str = "auto") -> "Embedder":
         """A `fashion train` output directory, via :func:`fashion.modelio.load_model`."""
         from ..heads import last_layer
-        from ..modelio import load_model
-        from ..rundir import file_sha256
+        from ..modelio import load_model, weights_sha256
 
         path = Path(path)
         if not path.is_dir():
@@ -173,7 +172,7 @@ class Embedder:
         if info.one_pass(size):
             classes = last_layer(loaded.head) if layer == "head" else loaded.head
         return cls(body, name=info.arch, size=size, mean=info.mean, std=info.std,
-                   checksum=file_sha256(loaded.weights_path), layer=layer,
+                   checksum=weights_sha256(loaded.weights_path), layer=layer,
                    head=head, source=f"trained:{path}",
                    model_dir=os.fspath(path.resolve()), precision=precision, crop=info.crop == "bbox",
                    resize="squish", runtime=runtime,  # the transform fashion.training trains with

@@ -48,14 +48,14 @@ def locate_model(described: dict, where) -> dict:
     model_dir = described.get("model_dir")
     if not model_dir or os.path.isdir(model_dir):
         return described
-    from ..modelio.export import bundled_model_dir, weights_file
-    from ..rundir import file_sha256
+    from ..modelio.export import bundled_model_dir, weights_file, weights_sha256
 
     try:
         bundled = bundled_model_dir()
     except FileNotFoundError:
         bundled = None
-    if bundled is not None and described.get("checksum") == file_sha256(weights_file(bundled)):
+    # hashed once: building the embedder from the bundled model asks weights_sha256 again
+    if bundled is not None and described.get("checksum") == weights_sha256(weights_file(bundled)):
         return {**described, "model_dir": os.fspath(bundled)}
     from ..errors import FashionError
 

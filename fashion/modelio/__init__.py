@@ -11,17 +11,19 @@ BN/dropout/linear 512→n_classes). An exported model directory holds
 + head) and loads the tensors: nothing in the directory can run code.
 
 Modules, one job each: :mod:`.info` (``model.json``: :class:`ModelInfo`, validated), :mod:`.classifier`
-(building the network), :mod:`.export` (writing a model directory; the bundled model's),
+(building the network), :mod:`.export` (writing a model directory; the bundled model's; the weights' checksum),
 :mod:`.load` (reading one back: :class:`LoadedModel`).
 """
 
 from __future__ import annotations
 
 from .classifier import build_classifier, build_model, layer_groups, splitter
-from .export import LEGACY_WEIGHTS_FILE, WEIGHTS_FILE, bundled_model_dir, export_model, save_state_dict, weights_file
+from .export import (LEGACY_WEIGHTS_FILE, WEIGHTS_FILE, bundled_model_dir, export_model, save_state_dict, weights_file,
+                     weights_sha256)
 from .info import CONFIG_FILE, DEFAULT_HEAD, FORMAT_VERSION, MAX_FEATURES, MAX_IMAGE_SIZE, ModelInfo
 from .load import LoadedModel, load_model, preprocess
 
 __all__ = ["build_classifier", "build_model", "layer_groups", "splitter", "LEGACY_WEIGHTS_FILE", "WEIGHTS_FILE", "weights_file",
+           "weights_sha256",
            "bundled_model_dir", "export_model", "save_state_dict", "CONFIG_FILE", "DEFAULT_HEAD", "FORMAT_VERSION",
            "MAX_FEATURES", "MAX_IMAGE_SIZE", "ModelInfo", "LoadedModel", "load_model", "preprocess"]

@@ -1,8 +1,10 @@
-"""Writing a model directory (``model.safetensors`` + ``model.json``), and where the bundled one is."""
+"""Writing a model directory (``model.safetensors`` + ``model.json``), where the bundled one is, and the
+weights' checksum (:func:`weights_sha256`)."""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,8 @@ log = logging.getLogger("fashion.modelio")
 
 WEIGHTS_FILE = "model.safetensors"
 LEGACY_WEIGHTS_FILE = "model.pth"  # a plain state dict, read with weights_only=True
+_HASHED: dict[tuple, str] = {}  # weights_sha256's digests by file version (device, inode, size, mtime, ctime)
+_HASHED_MAX = 16
 
 
 def weights_file(directory) -> Path:
@@ -28,6 +32,28 @@ def weights_file(directory) -> Path:
         if (directory / name).is_file():
             return directory / name
     raise FileNotFoundError(f"{directory}: no {WEIGHTS_FILE} or {LEGACY_WEIGHTS_FILE}")
+
+
+def weights_sha256(path) -> str:
+    """SHA-256 hex of a weights file (:func:`weights_file`), hashed once per version of the file in this
+    process: opening a run made with the bundled model by another install compares the weights with the
+    run's checksum (:func:`fashion.embedding.spec.locate_model`), and then builds its embedder from them
+    (:meth:`fashion.embedding.Embedder.from_model_dir`), which hashed the same 9.5 MB again. A file
+    rewritten since (another inode, size, mtime or ctime: any write moves the ctime) is hashed anew."""
+    from ..rundir import file_sha256
+
+    def version(st):
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+    key = version(os.stat(path))
+    digest = _HASHED.get(key)
+    if digest is None:
+        digest = file_sha256(path)
+        if version(os.stat(path)) == key:  # not written to while it was read: the digest is this version's
+            if len(_HASHED) >= _HASHED_MAX:
+                _HASHED.clear()
+            _HASHED[key] = digest
+    return digest
 
 
 def save_state_dict(path, model: "nn.Module") -> Path:

@@ -35,18 +35,14 @@ def search_params(index, selector=None, nprobe: int | None = None, ef: int | Non
         ivf = None
     if ivf is not None:
         params = faiss.SearchParametersIVF(nprobe=int(min(nprobe or ivf.nprobe, ivf.nlist)))
-        if selector is not None:
-            params.sel = selector
-        if isinstance(faiss.downcast_index(index), faiss.IndexPreTransform):
-            params = faiss.SearchParametersPreTransform(index_params=params)
     elif isinstance(index, faiss.IndexHNSW):
         params = faiss.SearchParametersHNSW(efSearch=int(ef or index.hnsw.efSearch))
-        if selector is not None:
-            params.sel = selector
     else:
         params = faiss.SearchParameters()
-        if selector is not None:
-            params.sel = selector
+    if selector is not None:
+        params.sel = selector  # on the IVF parameters themselves, not on an OPQ wrapper's
+    if ivf is not None and isinstance(faiss.downcast_index(index), faiss.IndexPreTransform):
+        params = faiss.SearchParametersPreTransform(index_params=params)
     return params
 
 

@@ -132,6 +132,15 @@ def train_index(params: IndexParams, sample: np.ndarray):
     return index
 
 
+def tune_quantizer(index, factory: str, nprobe: int) -> None:
+    """Set the efSearch of an HNSW coarse quantiser (``factory`` names one: ``IVF…_HNSW32``) on ``index`` for a
+    search probing ``nprobe`` lists: twice that, at least 64 (the graph must return ``nprobe`` lists, and
+    better ones the wider it looks); nothing for a flat quantiser. The one rule of every IVF-PQ search here
+    (:class:`FaissIVFPQIndex`, :class:`fashion.scale.ivfpq.ScaleIndex`, :class:`fashion.scale.delta.LiveIndex`)."""
+    import faiss
+
+    if "HNSW" in factory:
+        faiss.ParameterSpace().set_index_parameter(index, "quantizer_efSearch", max(2 * int(nprobe), 64))
 
 
 def coarse_lists(index, Q: np.ndarray) -> np.ndarray:
@@ -219,10 +228,8 @@ class FaissIVFPQIndex(NeighborIndex):
         import faiss
 
         nprobe = int(self.params["nprobe"] or self._choice.nprobe)
-        space = faiss.ParameterSpace()
-        space.set_index_parameter(self._index, "nprobe", min(nprobe, self._choice.nlist))
-        if "HNSW" in self._choice.factory:
-            space.set_index_parameter(self._index, "quantizer_efSearch", max(2 * nprobe, 64))
+        faiss.ParameterSpace().set_index_parameter(self._index, "nprobe", min(nprobe, self._choice.nlist))
+        tune_quantizer(self._index, self._choice.factory, nprobe)
         return nprobe
 
     def _search_allowed(self, Q, k, rows):

@@ -90,18 +90,6 @@ def measure(config, executor=None, stages=STAGES, work_dir=None, arguments: dict
     return RunResult(txn.target, result.metrics, files, result.stages)
 
 
-def seal_work(run_dir, k: int, executor=None, nprobe=None, rerank=None, arguments: dict | None = None,
-              insight=True) -> RunResult:
-    """``fashion knn``'s range (search, seal) of the orchestrator over a run directory whose manifest,
-    embeddings and on-disk index the verbs wrote; the work sub-directories stay beside the run (outside
-    its manifest) and resume."""
-    from .config import MeasureConfig
-
-    config = MeasureConfig(output_dir=str(run_dir), k=k, index=index_mod.ON_DISK, nprobe=nprobe, rerank=rerank,
-                           insight=insight)
-    return measure(config, executor, VERBS["knn"], work_dir=run_dir, arguments=arguments or {"k": k})
-
-
 def _target(output_dir) -> Path:
     """Where a run of ``output_dir`` lives (absolute; a symlink's target), as the transaction puts it."""
     target = Path(output_dir).absolute()

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..neighbors.faiss import bitmap_selector, search_params
-from ..neighbors.ivfpq import IndexParams, coarse_lists, list_sizes
+from ..neighbors.ivfpq import IndexParams, coarse_lists, list_sizes, tune_quantizer
 from . import ivfpq
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class LiveIndex:
         self.delta = delta if delta is not None else Delta.empty(_ivf(self.base.index).code_size)
         self.rows = rows
         self._empty = self._added = self._live = None  # made when first needed
-        _tune(self.base.index, self.params)
+        tune_quantizer(self.base.index, self.params.factory, self.params.nprobe)
 
     @property
     def count(self) -> int:
@@ -206,7 +206,7 @@ class LiveIndex:
         nprobe = min(nprobe, int(self.params.nlist))
         if len(self.delta) and self._added is None:
             self._added = fill(self.empty, self.delta.ids, self.delta.lists, self.delta.codes)
-            _tune(self._added, self.params)
+            tune_quantizer(self._added, self.params.factory, self.params.nprobe)
         dist = np.full((len(Q), int(k)), np.inf, np.float32)
         ids = np.full((len(Q), int(k)), -1, np.int64)
         for s in range(0, len(Q), block):  # candidates × d re-rank rows in memory per block, not per run
@@ -220,9 +220,7 @@ class LiveIndex:
         if len(self.delta):
             cands.append(self._added.search(q, min(kc, len(self.delta)), params=search_params(self._added, selector, nprobe))[1])
         cand = np.concatenate(cands, axis=1)
-        dist = ivfpq.exact_distances(q, cand, self.vectors_of)
-        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
+        return ivfpq.reranked(q, cand, self.vectors_of, k)
 
     def list_sizes(self) -> np.ndarray:
         """Vectors per inverted list: the base's (tombstones still counted) and the delta's."""
@@ -257,14 +255,6 @@ class LiveIndex:
     def due(self) -> bool:
         """Whether the delta and tombstones are past :data:`FOLD_SHARE` of the base (fold them)."""
         return len(self.delta) + len(self.delta.removed) > FOLD_SHARE * max(int(self.params.count), 1)
-
-
-def _tune(index, params: IndexParams) -> None:
-    """The HNSW coarse quantiser's efSearch for ``nprobe`` (as :meth:`.ivfpq.ScaleIndex.search` sets it)."""
-    import faiss
-
-    if "HNSW" in params.factory:
-        faiss.ParameterSpace().set_index_parameter(index, "quantizer_efSearch", max(2 * int(params.nprobe), 64))
 
 
 def _ivf(index):

@@ -24,6 +24,7 @@ import functools
 import json
 import logging
 import shutil
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FashionError
-from ..neighbors.ivfpq import IndexParams, choose_params, train_index
+from ..neighbors.ivfpq import IndexParams, choose_params, train_index, tune_quantizer
 from . import sampler, shards
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ IVFDATA_FILE = "index.ivfdata"
 TRAINED_FILE = "trained.faiss"
 RERANK_FILE = "vectors.f16.npy"
 SHARDS_DIR = "shards"
+# one swap of file descriptor 1 at a time (_c_stdout_to_stderr): two overlapping ones in two threads would
+# leave stdout on stderr for good (the later one saves the descriptor the earlier one swapped in)
+_STDOUT_SWAP = threading.RLock()
 
 
 class IndexBuildError(FashionError, ValueError):
@@ -202,15 +206,16 @@ def _c_stdout_to_stderr():
     import os
     import sys
 
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        ctypes.CDLL(None).fflush(None)
-        os.dup2(saved, 1)
-        os.close(saved)
+    with _STDOUT_SWAP:  # indexes may be opened in several threads at once
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            os.dup2(2, 1)
+            yield
+        finally:
+            ctypes.CDLL(None).fflush(None)
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 class ScaleIndex:
@@ -238,10 +243,8 @@ class ScaleIndex:
         Q = np.ascontiguousarray(Q, dtype=np.float32)
         nprobe = self.params.nprobe if nprobe is None else int(nprobe)
         rerank = self.params.rerank if rerank is None else int(rerank)
-        space = faiss.ParameterSpace()
-        space.set_index_parameter(self.index, "nprobe", nprobe)
-        if "HNSW" in self.params.factory:
-            space.set_index_parameter(self.index, "quantizer_efSearch", max(2 * nprobe, 64))
+        faiss.ParameterSpace().set_index_parameter(self.index, "nprobe", nprobe)
+        tune_quantizer(self.index, self.params.factory, nprobe)
         kc = max(k, rerank)
         dist = np.full((len(Q), k), np.inf, dtype=np.float32)
         ids = np.full((len(Q), k), -1, dtype=np.int64)
@@ -249,17 +252,11 @@ class ScaleIndex:
             q = Q[s:s + block]
             d2, cand = self.index.search(q, kc)
             if rerank:
-                d2 = self._exact(q, cand)
-                order = np.argsort(d2, axis=1, kind="stable")[:, :k]
-                d2, cand = np.take_along_axis(d2, order, 1), np.take_along_axis(cand, order, 1)
+                d2, cand = reranked(q, cand, self.read_rows, k)
             else:
                 d2, cand = d2[:, :k] / 2.0, cand[:, :k]
             dist[s:s + block, :d2.shape[1]], ids[s:s + block, :cand.shape[1]] = d2, cand
         return dist, ids
-
-    def _exact(self, q: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        """Cosine distances 1 − q·v of the candidates from the float16 vectors (inf for missing ids)."""
-        return exact_distances(q, cand, self.read_rows)
 
     def read_rows(self, ids: np.ndarray) -> np.ndarray:
         """float32 re-rank rows of ``ids`` from the float16 file, read in file order (pread, no map)."""
@@ -282,6 +279,14 @@ def exact_distances(q: np.ndarray, cand: np.ndarray, read_rows) -> np.ndarray:
     vecs = read_rows(np.where(valid, cand, 0).ravel()).reshape(cand.shape + (-1,))
     sims = np.einsum("qkd,qd->qk", vecs, q)
     return np.where(valid, 1.0 - sims, np.inf).astype(np.float32)
+
+
+def reranked(q: np.ndarray, cand: np.ndarray, read_rows, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest of each query's candidates by :func:`exact_distances` (cosine distances, ids), ties in
+    candidate order (a stable sort); missing ids (−1) last, at distance inf."""
+    dist = exact_distances(q, cand, read_rows)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
 
 
 def directory_bytes(directory) -> dict:
