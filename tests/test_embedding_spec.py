@@ -127,3 +127,7 @@ def test_a_relocated_bundled_model_is_hashed_once_from_the_runs_open_to_its_embe
     embedder = Embedder.from_spec(EmbedderSpec.from_json(open_run(run_dir).info["embedder"]))
     assert embedder.model_dir == os.fspath(bundled.resolve())
     assert hashed.count(os.fspath(weights_file(bundled))) == 1
+    from fashion.service import loading  # the served OpenVINO path checks the weights without an embedder
+
+    loading._check_weights(open_run(run_dir).info["embedder"])
+    assert hashed.count(os.fspath(weights_file(bundled))) == 1

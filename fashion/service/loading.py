@@ -116,7 +116,6 @@ def _check_weights(described: dict) -> None:
     """The run's trained model's weights, checked against the run's checksum (as
     :meth:`fashion.embedding.Embedder.from_spec` checks them) without building the network."""
     from ..embedding.spec import EmbedderSpec
-    from ..modelio import weights_file
-    from ..rundir import file_sha256
+    from ..modelio import weights_file, weights_sha256
 
-    EmbedderSpec.from_json(described).check_checksum(file_sha256(weights_file(described["model_dir"])))
+    EmbedderSpec.from_json(described).check_checksum(weights_sha256(weights_file(described["model_dir"])))
