@@ -43,18 +43,32 @@ def test_a_cast_read_from_a_neutral_background_is_taken_out_of_the_garment(monke
 
 def test_a_coloured_background_is_not_taken_for_the_light(monkeypatch):
     """A garment on a green floor (C* ~28) or a red bed (too saturated to be a reference at all): nothing is
-    corrected; on an orange-brown floor (C* ~25) only part of the correction is applied."""
+    corrected; on a bright warm sheet (L* ~79, 20 a*b* units from the reference) only part of the correction
+    is applied."""
     for floor in ((0.25, 0.4, 0.2), (0.6, 0.05, 0.05)):
         lab, mask = _scene(floor, 0.2, cast=(1, 1, 1))
         found = light(lab, ~mask)
         assert found is None or found[1] > constancy.NONE_ABOVE
         assert np.array_equal(corrected(lab, mask, lab[mask]), lab[mask])
-    lab, mask = _scene((0.4, 0.3, 0.15), 0.2, cast=(1, 1, 1))
+    lab, mask = _scene((0.7, 0.52, 0.3), 0.2, cast=(1, 1, 1))
     before = lab[mask][:, 2].mean()
     partial = corrected(lab, mask, lab[mask])[:, 2].mean()
     monkeypatch.setattr(constancy, "NONE_ABOVE", 50.0)
     full = corrected(lab, mask, lab[mask])[:, 2].mean()
     assert full < partial < before - 1  # the floor's warmth taken out of the grey garment, only in part
+
+
+def test_a_dim_reference_is_a_floor_not_the_light():
+    """The brighter half of a warm wooden floor (L* ~62, as near the reference as the bright warm sheet above):
+    not corrected, where the same floor's colour as a bright sheet is (white shoes on wood came out blue)."""
+    lab, mask = _scene((0.4, 0.3, 0.15), 0.2, cast=(1, 1, 1))
+    found = light(lab, ~mask)
+    assert found is not None and found[1] < constancy.NONE_ABOVE  # near enough in a*b* to be corrected...
+    assert float(lab_of(found[0][None])[0, 0]) < constancy.LIGHT_L_NONE  # ... but too dim
+    assert np.array_equal(corrected(lab, mask, lab[mask]), lab[mask])
+    assert constancy.lightness_strength(constancy.LIGHT_L_NONE) == 0.0
+    assert constancy.lightness_strength(constancy.LIGHT_L_FULL) == 1.0
+    assert 0 < constancy.lightness_strength((constancy.LIGHT_L_NONE + constancy.LIGHT_L_FULL) / 2) < 1
 
 
 def test_no_background_to_read_leaves_the_garment_as_it_is():
