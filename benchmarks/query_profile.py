@@ -26,7 +26,8 @@ itself is untouched) answers `wrk` at concurrency C, and one ``--seconds`` windo
 photos/s, p50/p99, the server's and the machine's busy cores, context switches, and the server's CPU a photo
 stage by stage (multipart, JSON and the rest of the event loop; gate, decode, resize, network, the
 micro-batcher's waits, search, the thread pool; other threads), with the Little's-law arithmetic of the
-target; ``--py-spy`` adds a py-spy window (``--rate`` Hz) that splits each thread's CPU by its samples::
+target; ``--base-tree DIR`` profiles DIR's `fashion serve` first and this one's after it, ``--rounds``
+times, and ends with their stage tables side by side; ``--py-spy`` adds a py-spy window (``--rate`` Hz) that splits each thread's CPU by its samples::
 
     python benchmarks/query_profile.py --run /tmp/serve-w/run100000 --under-load 16 --seconds 15
 """
@@ -89,6 +90,9 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=15.0, help="--under-load: seconds of each window")
     p.add_argument("--warmup", type=float, default=5.0, help="--under-load: seconds of load before the window")
     p.add_argument("--py-spy", action="store_true", help="--under-load: also a py-spy window (see above)")
+    p.add_argument("--base-tree", default=None,
+                   help="--under-load: another checkout's server profiled first, alternated with this one's")
+    p.add_argument("--rounds", type=int, default=2, help="--base-tree: alternations")
     p.add_argument("--rate", type=int, default=250, help="--py-spy: samples a second")
     args = p.parse_args(argv)
     if args.under_load:

@@ -103,18 +103,20 @@ def install_timers(out: Path) -> None:
 
 
 def child(argv: list[str]) -> int:
-    """``serve_profile.py --child OUT fashion-serve-args...``: `fashion serve` with the timers installed."""
-    sys.path.insert(0, os.fspath(REPO))
+    """``serve_profile.py --child OUT TREE fashion-serve-args...``: `fashion serve` of the checkout TREE with
+    the timers installed."""
+    sys.path.insert(0, argv[1])
     install_timers(Path(argv[0]))
     from fashion.cli import main
 
-    return main(["-q", "serve", *argv[1:]])
+    return main(["-q", "serve", *argv[2:]])
 
 
 # --------------------------------------------------------------------------------------------- the parent
 
-def thread_cpu(pid: int) -> dict[int, tuple[float, int]]:
-    """(CPU seconds: user + system, context switches: voluntary + not) of every thread of ``pid``."""
+def thread_cpu(pid: int) -> dict[int, tuple[float, int, float]]:
+    """(CPU seconds: user + system, context switches: voluntary + not, system seconds) of every thread of
+    ``pid``."""
     tick = os.sysconf("SC_CLK_TCK")
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -124,7 +126,7 @@ def thread_cpu(pid: int) -> dict[int, tuple[float, int]]:
         except OSError:  # the thread ended meanwhile
             continue
         switches = sum(int(x) for x in re.findall(r"ctxt_switches:\s+(\d+)", status))
-        out[int(task.name)] = ((int(fields[11]) + int(fields[12])) / tick, switches)
+        out[int(task.name)] = ((int(fields[11]) + int(fields[12])) / tick, switches, int(fields[12]) / tick)
     return out
 
 
@@ -134,9 +136,9 @@ def settle(pid: int, timeout: float = 60.0) -> None:
     the window counts)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        before = sum(cpu for cpu, _ in thread_cpu(pid).values())
+        before = sum(cpu[0] for cpu in thread_cpu(pid).values())
         time.sleep(0.3)
-        if sum(cpu for cpu, _ in thread_cpu(pid).values()) - before < 0.01:
+        if sum(cpu[0] for cpu in thread_cpu(pid).values()) - before < 0.01:
             return
 
 
@@ -151,7 +153,7 @@ def machine_cpu() -> tuple[float, float]:
 class _Child:
     """The profiled `fashion serve` child on a free port of 127.0.0.1, stopped on exit."""
 
-    def __init__(self, run, queue: int, work: Path):
+    def __init__(self, run, queue: int, work: Path, tree: Path = REPO):
         from fashion.server.launch import free_port
 
         self.port = free_port()
@@ -160,8 +162,8 @@ class _Child:
         self.log = open(work / "serve.log", "wb")
         self.process = subprocess.Popen(
             [sys.executable, os.fspath(Path(__file__)), "--child", os.fspath(self.totals_file),
-             os.path.abspath(run), "--host", "127.0.0.1", "--port", str(self.port), "--queue", str(queue)],
-            stdout=self.log, stderr=subprocess.STDOUT)
+             os.fspath(tree), os.path.abspath(run), "--host", "127.0.0.1", "--port", str(self.port), "--queue", str(queue)],
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=os.fspath(tree))
         self.pid = self.process.pid
 
     def wait_ready(self, timeout: float) -> float:
@@ -205,14 +207,14 @@ class _Child:
         self.log.close()
 
 
-def stage_table(before: dict, after: dict, used: dict[int, tuple[float, int]], pid: int, done: int) -> list:
+def stage_table(before: dict, after: dict, used: dict[int, tuple[float, int, float]], pid: int, done: int) -> list:
     """[(row, CPU ms a photo, where)] of one window: the timed rows, the derived ones, the other threads."""
     def ms(row):
         return (after["totals"][row][0] - before["totals"].get(row, [0.0])[0]) * 1000 / done
 
     workers = set(after["workers"])
     worker_ms = sum(used[t][0] for t in used if t in workers) * 1000 / done
-    loop_ms = used.get(pid, (0.0, 0))[0] * 1000 / done
+    loop_ms = used.get(pid, (0.0, 0, 0.0))[0] * 1000 / done
     other_ms = sum(used[t][0] for t in used if t not in workers and t != pid) * 1000 / done
     parse, answer = ms(TIMED[0][0]), ms(TIMED[1][0])
     whole, gate, decode, resize, batcher, network, search = (ms(row) for row, *_ in TIMED[2:])
@@ -292,10 +294,10 @@ def read_samples(path: Path) -> tuple[dict[int, dict[str, int]], int]:
     return per, blocked
 
 
-def spy_table(samples: dict, used: dict[int, tuple[float, int]], pid: int, done: int) -> list:
+def spy_table(samples: dict, used: dict[int, tuple[float, int, float]], pid: int, done: int) -> list:
     stage_s: dict[str, float] = defaultdict(float)
     where: dict[str, set] = defaultdict(set)
-    for tid, (cpu, _) in used.items():
+    for tid, (cpu, *_) in used.items():
         seen = samples.get(tid)
         if cpu <= 0:
             continue
@@ -318,25 +320,54 @@ def print_table(title: str, rows: list, total_ms: float) -> None:
 
 
 def under_load(args) -> int:
+    """``query_profile.py --under-load C``: one profiled server of this checkout, or with ``--base-tree``,
+    ``--rounds`` alternations of the other checkout's and this one's (the same run, load and windows)."""
     import shutil
 
     sys.path.insert(0, os.fspath(REPO))
-    from serve import BOUNDARY, _multipart, load_wrk
+    from serve import _multipart
 
     need = ["wrk"] + (["py-spy"] if args.py_spy else [])
     if any(shutil.which(tool) is None for tool in need):
         raise SystemExit(f"--under-load needs {' and '.join(need)} (apt-get install wrk; pip install py-spy)")
     photos = sorted(q for q in Path(args.photos).rglob("*") if q.suffix.lower() in (".jpg", ".jpeg"))[:args.n]
     bodies = [_multipart(q)[0] for q in photos]
+    trees = [("this tree", REPO)]
+    if args.base_tree:
+        trees = [("base tree " + os.fspath(args.base_tree), Path(args.base_tree).resolve()), *trees]
+    summary = []
+    for r in range(args.rounds if args.base_tree else 1):
+        for label, tree in trees:
+            summary.append((r + 1, label, *profile_one(args, tree, label, bodies)))
+    if len(summary) > 1:
+        rows = [row for row, *_ in stage_table_rows()]
+        print("\nCPU ms a photo by round and tree\n\n| | " + " | ".join(f"r{r} {label.split()[0]}" for r, label, *_ in summary)
+              + " |\n|---|" + "---|" * len(summary))
+        for i, row in enumerate(rows):
+            print(f"| {row} | " + " | ".join(f"{table[i][1]:.2f}" for *_, table, _ in summary) + " |")
+        print("| **all** | " + " | ".join(f"**{total:.2f}**" for *_, total in summary) + " |")
+    return 0
+
+
+def stage_table_rows() -> list:
+    """The rows of :func:`stage_table`, for the comparison table's first column."""
+    return stage_table({"totals": {}}, {"totals": {row: [0.0, 0, 0] for row, *_ in TIMED}, "workers": []}, {}, 0, 1)
+
+
+def profile_one(args, tree: Path, label: str, bodies: list[bytes]):
+    """One profiled `fashion serve` of ``tree``: warm-up, the timers' window (and py-spy's); prints them and
+    returns (its stage table, server CPU ms a photo)."""
+    from serve import BOUNDARY, load_wrk
+
     c, seconds = args.under_load, args.seconds
     work = Path(tempfile.mkdtemp(prefix="serve-profile-"))
     try:
-        with _Child(args.run, c, work) as server:
+        with _Child(args.run, c, work, tree) as server:
             ready = server.wait_ready(300)
             pid = server.pid
-            print(f"`fashion serve` {args.run} (per-stage timers on) ready in {ready:.2f} s; wrk at c = {c}, "
-                  f"{seconds:g} s a window after a {args.warmup:g} s warm-up, {len(bodies)} photos; load average "
-                  f"{os.getloadavg()[0]:.2f}", flush=True)
+            print(f"\n## {label}: `fashion serve` {args.run} (per-stage timers on) ready in {ready:.2f} s; wrk at "
+                  f"c = {c}, {seconds:g} s a window after a {args.warmup:g} s warm-up, {len(bodies)} photos; load "
+                  f"average {os.getloadavg()[0]:.2f}", flush=True)
             load_wrk(server.url, bodies, BOUNDARY, c, args.warmup, work / "wrk")  # threads, arenas, batch sizes
 
             def window(spy: bool):
@@ -355,29 +386,35 @@ def under_load(args) -> int:
                     err = proc.communicate(timeout=120)[1]
                     if proc.returncode:
                         raise SystemExit(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
-                used = {t: (cpu1[t][0] - cpu0.get(t, (0.0, 0))[0], cpu1[t][1] - cpu0.get(t, (0.0, 0))[1])
-                        for t in cpu1}
+                zero = (0.0, 0, 0.0)
+                used = {t: tuple(a - b for a, b in zip(cpu1[t], cpu0.get(t, zero))) for t in cpu1}
                 done = max(got["requests"] - got["errors"], 1)
                 busy, idle = box1[0] - box0[0], box1[1] - box0[1]
                 server_s = sum(u[0] for u in used.values())
                 network = timers1["totals"][TIMED[7][0]]
                 net0 = timers0["totals"].get(TIMED[7][0], [0.0, 0, 0])
                 batch = (network[2] - net0[2]) / max(network[1] - net0[1], 1)
+                workers = set(timers1["workers"])
+                part = {"event loop": [u for t, u in used.items() if t == pid],
+                        "workers": [u for t, u in used.items() if t in workers],
+                        "other threads": [u for t, u in used.items() if t != pid and t not in workers]}
                 if got["first_error"]:
                     print("first error:", got["first_error"][-300:])
                 print(f"window {'with py-spy' if spy else 'with the timers'}: {done} photos, {got['errors']} "
                       f"errors, {got['rps']} photos/s, p50 {got['p50_ms']} ms, p99 {got['p99_ms']} ms; server CPU "
-                      f"{server_s * 1000 / done:.2f} ms a photo = {server_s / got['wall_s']:.2f} cores busy; "
-                      f"{sum(u[1] for u in used.values()) / done:.1f} context switches a photo; {batch:.2f} photos a "
-                      f"network call; wrk {got['client_cpu_ms']} ms a request; the machine {busy / got['wall_s']:.2f} "
-                      f"cores busy, {idle / got['wall_s']:.2f} idle; load average {load0:.2f} -> "
-                      f"{os.getloadavg()[0]:.2f}", flush=True)
+                      f"{server_s * 1000 / done:.2f} ms a photo = {server_s / got['wall_s']:.2f} cores busy ("
+                      + ", ".join(f"{name} {sum(u[0] for u in us) * 1000 / done:.2f}, of it system "
+                                  f"{sum(u[2] for u in us) * 1000 / done:.2f}" for name, us in part.items())
+                      + f"); {sum(u[1] for u in used.values()) / done:.1f} context switches a photo; {batch:.2f} "
+                      f"photos a network call; wrk {got['client_cpu_ms']} ms a request; the machine "
+                      f"{busy / got['wall_s']:.2f} cores busy, {idle / got['wall_s']:.2f} idle; load average "
+                      f"{load0:.2f} -> {os.getloadavg()[0]:.2f}", flush=True)
                 return got, used, done, timers0, timers1
 
             got, used, done, timers0, timers1 = window(False)
             total_ms = sum(u[0] for u in used.values()) * 1000 / done
-            print_table(f"server CPU a photo at c = {c}, per-stage timers ({done} photos)",
-                        stage_table(timers0, timers1, used, pid, done), total_ms)
+            table = stage_table(timers0, timers1, used, pid, done)
+            print_table(f"server CPU a photo at c = {c}, per-stage timers ({done} photos)", table, total_ms)
             cores = os.cpu_count() or 1
             print(f"\n{cores} cores at {total_ms:.2f} ms a photo (server) + {got['client_cpu_ms']} ms (wrk): at most "
                   f"{cores * 1000 / (total_ms + got['client_cpu_ms']):.0f} photos/s; c = {c} at a 60 ms mean latency "
@@ -396,8 +433,7 @@ def under_load(args) -> int:
             import shutil
 
             shutil.rmtree(work, ignore_errors=True)
-    return 0
-
+    return table, total_ms
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
