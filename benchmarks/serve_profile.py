@@ -50,7 +50,7 @@ TIMED = [
     ("decode (strict, reduced scale: libjpeg)", "fashion.images", "open_image_bytes", None),
     ("resize to the network input", "fashion.service.query", "_pixels", None),
     ("micro-batcher call (all of it)", "fashion.service.batcher", "__call__", "MicroBatcher"),
-    ("network (OpenVINO, one call a batch)", "fashion.service.query", "_infer", None),
+    ("network (the embedder's infer, one call a batch)", "fashion.service.query", "_infer", None),
     ("index search", "fashion.service.query", "_search", "SimilarityService"),
 ]
 _TOTALS: dict[str, list[float]] = {}  # row -> [cpu s, calls, items]
@@ -226,7 +226,7 @@ def stage_table(before: dict, after: dict, used: dict[int, tuple[float, int, flo
         ("header gate (image_info)", gate, "workers"),
         ("decode (strict, reduced scale: libjpeg)", decode, "workers"),
         ("resize to the network input", resize, "workers"),
-        ("network (OpenVINO, one call a batch, on the leader's thread)", network, "workers"),
+        ("network (the embedder's infer, one call a batch, on the leader's thread)", network, "workers"),
         ("micro-batcher: waiting and waking, less the network", batcher - network, "workers"),
         ("index search", search, "workers"),
         ("search_image's rest: memory budget, decode slots, checks", whole - gate - decode - resize - batcher - search,
