@@ -25,8 +25,9 @@ child whose photo path is wrapped in per-thread CPU timers (``benchmarks/serve_p
 itself is untouched) answers `wrk` at concurrency C, and one ``--seconds`` window after a warm-up prints
 photos/s, p50/p99, the server's and the machine's busy cores, context switches, and the server's CPU a photo
 stage by stage (multipart, JSON and the rest of the event loop; gate, decode, resize, network, the
-micro-batcher's waits, search, the thread pool; other threads), with the Little's-law arithmetic of the
-target; ``--base-tree DIR`` profiles DIR's `fashion serve` first and this one's after it, ``--rounds``
+micro-batcher's waits, search, the thread pool; other threads), each timed call's wall time beside its CPU
+(the network's wall share of the window: near 1, the one network thread is the bottleneck), and the
+Little's-law arithmetic of the target; ``--base-tree DIR`` profiles DIR's `fashion serve` first and this one's after it, ``--rounds``
 times, and ends with their stage tables side by side; ``--py-spy`` adds a py-spy window (``--rate`` Hz) that splits each thread's CPU by its samples::
 
     python benchmarks/query_profile.py --run /tmp/serve-w/run100000 --under-load 16 --seconds 15

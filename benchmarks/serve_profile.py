@@ -53,7 +53,7 @@ TIMED = [
     ("network (the embedder's infer, one call a batch)", "fashion.service.query", "_infer", None),
     ("index search", "fashion.service.query", "_search", "SimilarityService"),
 ]
-_TOTALS: dict[str, list[float]] = {}  # row -> [cpu s, calls, items]
+_TOTALS: dict[str, list[float]] = {}  # row -> [cpu s, calls, items, wall s]
 _WORKERS: set[int] = set()  # native ids of the threads that ran search_image
 _LOCK = threading.Lock()
 
@@ -61,18 +61,19 @@ _LOCK = threading.Lock()
 def _timed(row: str, fn, batch_arg: int | None):
     import functools
 
-    clock = time.thread_time
-    totals = _TOTALS.setdefault(row, [0.0, 0, 0])
+    clock, wall = time.thread_time, time.perf_counter
+    totals = _TOTALS.setdefault(row, [0.0, 0, 0, 0.0])
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        t0 = clock()
+        t0, w0 = clock(), wall()
         try:
             return fn(*args, **kwargs)
         finally:
-            dt = clock() - t0
+            dt, dw = clock() - t0, wall() - w0
             with _LOCK:
                 totals[0] += dt
+                totals[3] += dw
                 totals[1] += 1
                 totals[2] += len(args[batch_arg]) if batch_arg is not None else 1
                 if row.startswith("search_image"):
@@ -312,6 +313,17 @@ def spy_table(samples: dict, used: dict[int, tuple[float, int, float]], pid: int
             for s, v in sorted(stage_s.items(), key=lambda kv: -kv[1])]
 
 
+def wall_table(before: dict, after: dict, done: int, window_s: float) -> list:
+    """[(timed row, CPU ms a photo, wall ms a photo, calls' wall share of the window)]: wall minus CPU is a
+    stage's time off the CPU (waiting for a core, the GIL or a lock); a share near 1 for the network is a
+    network that never idles (the share of a row run by several threads at once can pass 1)."""
+    out = []
+    for row, *_ in TIMED:
+        a, b = after["totals"][row], before["totals"].get(row, [0.0, 0, 0, 0.0])
+        out.append((row, (a[0] - b[0]) * 1000 / done, (a[3] - b[3]) * 1000 / done, (a[3] - b[3]) / window_s))
+    return out
+
+
 def print_table(title: str, rows: list, total_ms: float) -> None:
     print(f"\n{title}\n\n| stage | CPU ms a photo | share | thread |\n|---|---|---|---|")
     for stage, value, where in rows:
@@ -392,7 +404,7 @@ def profile_one(args, tree: Path, label: str, bodies: list[bytes]):
                 busy, idle = box1[0] - box0[0], box1[1] - box0[1]
                 server_s = sum(u[0] for u in used.values())
                 network = timers1["totals"][TIMED[7][0]]
-                net0 = timers0["totals"].get(TIMED[7][0], [0.0, 0, 0])
+                net0 = timers0["totals"].get(TIMED[7][0], [0.0, 0, 0, 0.0])
                 batch = (network[2] - net0[2]) / max(network[1] - net0[1], 1)
                 workers = set(timers1["workers"])
                 part = {"event loop": [u for t, u in used.items() if t == pid],
@@ -415,6 +427,9 @@ def profile_one(args, tree: Path, label: str, bodies: list[bytes]):
             total_ms = sum(u[0] for u in used.values()) * 1000 / done
             table = stage_table(timers0, timers1, used, pid, done)
             print_table(f"server CPU a photo at c = {c}, per-stage timers ({done} photos)", table, total_ms)
+            print("\n| timed call | CPU ms a photo | wall ms a photo | wall share of the window |\n|---|---|---|---|")
+            for row, cpu_ms, wall_ms, share in wall_table(timers0, timers1, done, got["wall_s"]):
+                print(f"| {row} | {cpu_ms:.2f} | {wall_ms:.2f} | {share:.2f} |")
             cores = os.cpu_count() or 1
             print(f"\n{cores} cores at {total_ms:.2f} ms a photo (server) + {got['client_cpu_ms']} ms (wrk): at most "
                   f"{cores * 1000 / (total_ms + got['client_cpu_ms']):.0f} photos/s; c = {c} at a 60 ms mean latency "

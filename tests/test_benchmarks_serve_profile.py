@@ -73,3 +73,5 @@ def test_the_timed_child_times_the_photo_paths_real_functions(sample_run, tmp_pa
     assert totals["search_image (all of it)"][1] == 3 and totals["JSON answer"][1] == 3
     assert totals["network (the embedder's infer, one call a batch)"][2] >= 3  # the warm-up's calls count too
     assert set(timers["workers"]) <= set(cpu) and len(timers["workers"]) >= 1
+    for row, cpu_ms, wall_ms, share in serve_profile.wall_table({"totals": {}}, timers, 3, 1.0):
+        assert 0 < cpu_ms <= wall_ms * 1.01 + 0.01 and share > 0, row  # a thread's CPU never passes its wall time
