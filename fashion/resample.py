@@ -16,7 +16,7 @@ matrices are kept per (input, output) size. The width pass works on the transpos
 Pillow (4-byte pixels) rather than by numpy's strided copy of 3-byte ones: 15-18 % less CPU for a
 400 × 533 photo to 224 × 224 (benchmarks/README.md, issue 31). A ``window`` of the output (a centre
 crop) is computed from only the source rows and columns it reads, in both passes: the same bytes as the
-whole output sliced, 25-30 % less CPU for the test photos' 224-px centre crops (issue 31 item 2).
+whole output sliced, 22-34 % less CPU for the test photos' 224-px centre crops (issue 31 item 2).
 """
 
 from __future__ import annotations
