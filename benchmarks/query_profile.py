@@ -19,6 +19,18 @@ per photo (median and mean ms over ``-n`` photos, each stage run on all of them 
 - how far the one pass's prediction is from the classifier's own pass (top-1 agreement, largest
   probability difference), and with ``--upscale``, how far the reduced decode's vectors are from the
   full-size decode's (cosine) and its network input (grey levels).
+
+``--under-load C`` (issue 31 item 2: p99 at concurrency 16) profiles the server instead: a `fashion serve`
+child whose photo path is wrapped in per-thread CPU timers (``benchmarks/serve_profile.py``; the library
+itself is untouched) answers `wrk` at concurrency C, and one ``--seconds`` window after a warm-up prints
+photos/s, p50/p99, the server's and the machine's busy cores, context switches, and the server's CPU a photo
+stage by stage (multipart, JSON and the rest of the event loop; gate, decode, resize, network, the
+micro-batcher's waits, search, the thread pool; other threads), each timed call's wall time beside its CPU
+(the network's wall share of the window: near 1, the one network thread is the bottleneck), and the
+Little's-law arithmetic of the target; ``--base-tree DIR`` profiles DIR's `fashion serve` first and this one's after it, ``--rounds``
+times, and ends with their stage tables side by side; ``--py-spy`` adds a py-spy window (``--rate`` Hz) that splits each thread's CPU by its samples::
+
+    python benchmarks/query_profile.py --run /tmp/serve-w/run100000 --under-load 16 --seconds 15
 """
 
 from __future__ import annotations
@@ -74,7 +86,20 @@ def main(argv=None) -> int:
     p.add_argument("--upscale", type=int, default=1, help="enlarge the photos this many times first")
     p.add_argument("--no-http", action="store_true", help="skip the HTTP rows (no `fashion serve` child)")
     p.add_argument("--json", default=None, help="also write the rows here")
+    p.add_argument("--under-load", type=int, default=None, metavar="C",
+                   help="profile a `fashion serve` child under wrk at concurrency C instead (see above)")
+    p.add_argument("--seconds", type=float, default=15.0, help="--under-load: seconds of each window")
+    p.add_argument("--warmup", type=float, default=5.0, help="--under-load: seconds of load before the window")
+    p.add_argument("--py-spy", action="store_true", help="--under-load: also a py-spy window (see above)")
+    p.add_argument("--base-tree", default=None,
+                   help="--under-load: another checkout's server profiled first, alternated with this one's")
+    p.add_argument("--rounds", type=int, default=2, help="--base-tree: alternations")
+    p.add_argument("--rate", type=int, default=250, help="--py-spy: samples a second")
     args = p.parse_args(argv)
+    if args.under_load:
+        from serve_profile import under_load
+
+        return under_load(args)
 
     import torch
     from PIL import Image

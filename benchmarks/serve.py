@@ -274,7 +274,7 @@ def load_wrk(url: str, bodies: list[bytes], boundary: str, concurrency: int, sec
     import re
 
     done = int(re.search(r"(\d+) requests in", out).group(1))
-    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)\s*$", out, re.M))  # wrk pads "1.22s "
     bad = sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     bad += sum(int(x) for x in socket.groups()) if socket else 0

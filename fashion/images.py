@@ -352,8 +352,9 @@ def crop_bbox(image: Image.Image, bbox: BBox, path: str | os.PathLike = "<image>
 # ------------------------------------------------------------------ square inputs for the networks
 
 
-def _resized(image, width: int, height: int) -> "np.ndarray":
-    """uint8 (height, width, 3) bilinear resize of an RGB image, antialiased when shrinking.
+def _resized(image, width: int, height: int, window: tuple[int, int, int, int] | None = None) -> "np.ndarray":
+    """uint8 (height, width, 3) bilinear resize of an RGB image, antialiased when shrinking; ``window`` (top,
+    left, rows, cols): only that part of it (without torch, only that part is computed).
 
     torch's uint8 antialiased bilinear kernel (the one torchvision uses) instead of Pillow's
     ``Image.resize``: within one grey level of Pillow's BILINEAR (tested) and faster (measured in
@@ -368,14 +369,23 @@ def _resized(image, width: int, height: int) -> "np.ndarray":
     if "torch" not in sys.modules and getattr(image, "mode", None) == "RGB":
         from .resample import resize_bilinear_aa
 
-        return resize_bilinear_aa(image, height, width)  # from the PIL image: no array copy of it first
+        return resize_bilinear_aa(image, height, width, window)  # from the PIL image: no array copy of it first
     pixels = np.array(image, dtype=np.uint8)  # writable (height, width, 3) copy
-    if pixels.shape[:2] == (height, width):
-        return pixels
     if "torch" not in sys.modules:
         from .resample import resize_bilinear_aa
 
-        return resize_bilinear_aa(pixels, height, width)
+        return resize_bilinear_aa(pixels, height, width, window)
+    if pixels.shape[:2] != (height, width):
+        pixels = _torch_resized(pixels, width, height)
+    if window is None:
+        return pixels
+    top, left, rows, cols = window
+    return np.ascontiguousarray(pixels[top:top + rows, left:left + cols])
+
+
+def _torch_resized(pixels, width: int, height: int) -> "np.ndarray":
+    """torch's uint8 antialiased bilinear resize of (H, W, 3) ``pixels`` to (height, width, 3)."""
+    import numpy as np
     import torch
     import torch.nn.functional as F
 
@@ -386,8 +396,6 @@ def _resized(image, width: int, height: int) -> "np.ndarray":
 
 def resize_center_crop(image, size: int) -> "np.ndarray":
     """Shorter side to ``size`` (bilinear), then the central ``size × size``; returns uint8 (size, size, 3)."""
-    import numpy as np
-
     w, h = image.size
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
@@ -399,9 +407,8 @@ def resize_center_crop(image, size: int) -> "np.ndarray":
         image = image.crop((left, top, left + keep_w, top + keep_h))
         w, h = image.size
         nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    pixels = _resized(image, nw, nh)
     left, top = (nw - size) // 2, (nh - size) // 2
-    return np.ascontiguousarray(pixels[top:top + size, left:left + size])
+    return _resized(image, nw, nh, window=(top, left, size, size))  # only the crop is computed
 
 
 RESIZES = ("crop", "squish")

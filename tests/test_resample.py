@@ -63,3 +63,44 @@ def test_a_pil_image_and_odd_layouts_give_the_arrays_bytes():
     for image in (Image.fromarray(same), Image.fromarray(pixels)):  # from an image: writable too
         out = resize_bilinear_aa(image, 50, 60)
         assert out.flags.writeable and out.flags.c_contiguous and out.shape == (50, 60, 3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_window_gives_the_whole_outputs_bytes_there(seed):
+    from PIL import Image
+
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(30):  # shrinking and enlarging either axis, one axis unchanged, windows at the edges
+        h, w = (int(v) for v in rng.integers(1, 700, 2))
+        oh, ow = (int(v) for v in rng.integers(1, 320, 2))
+        if rng.random() < 0.2:
+            oh = h
+        elif rng.random() < 0.2:
+            ow = w
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        whole = resize_bilinear_aa(pixels, oh, ow)
+        for _ in range(3):
+            rows, cols = int(rng.integers(0, oh + 1)), int(rng.integers(0, ow + 1))
+            top, left = int(rng.integers(0, oh - rows + 1)), int(rng.integers(0, ow - cols + 1))
+            want = whole[top:top + rows, left:left + cols]
+            for source in (pixels, Image.fromarray(pixels)):
+                got = resize_bilinear_aa(source, oh, ow, (top, left, rows, cols))
+                assert got.shape == want.shape and np.array_equal(got, want), (h, w, oh, ow, top, left, rows, cols)
+                assert got.flags.c_contiguous and got.flags.writeable
+    with pytest.raises(ValueError, match="not inside"):
+        resize_bilinear_aa(pixels, oh, ow, (0, 0, oh + 1, ow))
+
+
+def test_the_centre_crop_computes_only_the_crop_and_gives_torchs_bytes():
+    from PIL import Image
+
+    from fashion.images import resize_center_crop
+
+    rng = np.random.default_rng(7)
+    for h, w in ((534, 400), (400, 711), (400, 400), (225, 1000), (3000, 224), (224, 224)):
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        scale = 224 / min(w, h)
+        nw, nh = max(224, round(w * scale)), max(224, round(h * scale))
+        top, left = (nh - 224) // 2, (nw - 224) // 2
+        want = _torch_resize(pixels, nh, nw)[top:top + 224, left:left + 224]
+        assert np.array_equal(resize_center_crop(Image.fromarray(pixels), 224), want), (h, w)

@@ -28,7 +28,8 @@ log = logging.getLogger("fashion.service")
 
 MAX_K = 100
 _K_LIMIT = "the most a request may ask for"  # k beyond the gallery's size is fine: fewer come back
-DECODERS = 2  # photos decoded at the same time (the network and index run one at a time)
+DECODERS = 2  # photos decoded and resized at the same time (the network and index run one at a time): 16
+# concurrent resizes, each with ~5 MB of int32 blocks, only evict each other's caches on two cores
 MAX_BATCH = 4  # photos in one network call (micro-batching, .batcher): with one inference thread the cost a
 # photo is flat past batch 2-4 (benchmarks/photo_cpu.py), and every size is one more warm-up call at start
 
@@ -40,7 +41,7 @@ class SimilarityService:
     (:class:`~.batcher.MicroBatcher`), and a lock serialises the index (the cores are the bottleneck, and
     concurrent BLAS/OpenMP calls would only fight over them; an id query never waits for a photo's
     forward pass). Photos are decoded (large JPEGs at a reduced scale) and resized to the network's input
-    outside both. With a trained single model, one pass of the network gives the vector and the class
+    outside both, at most ``DECODERS`` at a time. With a trained single model, one pass of the network gives the vector and the class
     prediction (:meth:`~fashion.embedding.Embedder.classify`); an ensemble's prediction is its classifier's
     own second pass. A photo search holds its place in :attr:`budget` (:mod:`.budget`) from before
     decoding until the network is done.
@@ -175,17 +176,17 @@ class SimilarityService:
             pixels = image_info(name, data, max_pixels=self.max_pixels).pixels  # the header: nothing decoded
         size = self.embedder.size  # a large JPEG is decoded at a reduced scale, down to the network's input
         with self.budget.hold(photo_cost(pixels)):  # its decoded pixels are bounded until the network is done
-            with self._decoding:  # a few photos decoded at once: no thrash under load
+            with self._decoding:  # a few photos decoded and resized at once: no thrash under load
                 if isinstance(image, Image.Image):
                     picture = to_rgb(image)
                 elif data is not None:
                     picture = open_image_bytes(data, max_pixels=self.max_pixels, strict=True, min_size=size)
                 else:
                     picture = open_image(name, max_pixels=self.max_pixels, strict=True, min_size=size)
-            net_input = _pixels(self.embedder, picture)
-            small = self._classifier_input(picture)
-            family = self.colours.of_picture(picture) if mode is not None else None
-            del picture  # only the network's inputs are kept past here
+                net_input = _pixels(self.embedder, picture)
+                small = self._classifier_input(picture)
+                family = self.colours.of_picture(picture) if mode is not None else None
+                del picture  # only the network's inputs are kept past here
             vector, probs = self._batcher((net_input, small))
         if not np.isfinite(vector).all() or float(vector @ vector) <= 0:
             raise ImageError(name, "no features: the image gives an all-zero embedding (blank image?)")
