@@ -1,0 +1,211 @@
+"""Out-of-split checks of a model directory (#30 item 3); prints the figures (benchmarks/README.md).
+
+1. Near-duplicate groups of clothing-dataset-small (the same garment shot more than once), from the
+   pretrained EfficientNet-Lite0 body's features (:mod:`fashion.insight.groups`), at each of
+   ``--thresholds``; ``--sheet`` draws the groups that cross splits and ``--pairs-sheet`` random pairs per
+   distance bin, to check by eye what a threshold groups.
+2. The model's test top-1 and retrieval P@10 (its head's features, ``--layer auto``) on every test photo
+   and on the *unseen* ones: those whose group has no photo in train + validation.
+3. Its top-1 on perturbed test photos, per perturbation (:func:`fashion.training.robustness.perturbation`:
+   the combined check of ``fashion train``, each step alone, another background, a smaller garment).
+4. Plain against grouped K-fold of a cheap proxy of the recipe: a logistic head on the frozen pretrained
+   features of all photos (:mod:`fashion.training.groupcv`), at each threshold.
+
+    python benchmarks/outofsplit.py --data /work/shared/data/clothing-dataset-small            # the bundled model
+    python benchmarks/outofsplit.py --data DATA --model /work/runs/NEW-MODEL-DIR --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fashion.insight.groups import DEFAULT_GROUP_THRESHOLD  # noqa: E402
+from fashion.training.groupcv import FOLDS  # noqa: E402
+from fashion.training.robustness import PERTURBATIONS  # noqa: E402
+
+K = 10
+THRESHOLDS = (0.08, DEFAULT_GROUP_THRESHOLD, 0.15)  # the default, and one stricter and one looser
+PAIR_BINS = (0.0, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15)
+
+
+def precision(vectors: np.ndarray, labels: np.ndarray, queries: np.ndarray, gallery: np.ndarray, k: int = K) -> float:
+    """P@k of ``queries`` (rows) against ``gallery`` (rows) by cosine similarity, a query never its own
+    neighbour (vectors are unit-norm)."""
+    from fashion.metrics import precision_at_k
+
+    sims = vectors[queries] @ vectors[gallery].T
+    sims[queries[:, None] == gallery[None, :]] = -np.inf
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return precision_at_k(labels[queries], labels[gallery][top], k)
+
+
+def _tile(path, tile: int):
+    from PIL import Image
+
+    im = Image.open(path).convert("RGB")
+    im.thumbnail((tile - 4, tile - 4))
+    return im
+
+
+def draw_sheet(path: Path, items, groups: np.ndarray, splits: np.ndarray, rows: int = 24, tile: int = 110) -> int:
+    """A sheet of the groups holding a test photo and a train/valid photo (largest first): one row each,
+    captioned split/label. Returns how many such groups there are."""
+    from PIL import Image, ImageDraw
+
+    crossing = [g for g in np.unique(groups) if (splits[groups == g] == "test").any()
+                and np.isin(splits[groups == g], ["train", "valid"]).any()]
+    crossing.sort(key=lambda g: -int((groups == g).sum()))
+    shown = crossing[:rows]
+    width = max((int((groups == g).sum()) for g in shown), default=1)
+    sheet = Image.new("RGB", (min(width, 8) * tile, max(1, len(shown)) * (tile + 14)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, g in enumerate(shown):
+        for c, row in enumerate(np.flatnonzero(groups == g)[:8]):
+            sheet.paste(_tile(items["path"].iloc[row], tile), (c * tile + 2, r * (tile + 14) + 2))
+            draw.text((c * tile + 2, r * (tile + 14) + tile), f"{splits[row]}/{items['label'].iloc[row]}", fill="black")
+    sheet.save(path)
+    return len(crossing)
+
+
+def draw_pairs(prefix: str, items, a: np.ndarray, b: np.ndarray, dist: np.ndarray, per_bin: int = 12,
+               tile: int = 120, seed: int = 0) -> list[tuple[str, int]]:
+    """One sheet per distance bin of :data:`PAIR_BINS` (``{prefix}{lo}-{hi}.png``): up to ``per_bin``
+    seeded random pairs, two per row, captioned with the pair's number, split/label and distance.
+    Returns (file, pairs in the bin) per bin."""
+    from PIL import Image, ImageDraw
+
+    rng, out = np.random.default_rng(seed), []
+    splits, labels = items["split"].astype(str).to_numpy(), items["label"].astype(str).to_numpy()
+    for lo, hi in zip(PAIR_BINS[:-1], PAIR_BINS[1:]):
+        found = np.flatnonzero((dist > lo) & (dist <= hi))
+        pick = np.sort(rng.choice(found, min(per_bin, len(found)), replace=False))
+        sheet = Image.new("RGB", (4 * tile, max(1, (len(pick) + 1) // 2) * (tile + 14)), "white")
+        draw = ImageDraw.Draw(sheet)
+        for j, p in enumerate(pick):
+            r, c = j // 2, (j % 2) * 2
+            for cc, row in enumerate((a[p], b[p])):
+                sheet.paste(_tile(items["path"].iloc[row], tile), ((c + cc) * tile + 2, r * (tile + 14) + 2))
+                draw.text(((c + cc) * tile + 2, r * (tile + 14) + tile),
+                          f"{j} {splits[row][:2]}/{labels[row][:7]} {dist[p]:.3f}", fill="black")
+        name = f"{prefix}{lo:.2f}-{hi:.2f}.png"
+        sheet.save(name)
+        out.append((name, int(len(found))))
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="/work/shared/data/clothing-dataset-small")
+    parser.add_argument("--model", default=None, help="model directory (default: the bundled model)")
+    parser.add_argument("--cache-dir", default="/tmp/outofsplit-cache", help="embedding cache")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_GROUP_THRESHOLD,
+                        help="cosine distance of pretrained features under which photos are one garment: the "
+                             "groups that define the unseen test photos of the perturbation figures")
+    parser.add_argument("--thresholds", default=",".join(f"{t:g}" for t in THRESHOLDS),
+                        help="comma-separated: the unseen figures and the K-fold comparison at each")
+    parser.add_argument("--folds", type=int, default=FOLDS)
+    parser.add_argument("--perturbations", default=",".join(PERTURBATIONS),
+                        help="comma-separated, of: " + ", ".join(PERTURBATIONS) + " ('' for none)")
+    parser.add_argument("--skip-cv", action="store_true", help="skip the proxy's plain vs grouped K-fold")
+    parser.add_argument("--sheet", default=None, help="draw the test-crossing groups (at --threshold) to this PNG")
+    parser.add_argument("--pairs-sheet", default=None, help="draw random pairs per distance bin to PREFIX{lo}-{hi}.png")
+    parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: unchanged)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    import torch
+
+    from fashion.datasets import load
+    from fashion.embedding import Embedder
+    from fashion.insight.groups import candidate_pairs, group_summary, near_duplicate_groups, unseen
+    from fashion.modelio import bundled_model_dir, load_model
+    from fashion.training.groupcv import compare_folds
+    from fashion.training.robustness import perturbed_probs
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    items = load(args.data).frame
+    splits, labels = items["split"].astype(str).to_numpy(), items["label"].astype(str).to_numpy()
+    model_dir = Path(args.model) if args.model else bundled_model_dir()
+    thresholds = sorted({float(t) for t in args.thresholds.split(",") if t} | {args.threshold})
+    out: dict = {"data": str(args.data), "model": str(model_dir), "threshold": args.threshold, "k": K,
+                 "folds": args.folds, "by_threshold": {}}
+    test = np.flatnonzero(splits == "test")
+    others = np.flatnonzero(np.isin(splits, ["train", "valid"]))
+
+    pre = Embedder.create().embed(items, cache_dir=args.cache_dir, progress=False)
+    groups = {t: near_duplicate_groups(pre.vectors, t, ok=pre.ok) for t in thresholds}
+    fresh = {t: unseen(g, splits) for t, g in groups.items()}
+    if args.sheet:
+        n = draw_sheet(Path(args.sheet), items, groups[args.threshold], splits)
+        print(f"sheet of the {min(n, 24)} largest of {n} groups holding test and train/valid photos: {args.sheet}")
+    if args.pairs_sheet:
+        for name, n in draw_pairs(args.pairs_sheet, items, *candidate_pairs(pre.vectors, PAIR_BINS[-1], ok=pre.ok)):
+            print(f"pairs sheet {name}: {n} pairs in the bin")
+
+    mine = Embedder.create(model=model_dir).embed(items, cache_dir=args.cache_dir, progress=False)
+    vectors = mine.vectors
+    out["retrieval"] = {"test_all_pairs": precision(vectors, labels, test, test),
+                        "test_vs_train_valid": precision(vectors, labels, test, others)}
+    print(f"P@10 of the {len(test)} test photos: among themselves {out['retrieval']['test_all_pairs']:.4f}, "
+          f"against train + valid {out['retrieval']['test_vs_train_valid']:.4f}")
+
+    loaded = load_model(model_dir)
+    classes = list(loaded.classes)
+    frame = items.iloc[test].reset_index(drop=True)
+    targets = np.array([classes.index(v) for v in labels[test]])
+    fresh_test = fresh[args.threshold][test]
+    right: dict = {}
+    out["top1"] = {}
+    for kind in [k for k in ("none",) + tuple(args.perturbations.split(",")) if k]:
+        if kind in right:
+            continue
+        t = time.perf_counter()
+        probs = perturbed_probs(loaded.model, frame, loaded.size, loaded.info.mean, loaded.info.std,
+                                crop=loaded.info.crop == "bbox", kind=kind)
+        right[kind] = probs.argmax(1) == targets
+        ok = right[kind]
+        out["top1"][kind] = {"test": float(ok.mean()), "unseen": float(ok[fresh_test].mean()) if fresh_test.any() else None}
+        print(f"top-1 {kind:>10}: test {ok.mean():.4f} ({int(ok.sum())}/{len(ok)}), unseen at {args.threshold:g} "
+              f"{ok[fresh_test].mean():.4f} ({int(ok[fresh_test].sum())}/{int(fresh_test.sum())})"
+              f"  [{time.perf_counter() - t:.0f} s]", flush=True)
+
+    for t in thresholds:
+        row = group_summary(groups[t], splits, labels)
+        chosen = np.flatnonzero(fresh[t])
+        mask = fresh[t][test]
+        row.update(n_test=int(len(test)), n_test_unseen=int(len(chosen)),
+                   top1_unseen=float(right["none"][mask].mean()) if mask.any() else None,
+                   p10_unseen_among_themselves=precision(vectors, labels, chosen, chosen) if len(chosen) > 1 else None,
+                   p10_unseen_vs_train_valid=precision(vectors, labels, chosen, others) if len(chosen) else None)
+        print(f"threshold {t:g}: {json.dumps(row)}", flush=True)
+        if not args.skip_cv:
+            c = time.perf_counter()
+            ok = pre.ok
+            row["cv"] = cv = compare_folds(pre.vectors[ok], labels[ok], groups[t][ok], folds=args.folds)
+            print(f"  proxy (logistic head on pretrained Lite0 features, {cv['n']} photos), {args.folds}-fold: "
+                  f"plain {cv['plain']:.4f}, grouped {cv['grouped']:.4f}, flattery {cv['flattery']:+.4f}; "
+                  f"plain K-fold on the {cv['n_with_mate']} photos with a group mate in training: "
+                  f"{cv['plain_with_mate']}, on the others: {cv['plain_without_mate']}  [{time.perf_counter() - c:.0f} s]",
+                  flush=True)
+        out["by_threshold"][f"{t:g}"] = row
+    out["seconds"] = time.perf_counter() - start
+    print(f"done in {out['seconds']:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
