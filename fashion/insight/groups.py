@@ -6,7 +6,10 @@ on is no test of an unseen garment. Here a group is a connected component of the
 embeddings (pretrained body features) lie within a cosine distance ``threshold`` of each other, found
 through each photo's top-``k`` neighbours. Every photo gets a group id (photos in no pair get one of
 their own), so the ids can feed scikit-learn's ``GroupKFold``; :func:`unseen` marks the photos of a split
-whose group has no member in the others.
+whose group has no member in the others, :func:`without_twin` those with no pair in the others (no chain).
+
+Pretrained features see look-alikes as well as twins: a threshold trades groups that miss a twin against
+groups of different garments (benchmarks/README.md, "Out-of-split checks", has sheets of pairs per bin).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ import numpy as np
 #: garment shot twice sits at 0.06–0.10 beside look-alikes (plain jeans, white T-shirts on one backdrop);
 #: over 0.10 nearly every pair is two garments, and connected components chain them (0.15: a group of 94).
 DEFAULT_GROUP_THRESHOLD = 0.10
+#: The generous distance of :func:`without_twin`: the same sweater shot on two backdrops (one photo in
+#: test, one in train) sat at 0.146; over 0.15 the pairs are look-alikes, whose exclusion only makes the
+#: "unseen" subset harder, never easier.
+DEFAULT_TWIN_THRESHOLD = 0.20
 
 
 def candidate_pairs(vectors: np.ndarray, threshold: float = DEFAULT_GROUP_THRESHOLD, k: int = 10,
@@ -78,6 +85,27 @@ def unseen(groups: np.ndarray, splits: Sequence, split: str = "test",
     groups, splits = np.asarray(groups), np.asarray(splits).astype(str)
     seen = np.unique(groups[np.isin(splits, list(against))])
     return (splits == split) & ~np.isin(groups, seen)
+
+
+def without_twin(vectors: np.ndarray, splits: Sequence, threshold: float = DEFAULT_TWIN_THRESHOLD,
+                 split: str = "test", against: Sequence[str] = ("train", "valid"), k: int = 10,
+                 ok: np.ndarray | None = None) -> np.ndarray:
+    """Bool (n,): rows of ``split`` with no photo of an ``against`` split among their pairs within
+    ``threshold`` (:func:`candidate_pairs`; either end's top-``k``). Pairs, not groups: a generous
+    threshold excludes every likely twin without a chain of look-alikes taking in a whole class.
+    Rows not ``ok`` count as without twin (nothing to compare).
+
+    >>> v = np.array([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0], [0.05, 1.0]])
+    >>> without_twin(v, ["train", "test", "test", "valid"], threshold=0.01, k=2).tolist()
+    [False, False, False, False]
+    >>> without_twin(v, ["train", "test", "test", "test"], threshold=0.01, k=2).tolist()
+    [False, False, True, True]
+    """
+    from .duplicates import leaked_rows
+
+    splits = np.asarray(splits).astype(str)
+    a, b, _ = candidate_pairs(vectors, threshold, k, ok)
+    return (splits == split) & ~leaked_rows(a, b, splits, split, against)
 
 
 def group_summary(groups: np.ndarray, splits: Sequence, labels: Sequence) -> dict:
