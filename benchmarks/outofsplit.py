@@ -2,8 +2,8 @@
 
 1. Which test photos are *unseen*: no train/valid photo within a cosine distance of the pretrained
    EfficientNet-Lite0 body's features (:func:`fashion.insight.groups.without_twin`), at each of
-   ``--twin-thresholds``; ``--pairs-sheet`` draws random pairs per distance bin and ``--sheet`` the groups
-   that cross splits, to check by eye what a threshold takes for one garment.
+   ``--twin-thresholds``; ``--pairs-sheet`` draws random pairs per distance bin and ``--sheet`` the closest
+   test - train/valid pairs, to check by eye what a threshold takes for one garment.
 2. The model's test top-1 and retrieval P@10 (its head's features, ``--layer auto``) on every test photo
    and on the unseen ones.
 3. Its top-1 on perturbed test photos, per perturbation (:func:`fashion.training.robustness.perturbation`:
@@ -43,9 +43,10 @@ PAIR_BINS = (0.0, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15)
 
 def precision(vectors: np.ndarray, labels: np.ndarray, queries: np.ndarray, gallery: np.ndarray, k: int = K) -> float:
     """P@k of ``queries`` (rows) against ``gallery`` (rows) by cosine similarity, a query never its own
-    neighbour (vectors are unit-norm)."""
+    neighbour (vectors are unit-norm); k at most the gallery's size (less the query itself)."""
     from fashion.metrics import precision_at_k
 
+    k = min(k, len(gallery) - int(np.isin(queries, gallery).any()))
     sims = vectors[queries] @ vectors[gallery].T
     sims[queries[:, None] == gallery[None, :]] = -np.inf
     top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
@@ -68,48 +69,41 @@ def _tile(path, tile: int):
     return im
 
 
-def draw_sheet(path: Path, items, groups: np.ndarray, splits: np.ndarray, rows: int = 24, tile: int = 110) -> int:
-    """A sheet of the groups holding a test photo and a train/valid photo (largest first): one row each,
-    captioned split/label. Returns how many such groups there are."""
+def _pair_sheet(path, items, a: np.ndarray, b: np.ndarray, dist: np.ndarray, shown: np.ndarray, tile: int = 110) -> None:
+    """Pairs ``shown`` (indices into a, b, dist) two a row, each photo captioned with the pair's number,
+    its split/label and the distance."""
     from PIL import Image, ImageDraw
 
-    crossing = [g for g in np.unique(groups) if (splits[groups == g] == "test").any()
-                and np.isin(splits[groups == g], ["train", "valid"]).any()]
-    crossing.sort(key=lambda g: -int((groups == g).sum()))
-    shown = crossing[:rows]
-    width = max((int((groups == g).sum()) for g in shown), default=1)
-    sheet = Image.new("RGB", (min(width, 8) * tile, max(1, len(shown)) * (tile + 14)), "white")
+    splits, labels = items["split"].astype(str).to_numpy(), items["label"].astype(str).to_numpy()
+    sheet = Image.new("RGB", (4 * tile, max(1, (len(shown) + 1) // 2) * (tile + 14)), "white")
     draw = ImageDraw.Draw(sheet)
-    for r, g in enumerate(shown):
-        for c, row in enumerate(np.flatnonzero(groups == g)[:8]):
-            sheet.paste(_tile(items["path"].iloc[row], tile), (c * tile + 2, r * (tile + 14) + 2))
-            draw.text((c * tile + 2, r * (tile + 14) + tile), f"{splits[row]}/{items['label'].iloc[row]}", fill="black")
+    for j, p in enumerate(shown):
+        r, c = j // 2, (j % 2) * 2
+        for cc, row in enumerate((a[p], b[p])):
+            sheet.paste(_tile(items["path"].iloc[row], tile), ((c + cc) * tile + 2, r * (tile + 14) + 2))
+            draw.text(((c + cc) * tile + 2, r * (tile + 14) + tile),
+                      f"{j} {splits[row][:2]}/{labels[row][:7]} {dist[p]:.3f}", fill="black")
     sheet.save(path)
-    return len(crossing)
+
+
+def draw_twins(path: Path, items, a: np.ndarray, b: np.ndarray, dist: np.ndarray, n: int = 32) -> int:
+    """A sheet of the ``n`` closest pairs of a test photo and a train/valid photo, to judge by eye which
+    are one garment. Returns how many pairs cross."""
+    splits = items["split"].astype(str).to_numpy()
+    crossing = np.flatnonzero((splits[a] == "test") != (splits[b] == "test"))
+    _pair_sheet(path, items, a, b, dist, crossing[np.argsort(dist[crossing], kind="stable")][:n])
+    return int(len(crossing))
 
 
 def draw_pairs(prefix: str, items, a: np.ndarray, b: np.ndarray, dist: np.ndarray, per_bin: int = 12,
-               tile: int = 120, seed: int = 0) -> list[tuple[str, int]]:
-    """One sheet per distance bin of :data:`PAIR_BINS` (``{prefix}{lo}-{hi}.png``): up to ``per_bin``
-    seeded random pairs, two per row, captioned with the pair's number, split/label and distance.
-    Returns (file, pairs in the bin) per bin."""
-    from PIL import Image, ImageDraw
-
+               seed: int = 0) -> list[tuple[str, int]]:
+    """One sheet per distance bin of :data:`PAIR_BINS` (``{prefix}{lo}-{hi}.png``) of up to ``per_bin``
+    seeded random pairs. Returns (file, pairs in the bin) per bin."""
     rng, out = np.random.default_rng(seed), []
-    splits, labels = items["split"].astype(str).to_numpy(), items["label"].astype(str).to_numpy()
     for lo, hi in zip(PAIR_BINS[:-1], PAIR_BINS[1:]):
         found = np.flatnonzero((dist > lo) & (dist <= hi))
-        pick = np.sort(rng.choice(found, min(per_bin, len(found)), replace=False))
-        sheet = Image.new("RGB", (4 * tile, max(1, (len(pick) + 1) // 2) * (tile + 14)), "white")
-        draw = ImageDraw.Draw(sheet)
-        for j, p in enumerate(pick):
-            r, c = j // 2, (j % 2) * 2
-            for cc, row in enumerate((a[p], b[p])):
-                sheet.paste(_tile(items["path"].iloc[row], tile), ((c + cc) * tile + 2, r * (tile + 14) + 2))
-                draw.text(((c + cc) * tile + 2, r * (tile + 14) + tile),
-                          f"{j} {splits[row][:2]}/{labels[row][:7]} {dist[p]:.3f}", fill="black")
         name = f"{prefix}{lo:.2f}-{hi:.2f}.png"
-        sheet.save(name)
+        _pair_sheet(name, items, a, b, dist, np.sort(rng.choice(found, min(per_bin, len(found)), replace=False)), 120)
         out.append((name, int(len(found))))
     return out
 
@@ -131,8 +125,7 @@ def main(argv=None) -> int:
     parser.add_argument("--perturbations", default=",".join(PERTURBATIONS),
                         help="comma-separated, of: " + ", ".join(PERTURBATIONS) + " ('' for none)")
     parser.add_argument("--skip-cv", action="store_true", help="skip the proxy's plain vs grouped K-fold")
-    parser.add_argument("--sheet", default=None,
-                        help=f"draw the test-crossing groups (at {DEFAULT_GROUP_THRESHOLD:g}) to this PNG")
+    parser.add_argument("--sheet", default=None, help="draw the closest test - train/valid pairs to this PNG")
     parser.add_argument("--pairs-sheet", default=None, help="draw random pairs per distance bin to PREFIX{lo}-{hi}.png")
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: unchanged)")
@@ -165,9 +158,9 @@ def main(argv=None) -> int:
     pre = Embedder.create().embed(items, cache_dir=args.cache_dir, progress=False)
     fresh = {t: without_twin(pre.vectors, splits, t, ok=pre.ok) for t in twin_thresholds}
     if args.sheet:
-        groups = near_duplicate_groups(pre.vectors, DEFAULT_GROUP_THRESHOLD, ok=pre.ok)
-        n = draw_sheet(Path(args.sheet), items, groups, splits)
-        print(f"sheet of the {min(n, 24)} largest of {n} groups holding test and train/valid photos: {args.sheet}")
+        n = draw_twins(Path(args.sheet), items, *candidate_pairs(pre.vectors, max(twin_thresholds), ok=pre.ok))
+        print(f"sheet of the {min(n, 32)} closest of the {n} test - train/valid pairs within "
+              f"{max(twin_thresholds):g}: {args.sheet}")
     if args.pairs_sheet:
         for name, n in draw_pairs(args.pairs_sheet, items, *candidate_pairs(pre.vectors, PAIR_BINS[-1], ok=pre.ok)):
             print(f"pairs sheet {name}: {n} pairs in the bin")
