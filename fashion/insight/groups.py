@@ -21,12 +21,13 @@ import numpy as np
 #: Cosine distance of pretrained efficientnet_lite0 body features at or under which two photos of
 #: clothing-dataset-small are taken as one garment. Chosen by eye on sheets of pairs per distance bin
 #: (``benchmarks/outofsplit.py --pairs-sheet``; benchmarks/README.md, "Out-of-split checks"): the same
-#: garment shot twice sits at 0.06–0.10 beside look-alikes (plain jeans, white T-shirts on one backdrop);
-#: over 0.10 nearly every pair is two garments, and connected components chain them (0.15: a group of 94).
+#: garment shot twice on one backdrop sits at 0.06–0.10, beside look-alikes (plain jeans, white T-shirts
+#: on one backdrop); over 0.10 nearly every pair is two garments, and connected components chain them
+#: (0.15: a group of 94 photos). On another backdrop a twin lies further (a sweater: 0.146).
 DEFAULT_GROUP_THRESHOLD = 0.10
-#: The generous distance of :func:`without_twin`: the same sweater shot on two backdrops (one photo in
-#: test, one in train) sat at 0.146; over 0.15 the pairs are look-alikes, whose exclusion only makes the
-#: "unseen" subset harder, never easier.
+#: The generous distance of :func:`without_twin`: it takes in the sweater shot on two backdrops (one
+#: photo in test, one in train) at 0.146; the pairs between 0.15 and 0.20 looked at were look-alikes, and
+#: excluding a photo that close to a training photo, if anything, makes the "unseen" subset harder.
 DEFAULT_TWIN_THRESHOLD = 0.20
 
 
