@@ -86,7 +86,7 @@ def _pair_sheet(path, items, a: np.ndarray, b: np.ndarray, dist: np.ndarray, sho
     sheet.save(path)
 
 
-def draw_twins(path: Path, items, a: np.ndarray, b: np.ndarray, dist: np.ndarray, n: int = 32) -> int:
+def draw_twins(path: Path, items, a: np.ndarray, b: np.ndarray, dist: np.ndarray, n: int = 64) -> int:
     """A sheet of the ``n`` closest pairs of a test photo and a train/valid photo, to judge by eye which
     are one garment. Returns how many pairs cross."""
     splits = items["split"].astype(str).to_numpy()
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     fresh = {t: without_twin(pre.vectors, splits, t, ok=pre.ok) for t in twin_thresholds}
     if args.sheet:
         n = draw_twins(Path(args.sheet), items, *candidate_pairs(pre.vectors, max(twin_thresholds), ok=pre.ok))
-        print(f"sheet of the {min(n, 32)} closest of the {n} test - train/valid pairs within "
+        print(f"sheet of the {min(n, 64)} closest of the {n} test - train/valid pairs within "
               f"{max(twin_thresholds):g}: {args.sheet}")
     if args.pairs_sheet:
         for name, n in draw_pairs(args.pairs_sheet, items, *candidate_pairs(pre.vectors, PAIR_BINS[-1], ok=pre.ok)):
