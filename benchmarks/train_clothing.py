@@ -97,7 +97,8 @@ def accuracy_line(metrics: dict) -> str:
     """Test top-k, then valid top-1 (what levers are chosen on), TTA and perturbed-photo accuracy where run."""
     test, valid = metrics["test"], metrics.get("valid", {})
     parts = [", ".join(f"top-{k} **{v:.3f}**" for k, v in test["topk"].items())]
-    for key, label in (("tta", "with TTA"), ("perturbed", "perturbed test photos")):
+    for key, label in (("tta", "with TTA"), ("perturbed", "perturbed test photos"),
+                       ("perturbed_background", "on another background"), ("perturbed_scale", "garment smaller in the frame")):
         if key in test:
             parts.append(f"{label} top-1 {test[key]['1']:.3f}")
     if valid:

@@ -53,6 +53,9 @@ def test_report_names_the_levers_and_the_extra_accuracies():
     line = bench.accuracy_line(metrics)
     assert line == ("top-1 **0.900**, top-3 **0.980**; with TTA top-1 0.910; perturbed test photos top-1 0.700; "
                     "valid top-1 0.880 (TTA 0.890)")
+    metrics["test"].update(perturbed_background={"1": 0.8}, perturbed_scale={"1": 0.75})
+    assert "; perturbed test photos top-1 0.700; on another background top-1 0.800; garment smaller in the frame " \
+           "top-1 0.750; valid" in bench.accuracy_line(metrics)
 
 
 def test_retrieval_table_has_a_row_per_model_and_layer(tmp_path):

@@ -139,6 +139,10 @@ def predict_tta(run: TrainingRun, frame: "pd.DataFrame", n: int = 4):
     return probs.numpy().astype(np.float32), targets.numpy().astype(int)
 
 
+#: metrics.json key → :func:`.robustness.perturbation` kind of the perturbed-photo checks.
+PERTURBED = (("perturbed", "all"), ("perturbed_background", "background"), ("perturbed_scale", "scale"))
+
+
 def _topk(targets, probs, n_classes: int) -> dict:
     from ..metrics import topk_accuracy
 
@@ -147,17 +151,20 @@ def _topk(targets, probs, n_classes: int) -> dict:
 
 def lever_metrics(run: TrainingRun, frame: "pd.DataFrame", targets, perturbed: bool = True) -> dict:
     """What ``run.config``'s evaluation levers add for ``frame``: ``tta`` {k: top-k} when ``config.tta``;
-    ``perturbed`` {k: top-k} of the strongly perturbed photos (:mod:`.robustness`) when
-    ``config.hard_check`` and ``perturbed``."""
+    ``perturbed`` {k: top-k} of the strongly perturbed photos (:mod:`.robustness`), and
+    ``perturbed_background`` / ``perturbed_scale`` of the photos with the garment on another background /
+    smaller in the frame (:mod:`.backdrops`; not part of ``perturbed``, whose figures earlier runs
+    recorded), when ``config.hard_check`` and ``perturbed``."""
     from .robustness import perturbed_probs
 
     out, n_classes = {}, len(run.splits.classes)
     if run.config.tta:
         out["tta"] = _topk(targets, predict_tta(run, frame)[0], n_classes)
     if run.config.hard_check and perturbed:
-        probs = perturbed_probs(run.learn.model, frame, model_size(run), run.backbone.mean, run.backbone.std,
-                                crop=run.config.crop == "bbox")
-        out["perturbed"] = _topk(targets, probs, n_classes)
+        for key, kind in PERTURBED:
+            probs = perturbed_probs(run.learn.model, frame, model_size(run), run.backbone.mean, run.backbone.std,
+                                    crop=run.config.crop == "bbox", kind=kind)
+            out[key] = _topk(targets, probs, n_classes)
     return out
 
 
@@ -235,7 +242,9 @@ def evaluate(run: TrainingRun, n_grid: int = 16) -> dict:
     write_json(run.output_dir / "metrics.json", result)
     run.evaluation = {"metrics": result, "figures": figures}
     for name, m in ((f"{run.splits.test_split}", metrics), ("valid", valid)):
-        for key, label in (("topk", ""), ("tta", " with TTA"), ("perturbed", " of perturbed photos")):
+        for key, label in (("topk", ""), ("tta", " with TTA"), ("perturbed", " of perturbed photos"),
+                           ("perturbed_background", " on another background"),
+                           ("perturbed_scale", " with the garment smaller in the frame")):
             if key in m:
                 log.info("%s accuracy%s on %d images: %s", name, label, m["n"],
                          ", ".join(f"top-{k} {v:.3f}" for k, v in m[key].items()))

@@ -1,0 +1,127 @@
+"""Near-duplicate groups for honest splits (#30 item 3): photos of the same garment, shot more than once.
+
+The leak check (:func:`fashion.insight.stage.find_leaks`) confirms *copies* on the pixels; a garment
+photographed twice — moved, refolded, another angle — is no copy, yet a test photo whose twin was trained
+on is no test of an unseen garment. Here a group is a connected component of the pairs of photos whose
+embeddings (pretrained body features) lie within a cosine distance ``threshold`` of each other, found
+through each photo's top-``k`` neighbours. Every photo gets a group id (photos in no pair get one of
+their own), so the ids can feed scikit-learn's ``GroupKFold``; :func:`unseen` marks the photos of a split
+whose group has no member in the others, :func:`without_twin` those with no pair in the others (no chain).
+
+Pretrained features see look-alikes as well as twins: a threshold trades groups that miss a twin against
+groups of different garments (benchmarks/README.md, "Out-of-split checks", has sheets of pairs per bin).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+#: Cosine distance of pretrained efficientnet_lite0 body features at or under which two photos of
+#: clothing-dataset-small are taken as one garment. Chosen by eye on sheets of pairs per distance bin
+#: (``benchmarks/outofsplit.py --pairs-sheet``; benchmarks/README.md, "Out-of-split checks"): the same
+#: garment shot twice on one backdrop sits at 0.06–0.10, beside look-alikes (plain jeans, white T-shirts
+#: on one backdrop); over 0.10 nearly every pair is two garments, and connected components chain them
+#: (0.15: a group of 94 photos). On another backdrop a twin lies further (a sweater: 0.146).
+DEFAULT_GROUP_THRESHOLD = 0.10
+#: The generous distance of :func:`without_twin`: it takes in the sweater shot on two backdrops (one
+#: photo in test, one in train) at 0.146; the pairs between 0.15 and 0.20 looked at were look-alikes, and
+#: excluding a photo that close to a training photo, if anything, makes the "unseen" subset harder.
+DEFAULT_TWIN_THRESHOLD = 0.20
+
+
+def candidate_pairs(vectors: np.ndarray, threshold: float = DEFAULT_GROUP_THRESHOLD, k: int = 10,
+                    ok: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (a, b, cosine distance) of rows of ``vectors`` (n, d) within ``threshold`` of each other
+    among each row's top-``k`` neighbours; a < b, each pair once (:func:`.duplicates.knn_pairs`). Rows
+    not ``ok`` are never paired.
+
+    >>> a, b, d = candidate_pairs(np.array([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0]]), threshold=0.01, k=2)
+    >>> a.tolist(), b.tolist()
+    ([0], [1])
+    """
+    from ..neighbors import build_index
+    from .duplicates import knn_pairs, pair_cosine_distances
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    rows = np.flatnonzero(np.ones(len(vectors), dtype=bool) if ok is None else np.asarray(ok, dtype=bool))
+    kk = min(int(k), len(rows) - 1)
+    if kk < 1:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    _, idx = build_index("exact", metric="cosine").fit(vectors[rows]).kneighbors(None, n_neighbors=kk)
+    neighbors = rows[np.asarray(idx)]
+    query = np.broadcast_to(rows[:, None], neighbors.shape)
+    dist = pair_cosine_distances(vectors, query.ravel(), neighbors.ravel()).reshape(neighbors.shape)
+    return knn_pairs(rows, neighbors, dist, threshold)
+
+
+def near_duplicate_groups(vectors: np.ndarray, threshold: float = DEFAULT_GROUP_THRESHOLD, k: int = 10,
+                          ok: np.ndarray | None = None) -> np.ndarray:
+    """Group id int64 (n,) of each row of ``vectors`` (n, d): rows within ``threshold`` cosine distance of
+    one of their top-``k`` neighbours share a group (transitively); ids 0, 1, … largest group first, then
+    one id per ungrouped row in row order. Rows not ``ok`` are never paired.
+
+    >>> v = np.array([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0], [-1.0, 0.0]])
+    >>> near_duplicate_groups(v, threshold=0.01, k=2).tolist()
+    [0, 0, 1, 2]
+    """
+    from .duplicates import connected_clusters
+
+    a, b, _ = candidate_pairs(vectors, threshold, k, ok)
+    clusters = connected_clusters(len(vectors), a, b)
+    alone = clusters < 0
+    clusters[alone] = clusters.max(initial=-1) + 1 + np.arange(int(alone.sum()))
+    return clusters
+
+
+def unseen(groups: np.ndarray, splits: Sequence, split: str = "test",
+           against: Sequence[str] = ("train", "valid")) -> np.ndarray:
+    """Bool (n,): rows of ``split`` whose group has no member in an ``against`` split.
+
+    >>> unseen(np.array([0, 0, 1, 2, 2]), ["train", "test", "test", "test", "test"]).tolist()
+    [False, False, True, True, True]
+    """
+    groups, splits = np.asarray(groups), np.asarray(splits).astype(str)
+    seen = np.unique(groups[np.isin(splits, list(against))])
+    return (splits == split) & ~np.isin(groups, seen)
+
+
+def without_twin(vectors: np.ndarray, splits: Sequence, threshold: float = DEFAULT_TWIN_THRESHOLD,
+                 split: str = "test", against: Sequence[str] = ("train", "valid"), k: int = 10,
+                 ok: np.ndarray | None = None) -> np.ndarray:
+    """Bool (n,): rows of ``split`` with no photo of an ``against`` split among their pairs within
+    ``threshold`` (:func:`candidate_pairs`; either end's top-``k``). Pairs, not groups: a generous
+    threshold excludes every likely twin without a chain of look-alikes taking in a whole class.
+    Rows not ``ok`` count as without twin (nothing to compare).
+
+    >>> v = np.array([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0], [0.05, 1.0]])
+    >>> without_twin(v, ["train", "test", "test", "valid"], threshold=0.01, k=2).tolist()
+    [False, False, False, False]
+    >>> without_twin(v, ["train", "test", "test", "test"], threshold=0.01, k=2).tolist()
+    [False, False, True, True]
+    """
+    from .duplicates import leaked_rows
+
+    splits = np.asarray(splits).astype(str)
+    a, b, _ = candidate_pairs(vectors, threshold, k, ok)
+    return (splits == split) & ~leaked_rows(a, b, splits, split, against)
+
+
+def group_summary(groups: np.ndarray, splits: Sequence, labels: Sequence) -> dict:
+    """Counts: groups of two or more photos, photos in them, the largest, groups spanning splits and
+    groups whose photos carry more than one label.
+
+    >>> group_summary(np.array([0, 0, 1, 1, 2]), ["train", "test", "train", "train", "test"], list("aabca"))
+    {'n_photos': 5, 'n_groups': 2, 'n_photos_grouped': 4, 'largest': 2, 'cross_split_groups': 1, 'mixed_label_groups': 1}
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame({"g": np.asarray(groups), "s": np.asarray(splits).astype(str),
+                          "l": np.asarray(labels).astype(str)})
+    per = frame.groupby("g").agg(size=("s", "size"), splits=("s", "nunique"), labels=("l", "nunique"))
+    multi = per[per["size"] > 1]
+    return {"n_photos": int(len(frame)), "n_groups": int(len(multi)), "n_photos_grouped": int(multi["size"].sum()),
+            "largest": int(multi["size"].max()) if len(multi) else 0,
+            "cross_split_groups": int((multi["splits"] > 1).sum()), "mixed_label_groups": int((multi["labels"] > 1).sum())}
