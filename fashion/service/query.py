@@ -28,8 +28,8 @@ log = logging.getLogger("fashion.service")
 
 MAX_K = 100
 _K_LIMIT = "the most a request may ask for"  # k beyond the gallery's size is fine: fewer come back
-DECODERS = 2  # photos decoded and resized at the same time (the network and index run one at a time): 16
-# concurrent resizes, each with ~5 MB of int32 blocks, only evict each other's caches on two cores
+DECODERS = 2  # photos decoded and resized at the same time (the network and index run one at a time): at
+# c = 16 the resize's ~5 MB of int32 blocks a photo are held by two photos at most (no CPU change measured)
 MAX_BATCH = 4  # photos in one network call (micro-batching, .batcher): with one inference thread the cost a
 # photo is flat past batch 2-4 (benchmarks/photo_cpu.py), and every size is one more warm-up call at start
 
@@ -184,9 +184,10 @@ class SimilarityService:
                 else:
                     picture = open_image(name, max_pixels=self.max_pixels, strict=True, min_size=size)
                 net_input = _pixels(self.embedder, picture)
-                small = self._classifier_input(picture)
-                family = self.colours.of_picture(picture) if mode is not None else None
-                del picture  # only the network's inputs are kept past here
+            # an ensemble's own resize and the colour's ~5 ms hold no decode slot (thumbnails wait on them)
+            small = self._classifier_input(picture)
+            family = self.colours.of_picture(picture) if mode is not None else None
+            del picture  # only the network's inputs are kept past here
             vector, probs = self._batcher((net_input, small))
         if not np.isfinite(vector).all() or float(vector @ vector) <= 0:
             raise ImageError(name, "no features: the image gives an all-zero embedding (blank image?)")
