@@ -199,3 +199,21 @@ def test_the_served_service_follows_a_changed_ivfpq_run(run_dir):
     found = live.neighbors_of(int(added[0]), k=3).results
     assert len(found) == 3 and int(added[0]) not in [m.id for m in found]
     assert live.current.n_gallery == 401
+
+
+def test_a_filtered_search_tunes_the_hnsw_quantiser_for_the_lists_it_probes(tmp_path):
+    """A filter widens nprobe (here 8 -> 64 lists for 4 of 400 items): the quantiser's efSearch follows the
+    lists probed (the one rule, ``neighbors.ivfpq.tune_quantizer``), not the run's own nprobe."""
+    import faiss
+
+    run_dir = make_ivfpq_run(tmp_path / "run", _vectors(400, 0), k=3, factory="IVF64_HNSW32,PQ4x4", nprobe=8)
+    index = live_delta.LiveIndex(run_dir / layout.IVFPQ_DIR)
+
+    def ef():
+        return faiss.downcast_index(faiss.extract_index_ivf(index.base.index).quantizer).hnsw.efSearch
+
+    allowed = np.array([3, 50, 120, 399])
+    dist, ids = index.search(_vectors(400, 0)[allowed], 2, allowed=allowed)
+    assert ef() == 128 and ids[:, 0].tolist() == allowed.tolist()
+    index.search(_vectors(400, 0)[:2], 2)
+    assert ef() == 64

@@ -147,7 +147,6 @@ class LiveIndex:
         self.delta = delta if delta is not None else Delta.empty(_ivf(self.base.index).code_size)
         self.rows = rows
         self._empty = self._added = self._live = None  # made when first needed
-        tune_quantizer(self.base.index, self.params.factory, self.params.nprobe)
 
     @property
     def count(self) -> int:
@@ -206,7 +205,9 @@ class LiveIndex:
         nprobe = min(nprobe, int(self.params.nlist))
         if len(self.delta) and self._added is None:
             self._added = fill(self.empty, self.delta.ids, self.delta.lists, self.delta.codes)
-            tune_quantizer(self._added, self.params.factory, self.params.nprobe)
+        for index in (self.base.index, self._added):  # for the lists this search probes (a filter widens them)
+            if index is not None:
+                tune_quantizer(index, self.params.factory, nprobe)
         dist = np.full((len(Q), int(k)), np.inf, np.float32)
         ids = np.full((len(Q), int(k)), -1, np.int64)
         for s in range(0, len(Q), block):  # candidates × d re-rank rows in memory per block, not per run
