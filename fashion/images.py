@@ -366,15 +366,13 @@ def _resized(image, width: int, height: int, window: tuple[int, int, int, int] |
 
     import numpy as np
 
-    if "torch" not in sys.modules and getattr(image, "mode", None) == "RGB":
-        from .resample import resize_bilinear_aa
-
-        return resize_bilinear_aa(image, height, width, window)  # from the PIL image: no array copy of it first
-    pixels = np.array(image, dtype=np.uint8)  # writable (height, width, 3) copy
     if "torch" not in sys.modules:
         from .resample import resize_bilinear_aa
 
-        return resize_bilinear_aa(pixels, height, width, window)
+        # an RGB PIL image is read as it is (no array copy of it first); the result is always a new array
+        source = image if getattr(image, "mode", None) == "RGB" else np.asarray(image, dtype=np.uint8)
+        return resize_bilinear_aa(source, height, width, window)
+    pixels = np.array(image, dtype=np.uint8)  # writable (height, width, 3) copy
     if pixels.shape[:2] != (height, width):
         pixels = _torch_resized(pixels, width, height)
     if window is None:

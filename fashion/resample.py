@@ -134,6 +134,7 @@ def resize_bilinear_aa(pixels, height: int, width: int, window: tuple[int, int, 
     out = np.asarray(out)
     if h != height:
         out = _rows(out, height, top, top + rows, in_size=h)
-    if out is pixels or not (out.flags.writeable and out.flags.c_contiguous):
+    if out is pixels or (isinstance(pixels, np.ndarray) and np.may_share_memory(out, pixels)) or not (
+            out.flags.writeable and out.flags.c_contiguous):  # a window of full rows at the same size is a view
         out = np.array(out, dtype=np.uint8, order="C")  # the caller's own writable array
     return out

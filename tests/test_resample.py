@@ -91,7 +91,10 @@ def test_a_window_gives_the_whole_outputs_bytes_there(seed):
         resize_bilinear_aa(pixels, oh, ow, (0, 0, oh + 1, ow))
 
 
-def test_the_centre_crop_computes_only_the_crop_and_gives_torchs_bytes():
+def test_the_centre_crop_computes_only_the_crop_and_gives_torchs_bytes(monkeypatch):
+    """Without torch in the process (a served OpenVINO network) the crop is computed in numpy, window only."""
+    import sys
+
     from PIL import Image
 
     from fashion.images import resize_center_crop
@@ -103,4 +106,13 @@ def test_the_centre_crop_computes_only_the_crop_and_gives_torchs_bytes():
         nw, nh = max(224, round(w * scale)), max(224, round(h * scale))
         top, left = (nh - 224) // 2, (nw - 224) // 2
         want = _torch_resize(pixels, nh, nw)[top:top + 224, left:left + 224]
-        assert np.array_equal(resize_center_crop(Image.fromarray(pixels), 224), want), (h, w)
+        with monkeypatch.context() as m:
+            m.delitem(sys.modules, "torch")  # resize_center_crop takes the numpy path
+            got = resize_center_crop(Image.fromarray(pixels), 224)
+        assert np.array_equal(got, want), (h, w)
+
+
+def test_a_window_of_full_rows_at_the_same_size_is_a_new_array():
+    pixels = np.random.default_rng(1).integers(0, 256, (8, 6, 3), dtype=np.uint8)
+    got = resize_bilinear_aa(pixels, 8, 6, (2, 0, 4, 6))
+    assert np.array_equal(got, pixels[2:6]) and not np.may_share_memory(got, pixels)
