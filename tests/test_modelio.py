@@ -75,3 +75,26 @@ def test_not_json_or_not_an_object(tmp_path):
         ModelInfo.read(tmp_path)
     with pytest.raises(FileNotFoundError, match="model.json"):
         ModelInfo.read(tmp_path / "absent")
+
+
+def test_weights_sha256_hashes_a_rewritten_file_anew(tmp_path):
+    """The digest is remembered per version of the file: rewritten in place (same size, other bytes), it is
+    hashed again; replaced by another file at the same path, too."""
+    import hashlib
+    import os
+
+    from fashion.modelio import weights_sha256
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"a" * 4096)
+    assert weights_sha256(path) == hashlib.sha256(b"a" * 4096).hexdigest()
+    before = os.stat(path)
+    with open(path, "r+b") as f:  # in place: the same inode and size
+        f.write(b"b" * 4096)
+    # its times as a write one clock tick later leaves them (within one tick they may not move: see weights_sha256)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 10_000_000))
+    assert weights_sha256(path) == hashlib.sha256(b"b" * 4096).hexdigest()
+    other = tmp_path / "other"
+    other.write_bytes(b"c" * 4096)
+    os.replace(other, path)
+    assert weights_sha256(path) == hashlib.sha256(b"c" * 4096).hexdigest()

@@ -223,8 +223,9 @@ def _through_index(service, basis, vector, i, ids, k, candidates):
     mode's own narrowing takes from the index (itself left out); the scoring and order are checked here."""
     if candidates < len(ids):
         query = project(np.asarray(vector, np.float32)[None, :], basis)
-        ids = service.colours._candidates(query, np.asarray(ids, np.int64), i)
-        assert len(ids) == candidates
+        narrowed = service.colours._candidates(query, np.asarray(ids, np.int64), i)
+        assert len(narrowed) == candidates and i not in narrowed and np.isin(narrowed, ids).all()
+        ids = narrowed
     return _brute(service, vector, ids, k, projected=True)
 
 

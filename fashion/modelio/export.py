@@ -39,7 +39,8 @@ def weights_sha256(path) -> str:
     process: opening a run made with the bundled model by another install compares the weights with the
     run's checksum (:func:`fashion.embedding.spec.locate_model`), and then builds its embedder from them
     (:meth:`fashion.embedding.Embedder.from_model_dir`), which hashed the same 9.5 MB again. A file
-    rewritten since (another inode, size, mtime or ctime: any write moves the ctime) is hashed anew."""
+    rewritten since (another inode, size, mtime or ctime: a write moves the ctime, unless it lands in the
+    same clock tick as the hash, which a model export does not) is hashed anew."""
     from ..rundir import file_sha256
 
     def version(st):
