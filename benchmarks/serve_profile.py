@@ -52,6 +52,8 @@ TIMED = [
     ("micro-batcher call (all of it)", "fashion.service.batcher", "__call__", "MicroBatcher"),
     ("network (the embedder's infer, one call a batch)", "fashion.service.query", "_infer", None),
     ("index search", "fashion.service.query", "_search", "SimilarityService"),
+    ("classifier input (an ensemble's own resize)", "fashion.service.query", "_classifier_input", "SimilarityService"),
+    ("garment colour (colour modes)", "fashion.service.colourmode", "of_picture", "ColourModes"),
 ]
 _TOTALS: dict[str, list[float]] = {}  # row -> [cpu s, calls, items, wall s]
 _WORKERS: set[int] = set()  # native ids of the threads that ran search_image
@@ -86,12 +88,16 @@ def install_timers(out: Path) -> None:
     """Wrap the functions of ``TIMED`` (module attributes: looked up at each call) and write their totals
     to ``out`` at every SIGUSR1 (the main thread runs the handler: the event loop's)."""
     import importlib
+    import inspect
 
     for row, module, attr, cls in TIMED:
         owner = importlib.import_module(module)
         if cls is not None:
             owner = getattr(owner, cls)
-        setattr(owner, attr, _timed(row, getattr(owner, attr), 2 if attr == "_infer" else None))
+        timed = _timed(row, getattr(owner, attr), 2 if attr == "_infer" else None)
+        if isinstance(inspect.getattr_static(owner, attr), staticmethod):  # stays one (ColourModes.of_picture)
+            timed = staticmethod(timed)
+        setattr(owner, attr, timed)
 
     def dump(signum, frame):
         with _LOCK:
@@ -218,7 +224,7 @@ def stage_table(before: dict, after: dict, used: dict[int, tuple[float, int, flo
     loop_ms = used.get(pid, (0.0, 0, 0.0))[0] * 1000 / done
     other_ms = sum(used[t][0] for t in used if t not in workers and t != pid) * 1000 / done
     parse, answer = ms(TIMED[0][0]), ms(TIMED[1][0])
-    whole, gate, decode, resize, batcher, network, search = (ms(row) for row, *_ in TIMED[2:])
+    whole, gate, decode, resize, batcher, network, search, classify, colour = (ms(row) for row, *_ in TIMED[2:])
     rows = [
         ("multipart parse (python-multipart)", parse, "event loop"),
         ("JSON answer", answer, "event loop"),
@@ -230,8 +236,10 @@ def stage_table(before: dict, after: dict, used: dict[int, tuple[float, int, flo
         ("network (the embedder's infer, one call a batch, on the leader's thread)", network, "workers"),
         ("micro-batcher: waiting and waking, less the network", batcher - network, "workers"),
         ("index search", search, "workers"),
-        ("search_image's rest: memory budget, decode slots, checks", whole - gate - decode - resize - batcher - search,
-         "workers"),
+        ("classifier input (an ensemble's own resize)", classify, "workers"),
+        ("garment colour (colour modes)", colour, "workers"),
+        ("search_image's rest: memory budget, decode slots, checks",
+         whole - gate - decode - resize - batcher - search - classify - colour, "workers"),
         ("worker threads outside search_image: anyio's pool (queue, futures, wake-ups)", worker_ms - whole, "workers"),
         ("threads that ran no photo (OpenVINO's, OpenMP's, the run watcher)", other_ms, "other"),
     ]

@@ -38,14 +38,15 @@ def test_py_spy_samples_go_to_their_innermost_stage_and_blocked_ones_are_left_ou
 def test_the_stage_table_adds_up_to_the_threads_cpu():
     rows = [row for row, *_ in serve_profile.TIMED]
     before = {"totals": {row: [1.0, 1, 1] for row in rows}}
-    parts = dict(zip(rows, (0.1, 0.1, 6.5, 0.2, 0.7, 1.5, 3.1, 2.8, 0.6)))  # seconds since `before`
+    parts = dict(zip(rows, (0.1, 0.1, 6.5, 0.2, 0.7, 1.5, 3.1, 2.8, 0.6, 0.05, 0.15)))  # seconds since `before`
     after = {"totals": {row: [1.0 + parts[row], 9, 9] for row in rows}, "workers": [2, 3]}
     used = {1: (0.9, 10, 0.1), 2: (3.6, 10, 0.0), 3: (3.3, 10, 0.0), 4: (0.05, 1, 0.0)}  # loop, 2 workers, other
     table = serve_profile.stage_table(before, after, used, 1, 1000)
     got = {row: ms for row, ms, _ in table}
     assert sum(got.values()) == pytest.approx(sum(cpu for cpu, *_ in used.values()))  # ms a photo × 1000 photos / 1000
     assert got["micro-batcher: waiting and waking, less the network"] == pytest.approx(0.3)
-    assert got["search_image's rest: memory budget, decode slots, checks"] == pytest.approx(6.5 - 0.2 - 0.7 - 1.5 - 3.1 - 0.6)
+    assert got["search_image's rest: memory budget, decode slots, checks"] == pytest.approx(6.5 - 0.2 - 0.7 - 1.5 - 3.1 - 0.6 - 0.05 - 0.15)
+    assert got["garment colour (colour modes)"] == pytest.approx(0.15)
     assert got["worker threads outside search_image: anyio's pool (queue, futures, wake-ups)"] == pytest.approx(0.4)
     assert got["threads that ran no photo (OpenVINO's, OpenMP's, the run watcher)"] == pytest.approx(0.05)
     assert [row for row, *_ in serve_profile.stage_table_rows()] == [row for row, *_ in table]
@@ -60,9 +61,11 @@ def test_the_timed_child_times_the_photo_paths_real_functions(sample_run, tmp_pa
     photos = sorted((REPO / "fashion" / "data" / "sample" / "img").rglob("*.jpg"))[:3]
     with serve_profile._Child(sample_run, 4, tmp_path) as server:
         server.wait_ready(300)
-        for photo in photos:
+        for n, photo in enumerate(photos):
             body, ctype = _multipart(photo, BOUNDARY)
-            request = urllib.request.Request(server.url + "/api/search", data=body, headers={"Content-Type": ctype})
+            query = "?colour=same" if n == 0 else ""  # one colour-mode search: the garment colour's row
+            request = urllib.request.Request(server.url + "/api/search" + query, data=body,
+                                             headers={"Content-Type": ctype})
             with urllib.request.urlopen(request, timeout=60) as response:
                 assert response.status == 200
         timers = server.timers()
