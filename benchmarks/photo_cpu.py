@@ -62,6 +62,8 @@ def child(run: str, photos: str, n: int) -> dict:
     row["decode"] = cpu_ms(decode, len(datas))
     pictures = decode()
     row["resize"] = cpu_ms(lambda: [_pixels(service.embedder, p) for p in pictures], len(pictures))
+    row["crop resize: window"] = cpu_ms(lambda: [_centre_crop(p, size, whole=False) for p in pictures], len(pictures))
+    row["crop resize: whole, sliced"] = cpu_ms(lambda: [_centre_crop(p, size, whole=True) for p in pictures], len(pictures))
     inputs = [_pixels(service.embedder, p) for p in pictures]
     for b in (1, 2, 4, 8, 16):
         items = [(x, None) for x in (inputs * 16)[:b]]
@@ -88,6 +90,21 @@ def child(run: str, photos: str, n: int) -> dict:
     row["RSS MB"] = psutil.Process().memory_info().rss / 2**20
     row["load"] = f"{load0:.1f}->{os.getloadavg()[0]:.1f}"
     return row
+
+
+def _centre_crop(picture, size: int, whole: bool):
+    """A "crop" run's resize (numpy kernel, as a served OpenVINO network runs it): the centre ``size`` square
+    of the picture scaled to ``size`` on its short side, computed as that window only or as the whole resize
+    sliced (the same bytes: tests/test_resample.py)."""
+    from fashion.resample import resize_bilinear_aa
+
+    w, h = picture.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    top, left = (nh - size) // 2, (nw - size) // 2
+    if whole:
+        return resize_bilinear_aa(picture, nh, nw)[top:top + size, left:left + size]
+    return resize_bilinear_aa(picture, nh, nw, (top, left, size, size))
 
 
 def main(argv=None) -> int:
