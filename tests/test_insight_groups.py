@@ -1,11 +1,11 @@
-"""fashion.insight.groups: near-duplicate groups from embeddings, the unseen rows of a split, counts."""
+"""fashion.insight.groups: near-duplicate groups from embeddings, the rows of a split without a twin in the others, counts."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fashion.insight.groups import group_summary, near_duplicate_groups, twin_distance, unseen, without_twin
+from fashion.insight.groups import group_summary, near_duplicate_groups, twin_distance, without_twin
 
 
 def planted(n_groups=6, per=3, n_single=10, d=32, spread=0.02, seed=0):
@@ -63,14 +63,6 @@ def test_tiny_inputs():
     assert near_duplicate_groups(np.zeros((0, 4))).tolist() == []
     assert near_duplicate_groups(np.ones((1, 4))).tolist() == [0]
     assert near_duplicate_groups(np.array([[1.0, 0.0], [1.0, 0.001]]), threshold=0.01).tolist() == [0, 0]
-
-
-def test_unseen_marks_the_split_rows_whose_group_stays_inside_it():
-    groups = np.array([0, 0, 1, 1, 2, 3, 3])
-    splits = ["train", "test", "test", "test", "test", "valid", "test"]
-    assert unseen(groups, splits).tolist() == [False, False, True, True, True, False, False]
-    assert unseen(groups, splits, against=("train",)).tolist() == [False, False, True, True, True, False, True]
-    assert unseen(groups, splits, split="valid", against=("test",)).tolist() == [False] * 5 + [False, False]
 
 
 def look_alikes_hiding_a_twin(per=12, twin=0.154, d=32, seed=0):

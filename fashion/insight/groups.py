@@ -78,18 +78,6 @@ def near_duplicate_groups(vectors: np.ndarray, threshold: float = DEFAULT_GROUP_
     return clusters
 
 
-def unseen(groups: np.ndarray, splits: Sequence, split: str = "test",
-           against: Sequence[str] = ("train", "valid")) -> np.ndarray:
-    """Bool (n,): rows of ``split`` whose group has no member in an ``against`` split.
-
-    >>> unseen(np.array([0, 0, 1, 2, 2]), ["train", "test", "test", "test", "test"]).tolist()
-    [False, False, True, True, True]
-    """
-    groups, splits = np.asarray(groups), np.asarray(splits).astype(str)
-    seen = np.unique(groups[np.isin(splits, list(against))])
-    return (splits == split) & ~np.isin(groups, seen)
-
-
 def twin_distance(vectors: np.ndarray, splits: Sequence, split: str = "test",
                   against: Sequence[str] = ("train", "valid"), ok: np.ndarray | None = None) -> np.ndarray:
     """Float64 (n,): the cosine distance of each ``ok`` row of ``split`` to its nearest ``ok`` row of an
