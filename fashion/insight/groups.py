@@ -43,20 +43,11 @@ def candidate_pairs(vectors: np.ndarray, threshold: float = DEFAULT_GROUP_THRESH
     >>> a.tolist(), b.tolist()
     ([0], [1])
     """
-    from ..neighbors import build_index
-    from .duplicates import knn_pairs, pair_cosine_distances
+    from .duplicates import knn_distances, knn_pairs, self_neighbors
 
     vectors = np.asarray(vectors, dtype=np.float32)
-    rows = np.flatnonzero(np.ones(len(vectors), dtype=bool) if ok is None else np.asarray(ok, dtype=bool))
-    kk = min(int(k), len(rows) - 1)
-    if kk < 1:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0)
-    _, idx = build_index("exact", metric="cosine").fit(vectors[rows]).kneighbors(None, n_neighbors=kk)
-    neighbors = rows[np.asarray(idx)]
-    query = np.broadcast_to(rows[:, None], neighbors.shape)
-    dist = pair_cosine_distances(vectors, query.ravel(), neighbors.ravel()).reshape(neighbors.shape)
-    return knn_pairs(rows, neighbors, dist, threshold)
+    rows, neighbors = self_neighbors(vectors, ok, k, index="exact")
+    return knn_pairs(rows, neighbors, knn_distances(vectors, rows, neighbors), threshold)
 
 
 def near_duplicate_groups(vectors: np.ndarray, threshold: float = DEFAULT_GROUP_THRESHOLD, k: int = 10,
