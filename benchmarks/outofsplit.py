@@ -62,9 +62,9 @@ def _f(value) -> str:
 
 
 def _tile(path, tile: int):
-    from PIL import Image
+    from fashion.images import open_image
 
-    im = Image.open(path).convert("RGB")
+    im = open_image(path)
     im.thumbnail((tile - 4, tile - 4))
     return im
 
@@ -130,15 +130,19 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: unchanged)")
     args = parser.parse_args(argv)
+    kinds = [k for k in args.perturbations.split(",") if k]
+    unknown = sorted(set(kinds) - set(PERTURBATIONS))
+    if unknown:  # before two embedding passes, not after
+        parser.error(f"unknown --perturbations {', '.join(unknown)}; valid: {', '.join(PERTURBATIONS)}")
     logging.basicConfig(level=logging.WARNING)
 
     import torch
 
     from fashion.datasets import load
     from fashion.embedding import Embedder
-    from fashion.insight.groups import candidate_pairs, group_summary, near_duplicate_groups, without_twin
+    from fashion.insight.groups import candidate_pairs, group_summary, near_duplicate_groups, twin_distance
     from fashion.modelio import bundled_model_dir, load_model
-    from fashion.training.groupcv import compare_folds
+    from fashion.training.groupcv import compare_folds, plain_folds
     from fashion.training.robustness import perturbed_probs
 
     if args.threads:
@@ -156,7 +160,8 @@ def main(argv=None) -> int:
     others = np.flatnonzero(np.isin(splits, ["train", "valid"]))
 
     pre = Embedder.create().embed(items, cache_dir=args.cache_dir, progress=False)
-    fresh = {t: without_twin(pre.vectors, splits, t, ok=pre.ok) for t in twin_thresholds}
+    nearest = twin_distance(pre.vectors, splits, ok=pre.ok)  # one search, then each threshold (= without_twin)
+    fresh = {t: (splits == "test") & ~(nearest <= t) for t in twin_thresholds}
     if args.sheet:
         n = draw_twins(Path(args.sheet), items, *candidate_pairs(pre.vectors, max(twin_thresholds), ok=pre.ok))
         print(f"sheet of the {min(n, 64)} closest of the {n} test - train/valid pairs within "
@@ -167,6 +172,7 @@ def main(argv=None) -> int:
 
     mine = Embedder.create(model=model_dir).embed(items, cache_dir=args.cache_dir, progress=False)
     vectors = mine.vectors
+    test, others = test[mine.ok[test]], others[mine.ok[others]]  # a photo that failed to embed has a zero vector
     out["retrieval"] = {"test_all_pairs": precision(vectors, labels, test, test),
                         "test_vs_train_valid": precision(vectors, labels, test, others)}
     print(f"P@10 of the {len(test)} test photos: among themselves {out['retrieval']['test_all_pairs']:.4f}, "
@@ -174,32 +180,36 @@ def main(argv=None) -> int:
 
     loaded = load_model(model_dir)
     classes = list(loaded.classes)
-    frame = items.iloc[test].reset_index(drop=True)
-    targets = np.array([classes.index(v) for v in labels[test]])
-    fresh_test = fresh[args.twin_threshold][test]
+    scored = np.flatnonzero(splits == "test")  # the classifier scores every test photo, as fashion train does
+    frame = items.iloc[scored].reset_index(drop=True)
+    targets = np.array([classes.index(v) for v in labels[scored]])
+    fresh_test = fresh[args.twin_threshold][scored]
     right: dict = {}
     out["top1"] = {}
-    for kind in [k for k in ("none",) + tuple(args.perturbations.split(",")) if k]:
+    for kind in ["none"] + kinds:
         if kind in right:
             continue
         t = time.perf_counter()
         probs = perturbed_probs(loaded.model, frame, loaded.size, loaded.info.mean, loaded.info.std,
                                 crop=loaded.info.crop == "bbox", kind=kind)
         right[kind] = ok = probs.argmax(1) == targets
-        out["top1"][kind] = {"test": float(ok.mean()), "unseen": float(ok[fresh_test].mean()) if fresh_test.any() else None}
-        print(f"top-1 {kind:>10}: test {ok.mean():.4f} ({int(ok.sum())}/{len(ok)}), unseen (no twin within "
-              f"{args.twin_threshold:g}) {ok[fresh_test].mean():.4f} ({int(ok[fresh_test].sum())}/{int(fresh_test.sum())})"
+        out["top1"][kind] = row = {"test": float(ok.mean()),
+                                   "unseen": float(ok[fresh_test].mean()) if fresh_test.any() else None}
+        print(f"top-1 {kind:>10}: test {row['test']:.4f} ({int(ok.sum())}/{len(ok)}), unseen (no twin within "
+              f"{args.twin_threshold:g}) {_f(row['unseen'])} ({int(ok[fresh_test].sum())}/{int(fresh_test.sum())})"
               f"  [{time.perf_counter() - t:.0f} s]", flush=True)
 
     for t in twin_thresholds:
-        chosen, mask = np.flatnonzero(fresh[t]), fresh[t][test]
-        row = {"n_test": int(len(test)), "n_unseen": int(len(chosen)),
+        mask = fresh[t][scored]
+        chosen = test[fresh[t][test]]
+        row = {"n_test": int(len(scored)), "n_unseen": int(mask.sum()),
                "top1": float(right["none"][mask].mean()) if mask.any() else None,
                "p10_among_themselves": precision(vectors, labels, chosen, chosen) if len(chosen) > 1 else None,
                "p10_vs_train_valid": precision(vectors, labels, chosen, others) if len(chosen) else None}
         out["unseen"][f"{t:g}"] = row
         print(f"unseen test photos (no train/valid photo within {t:g}): {json.dumps(row)}", flush=True)
 
+    plain = None  # the plain K-fold does not depend on the groups: once per seed, for every threshold
     for t in thresholds:
         groups = near_duplicate_groups(pre.vectors, t, ok=pre.ok)
         row = group_summary(groups, splits, labels)
@@ -207,7 +217,9 @@ def main(argv=None) -> int:
         if not args.skip_cv:
             c = time.perf_counter()
             ok = pre.ok
-            row["cv"] = cv = compare_folds(pre.vectors[ok], labels[ok], groups[ok], folds=args.folds, seeds=seeds)
+            plain = plain or plain_folds(pre.vectors[ok], labels[ok], folds=args.folds, seeds=seeds)
+            row["cv"] = cv = compare_folds(pre.vectors[ok], labels[ok], groups[ok], folds=args.folds, seeds=seeds,
+                                           plain=plain)
             print(f"  proxy (logistic head on pretrained Lite0 features, {cv['n']} photos), {args.folds}-fold, "
                   f"mean of seeds {cv['seeds']}: plain {cv['plain']:.4f} {_r(cv['plain_per_seed'])}, grouped "
                   f"{cv['grouped']:.4f} {_r(cv['grouped_per_seed'])}, flattery {cv['flattery']:+.4f} "

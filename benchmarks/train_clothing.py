@@ -97,8 +97,9 @@ def accuracy_line(metrics: dict) -> str:
     """Test top-k, then valid top-1 (what levers are chosen on), TTA and perturbed-photo accuracy where run."""
     test, valid = metrics["test"], metrics.get("valid", {})
     parts = [", ".join(f"top-{k} **{v:.3f}**" for k, v in test["topk"].items())]
-    for key, label in (("tta", "with TTA"), ("perturbed", "perturbed test photos"),
-                       ("perturbed_background", "on another background"), ("perturbed_scale", "garment smaller in the frame")):
+    from fashion.training.robustness import PERTURBED
+
+    for key, label in (("tta", "with TTA"),) + tuple((key, label) for key, _, label in PERTURBED):
         if key in test:
             parts.append(f"{label} top-1 {test[key]['1']:.3f}")
     if valid:

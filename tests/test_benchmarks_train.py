@@ -51,10 +51,10 @@ def test_report_names_the_levers_and_the_extra_accuracies():
     metrics = {"test": {"topk": {"1": 0.9, "3": 0.98}, "tta": {"1": 0.91}, "perturbed": {"1": 0.7}},
                "valid": {"topk": {"1": 0.88}, "tta": {"1": 0.89}}}
     line = bench.accuracy_line(metrics)
-    assert line == ("top-1 **0.900**, top-3 **0.980**; with TTA top-1 0.910; perturbed test photos top-1 0.700; "
+    assert line == ("top-1 **0.900**, top-3 **0.980**; with TTA top-1 0.910; perturbed photos top-1 0.700; "
                     "valid top-1 0.880 (TTA 0.890)")
     metrics["test"].update(perturbed_background={"1": 0.8}, perturbed_scale={"1": 0.75})
-    assert "; perturbed test photos top-1 0.700; on another background top-1 0.800; garment smaller in the frame " \
+    assert "; perturbed photos top-1 0.700; on another background top-1 0.800; garment smaller in the frame " \
            "top-1 0.750; valid" in bench.accuracy_line(metrics)
 
 

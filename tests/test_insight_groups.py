@@ -1,11 +1,11 @@
-"""fashion.insight.groups: near-duplicate groups from embeddings, the unseen rows of a split, counts."""
+"""fashion.insight.groups: near-duplicate groups from embeddings, the rows of a split without a twin in the others, counts."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fashion.insight.groups import group_summary, near_duplicate_groups, unseen
+from fashion.insight.groups import group_summary, near_duplicate_groups, twin_distance, without_twin
 
 
 def planted(n_groups=6, per=3, n_single=10, d=32, spread=0.02, seed=0):
@@ -65,12 +65,44 @@ def test_tiny_inputs():
     assert near_duplicate_groups(np.array([[1.0, 0.0], [1.0, 0.001]]), threshold=0.01).tolist() == [0, 0]
 
 
-def test_unseen_marks_the_split_rows_whose_group_stays_inside_it():
-    groups = np.array([0, 0, 1, 1, 2, 3, 3])
-    splits = ["train", "test", "test", "test", "test", "valid", "test"]
-    assert unseen(groups, splits).tolist() == [False, False, True, True, True, False, False]
-    assert unseen(groups, splits, against=("train",)).tolist() == [False, False, True, True, True, False, True]
-    assert unseen(groups, splits, split="valid", against=("test",)).tolist() == [False] * 5 + [False, False]
+def look_alikes_hiding_a_twin(per=12, twin=0.154, d=32, seed=0):
+    """``per`` test photos of one garment, tight together, and ``per`` train photos of its twin ``twin``
+    away (cosine distance), tight together too: every photo's 10 nearest are of its own split."""
+    rng = np.random.default_rng(seed)
+    u, w = np.eye(d)[0], (1 - twin) * np.eye(d)[0] + np.sqrt(1 - (1 - twin) ** 2) * np.eye(d)[1]
+    rows = np.array([c + rng.normal(scale=0.003, size=d) for c in (u, w) for _ in range(per)])
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True), ["test"] * per + ["train"] * per
+
+
+def test_a_twin_crowded_out_of_the_top_k_by_look_alikes_is_still_found():
+    vectors, splits = look_alikes_hiding_a_twin()
+    dist = twin_distance(vectors, splits)
+    assert np.isinf(dist[12:]).all() and np.allclose(dist[:12], 0.154, atol=0.01)
+    assert not without_twin(vectors, splits, threshold=0.20).any()  # a top-10 over all photos marked all 12 unseen
+    assert without_twin(vectors, splits, threshold=0.10).tolist() == [True] * 12 + [False] * 12
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_twin_distance_is_the_nearest_other_split_photo(seed):
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(40, 8))
+    splits = rng.choice(["train", "valid", "test"], size=40)
+    ok = rng.random(40) > 0.2
+    got = twin_distance(vectors, splits, against=("train",), ok=ok)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    for row in range(40):
+        others = np.flatnonzero((splits == "train") & ok)
+        want = (1 - unit[others] @ unit[row]).min() if splits[row] == "test" and ok[row] else np.inf
+        assert got[row] == pytest.approx(want, abs=1e-6)
+    free = without_twin(vectors, splits, threshold=0.5, against=("train",), ok=ok)
+    assert free.tolist() == ((splits == "test") & ~(got <= 0.5)).tolist()
+    assert free[(splits == "test") & ~ok].all()  # nothing to compare: counted without twin
+
+
+def test_no_other_split_means_no_twin():
+    vectors, splits = look_alikes_hiding_a_twin()
+    assert without_twin(vectors, ["test"] * 24).all()
+    assert not without_twin(vectors, ["train"] * 24).any()
 
 
 def test_group_summary_counts():

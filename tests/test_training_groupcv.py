@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fashion.training.groupcv import compare_folds, fold_predictions, grouped_folds
+from fashion.training.groupcv import compare_folds, fold_predictions, grouped_folds, plain_folds
 
 
 def memorable(n_groups=40, per=5, d=64, seed=0):
@@ -45,6 +45,16 @@ def test_compare_folds_is_deterministic_and_checks_its_inputs():
         compare_folds(features[:-1], labels, groups)
     with pytest.raises(ValueError, match="cannot fill 5 grouped folds"):
         compare_folds(features, labels, np.arange(len(labels)) % 4, folds=5)
+
+
+def test_plain_folds_computed_once_serve_every_grouping():
+    features, labels, groups = memorable(n_groups=12, per=3)
+    plain = plain_folds(features, labels, folds=3, seeds=(0, 1))
+    for g in (groups, np.arange(len(labels)) % 6):
+        assert compare_folds(features, labels, g, folds=3, seeds=(0, 1), plain=plain) == \
+            compare_folds(features, labels, g, folds=3, seeds=(0, 1))
+    with pytest.raises(ValueError, match="do not match"):
+        compare_folds(features, labels, groups, folds=3, seeds=(0, 2), plain=plain)
 
 
 def test_fold_predictions_never_score_a_row_it_trained_on():

@@ -154,8 +154,14 @@ def _weighted(lab: np.ndarray) -> np.ndarray:
     return lab * np.array([0.5, 1.0, 1.0])
 
 
-def _border_sides(h: int, w: int, width: int) -> list[np.ndarray]:
-    """Boolean masks of the four border strips (top, bottom, left, right)."""
+def border_sides(h: int, w: int) -> list[np.ndarray]:
+    """Boolean masks (h, w) of the four border strips (top, bottom, left, right) of an h x w photo, each
+    :data:`BORDER` of the short side wide (at least 2 px); the corners belong to two strips.
+
+    >>> [int(side.sum()) for side in border_sides(10, 20)]
+    [40, 40, 20, 20]
+    """
+    width = max(2, round(BORDER * min(h, w)))
     sides = []
     for rows, cols in ((slice(0, width), slice(None)), (slice(h - width, h), slice(None)),
                        (slice(None), slice(0, width)), (slice(None), slice(w - width, w))):
@@ -184,8 +190,7 @@ def kmeans(points: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarra
 def _background_like(lab: np.ndarray, seed: int) -> np.ndarray | None:
     """Pixels like one of the border's background clusters (h x w bool), or None when no cluster qualifies."""
     h, w, _ = lab.shape
-    width = max(2, round(BORDER * min(h, w)))
-    sides = _border_sides(h, w, width)
+    sides = border_sides(h, w)
     border = np.logical_or.reduce(sides)
     points = _weighted(lab[border])
     centres, border_labels = kmeans(points, BORDER_CLUSTERS, seed)

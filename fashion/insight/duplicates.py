@@ -1,7 +1,8 @@
 """Near-duplicate pairs and clusters from a run's nearest neighbours — pure functions on arrays.
 
-No second search: the pairs come from the top-K table a retrieval run already has (``query_rows``
-(q,), ``neighbor_rows`` (q, k), item rows), kept where the distance is at most a threshold. An
+The pairs come from a top-K table (``query_rows`` (q,), ``neighbor_rows`` (q, k), item rows), kept
+where the distance is at most a threshold: a retrieval run's own table (no second search), or, for a
+set without one, :func:`self_neighbors`. An
 exact-copy pass (identical file bytes, by digest) runs first and costs one read of each file.
 Clusters are the connected components of the pair graph (``scipy.sparse.csgraph``).
 
@@ -63,6 +64,38 @@ def pair_cosine_distances(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, chu
         cos = np.divide((va * vb).sum(1), norm, out=np.zeros(len(va)), where=norm > 0)
         out[s:s + chunk] = 1.0 - cos
     return np.clip(out, 0.0, 2.0)
+
+
+def knn_distances(vectors: np.ndarray, query_rows: np.ndarray, neighbor_rows: np.ndarray) -> np.ndarray:
+    """Cosine distances float64 (q, k) of each query row to its neighbours (:func:`pair_cosine_distances`):
+    recomputed whatever metric the search used, so a calibrated threshold holds.
+
+    >>> knn_distances(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]), np.array([0]), np.array([[1, 2]])).tolist()
+    [[1.0, 0.0]]
+    """
+    query_rows, neighbor_rows = np.asarray(query_rows, dtype=np.int64), np.asarray(neighbor_rows, dtype=np.int64)
+    q = np.broadcast_to(query_rows[:, None], neighbor_rows.shape)
+    return pair_cosine_distances(vectors, q.reshape(-1), neighbor_rows.reshape(-1)).reshape(neighbor_rows.shape)
+
+
+def self_neighbors(vectors: np.ndarray, ok: np.ndarray | None = None, k: int = 10,
+                   index: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """The top-``k`` table of the ``ok`` rows of ``vectors`` among themselves (cosine, each row never its
+    own neighbour): (rows (q,), neighbor_rows (q, k')) with k' = min(k, q - 1), (q, 0) when under two.
+    The search for a set without a retrieval run's table (``fashion duplicates``, near-duplicate groups).
+
+    >>> rows, nb = self_neighbors(np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]), np.array([True, True, False]), k=5)
+    >>> rows.tolist(), nb.tolist()
+    ([0, 1], [[1], [0]])
+    """
+    from ..neighbors import build_index
+
+    rows = np.flatnonzero(np.ones(len(vectors), dtype=bool) if ok is None else np.asarray(ok, dtype=bool))
+    kk = min(int(k), len(rows) - 1)
+    if kk < 1:
+        return rows, np.zeros((len(rows), 0), dtype=np.int64)
+    _, idx = build_index(index, metric="cosine").fit(np.asarray(vectors)[rows]).kneighbors(None, n_neighbors=kk)
+    return rows, rows[np.asarray(idx)]
 
 
 def knn_pairs(query_rows: np.ndarray, neighbor_rows: np.ndarray, distances: np.ndarray,

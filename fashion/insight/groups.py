@@ -5,8 +5,10 @@ photographed twice — moved, refolded, another angle — is no copy, yet a test
 on is no test of an unseen garment. Here a group is a connected component of the pairs of photos whose
 embeddings (pretrained body features) lie within a cosine distance ``threshold`` of each other, found
 through each photo's top-``k`` neighbours. Every photo gets a group id (photos in no pair get one of
-their own), so the ids can feed scikit-learn's ``GroupKFold``; :func:`unseen` marks the photos of a split
-whose group has no member in the others, :func:`without_twin` those with no pair in the others (no chain).
+their own), so the ids can feed scikit-learn's ``GroupKFold``. :func:`without_twin` marks the photos of
+a split with no photo of the others within a distance (an exact search of that split against the others:
+no chain, no top-k). The groups' top-``k`` search can miss a pair when ``k`` closer look-alikes crowd it
+out, so a twin group may be split in two (and GroupKFold then put the halves in different folds).
 
 Pretrained features see look-alikes as well as twins: a threshold trades groups that miss a twin against
 groups of different garments (benchmarks/README.md, "Out-of-split checks", has sheets of pairs per bin).
@@ -41,20 +43,11 @@ def candidate_pairs(vectors: np.ndarray, threshold: float = DEFAULT_GROUP_THRESH
     >>> a.tolist(), b.tolist()
     ([0], [1])
     """
-    from ..neighbors import build_index
-    from .duplicates import knn_pairs, pair_cosine_distances
+    from .duplicates import knn_distances, knn_pairs, self_neighbors
 
     vectors = np.asarray(vectors, dtype=np.float32)
-    rows = np.flatnonzero(np.ones(len(vectors), dtype=bool) if ok is None else np.asarray(ok, dtype=bool))
-    kk = min(int(k), len(rows) - 1)
-    if kk < 1:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0)
-    _, idx = build_index("exact", metric="cosine").fit(vectors[rows]).kneighbors(None, n_neighbors=kk)
-    neighbors = rows[np.asarray(idx)]
-    query = np.broadcast_to(rows[:, None], neighbors.shape)
-    dist = pair_cosine_distances(vectors, query.ravel(), neighbors.ravel()).reshape(neighbors.shape)
-    return knn_pairs(rows, neighbors, dist, threshold)
+    rows, neighbors = self_neighbors(vectors, ok, k, index="exact")
+    return knn_pairs(rows, neighbors, knn_distances(vectors, rows, neighbors), threshold)
 
 
 def near_duplicate_groups(vectors: np.ndarray, threshold: float = DEFAULT_GROUP_THRESHOLD, k: int = 10,
@@ -76,37 +69,50 @@ def near_duplicate_groups(vectors: np.ndarray, threshold: float = DEFAULT_GROUP_
     return clusters
 
 
-def unseen(groups: np.ndarray, splits: Sequence, split: str = "test",
-           against: Sequence[str] = ("train", "valid")) -> np.ndarray:
-    """Bool (n,): rows of ``split`` whose group has no member in an ``against`` split.
+def twin_distance(vectors: np.ndarray, splits: Sequence, split: str = "test",
+                  against: Sequence[str] = ("train", "valid"), ok: np.ndarray | None = None) -> np.ndarray:
+    """Float64 (n,): the cosine distance of each ``ok`` row of ``split`` to its nearest ``ok`` row of an
+    ``against`` split; inf elsewhere (rows of other splits, rows not ``ok``, no ``against`` row).
 
-    >>> unseen(np.array([0, 0, 1, 2, 2]), ["train", "test", "test", "test", "test"]).tolist()
-    [False, False, True, True, True]
+    An exact search of the split's rows against the others' rows, as
+    :func:`fashion.insight.stage.find_leaks` does, not a top-k over all photos: look-alikes of its own
+    split can never hide a row's twin. The distance is recomputed as ``1 - cos`` in float64.
+
+    >>> v = np.array([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0], [0.05, 1.0]])
+    >>> twin_distance(v, ["train", "test", "test", "train"]).round(4).tolist()
+    [inf, 0.0013, 0.0012, inf]
     """
-    groups, splits = np.asarray(groups), np.asarray(splits).astype(str)
-    seen = np.unique(groups[np.isin(splits, list(against))])
-    return (splits == split) & ~np.isin(groups, seen)
+    from ..neighbors import build_index
+    from .duplicates import pair_cosine_distances
+
+    vectors = np.asarray(vectors, dtype=np.float32)
+    splits = np.asarray(splits).astype(str)
+    usable = np.ones(len(vectors), dtype=bool) if ok is None else np.asarray(ok, dtype=bool)
+    query = np.flatnonzero((splits == split) & usable)
+    gallery = np.flatnonzero(np.isin(splits, list(against)) & usable)
+    out = np.full(len(vectors), np.inf)
+    if len(query) == 0 or len(gallery) == 0:
+        return out
+    _, idx = build_index("exact", metric="cosine").fit(vectors[gallery]).kneighbors(vectors[query], n_neighbors=1)
+    out[query] = pair_cosine_distances(vectors, query, gallery[np.asarray(idx)[:, 0]])
+    return out
 
 
 def without_twin(vectors: np.ndarray, splits: Sequence, threshold: float = DEFAULT_TWIN_THRESHOLD,
-                 split: str = "test", against: Sequence[str] = ("train", "valid"), k: int = 10,
+                 split: str = "test", against: Sequence[str] = ("train", "valid"),
                  ok: np.ndarray | None = None) -> np.ndarray:
-    """Bool (n,): rows of ``split`` with no photo of an ``against`` split among their pairs within
-    ``threshold`` (:func:`candidate_pairs`; either end's top-``k``). Pairs, not groups: a generous
-    threshold excludes every likely twin without a chain of look-alikes taking in a whole class.
-    Rows not ``ok`` count as without twin (nothing to compare).
+    """Bool (n,): rows of ``split`` with no ``against`` photo within ``threshold`` cosine distance
+    (:func:`twin_distance`). Pairs, not groups: a generous threshold excludes every twin the pretrained
+    features put that close without a chain of look-alikes taking in a whole class. Rows not ``ok``
+    count as without twin (nothing to compare).
 
     >>> v = np.array([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0], [0.05, 1.0]])
-    >>> without_twin(v, ["train", "test", "test", "valid"], threshold=0.01, k=2).tolist()
+    >>> without_twin(v, ["train", "test", "test", "valid"], threshold=0.01).tolist()
     [False, False, False, False]
-    >>> without_twin(v, ["train", "test", "test", "test"], threshold=0.01, k=2).tolist()
+    >>> without_twin(v, ["train", "test", "test", "test"], threshold=0.01).tolist()
     [False, False, True, True]
     """
-    from .duplicates import leaked_rows
-
-    splits = np.asarray(splits).astype(str)
-    a, b, _ = candidate_pairs(vectors, threshold, k, ok)
-    return (splits == split) & ~leaked_rows(a, b, splits, split, against)
+    return (np.asarray(splits).astype(str) == split) & ~(twin_distance(vectors, splits, split, against, ok) <= threshold)
 
 
 def group_summary(groups: np.ndarray, splits: Sequence, labels: Sequence) -> dict:

@@ -104,11 +104,10 @@ def embedding_duplicates(items, vectors, ok, query_rows, neighbor_rows, threshol
                          min_score: float | None = DEFAULT_MIN_SCORE, hash_files: bool = True) -> Duplicates:
     """:func:`find_duplicates` on a run's top-K table, distances recomputed as cosine distances, candidates
     confirmed on the thumbnails (``min_score``; None: distance alone)."""
-    from .duplicates import pair_cosine_distances
+    from .duplicates import knn_distances
 
     query_rows, neighbor_rows = np.asarray(query_rows), np.asarray(neighbor_rows)
-    q = np.broadcast_to(query_rows[:, None], neighbor_rows.shape)
-    dist = pair_cosine_distances(vectors, q.reshape(-1), neighbor_rows.reshape(-1)).reshape(neighbor_rows.shape)
+    dist = knn_distances(vectors, query_rows, neighbor_rows)
     digests = file_digests(items["path"].astype(str).tolist(), ok) if hash_files else None
     return find_duplicates(items, query_rows, neighbor_rows, dist, threshold, digests, "embedding", min_score)
 
@@ -240,17 +239,15 @@ def run_duplicates(config: DuplicatesConfig) -> DuplicatesResult:
         dups = find_duplicates(items, query_rows, neighbor_rows, dist, threshold, file_digests(paths, ok), "phash")
     else:
         from ..embedding import Embedder, EmbedderSpec
-        from ..neighbors import build_index
+        from .duplicates import self_neighbors
 
         threshold = DEFAULT_THRESHOLD if config.threshold is None else config.threshold
         embedder = Embedder.from_spec(EmbedderSpec.of(config))
         emb = embedder.embed(items, batch_size=config.batch_size, cache_dir=config.cache_dir or out / "cache")
-        rows = np.flatnonzero(emb.ok)
-        k = min(config.k, len(rows) - 1)
-        if k < 1:
+        rows, neighbors = self_neighbors(emb.vectors, emb.ok, config.k)
+        if neighbors.shape[1] < 1:
             raise ValueError(f"not enough usable images to compare: {len(rows)}")
-        _, idx = build_index("auto", metric="cosine").fit(emb.vectors[rows]).kneighbors(None, n_neighbors=k)
-        dups = embedding_duplicates(items, emb.vectors, emb.ok, rows, rows[np.asarray(idx)], threshold)
+        dups = embedding_duplicates(items, emb.vectors, emb.ok, rows, neighbors, threshold)
     table = items[["path", "relpath", "label", "split"]].copy()
     table.insert(0, "index", np.arange(len(items)))
     files = {"items.csv": save_csv(out / "items.csv", table), "duplicates.csv": write_duplicates(out, items, dups),

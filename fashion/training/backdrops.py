@@ -99,11 +99,12 @@ def swap_background(image: Image.Image, seed: int) -> Image.Image:
 
 
 def _border_canvas(rgb: np.ndarray, seed: int) -> np.ndarray:
-    """A canvas of ``rgb``'s shape: the border strip's median colour and its noise level."""
+    """A canvas of ``rgb``'s shape: the median colour of the border strip the colour module reads the
+    background from (:func:`fashion.colour.garment.border_sides`, each pixel once) and its noise level."""
+    from ..colour.garment import border_sides
+
     h, w, _ = rgb.shape
-    width = max(2, round(0.05 * min(h, w)))
-    border = np.concatenate([rgb[:width].reshape(-1, 3), rgb[-width:].reshape(-1, 3),
-                             rgb[:, :width].reshape(-1, 3), rgb[:, -width:].reshape(-1, 3)])
+    border = rgb[np.logical_or.reduce(border_sides(h, w))]
     median = np.median(border, axis=0)
     noise = float(np.clip(np.median(np.abs(border - median)), 1, 12))
     return median + np.random.default_rng(seed).normal(0, noise, (h, w, 1))

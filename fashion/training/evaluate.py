@@ -12,6 +12,7 @@ from ..atomic import save_csv, save_figure, write_json
 from ..modelio import DEFAULT_HEAD, ModelInfo, export_model
 from . import plots
 from .data import set_size
+from .robustness import PERTURBED
 from .state import TrainingRun
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -139,10 +140,6 @@ def predict_tta(run: TrainingRun, frame: "pd.DataFrame", n: int = 4):
     return probs.numpy().astype(np.float32), targets.numpy().astype(int)
 
 
-#: metrics.json key → :func:`.robustness.perturbation` kind of the perturbed-photo checks.
-PERTURBED = (("perturbed", "all"), ("perturbed_background", "background"), ("perturbed_scale", "scale"))
-
-
 def _topk(targets, probs, n_classes: int) -> dict:
     from ..metrics import topk_accuracy
 
@@ -161,7 +158,7 @@ def lever_metrics(run: TrainingRun, frame: "pd.DataFrame", targets, perturbed: b
     if run.config.tta:
         out["tta"] = _topk(targets, predict_tta(run, frame)[0], n_classes)
     if run.config.hard_check and perturbed:
-        for key, kind in PERTURBED:
+        for key, kind, _ in PERTURBED:
             probs = perturbed_probs(run.learn.model, frame, model_size(run), run.backbone.mean, run.backbone.std,
                                     crop=run.config.crop == "bbox", kind=kind)
             out[key] = _topk(targets, probs, n_classes)
@@ -242,9 +239,7 @@ def evaluate(run: TrainingRun, n_grid: int = 16) -> dict:
     write_json(run.output_dir / "metrics.json", result)
     run.evaluation = {"metrics": result, "figures": figures}
     for name, m in ((f"{run.splits.test_split}", metrics), ("valid", valid)):
-        for key, label in (("topk", ""), ("tta", " with TTA"), ("perturbed", " of perturbed photos"),
-                           ("perturbed_background", " on another background"),
-                           ("perturbed_scale", " with the garment smaller in the frame")):
+        for key, label in (("topk", ""), ("tta", " with TTA")) + tuple((k, f" ({lab})") for k, _, lab in PERTURBED):
             if key in m:
                 log.info("%s accuracy%s on %d images: %s", name, label, m["n"],
                          ", ".join(f"top-{k} {v:.3f}" for k, v in m[key].items()))

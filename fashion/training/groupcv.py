@@ -52,8 +52,22 @@ def grouped_folds(groups: np.ndarray, folds: int, seed: int) -> list[tuple[np.nd
     return list(GroupKFold(folds).split(np.zeros((len(groups), 1)), groups=relabelled))
 
 
+def plain_folds(features: np.ndarray, labels: Sequence, folds: int = FOLDS,
+                seeds: Sequence[int] = SEEDS) -> dict:
+    """Plain (shuffled, seeded) K-fold of the proxy, per seed: {seed: (folds' (train, test) rows, bool (n,)
+    right)}. It does not depend on the groups, so :func:`compare_folds` can take it for every threshold."""
+    from sklearn.model_selection import KFold
+
+    features, labels = np.asarray(features, dtype=np.float32), np.asarray(labels).astype(str)
+    out = {}
+    for seed in seeds:
+        splits = list(KFold(folds, shuffle=True, random_state=seed).split(features))
+        out[int(seed)] = (splits, fold_predictions(features, labels, splits) == labels)
+    return out
+
+
 def compare_folds(features: np.ndarray, labels: Sequence, groups: np.ndarray, folds: int = FOLDS,
-                  seeds: Sequence[int] = SEEDS) -> dict:
+                  seeds: Sequence[int] = SEEDS, plain: dict | None = None) -> dict:
     """Accuracy of the proxy under plain K-fold and grouped K-fold, and the flattery (plain − grouped),
     each the mean over ``seeds`` (one shuffled split of each kind per seed; the per-seed figures are
     kept, so the flattery can be read against the seed-to-seed spread of a random split).
@@ -61,19 +75,24 @@ def compare_folds(features: np.ndarray, labels: Sequence, groups: np.ndarray, fo
     Also, for plain K-fold, the accuracy of the photos that had a group mate in their training folds
     (``plain_with_mate``) and of those that had none (``plain_without_mate``), pooled over the seeds;
     None where there are none.
-    """
-    from sklearn.model_selection import KFold
 
+    ``plain``: :func:`plain_folds` of the same features, labels, folds and seeds (computed when None).
+    """
     features = np.asarray(features, dtype=np.float32)
     labels, groups = np.asarray(labels).astype(str), np.asarray(groups)
     if not len(features) == len(labels) == len(groups):
         raise ValueError(f"features {features.shape}, labels {labels.shape} and groups {groups.shape} differ in length")
     if len(np.unique(groups)) < folds:
         raise ValueError(f"{len(np.unique(groups))} groups cannot fill {folds} grouped folds")
+    if plain is None:
+        plain_runs = plain_folds(features, labels, folds, seeds)
+    else:
+        plain_runs = plain
+        if sorted(plain_runs) != sorted(int(s) for s in seeds) or any(len(h) != len(labels) for _, h in plain_runs.values()):
+            raise ValueError(f"plain folds of seeds {sorted(plain_runs)} do not match seeds {list(seeds)} and {len(labels)} rows")
     plain, grouped, right, mate = [], [], [], []
     for seed in seeds:
-        plain_splits = list(KFold(folds, shuffle=True, random_state=seed).split(features))
-        hit = fold_predictions(features, labels, plain_splits) == labels
+        plain_splits, hit = plain_runs[int(seed)]
         plain.append(float(hit.mean()))
         grouped.append(float((fold_predictions(features, labels, grouped_folds(groups, folds, seed)) == labels).mean()))
         has_mate = np.zeros(len(labels), dtype=bool)

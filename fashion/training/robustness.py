@@ -115,6 +115,11 @@ def _unchanged(image: "Image.Image", seed: int) -> "Image.Image":
 #: Every perturbation :func:`perturbation` knows: none, the combined one, then each alone.
 PERTURBATIONS = ("none", "all") + STEPS + ("background", "scale")
 
+#: The perturbed-photo checks ``fashion train`` reports: (metrics.json key, :func:`perturbation` kind,
+#: label in the log, the summary line and ``benchmarks/train_clothing.py``'s accuracy line).
+PERTURBED = (("perturbed", "all", "perturbed photos"), ("perturbed_background", "background", "on another background"),
+             ("perturbed_scale", "scale", "garment smaller in the frame"))
+
 
 def perturbed_probs(model, frame: "pd.DataFrame", size: int, mean: Sequence[float], std: Sequence[float],
                     crop: bool = False, seed: int = SEED, batch_size: int = 32, kind: str = "all") -> "np.ndarray":

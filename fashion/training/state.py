@@ -110,11 +110,12 @@ class TrainResult:
     seconds: float
 
     def summary(self) -> str:
+        from .robustness import PERTURBED
+
         m = self.metrics.get("test", {})
         topk = ", ".join(f"top-{k} {v:.3f}" for k, v in m.get("topk", {}).items())
-        extra = "".join(f"; {label} top-1 {m[key][1]:.3f}" for key, label in (
-            ("tta", "with TTA"), ("perturbed", "perturbed photos"), ("perturbed_background", "on another background"),
-            ("perturbed_scale", "garment smaller in the frame")) if key in m)
+        levers = (("tta", "with TTA"),) + tuple((key, label) for key, _, label in PERTURBED)
+        extra = "".join(f"; {label} top-1 {m[key][1]:.3f}" for key, label in levers if key in m)
         valid = self.metrics.get("valid", {}).get("topk", {})
         extra += f"; valid top-1 {valid[1]:.3f}" if 1 in valid else ""
         return (f"trained in {self.seconds / 60:.1f} min; {m.get('split', 'test')} ({m.get('n', 0)} images): "
