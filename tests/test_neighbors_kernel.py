@@ -171,8 +171,9 @@ def test_the_tile_rule_keeps_the_memory_target_and_wide_tiles(n):
     fixed = kernel.FIXED_BYTES + kernel.CANDIDATE_BYTES * n * k
     if budget > X.nbytes // kernel.DATA_SHARE:  # the share, not the floor of a sixteenth, decided
         assert budget + fixed <= kernel.TILE_SHARE * X.nbytes
-    if 50_000 <= n and budget < WORKING_MEMORY:
-        assert budget >= X.nbytes // 8 * 0.97
+    if 50_000 <= n and budget < WORKING_MEMORY:  # tiles as wide as the old rule's eighth of the data, or wider
+        eighth = tile_shape(n, n, X.nbytes // 8)
+        assert rows >= eighth[0] and cols >= eighth[1], ((rows, cols), eighth)
     assert tile_budget(X, 2**20, n * k) == 2**20  # a working_memory below both: the caller's
     # the columns are spread evenly: no sliver of a last tile (a sixteenth at 50k left one of 848 columns)
     last = n - (-(-n // cols) - 1) * cols
