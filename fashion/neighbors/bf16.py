@@ -121,13 +121,14 @@ def bf16_topk(Q, X, k, own, rows, cols, fallback, stats=None):
         for r in range(0, nq, rows):
             block = slice(r, min(r + rows, nq))
             o = None if own is None else own[block]
-            found = _candidates(Q[block], X, k, o, C[block], cols, bufs)
-            if found is None:  # the block's candidates blew up: all of it in float32
+            parts = _candidates(Q[block], X, k, o, C[block], cols, bufs)
+            if parts is None:  # the block's candidates blew up: all of it in float32
                 redo.append(np.arange(block.start, block.stop))
                 continue
-            bad = _rescore(Q[block], X, k, o, *found[:2], out_s[block], out_i[block])
+            counts = sum(np.bincount(part[0], minlength=block.stop - r) for part in parts)
+            bad = _rescore(Q[block], X, k, o, parts, counts, out_s[block], out_i[block])
             redo.append(bad + r)
-            kept += len(found[0]) - np.isin(found[0], bad).sum()
+            kept += counts.sum() - counts[bad].sum()
     del bufs
     redo = np.concatenate(redo) if redo else np.empty(0, dtype=np.int64)
     if len(redo):
@@ -167,8 +168,9 @@ class _Buffers:
 
 
 def _candidates(Qb, X, k, own, C, cols, bufs):
-    """(rows, columns, upper bounds) of every candidate pair of a block of queries, or None when they
-    outgrow :data:`MAX_WINDOW` a query on average (the block goes to float32).
+    """Every candidate pair of a block of queries, as parts (one a tile: rows ascending, columns, upper
+    bounds; never joined, so that no copy of them all exists), or None when they outgrow
+    :data:`MAX_WINDOW` a query on average (the block goes to float32).
 
     Each tile scores q^.x^ - c_q (the query's offset c_q, a bf16 number: -c_q in the query's extra
     column, 1 in the data's), so that the output's rounding, u |y| of the output y, is small near the
@@ -213,16 +215,19 @@ def _candidates(Qb, X, k, own, C, cols, bufs):
         size += len(r_)
         if not topk:  # later tiles: every pair that could raise the k-th lower bound is among these
             best.add(*_top_per_row(r_, c_, _bounds(offset[r_], y, Ct[r_, 0], -1), m, k), 0)
-        if size > prune_at:  # drop what the risen k-th lower bound now rules out
-            parts = [_keep(*_join(parts), low)]
-            size = len(parts[0][0])
+        if size > prune_at:  # drop what the risen k-th lower bound now rules out, part by part (a joined
+            # copy of all of them, then the kept pairs, was the block's largest transient: +38 MB at 50k)
+            low = best.kth()
+            parts = [_keep(*part, low) for part in parts]
+            size = sum(len(part[0]) for part in parts)
             if size > MAX_WINDOW * m:
                 return None
             prune_at = 2 * size
         # the next tiles' offsets: the k-th lower bound as a bf16 number (0 while unknown)
         low = best.kth()
         offset = torch.from_numpy(np.where(np.isfinite(low), low, 0.0)).to(torch.bfloat16).double().numpy()
-    return _keep(*_join(parts), best.kth())
+    low = best.kth()
+    return [_keep(*part, low) for part in parts]
 
 
 def _bounds(offset, y, C, sign):
@@ -245,39 +250,36 @@ def _top_per_row(rows, cols, values, m, k):
     return out_v, out_c
 
 
-def _join(parts):
-    return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
-
-
 def _keep(rows, cols, upper, low):
-    """The pairs whose upper bound reaches their query's k-th lower bound ``low``."""
+    """The pairs whose upper bound reaches their query's k-th lower bound ``low`` (in their order)."""
     keep = upper >= low[rows]
     return rows[keep], cols[keep], upper[keep]
 
 
-def _rescore(Qb, X, k, own, rows, cols, out_s, out_i):
-    """Float32 scores of each query's candidates (faiss' fused gather-dot), its k best into ``out_s``,
-    ``out_i`` best first, :data:`RESCORE_ROWS` queries at a time; returns the block's queries with more
-    than :data:`MAX_WINDOW` candidates (left unwritten)."""
+def _rescore(Qb, X, k, own, parts, counts, out_s, out_i):
+    """Float32 scores of each query's candidates (``parts`` of :func:`_candidates`, ``counts`` a query)
+    by faiss' fused gather-dot, its k best into ``out_s``, ``out_i`` best first, :data:`RESCORE_ROWS`
+    queries at a time (each part's rows ascend: a query range is a slice of it); returns the block's
+    queries with more than :data:`MAX_WINDOW` candidates (left unwritten)."""
     import faiss
 
-    m, d = Qb.shape
-    counts = np.bincount(rows, minlength=m)
-    order = np.argsort(rows, kind="stable")
-    rows, cols = rows[order], cols[order]
-    starts = np.concatenate(([0], np.cumsum(counts)))
-    for a in range(0, m, RESCORE_ROWS):
-        b = min(a + RESCORE_ROWS, m)
-        n_ = counts[a:b]
-        good = n_ <= MAX_WINDOW
+    d = Qb.shape[1]
+    for a in range(0, len(Qb), RESCORE_ROWS):
+        b = min(a + RESCORE_ROWS, len(Qb))
+        good = counts[a:b] <= MAX_WINDOW
         if not good.any():
             continue
-        r, c = rows[starts[a] : starts[b]] - a, cols[starts[a] : starts[b]]
-        pos = np.arange(len(r)) - (starts[a:b] - starts[a])[r]
-        sel = good[r]
-        width = max(int(n_[good].max()), k)
+        width = max(int(counts[a:b][good].max()), k)
         ids = np.full((b - a, width), -1, dtype=np.int64)  # -1: faiss scores -inf
-        ids[r[sel], pos[sel]] = c[sel]
+        filled = np.zeros(b - a, dtype=np.int64)  # each query's candidates placed so far
+        for rows, cols, _ in parts:
+            lo, hi = np.searchsorted(rows, [a, b])
+            r = rows[lo:hi] - a
+            n_r = np.bincount(r, minlength=b - a)
+            pos = np.arange(len(r)) - (np.cumsum(n_r) - n_r)[r] + filled[r]
+            sel = good[r]
+            ids[r[sel], pos[sel]] = cols[lo:hi][sel]
+            filled += n_r
         ip = np.empty((b - a, width), dtype=np.float32)
         Qc = np.ascontiguousarray(Qb[a:b], dtype=np.float32)
         faiss.fvec_inner_products_by_idx(faiss.swig_ptr(ip), faiss.swig_ptr(Qc), faiss.swig_ptr(X),
