@@ -129,7 +129,7 @@ def bf16_topk(Q, X, k, own, rows, cols, fallback, stats=None):
             bad = _rescore(Q[block], X, k, o, parts, counts, out_s[block], out_i[block])
             redo.append(bad + r)
             kept += counts.sum() - counts[bad].sum()
-    del bufs
+    del bufs  # before the float32 fallback allocates its own tile
     redo = np.concatenate(redo) if redo else np.empty(0, dtype=np.int64)
     if len(redo):
         out_s[redo], out_i[redo] = fallback(Q[redo], None if own is None else own[redo])

@@ -176,8 +176,9 @@ def topk_scores(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, x_sq_norms
 
         rows, _ = tile_shape(nq, n, budget)
         # a bf16 score tile and a bf16 copy of the data's tile (2 (rows + d) bytes a column) in half the
-        # budget: the rest for oneDNN's reordered copy of the data's tile and the candidates (with the whole
-        # budget: data + 25 % at 50k x 2048, against + 15 % for the float32 pass; same run)
+        # budget: the rest for the tile's mask (rows bytes a column), oneDNN's reordered copy of the data's
+        # tile and the candidates (with the whole budget: data + 25 % at 50k x 2048, against + 15 % for the
+        # float32 pass; same run, before the pass reused its buffers: benchmarks/README.md)
         cols = budget // (4 * (rows + X.shape[1])) // COLUMN_STEP * COLUMN_STEP
         cols = even_columns(n, max(cols, COLUMN_STEP))
         fallback = functools.partial(_fp32_topk, X=X, k=k, bias=None, engine="torch", budget=budget)
