@@ -43,6 +43,9 @@ MAX_WINDOW = 512
 NORM_ROWS = 512  # rows per chunk of the bound's norms (4 MiB temporaries at d = 2048; 4096 rows peaked at +94 MB)
 PAD = 16  # columns after d in the bf16 products: the offset's column, then zeros
 SLACK = 2.0**-40  # absolute, beyond the bound: float64's rounding of the bounds themselves
+# Bytes a candidate pair costs while it is taken from a tile and kept (24 in its part, the rest the
+# extraction's temporaries): a first tile whose pairs would cost more than a copy of its scores waits.
+PAIR_BYTES = 64
 RESCORE_ROWS = 256  # queries re-scored at a time: their (rows, candidates) temporaries stay ~1.5 MB
 
 
@@ -155,6 +158,15 @@ class _Buffers:
         self.s = torch.empty(rows * cols, dtype=torch.bfloat16)
         self.mask = torch.empty(rows * cols, dtype=torch.bool)
         self.at = torch.empty((0, 1), dtype=torch.long)
+        self.first = None
+
+    def keep_first(self, S):
+        """A copy of the score tile ``S`` (allocated at the first call, reused by later blocks)."""
+        import torch
+
+        if self.first is None:
+            self.first = torch.empty(self.s.numel(), dtype=torch.bfloat16)
+        return self.first[: S.numel()].view(S.shape).copy_(S)
 
     def positions(self, mask):
         """(N,) int64 tensor: the positions of ``mask``'s True values, written into :attr:`at` (a view of
@@ -183,6 +195,7 @@ def _candidates(Qb, X, k, own, C, cols, bufs):
     best = RunningBest(m, k, dtype=np.float64)  # the k best lower bounds of the true scores
     offset = np.zeros(m)
     parts, size, prune_at = [], 0, 64 * m
+    first = first_Ct = None  # the first tile's scores and constants, where its pairs wait for the final bound
     for c in range(0, n, cols):
         w = min(cols, n - c)
         xb = bufs.x[:w]
@@ -201,33 +214,55 @@ def _candidates(Qb, X, k, own, C, cols, bufs):
             y = s.double().numpy()
             best.add(_bounds(offset[:, None], y, Ct, -1), i.numpy(), c)
         low = best.kth()
-        # pairs whose upper bound offset + y + u |y| + Ct reaches low: y at least _at_least(low - offset - Ct),
-        # compared in bf16, lowered by more than bf16's rounding of it (2^-9 relative)
-        floor = _at_least(low - offset - Ct[:, 0])
-        floor = torch.from_numpy((floor - np.abs(floor) * 2.0**-7 - 2.0**-120).astype(np.float32))
-        mask = bufs.mask[: m * w]
-        torch.ge(S, floor.to(torch.bfloat16)[:, None], out=mask.view(m, w))
-        at = bufs.positions(mask)  # flat positions in the tile
-        r_, c_ = np.divmod(at.numpy(), w)
-        c_ += c
-        y = S.view(-1)[at].double().numpy()
-        parts.append((r_, c_, _bounds(offset[r_], y, Ct[r_, 0], 1)))
-        size += len(r_)
-        if not topk:  # later tiles: every pair that could raise the k-th lower bound is among these
-            best.add(*_top_per_row(r_, c_, _bounds(offset[r_], y, Ct[r_, 0], -1), m, k), 0)
-        if size > prune_at:  # drop what the risen k-th lower bound now rules out, part by part (a joined
-            # copy of all of them, then the kept pairs, was the block's largest transient: +38 MB at 50k)
-            low = best.kth()
-            parts = [_keep(*part, low) for part in parts]
-            size = sum(len(part[0]) for part in parts)
-            if size > MAX_WINDOW * m:
-                return None
-            prune_at = 2 * size
+        mask = _mask(S, low, offset, Ct[:, 0], bufs)
+        if c == 0 and int(torch.count_nonzero(mask)) * PAIR_BYTES > S.nbytes:
+            # the first tile's k-th bound is weak where it holds fewer than k of a query's near neighbours
+            # (30k x 2048: 400 pairs a query pass, 19 MB of parts): its pairs are taken at the block's end,
+            # against the final bound, from a copy of its scores
+            first, first_Ct = bufs.keep_first(S), Ct[:, 0]
+        else:
+            r_, c_, y = _pairs(S, mask, c, bufs)
+            parts.append((r_, c_, _bounds(offset[r_], y, Ct[r_, 0], 1)))
+            size += len(r_)
+            if not topk:  # later tiles: every pair that could raise the k-th lower bound is among these
+                best.add(*_top_per_row(r_, c_, _bounds(offset[r_], y, Ct[r_, 0], -1), m, k), 0)
+            if size > prune_at:  # drop what the risen k-th lower bound now rules out, part by part (a joined
+                # copy of all of them, then the kept pairs, was the block's largest transient: +38 MB at 50k)
+                low = best.kth()
+                parts = [_keep(*part, low) for part in parts]
+                size = sum(len(part[0]) for part in parts)
+                if size > MAX_WINDOW * m:
+                    return None
+                prune_at = 2 * size
         # the next tiles' offsets: the k-th lower bound as a bf16 number (0 while unknown)
         low = best.kth()
         offset = torch.from_numpy(np.where(np.isfinite(low), low, 0.0)).to(torch.bfloat16).double().numpy()
     low = best.kth()
+    if first is not None:  # the first tile's offset was 0
+        r_, c_, y = _pairs(first, _mask(first, low, np.zeros(m), first_Ct, bufs), 0, bufs)
+        parts.append((r_, c_, _bounds(0.0, y, first_Ct[r_], 1)))
     return [_keep(*part, low) for part in parts]
+
+
+def _mask(S, low, offset, Ct, bufs):
+    """The flat mask (in ``bufs``) of the tile's pairs whose upper bound offset + y + u |y| + Ct reaches
+    the k-th lower bound ``low``: y at least _at_least(low - offset - Ct), compared in bf16, lowered by
+    more than bf16's rounding of it (2^-9 relative)."""
+    import torch
+
+    floor = _at_least(low - offset - Ct)
+    floor = torch.from_numpy((floor - np.abs(floor) * 2.0**-7 - 2.0**-120).astype(np.float32))
+    mask = bufs.mask[: S.numel()]
+    torch.ge(S, floor.to(torch.bfloat16)[:, None], out=mask.view(S.shape))
+    return mask
+
+
+def _pairs(S, mask, c, bufs):
+    """(rows, columns + ``c``, bf16 scores as float64) of the pairs of ``mask``, row by row."""
+    at = bufs.positions(mask)  # flat positions in the tile
+    r_, c_ = np.divmod(at.numpy(), S.shape[1])
+    c_ += c
+    return r_, c_, S.reshape(-1)[at].double().numpy()
 
 
 def _bounds(offset, y, C, sign):
