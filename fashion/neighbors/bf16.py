@@ -108,7 +108,7 @@ def _at_least(low: np.ndarray) -> np.ndarray:
 def bf16_topk(Q, X, k, own, rows, cols, fallback, stats=None):
     """:func:`.kernel.topk_scores` by the certified bf16 pass, in blocks of ``rows`` queries against
     tiles of ``cols`` rows of X (a bf16 copy of the tile, a bf16 score tile and its mask: 2 (rows + d)
-    + rows bytes a column). own: (q,) the row of X each query leaves out, or None. fallback(Q', own'):
+    + rows bytes a column, and 2 rows more where a first tile's pairs wait: :func:`_candidates`). own: (q,) the row of X each query leaves out, or None. fallback(Q', own'):
     the float32 kernel, for the queries the bound cannot settle. stats: receives the counts."""
     import torch
 
@@ -145,7 +145,8 @@ def bf16_topk(Q, X, k, own, rows, cols, fallback, stats=None):
 class _Buffers:
     """The pass's working memory, allocated once and reused by every block and tile: the queries' and
     the data tile's bf16 rows (beside the offset's column and zeros to PAD), the bf16 score tile, its
-    mask of the pairs kept, and the flat positions of those pairs (grown, never shrunk). Fresh arrays of
+    mask of the pairs kept, the flat positions of those pairs (grown, never shrunk) and, from the first
+    block whose first tile waits for the final bound, a copy of that tile's scores. Fresh arrays of
     these sizes at every tile left glibc's heap fragmented: the peak crept up 6 MB a few tiles at 50k x
     2048 (+120 MB beyond the data in all against +91 MB with a fixed mmap threshold; benchmarks/README.md)."""
 
