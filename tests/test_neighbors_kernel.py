@@ -171,8 +171,9 @@ def test_the_tile_rule_keeps_the_memory_target_and_wide_tiles(n):
     fixed = kernel.FIXED_BYTES + kernel.CANDIDATE_BYTES * n * k
     if budget > X.nbytes // kernel.DATA_SHARE:  # the share, not the floor of a sixteenth, decided
         assert budget + fixed <= kernel.TILE_SHARE * X.nbytes
-    if 50_000 <= n and budget < WORKING_MEMORY:
-        assert budget >= X.nbytes // 8 * 0.97
+    if 50_000 <= n and budget < WORKING_MEMORY:  # tiles as wide as the old rule's eighth of the data, or wider
+        eighth = tile_shape(n, n, X.nbytes // 8)
+        assert rows >= eighth[0] and cols >= eighth[1], ((rows, cols), eighth)
     assert tile_budget(X, 2**20, n * k) == 2**20  # a working_memory below both: the caller's
     # the columns are spread evenly: no sliver of a last tile (a sixteenth at 50k left one of 848 columns)
     last = n - (-(-n // cols) - 1) * cols
@@ -360,3 +361,22 @@ def test_the_bound_rounds_to_bf16_as_torch_does():
     X = np.concatenate([rng.standard_normal(20_000), rng.standard_normal(2000) * 1e-30,
                         1 + np.arange(-600, 600) * 2.0**-16, [0.0, -0.0, 3.4e38, np.inf, -np.inf]]).astype(np.float32)
     np.testing.assert_array_equal(bf16.to_bf16(X), torch.from_numpy(X).to(torch.bfloat16).float().numpy())
+
+
+@pytest.mark.parametrize("pair_bytes", [0, 10**9])
+@pytest.mark.parametrize("kind", DATA)
+def test_the_bf16_pass_gives_the_same_answer_with_the_first_tile_taken_at_once_or_last(monkeypatch, kind, pair_bytes):
+    """The first tile's pairs, taken from it at once (PAIR_BYTES 0) or from a copy of its scores against
+    the block's final bound (PAIR_BYTES huge: every first tile waits): the float32 kernel's answer, with
+    queries in several blocks and the data in several tiles."""
+    from fashion.neighbors import bf16
+
+    monkeypatch.setattr(bf16, "PAIR_BYTES", pair_bytes)
+    X = _unit(DATA[kind]())
+    for k in (1, 7):
+        s, i = topk_scores(X, X, k, "cosine", exclude_self=True, working_memory=4096, engine="torch",
+                           precision="bf16")
+        s32, i32 = topk_scores(X, X, k, "cosine", exclude_self=True, working_memory=4096, engine="torch",
+                               precision="fp32")
+        np.testing.assert_allclose(s, s32, atol=1e-6)
+        assert not (i == np.arange(len(X))[:, None]).any()

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .running import RunningBest
+from .running import RunningBest, top_k, write_sorted
 
 U_BF16 = 2.0**-8  # unit roundoff of bf16: 8 significant bits, round to nearest even
 U_FP32 = 2.0**-24
@@ -43,6 +43,10 @@ MAX_WINDOW = 512
 NORM_ROWS = 512  # rows per chunk of the bound's norms (4 MiB temporaries at d = 2048; 4096 rows peaked at +94 MB)
 PAD = 16  # columns after d in the bf16 products: the offset's column, then zeros
 SLACK = 2.0**-40  # absolute, beyond the bound: float64's rounding of the bounds themselves
+# Bytes a candidate pair costs while it is taken from a tile and kept (24 in its part, the rest the
+# extraction's temporaries): a first tile whose pairs would cost more than a copy of its scores waits.
+PAIR_BYTES = 64
+RESCORE_ROWS = 256  # queries re-scored at a time: their (rows, candidates) temporaries stay ~1.5 MB
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,9 +107,9 @@ def _at_least(low: np.ndarray) -> np.ndarray:
 
 def bf16_topk(Q, X, k, own, rows, cols, fallback, stats=None):
     """:func:`.kernel.topk_scores` by the certified bf16 pass, in blocks of ``rows`` queries against
-    tiles of ``cols`` rows of X (a bf16 copy of the tile and a bf16 score tile: 2 (rows + d) bytes a
-    column). own: (q,) the row of X each query leaves out, or None. fallback(Q', own'): the float32
-    kernel, for the queries the bound cannot settle. stats: receives the counts."""
+    tiles of ``cols`` rows of X (a bf16 copy of the tile, a bf16 score tile and its mask: 2 (rows + d)
+    + rows bytes a column, and 2 rows more where a first tile's pairs wait: :func:`_candidates`). own: (q,) the row of X each query leaves out, or None. fallback(Q', own'):
+    the float32 kernel, for the queries the bound cannot settle. stats: receives the counts."""
     import torch
 
     nq, n, d = len(Q), len(X), X.shape[1]
@@ -113,23 +117,22 @@ def bf16_topk(Q, X, k, own, rows, cols, fallback, stats=None):
     C = error_constants(x_norms if Q is X else row_norms(Q), x_norms, d)
     out_s, out_i = np.empty((nq, k), dtype=np.float32), np.empty((nq, k), dtype=np.int64)
     redo, kept = [], 0
-    # the data's tile in bf16 beside a column of ones (the offset's) and zeros to PAD: set once
-    xbuf = torch.zeros((min(cols, n), d + PAD), dtype=torch.bfloat16)
-    xbuf[:, d] = 1
-    sbuf = torch.empty(min(rows, nq) * min(cols, n), dtype=torch.bfloat16)
+    bufs = _Buffers(min(rows, nq), min(cols, n), d)
     with warnings.catch_warnings(), torch.no_grad():
         # read-only arrays (memory-mapped data): torch warns, nothing writes
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         for r in range(0, nq, rows):
             block = slice(r, min(r + rows, nq))
             o = None if own is None else own[block]
-            found = _candidates(Q[block], X, k, o, C[block], cols, xbuf, sbuf)
-            if found is None:  # the block's candidates blew up: all of it in float32
+            parts = _candidates(Q[block], X, k, o, C[block], cols, bufs)
+            if parts is None:  # the block's candidates blew up: all of it in float32
                 redo.append(np.arange(block.start, block.stop))
                 continue
-            bad = _rescore(Q[block], X, k, o, *found, out_s[block], out_i[block])
+            counts = sum(np.bincount(part[0], minlength=block.stop - r) for part in parts)
+            bad = _rescore(Q[block], X, k, o, parts, counts, out_s[block], out_i[block])
             redo.append(bad + r)
-            kept += len(found[0]) - np.isin(found[0], bad).sum()
+            kept += counts.sum() - counts[bad].sum()
+    del bufs  # before the float32 fallback allocates its own tile
     redo = np.concatenate(redo) if redo else np.empty(0, dtype=np.int64)
     if len(redo):
         out_s[redo], out_i[redo] = fallback(Q[redo], None if own is None else own[redo])
@@ -139,9 +142,48 @@ def bf16_topk(Q, X, k, own, rows, cols, fallback, stats=None):
     return out_s, out_i
 
 
-def _candidates(Qb, X, k, own, C, cols, xbuf, sbuf):
-    """(rows, columns, upper bounds) of every candidate pair of a block of queries, or None when they
-    outgrow :data:`MAX_WINDOW` a query on average (the block goes to float32).
+class _Buffers:
+    """The pass's working memory, allocated once and reused by every block and tile: the queries' and
+    the data tile's bf16 rows (beside the offset's column and zeros to PAD), the bf16 score tile, its
+    mask of the pairs kept, the flat positions of those pairs (grown, never shrunk) and, from the first
+    block whose first tile waits for the final bound, a copy of that tile's scores. Fresh arrays of
+    these sizes at every tile left glibc's heap fragmented: the peak crept up 6 MB a few tiles at 50k x
+    2048 (+120 MB beyond the data in all against +91 MB with a fixed mmap threshold; benchmarks/README.md)."""
+
+    def __init__(self, rows, cols, d):
+        import torch
+
+        self.q = torch.zeros((rows, d + PAD), dtype=torch.bfloat16)
+        self.x = torch.zeros((cols, d + PAD), dtype=torch.bfloat16)
+        self.x[:, d] = 1
+        self.s = torch.empty(rows * cols, dtype=torch.bfloat16)
+        self.mask = torch.empty(rows * cols, dtype=torch.bool)
+        self.at = torch.empty((0, 1), dtype=torch.long)
+        self.first = None
+
+    def keep_first(self, S):
+        """A copy of the score tile ``S`` (allocated at the first call, reused by later blocks)."""
+        import torch
+
+        if self.first is None:
+            self.first = torch.empty(self.s.numel(), dtype=torch.bfloat16)
+        return self.first[: S.numel()].view(S.shape).copy_(S)
+
+    def positions(self, mask):
+        """(N,) int64 tensor: the positions of ``mask``'s True values, written into :attr:`at` (a view of
+        it, valid until the next call; grown to twice what it must hold when too small)."""
+        import torch
+
+        N = int(torch.count_nonzero(mask))
+        if N > len(self.at):
+            self.at = torch.empty((2 * N, 1), dtype=torch.long)
+        return torch.nonzero(mask, out=self.at[:N])[:, 0]
+
+
+def _candidates(Qb, X, k, own, C, cols, bufs):
+    """Every candidate pair of a block of queries, as parts (one a tile: rows ascending, columns, upper
+    bounds; never joined, so that no copy of them all exists), or None when they outgrow
+    :data:`MAX_WINDOW` a query on average (the block goes to float32).
 
     Each tile scores q^.x^ - c_q (the query's offset c_q, a bf16 number: -c_q in the query's extra
     column, 1 in the data's), so that the output's rounding, u |y| of the output y, is small near the
@@ -149,17 +191,18 @@ def _candidates(Qb, X, k, own, C, cols, xbuf, sbuf):
     import torch
 
     m, n, d = len(Qb), len(X), X.shape[1]
-    qb = torch.zeros((m, d + PAD), dtype=torch.bfloat16)
+    qb = bufs.q[:m]
     qb[:, :d] = torch.from_numpy(Qb)
     best = RunningBest(m, k, dtype=np.float64)  # the k best lower bounds of the true scores
     offset = np.zeros(m)
     parts, size, prune_at = [], 0, 64 * m
+    first = first_Ct = None  # the first tile's scores and constants, where its pairs wait for the final bound
     for c in range(0, n, cols):
         w = min(cols, n - c)
-        xb = xbuf[:w]
+        xb = bufs.x[:w]
         xb[:, :d].copy_(torch.from_numpy(X[c : c + w]))  # float32 -> bf16 a tile at a time: no bf16 copy of X
         qb[:, d] = torch.from_numpy(-offset)
-        S = sbuf[: m * w].view(m, w)
+        S = bufs.s[: m * w].view(m, w)
         torch.mm(qb, xb.T, out=S)
         if own is not None:
             hit = np.flatnonzero((own >= c) & (own < c + w))
@@ -172,27 +215,55 @@ def _candidates(Qb, X, k, own, C, cols, xbuf, sbuf):
             y = s.double().numpy()
             best.add(_bounds(offset[:, None], y, Ct, -1), i.numpy(), c)
         low = best.kth()
-        # pairs whose upper bound offset + y + u |y| + Ct reaches low: y at least _at_least(low - offset - Ct),
-        # compared in bf16, lowered by more than bf16's rounding of it (2^-9 relative)
-        floor = _at_least(low - offset - Ct[:, 0])
-        floor = torch.from_numpy((floor - np.abs(floor) * 2.0**-7 - 2.0**-120).astype(np.float32))
-        nz = torch.nonzero(S >= floor.to(torch.bfloat16)[:, None])
-        r_, c_ = nz[:, 0].numpy(), nz[:, 1].numpy() + c
-        y = S[nz[:, 0], nz[:, 1]].double().numpy()
-        parts.append((r_, c_, _bounds(offset[r_], y, Ct[r_, 0], 1)))
-        size += len(r_)
-        if not topk:  # later tiles: every pair that could raise the k-th lower bound is among these
-            best.add(*_top_per_row(r_, c_, _bounds(offset[r_], y, Ct[r_, 0], -1), m, k), 0)
-        if size > prune_at:  # drop what the risen k-th lower bound now rules out
-            parts = [_keep(*_join(parts), low)]
-            size = len(parts[0][0])
-            if size > MAX_WINDOW * m:
-                return None
-            prune_at = 2 * size
+        mask = _mask(S, low, offset, Ct[:, 0], bufs)
+        if c == 0 and int(torch.count_nonzero(mask)) * PAIR_BYTES > S.nbytes:
+            # the first tile's k-th bound is weak where it holds fewer than k of a query's near neighbours
+            # (30k x 2048: 400 pairs a query pass, 19 MB of parts): its pairs are taken at the block's end,
+            # against the final bound, from a copy of its scores
+            first, first_Ct = bufs.keep_first(S), Ct[:, 0]
+        else:
+            r_, c_, y = _pairs(S, mask, c, bufs)
+            parts.append((r_, c_, _bounds(offset[r_], y, Ct[r_, 0], 1)))
+            size += len(r_)
+            if not topk:  # later tiles: every pair that could raise the k-th lower bound is among these
+                best.add(*_top_per_row(r_, c_, _bounds(offset[r_], y, Ct[r_, 0], -1), m, k), 0)
+            if size > prune_at:  # drop what the risen k-th lower bound now rules out, part by part (a joined
+                # copy of all of them, then the kept pairs, was the block's largest transient: +38 MB at 50k)
+                low = best.kth()
+                parts = [_keep(*part, low) for part in parts]
+                size = sum(len(part[0]) for part in parts)
+                if size > MAX_WINDOW * m:
+                    return None
+                prune_at = 2 * size
         # the next tiles' offsets: the k-th lower bound as a bf16 number (0 while unknown)
         low = best.kth()
         offset = torch.from_numpy(np.where(np.isfinite(low), low, 0.0)).to(torch.bfloat16).double().numpy()
-    return _keep(*_join(parts), best.kth())
+    low = best.kth()
+    if first is not None:  # the first tile's offset was 0
+        r_, c_, y = _pairs(first, _mask(first, low, np.zeros(m), first_Ct, bufs), 0, bufs)
+        parts.append((r_, c_, _bounds(0.0, y, first_Ct[r_], 1)))
+    return [_keep(*part, low) for part in parts]
+
+
+def _mask(S, low, offset, Ct, bufs):
+    """The flat mask (in ``bufs``) of the tile's pairs whose upper bound offset + y + u |y| + Ct reaches
+    the k-th lower bound ``low``: y at least _at_least(low - offset - Ct), compared in bf16, lowered by
+    more than bf16's rounding of it (2^-9 relative)."""
+    import torch
+
+    floor = _at_least(low - offset - Ct)
+    floor = torch.from_numpy((floor - np.abs(floor) * 2.0**-7 - 2.0**-120).astype(np.float32))
+    mask = bufs.mask[: S.numel()]
+    torch.ge(S, floor.to(torch.bfloat16)[:, None], out=mask.view(S.shape))
+    return mask
+
+
+def _pairs(S, mask, c, bufs):
+    """(rows, columns + ``c``, bf16 scores as float64) of the pairs of ``mask``, row by row."""
+    at = bufs.positions(mask)  # flat positions in the tile
+    r_, c_ = np.divmod(at.numpy(), S.shape[1])
+    c_ += c
+    return r_, c_, S.reshape(-1)[at].double().numpy()
 
 
 def _bounds(offset, y, C, sign):
@@ -215,44 +286,44 @@ def _top_per_row(rows, cols, values, m, k):
     return out_v, out_c
 
 
-def _join(parts):
-    return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
-
-
 def _keep(rows, cols, upper, low):
-    """The pairs whose upper bound reaches their query's k-th lower bound ``low``."""
+    """The pairs whose upper bound reaches their query's k-th lower bound ``low`` (in their order)."""
     keep = upper >= low[rows]
     return rows[keep], cols[keep], upper[keep]
 
 
-def _rescore(Qb, X, k, own, rows, cols, _scores, out_s, out_i):
-    """Float32 scores of each query's candidates (faiss' fused gather-dot), its k best into ``out_s``,
-    ``out_i`` best first; returns the block's queries with more than :data:`MAX_WINDOW` candidates
-    (left unwritten)."""
+def _rescore(Qb, X, k, own, parts, counts, out_s, out_i):
+    """Float32 scores of each query's candidates (``parts`` of :func:`_candidates`, ``counts`` a query)
+    by faiss' fused gather-dot, its k best into ``out_s``, ``out_i`` best first, :data:`RESCORE_ROWS`
+    queries at a time (each part's rows ascend: a query range is a slice of it); returns the block's
+    queries with more than :data:`MAX_WINDOW` candidates (left unwritten)."""
     import faiss
 
-    m, d = Qb.shape
-    counts = np.bincount(rows, minlength=m)
-    bad = np.flatnonzero(counts > MAX_WINDOW)
-    good = counts <= MAX_WINDOW
-    if not good.any():
-        return bad
-    order = np.argsort(rows, kind="stable")
-    rows, cols = rows[order], cols[order]
-    pos = np.arange(len(rows)) - (np.cumsum(counts) - counts)[rows]
-    sel = good[rows]
-    width = max(int(counts[good].max()), k)
-    ids = np.full((m, width), -1, dtype=np.int64)  # -1: faiss scores -inf
-    ids[rows[sel], pos[sel]] = cols[sel]
-    ip = np.empty((m, width), dtype=np.float32)
-    Qc = np.ascontiguousarray(Qb, dtype=np.float32)
-    faiss.fvec_inner_products_by_idx(faiss.swig_ptr(ip), faiss.swig_ptr(Qc), faiss.swig_ptr(X),
-                                     faiss.swig_ptr(ids), d, m, width)
-    if own is not None:
-        ip[ids == own[:, None]] = -np.inf  # left out (a candidate only while fewer than k were known)
-    pick = np.argpartition(-ip, k - 1, axis=1)[:, :k]
-    s, i = np.take_along_axis(ip, pick, 1), np.take_along_axis(ids, pick, 1)
-    order = np.argsort(-s, axis=1, kind="stable")
-    s, i = np.take_along_axis(s, order, 1), np.take_along_axis(i, order, 1)
-    out_s[good], out_i[good] = s[good], i[good]
-    return bad
+    d = Qb.shape[1]
+    for a in range(0, len(Qb), RESCORE_ROWS):
+        b = min(a + RESCORE_ROWS, len(Qb))
+        good = counts[a:b] <= MAX_WINDOW
+        if not good.any():
+            continue
+        width = max(int(counts[a:b][good].max()), k)
+        ids = np.full((b - a, width), -1, dtype=np.int64)  # -1: faiss scores -inf
+        filled = np.zeros(b - a, dtype=np.int64)  # each query's candidates placed so far
+        for rows, cols, _ in parts:
+            lo, hi = np.searchsorted(rows, [a, b])
+            r = rows[lo:hi] - a
+            n_r = np.bincount(r, minlength=b - a)
+            pos = np.arange(len(r)) - (np.cumsum(n_r) - n_r)[r] + filled[r]
+            sel = good[r]
+            ids[r[sel], pos[sel]] = cols[lo:hi][sel]
+            filled += n_r
+        ip = np.empty((b - a, width), dtype=np.float32)
+        Qc = np.ascontiguousarray(Qb[a:b], dtype=np.float32)
+        faiss.fvec_inner_products_by_idx(faiss.swig_ptr(ip), faiss.swig_ptr(Qc), faiss.swig_ptr(X),
+                                         faiss.swig_ptr(ids), d, b - a, width)
+        if own is not None:
+            ip[ids == own[a:b, None]] = -np.inf  # left out (a candidate only while fewer than k were known)
+        s, pick = top_k(ip, k)
+        s_, i_ = np.empty((b - a, k), dtype=np.float32), np.empty((b - a, k), dtype=np.int64)
+        write_sorted(s, np.take_along_axis(ids, pick, 1), s_, i_)
+        out_s[a:b][good], out_i[a:b][good] = s_[good], i_[good]
+    return np.flatnonzero(counts > MAX_WINDOW)

@@ -34,7 +34,7 @@ import warnings
 
 import numpy as np
 
-from .running import RunningBest
+from .running import RunningBest, top_k
 
 # Bytes of one tile of float32 scores (rows x columns) when the caller gives no budget.
 WORKING_MEMORY = 128 * 2**20
@@ -176,8 +176,9 @@ def topk_scores(Q: np.ndarray, X: np.ndarray, k: int, metric: str, *, x_sq_norms
 
         rows, _ = tile_shape(nq, n, budget)
         # a bf16 score tile and a bf16 copy of the data's tile (2 (rows + d) bytes a column) in half the
-        # budget: the rest for oneDNN's reordered copy of the data's tile and the candidates (with the whole
-        # budget: data + 25 % at 50k x 2048, against + 15 % for the float32 pass; same run)
+        # budget: the rest for the tile's mask (rows bytes a column), oneDNN's reordered copy of the data's
+        # tile and the candidates (with the whole budget: data + 25 % at 50k x 2048, against + 15 % for the
+        # float32 pass; same run, before the pass reused its buffers: benchmarks/README.md)
         cols = budget // (4 * (rows + X.shape[1])) // COLUMN_STEP * COLUMN_STEP
         cols = even_columns(n, max(cols, COLUMN_STEP))
         fallback = functools.partial(_fp32_topk, X=X, k=k, bias=None, engine="torch", budget=budget)
@@ -197,7 +198,7 @@ def _fp32_topk(Q, own, *, X, k, bias, engine, budget):
     None)."""
     nq, n = len(Q), len(X)
     rows, cols = tile_shape(nq, n, budget)
-    tiles, topk = (_torch_tiles, _torch_topk) if engine == "torch" else (_numpy_tiles, _numpy_topk)
+    tiles, topk = (_torch_tiles, _torch_topk) if engine == "torch" else (_numpy_tiles, top_k)
     out_s = np.empty((nq, k), dtype=np.float32)
     out_i = np.empty((nq, k), dtype=np.int64)
     for r, c, S in tiles(Q, X, bias, rows, cols):
@@ -253,14 +254,10 @@ def _numpy_tiles(Q, X, bias, rows, cols):
 
 
 def _torch_topk(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best (scores, columns) of each row of a score tile, unordered: ``torch.topk`` (threaded)."""
+    """The k best (scores, columns) of each row of a score tile, unordered: ``torch.topk`` (threaded; the
+    numpy engine's is :func:`.running.top_k`)."""
     import torch
 
     s, i = torch.topk(torch.from_numpy(S), k, dim=1, sorted=False)
     return s.numpy(), i.numpy()
 
-
-def _numpy_topk(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_torch_topk` with numpy's ``argpartition``."""
-    i = np.argpartition(-S, k - 1, axis=1)[:, :k]
-    return np.take_along_axis(S, i, 1), i

@@ -1,5 +1,6 @@
-"""The running k best (score, column) of a block of queries, merged tile by tile in numpy: shared by the
-float32 kernel (:mod:`.kernel`) and the bf16 first pass (:mod:`.bf16`)."""
+"""The running k best (score, column) of a block of queries, merged tile by tile in numpy, and the
+k best of each row of a score matrix: shared by the float32 kernel (:mod:`.kernel`) and the bf16 first
+pass (:mod:`.bf16`, its float32 re-score)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,22 @@ class RunningBest:
 
     def write(self, out_s: np.ndarray, out_i: np.ndarray) -> None:
         """The best, highest score first, into ``out_s`` and ``out_i`` (m, k)."""
-        s, i = self.s[:, : self.filled], self.i[:, : self.filled]
-        order = np.argsort(-s, axis=1, kind="stable")
-        out_s[:] = np.take_along_axis(s, order, 1)
-        out_i[:] = np.take_along_axis(i, order, 1)
+        write_sorted(self.s[:, : self.filled], self.i[:, : self.filled], out_s, out_i)
+
+
+def top_k(S: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best (scores, columns) of each row of ``S``, unordered: numpy's ``argpartition``.
+
+    >>> [a.tolist() for a in top_k(np.array([[0.1, 0.9, 0.5]]), 1)]
+    [[[0.9]], [[1]]]
+    """
+    i = np.argpartition(-S, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(S, i, 1), i
+
+
+def write_sorted(s: np.ndarray, i: np.ndarray, out_s: np.ndarray, out_i: np.ndarray) -> None:
+    """Scores ``s`` and their indices ``i`` (m, k), each row highest score first (ties in their order),
+    into ``out_s`` and ``out_i``."""
+    order = np.argsort(-s, axis=1, kind="stable")
+    out_s[:] = np.take_along_axis(s, order, 1)
+    out_i[:] = np.take_along_axis(i, order, 1)
