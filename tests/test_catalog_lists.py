@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from fashion.catalog import state
-from fashion.catalog.kept import KEPT_INDEXES, thin_probes
+from fashion.catalog.kept import KEPT_INDEXES, lost_cells, thin_probes
 from fashion.catalog.lists import Lists, from_table, search
 from fashion.neighbors import build_index
 from fashion.retrieval import compute_metrics
@@ -254,6 +254,40 @@ def test_ivfpq_removals_that_thin_a_lists_probed_cells_search_it_again():
     np.testing.assert_array_equal(cat.lists.dist, rebuilt.dist)
     assert np.array_equal(cat.lists.ids, rebuilt.ids)
     assert searched[-1] < len(cat.lists.query_ids) // 10  # the reserve still refills the others
+
+
+def test_thin_probes_flags_only_searches_whose_probed_cells_lost_a_member(monkeypatch):
+    """Review of #28: a removal flags only the queries whose probed cells it took a member from (and which
+    are thin now), and runs no quantiser pass at all when every cell it thinned still holds enough."""
+    rng = np.random.default_rng(326)
+    draw = _draws(rng)
+    cat = _catalog(1200, 16, 10, "cosine", rng, index="faiss-ivfpq", vectors=draw(1200), nprobe=NPROBE, factory=FLAT)
+    for m in (221, 164):
+        _step(cat, "remove", m, rng)
+    index, queries, need = cat.index, cat.lists.query_ids, 21
+    sizes = index.list_sizes()
+    cells = index.probed_cells(cat.vectors[queries])
+    every = thin_probes(index, cat.vectors, queries, need)  # thin whatever the removal
+    assert np.array_equal(every, queries[np.where(cells >= 0, sizes[np.maximum(cells, 0)], 0).sum(1) < need])
+    # the items of one cell that a thin search visits, and one other cell: lost_cells reads them from the lists
+    small = int(np.bincount(cells[member_rows(queries, every)].ravel(), minlength=len(sizes))[:len(sizes)].argmax())
+    rows = np.flatnonzero(index.cells_of(np.arange(len(cat.index_ids))) == small)[:2]
+    big = int(np.argmax(sizes))
+    other = np.flatnonzero(index.cells_of(np.arange(len(cat.index_ids))) == big)[:1]
+    removed = cat.index_ids[np.r_[rows, other]]
+    assert lost_cells(index, cat.index_ids, removed).tolist() == sorted({small, big})
+    assert np.array_equal(lost_cells(index, cat.index_ids, removed), np.unique(index.coarse_lists(cat.vectors[removed])))
+    flagged = thin_probes(index, cat.vectors, queries, need, lost=np.array([small, big]))
+    want = every[(cells[member_rows(queries, every)] == small).any(axis=1)]
+    assert 0 < len(flagged) < len(every) and np.array_equal(flagged, want)
+    assert sizes[big] >= need
+    monkeypatch.setattr(index, "probed_cells", lambda X: pytest.fail("no quantiser pass when no lost cell is thin"))
+    assert len(thin_probes(index, cat.vectors, queries, need, lost=np.array([big]))) == 0
+    assert len(thin_probes(index, cat.vectors, queries, need, lost=np.zeros(0, np.int64))) == 0
+
+
+def member_rows(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.isin(values, ids))
 
 
 def test_disk_ivfpq_adds_and_removes_keep_the_retrained_rebuilds_recall(tmp_path):

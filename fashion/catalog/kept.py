@@ -85,20 +85,49 @@ def changed(index, old_ids: np.ndarray, gallery_ids: np.ndarray, vectors, stats:
     return index.changed(vectors[gallery_ids], kept)
 
 
-def thin_probes(index, vectors, query_ids: np.ndarray, need: int, block: int = 8192) -> np.ndarray:
+def lost_cells(index, index_ids, removed: np.ndarray) -> np.ndarray | None:
+    """The inverted lists (cells) of the trained in-memory ``index`` (holding the items ``index_ids``, in row
+    order) that held one of the ``removed`` items, read from its lists (no quantiser pass); None for an
+    index that cannot say (every cell then counts as having lost one)."""
+    from .lists import member
+
+    cells_of = getattr(index, "cells_of", None)
+    if cells_of is None or index_ids is None:
+        return None
+    return np.unique(cells_of(np.flatnonzero(member(index_ids, removed))))
+
+
+def thin_probes(index, vectors, query_ids: np.ndarray, need: int, lost: np.ndarray | None = None,
+                block: int = 8192) -> np.ndarray:
     """The ``query_ids`` (rows of ``vectors``) whose search in the approximate ``index`` visits inverted
-    lists holding fewer than ``need`` vectors (``probed_sizes``: the in-memory faiss-ivfpq; the on-disk
+    lists holding fewer than ``need`` vectors (``probed_cells``: the in-memory faiss-ivfpq; the on-disk
     index pads such a search with −1 instead). ``kneighbors`` searches those rows exactly, so after a
     removal emptied their lists a kept or reserve-refilled list no longer equals their fresh search: they
-    are searched again. Read ``block`` rows at a time."""
+    are searched again. ``lost``: the cells this removal took a member from (:func:`lost_cells`); only
+    searches visiting one of them are flagged (the others' cells are as they were, and so is their list's
+    standing), and none at all, with no quantiser pass over the queries, when every lost cell still holds
+    ``need`` vectors on its own. None: every cell counts. Read ``block`` rows at a time."""
     query_ids = np.asarray(query_ids, np.int64)
-    probed = getattr(index, "probed_sizes", None)
+    probed = getattr(index, "probed_cells", None)
     if probed is None or not len(query_ids):
         return query_ids[:0]
     need = min(int(need), index.n_samples_fit_)
-    thin = np.concatenate([probed(np.asarray(vectors[query_ids[start:start + block]])) < need
-                           for start in range(0, len(query_ids), block)])
-    return query_ids[thin]
+    sizes = np.asarray(index.list_sizes(), np.int64)
+    if lost is not None:
+        lost = np.unique(np.asarray(lost, np.int64))
+        lost = lost[sizes[lost] < need]  # a cell of `need` vectors alone keeps every search visiting it whole
+        if not len(lost):
+            return query_ids[:0]
+        touched = np.zeros(len(sizes) + 1, bool)  # the last slot: cell −1 (none found)
+        touched[lost] = True
+    thin = []
+    for start in range(0, len(query_ids), block):
+        cells = probed(np.asarray(vectors[query_ids[start:start + block]]))
+        flags = np.where(cells >= 0, sizes[np.maximum(cells, 0)], 0).sum(axis=1) < need
+        if lost is not None:
+            flags &= touched[cells].any(axis=1)
+        thin.append(flags)
+    return query_ids[np.concatenate(thin)]
 
 
 def write(out, index: OnDisk):

@@ -199,6 +199,7 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
         mask[removed] = mask[added] = False
     same_roles = np.array_equal(old_query, now_query) and np.array_equal(old_gallery, now_gallery)
     index = None
+    before, before_ids = cat.index, cat.index_ids  # the kept index before the change (the cells removals thin)
 
     def fitted():  # an exact index is its rows (index-rows.npy): fitted only when a list is searched
         nonlocal index
@@ -220,7 +221,8 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
             return query, gallery, mode, index, k, lists
         held, lost = drop_removed(widen(cat.lists, cat.reserve, width), removed, k)
         if len(removed) and index is not None:  # approximate: searched exactly where removals thinned its lists
-            lost = np.union1d(lost, kept.thin_probes(index, cat.vectors, held.query_ids, width + int(all_pairs)))
+            lost = np.union1d(lost, kept.thin_probes(index, cat.vectors, held.query_ids, width + int(all_pairs),
+                                                     kept.lost_cells(before, before_ids, removed)))
         held = held.take(np.flatnonzero(~member(held.query_ids, lost)))
         new_gallery = np.sort(added[gallery[added]])
         changed = 0

@@ -170,6 +170,22 @@ def list_sizes(index) -> np.ndarray:
     return np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)], dtype=np.int64)
 
 
+def list_of_ids(index) -> np.ndarray:
+    """The inverted list each stored id of an in-memory IVF ``index`` is in (position = stored id; −1 for an
+    id no list holds), read from the lists' own id arrays."""
+    import faiss
+
+    invlists = faiss.extract_index_ivf(index).invlists
+    owner = np.full(int(index.ntotal), -1, np.int64)
+    for l in range(invlists.nlist):
+        size = invlists.list_size(l)
+        if size:
+            ids = faiss.rev_swig_ptr(invlists.get_ids(l), size)
+            inside = (ids >= 0) & (ids < len(owner))
+            owner[ids[inside]] = l
+    return owner
+
+
 def _renumber(index, to_new: np.ndarray) -> None:
     """Rewrite the ids stored in an in-memory IVF ``index``'s inverted lists through ``to_new`` (old id →
     new id), in place (a numpy pass over each list's ids; the codes stay where they are)."""
@@ -273,15 +289,25 @@ class FaissIVFPQIndex(NeighborIndex):
         """How many indexed vectors each inverted list holds."""
         return list_sizes(self._index)
 
+    def cells_of(self, rows) -> np.ndarray:
+        """The inverted list (cell) each of this index's ``rows`` is stored in (its row = its stored id)."""
+        self._check_fitted()
+        return list_of_ids(self._index)[np.asarray(rows, np.int64)]
+
     def probed_sizes(self, X) -> np.ndarray:
         """How many indexed vectors the ``nprobe`` inverted lists a search of each row of ``X`` (raw)
         visits hold: a search for more neighbours than that finds too few, and :meth:`kneighbors` then
         searches the row exactly (over every fitted row), so its result is no longer bound to those lists."""
-        self._check_fitted()
-        nprobe = min(self._probe(), self._choice.nlist)
-        cells = probed_lists(self._index, self._prepare(_as_matrix(X, "X"), "X"), nprobe)
+        cells = self.probed_cells(X)
         sizes = list_sizes(self._index)
         return np.where(cells >= 0, sizes[np.maximum(cells, 0)], 0).sum(axis=1)
+
+    def probed_cells(self, X) -> np.ndarray:
+        """The ``nprobe`` inverted lists a search of each row of ``X`` (raw) visits, (q, nprobe) int64 (−1
+        where the quantiser found fewer)."""
+        self._check_fitted()
+        nprobe = min(self._probe(), self._choice.nlist)
+        return probed_lists(self._index, self._prepare(_as_matrix(X, "X"), "X"), nprobe)
 
     def _state_arrays(self):
         import faiss
