@@ -290,6 +290,33 @@ def member_rows(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.isin(values, ids))
 
 
+def test_reachable_in_bf16_keeps_every_row_the_float32_product_reaches_and_merges_the_same():
+    """fashion add's m x n product of the new items against every list (lists.reachable) runs in bf16
+    where the CPU has it; its bound may only add rows, so the merged lists are the float32 product's.
+    The new items include copies of rows' k-th neighbours: ties at the threshold itself."""
+    from fashion.catalog.lists import merge_added, reachable
+    from fashion.neighbors.bf16 import native_bf16
+
+    if not native_bf16():
+        pytest.skip("no native bf16 on this CPU: reachable stays in float32 there")
+    rng = np.random.default_rng(7)
+    draw = _draws(rng, d=64)
+    cat = _catalog(3000, 64, 10, "cosine", rng, vectors=draw(3000))
+    kth = cat.lists.ids[rng.choice(len(cat.lists.ids), 40, replace=False), -1]
+    new = np.concatenate([draw(160), np.asarray(cat.vectors[kth]) * 1.5]).astype(np.float32)
+    fp32 = reachable(cat.lists, cat.vectors, new, "cosine", precision="fp32")
+    bf16 = reachable(cat.lists, cat.vectors, new, "cosine", precision="bf16")
+    assert set(fp32) <= set(bf16) and len(bf16) < len(cat.lists.ids)  # a superset, still a filter
+    assert len(set(bf16) - set(fp32)) > 0  # the bound's width shows (the rows it adds merge to themselves)
+    new_ids = np.arange(len(cat.vectors), len(cat.vectors) + len(new))
+    vectors = np.concatenate([np.asarray(cat.vectors), new])
+    small = build_index("exact", metric="cosine").fit(new)
+    merged = {p: merge_added(cat.lists, vectors, small, new_ids, new_vectors=new, precision=p) for p in ("fp32", "bf16")}
+    assert merged["fp32"][1] == merged["bf16"][1] > 0
+    np.testing.assert_array_equal(merged["fp32"][0].ids, merged["bf16"][0].ids)
+    np.testing.assert_array_equal(merged["fp32"][0].dist, merged["bf16"][0].dist)
+
+
 def test_disk_ivfpq_adds_and_removes_keep_the_retrained_rebuilds_recall(tmp_path):
     """The on-disk kind against retrained rebuilds (fresh on-disk runs of the final items, training seeds
     0-2), as the in-memory test above: within 0.005 of (or above) the worst of the three."""
