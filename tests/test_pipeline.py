@@ -73,6 +73,47 @@ def test_each_item_table_stage_has_its_own_timing_line():
     assert colour_stage in ITEM_TABLE_STAGES and stage_name(colour_stage) == "colour"
 
 
+def test_stages_that_read_no_ok_run_beside_the_embedding_and_finish_as_add_item_columns():
+    """fashion add starts the stages that need no ``ok`` (the colour) before its embedding, on a thread;
+    finish(ok) waits for them, runs the others with ok, and gives add_item_columns' frame."""
+    import threading
+
+    import pandas as pd
+
+    from fashion.colour.stage import colour_stage
+    from fashion.pipeline.items import add_item_columns, reads_ok, start_item_columns
+
+    began, release = threading.Event(), threading.Event()
+
+    def early(items, ok, cache_dir=None):
+        assert ok is None and cache_dir == "C"  # no ok yet: it runs before the embedding
+        began.set()
+        release.wait(10)
+        return {"upper": items["label"].str.upper().to_numpy()}
+
+    def late(items, ok):
+        return {"embedded": ok, "seen": [("upper" in items.columns)] * len(items)}
+
+    early.reads_ok = False
+    frame = pd.DataFrame({"label": ["a", "b", "c"]})
+    ok = np.array([True, False, True])
+    started = start_item_columns(frame, [early, late], cache_dir="C")
+    assert began.wait(10) and started._thread.is_alive()  # running while the caller works
+    release.set()
+    got = started.finish(ok)
+    pd.testing.assert_frame_equal(got, add_item_columns(frame, ok, [lambda i, o, cache_dir=None: {
+        "upper": i["label"].str.upper().to_numpy()}, late], cache_dir="C"))
+    assert list(frame.columns) == ["label"] and started.busy_s > 0
+    assert not reads_ok(colour_stage) and reads_ok(late)
+
+    def broken(items, ok):
+        raise ValueError("no colour today")
+
+    broken.reads_ok = False
+    with pytest.raises(ValueError, match="no colour today"):
+        start_item_columns(frame, [broken, late]).finish(ok)  # raised in the caller's thread
+
+
 def _config(data, out, **kw):
     from fashion.retrieval import MeasureConfig
 

@@ -4,7 +4,9 @@ SOURCEs are photos, folders or dataset roots, read by :func:`fashion.datasets.lo
 splits come along where the layout has them; a single photo's label is its folder's name). Photos whose
 content (SHA-256) is already in the run, or earlier in this batch, are reported and skipped. Only the new
 ones are embedded, with the run's exact embedder (:func:`fashion.service.loading.embedder_for` checks
-its weights' checksum) and the run's embedding cache; they get the next ids. Then :func:`.state.commit`
+its weights' checksum) and the run's embedding cache; they get the next ids. Their colour (the item-table
+stages that need no embedding: :func:`fashion.pipeline.items.start_item_columns`) is computed beside the
+network, while it is built and run, not in a pass after it. Then :func:`.state.commit`
 updates the index, the lists and the metrics and seals the new run in one transaction.
 """
 
@@ -177,19 +179,25 @@ def _add(cat: state.Catalog, frame, batch_size, num_workers, shop) -> AddResult:
     if not len(frame):
         log.warning("%s: nothing new to add (%d photos already in the run)", cat.path, len(duplicates))
         return result
+    from ..pipeline.items import start_item_columns
+
+    stages = start_item_columns(frame, cache_dir=cat.path / "cache")  # the colour of each photo, beside the network
     started = time.perf_counter()
-    embedder = embedder_for(cat.info)
-    args = cat.info.get("arguments", {})
-    emb = embedder.embed(frame, batch_size=batch_size or int(args.get("batch_size") or 64),
-                         cache_dir=cat.path / "cache", num_workers=num_workers)
+    try:
+        embedder = embedder_for(cat.info)
+        args = cat.info.get("arguments", {})
+        emb = embedder.embed(frame, batch_size=batch_size or int(args.get("batch_size") or 64),
+                             cache_dir=cat.path / "cache", num_workers=num_workers)
+    except BaseException:
+        stages.wait()  # its cache chunks are whole; nothing of the run was changed
+        raise
     cat.stats["embed_s"] = round(time.perf_counter() - started, 3)  # the network: built, then run on the photos
     failed = dict(emb.failures)
     ok = np.asarray(emb.ok, bool)
-    from ..pipeline.items import add_item_columns
-
     started = time.perf_counter()
-    frame = add_item_columns(frame, ok, cache_dir=cat.path / "cache")  # the run's item-table stages (colour)
-    cat.stats["stages_s"] = round(time.perf_counter() - started, 3)  # per-photo work too, like the embedding
+    frame = stages.finish(ok)  # the run's item-table stages (colour): waited for, the rest run now
+    cat.stats["stages_s"] = round(time.perf_counter() - started, 3)  # what the embedding did not hide of them
+    cat.stats["stages_busy_s"] = round(stages.busy_s, 3)  # the early stages' own time, beside the embedding
     ids = state.append(cat, frame, emb.vectors, ok, [failed.get(p, "") for p in frame["path"].astype(str)])
     if shop is not None:
         cat.items = join_metadata(cat.items, shop)

@@ -220,3 +220,4 @@ def colour_stage(items, ok, cache_dir=None) -> dict:
 
 colour_stage.columns = COLUMNS  # what it adds (fashion.run.upgrade computes them for runs that lack them)
 colour_stage.stage = "colour"  # its line in a run's timings (fashion.pipeline.items.stage_name)
+colour_stage.reads_ok = False  # may run before the embedding, beside it (fashion.pipeline.items.start_item_columns)

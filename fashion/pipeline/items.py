@@ -60,8 +60,6 @@ def add_item_columns(items, ok: np.ndarray, stages=None, cache_dir=None, watch=N
     """``items`` with the columns of every item-table stage added (``stages``: None = :data:`ITEM_TABLE_STAGES`);
     the frame is returned unchanged (not copied) when there is no stage. ``watch``: a
     :class:`fashion.runresult.Stopwatch` that times each stage on its own line (:func:`stage_name`)."""
-    import pandas as pd
-
     stages = ITEM_TABLE_STAGES if stages is None else tuple(stages)
     if not stages:
         return items
@@ -69,13 +67,85 @@ def add_item_columns(items, ok: np.ndarray, stages=None, cache_dir=None, watch=N
     ok = np.asarray(ok, dtype=bool)
     for stage in stages:
         with watch.stage(stage_name(stage)) if watch is not None else contextlib.nullcontext():
-            columns = (stage(items, ok, cache_dir=cache_dir) if _takes_cache(stage) else stage(items, ok)) or {}
-        for name, values in columns.items():
-            if name in items.columns:
-                raise FashionError(f"item-table stage {_name(stage)}: column {name!r} exists already")
-            if len(values) != len(items):
-                raise FashionError(f"item-table stage {_name(stage)}: column {name!r} has {len(values)} values "
-                                   f"for {len(items)} items")
-            items[name] = values.to_numpy() if isinstance(values, pd.Series) else values
-        log.info("item-table stage %s: %s", _name(stage), ", ".join(columns) or "no column")
+            columns = _run(stage, items, ok, cache_dir)
+        _put(items, stage, columns)
     return items
+
+
+def _run(stage, items, ok, cache_dir) -> dict:
+    return (stage(items, ok, cache_dir=cache_dir) if _takes_cache(stage) else stage(items, ok)) or {}
+
+
+def _put(items, stage, columns: dict) -> None:
+    """``columns`` of ``stage`` into ``items``, in place, refused with one line where one exists already or
+    has the wrong length."""
+    import pandas as pd
+
+    for name, values in columns.items():
+        if name in items.columns:
+            raise FashionError(f"item-table stage {_name(stage)}: column {name!r} exists already")
+        if len(values) != len(items):
+            raise FashionError(f"item-table stage {_name(stage)}: column {name!r} has {len(values)} values "
+                               f"for {len(items)} items")
+        items[name] = values.to_numpy() if isinstance(values, pd.Series) else values
+    log.info("item-table stage %s: %s", _name(stage), ", ".join(columns) or "no column")
+
+
+def reads_ok(stage) -> bool:
+    """Whether a stage reads its ``ok`` argument (which photos the network embedded): True unless its
+    ``reads_ok`` attribute says False (the colour stage: a photo is coloured or skipped on its own)."""
+    return bool(getattr(stage, "reads_ok", True))
+
+
+class Started:
+    """Item-table stages started before the embedding (:func:`start_item_columns`): the ones that do not
+    read ``ok`` run on a thread meanwhile (their heavy work in their own processes, e.g. the colour
+    stage's pool), the others wait for :meth:`finish`. ``busy_s``: the seconds the early stages took."""
+
+    def __init__(self, items, stages, cache_dir):
+        import threading
+
+        self.items, self.stages, self.cache_dir = items, stages, cache_dir
+        self.early = tuple(s for s in stages if not reads_ok(s))
+        self.columns: dict = {}
+        self.error: BaseException | None = None
+        self.busy_s = 0.0
+        self._thread = threading.Thread(target=self._work, name="item-table stages", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        import time
+
+        started = time.perf_counter()
+        try:
+            for stage in self.early:
+                self.columns[stage] = _run(stage, self.items, None, self.cache_dir)
+        except BaseException as exc:  # noqa: BLE001 - raised again by finish, in the caller's thread
+            self.error = exc
+        self.busy_s = time.perf_counter() - started
+
+    def wait(self) -> None:
+        """Wait for the early stages (their error, if any, is kept for :meth:`finish`)."""
+        self._thread.join()
+
+    def finish(self, ok: np.ndarray):
+        """``items`` with every stage's columns, in the stages' order (:func:`add_item_columns`): the early
+        ones' results (waited for; an error of theirs raised here), the others run now with ``ok``."""
+        self.wait()
+        if self.error is not None:
+            raise self.error
+        if not self.stages:
+            return self.items
+        items = self.items.copy()
+        ok = np.asarray(ok, dtype=bool)
+        for stage in self.stages:
+            _put(items, stage, self.columns[stage] if stage in self.columns else _run(stage, items, ok, self.cache_dir))
+        return items
+
+
+def start_item_columns(items, stages=None, cache_dir=None) -> Started:
+    """Start the item-table stages of ``items`` (``stages``: None = :data:`ITEM_TABLE_STAGES`) that do not
+    read ``ok`` (:func:`reads_ok`) on a thread, so that their work overlaps the embedding that ``ok``
+    comes from; :meth:`Started.finish` (ok) gives what :func:`add_item_columns` gives. ``fashion add``
+    colours its new photos while the network is built and run this way."""
+    return Started(items, ITEM_TABLE_STAGES if stages is None else tuple(stages), cache_dir)
