@@ -18,9 +18,12 @@
    100,000 lists again (854.5 s at load 8 on the shared cores).
 3. **add**: :func:`fashion.catalog.add.add` of ``--add`` real photos (``--photos``, not in the run), timed
    whole; the add times its embedding itself (the run's network built, then run on the photos:
-   ``embed_s`` in its stats) and its item-table stages (the colour of each photo, issue 32: ``stages_s``),
-   and the add's own cost is the rest (target ≤ 5 s); the table gives it both without and with the
-   colour stage. (An earlier version
+   ``embed_s`` in its stats) and its item-table stages (the colour of each photo, issue 32), which run
+   beside the network (``stages_s``: what of them was left to wait for after it; ``stages_busy_s``: their
+   own time). Since they share the cores with the network, the target row (≤ 5 s) subtracts the
+   **embedding alone** instead: the same photos embedded as the add does (network built, then run; no
+   cache) in a fresh process just before the add (``embed_alone_s``); the table also gives the add less
+   its own embedding timer, with and without the colour wait. (An earlier version
    timed two cold processes, ``fashion add`` and an embed-only one: 442 vs 290 s at load 12, a difference
    that held the one-time hashing of all 50,000 items' files, since fixed, and two processes' share of
    loaded cores; not a measure of the add.)
@@ -105,6 +108,37 @@ def new_photos(folder: Path, run_dir: Path, n: int) -> list[Path]:
     known = set(read_items(run_dir)["path"].astype(str))
     photos = sorted(p for p in folder.rglob("*.jpg") if str(p) not in known)
     return photos[:n]
+
+
+EMBED_ALONE = """
+import json, sys, time
+import numpy as np, pandas as pd
+import fashion.catalog.add, fashion.catalog.state  # what the add's process holds when its embedding timer starts
+from fashion.runfiles import read_json
+run_dir, paths = sys.argv[1], sys.stdin.read().splitlines()
+from fashion.embedding.spec import locate_model
+info = read_json(f"{run_dir}/run.json")
+info["embedder"] = locate_model(info["embedder"], f"{run_dir}/run.json")  # as open_run does for the add
+frame = fashion.catalog.add.read_sources(paths)
+t0 = time.perf_counter()
+from fashion.service.loading import embedder_for
+embedder = embedder_for(info)
+emb = embedder.embed(frame, batch_size=int(info.get("arguments", {}).get("batch_size") or 64), cache_dir=None)
+print(json.dumps({"seconds": time.perf_counter() - t0, "computed": emb.n_computed}))
+"""
+
+
+def embed_alone(run_dir: Path, photos: list[Path]) -> float:
+    """Seconds to embed ``photos`` as the add does (the run's network built, then run on them; no cache),
+    alone in a fresh process: what the add costs beyond, it costs beyond its embedding."""
+    out = subprocess.run([sys.executable, "-c", EMBED_ALONE, str(run_dir)], input="\n".join(map(str, photos)),
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.fspath(REPO)})
+    if out.returncode:
+        raise SystemExit(f"embed-alone failed: {out.stderr.strip()[-2000:]}")
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    if found["computed"] != len(photos):
+        raise SystemExit(f"embed-alone computed {found['computed']} of {len(photos)} photos")
+    return found["seconds"]
 
 
 def filter_queries(run_dir: Path, photos: list[Path], n: int, seed: int = 0) -> dict:
@@ -320,12 +354,16 @@ def main(argv=None) -> int:
         adding, querying = photos[:args.add], photos[args.add:]
         from fashion.catalog.add import add
 
+        res["embed_alone_s"] = round(embed_alone(run_dir, adding), 2)
+        print(f"the same {len(adding)} photos' embedding alone (a fresh process, no cache): {res['embed_alone_s']} s "
+              f"(load {load()})", flush=True)
         result, res["add_s"] = timed(add, run_dir, [str(q) for q in adding], profile=args.profile)
         res["add_load"], res["add_stats"] = load(), result.stats
         res["embed_s"] = result.stats["embed_s"]  # the add's own timer: network built and run on the photos
         res["stages_s"] = result.stats.get("stages_s", 0.0)  # the item-table stages (colour): per-photo work too
         res["add_overhead_s"] = round(res["add_s"] - res["embed_s"] - res["stages_s"], 2)
         res["add_with_stages_s"] = round(res["add_s"] - res["embed_s"], 2)
+        res["add_beyond_embedding_s"] = round(res["add_s"] - res["embed_alone_s"], 2)  # the colour beside it included
         res["add_s"] = round(res["add_s"], 2)
         print(f"add {len(result.ids)} photos: {res['add_s']} s, of it their embedding (network built and run) "
               f"{res['embed_s']} s and the item-table stages (colour) {res['stages_s']} s → add's own "
@@ -361,10 +399,13 @@ def main(argv=None) -> int:
     where = "recorded with the snapshot" if res.get("anchor_reused") else "same run"
     print(f"\n| what | measured | anchor: full rebuild, {where} | target | verdict |")
     print("|---|---|---|---|---|")
-    rows = [("add photos, less their embedding and colour stage", res["add_overhead_s"], f"{res['add_s']} s with "
+    rows = [("add photos, less their embedding alone (a fresh process)", res["add_beyond_embedding_s"],
+             f"{res['add_s']} s with embedding alone {res['embed_alone_s']} s", "≤ 5 s",
+             res["add_beyond_embedding_s"] <= TARGETS["add_overhead_s"]),
+            ("add photos, less their embedding and colour stage", res["add_overhead_s"], f"{res['add_s']} s with "
              f"embedding {res['embed_s']} s, colour {res['stages_s']} s", "≤ 5 s",
              res["add_overhead_s"] <= TARGETS["add_overhead_s"]),
-            ("add photos, less their embedding only", res["add_with_stages_s"], "", "≤ 5 s",
+            ("add photos, less the add's own embedding timer (the colour beside it)", res["add_with_stages_s"], "", "≤ 5 s",
              res["add_with_stages_s"] <= TARGETS["add_overhead_s"]),
             ("remove items", res["remove_s"], "", "≤ 2 s", res["remove_s"] <= TARGETS["remove_s"]),
             ("filtered photo query p50 / unfiltered", res["filter_ratio"], "", "≤ 1.5×",
