@@ -99,6 +99,21 @@ def test_a_change_links_the_base_writes_a_delta_and_leaves_old_versions_byte_ide
         open_run(path)
 
 
+def test_a_block_of_searches_reads_each_candidate_row_once(run_dir):
+    """The exact re-rank of a block of searches (fashion add's new lists: their candidates repeat, the delta's
+    few items above all) reads each row once, and gives each id its own row."""
+    added = _add(run_dir, _vectors(20, 1))
+    live = open_run(run_dir).index.live
+    calls = []
+    rows = live.rows
+    live.rows = lambda ids: calls.append(np.asarray(ids).copy()) or rows(ids)
+    ids = np.r_[added[[3, 3, 0, 3]], [7, 7, 2], added[[0]], [399, 7]]
+    got = live.vectors_of(ids)
+    one_by_one = np.concatenate([live.vectors_of(ids[i:i + 1]) for i in range(len(ids))])
+    np.testing.assert_array_equal(got, one_by_one)
+    assert np.sort(calls[0]).tolist() == sorted({int(added[3]), int(added[0])})  # each delta row once
+
+
 def test_the_in_memory_ivfpq_keeps_the_codes_of_the_items_that_stay():
     """faiss-ivfpq ``changed``: a kept row's code is the index's own (here: its row in X is moved far away,
     and the item is still found where it was), a removed row leaves by id, only new rows are encoded."""

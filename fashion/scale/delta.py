@@ -169,6 +169,10 @@ class LiveIndex:
         with pread (a server answering random ids maps nothing), or ``mapped`` through the file's map (many
         sorted ids at once: a filtered search's exact pass, as :mod:`fashion.run.index` always read them)."""
         ids = np.asarray(ids, np.int64)
+        if len(ids) > 1:  # a block of searches' candidates repeat (the delta's few items above all): each read once
+            uniq, inverse = np.unique(ids, return_inverse=True)
+            if len(uniq) < len(ids):
+                return self.vectors_of(uniq, mapped)[inverse]
         pos = np.minimum(np.searchsorted(self.delta.ids, ids), max(len(self.delta) - 1, 0))
         mine = (self.delta.ids[pos] == ids) if len(self.delta) else np.zeros(len(ids), bool)
         out = np.empty((len(ids), self.params.d), np.float32)
