@@ -188,3 +188,5 @@ def test_the_pool_counts_hashed_jobs_as_misses_whatever_the_cache_holds(monkeypa
     assert sum(len(b) for b in stage._compute(jobs, known, workers=2, pool_above=2)) == 3
     assert started == [(frozenset(),)]  # hashed jobs never look a key up: the workers get no key set
     assert list(stage._compute(jobs, known, workers=2, pool_above=3)) and len(started) == 1  # 3 misses: no pool
+    assert list(stage._compute(jobs, known, workers=1, pool_above=2)) and len(started) == 1  # one core: in-process
+    assert list(stage._compute(jobs, known, workers=1, pool_above=2, apart=True)) and len(started) == 2  # beside the network

@@ -106,6 +106,17 @@ def test_stages_that_read_no_ok_run_beside_the_embedding_and_finish_as_add_item_
     assert list(frame.columns) == ["label"] and started.busy_s > 0
     assert not reads_ok(colour_stage) and reads_ok(late)
 
+    told = []
+
+    def sized(items, ok, beside=False):  # a stage that sizes its work for the cores the network leaves
+        told.append(beside)
+        return {}
+
+    sized.reads_ok = False
+    start_item_columns(frame, [sized]).finish(ok)
+    add_item_columns(frame, ok, [sized])
+    assert told == [True, False]
+
     def broken(items, ok):
         raise ValueError("no colour today")
 

@@ -127,12 +127,13 @@ def _workers(workers: int | None) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _compute(jobs: list, known, workers: int, pool_above: int):
+def _compute(jobs: list, known, workers: int, pool_above: int, apart: bool = False):
     """Each job's :func:`_row_job`, in order, one chunk at a time (a generator of lists). A job with its
-    SHA-256 is a sure miss of the cache (only new contents are queued); one without may hit it."""
+    SHA-256 is a sure miss of the cache (only new contents are queued); one without may hit it.
+    ``apart``: a pool even of one worker (the caller's process is busy with other work)."""
     unhashed = sum(job[2] is None for job in jobs)
     misses = len(jobs) - unhashed + max(0, unhashed - len(known))
-    if workers > 1 and misses > pool_above:
+    if (workers > 1 or apart) and misses > pool_above:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
@@ -147,11 +148,11 @@ def _compute(jobs: list, known, workers: int, pool_above: int):
 
 
 def add_colour_columns(items, cache_dir: os.PathLike | str | None = None, workers: int | None = None,
-                       pool_above: int = POOL_ABOVE):
+                       pool_above: int = POOL_ABOVE, apart: bool = False):
     """``items`` (an item table: ``path``, optionally ``bbox``, ``role``, ``sha256``) with the colour columns
     of every row (a new frame; colour columns it had are replaced), removed items left empty.
     ``cache_dir``: the run's cache directory (None: no cache); ``workers``: processes (default: the
-    usable cores)."""
+    usable cores); ``apart``: in a pool of processes even with one worker (from ``pool_above`` jobs)."""
     import pandas as pd
 
     table = items.drop(columns=[c for c in COLUMNS if c in items.columns])
@@ -177,7 +178,7 @@ def add_colour_columns(items, cache_dir: os.PathLike | str | None = None, worker
     skipped: Counter = Counter()
     results: dict[str, tuple[dict, str]] = {}
     done = 0
-    for batch in _compute(jobs, known, _workers(workers), pool_above):
+    for batch in _compute(jobs, known, _workers(workers), pool_above, apart):
         fresh = {}
         for row, (key, colour, reason) in zip(job_rows[done:done + len(batch)], batch):
             if key is None:
@@ -210,11 +211,16 @@ def add_colour_columns(items, cache_dir: os.PathLike | str | None = None, worker
     return table
 
 
-def colour_stage(items, ok, cache_dir=None) -> dict:
+def colour_stage(items, ok, cache_dir=None, beside: bool = False) -> dict:
     """The colour stage as an item-table stage (:data:`fashion.pipeline.items.ITEM_TABLE_STAGES`):
     ``{column: values}`` of :data:`COLUMNS` for every row of ``items`` (``ok`` is not needed: a photo the
-    network could not read is coloured or skipped on its own). ``cache_dir``: the run's cache."""
-    table = add_colour_columns(items, cache_dir=cache_dir)
+    network could not read is coloured or skipped on its own). ``cache_dir``: the run's cache.
+    ``beside``: started beside the embedding (``fashion add``): a pool of one process fewer than the usable
+    cores, even of one (the network's build, its imports and weights, holds this process's interpreter
+    and leaves one core idle; then its run takes every core, where more workers would only slow it and
+    each pays its own start, ~0.7 s of CPU)."""
+    workers = max(1, _workers(None) - 1) if beside else None
+    table = add_colour_columns(items, cache_dir=cache_dir, workers=workers, apart=beside)
     return {column: table[column] for column in COLUMNS}
 
 

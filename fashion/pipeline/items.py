@@ -35,11 +35,11 @@ def _name(stage) -> str:
     return getattr(stage, "__qualname__", None) or type(stage).__name__
 
 
-def _takes_cache(stage) -> bool:
+def _takes(stage, name: str) -> bool:
     import inspect
 
     try:
-        return "cache_dir" in inspect.signature(stage).parameters
+        return name in inspect.signature(stage).parameters
     except (TypeError, ValueError):
         return False
 
@@ -72,8 +72,11 @@ def add_item_columns(items, ok: np.ndarray, stages=None, cache_dir=None, watch=N
     return items
 
 
-def _run(stage, items, ok, cache_dir) -> dict:
-    return (stage(items, ok, cache_dir=cache_dir) if _takes_cache(stage) else stage(items, ok)) or {}
+def _run(stage, items, ok, cache_dir, beside: bool = False) -> dict:
+    extra = {"cache_dir": cache_dir} if _takes(stage, "cache_dir") else {}
+    if beside and _takes(stage, "beside"):  # it may size its work for the cores the network leaves
+        extra["beside"] = True
+    return stage(items, ok, **extra) or {}
 
 
 def _put(items, stage, columns: dict) -> None:
@@ -100,7 +103,8 @@ def reads_ok(stage) -> bool:
 class Started:
     """Item-table stages started before the embedding (:func:`start_item_columns`): the ones that do not
     read ``ok`` run on a thread meanwhile (their heavy work in their own processes, e.g. the colour
-    stage's pool), the others wait for :meth:`finish`. ``busy_s``: the seconds the early stages took."""
+    stage's pool; a stage with a ``beside`` parameter gets True there, to size its work for the cores the
+    network leaves), the others wait for :meth:`finish`. ``busy_s``: the seconds the early stages took."""
 
     def __init__(self, items, stages, cache_dir):
         import threading
@@ -119,7 +123,7 @@ class Started:
         started = time.perf_counter()
         try:
             for stage in self.early:
-                self.columns[stage] = _run(stage, self.items, None, self.cache_dir)
+                self.columns[stage] = _run(stage, self.items, None, self.cache_dir, beside=True)
         except BaseException as exc:  # noqa: BLE001 - raised again by finish, in the caller's thread
             self.error = exc
         self.busy_s = time.perf_counter() - started
