@@ -374,9 +374,12 @@ def test_the_bf16_pass_gives_the_same_answer_with_the_first_tile_taken_at_once_o
     monkeypatch.setattr(bf16, "PAIR_BYTES", pair_bytes)
     X = _unit(DATA[kind]())
     for k in (1, 7):
+        stats = {}
         s, i = topk_scores(X, X, k, "cosine", exclude_self=True, working_memory=4096, engine="torch",
-                           precision="bf16")
+                           precision="bf16", stats=stats)
         s32, i32 = topk_scores(X, X, k, "cosine", exclude_self=True, working_memory=4096, engine="torch",
                                precision="fp32")
         np.testing.assert_allclose(s, s32, atol=1e-6)
         assert not (i == np.arange(len(X))[:, None]).any()
+        if kind == "random":  # no tied scores: the same ids, every query through the bf16 pass
+            assert np.array_equal(i, i32) and stats["bf16_queries"] == len(X) and stats["fp32_fallback"] == 0
