@@ -152,4 +152,6 @@ def start_item_columns(items, stages=None, cache_dir=None) -> Started:
     read ``ok`` (:func:`reads_ok`) on a thread, so that their work overlaps the embedding that ``ok``
     comes from; :meth:`Started.finish` (ok) gives what :func:`add_item_columns` gives. ``fashion add``
     colours its new photos while the network is built and run this way."""
-    return Started(items, ITEM_TABLE_STAGES if stages is None else tuple(stages), cache_dir)
+    # a copy of its own: the caller's frame is read meanwhile (the embedder), and pandas' reads are not
+    # thread-safe (its item cache)
+    return Started(items.copy(), ITEM_TABLE_STAGES if stages is None else tuple(stages), cache_dir)
