@@ -105,6 +105,23 @@ def test_the_process_pool_gives_the_serial_answer(tmp_path):
     pd.testing.assert_frame_equal(serial, pooled)
 
 
+def test_a_failed_cache_write_shuts_the_process_pool_down_at_once(tmp_path, monkeypatch):
+    """The error propagates with its traceback (which holds the suspended chunk generator) still alive here,
+    and the pool's worker processes are already gone."""
+    import multiprocessing
+
+    root = make_garment_folder(tmp_path / "data", FAMILIES[:2], shapes=("tee",), per_family=2)
+
+    def full(self, keys, values):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(stage.ColourCache, "write", full)
+    before = set(multiprocessing.active_children())  # whatever other tests left running
+    with pytest.raises(OSError, match="no space") as raised:
+        stage.add_colour_columns(_items(root), cache_dir=tmp_path / "cache", workers=2, pool_above=0)
+    assert raised.value.__traceback__ is not None and not set(multiprocessing.active_children()) - before
+
+
 def test_shop_metadata_cannot_override_the_colour_columns(tmp_path):
     path = tmp_path / "shop.csv"
     path.write_text("relpath,colour,brand\na.jpg,blue,Acme\n")

@@ -27,6 +27,7 @@ from several hundred photos; ``POOL_ABOVE`` was set for the slower code and has 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import Counter
@@ -178,19 +179,22 @@ def add_colour_columns(items, cache_dir: os.PathLike | str | None = None, worker
     skipped: Counter = Counter()
     results: dict[str, tuple[dict, str]] = {}
     done = 0
-    for batch in _compute(jobs, known, _workers(workers), pool_above, apart):
-        fresh = {}
-        for row, (key, colour, reason) in zip(job_rows[done:done + len(batch)], batch):
-            if key is None:
-                skipped[reason] += 1
-                continue
-            keys[row] = key
-            if colour is not None:
-                fresh[key] = colour
-        done += len(batch)
-        results.update(fresh)
-        if cache is not None and fresh:
-            cache.write(list(fresh), list(fresh.values()))
+    # closed on an error here too (a failed cache write): its process pool shuts down at once, not whenever
+    # the traceback that holds the suspended generator is collected
+    with contextlib.closing(_compute(jobs, known, _workers(workers), pool_above, apart)) as batches:
+        for batch in batches:
+            fresh = {}
+            for row, (key, colour, reason) in zip(job_rows[done:done + len(batch)], batch):
+                if key is None:
+                    skipped[reason] += 1
+                    continue
+                keys[row] = key
+                if colour is not None:
+                    fresh[key] = colour
+            done += len(batch)
+            results.update(fresh)
+            if cache is not None and fresh:
+                cache.write(list(fresh), list(fresh.values()))
     values = {c: np.full(len(table), np.nan) if c == "colour_share" else np.full(len(table), None, dtype=object)
               for c in COLUMNS}
     for row, key in keys.items():
