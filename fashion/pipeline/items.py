@@ -140,7 +140,7 @@ class Started:
             raise self.error
         if not self.stages:
             return self.items
-        items = self.items.copy()
+        items = self.items  # its own copy (start_item_columns), no longer read by the thread
         ok = np.asarray(ok, dtype=bool)
         for stage in self.stages:
             _put(items, stage, self.columns[stage] if stage in self.columns else _run(stage, items, ok, self.cache_dir))
