@@ -107,6 +107,8 @@ def thin_probes(index, vectors, query_ids: np.ndarray, need: int, lost: np.ndarr
     searches visiting one of them are flagged (the others' cells are as they were, and so is their list's
     standing), and none at all, with no quantiser pass over the queries, when every lost cell still holds
     ``need`` vectors on its own. None: every cell counts. Read ``block`` rows at a time."""
+    from ..neighbors.ivfpq import probed_total
+
     query_ids = np.asarray(query_ids, np.int64)
     probed = getattr(index, "probed_cells", None)
     if probed is None or not len(query_ids):
@@ -123,7 +125,7 @@ def thin_probes(index, vectors, query_ids: np.ndarray, need: int, lost: np.ndarr
     thin = []
     for start in range(0, len(query_ids), block):
         cells = probed(np.asarray(vectors[query_ids[start:start + block]]))
-        flags = np.where(cells >= 0, sizes[np.maximum(cells, 0)], 0).sum(axis=1) < need
+        flags = probed_total(cells, sizes) < need
         if lost is not None:
             flags &= touched[cells].any(axis=1)
         thin.append(flags)

@@ -170,6 +170,24 @@ def list_sizes(index) -> np.ndarray:
     return np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)], dtype=np.int64)
 
 
+def probed_total(cells: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Vectors held by each row's probed lists: ``cells`` (q, nprobe) list numbers (−1: none found, counts
+    0), ``sizes`` the lists' sizes (:func:`list_sizes`).
+
+    >>> probed_total(np.array([[0, 2], [1, -1]]), np.array([5, 3, 1])).tolist()
+    [6, 3]
+    """
+    return np.where(cells >= 0, sizes[np.maximum(cells, 0)], 0).sum(axis=1)
+
+
+def nearest_of(dist: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` smallest ``dist`` of each row with their ``cand`` ids, ties in candidate order (a stable
+    sort): the last step of every re-ranked IVF-PQ search (:class:`FaissIVFPQIndex`,
+    :func:`fashion.scale.ivfpq.reranked`)."""
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
+
+
 def list_of_ids(index) -> np.ndarray:
     """The inverted list each stored id of an in-memory IVF ``index`` is in (position = stored id; −1 for an
     id no list holds), read from the lists' own id arrays."""
@@ -236,8 +254,7 @@ class FaissIVFPQIndex(NeighborIndex):
         if rerank:  # exact distances of the candidates from the fitted rows (-1: fewer candidates)
             found = cand >= 0
             dist = np.where(found, _exact_distances(Q, self._X, np.where(found, cand, 0), self.metric), np.inf)
-        order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
+        return nearest_of(dist, cand, k)
 
     def _probe(self) -> int:
         """Set the search's ``nprobe`` (and an HNSW quantiser's efSearch) on the index; returns nprobe as given."""
@@ -298,9 +315,7 @@ class FaissIVFPQIndex(NeighborIndex):
         """How many indexed vectors the ``nprobe`` inverted lists a search of each row of ``X`` (raw)
         visits hold: a search for more neighbours than that finds too few, and :meth:`kneighbors` then
         searches the row exactly (over every fitted row), so its result is no longer bound to those lists."""
-        cells = self.probed_cells(X)
-        sizes = list_sizes(self._index)
-        return np.where(cells >= 0, sizes[np.maximum(cells, 0)], 0).sum(axis=1)
+        return probed_total(self.probed_cells(X), list_sizes(self._index))
 
     def probed_cells(self, X) -> np.ndarray:
         """The ``nprobe`` inverted lists a search of each row of ``X`` (raw) visits, (q, nprobe) int64 (−1

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FashionError
-from ..neighbors.ivfpq import IndexParams, choose_params, train_index, tune_quantizer
+from ..neighbors.ivfpq import IndexParams, choose_params, nearest_of, train_index, tune_quantizer
 from . import sampler, shards
 
 log = logging.getLogger(__name__)
@@ -284,9 +284,7 @@ def exact_distances(q: np.ndarray, cand: np.ndarray, read_rows) -> np.ndarray:
 def reranked(q: np.ndarray, cand: np.ndarray, read_rows, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest of each query's candidates by :func:`exact_distances` (cosine distances, ids), ties in
     candidate order (a stable sort); missing ids (−1) last, at distance inf."""
-    dist = exact_distances(q, cand, read_rows)
-    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(dist, order, 1), np.take_along_axis(cand, order, 1)
+    return nearest_of(exact_distances(q, cand, read_rows), cand, k)
 
 
 def directory_bytes(directory) -> dict:
