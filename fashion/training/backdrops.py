@@ -83,7 +83,8 @@ def garment_alpha(image: Image.Image, seed: int = 0) -> tuple[np.ndarray, str]:
     return np.asarray(mask, dtype=np.float64) / 255, found.method
 
 
-def _over(front: np.ndarray, alpha: np.ndarray, back: np.ndarray) -> Image.Image:
+def over(front: np.ndarray, alpha: np.ndarray, back: np.ndarray) -> Image.Image:
+    """``front`` over ``back`` (float (h, w, 3) arrays) with opacity ``alpha`` ((h, w) in [0, 1]), as a uint8 image."""
     return Image.fromarray(np.clip(front * alpha[..., None] + back * (1 - alpha[..., None]), 0, 255)
                            .round().astype(np.uint8))
 
@@ -95,7 +96,7 @@ def swap_background(image: Image.Image, seed: int) -> Image.Image:
     alpha, method = garment_alpha(image)
     if method != "border":
         return image
-    return _over(np.asarray(image, dtype=np.float64), alpha, texture(image.size, seed).astype(np.float64))
+    return over(np.asarray(image, dtype=np.float64), alpha, texture(image.size, seed).astype(np.float64))
 
 
 def _border_canvas(rgb: np.ndarray, seed: int) -> np.ndarray:
@@ -130,4 +131,4 @@ def zoom_out(image: Image.Image, seed: int) -> Image.Image:
     front, full_alpha = canvas.copy(), np.zeros((h, w))
     front[top:top + sh, left:left + sw] = small
     full_alpha[top:top + sh, left:left + sw] = small_alpha
-    return _over(front, full_alpha, canvas)
+    return over(front, full_alpha, canvas)

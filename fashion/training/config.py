@@ -15,7 +15,7 @@ LR_SUGGESTIONS = ("valley", "minimum", "steep", "slide")  # fastai.callback.sche
 __all__ = ["AUGMENTS", "AUGMENT_SETTINGS", "CLEAN_LABELS", "CROPS", "LEVERS", "LR_SUGGESTIONS", "METRIC_LOSSES",
            "MIXES", "Stage", "TrainConfig", "parse_epochs"]
 # the TrainConfig fields above, in CLI order (fashion.cli.train.add_train_levers; benchmarks/train_clothing.py)
-LEVERS = ("freeze_early", "label_smoothing", "mix", "mix_alpha", "augment", "min_scale", "ema", "tta", "hard_check", "ensemble",
+LEVERS = ("freeze_early", "label_smoothing", "mix", "mix_alpha", "augment", "min_scale", "recompose", "ema", "tta", "hard_check", "ensemble",
           "clean_labels", "metric_loss", "metric_weight")
 # aug_transforms keyword arguments per ``augment`` choice ("strong": lighting, warp, zoom, rotation turned up)
 AUGMENT_SETTINGS = {
@@ -66,7 +66,9 @@ class TrainConfig:
     ``LabelSmoothingCrossEntropyFlat`` (0 = plain cross entropy); mix: fastai ``MixUp`` / ``CutMix``
     on the training batches, mix_alpha their Beta parameter (None = fastai's default); augment:
     aug_transforms settings (:data:`AUGMENT_SETTINGS`, "none" = no augmentation); min_scale: below
-    1, a random resized crop covering at least this share of the (squished) image; ema: decay of an
+    1, a random resized crop covering at least this share of the (squished) image; recompose: the share of
+    training photos recomposed each epoch, on another photographed background or smaller in the frame
+    (:mod:`.recompose`); ema: decay of an
     exponential moving average of the weights, updated every batch, validated and kept in place of the
     raw weights; tta: also report test-time-augmented accuracy (fastai ``Learner.tta``); hard_check:
     report accuracy on strongly perturbed test photos (:mod:`.robustness`), and with the garment on another
@@ -104,6 +106,7 @@ class TrainConfig:
     mix_alpha: float | None = default("mix_alpha")
     augment: str = default("augment")
     min_scale: float = default("min_scale")
+    recompose: float = default("recompose")
     ema: float | None = default("ema")
     tta: bool = default("tta")
     hard_check: bool = default("hard_check")
@@ -152,6 +155,8 @@ class TrainConfig:
             raise ConfigError(f"mix_alpha must be positive, got {self.mix_alpha!r}")
         if not 0 < self.min_scale <= 1:
             raise ConfigError(f"min_scale must be in (0, 1], got {self.min_scale!r}")
+        if not 0 <= self.recompose <= 1:
+            raise ConfigError(f"recompose must be in [0, 1], got {self.recompose!r}")
         if self.ema is not None and not 0 < self.ema < 1:
             raise ConfigError(f"ema (the decay per batch) must be in (0, 1), got {self.ema!r}")
         if not self.metric_weight > 0:

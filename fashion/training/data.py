@@ -76,6 +76,16 @@ class ReadImage:
         return open_image(row["path"], row["bbox"] if self.crop else None)
 
 
+def item_transforms(config: TrainConfig) -> list:
+    """The per-photo training transforms after the squish-resize: :class:`.recompose.Recompose` when
+    ``config.recompose`` > 0 (training photos only; validation sees what inference sees)."""
+    if not config.recompose:
+        return []
+    from .recompose import Recompose
+
+    return [Recompose(config.recompose)]
+
+
 def train_transforms(size: int, config: TrainConfig) -> list:
     """The batch augmentations of the training set: fastai ``aug_transforms`` with ``config.augment``'s
     settings, plus a random resized crop when ``config.min_scale < 1`` (on the valid set that crop is the
@@ -106,7 +116,7 @@ def make_dataloaders(splits: Splits, size: int, config: TrainConfig, mean, std):
         blocks=(ImageBlock, CategoryBlock(vocab=splits.classes)),
         get_x=ReadImage(config.crop == "bbox"), get_y=ColReader("label"), splitter=ColSplitter("is_valid"),
         # squish keeps the whole garment (a centre crop cuts collars and hems); same as LoadedModel.preprocess
-        item_tfms=Resize(size, method=ResizeMethod.Squish),
+        item_tfms=[Resize(size, method=ResizeMethod.Squish), *item_transforms(config)],
         batch_tfms=[*train_transforms(size, config), Normalize.from_stats(mean, std, cuda=False)],
     )
     if "sample_weight" in splits.train.columns:
