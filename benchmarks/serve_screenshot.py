@@ -39,7 +39,7 @@ def main(argv=None) -> int:
         if run is None:
             run = os.path.join(tmp, "out")
             subprocess.run([sys.executable, os.fspath(REPO / "measure_sim.py"), "--output_dir", run, "-q"], check=True)
-        photo = args.photo or os.fspath(REPO / "fashion" / "data" / "sample" / "img" / "Shirt" / "img_00000151.jpg")
+        photo = args.photo or os.fspath(min((REPO / "fashion" / "data" / "sample" / "img" / "Dress").glob("*.jpg")))
         with running_server(run) as server, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             # bypass_csp: Playwright polls wait_for_function with eval, which the page's CSP forbids
