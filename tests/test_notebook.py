@@ -52,6 +52,8 @@ def test_notebook_runs_on_the_sample(tmp_path, monkeypatch):
     assert stdout.count("is not used because only 1 point on the curve") == 3
     # the bundled clothing model on the same 61 test photos (the sample's photos are ones it never saw)
     assert "bundled model: top-1 " in stdout and "on 61 test photos" in stdout
+    # the perturbed-photo figures beside the test figure (#30), all three checks
+    assert "the same photos perturbed: {'perturbed photos': " in stdout and "'garment smaller in the frame': " in stdout
     info = json.loads((out / "run.json").read_text())
     assert [d["source"] for d in info["lr_decisions"]] == ["fallback"] * 3
 
