@@ -105,7 +105,8 @@ def main(argv=None) -> int:
     from PIL import Image
     from starlette.concurrency import run_in_threadpool
 
-    from fashion.images import image_info, open_image_bytes, resize_image
+    from fashion.images import image_info, open_image_bytes
+    from fashion.resize import resize_image
     from fashion.server.upload import parse_form
     from fashion.service import SimilarityService
     from fashion.service.query import network_input

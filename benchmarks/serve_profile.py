@@ -251,7 +251,7 @@ def stage_table(before: dict, after: dict, used: dict[int, tuple[float, int, flo
 STAGES = [
     ("network", ("fashion/embedding/", "openvino/", "_infer (fashion/service/query.py", "_network_batch (")),
     ("header gate", ("image_info (",)),
-    ("resize", ("fashion/resample.py", "resize_image (", "_resized (", "network_input (", "resize_center_crop (")),
+    ("resize", ("fashion/resample.py", "fashion/resize.py", "resize_image (", "_resized (", "network_input (", "resize_center_crop (")),
     ("decode", ("fashion/jpeg.py", "simplejpeg", "fashion/images.py", "PIL/")),
     ("index search", ("_search (fashion/service/query.py", "faiss/", "fashion/neighbors/", "one_openmp_thread (")),
     ("micro-batcher", ("fashion/service/batcher.py",)),

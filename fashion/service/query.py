@@ -205,7 +205,7 @@ class SimilarityService:
             return None
         from PIL import Image
 
-        from ..images import resize_image
+        from ..resize import resize_image
 
         return Image.fromarray(resize_image(picture, self.classifier.size, "squish"))
 
@@ -360,7 +360,7 @@ def _warm_network(embedder, classifier=None, lock=None) -> None:
 
     from PIL import Image
 
-    from ..images import resize_image
+    from ..resize import resize_image
 
     picture = np.full((embedder.size, embedder.size, 3), (128, 100, 90), dtype=np.uint8)
     network_input(embedder, Image.fromarray(np.vstack([picture, picture])))  # a resize's imports (scipy.sparse)
@@ -381,6 +381,6 @@ def _infer(embedder, classifier, items: list) -> list[tuple[np.ndarray, np.ndarr
 
 def network_input(embedder, picture) -> np.ndarray:
     """The network's uint8 (size, size, 3) input of one RGB picture, resized as ``Embedder.embed`` does."""
-    from ..images import resize_image
+    from ..resize import resize_image
 
     return resize_image(picture, embedder.size, embedder.resize)
