@@ -144,10 +144,6 @@ class Started:
             self.error = exc
         self.busy_s = time.perf_counter() - started
 
-    def wait(self) -> None:
-        """Wait for the early stages (their error, if any, is kept for :meth:`finish`)."""
-        self._thread.join()
-
     def cancel(self) -> None:
         """Stop the early stages and return once they have stopped; :meth:`finish` is not called after.
 
@@ -172,7 +168,7 @@ class Started:
     def finish(self, ok: np.ndarray):
         """``items`` with every stage's columns, in the stages' order (:func:`add_item_columns`): the early
         ones' results (waited for; an error of theirs raised here), the others run now with ``ok``."""
-        self.wait()
+        self._thread.join()
         if self.error is not None:
             raise self.error
         if not self.stages:
