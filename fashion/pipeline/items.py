@@ -153,8 +153,10 @@ class Started:
         ``Executor.map`` queued and has not handed out is cancelled, only the jobs already running are
         finished (the colour stage: a few chunks of 8 photos; at most its chunk of 256 when the exception
         lands while ``map`` is still queueing them), and no worker process outlives this call. What a stage
-        cached is whole (its chunks are written atomically). The colour stage on 2,880 photos (~28 s alone):
-        cancelled 0.05 s, 3 s and 10 s after its start, this returned in 1.9, 0.5 and 0.6 s (shared cores)."""
+        cached is whole (its chunks are written atomically). The colour stage on 2,880 photos
+        (``benchmarks/colour_cancel.py``, shared cores at load ~7): cancelled 0.05, 3 and 10 s after its
+        start, this returned in 8.3, 5.5 and 2.4 s, against 111 s for the stage left to finish (the first
+        waits out the pool's start: a spawned worker's imports, before its first result)."""
         import ctypes
 
         with self._lock:
