@@ -34,8 +34,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def child(run: str, photos: str, n: int) -> dict:
-    import numpy as np
-
     from fashion.images import open_image_bytes
     from fashion.service import SimilarityService
     from fashion.service.query import network_input

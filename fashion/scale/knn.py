@@ -21,7 +21,7 @@ import numpy as np
 from ..options import ENGINES, default
 from ..run.writer import neighbors_table
 from . import embed as embed_stage
-from . import ivfpq, manifest, shards
+from . import ivfpq, shards
 
 KNN_DIR = "knn"  # the neighbour shards' work directory, linked into the run's neighbors/
 INDEX_DIR = "index"  # the on-disk index's work directory, linked into the run's ivfpq/
