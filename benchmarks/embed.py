@@ -152,7 +152,8 @@ def network_only(body, size: int, batch_size: int, repeats: int) -> dict[str, fl
 
 def decode_rate(paths: list[str], size: int) -> tuple[float, float, float]:
     """img/s in one process of open_image alone, + Pillow resize + crop, + the project's resize + crop."""
-    from fashion.images import open_image, resize_center_crop
+    from fashion.images import open_image
+    from fashion.resize import resize_center_crop
 
     t_open = _timed(lambda: [open_image(p) for p in paths])
     t_pillow = _timed(lambda: [pillow_resize_center_crop(open_image(p), size) for p in paths])

@@ -34,11 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def child(run: str, photos: str, n: int) -> dict:
-    import numpy as np
-
     from fashion.images import open_image_bytes
     from fashion.service import SimilarityService
-    from fashion.service.query import _pixels
+    from fashion.service.query import network_input
 
     load0 = os.getloadavg()[0]
     if os.environ.get("FASHION_SERVE_MALLOC"):
@@ -61,10 +59,10 @@ def child(run: str, photos: str, n: int) -> dict:
     decode = lambda: [open_image_bytes(d, max_pixels=service.max_pixels, strict=True, min_size=size) for d in datas]  # noqa: E731
     row["decode"] = cpu_ms(decode, len(datas))
     pictures = decode()
-    row["resize"] = cpu_ms(lambda: [_pixels(service.embedder, p) for p in pictures], len(pictures))
+    row["resize"] = cpu_ms(lambda: [network_input(service.embedder, p) for p in pictures], len(pictures))
     row["crop resize: window"] = cpu_ms(lambda: [_centre_crop(p, size, whole=False) for p in pictures], len(pictures))
     row["crop resize: whole, sliced"] = cpu_ms(lambda: [_centre_crop(p, size, whole=True) for p in pictures], len(pictures))
-    inputs = [_pixels(service.embedder, p) for p in pictures]
+    inputs = [network_input(service.embedder, p) for p in pictures]
     for b in (1, 2, 4, 8, 16):
         items = [(x, None) for x in (inputs * 16)[:b]]
         row[f"network b{b}"] = cpu_ms(lambda: service._network_batch(items), b, repeat=max(2, 48 // b))

@@ -105,17 +105,18 @@ def main(argv=None) -> int:
     from PIL import Image
     from starlette.concurrency import run_in_threadpool
 
-    from fashion.images import image_info, open_image_bytes, resize_image
+    from fashion.images import image_info, open_image_bytes
+    from fashion.resize import resize_image
     from fashion.server.upload import parse_form
     from fashion.service import SimilarityService
-    from fashion.service.query import _pixels
-    from serve import _multipart
+    from fashion.service.query import network_input
+    from serve import multipart_body
 
     photos = sorted(q for q in Path(args.photos).rglob("*") if q.suffix.lower() in (".jpg", ".jpeg"))[:args.n]
     datas = [q.read_bytes() for q in photos]
     if args.upscale > 1:
         datas = [upscaled(d, args.upscale) for d in datas]
-    forms = [_multipart(q) for q in photos]
+    forms = [multipart_body(q) for q in photos]
     forms = [(b.replace(q.read_bytes(), d), c) for (b, c), q, d in zip(forms, photos, datas)]
     t0 = time.perf_counter()
     service = SimilarityService.open(args.run)
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
     rows["decode with min_size (now)"] = timed(
         lambda d: open_image_bytes(d, max_pixels=limit, strict=True, min_size=size), datas)
     pictures = [open_image_bytes(d, max_pixels=limit, strict=True, min_size=size) for d in datas]
-    rows["resize to the network input"] = timed(lambda im: _pixels(emb, im), pictures)
+    rows["resize to the network input"] = timed(lambda im: network_input(emb, im), pictures)
     from fashion.resample import resize_bilinear_aa  # what a server without torch resizes with (same bytes)
 
     rows["resize, numpy kernel (a server without torch)"] = timed(
@@ -152,15 +153,15 @@ def main(argv=None) -> int:
     full = [open_image_bytes(d, max_pixels=limit, strict=True) for d in datas]
     if any(f.size != r.size for f, r in zip(full, pictures)):  # the reduced decode's effect on the vectors
         def vector(im):
-            return emb.forward(torch.from_numpy(_pixels(emb, im)[None]).permute(0, 3, 1, 2)).numpy()[0]
+            return emb.forward(torch.from_numpy(network_input(emb, im)[None]).permute(0, 3, 1, 2)).numpy()[0]
 
         cos = np.array([float(vector(f) @ vector(r)) for f, r in zip(full, pictures)])
-        grey = [np.abs(_pixels(emb, f).astype(int) - _pixels(emb, r)).mean() for f, r in zip(full, pictures)]
+        grey = [np.abs(network_input(emb, f).astype(int) - network_input(emb, r)).mean() for f, r in zip(full, pictures)]
         print(f"reduced decode ({pictures[0].size} instead of {full[0].size}): cosine to the full-size decode's vector "
               f"min {cos.min():.4f}, median {np.median(cos):.4f}; network input mean |difference| "
               f"median {np.median(grey):.2f}, max {max(grey):.2f} grey levels", flush=True)
     del full
-    inputs = [_pixels(emb, im) for im in pictures]
+    inputs = [network_input(emb, im) for im in pictures]
     batches = [torch.from_numpy(x[None]).permute(0, 3, 1, 2) for x in inputs]
     rows["network: embed pass"] = timed(emb.forward, batches)
     if classifier is not None:

@@ -124,13 +124,13 @@ def main(argv=None) -> int:
     from fashion.server.app import search_json
     from fashion.server.upload import parse_form
     from fashion.service import SimilarityService
-    from fashion.service.query import _one_openmp_thread, _pixels
-    from serve import _multipart
+    from fashion.service.query import network_input, one_openmp_thread
+    from serve import multipart_body
 
     load_before = os.getloadavg()
     photos = sorted(q for q in Path(args.photos).rglob("*") if q.suffix.lower() in (".jpg", ".jpeg"))[:args.n]
     datas = [q.read_bytes() for q in photos]
-    forms = [_multipart(q) for q in photos]
+    forms = [multipart_body(q) for q in photos]
     service = SimilarityService.open(args.run)
     emb, limit, size = service.embedder, service.max_pixels, service.embedder.size
     print(f"run {args.run}: {service.n_gallery} vectors, index {service.run.index.name}, {type(emb).__name__} "
@@ -143,9 +143,9 @@ def main(argv=None) -> int:
     rows["photo: decode (min_size: reduced scale when >= 2x)"] = timed(
         lambda d: open_image_bytes(d, max_pixels=limit, strict=True, min_size=size), datas)
     pictures = [open_image_bytes(d, max_pixels=limit, strict=True, min_size=size) for d in datas]
-    target = [np.asarray(_pixels(emb, im)).shape[:2] for im in pictures[:1]][0]
+    target = [np.asarray(network_input(emb, im)).shape[:2] for im in pictures[:1]][0]
     arrays = [np.asarray(im) for im in pictures]
-    rows["photo: resize, served (_pixels: sparse-product kernel)"] = timed(lambda im: _pixels(emb, im), pictures)
+    rows["photo: resize, served (network_input: sparse-product kernel)"] = timed(lambda im: network_input(emb, im), pictures)
     rows["photo: resize kernel alone, sparse products (now)"] = timed(
         lambda a: resize_bilinear_aa(a, *target), arrays)
     rows["photo: resize kernel alone, numpy tap loop (before)"] = timed(lambda a: tap_loop_resize(a, *target), arrays)
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
         lambda im: im.resize(target[::-1], Image.Resampling.BILINEAR), pictures)
     same = sum(np.array_equal(resize_bilinear_aa(a, *target), tap_loop_resize(a, *target)) for a in arrays)
     print(f"sparse-product resize equal to the tap loop's bytes on {same} of {len(arrays)} photos", flush=True)
-    inputs = [_pixels(emb, im) for im in pictures]
+    inputs = [network_input(emb, im) for im in pictures]
     rows["photo: network as served (SavedNetwork.infer, batch 1)"] = timed(lambda x: emb.infer(x[None]), inputs)
     rows.update(network_variants(emb, args.int8, inputs))
     vectors = [emb.infer(x[None])[0][0] for x in inputs]
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     fresh.start()
     fresh.join()
     rows[f"id: index search, faiss OpenMP {before['threads']} thread(s), the default (before)"] = before["row"]
-    _one_openmp_thread()
+    one_openmp_thread()
     rows["id: index search, faiss OpenMP 1 thread (now)"] = timed(lambda v: service.run.index.search(v[None], 11), stored)
     by_id = [service.neighbors_of(i, 10) for i in ids[:50]]
     rows["id: JSON body, asdict + jsonable_encoder (before)"] = timed(before_json, by_id)

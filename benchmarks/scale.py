@@ -91,7 +91,7 @@ def _engine_runs(items, work: Path, runs, runtime: str):
         run = work / name.replace(" ", "_")
         manifest.write_manifest(items, run)
         start_s = _ray_init(work) if engine == "ray" else 0.0
-        embed._embedder.cache_clear()
+        embed.forget_embedders()
         t = time.perf_counter()
         try:
             res = embed.embed_run(embed.EmbedConfig(str(run), engine=engine, runtime=runtime, actors=max(1, actors),

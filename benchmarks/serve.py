@@ -171,7 +171,7 @@ def big_run(base: Path, dest: Path, n: int, index_name: str, noise: float, seed:
 BOUNDARY = uuid.uuid4().hex
 
 
-def _multipart(photo: Path, boundary: str = BOUNDARY) -> tuple[bytes, str]:
+def multipart_body(photo: Path, boundary: str = BOUNDARY) -> tuple[bytes, str]:
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n10\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{photo.name}\"\r\n"
             f"Content-Type: image/jpeg\r\n\r\n").encode()
@@ -388,7 +388,7 @@ def main(argv=None) -> int:
               f"every item's list {built.get('lists_s')} s, run dir written in {time.perf_counter() - t0:.1f} s)",
               flush=True)
         photos = sorted(q for q in Path(args.photos).rglob("*") if q.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        bodies = [_multipart(q) for q in photos]
+        bodies = [multipart_body(q) for q in photos]
         n_items = built["n"]
 
         def photo_request(rnd):

@@ -48,7 +48,7 @@ TIMED = [
     ("search_image (all of it)", "fashion.service.query", "search_image", "SimilarityService"),
     ("header gate (image_info)", "fashion.images", "image_info", None),
     ("decode (strict, reduced scale: libjpeg)", "fashion.images", "open_image_bytes", None),
-    ("resize to the network input", "fashion.service.query", "_pixels", None),
+    ("resize to the network input", "fashion.service.query", "network_input", None),
     ("micro-batcher call (all of it)", "fashion.service.batcher", "__call__", "MicroBatcher"),
     ("network (the embedder's infer, one call a batch)", "fashion.service.query", "_infer", None),
     ("index search", "fashion.service.query", "_search", "SimilarityService"),
@@ -251,9 +251,9 @@ def stage_table(before: dict, after: dict, used: dict[int, tuple[float, int, flo
 STAGES = [
     ("network", ("fashion/embedding/", "openvino/", "_infer (fashion/service/query.py", "_network_batch (")),
     ("header gate", ("image_info (",)),
-    ("resize", ("fashion/resample.py", "resize_image (", "_resized (", "_pixels (", "resize_center_crop (")),
+    ("resize", ("fashion/resample.py", "fashion/resize.py", "resize_image (", "_resized (", "network_input (", "resize_center_crop (")),
     ("decode", ("fashion/jpeg.py", "simplejpeg", "fashion/images.py", "PIL/")),
-    ("index search", ("_search (fashion/service/query.py", "faiss/", "fashion/neighbors/", "_one_openmp_thread (")),
+    ("index search", ("_search (fashion/service/query.py", "faiss/", "fashion/neighbors/", "one_openmp_thread (")),
     ("micro-batcher", ("fashion/service/batcher.py",)),
     ("memory budget", ("fashion/service/budget.py",)),
     ("multipart body: read + parse", ("fashion/server/upload.py", "python_multipart/")),
@@ -345,13 +345,13 @@ def under_load(args) -> int:
     import shutil
 
     sys.path.insert(0, os.fspath(REPO))
-    from serve import _multipart
+    from serve import multipart_body
 
     need = ["wrk"] + (["py-spy"] if args.py_spy else [])
     if any(shutil.which(tool) is None for tool in need):
         raise SystemExit(f"--under-load needs {' and '.join(need)} (apt-get install wrk; pip install py-spy)")
     photos = sorted(q for q in Path(args.photos).rglob("*") if q.suffix.lower() in (".jpg", ".jpeg"))[:args.n]
-    bodies = [_multipart(q)[0] for q in photos]
+    bodies = [multipart_body(q)[0] for q in photos]
     trees = [("this tree", REPO)]
     if args.base_tree:
         trees = [("base tree " + os.fspath(args.base_tree), Path(args.base_tree).resolve()), *trees]

@@ -144,7 +144,7 @@ _TITLES = {
 }
 
 
-def _href(path, base: Path) -> str:
+def relative_href(path, base: Path) -> str:
     """Link from the page in ``base`` to ``path``: relative to the page (never to the working directory,
     so ``--output_dir out`` and an absolute output directory give the same page), percent-encoded and
     already safe inside an attribute. Both are made absolute first: a relative ``path`` means relative
@@ -244,11 +244,11 @@ def write_gallery(output_dir, metrics: Mapping, grids: Sequence, files: Sequence
     figures = []
     for grid in grids:
         path, caption = (grid if isinstance(grid, (tuple, list)) else (grid, Path(grid).name))
-        href = _href(path, out)
+        href = relative_href(path, out)
         cap = html.escape(str(caption))
         figures.append(f'<figure><a href="{href}"><img src="{href}" alt="{cap}" loading="eager"></a>'
                        f"<figcaption>{cap}</figcaption></figure>")
-    links = "".join(f'<li><a href="{_href(f, out)}">{html.escape(Path(f).name)}</a></li>' for f in files)
+    links = "".join(f'<li><a href="{relative_href(f, out)}">{html.escape(Path(f).name)}</a></li>' for f in files)
     legend = ('<p>Each grid: the query top-left (grey frame), then its neighbours in rank order; '
               '<span class="same">green</span> = same label as the query, '
               '<span class="different">red</span> = different label.</p>')

@@ -8,7 +8,7 @@ Writers::
     # here runs/r1 holds the new files and manifest.json, swapped in with one rename
 
 The staging directory is ``.<name>.staging-<pid>-<run id>`` in the target's parent (same file system,
-so the swap is a rename). On success :func:`transaction` writes ``manifest.json`` last (every file with
+so the swap is a rename; the file-system half, staging and swapping, is :mod:`fashion.staging`). On success :func:`transaction` writes ``manifest.json`` last (every file with
 its size and SHA-256, the run id, the kind of run) and exchanges the staging directory with the target
 in one ``renameat2(RENAME_EXCHANGE)`` (two renames where the kernel lacks it). On an exception or a
 kill the target is untouched; a killed run's staging directory is removed by the next transaction on
@@ -22,8 +22,6 @@ its manifest with one line naming the file that differs.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import hashlib
 import logging
 import os
@@ -34,6 +32,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import FashionError
+from .staging import missing_ancestors, recover, remove_if_empty, remove_stale_staging, staging_path, swap
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +44,6 @@ KEEP = ("cache",)  # carried over between runs, never part of a run's content
 SAMPLE_ABOVE = 64 * 2**20
 SAMPLE_BLOCKS, SAMPLE_BLOCK = 64, 64 * 1024
 HASH_THREADS = 4  # files hashed at once by verify
-_STAGING = ".staging-"
-_OLD = ".old-"
 
 
 class RunDirError(FashionError, ValueError):
@@ -90,51 +87,22 @@ def transaction(target: os.PathLike | str, kind: str = "run", keep: tuple[str, .
     target = Path(target).absolute()
     if target.is_symlink():  # swap the directory the link points to; the link itself stays
         target = target.resolve()
-    _recover(target)
-    created = _missing_ancestors(target)
+    recover(target, has_manifest)
+    created = missing_ancestors(target)
     ensure_dir(target)
-    _remove_stale_staging(target)
+    remove_stale_staging(target)
     run_id = run_id or new_run_id()
-    staging = ensure_dir(target.parent / f".{target.name}{_STAGING}{os.getpid()}-{run_id[:12]}")
+    staging = ensure_dir(staging_path(target, run_id))
     txn = Transaction(target, staging, run_id, kind)
     try:
         yield txn
         write_manifest(staging, run_id, kind, skip=keep, previous=target)
-        _swap(staging, target, keep, retire)
+        swap(staging, target, keep, has_manifest, retire)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        _remove_if_empty(created)
+        remove_if_empty(created, KEEP)
         raise
     log.info("run %s committed to %s", run_id[:12], target)
-
-
-def target_of(path: os.PathLike | str) -> Path:
-    """The run a transaction's staging directory ``path`` becomes when sealed (``path`` itself when it is
-    no staging directory): where the run's carried-over work (``cache/``) lies while the run is written."""
-    path = Path(path)
-    marker = path.name.rfind(_STAGING)
-    if path.name.startswith(".") and marker > 1:
-        return path.parent / path.name[1:marker]
-    return path
-
-
-def _missing_ancestors(path: Path) -> list[Path]:
-    """``path`` and its parents that do not exist yet, deepest first."""
-    missing = []
-    while not os.path.lexists(path) and path != path.parent:
-        missing.append(path)
-        path = path.parent
-    return missing
-
-
-def _remove_if_empty(folders: list[Path]) -> None:
-    """Remove ``folders`` (deepest first) and their empty ``keep`` sub-folders while they are empty."""
-    for folder in folders:
-        with contextlib.suppress(OSError):
-            for name in KEEP:
-                if (folder / name).is_dir() and not any((folder / name).iterdir()):
-                    (folder / name).rmdir()
-            folder.rmdir()  # refuses a folder that is not empty
 
 
 def write_manifest(directory: os.PathLike | str, run_id: str, kind: str = "run",
@@ -325,96 +293,3 @@ def _check_run_id(directory: Path, name: str, run_id: str) -> None:
     if found is not None and found != run_id:
         raise RunDirError(f"{directory}: {name} belongs to run {str(found)[:12]}, {MANIFEST} to run "
                           f"{run_id[:12]}; the directory mixes two runs (rerun to rebuild it)")
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two directories (Linux renameat2); False where the system cannot."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
-        return False
-    raise OSError(code, os.strerror(code), str(b))
-
-
-def _swap(staging: Path, target: Path, keep: tuple[str, ...], retire=None) -> None:
-    """Put ``staging`` in ``target``'s place, carrying the ``keep`` sub-directories over; the previous
-    run goes to ``retire`` (when given) or is removed."""
-    for name in keep:
-        if (target / name).is_dir() and not (staging / name).exists():
-            os.rename(target / name, staging / name)  # one rename: the cache is never copied
-    _fsync_dir(staging)
-    if _exchange(staging, target):
-        old = staging  # now holds the previous run
-    else:
-        old = target.parent / f".{target.name}{_OLD}{staging.name.rsplit('-', 1)[-1]}"
-        os.rename(target, old)
-        os.rename(staging, target)
-    _fsync_dir(target.parent)
-    if retire is not None and has_manifest(old):
-        try:
-            retire(old, target)
-            return
-        except Exception as exc:  # noqa: BLE001 - the new run is in place whatever keeping the old one did
-            log.warning("%s: the previous run could not be kept (%s): removed", target, exc)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _recover(target: Path) -> None:
-    """Where a swap without renameat2 was killed between its two renames, put the old run back."""
-    if target.exists():
-        return
-    for old in sorted(target.parent.glob(f".{target.name}{_OLD}*")):
-        if has_manifest(old):
-            os.rename(old, target)
-            log.warning("restored %s from %s (a run was killed while swapping it in)", target, old)
-            return
-
-
-def _remove_stale_staging(target: Path) -> None:
-    """Remove what killed runs on ``target`` left beside it (their process is gone)."""
-    prefix = f".{target.name}"
-    with contextlib.suppress(OSError):
-        for entry in target.parent.iterdir():
-            name = entry.name
-            if not name.startswith(prefix):
-                continue
-            rest = name[len(prefix):]
-            if rest.startswith(_STAGING):
-                pid = rest[len(_STAGING):].split("-", 1)[0]
-                if pid.isdigit() and _alive(int(pid)):
-                    continue  # a concurrent run on the same target
-            elif not rest.startswith(_OLD):
-                continue
-            log.info("removing %s left by an interrupted run", entry)
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -630,7 +630,7 @@ def test_measure_sim_lists_the_refused_files_and_finishes(tmp_path):
 
 def _peak_mb(path: Path) -> float:
     """Peak resident memory (MB) of a fresh process that opens ``path`` and resizes it to 224 px."""
-    code = ("import resource, sys; from fashion.images import open_image, resize_image; "
+    code = ("import resource, sys; from fashion.images import open_image; from fashion.resize import resize_image; "
             "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
             "resize_image(open_image(sys.argv[1]), 224); "
             "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)")
@@ -792,7 +792,7 @@ def test_absurd_image_size_on_the_command_line_is_refused_by_the_parser(tmp_path
 def test_extreme_aspect_strip_is_resized_in_bounded_memory(tmp_path):
     """A 1,000,000 × 1 px strip (under the pixel limit, a few KB on disk) used to be resized to 64
     million × 64 px before the centre crop (a 12 GB intermediate); only the central part is resized now."""
-    from fashion.images import resize_image
+    from fashion.resize import resize_image
 
     path = tmp_path / "strip.png"
     Image.new("RGB", (1_000_000, 1), (200, 10, 10)).save(path)

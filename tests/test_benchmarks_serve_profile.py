@@ -18,7 +18,7 @@ def test_py_spy_samples_go_to_their_innermost_stage_and_blocked_ones_are_left_ou
     raw.write_text(
         "thread (0x10): MainThread;Runner.run (asyncio/runners.py:118) 7\n"
         "thread (0x11): AnyIO worker thread;WorkerThread.run (anyio/_backends/_asyncio.py:1124);"
-        "SimilarityService.search_image (fashion/service/query.py:189);_pixels (fashion/service/query.py:384);"
+        "SimilarityService.search_image (fashion/service/query.py:189);network_input (fashion/service/query.py:384);"
         "resize_bilinear_aa (fashion/resample.py:130) 5\n"
         "thread (0x11): AnyIO worker thread;WorkerThread.run (anyio/_backends/_asyncio.py:1113);"
         "Queue.get (queue.py:171);Condition.wait (threading.py:327) 9\n"
@@ -56,13 +56,13 @@ def test_the_timed_child_times_the_photo_paths_real_functions(sample_run, tmp_pa
     """The child is `fashion serve` with its timers: a few photos posted, every timed stage of theirs counted
     (a renamed function of the photo path fails here, not silently in a benchmark)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from serve import BOUNDARY, _multipart
+    from serve import BOUNDARY, multipart_body
 
     photos = sorted((REPO / "fashion" / "data" / "sample" / "img").rglob("*.jpg"))[:3]
     with serve_profile._Child(sample_run, 4, tmp_path) as server:
         server.wait_ready(300)
         for n, photo in enumerate(photos):
-            body, ctype = _multipart(photo, BOUNDARY)
+            body, ctype = multipart_body(photo, BOUNDARY)
             query = "?colour=same" if n == 0 else ""  # one colour-mode search: the garment colour's row
             request = urllib.request.Request(server.url + "/api/search" + query, data=body,
                                              headers={"Content-Type": ctype})

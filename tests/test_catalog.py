@@ -173,3 +173,50 @@ def test_fashion_add_then_search_on_an_ivfpq_disk_run(photos, tmp_path):
     _ok("remove", run_dir, *sorted(str(p) for p in (photos / "rest").rglob("*.jpg")))
     opened = open_run(run_dir)
     assert opened.index.count == 21 and len(opened.index.live.delta) == 0
+
+
+def _slow_stage(items, ok):
+    """An item-table stage shaped as the colour stage: its jobs in a spawn process pool one chunk at a time,
+    30 chunks of two 0.5 s jobs (30 s with one worker)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for _ in range(30):
+            list(pool.map(time.sleep, [0.5, 0.5]))
+    return {"slow": np.zeros(len(items))}
+
+
+_slow_stage.reads_ok = False  # started beside the network, as the colour stage is
+
+
+def test_a_failed_embedding_cancels_the_stages_started_beside_it(tmp_path, monkeypatch):
+    """``fashion add``: when the network fails, the item-table stage working beside it is cancelled, not
+    waited for (its pool's queued work dropped): the error comes back long before the stage's 30 s, no
+    worker process outlives it and the run is unchanged."""
+    import multiprocessing
+
+    from factories import make_vector_run
+
+    from fashion import rundir
+    from fashion.catalog.add import add
+    from fashion.pipeline import items as item_stages
+    from fashion.service import loading
+
+    run_dir = make_vector_run(tmp_path / "run", n=12)
+    sealed = rundir.read_manifest(run_dir)
+    new = make_photo_folder(tmp_path / "new", n=3, corrupt=False)
+
+    class Failing:
+        def embed(self, *args, **kwargs):
+            raise RuntimeError("the network failed")
+
+    monkeypatch.setattr(item_stages, "ITEM_TABLE_STAGES", (_slow_stage,))
+    monkeypatch.setattr(loading, "embedder_for", lambda info: Failing())
+    before = set(multiprocessing.active_children())  # whatever other tests left running
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match="the network failed"):
+        add(run_dir, [new])
+    assert time.perf_counter() - started < 15  # the old code waited out the stage's 30 s
+    assert not set(multiprocessing.active_children()) - before
+    assert rundir.verify(run_dir) == sealed

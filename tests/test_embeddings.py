@@ -16,7 +16,7 @@ from PIL import Image
 
 from fashion.embedding import Embedder, EmbeddingResult
 from fashion.embedding.reader import ImageDataset
-from fashion.images import resize_center_crop
+from fashion.resize import resize_center_crop
 
 SIZE = 64
 
@@ -447,7 +447,8 @@ def test_classify_gives_the_vectors_and_the_classifiers_prediction_in_one_pass(m
     import torch
 
     from fashion.errors import ConfigError
-    from fashion.images import open_image, resize_image
+    from fashion.images import open_image
+    from fashion.resize import resize_image
     from fashion.modelio import load_model
 
     if runtime == "openvino":

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from fashion.errors import ImageError
-from fashion.images import IMAGE_EXTENSIONS, check_images, crop_bbox, open_image, resize_image, to_rgb
+from fashion.images import IMAGE_EXTENSIONS, check_images, crop_bbox, open_image, to_rgb
+from fashion.resize import resize_image
 
 
 def save(image: Image.Image, path, **kwargs):

@@ -97,7 +97,7 @@ def test_the_centre_crop_computes_only_the_crop_and_gives_torchs_bytes(monkeypat
 
     from PIL import Image
 
-    from fashion.images import resize_center_crop
+    from fashion.resize import resize_center_crop
 
     rng = np.random.default_rng(7)
     for h, w in ((534, 400), (400, 711), (400, 400), (225, 1000), (3000, 224), (224, 224)):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fashion import rundir
+from fashion import rundir, staging
 from fashion.rundir import RunDirError, transaction, verify
 
 
@@ -109,7 +109,7 @@ def test_kept_folders_are_carried_over_and_not_in_the_manifest(tmp_path):
 
 
 def test_swap_without_renameat2_and_recovery_of_a_swap_killed_half_way(tmp_path, monkeypatch):
-    monkeypatch.setattr(rundir, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(staging, "exchange", lambda a, b: False)
     target = tmp_path / "r"
     _write_run(target, "old")
     _write_run(target, "new")

@@ -202,7 +202,7 @@ def test_a_photo_query_runs_the_network_once_for_vector_and_prediction(model_run
     """The trained model's one pass: no second classifier is loaded, one network call per photo, and its
     answer is the embed pass's neighbours with the classifier's prediction."""
     from fashion.images import open_image
-    from fashion.service.query import _pixels
+    from fashion.service.query import network_input
 
     out, classes = model_run
     service = SimilarityService.open(out)
@@ -217,7 +217,7 @@ def test_a_photo_query_runs_the_network_once_for_vector_and_prediction(model_run
     import torch
 
     picture = open_image(path, min_size=emb.size)  # as the service decodes it (a large JPEG at a reduced scale)
-    pixels = torch.from_numpy(_pixels(emb, picture)[None]).permute(0, 3, 1, 2)
+    pixels = torch.from_numpy(network_input(emb, picture)[None]).permute(0, 3, 1, 2)
     vector, probs = forward(pixels).numpy()[0], classify(pixels)[1].numpy()[0]
     assert [m.id for m in found.results] == [m.id for m in service._search(vector, 3, None)]
     assert found.prediction.label == classes[int(probs.argmax())]

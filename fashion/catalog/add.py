@@ -189,7 +189,7 @@ def _add(cat: state.Catalog, frame, batch_size, num_workers, shop) -> AddResult:
         emb = embedder.embed(frame, batch_size=batch_size or int(args.get("batch_size") or 64),
                              cache_dir=cat.path / "cache", num_workers=num_workers)
     except BaseException:
-        stages.wait()  # its cache chunks are whole; nothing of the run was changed
+        stages.cancel()  # the colour work stopped, its pool shut down: nothing of the run was changed
         raise
     cat.stats["embed_s"] = round(time.perf_counter() - started, 3)  # the network: built, then run on the photos
     failed = dict(emb.failures)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..neighbors.base import _drop_self, unit_rows
+from ..neighbors.base import drop_self, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def search(index, gallery_ids: np.ndarray, vectors: np.ndarray, query_ids: np.nd
     dist, rows = index.kneighbors(vectors, n_neighbors=min(k + extra, index.n_samples_fit_))
     ids = np.where(rows >= 0, gallery_ids[np.maximum(rows, 0)], -1)  # −1: an approximate search found fewer
     if extra:
-        dist, ids = _drop_self(dist, ids, own=query_ids)
+        dist, ids = drop_self(dist, ids, own=query_ids)
     ids, dist = _pad(ids[:, :k], dist[:, :k], k)
     return Lists(query_ids, ids, dist.astype(np.float32))
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ConfigError
-from ..images import RESIZES
+from ..resize import RESIZES
 from . import pipeline
 from .cache import ChunkCache, cache_key
 from .reader import ImageDataset, paths_and_boxes

@@ -11,7 +11,8 @@ import os
 from typing import Sequence
 
 from ..datasets import bbox_or_none
-from ..images import open_image, resize_image
+from ..images import open_image
+from ..resize import resize_image
 
 
 def default_num_workers() -> int:

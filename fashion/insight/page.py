@@ -65,13 +65,13 @@ def draw_clusters(out, items, table, top: int = TOP_CLUSTERS) -> list[tuple[Path
 
 def insight_section(out, summary: dict, strips, map_png=None) -> str:
     """HTML of the insight section (escaped; links relative to ``out``)."""
-    from ..report import _href
+    from ..report import relative_href
 
     d = summary.get("duplicates", {})
     leaks = d.get("leaks", {})
     parts = []
     if map_png is not None:
-        href = _href(map_png, Path(out))
+        href = relative_href(map_png, Path(out))
         parts += ["<h2>Embedding map</h2>",
                   f"<p>{html.escape(str(summary.get('map', {}).get('n', '')))} photos laid out by "
                   f"{html.escape(str(summary.get('map', {}).get('method', '')))}; "
@@ -84,7 +84,7 @@ def insight_section(out, summary: dict, strips, map_png=None) -> str:
         f"test photos with a copy in train: {leaks.get('test_in_train', 0)}, in valid: {leaks.get('test_in_valid', 0)}. "
         f"Leaking clusters first; full list in duplicates.csv.") + "</p>")
     for path, caption in strips:
-        href, cap = _href(path, Path(out)), html.escape(str(caption))
+        href, cap = relative_href(path, Path(out)), html.escape(str(caption))
         parts.append(f'<figure><a href="{href}"><img src="{href}" alt="{cap}" loading="eager"></a>'
                      f"<figcaption>{cap}</figcaption></figure>")
     return "\n".join(parts)

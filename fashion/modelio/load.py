@@ -89,7 +89,7 @@ def preprocess(images: Sequence, size: int, mean, std) -> "torch.Tensor":
     import numpy as np
     import torch
 
-    from ..images import resize_image
+    from ..resize import resize_image
 
     arrays = [resize_image(im.convert("RGB"), size, "squish") for im in images]
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, FormatError
-from .base import FORMAT_VERSION, METRICS, NeighborIndex, _as_matrix, _check_metric
+from .base import FORMAT_VERSION, METRICS, NeighborIndex, as_matrix, check_metric
 from .exact import ExactIndex
 from .faiss import FaissFlatIndex, FaissHNSWIndex, FaissIVFIndex
 from .ivfpq import FaissIVFPQIndex
@@ -82,7 +82,7 @@ def build_index(name: str = "auto", metric: str = "cosine", **params) -> Neighbo
     """
     if name not in INDEXES:
         raise ConfigError(f"unknown index {name!r}; valid indexes: {', '.join(INDEXES)}")
-    _check_metric(metric)
+    check_metric(metric)
     if name == "auto":
         name = auto_index_name()
     return _BACKENDS[name](metric=metric, **params)
@@ -115,7 +115,7 @@ def load_index(path) -> NeighborIndex:
         if name == "exact":  # files of the torch-engine era carry two knobs that no longer exist
             params.pop("block_size", None), params.pop("engine", None)
         index = _BACKENDS[name](metric=meta["metric"], **params)
-        index._restore(_as_matrix(arrays["data"], "data"), arrays)
+        index._restore(as_matrix(arrays["data"], "data"), arrays)
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, RuntimeError,
             zipfile.BadZipFile) as exc:
         reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)

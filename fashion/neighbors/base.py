@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_write
-from .distances import pair_sq_distances, sq_norms
+from .distances import pair_distances, sq_norms
 from ..errors import ConfigError, NotFittedError
 from ..metrics import check_k
 
@@ -23,7 +23,7 @@ METRICS = ("cosine", "euclidean")
 FORMAT_VERSION = 1
 
 
-def _as_matrix(X, what: str) -> np.ndarray:
+def as_matrix(X, what: str) -> np.ndarray:
     """Return ``X`` as a C-contiguous float32 (n, d) array; ValueError for bad shape or values."""
     if X is None:
         raise ValueError(f"{what} is None; expected a 2-D array (n_samples, n_features)")
@@ -75,17 +75,17 @@ def unit_rows(X: np.ndarray, what: str = "rows", keep_zero: bool = False) -> np.
     return out
 
 
-def _check_metric(metric: str) -> str:
+def check_metric(metric: str) -> str:
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
     return metric
 
 
-def _drop_self(dist: np.ndarray, idx: np.ndarray, own: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def drop_self(dist: np.ndarray, idx: np.ndarray, own: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Drop each row's own index (``own[i]``, default ``i``) from (q, k+1) distances and indices in
     ascending distance order; drop the last column where it is absent (exact duplicates tied with it).
 
-    >>> _drop_self(np.zeros((2, 3)), np.array([[1, 0, 2], [0, 1, 2]]))[1].tolist()
+    >>> drop_self(np.zeros((2, 3)), np.array([[1, 0, 2], [0, 1, 2]]))[1].tolist()
     [[1, 2], [0, 2]]
     """
     q, k1 = idx.shape
@@ -99,13 +99,6 @@ def _sort_rows(dist: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """Sort each row by distance, ties by index (a deterministic order for every backend)."""
     order = np.lexsort((idx, dist), axis=1)
     return np.take_along_axis(dist, order, 1), np.take_along_axis(idx, order, 1)
-
-
-def _exact_distances(Q: np.ndarray, X: np.ndarray, idx: np.ndarray, metric: str) -> np.ndarray:
-    """float64 (q, k) distances between Q[i] and X[idx[i, j]] (:func:`.distances.pair_sq_distances`):
-    euclidean ||q - x||; cosine (unit rows) ||q - x||^2 / 2 = 1 - cos, clipped to [0, 2]."""
-    sq = pair_sq_distances(Q, X, idx)
-    return np.sqrt(sq) if metric == "euclidean" else np.clip(sq / 2.0, 0.0, 2.0)
 
 
 def knn(Q: np.ndarray, X: np.ndarray, k: int, metric: str, **kernel) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +123,7 @@ class NeighborIndex:
     exact = True
 
     def __init__(self, metric: str = "cosine", **params):
-        self.metric = _check_metric(metric)
+        self.metric = check_metric(metric)
         unknown = set(params) - set(self.defaults())
         if unknown:
             raise ConfigError(
@@ -169,7 +162,7 @@ class NeighborIndex:
 
     def fit(self, X) -> "NeighborIndex":
         """Index ``X`` (n, d); returns self. Cosine indexes store L2-normalised rows."""
-        X = self._prepare(_as_matrix(X, "X"), "X")
+        X = self._prepare(as_matrix(X, "X"), "X")
         self._build(X)
         self._X = X
         logger.debug("%r fitted on %d x %d", self, *X.shape)
@@ -198,7 +191,7 @@ class NeighborIndex:
         if self_excluded:
             Q, kk = self._X, k + 1
         else:
-            Q = _as_matrix(X, "query X")
+            Q = as_matrix(X, "query X")
             if Q.shape[1] != self._X.shape[1]:
                 raise ValueError(
                     f"query X has {Q.shape[1]} features but the index was fitted with {self._X.shape[1]}"
@@ -218,10 +211,10 @@ class NeighborIndex:
         out_d, out_i = np.empty((len(Q), k), dtype=np.float32), np.empty((len(Q), k), dtype=np.int64)
         for a in range(0, len(Q), self.RANK_ROWS):
             rows = slice(a, a + self.RANK_ROWS)
-            dist, ids = _sort_rows(_exact_distances(Q[rows], self._X, idx[rows], self.metric), idx[rows])
+            dist, ids = _sort_rows(pair_distances(Q[rows], self._X, idx[rows], self.metric), idx[rows])
             dist, ids = dist[:, :kk], ids[:, :kk]
             if self_excluded:
-                dist, ids = _drop_self(dist, ids, own=np.arange(a, a + len(ids)))
+                dist, ids = drop_self(dist, ids, own=np.arange(a, a + len(ids)))
             out_d[rows], out_i[rows] = dist, ids
         return out_d, out_i
 
@@ -244,7 +237,7 @@ class NeighborIndex:
 
     def _kneighbors_allowed(self, X, n_neighbors: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         check_k(n_neighbors, max(self._X.shape[0], 1), "n_neighbors", "the fitted points")
-        Q = _as_matrix(X, "query X")
+        Q = as_matrix(X, "query X")
         if Q.shape[1] != self._X.shape[1]:
             raise ValueError(f"query X has {Q.shape[1]} features but the index was fitted with {self._X.shape[1]}")
         Q, k = self._prepare(Q, "query X"), min(int(n_neighbors), len(rows))
@@ -258,7 +251,7 @@ class NeighborIndex:
             if len(bad):  # too few allowed candidates in the visited part: those queries exactly
                 idx = idx[:, :k].copy()
                 idx[bad] = rows[knn(Q[bad], self._X[rows], k, self.metric)[1]]
-        dist, idx = _sort_rows(_exact_distances(Q, self._X, idx, self.metric), idx)
+        dist, idx = _sort_rows(pair_distances(Q, self._X, idx, self.metric), idx)
         return dist[:, :k].astype(np.float32), np.ascontiguousarray(idx[:, :k])
 
     def save(self, path, **extra: np.ndarray) -> Path:

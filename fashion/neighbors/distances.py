@@ -50,6 +50,13 @@ def pair_sq_distances(Q: np.ndarray, X: np.ndarray, idx: np.ndarray) -> np.ndarr
     return out
 
 
+def pair_distances(Q: np.ndarray, X: np.ndarray, idx: np.ndarray, metric: str) -> np.ndarray:
+    """float64 (q, k) distances between Q[i] and X[idx[i, j]] (:func:`pair_sq_distances`), the distance
+    every backend reports: euclidean ||q - x||; cosine (unit rows) ||q - x||^2 / 2 = 1 - cos, clipped to [0, 2]."""
+    sq = pair_sq_distances(Q, X, idx)
+    return np.sqrt(sq) if metric == "euclidean" else np.clip(sq / 2.0, 0.0, 2.0)
+
+
 def sq_norms(X: np.ndarray) -> np.ndarray:
     """(n,) float64 squared row norms of float32 rows: float32 sums over slices of ``NORM_SLICE``
     dimensions (within 34 u), added in float64; rows outside ``TRUSTED`` in float64 throughout.

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .base import NeighborIndex, _as_matrix, _exact_distances
+from .base import NeighborIndex, as_matrix
+from .distances import pair_distances
 
 PQ_CHOICES = (64, 48, 32, 24, 16, 8)
 MIN_POINTS_PER_LIST = 39  # faiss warns below this many training points per centroid
@@ -253,7 +254,7 @@ class FaissIVFPQIndex(NeighborIndex):
             dist, cand = self._index.search(Q, kc, params=params)
         if rerank:  # exact distances of the candidates from the fitted rows (-1: fewer candidates)
             found = cand >= 0
-            dist = np.where(found, _exact_distances(Q, self._X, np.where(found, cand, 0), self.metric), np.inf)
+            dist = np.where(found, pair_distances(Q, self._X, np.where(found, cand, 0), self.metric), np.inf)
         return nearest_of(dist, cand, k)
 
     def _probe(self) -> int:
@@ -276,7 +277,7 @@ class FaissIVFPQIndex(NeighborIndex):
         import faiss
 
         self._check_fitted()
-        X = self._prepare(_as_matrix(X, "X"), "X")
+        X = self._prepare(as_matrix(X, "X"), "X")
         kept = np.asarray(kept, np.int64)
         if kept.shape != (len(X),) or kept.max(initial=-1) >= self._index.ntotal:
             raise ValueError(f"kept must give each of the {len(X)} rows an old row < {self._index.ntotal} or -1")
@@ -300,7 +301,7 @@ class FaissIVFPQIndex(NeighborIndex):
 
     def coarse_lists(self, X) -> np.ndarray:
         """The inverted list (coarse centroid) each row of ``X`` (raw) is assigned to."""
-        return coarse_lists(self._index, self._prepare(_as_matrix(X, "X"), "X"))
+        return coarse_lists(self._index, self._prepare(as_matrix(X, "X"), "X"))
 
     def list_sizes(self) -> np.ndarray:
         """How many indexed vectors each inverted list holds."""
@@ -322,7 +323,7 @@ class FaissIVFPQIndex(NeighborIndex):
         where the quantiser found fewer)."""
         self._check_fitted()
         nprobe = min(self._probe(), self._choice.nlist)
-        return probed_lists(self._index, self._prepare(_as_matrix(X, "X"), "X"), nprobe)
+        return probed_lists(self._index, self._prepare(as_matrix(X, "X"), "X"), nprobe)
 
     def _state_arrays(self):
         import faiss

@@ -59,7 +59,7 @@ class Staged:
 def item_columns(run: Staged, watch=None):
     """The run's items with the item-table stages' columns (:data:`fashion.pipeline.items.ITEM_TABLE_STAGES`),
     each stage timed on ``watch`` on its own line (the colour stage: ``colour``)."""
-    from ..rundir import target_of
+    from ..staging import target_of
     from .items import add_item_columns
 
     cache = target_of(run.out) / "cache"  # the run's carried-over work (the colour stage's cache)

@@ -21,7 +21,7 @@ import numpy as np
 from ..options import ENGINES, default
 from ..run.writer import neighbors_table
 from . import embed as embed_stage
-from . import ivfpq, manifest, shards
+from . import ivfpq, shards
 
 KNN_DIR = "knn"  # the neighbour shards' work directory, linked into the run's neighbors/
 INDEX_DIR = "index"  # the on-disk index's work directory, linked into the run's ivfpq/
@@ -51,21 +51,6 @@ class KnnConfig:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
 
 
-def drop_self(query_ids: np.ndarray, dist: np.ndarray, ids: np.ndarray, k: int):
-    """Leave each query out of its own list and keep ``k`` columns ((q, k+1) → (q, k)).
-
-    >>> d, i = drop_self(np.array([5, 7]), np.array([[0., .1, .2], [0., .3, .4]]), np.array([[5, 1, 2], [3, 7, 4]]), 2)
-    >>> i.tolist(), d.tolist()
-    ([[1, 2], [3, 4]], [[0.1, 0.2], [0.0, 0.4]])
-    """
-    keep = ids != query_ids[:, None]
-    # rows where the query was not found lose their last column instead
-    extra = keep.sum(1) > k
-    keep[extra, -1] = False
-    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
-
-
 def query_part(index: "ivfpq.ScaleIndex", part_path, keep: np.ndarray, out_path, k: int, nprobe=None,
                rerank=None) -> int:
     """Query one embedding shard's kept rows; writes ``out_path``; returns the number of queries."""
@@ -75,13 +60,13 @@ def query_part(index: "ivfpq.ScaleIndex", part_path, keep: np.ndarray, out_path,
     table = pq.read_table(part_path, columns=["id", "vector"])
     if not keep.all():
         table = table.filter(pa.array(keep))
-    from ..neighbors.base import unit_rows
+    from ..neighbors.base import drop_self, unit_rows
 
     qids = table.column("id").to_numpy().astype(np.int64)
     # queries at unit length as a served id query's (fashion.run.index.IvfpqIndex): the same distances, bit for bit
     queries = unit_rows(shards.vectors_of(table.column("vector")), keep_zero=True)
     dist, ids = index.search(queries, k + 1, nprobe=nprobe, rerank=rerank)
-    dist, ids = drop_self(qids, dist, ids, k)
+    dist, ids = drop_self(dist, ids, own=qids)  # (q, k + 1) → (q, k)
     shards.write_table(out_path, neighbors_table(qids, dist, ids))
     return len(qids)
 

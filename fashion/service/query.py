@@ -183,7 +183,7 @@ class SimilarityService:
                     picture = open_image_bytes(data, max_pixels=self.max_pixels, strict=True, min_size=size)
                 else:
                     picture = open_image(name, max_pixels=self.max_pixels, strict=True, min_size=size)
-                net_input = _pixels(self.embedder, picture)
+                net_input = network_input(self.embedder, picture)
             # an ensemble's own resize and the colour's ~5 ms hold no decode slot (thumbnails wait on them)
             small = self._classifier_input(picture)
             family = self.colours.of_picture(picture) if mode is not None else None
@@ -205,7 +205,7 @@ class SimilarityService:
             return None
         from PIL import Image
 
-        from ..images import resize_image
+        from ..resize import resize_image
 
         return Image.fromarray(resize_image(picture, self.classifier.size, "squish"))
 
@@ -253,7 +253,7 @@ class SimilarityService:
             if want == 0:
                 return []
         with self._index_lock:
-            _one_openmp_thread()
+            one_openmp_thread()
             dist, ids = (self.run.index.search(vector[None, :], want) if allowed is None
                          else self.run.index.search(vector[None, :], want, allowed=allowed))
         matches, rank = [], 0
@@ -339,7 +339,7 @@ class SimilarityService:
 _THREAD = threading.local()
 
 
-def _one_openmp_thread() -> None:
+def one_openmp_thread() -> None:
     """One OpenMP thread for faiss' work on this thread (the setting is per thread), set once per thread.
 
     One query is a small search (a few cells, a re-rank of tens of rows): a team of threads buys nothing
@@ -360,10 +360,10 @@ def _warm_network(embedder, classifier=None, lock=None) -> None:
 
     from PIL import Image
 
-    from ..images import resize_image
+    from ..resize import resize_image
 
     picture = np.full((embedder.size, embedder.size, 3), (128, 100, 90), dtype=np.uint8)
-    _pixels(embedder, Image.fromarray(np.vstack([picture, picture])))  # a resize's imports (scipy.sparse)
+    network_input(embedder, Image.fromarray(np.vstack([picture, picture])))  # a resize's imports (scipy.sparse)
     small = None if classifier is None else Image.fromarray(resize_image(picture, classifier.size, "squish"))
     for n in range(1, MAX_BATCH + 1):
         with lock or contextlib.nullcontext():
@@ -379,8 +379,8 @@ def _infer(embedder, classifier, items: list) -> list[tuple[np.ndarray, np.ndarr
     return [(vectors[i], None if probs is None else probs[i]) for i in range(len(items))]
 
 
-def _pixels(embedder, picture) -> np.ndarray:
+def network_input(embedder, picture) -> np.ndarray:
     """The network's uint8 (size, size, 3) input of one RGB picture, resized as ``Embedder.embed`` does."""
-    from ..images import resize_image
+    from ..resize import resize_image
 
     return resize_image(picture, embedder.size, embedder.resize)
