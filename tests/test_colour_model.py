@@ -77,6 +77,19 @@ def test_read_model_refuses_damaged_or_foreign_weights(tmp_path):
         read_model(tmp_path / "foreign.npz")
 
 
+def test_an_unreadable_shipped_model_is_an_error_not_a_skipped_photo(tmp_path, monkeypatch):
+    """A missing or damaged model file must fail the colour loudly: a ValueError would be taken for a photo
+    without garment pixels, and every photo's colour silently left empty."""
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    monkeypatch.setattr(colour_model, "MODEL_FILE", tmp_path / "broken.npz")
+    shipped.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match="cannot be read"):
+            shipped()
+    finally:
+        shipped.cache_clear()
+
+
 def test_cross_validation_names_every_photo_from_a_model_that_did_not_see_it():
     X, y, y2 = _synthetic(n_per_class=20)
     splits = folds(y, 5, seed=0)

@@ -96,8 +96,13 @@ def read_model(path: str | Path) -> ColourModel:
 
 @cache
 def shipped() -> ColourModel:
-    """The package's model (:data:`MODEL_FILE`), read once per process."""
-    return read_model(MODEL_FILE)
+    """The package's model (:data:`MODEL_FILE`), read once per process. RuntimeError when it cannot be read:
+    not a ValueError, which callers take for a photo without garment pixels and skip the photo."""
+    try:
+        return read_model(MODEL_FILE)
+    except (OSError, KeyError, ValueError) as exc:
+        raise RuntimeError(f"the colour model {MODEL_FILE} cannot be read ({exc}); "
+                           "refit it: python scripts/fit_colour_model.py") from exc
 
 
 def inputs_digest(rows) -> str:
