@@ -6,12 +6,12 @@ room's light read from the background (:mod:`fashion.colour.constancy`), cluster
 pixels with k-means (the dominant colours, each named by the palette, :mod:`fashion.colour.palette`) and
 names every core pixel by the palette (through :func:`~fashion.colour.palette.family_of_pixels`' table of
 rounded Lab colours, so that every pixel votes, not a sample): a family's share is the share of the core's
-pixels it names (a vote per pixel, which on the hand-labelled dev photos beat naming the cluster centres,
-whose means mix a garment's shadows and prints, and beat naming the core's median or trimmed mean Lab). The garment's
-family is the family with the largest share, or ``multicolour`` when that share is below
-``MULTICOLOUR_BELOW`` and at least ``MULTICOLOUR_FAMILIES`` families each hold ``MULTICOLOUR_MIN_SHARE``
-of the garment; the second family is the next family by share (for a ``multicolour`` garment, its
-largest family).
+pixels it names. The garment's family and runner-up are then the two most probable families of the fitted
+decision (:mod:`fashion.colour.model`, weights fitted to the hand-labelled photos) reading those shares, the
+core's Lab statistics before and after the light correction, the dominant clusters and the background
+(:func:`fashion.colour.features.garment_features`); ``multicolour`` is one of its families. On the fit and
+dev photos it named 0.631 right in cross-validation where the largest share (``multicolour`` below 30 %)
+named 0.596 (``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ import numpy as np
 
 from ..images import BBox
 from .constancy import corrected
-from .garment import SIZE, downsized_lab, garment_mask, kmeans
+from .features import garment_features
+from .garment import SIZE, GarmentMask, downsized_lab, garment_mask, kmeans
+from .model import shipped
 from .palette import FAMILIES, MULTICOLOUR, family_of, family_of_pixels, lab_to_hex
 
 CLUSTERS = 5
 MAX_PIXELS = 1000  # garment pixels clustered (a seeded sample of them when there are more)
-MULTICOLOUR_BELOW = 0.3
-MULTICOLOUR_FAMILIES = 3
-MULTICOLOUR_MIN_SHARE = 0.15
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class GarmentColour:
     """The colour of one garment.
 
     ``clusters``: the dominant colours, largest first; ``family``: a palette family or ``multicolour``;
-    ``family_2``: the runner-up family (None when one family holds everything); ``share``: the share of the
+    ``family_2``: the runner-up family (the decision's second most probable); ``share``: the share of the
     garment's pixels in ``family`` (for ``multicolour``, in its largest family); ``garment_share``: the
     share of the frame taken as garment; ``method``: how the garment was found (``border`` or ``centre``);
     ``shares``: (family, share of the garment's pixels), largest first.
@@ -108,25 +107,38 @@ def family_shares(pixels: np.ndarray) -> tuple[tuple[str, float], ...]:
     return tuple((FAMILIES[i], float(counts[i] / counts.sum())) for i in order if counts[i] > 0)
 
 
-def name_garment(shares: tuple[tuple[str, float], ...]) -> tuple[str, str | None, float]:
-    """The garment's family, runner-up family and the family's share from its family shares (largest
-    first; see the module docstring)."""
-    ranked = list(shares)
-    top, top_share = ranked[0]
-    runner_up = ranked[1][0] if len(ranked) > 1 else None
-    major = sum(share >= MULTICOLOUR_MIN_SHARE for _, share in ranked)
-    if top_share < MULTICOLOUR_BELOW and major >= MULTICOLOUR_FAMILIES:
-        return MULTICOLOUR, top, top_share
-    return top, runner_up, top_share
+@dataclass(frozen=True)
+class GarmentReading:
+    """What is measured of a garment before its family is decided: the mask (``found``), the dominant
+    ``clusters``, the palette's family ``shares`` of the corrected core and the decision's ``features``."""
+
+    found: GarmentMask
+    clusters: tuple[ColourCluster, ...]
+    shares: tuple[tuple[str, float], ...]
+    features: np.ndarray
+
+
+def read_garment(image, bbox: BBox | None = None, size: int = SIZE, k: int = CLUSTERS,
+                 seed: int = 0) -> GarmentReading:
+    """The :class:`GarmentReading` of the garment in ``image`` (see :func:`garment_colour`)."""
+    found = garment_mask(downsized_lab(image, bbox, size), seed=seed)
+    core = found.core()
+    raw = found.lab[core]
+    pixels = corrected(found.lab, found.mask, raw)
+    clusters = dominant_colours(pixels, k=k, seed=seed)
+    shares = family_shares(pixels)
+    features = garment_features(found.lab, found.mask, core, raw, pixels, dict(shares),
+                                [(c.lab, c.share) for c in clusters], found.method == "centre")
+    return GarmentReading(found, clusters, shares, features)
 
 
 def garment_colour(image, bbox: BBox | None = None, size: int = SIZE, k: int = CLUSTERS,
                    seed: int = 0) -> GarmentColour:
     """The colour of the garment in ``image`` (a PIL image or an RGB array); ``bbox`` (x1, y1, x2, y2, px):
     the garment's bounding box where the dataset gives one. Pure: the same photo gives the same answer."""
-    found = garment_mask(downsized_lab(image, bbox, size), seed=seed)
-    pixels = corrected(found.lab, found.mask, found.core_pixels())
-    clusters = dominant_colours(pixels, k=k, seed=seed)
-    shares = family_shares(pixels)
-    family, family_2, share = name_garment(shares)
-    return GarmentColour(clusters, family, family_2, share, found.share, found.method, shares)
+    reading = read_garment(image, bbox, size, k, seed)
+    family, family_2 = shipped().ranked(reading.features)
+    shares = dict(reading.shares)
+    share = shares.get(family, 0.0) if family != MULTICOLOUR else reading.shares[0][1]
+    return GarmentColour(reading.clusters, family, family_2, share, reading.found.share, reading.found.method,
+                         reading.shares)

@@ -7,7 +7,8 @@ runner-up family), ``colour_hex`` and ``colour_share`` for every row with
 Removed items (role ``removed``) are left empty. ``fashion add`` runs the stage on its new photos only.
 
 Cache: one directory per method, ``<cache>/colour-<tag>/`` (``tag``: :func:`method_tag`, a digest of
-everything that shapes a colour: the palette, the segmentation and clustering constants, the size),
+everything that shapes a colour: the palette, the segmentation and clustering constants, the size, the
+fitted decision's weights),
 holding ``chunk_NNNNN-<token>.parquet`` files of (key, the four columns, reason) (:class:`ColourCache`, on
 the one chunked-cache mechanism of :mod:`fashion.chunkstore`), the key being the photo's SHA-256 and its
 bounding box: a renamed or copied photo hits the cache, an edited one misses it, and a change to the
@@ -37,12 +38,12 @@ import numpy as np
 
 from ..chunkstore import ChunkStore, settings_tag
 from ..run import layout
-from . import constancy, dominant, garment, palette
+from . import constancy, dominant, garment, model, palette
 from .table import COLUMNS, photo_colour
 
 log = logging.getLogger(__name__)
 
-METHOD_VERSION = 4  # 4: the light read from the background (constancy); bump when the colour code changes in a way its constants do not show
+METHOD_VERSION = 5  # 5: the family from the fitted decision (model); 4: the light read from the background (constancy); bump when the colour code changes in a way its constants do not show
 POOL_ABOVE = 256  # photos to colour before a process pool pays for its start
 CHUNK = 256  # photos per cache chunk (a killed run loses at most one chunk's work)
 HASH_COLUMN = layout.HASH_COLUMN  # an item table's column of file contents (fashion.catalog), reused when present
@@ -55,7 +56,7 @@ def method_tag() -> str:
                                    if name.isupper() and isinstance(value, (int, float, str, tuple))}
                  for module in (garment, constancy, dominant)}
     return settings_tag(version=METHOD_VERSION, palette=[tuple(vars(s).values()) for s in palette.PALETTE],
-                        cell=palette.CELL, constants=constants)
+                        cell=palette.CELL, constants=constants, model=model.shipped().digest)
 
 
 def _bbox(value) -> tuple | None:
