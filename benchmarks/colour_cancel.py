@@ -22,11 +22,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def colour_apart(items, ok):
-    """The colour stage as ``fashion add`` runs it beside the network, its pool from any size."""
+def colour_apart(items, ok, stop=None):
+    """The colour stage as ``fashion add`` runs it beside the network (``stop``: the event ``cancel`` sets),
+    its pool from any size."""
     from fashion.colour import stage
 
-    table = stage.add_colour_columns(items, cache_dir=None, workers=1, pool_above=0, apart=True)
+    table = stage.add_colour_columns(items, cache_dir=None, workers=1, pool_above=0, apart=True, stop=stop)
     return {column: table[column] for column in stage.COLUMNS}
 
 

@@ -78,3 +78,9 @@ def first_line(text, limit: int = 200) -> str:
     """
     fallback = type(text).__name__ if isinstance(text, BaseException) else ""
     return (str(text).strip().splitlines() or [fallback])[0][:limit]
+
+
+class Cancelled(BaseException):
+    """Work stopped because its caller asked it to (a ``threading.Event`` it was given was set): a
+    BaseException, as ``KeyboardInterrupt``, so that an ``except Exception`` on the way (a cache chunk a
+    stage cannot read, say) does not swallow it."""

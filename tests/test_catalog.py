@@ -175,15 +175,19 @@ def test_fashion_add_then_search_on_an_ivfpq_disk_run(photos, tmp_path):
     assert opened.index.count == 21 and len(opened.index.live.delta) == 0
 
 
-def _slow_stage(items, ok):
+def _slow_stage(items, ok, stop=None):
     """An item-table stage shaped as the colour stage: its jobs in a spawn process pool one chunk at a time,
-    30 chunks of two 0.5 s jobs (30 s with one worker)."""
+    30 chunks of two 0.5 s jobs (30 s with one worker), checking ``stop`` after each result as it does."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from fashion.errors import Cancelled
+
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         for _ in range(30):
-            list(pool.map(time.sleep, [0.5, 0.5]))
+            for _ in pool.map(time.sleep, [0.5, 0.5]):
+                if stop is not None and stop.is_set():
+                    raise Cancelled("slow stage")
     return {"slow": np.zeros(len(items))}
 
 

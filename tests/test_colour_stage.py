@@ -122,6 +122,39 @@ def test_a_failed_cache_write_shuts_the_process_pool_down_at_once(tmp_path, monk
     assert raised.value.__traceback__ is not None and not set(multiprocessing.active_children()) - before
 
 
+class _SetAfter:
+    """A ``stop`` event that reads as set from its (n + 1)-th check on."""
+
+    def __init__(self, n):
+        self.checks, self.n = 0, n
+
+    def is_set(self):
+        self.checks += 1
+        return self.checks > self.n
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_set_stop_event_cancels_the_stage_and_shuts_its_pool_down(tmp_path, workers):
+    """``stop`` is checked after each photo (serial, or handed back by the pool): once set, Cancelled is
+    raised there, nothing more is cached, and no worker process outlives the call."""
+    import multiprocessing
+
+    from fashion.errors import Cancelled
+
+    root = make_garment_folder(tmp_path / "data", FAMILIES, shapes=("tee",), per_family=4)
+    before = set(multiprocessing.active_children())
+    stop = _SetAfter(3)
+    with pytest.raises(Cancelled):
+        stage.colour_stage(_items(root), None, cache_dir=tmp_path / "cache", stop=stop) if workers == 1 else \
+            stage.add_colour_columns(_items(root), cache_dir=tmp_path / "cache", workers=2, pool_above=0, stop=stop)
+    assert stop.checks == 4  # three photos taken, the fourth check raised
+    assert not set(multiprocessing.active_children()) - before
+    assert not list((tmp_path / "cache").rglob("*.npz")) and not list((tmp_path / "cache").rglob("*.parquet"))
+    never = _SetAfter(10**9)  # never set: the same columns as without an event
+    pd.testing.assert_frame_equal(stage.add_colour_columns(_items(root), workers=1, stop=never),
+                                  stage.add_colour_columns(_items(root), workers=1))
+
+
 def test_shop_metadata_cannot_override_the_colour_columns(tmp_path):
     path = tmp_path / "shop.csv"
     path.write_text("relpath,colour,brand\na.jpg,blue,Acme\n")
@@ -196,8 +229,8 @@ def test_the_pool_counts_hashed_jobs_as_misses_whatever_the_cache_holds(monkeypa
         def __exit__(self, *exc):
             return False
 
-        def map(self, fn, jobs, chunksize=1):
-            return [(f"k{i}", None, "") for i, _ in enumerate(jobs)]
+        def map(self, fn, jobs, chunksize=1):  # a generator, as Executor.map's
+            return ((f"k{i}", None, "") for i, _ in enumerate(jobs))
 
     monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)
     known = {f"old{i}": None for i in range(10_000)}

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..chunkstore import ChunkStore, settings_tag
+from ..errors import Cancelled
 from ..run import layout
 from . import constancy, dominant, garment, model, palette
 from .table import COLUMNS, photo_colour
@@ -129,10 +130,20 @@ def _workers(workers: int | None) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _compute(jobs: list, known, workers: int, pool_above: int, apart: bool = False):
+def _checked(results, stop):
+    """The items of ``results``, raising :class:`~fashion.errors.Cancelled` before each once ``stop`` is set."""
+    for result in results:
+        if stop is not None and stop.is_set():
+            raise Cancelled("the colour stage was cancelled")
+        yield result
+
+
+def _compute(jobs: list, known, workers: int, pool_above: int, apart: bool = False, stop=None):
     """Each job's :func:`_row_job`, in order, one chunk at a time (a generator of lists). A job with its
     SHA-256 is a sure miss of the cache (only new contents are queued); one without may hit it.
-    ``apart``: a pool even of one worker (the caller's process is busy with other work)."""
+    ``apart``: a pool even of one worker (the caller's process is busy with other work). ``stop``: a
+    ``threading.Event``, checked after each photo: once set, :class:`~fashion.errors.Cancelled` is raised,
+    the pool's queued photos are cancelled (``Executor.map``'s iterator, closed) and the pool shut down."""
     unhashed = sum(job[2] is None for job in jobs)
     misses = len(jobs) - unhashed + max(0, unhashed - len(known))
     if (workers > 1 or apart) and misses > pool_above:
@@ -143,18 +154,20 @@ def _compute(jobs: list, known, workers: int, pool_above: int, apart: bool = Fal
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_start_worker, initargs=(shared,)) as pool:
             for start in range(0, len(jobs), CHUNK):
-                yield list(pool.map(_pool_job, jobs[start:start + CHUNK], chunksize=8))
+                with contextlib.closing(pool.map(_pool_job, jobs[start:start + CHUNK], chunksize=8)) as results:
+                    yield list(_checked(results, stop))
         return
     for start in range(0, len(jobs), CHUNK):
-        yield [_row_job(job, known) for job in jobs[start:start + CHUNK]]
+        yield list(_checked((_row_job(job, known) for job in jobs[start:start + CHUNK]), stop))
 
 
 def add_colour_columns(items, cache_dir: os.PathLike | str | None = None, workers: int | None = None,
-                       pool_above: int = POOL_ABOVE, apart: bool = False):
+                       pool_above: int = POOL_ABOVE, apart: bool = False, stop=None):
     """``items`` (an item table: ``path``, optionally ``bbox``, ``role``, ``sha256``) with the colour columns
     of every row (a new frame; colour columns it had are replaced), removed items left empty.
     ``cache_dir``: the run's cache directory (None: no cache); ``workers``: processes (default: the
-    usable cores); ``apart``: in a pool of processes even with one worker (from ``pool_above`` jobs)."""
+    usable cores); ``apart``: in a pool of processes even with one worker (from ``pool_above`` jobs);
+    ``stop``: a ``threading.Event`` that cancels the work once set (:func:`_compute`)."""
     import pandas as pd
 
     table = items.drop(columns=[c for c in COLUMNS if c in items.columns])
@@ -182,7 +195,7 @@ def add_colour_columns(items, cache_dir: os.PathLike | str | None = None, worker
     done = 0
     # closed on an error here too (a failed cache write): its process pool shuts down at once, not whenever
     # the traceback that holds the suspended generator is collected
-    with contextlib.closing(_compute(jobs, known, _workers(workers), pool_above, apart)) as batches:
+    with contextlib.closing(_compute(jobs, known, _workers(workers), pool_above, apart, stop)) as batches:
         for batch in batches:
             fresh = {}
             for row, (key, colour, reason) in zip(job_rows[done:done + len(batch)], batch):
@@ -216,16 +229,17 @@ def add_colour_columns(items, cache_dir: os.PathLike | str | None = None, worker
     return table
 
 
-def colour_stage(items, ok, cache_dir=None, beside: bool = False) -> dict:
+def colour_stage(items, ok, cache_dir=None, beside: bool = False, stop=None) -> dict:
     """The colour stage as an item-table stage (:data:`fashion.pipeline.items.ITEM_TABLE_STAGES`):
     ``{column: values}`` of :data:`COLUMNS` for every row of ``items`` (``ok`` is not needed: a photo the
     network could not read is coloured or skipped on its own). ``cache_dir``: the run's cache.
     ``beside``: started beside the embedding (``fashion add``): a pool of one process fewer than the usable
     cores, even of one (the network's build, its imports and weights, holds this process's interpreter
     and leaves one core idle; then its run takes every core, where more workers would only slow it and
-    each pays its own start, ~0.7 s of CPU)."""
+    each pays its own start, ~0.7 s of CPU). ``stop``: a ``threading.Event`` that cancels it once set (raising
+    :class:`~fashion.errors.Cancelled`; ``fashion add`` sets it when the network fails)."""
     workers = max(1, _workers(None) - 1) if beside else None
-    table = add_colour_columns(items, cache_dir=cache_dir, workers=workers, apart=beside)
+    table = add_colour_columns(items, cache_dir=cache_dir, workers=workers, apart=beside, stop=stop)
     return {column: table[column] for column in COLUMNS}
 
 

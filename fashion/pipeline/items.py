@@ -24,7 +24,7 @@ import logging
 import numpy as np
 
 from ..colour.stage import colour_stage
-from ..errors import FashionError
+from ..errors import Cancelled, FashionError
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,12 @@ def add_item_columns(items, ok: np.ndarray, stages=None, cache_dir=None, watch=N
     return items
 
 
-def _run(stage, items, ok, cache_dir, beside: bool = False) -> dict:
+def _run(stage, items, ok, cache_dir, beside: bool = False, stop=None) -> dict:
     extra = {"cache_dir": cache_dir} if _takes(stage, "cache_dir") else {}
     if beside and _takes(stage, "beside"):  # it may size its work for the cores the network leaves
         extra["beside"] = True
+    if stop is not None and _takes(stage, "stop"):  # it checks the event between pieces of its work
+        extra["stop"] = stop
     return stage(items, ok, **extra) or {}
 
 
@@ -100,11 +102,6 @@ def reads_ok(stage) -> bool:
     return bool(getattr(stage, "reads_ok", True))
 
 
-class Cancelled(BaseException):
-    """Raised in the thread of :class:`Started` stages by :meth:`Started.cancel`: a BaseException, so that a
-    stage's ``except Exception`` (a cache chunk it cannot read, say) does not swallow it."""
-
-
 class Started:
     """Item-table stages started before the embedding (:func:`start_item_columns`): the ones that do not
     read ``ok`` run on a thread meanwhile (their heavy work in their own processes, e.g. the colour
@@ -120,8 +117,7 @@ class Started:
         self.columns: dict = {}
         self.error: BaseException | None = None
         self.busy_s = 0.0
-        self._lock = threading.Lock()  # cancel() raises in the thread only while it runs the stages
-        self._running = self._cancelled = False
+        self._stop = threading.Event()  # set by cancel(); a stage with a ``stop`` parameter is given it
         self._thread = threading.Thread(target=self._work, name="item-table stages", daemon=True)
         self._thread.start()
 
@@ -130,16 +126,10 @@ class Started:
 
         started = time.perf_counter()
         try:
-            try:
-                with self._lock:
-                    self._running = True
-                for stage in self.early:
-                    if self._cancelled:  # cancelled before the thread got here
-                        raise Cancelled()
-                    self.columns[stage] = _run(stage, self.items, None, self.cache_dir, beside=True)
-            finally:
-                with self._lock:
-                    self._running = False
+            for stage in self.early:
+                if self._stop.is_set():
+                    raise Cancelled("the item-table stages were cancelled")
+                self.columns[stage] = _run(stage, self.items, None, self.cache_dir, beside=True, stop=self._stop)
         except BaseException as exc:  # noqa: BLE001 - raised again by finish, in the caller's thread
             self.error = exc
         self.busy_s = time.perf_counter() - started
@@ -147,24 +137,13 @@ class Started:
     def cancel(self) -> None:
         """Stop the early stages and return once they have stopped; :meth:`finish` is not called after.
 
-        :class:`Cancelled` is raised in their thread (``PyThreadState_SetAsyncExc``: the stages need no
-        hook of their own), at its next Python instruction: a thread waiting for its process pool's next
-        result gets it once that result is in. The stage's ``with`` blocks then shut its pool down: the work
-        ``Executor.map`` queued and has not handed out is cancelled, only the jobs already running are
-        finished (the colour stage: a few chunks of 8 photos; at most its chunk of 256 when the exception
-        lands while ``map`` is still queueing them), and no worker process outlives this call. What a stage
-        cached is whole (its chunks are written atomically). The colour stage on 2,880 photos
-        (``benchmarks/colour_cancel.py``, shared cores at load ~7): cancelled 0.05, 3 and 10 s after its
-        start, this returned in 8.3, 5.5 and 2.4 s, against 111 s for the stage left to finish (the first
-        waits out the pool's start: a spawned worker's imports, before its first result)."""
-        import ctypes
-
-        with self._lock:
-            self._cancelled = True
-            if self._running:
-                ident = ctypes.c_ulong(self._thread.ident)
-                if ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, ctypes.py_object(Cancelled)) > 1:
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, None)  # never: one thread has the ident
+        Sets the event each stage with a ``stop`` parameter was given: the colour stage checks it after each
+        photo its pool hands back and then raises :class:`~fashion.errors.Cancelled`; leaving its ``with``
+        blocks cancels the photos queued and not yet handed out, waits for the few running, and shuts the
+        pool down, so no worker process outlives this call. A stage not yet begun is skipped; one without
+        a ``stop`` parameter runs to its end. What a stage cached is whole (chunks are written atomically).
+        The colour stage on 2,880 photos: ``benchmarks/colour_cancel.py`` (benchmarks/README.md)."""
+        self._stop.set()
         self._thread.join()
 
     def finish(self, ok: np.ndarray):
