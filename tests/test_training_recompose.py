@@ -120,3 +120,22 @@ def test_recompose_option_reaches_the_training_loader(tmp_path):
     recomposer = next(t for t in dls.train.after_item.fs if type(t).__name__ == "Recompose")
     dls.train.one_batch()
     assert sum(recomposer.counts.values()) >= 4
+
+
+def test_test_time_augmentation_leaves_recompose_out(tmp_path):
+    """fastai's tta runs the training transforms over test photos: the recompose lever is not one of them
+    (a training lever, not an augmentation of the photo at hand), and test photos never join its pool."""
+    from fashion import datasets, training
+    from fashion.training.evaluate import predict_tta
+
+    root = make_garment_folder(tmp_path / "d", ["blue", "red"], per_family=4, size=(48, 64))
+    items = datasets.load(root, format="folder").frame
+    cfg = TrainConfig(epochs=(0, 0, 0), size=32, final_size=32, batch_size=4, augment="none", recompose=1.0,
+                      pretrained=False, leak_check=False, hard_check=False, seed=0, valid_pct=0.3)
+    run = training.prepare(items, cfg, tmp_path / "out")
+    recomposer = next(t for t in run.learn.dls.train.after_item.fs if isinstance(t, rc.Recompose))
+    before = dict(recomposer.counts)
+    probs, targets = predict_tta(run, run.splits.valid, n=2)
+    assert probs.shape == (len(run.splits.valid), 2) and recomposer.counts == before
+    run.learn.dls.train.one_batch()  # while training it still recomposes
+    assert sum(recomposer.counts.values()) > sum(before.values())

@@ -131,10 +131,15 @@ def predict(run: TrainingRun, frame: "pd.DataFrame"):
 
 def predict_tta(run: TrainingRun, frame: "pd.DataFrame", n: int = 4):
     """As :func:`predict`, with fastai's test-time augmentation (``Learner.tta``: the mean of ``n`` passes
-    under the training augmentations, blended 3:1 with the plain pass)."""
+    under the training augmentations, blended 3:1 with the plain pass). A per-photo transform marked
+    ``in_tta = False`` (the recompose lever: a training lever, not an augmentation of the photo at hand)
+    is left out of those passes."""
     import numpy as np
 
     dl = run.learn.dls.test_dl(frame, with_labels=True)
+    kept = [t for t in dl.after_item.fs if getattr(t, "in_tta", True)]
+    if len(kept) < len(dl.after_item.fs):
+        dl = dl.new(after_item=kept)
     with run.learn.no_bar():
         probs, targets = run.learn.tta(dl=dl, n=n)
     return probs.numpy().astype(np.float32), targets.numpy().astype(int)

@@ -15,8 +15,9 @@ the model never trained on:
 :func:`recompose_background` and :func:`recompose_smaller` are pure (numpy/PIL in and out, seeded);
 :class:`Recompose` is the fastai item transform that applies one of them to a share of the training photos,
 after the squish-resize (so a garment mask costs a few ms on a 224 px image) and never to validation or
-test photos (fastai's ``split_idx = 0``). It collects the background strips of the photos it recomposes
-and draws the next photos' backgrounds from them.
+test photos (fastai's ``split_idx = 0``; and left out of the test-time-augmentation passes, which run
+the training transforms). It collects the background strips of the photos it recomposes and draws the
+next photos' backgrounds from them.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class Recompose(RandTransform):
     fastai seeds for the run."""
 
     split_idx, order = 0, 2  # after Resize (order 1), before ToTensor
+    in_tta = False  # fastai's tta runs the training transforms on test photos: not this one (evaluate.predict_tta)
 
     def __init__(self, p: float = 0.5):
         super().__init__(p=p)
