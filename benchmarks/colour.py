@@ -241,7 +241,8 @@ def main(argv=None) -> int:
     print(f"photos: {sum(score.n for score in scores.values())} from {source} ({missing} labelled photos not found); "
           f"size {args.size} px")
     print(f"garment found by: {dict(methods)}")
-    print(f"colour time: {1000 * seconds / max(total.n, 1):.1f} ms/photo (decoded photo in, family out; "
+    timed = sum(score.n for score in scores.values())  # every photo coloured above, fit included
+    print(f"colour time: {1000 * seconds / max(timed, 1):.1f} ms/photo (decoded photo in, family out; "
           "decoding not counted)")
     print(f"{'split':<8} {'n':>4} {'top1':>6} {'top2':>6} {'either':>6}")
     for name, score in [*scores.items(), ("all", total)]:

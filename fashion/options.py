@@ -368,7 +368,7 @@ OPTIONS = registry(
        "rotation", default="default", choices=AUGMENTS),
     _O("min_scale", ("--min-scale",), "random resized crops keeping at least this share of the image (1: off)",
        default=1.0, type=float, metavar="SHARE"),
-    _O("recompose", ("--recompose",), "share of the training photos recomposed each epoch: the garment on another "
+    _O("recompose", ("--recompose",), "share of the training photos recomposed each epoch (at most: one with no garment-free border passes unchanged): the garment on another "
        "photo's background, or the photo smaller in the frame (0: off)", default=0.0, type=float, metavar="SHARE"),
     _O("ema", ("--ema",), "validate and keep an exponential moving average of the weights (decay per batch, "
        "e.g. 0.99)", type=float, metavar="DECAY"),

@@ -139,3 +139,17 @@ def test_test_time_augmentation_leaves_recompose_out(tmp_path):
     assert probs.shape == (len(run.splits.valid), 2) and recomposer.counts == before
     run.learn.dls.train.one_batch()  # while training it still recomposes
     assert sum(recomposer.counts.values()) > sum(before.values())
+
+
+def test_recompose_share_benchmark_counts_the_photos_the_lever_can_take(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "recompose_share.py"
+    spec = importlib.util.spec_from_file_location("recompose_share", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    make_garment_folder(tmp_path / "d" / "train", ["blue", "red"], per_family=2, size=(48, 64))
+    assert module.main(["--data", str(tmp_path / "d"), "--n", "8", "--size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("8 training photos at 64 px: 8 can be recomposed (1.000)")  # plain floors: all of them
