@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 from fashion.colour.dominant import read_garment  # noqa: E402
 from fashion.colour.garment import SIZE  # noqa: E402
 from fashion.colour.labels import locate, read_labels  # noqa: E402
+from fashion.colour.stage import feature_settings  # noqa: E402
 from fashion.colour.model import FIT_SPLITS, MODEL_FILE, cross_validate, fit, folds, inputs_digest  # noqa: E402
 from fashion.colour.palette import MULTICOLOUR  # noqa: E402
 from fashion.images import open_image  # noqa: E402
@@ -83,6 +84,8 @@ def main(argv=None) -> int:
     parser.add_argument("--second-weight", type=float, help="weight of a photo's second family as a label")
     parser.add_argument("--force", action="store_true", help="write the model even where it loses to the rule")
     args = parser.parse_args(argv)
+    if (args.C is None) != (args.second_weight is None):
+        parser.error("--C and --second-weight go together (one alone would be ignored: the grid would run)")
     start = time.perf_counter()
     labels = read_labels(args.labels)
     X, rule, rows = read_features(labels, args.root)
@@ -111,7 +114,7 @@ def main(argv=None) -> int:
         if best[0] <= rule_scores[0] and not args.force:
             print("the fitted decision does not beat the rule in cross-validation: model not written")
             return 1
-    model = fit(X, y, y2, chosen[0], chosen[1], inputs=inputs_digest(labels))
+    model = fit(X, y, y2, chosen[0], chosen[1], inputs=inputs_digest(labels, feature_settings()))
     model.save(args.out)
     train = scores(*zip(*(model.ranked(x) for x in X)), y)
     print(f"{args.out}: C {model.C}, second weight {model.second_weight}, inputs {model.inputs}, digest "

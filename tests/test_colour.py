@@ -251,3 +251,16 @@ def test_hand_labelled_accuracy_does_not_regress():
     assert score.n >= 193
     assert score.top1_accuracy >= MIN_TOP1[source], (source, score.top1_accuracy)
     assert score.top2_accuracy >= MIN_TOP2[source], (source, score.top2_accuracy)
+
+
+def test_the_hex_of_a_family_no_cluster_is_of_comes_from_the_nearest_cluster():
+    """The fitted decision can name a family none of the clusters falls in (a dark navy read as black): the
+    swatch is then the cluster nearest that family's swatches, not whatever cluster is largest."""
+    from fashion.colour.dominant import ColourCluster, GarmentColour
+
+    red = ColourCluster("#b01e23", hex_to_lab("#b01e23"), 0.6, "red")
+    navy = ColourCluster("#262a37", hex_to_lab("#262a37"), 0.4, "navy")
+    colour = GarmentColour((red, navy), "black", "navy", 0.0, 0.5, "border")
+    assert colour.hex == "#262a37"
+    assert GarmentColour((red, navy), "navy", "black", 0.4, 0.5, "border").hex == "#262a37"  # its own cluster
+    assert GarmentColour((red, navy), MULTICOLOUR, "red", 0.6, 0.5, "border").hex == "#b01e23"  # the largest

@@ -25,7 +25,7 @@ from .constancy import corrected
 from .features import garment_features
 from .garment import SIZE, GarmentMask, downsized_lab, garment_mask, kmeans
 from .model import shipped
-from .palette import FAMILIES, MULTICOLOUR, family_of, family_of_pixels, lab_to_hex
+from .palette import FAMILIES, MULTICOLOUR, distance_to_family, family_of, family_of_pixels, lab_to_hex
 
 CLUSTERS = 5
 MAX_PIXELS = 1000  # garment pixels clustered (a seeded sample of them when there are more)
@@ -62,11 +62,16 @@ class GarmentColour:
 
     @property
     def hex(self) -> str:
-        """The hex of the largest cluster of the garment's family (of the largest cluster when multicolour)."""
+        """The hex of the largest cluster of the garment's family; of the cluster nearest one of the family's
+        swatches when none is of it (the fitted decision can name a family that no cluster's own colour falls
+        in: a near-neutral dark navy read as black); of the largest cluster when multicolour."""
         for cluster in self.clusters:
             if cluster.family == self.family:
                 return cluster.hex
-        return self.clusters[0].hex
+        if self.family == MULTICOLOUR:
+            return self.clusters[0].hex
+        near = distance_to_family(np.array([c.lab for c in self.clusters]), self.family)
+        return self.clusters[int(near.argmin())].hex
 
     def families(self) -> dict[str, float]:
         """Each palette family present and its share of the garment's pixels, largest first."""

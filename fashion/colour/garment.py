@@ -90,10 +90,6 @@ class GarmentMask:
             return self.mask
         return self.mask & (distance >= np.quantile(inside, 1 - CORE_SHARE))
 
-    def core_pixels(self) -> np.ndarray:
-        """The Lab pixels of the garment's core (:meth:`core`), (n, 3)."""
-        return self.lab[self.core()]
-
 
 def to_array(image) -> np.ndarray:
     """An RGB uint8 array (h, w, 3) from a PIL image or an array (RGB uint8, or float in [0, 1])."""

@@ -11,7 +11,7 @@ softmax. The garment's family is the most probable family, its runner-up the sec
 The weights ship in ``fashion/data/colour_model.npz`` (a few KB), written by the maintainer script
 ``scripts/fit_colour_model.py`` from the CSV and the photos of clothing-dataset-small; reading them needs
 NumPy only. The file records what it was fitted from (:func:`inputs_digest`: the labels of the fit and dev
-rows, the palette and the feature names) and a digest of its weights; ``tests/test_colour_model.py`` fails
+rows, the palette, the feature names and the constants of the code computing them) and a digest of its weights; ``tests/test_colour_model.py`` fails
 when the labels, palette or features change without a refit.
 
 Fitting (:func:`fit`, :func:`cross_validate`; scikit-learn, imported only there): each photo counts once
@@ -105,12 +105,17 @@ def shipped() -> ColourModel:
                            "refit it: python scripts/fit_colour_model.py") from exc
 
 
-def inputs_digest(rows) -> str:
+def inputs_digest(rows, settings: dict) -> str:
     """12 hex digits of SHA-256 over what a model is fitted from: the (relpath, family, family_2) of the
     labelled rows of :data:`FIT_SPLITS` (``rows``: :class:`fashion.colour.labels.ColourLabel`), in file
-    order, the palette's digest and the feature names."""
+    order, the palette's digest, the feature names, and ``settings``: the constants of the code that computes
+    the features (:func:`fashion.colour.stage.feature_settings`), so that a change to the mask, the light
+    correction or the clusters marks the shipped model as fitted to other features."""
+    import json
+
     labelled = [(r.relpath, r.family, r.family_2 or "") for r in rows if r.split in FIT_SPLITS]
-    return hashlib.sha256(repr((labelled, palette_digest(), FEATURE_NAMES)).encode()).hexdigest()[:12]
+    shaped = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(repr((labelled, palette_digest(), FEATURE_NAMES, shaped)).encode()).hexdigest()[:12]
 
 
 def _design(X, y, y2, second_weight: float):

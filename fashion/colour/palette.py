@@ -113,6 +113,16 @@ def nearest_swatch(lab: np.ndarray) -> np.ndarray:
     return distances.argmin(axis=1).reshape(lab.shape[:-1])
 
 
+def distance_to_family(lab: np.ndarray, family: str) -> np.ndarray:
+    """CIEDE2000 distance from each Lab colour of ``lab`` (..., 3) to the nearest swatch of ``family``."""
+    from skimage.color import deltaE_ciede2000
+
+    lab = np.asarray(lab, dtype=np.float64)
+    labs, families = _swatch_arrays()
+    own = labs[families == FAMILIES.index(family)]
+    return deltaE_ciede2000(lab.reshape(-1, 1, 3), own[None, :, :]).min(axis=1).reshape(lab.shape[:-1])
+
+
 def family_of(lab: np.ndarray) -> np.ndarray:
     """The family index (into :data:`FAMILIES`) of each Lab colour of ``lab`` (..., 3)."""
     _, families = _swatch_arrays()

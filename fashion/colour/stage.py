@@ -39,25 +39,30 @@ import numpy as np
 from ..chunkstore import ChunkStore, settings_tag
 from ..errors import Cancelled
 from ..run import layout
-from . import constancy, dominant, garment, model, palette
+from . import constancy, dominant, features, garment, model, palette
 from .table import COLUMNS, photo_colour
 
 log = logging.getLogger(__name__)
 
-METHOD_VERSION = 5  # 5: the family from the fitted decision (model); 4: the light read from the background (constancy); bump when the colour code changes in a way its constants do not show
+METHOD_VERSION = 6  # 6: the hex of a family no cluster is of, from the nearest cluster; 5: the family from the fitted decision (model); 4: the light read from the background (constancy); bump when the colour code changes in a way its constants do not show
 POOL_ABOVE = 256  # photos to colour before a process pool pays for its start
 CHUNK = 256  # photos per cache chunk (a killed run loses at most one chunk's work)
 HASH_COLUMN = layout.HASH_COLUMN  # an item table's column of file contents (fashion.catalog), reused when present
 TEXT_COLUMNS = ("colour", "colour_2", "colour_hex")
 
 
+def feature_settings() -> dict:
+    """The constants (upper-case numbers, strings, tuples) of the modules that turn a photo into its colour
+    features: the mask (garment), the light correction (constancy), the clusters (dominant), the features."""
+    return {module.__name__: {name: value for name, value in vars(module).items()
+                              if name.isupper() and isinstance(value, (int, float, str, tuple))}
+            for module in (garment, constancy, dominant, features)}
+
+
 def method_tag() -> str:
     """12 hex digits of SHA-256 over everything that shapes a photo's colour columns."""
-    constants = {module.__name__: {name: value for name, value in vars(module).items()
-                                   if name.isupper() and isinstance(value, (int, float, str, tuple))}
-                 for module in (garment, constancy, dominant)}
     return settings_tag(version=METHOD_VERSION, palette=[tuple(vars(s).values()) for s in palette.PALETTE],
-                        cell=palette.CELL, constants=constants, model=model.shipped().digest)
+                        cell=palette.CELL, constants=feature_settings(), model=model.shipped().digest)
 
 
 def _bbox(value) -> tuple | None:

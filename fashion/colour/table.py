@@ -1,8 +1,9 @@
 """Colour columns for a list of photos, one row per photo, ready to join into an item table by row.
 
-``colour`` (a palette family or ``multicolour``), ``colour_2`` (the runner-up family, empty when none),
-``colour_hex`` (``#rrggbb`` of the family's largest cluster) and ``colour_share`` (the share of the
-garment's pixels in that family). A photo that cannot be opened (:class:`fashion.errors.ImageError`) or
+``colour`` (a palette family or ``multicolour``), ``colour_2`` (the runner-up family: the fitted decision
+always names one), ``colour_hex`` (``#rrggbb`` of the family's largest cluster, or of the cluster nearest the
+family's swatches when none is of it) and ``colour_share`` (the share of the garment's pixels in that family
+by the palette; 0 when the fitted decision names a family none of them fall in, as a dark navy read as black). A photo that cannot be opened (:class:`fashion.errors.ImageError`) or
 holds no garment pixels gets empty columns and its reason is counted. :func:`photo_colour` is the one
 function that names a photo's colour columns: the run's colour stage (:mod:`.stage`) calls it too.
 """
