@@ -111,15 +111,22 @@ def _border_canvas(rgb: np.ndarray, seed: int) -> np.ndarray:
     return median + np.random.default_rng(seed).normal(0, noise, (h, w, 1))
 
 
+def placement(size: tuple[int, int], scale: tuple[float, float], rng) -> tuple[int, int, int, int]:
+    """Where a shrunk copy of a (w, h) ``size`` frame goes: (sw, sh, left, top), its side a ``rng``-drawn
+    fraction in ``scale`` of the frame's, at a drawn place inside it (three draws, in this order)."""
+    w, h = size
+    factor = float(rng.uniform(*scale))
+    sw, sh = max(1, round(w * factor)), max(1, round(h * factor))
+    return sw, sh, int(rng.integers(0, w - sw + 1)), int(rng.integers(0, h - sh + 1))
+
+
 def zoom_out(image: Image.Image, seed: int) -> Image.Image:
     """``image`` with the garment shrunk to a seeded 40–70 % of the frame's size, at a seeded place, on
     the photo's widened background (see the module docstring)."""
     rng = np.random.default_rng(seed)
     image = image.convert("RGB")
     w, h = image.size
-    factor = float(rng.uniform(*SCALE))
-    sw, sh = max(1, round(w * factor)), max(1, round(h * factor))
-    left, top = int(rng.integers(0, w - sw + 1)), int(rng.integers(0, h - sh + 1))
+    sw, sh, left, top = placement((w, h), SCALE, rng)
     rgb = np.asarray(image, dtype=np.float64)
     canvas = _border_canvas(rgb, seed)
     alpha, method = garment_alpha(image)

@@ -36,7 +36,7 @@ from fastai.vision.augment import RandTransform
 from fastai.vision.core import PILImage
 from PIL import Image
 
-from .backdrops import garment_alpha, over
+from .backdrops import garment_alpha, over, placement
 
 __all__ = ["Recompose", "SCALE", "STRIP", "background_strip", "recompose_background", "recompose_smaller",
            "tile_strip"]
@@ -84,12 +84,9 @@ def recompose_background(image: Image.Image, alpha: np.ndarray, strip: np.ndarra
 def recompose_smaller(image: Image.Image, strip: np.ndarray, seed: int) -> Image.Image:
     """The whole ``image`` shrunk to a seeded :data:`SCALE` of the frame, at a seeded place, on a canvas tiled
     from its own border ``strip``."""
-    rng = np.random.default_rng(seed)
     image = image.convert("RGB")
     w, h = image.size
-    factor = float(rng.uniform(*SCALE))
-    sw, sh = max(1, round(w * factor)), max(1, round(h * factor))
-    left, top = int(rng.integers(0, w - sw + 1)), int(rng.integers(0, h - sh + 1))
+    sw, sh, left, top = placement((w, h), SCALE, np.random.default_rng(seed))
     canvas = tile_strip(strip, (w, h))
     canvas[top:top + sh, left:left + sw] = np.asarray(image.resize((sw, sh), Image.Resampling.BILINEAR))
     return Image.fromarray(canvas.round().astype(np.uint8))
