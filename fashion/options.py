@@ -374,8 +374,8 @@ OPTIONS = registry(
        "e.g. 0.99)", type=float, metavar="DECAY"),
     _O("tta", ("--tta",), "also report test-time-augmented accuracy (valid and test)", default=False,
        action="store_true"),
-    _O("hard_check", ("--no-hard-check",), "skip all three perturbed-photo checks (strongly perturbed test photos, "
-       "the garment on another background, smaller in the frame): three fewer passes over the test photos", default=True, action="store_false"),
+    _O("hard_check", ("--no-hard-check",), "skip all three perturbed-photo checks (strongly perturbed photos, "
+       "the garment on another background, smaller in the frame): three fewer passes over the test and valid photos", default=True, action="store_false"),
     _O("ensemble", ("--ensemble",), "more backbones trained the same way and exported with --arch as one model",
        default=(), type=archs, metavar="ARCH[,ARCH]"),
     _O("clean_labels", ("--clean-labels",), "drop the training photos cleanlab flags (out-of-fold predictions on "

@@ -71,8 +71,8 @@ class TrainConfig:
     (:mod:`.recompose`); ema: decay of an
     exponential moving average of the weights, updated every batch, validated and kept in place of the
     raw weights; tta: also report test-time-augmented accuracy (fastai ``Learner.tta``); hard_check:
-    report accuracy on strongly perturbed test photos (:mod:`.robustness`), and with the garment on another
-    background and smaller in the frame (:mod:`.backdrops`); ensemble: more registry
+    report accuracy on strongly perturbed test and valid photos (:mod:`.robustness`), and with the garment on
+    another background and smaller in the frame (:mod:`.backdrops`): valid's to choose levers on; ensemble: more registry
     archs trained with the same schedule and exported with ``arch`` as one model (:mod:`fashion.ensemble`);
     clean_labels: "drop" removes the train photos cleanlab flags on out-of-fold predictions of a
     logistic regression on frozen pretrained features, "weight" keeps them but samples each with its
