@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     import numpy as np
     from PIL import Image
 
+    from fashion.images import open_image
+    from fashion.resize import resize_image
     from fashion.training.backdrops import garment_alpha
     from fashion.training.recompose import background_strip
 
@@ -33,7 +35,7 @@ def main(argv=None) -> int:
     picked = random.Random(args.seed).sample(paths, min(args.n, len(paths)))
     centre = no_strip = 0
     for path in picked:
-        image = Image.open(path).convert("RGB").resize((args.size, args.size))
+        image = Image.fromarray(resize_image(open_image(path), args.size, "squish"))  # as training squishes it
         alpha, method = garment_alpha(image)
         if method != "border":
             centre += 1

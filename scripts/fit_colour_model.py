@@ -116,7 +116,7 @@ def main(argv=None) -> int:
             return 1
     model = fit(X, y, y2, chosen[0], chosen[1], inputs=inputs_digest(labels, feature_settings()))
     model.save(args.out)
-    train = scores(*zip(*(model.ranked(x) for x in X)), y)
+    train = scores(*model.top_two(X), y)
     print(f"{args.out}: C {model.C}, second weight {model.second_weight}, inputs {model.inputs}, digest "
           f"{model.digest} ({args.out.stat().st_size} bytes); on its own training photos top1 {train[0]:.4f} "
           f"top2 {train[1]:.4f}; {time.perf_counter() - start:.1f} s")

@@ -61,10 +61,15 @@ class ColourModel:
         p = np.exp(logits)
         return p / p.sum(axis=-1, keepdims=True)
 
+    def top_two(self, features: np.ndarray) -> tuple[list[str], list[str]]:
+        """The most probable family and the runner-up of each row of a (n, n_features) matrix."""
+        order = np.argsort(-self.probabilities(np.atleast_2d(features)), axis=1, kind="stable")
+        return [self.classes[i] for i in order[:, 0]], [self.classes[i] for i in order[:, 1]]
+
     def ranked(self, features: np.ndarray) -> tuple[str, str]:
         """The most probable family of one feature vector and the runner-up."""
-        order = np.argsort(-self.probabilities(features), kind="stable")
-        return self.classes[int(order[0])], self.classes[int(order[1])]
+        first, second = self.top_two(features)
+        return first[0], second[0]
 
     @property
     def digest(self) -> str:
@@ -164,8 +169,5 @@ def cross_validate(X, y, y2, C: float, second_weight: float, splits) -> tuple[np
     first = np.empty(len(y), dtype=object)
     second = np.empty(len(y), dtype=object)
     for train, test in splits:
-        model = fit(X[train], y[train], y2[train], C, second_weight)
-        order = np.argsort(-model.probabilities(X[test]), axis=1, kind="stable")
-        first[test] = [model.classes[i] for i in order[:, 0]]
-        second[test] = [model.classes[i] for i in order[:, 1]]
+        first[test], second[test] = fit(X[train], y[train], y2[train], C, second_weight).top_two(X[test])
     return first, second
