@@ -24,7 +24,9 @@ pixels into :data:`EXTRA` features, added to the 57 of :mod:`fashion.colour.feat
 Then the same cross-validation as ``scripts/fit_colour_model.py`` (stratified 5-fold x 3 seeds, the same
 12 (C, second weight) settings, the same folds) for the 57 features alone and with each map's 23 features
 added. The decision rule (written before the CV ran, commit message of this script): keep the cue only
-if the best setting's CV top-1 beats 0.631 by >= 0.02 and its top-2 is not below 0.8217.
+if the best setting's CV top-1 beats 0.631 by >= 0.02 and its top-2 is not below 0.8217. It lost (best 0.6380 /
+0.8222, gradcam; norm 0.6365 / 0.8256): the figures and the ``--paired`` diagnostic are in ``benchmarks/README.md``,
+"Round of 2026-12-07 (fifth)"; nothing of it is in the library.
 
     PYTHONPATH=. OPENBLAS_NUM_THREADS=1 nice -n 19 python scripts/colour_cam_prototype.py --cache /tmp/colourcam/maps.npz
 
