@@ -54,11 +54,8 @@ from fashion.colour.model import FIT_SPLITS, cross_validate, folds  # noqa: E402
 from fashion.colour.palette import FAMILIES, family_of_pixels  # noqa: E402
 from fashion.images import open_image  # noqa: E402
 
-LABELS = REPO / "tests" / "data" / "colour_labels.csv"
-DEFAULT_ROOT = REPO.parent / "shared" / "data" / "clothing-dataset-small"
-GRID_C = (0.03, 0.05, 0.1, 0.2)
-GRID_SECOND = (0.0, 0.3, 0.6)
-FOLDS, SEEDS = 5, (0, 1, 2)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the maintainer script whose CV this repeats
+from fit_colour_model import DEFAULT_ROOT, FOLDS, GRID_C, GRID_SECOND, LABELS, SEEDS  # noqa: E402
 MAPS = ("norm", "gradcam")
 HOT = 0.5
 EXTRA = (*(f"cam_share_{f}" for f in FAMILIES), "cam_mean_L", "cam_mean_a", "cam_mean_b",

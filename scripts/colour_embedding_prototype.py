@@ -50,11 +50,8 @@ from fashion.colour.labels import locate, read_labels  # noqa: E402
 from fashion.colour.model import FIT_SPLITS, cross_validate, fit, folds  # noqa: E402
 from fashion.images import open_image  # noqa: E402
 
-LABELS = REPO / "tests" / "data" / "colour_labels.csv"
-DEFAULT_ROOT = REPO.parent / "shared" / "data" / "clothing-dataset-small"
-GRID_C = (0.03, 0.05, 0.1, 0.2)
-GRID_SECOND = (0.0, 0.3, 0.6)
-FOLDS, SEEDS = 5, (0, 1, 2)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the maintainer script whose CV this repeats
+from fit_colour_model import DEFAULT_ROOT, FOLDS, GRID_C, GRID_SECOND, LABELS, SEEDS  # noqa: E402
 LAYERS = ("head", "body")
 # cheapest first: the PCA variants fit 89 or 121 columns, the whole vectors 569 or 1,337
 VARIANTS = ("head-pca32", "head-pca64", "body-pca32", "body-pca64", "head", "body")
