@@ -250,7 +250,7 @@ def main(argv=None) -> int:
     print("top1: predicted family = label; top2: label in (predicted family, runner-up); either: predicted family "
           "in (label, the labeller's second family); all: dev + holdout. The colour-family decision was fitted on "
           "fit + dev (fashion/colour/model.py): their figures are its training fit; cross-validated figures: "
-          "scripts/fit_colour_model.py")
+          "scripts/fit_colour_model.py; spare: labelled like fit, never fitted on (unseen, like holdout)")
     print()
     print(confusion_table(total))
     if args.second:

@@ -194,8 +194,9 @@ def test_labels_file_is_well_formed():
     assert {label.relpath.split("/")[1] for label in labels} >= {
         "dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt"}
     assert {label.family for label in labels} == set(ALL_FAMILIES)
-    assert {label.split for label in labels} == {"dev", "holdout", "fit"}
-    assert all(label.relpath.startswith(("train/", "validation/")) for label in labels if label.split == "fit")
+    assert {label.split for label in labels} == {"dev", "holdout", "fit", "spare"}
+    assert all(label.relpath.startswith(("train/", "validation/"))
+               for label in labels if label.split in ("fit", "spare"))
 
 
 def test_second_labellers_photos_are_dev_photos_of_the_first():

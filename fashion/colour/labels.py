@@ -1,8 +1,9 @@
 """Hand-labelled garment colours (``tests/data/colour_labels.csv``) and the accuracy of the colour code on them.
 
 The CSV's columns are ``relpath`` (under a clothing-dataset-small root), ``family``, ``family_2`` (optional),
-``split`` (``dev`` / ``holdout`` / ``fit``: the photos the colour-family model is fitted on, with ``dev``) and
-``note``; its labelling rules are in ``colour_labels.md`` beside it.
+``split`` (``dev`` / ``holdout`` / ``fit``: the photos the colour-family model is fitted on, with ``dev`` /
+``spare``: labelled like ``fit`` but not fitted on, an unseen set beside ``holdout``) and ``note``; its
+labelling rules are in ``colour_labels.md`` beside it.
 Photos are found under a clothing-dataset-small root, or, for the rows of its ``test`` split, in the
 package's bundled sample (made from that split; its ``SOURCE.md`` maps every file to its source).
 """
@@ -19,7 +20,7 @@ from ..errors import DatasetError
 from .palette import ALL_FAMILIES
 
 FIELDS = ("relpath", "family", "family_2", "split", "note")
-SPLITS = ("dev", "holdout", "fit")
+SPLITS = ("dev", "holdout", "fit", "spare")
 
 
 @dataclass(frozen=True)
