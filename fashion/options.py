@@ -28,7 +28,7 @@ from .insight.map import MAP_METHODS
 from .neighbors import INDEXES, METRICS
 from .runfiles import MAX_SIZE
 
-__all__ = ["Option", "OPTIONS", "DEFAULT_BACKBONE", "positive_int", "image_size", "epochs", "parse_epochs", "archs",
+__all__ = ["Option", "OPTIONS", "DEFAULT_BACKBONE", "positive_int", "image_size", "epochs", "parse_epochs", "archs", "paths",
            "default", "registry", "CROPS", "MIXES", "AUGMENTS", "CLEAN_LABELS", "METRIC_LOSSES", "ENGINES"]
 
 # vocabularies that exist only as option values
@@ -130,6 +130,15 @@ def archs(text: str) -> tuple[str, ...]:
     ('efficientnet_lite1', 'efficientnet_lite2')
     """
     return tuple(a.strip() for a in text.split(",") if a.strip())
+
+
+def paths(text: str) -> tuple[str, ...]:
+    """Comma-separated paths.
+
+    >>> paths("runs/a, runs/b")
+    ('runs/a', 'runs/b')
+    """
+    return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
 # --------------------------------------------------------------------------------------------- Option
@@ -385,6 +394,10 @@ OPTIONS = registry(
        "penultimate features)", default="none", choices=METRIC_LOSSES),
     _O("metric_weight", ("--metric-weight",), "weight of --metric-loss beside the classification loss",
        default=1.0, type=float, metavar="W"),
+    _O("distill", ("--distill",), "trained model directories (same classes) whose averaged softened predictions "
+       "the training loss also follows: knowledge distillation", default=(), type=paths, metavar="DIR[,DIR]"),
+    _O("distill_weight", ("--distill-weight",), "share of the training loss that is --distill's (the rest is the "
+       "classification loss)", default=0.7, type=float, metavar="W"),
 )
 
 

@@ -16,7 +16,7 @@ __all__ = ["AUGMENTS", "AUGMENT_SETTINGS", "CLEAN_LABELS", "CROPS", "LEVERS", "L
            "MIXES", "Stage", "TrainConfig", "parse_epochs"]
 # the TrainConfig fields above, in CLI order (fashion.cli.train.add_train_levers; benchmarks/train_clothing.py)
 LEVERS = ("freeze_early", "label_smoothing", "mix", "mix_alpha", "augment", "min_scale", "recompose", "ema", "tta", "hard_check", "ensemble",
-          "clean_labels", "metric_loss", "metric_weight")
+          "clean_labels", "metric_loss", "metric_weight", "distill", "distill_weight")
 # aug_transforms keyword arguments per ``augment`` choice ("strong": lighting, warp, zoom, rotation turned up)
 AUGMENT_SETTINGS = {
     "default": {},
@@ -78,7 +78,9 @@ class TrainConfig:
     logistic regression on frozen pretrained features, "weight" keeps them but samples each with its
     label-quality score as weight (fastai ``WeightedDL``; the others weigh 1) (:mod:`.cleanup`); metric_loss: a
     pytorch-metric-learning loss on the head's penultimate features added to the classification loss,
-    weighted by metric_weight, in every stage (:mod:`.metric`).
+    weighted by metric_weight, in every stage (:mod:`.metric`); distill: trained model directories whose
+    averaged softened predictions the training loss also follows, with weight distill_weight against the
+    classification loss (:mod:`.distill`).
     """
 
     arch: str = default("train_arch")
@@ -114,6 +116,8 @@ class TrainConfig:
     clean_labels: str = default("clean_labels")
     metric_loss: str = default("metric_loss")
     metric_weight: float = default("metric_weight")
+    distill: tuple = default("distill")
+    distill_weight: float = default("distill_weight")
     stages: list = field(default=None)
 
     def __post_init__(self):
@@ -164,6 +168,10 @@ class TrainConfig:
         if self.mix != "none" and self.metric_loss != "none":
             raise ConfigError("mix and metric_loss do not combine: a mixed photo has no one label to pull "
                               "its embedding towards")
+        self.distill = tuple(str(d).strip() for d in (self.distill.split(",") if isinstance(self.distill, str)
+                                                       else self.distill) if str(d).strip())
+        if not 0 < self.distill_weight <= 1:
+            raise ConfigError(f"distill_weight must be in (0, 1], got {self.distill_weight!r}")
         self.ensemble = tuple(str(a) for a in (self.ensemble.split(",") if isinstance(self.ensemble, str) else self.ensemble)
                               if str(a).strip())
         self.ensemble = tuple(a.strip() for a in self.ensemble)

@@ -202,7 +202,7 @@ def _stage_lr(run: TrainingRun, stage: Stage) -> tuple[float, float, float | Non
 
 def lever_callbacks(run: TrainingRun) -> list:
     """The fastai callbacks of a stage's fit that ``run.config``'s levers ask for (MixUp / CutMix,
-    weight averaging, the metric-learning loss); the LR finder runs without them."""
+    weight averaging, the metric-learning loss, distillation); the LR finder runs without them."""
     config = run.config
     cbs = []
     if config.mix != "none":
@@ -218,6 +218,10 @@ def lever_callbacks(run: TrainingRun) -> list:
         from .metric import MetricLoss
 
         cbs.append(MetricLoss(config.metric_loss, config.metric_weight, len(run.splits.classes)))
+    if config.distill:
+        from .distill import Distill
+
+        cbs.append(Distill(config.distill, config.distill_weight, run.backbone.mean, run.backbone.std))
     return cbs
 
 
