@@ -28,7 +28,7 @@ from .insight.map import MAP_METHODS
 from .neighbors import INDEXES, METRICS
 from .runfiles import MAX_SIZE
 
-__all__ = ["Option", "OPTIONS", "DEFAULT_BACKBONE", "positive_int", "image_size", "epochs", "parse_epochs", "archs", "paths",
+__all__ = ["Option", "OPTIONS", "DEFAULT_BACKBONE", "positive_int", "image_size", "epochs", "parse_epochs", "comma_separated",
            "default", "registry", "CROPS", "MIXES", "AUGMENTS", "CLEAN_LABELS", "METRIC_LOSSES", "ENGINES"]
 
 # vocabularies that exist only as option values
@@ -123,22 +123,13 @@ def epochs(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def archs(text: str) -> tuple[str, ...]:
-    """Comma-separated backbone names.
+def comma_separated(text: str) -> tuple[str, ...]:
+    """Comma-separated names or paths (``--ensemble``, ``--distill``), blanks dropped.
 
-    >>> archs("efficientnet_lite1, efficientnet_lite2")
+    >>> comma_separated("efficientnet_lite1, efficientnet_lite2")
     ('efficientnet_lite1', 'efficientnet_lite2')
     """
     return tuple(a.strip() for a in text.split(",") if a.strip())
-
-
-def paths(text: str) -> tuple[str, ...]:
-    """Comma-separated paths.
-
-    >>> paths("runs/a, runs/b")
-    ('runs/a', 'runs/b')
-    """
-    return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
 # --------------------------------------------------------------------------------------------- Option
@@ -386,7 +377,7 @@ OPTIONS = registry(
     _O("hard_check", ("--no-hard-check",), "skip all three perturbed-photo checks (strongly perturbed photos, "
        "the garment on another background, smaller in the frame): three fewer passes over the test and valid photos", default=True, action="store_false"),
     _O("ensemble", ("--ensemble",), "more backbones trained the same way and exported with --arch as one model",
-       default=(), type=archs, metavar="ARCH[,ARCH]"),
+       default=(), type=comma_separated, metavar="ARCH[,ARCH]"),
     _O("clean_labels", ("--clean-labels",), "drop the training photos cleanlab flags (out-of-fold predictions on "
        "frozen features), or keep them sampled at their label-quality score (weight)", default="none",
        choices=CLEAN_LABELS),
@@ -395,7 +386,7 @@ OPTIONS = registry(
     _O("metric_weight", ("--metric-weight",), "weight of --metric-loss beside the classification loss",
        default=1.0, type=float, metavar="W"),
     _O("distill", ("--distill",), "trained model directories (same classes) whose averaged softened predictions "
-       "the training loss also follows: knowledge distillation", default=(), type=paths, metavar="DIR[,DIR]"),
+       "the training loss also follows: knowledge distillation", default=(), type=comma_separated, metavar="DIR[,DIR]"),
     _O("distill_weight", ("--distill-weight",), "share of the training loss that is --distill's (the rest is the "
        "classification loss)", default=0.7, type=float, metavar="W"),
 )

@@ -55,7 +55,7 @@ from fashion.colour.palette import FAMILIES, family_of_pixels  # noqa: E402
 from fashion.images import open_image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the maintainer script whose CV this repeats
-from fit_colour_model import DEFAULT_ROOT, FOLDS, GRID_C, GRID_SECOND, LABELS, SEEDS  # noqa: E402
+from fit_colour_model import DEFAULT_ROOT, FOLDS, GRID_C, GRID_SECOND, LABELS, SEEDS, scores  # noqa: E402
 MAPS = ("norm", "gradcam")
 HOT = 0.5
 EXTRA = (*(f"cam_share_{f}" for f in FAMILIES), "cam_mean_L", "cam_mean_a", "cam_mean_b",
@@ -124,11 +124,6 @@ def cam_features(reading, cell_map: np.ndarray) -> np.ndarray:
     inside = float(m[mask].sum() / m.sum())
     frame = (lab.reshape(-1, 3) * m.reshape(-1, 1)).sum(axis=0) / m.sum()
     return np.array([*votes, *mean, *hot_median, inside, *frame])
-
-
-def scores(first, second, y) -> tuple[float, float]:
-    first, second, y = (np.asarray(v, dtype=object) for v in (first, second, y))
-    return float(np.mean(first == y)), float(np.mean((first == y) | (second == y)))
 
 
 def grid(X, y, y2, splits, name: str) -> dict:

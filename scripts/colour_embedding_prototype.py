@@ -51,7 +51,7 @@ from fashion.colour.model import FIT_SPLITS, cross_validate, fit, folds  # noqa:
 from fashion.images import open_image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the maintainer script whose CV this repeats
-from fit_colour_model import DEFAULT_ROOT, FOLDS, GRID_C, GRID_SECOND, LABELS, SEEDS  # noqa: E402
+from fit_colour_model import DEFAULT_ROOT, FOLDS, GRID_C, GRID_SECOND, LABELS, SEEDS, scores  # noqa: E402
 LAYERS = ("head", "body")
 # cheapest first: the PCA variants fit 89 or 121 columns, the whole vectors 569 or 1,337
 VARIANTS = ("head-pca32", "head-pca64", "body-pca32", "body-pca64", "head", "body")
@@ -100,11 +100,6 @@ def cross_validate_pca(base, emb, k, y, y2, C, second_weight, splits):
         x_train, x_test = with_pca(base, emb, k, train, test)
         first[test], second[test] = fit(x_train, y[train], y2[train], C, second_weight).top_two(x_test)
     return first, second
-
-
-def scores(first, second, y) -> tuple[float, float]:
-    first, second, y = (np.asarray(v, dtype=object) for v in (first, second, y))
-    return float(np.mean(first == y)), float(np.mean((first == y) | (second == y)))
 
 
 def grid(base, emb, k, y, y2, splits, name: str) -> dict:

@@ -86,21 +86,23 @@ def test_each_training_batch_mixes_the_distillation_loss_in_before_the_metric_lo
                                                                       distill=(str(teacher), str(teacher)),
                                                                       distill_weight=0.7), tmp_path / "out")
     cbs = lever_callbacks(run)
-    assert [type(c) for c in cbs] == [MetricLoss, Distill]
+    assert sorted(type(c).__name__ for c in cbs) == ["Distill", "MetricLoss"]
     (taught,) = load_teachers([str(teacher)], run.splits.classes)
 
     class Check(Callback):
         order = MetricLoss.order + 1
 
         def before_fit(self):
-            self.seen = []
+            self.seen, self.valid = [], []
             self.hook = self.learn.model[1][-1].register_forward_pre_hook(self.grab)
 
         def grab(self, module, inputs):
             self.feats = inputs[0].detach()
 
         def after_loss(self):
-            if not self.training:
+            if not self.training:  # validation: the plain classification loss (it picks the best epoch)
+                plain = self.learn.loss_func(self.learn.pred, *self.learn.yb)
+                self.valid.append((float(self.learn.loss), float(plain)))
                 return
             with torch.no_grad():
                 x = self.learn.xb[0]
@@ -118,8 +120,12 @@ def test_each_training_batch_mixes_the_distillation_loss_in_before_the_metric_lo
     assert check.seen
     for got, expected, without in check.seen:
         assert got == pytest.approx(expected, rel=1e-4) and got != pytest.approx(without, rel=1e-3)
-    # validation keeps the plain classification loss (it picks the best epoch)
-    assert np.isfinite(run.learn.recorder.values[-1][1])
+    assert check.valid and all(got == pytest.approx(plain, rel=1e-6) for got, plain in check.valid)
+    # the teachers only predict: their weights and BatchNorm statistics are as loaded
+    (distill,) = [c for c in cbs if isinstance(c, Distill)]
+    fresh = taught.model.state_dict()
+    assert len(distill.teachers) == 2 and all(torch.equal(v, fresh[k]) for t in distill.teachers
+                                              for k, v in t.model.state_dict().items())
 
 
 def test_a_teacher_of_another_normalisation_gets_the_photo_it_expects(teacher):

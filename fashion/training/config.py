@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..options import AUGMENTS, CLEAN_LABELS, CROPS, METRIC_LOSSES, MIXES, default, parse_epochs
+from ..options import AUGMENTS, CLEAN_LABELS, CROPS, METRIC_LOSSES, MIXES, comma_separated, default, parse_epochs
 
 LR_SUGGESTIONS = ("valley", "minimum", "steep", "slide")  # fastai.callback.schedule suggestion functions
 # accuracy and retrieval levers (#15): their choices (MIXES, AUGMENTS, CLEAN_LABELS, METRIC_LOSSES) and
@@ -168,16 +168,17 @@ class TrainConfig:
         if self.mix != "none" and self.metric_loss != "none":
             raise ConfigError("mix and metric_loss do not combine: a mixed photo has no one label to pull "
                               "its embedding towards")
-        self.distill = tuple(str(d).strip() for d in (self.distill.split(",") if isinstance(self.distill, str)
-                                                       else self.distill) if str(d).strip())
+        self.distill, self.ensemble = _names(self.distill), _names(self.ensemble)
         if not 0 < self.distill_weight <= 1:
             raise ConfigError(f"distill_weight must be in (0, 1], got {self.distill_weight!r}")
-        self.ensemble = tuple(str(a) for a in (self.ensemble.split(",") if isinstance(self.ensemble, str) else self.ensemble)
-                              if str(a).strip())
-        self.ensemble = tuple(a.strip() for a in self.ensemble)
         if self.arch in self.ensemble or len(set(self.ensemble)) != len(self.ensemble):
             raise ConfigError(f"ensemble lists the other archs, each once (arch is {self.arch!r}); got "
                               f"{list(self.ensemble)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _names(value) -> tuple:
+    """A list field given as "a, b" (the CLI's text) or any sequence (JSON's lists): a tuple of its names."""
+    return comma_separated(value) if isinstance(value, str) else tuple(str(v).strip() for v in value if str(v).strip())

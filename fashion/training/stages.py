@@ -221,7 +221,8 @@ def lever_callbacks(run: TrainingRun) -> list:
     if config.distill:
         from .distill import Distill
 
-        cbs.append(Distill(config.distill, config.distill_weight, run.backbone.mean, run.backbone.std))
+        cbs.append(Distill(config.distill, config.distill_weight, run.backbone.mean, run.backbone.std,
+                           channels_last=config.channels_last))
     return cbs
 
 
