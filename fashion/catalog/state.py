@@ -237,10 +237,11 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
                 small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
                 reach = None if index is None else kept.reach(index, cat.vectors,
                                                                np.searchsorted(gallery_ids, new_gallery), need)
+                allowed = None if reach is None else (lambda rows, ids=held.query_ids: reach(ids[rows]))
                 held, changed = merge_added(held, _ByRow(cat.vectors, held.query_ids), small, new_gallery, k,
                                             new_vectors=cat.vectors[new_gallery],
                                             unit_queries=_unit_rows(searched, gallery_ids, held.query_ids),
-                                            allowed=None if reach is None else (lambda rows, ids=held.query_ids: reach(ids[rows])))
+                                            allowed=allowed)
         with timer("new_lists"):  # the new items' lists and the refills (part of "search")
             found = search(searched, gallery_ids, cat.vectors[fresh], fresh, width, all_pairs)
         wide = Lists.concat([held, found], width).sorted()
