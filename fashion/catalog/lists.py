@@ -205,11 +205,14 @@ def nearest_allowed(index, Q: np.ndarray, allowed: np.ndarray, k: int) -> tuple[
 
     X = index.fitted_rows
     Q = unit_rows(Q, keep_zero=True) if index.metric == "cosine" else np.ascontiguousarray(Q, np.float32)
-    k = min(int(k), len(X))
-    key = -(Q @ X.T) if index.metric == "cosine" else sq_norms(X)[None, :] - 2.0 * (Q @ X.T)
-    key = np.where(allowed, key, np.inf)
-    cand = (np.argpartition(key, k - 1, axis=1)[:, :k] if k < len(X)
-            else np.broadcast_to(np.arange(len(X)), key.shape).copy())
+    k, n = min(int(k), len(X)), len(X)
+    score = Q @ X.T  # larger is nearer: q.x, or 2 q.x - |x|^2 for euclidean (in place: one (q, n) array)
+    if index.metric != "cosine":
+        score *= 2.0
+        score -= sq_norms(X).astype(np.float32)[None, :]
+    np.copyto(score, -np.inf, where=~allowed)
+    cand = (np.argpartition(score, n - k, axis=1)[:, n - k:] if k < n
+            else np.broadcast_to(np.arange(n), score.shape).copy())
     dist = pair_distances(Q, X, cand, index.metric)
     ok = np.take_along_axis(allowed, cand, 1)
     ids, dist = _best(np.where(ok, cand, -1), np.where(ok, dist, np.inf), k)
