@@ -141,6 +141,46 @@ def test_test_time_augmentation_leaves_recompose_out(tmp_path):
     assert sum(recomposer.counts.values()) > sum(before.values())
 
 
+def test_each_epoch_logs_what_recompose_did_to_that_epochs_photos(tmp_path, caplog):
+    """One INFO line per epoch from the training callbacks (EpochLog), with the epoch's own counts: the
+    photos drawn before the fit (as the LR finder draws them) and the previous epoch's are not in it."""
+    import logging
+    import re
+
+    from fashion import datasets, training
+    from fashion.training import Stage
+
+    root = make_garment_folder(tmp_path / "d", ["blue", "red"], per_family=6, size=(48, 64))
+    items = datasets.load(root, format="folder").frame
+    cfg = TrainConfig(epochs=(0, 0, 0), size=32, final_size=32, batch_size=4, augment="none", recompose=1.0,
+                      pretrained=False, leak_check=False, hard_check=False, seed=0, valid_pct=0.25, num_workers=0)
+    run = training.prepare(items, cfg, tmp_path / "out")
+    recomposer, = rc.recomposers(run.learn.dls.train)
+    run.learn.dls.train.one_batch()
+    assert sum(recomposer.counts.values()) == 4  # drawn outside an epoch
+    with caplog.at_level(logging.INFO, logger="fashion.training"):
+        training.run_stage(run, Stage("s1", 2, lr=1e-3, frozen=True, size=32))
+    lines = [r.getMessage() for r in caplog.records if "recomposed" in r.getMessage()]
+    assert [r.levelno for r in caplog.records if "recomposed" in r.getMessage()] == [logging.INFO] * 2
+    per_epoch = len(run.learn.dls.train.dataset)  # each training photo once (fastai drops a short last batch
+    assert per_epoch % cfg.batch_size  # after its transforms: the count is every photo's, 17 here, not 16)
+    for epoch, line in enumerate(lines, 1):
+        m = re.fullmatch(rf"s1 epoch {epoch}: recomposed (\d+) of (\d+) photos: (\d+) on another background, "
+                         r"(\d+) smaller", line)
+        assert m, line
+        changed, seen, background, smaller = map(int, m.groups())
+        assert seen == per_epoch and changed == background + smaller and 0 < changed <= seen
+    assert sum(recomposer.counts.values()) == 0  # read and zeroed by the last epoch's line
+
+
+def test_take_counts_returns_the_counts_and_starts_again_at_zero():
+    tfm = rc.Recompose(p=1.0)
+    tfm.counts.update(background=2, smaller=1, unchanged=5)
+    assert tfm.take_counts() == {"background": 2, "smaller": 1, "unchanged": 5}
+    assert tfm.counts == {"background": 0, "smaller": 0, "unchanged": 0}
+    assert rc.Recompose.describe(tfm.take_counts()) == "recomposed 0 of 0 photos: 0 on another background, 0 smaller"
+
+
 def test_recompose_share_benchmark_counts_the_photos_the_lever_can_take(tmp_path, capsys):
     import importlib.util
     from pathlib import Path

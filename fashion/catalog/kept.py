@@ -7,6 +7,9 @@
   (:func:`write`).
 
 Either way the new vectors' coarse drift is measured (:mod:`.drift`: when to retrain, by a rebuild).
+The kept lists follow what a search with the kept index gives (:mod:`.lists`): a list takes only the new
+items its search reaches (:func:`reach`), and the lists whose search in memory goes exact where its probed
+lists hold too few, or stops being exact, are searched again (:func:`thin_probes`, :func:`grown_probes`).
 """
 
 from __future__ import annotations
@@ -130,6 +133,74 @@ def thin_probes(index, vectors, query_ids: np.ndarray, need: int, lost: np.ndarr
             flags &= touched[cells].any(axis=1)
         thin.append(flags)
     return query_ids[np.concatenate(thin)]
+
+
+def reach(index, vectors, new_rows: np.ndarray, need: int):
+    """Which new items a fresh search of a query can return, for :func:`.lists.merge_added`: None where
+    any can (an exact index), else a function of query ids (rows of ``vectors``) → (q, m) bool over the
+    new items (``new_rows``: their rows in the IVF ``index``, after the change). A search visits its
+    probed lists and returns none of the others' items; in memory, where those lists hold fewer than
+    ``need`` (the neighbours it asks for), ``kneighbors`` searches the row exactly (every item), while
+    the on-disk index (:class:`OnDisk`) pads such a search instead. So a kept list takes only what a
+    rebuild with the same index would have found."""
+    from ..neighbors.ivfpq import probed_total
+
+    new_rows = np.asarray(new_rows, np.int64)
+    if isinstance(index, OnDisk):
+        cells = index.live.added_lists(index.gallery_ids[new_rows])  # new items are encoded into the delta
+        if cells is None:
+            return None
+
+        def probed(X):
+            return index.live.probed_cells(unit_rows(X))
+        sizes, need, n_lists = None, 0, int(index.live.params.nlist)  # never searched exactly
+    else:
+        probed = getattr(index, "probed_cells", None)
+        if probed is None:
+            return None
+        cells = index.cells_of(new_rows)
+        sizes, need = np.asarray(index.list_sizes(), np.int64), min(int(need), index.n_samples_fit_)
+        n_lists = len(sizes)
+
+    def allowed(query_ids: np.ndarray) -> np.ndarray:
+        probes = probed(np.asarray(vectors[np.asarray(query_ids, np.int64)]))
+        table = np.zeros((len(probes), n_lists + 1), bool)  # the last column: list −1 (none found)
+        table[np.arange(len(probes))[:, None], probes] = True
+        mask = table[:, cells]
+        if sizes is not None:
+            mask[probed_total(probes, sizes) < need] = True  # searched exactly: every new item
+        return mask
+    return allowed
+
+
+def grown_probes(before, index, vectors, query_ids: np.ndarray, need: int, block: int = 8192) -> np.ndarray:
+    """The ``query_ids`` (rows of ``vectors``) whose search in ``before`` (the in-memory IVF index before the
+    change) was exact, its probed lists holding fewer than ``need`` vectors, and in ``index`` (after it:
+    the same quantiser) is bound to its lists again, since new items filled them: their list, exact over
+    the old gallery, is not what a fresh search gives, so they are searched again (the counterpart of
+    :func:`thin_probes` for adds). Only lists that were thin on their own and grew can turn a search, so
+    with none there is no quantiser pass."""
+    from ..neighbors.ivfpq import probed_total
+
+    query_ids = np.asarray(query_ids, np.int64)
+    probed = getattr(index, "probed_cells", None)
+    if probed is None or before is None or getattr(before, "probed_cells", None) is None or not len(query_ids):
+        return query_ids[:0]
+    old, new = np.asarray(before.list_sizes(), np.int64), np.asarray(index.list_sizes(), np.int64)
+    need_old, need_new = min(int(need), before.n_samples_fit_), min(int(need), index.n_samples_fit_)
+    grown = np.flatnonzero((new > old) & (old < need_old))  # every list a thin search probed held < need_old
+    if not len(grown) and need_new >= need_old:
+        return query_ids[:0]
+    touched = np.zeros(len(new) + 1, bool)  # the last slot: list −1 (none found)
+    touched[grown] = True
+    flagged = []
+    for start in range(0, len(query_ids), block):
+        cells = probed(np.asarray(vectors[query_ids[start:start + block]]))
+        flags = (probed_total(cells, old) < need_old) & (probed_total(cells, new) >= need_new)
+        if need_new >= need_old:  # else a smaller gallery alone may have turned a search
+            flags &= touched[cells].any(axis=1)
+        flagged.append(flags)
+    return query_ids[np.concatenate(flagged)]
 
 
 def write(out, index: OnDisk):

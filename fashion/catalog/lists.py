@@ -10,6 +10,14 @@ A run changed by the catalogue also keeps a **reserve** (``reserve.npz``): each 
 :data:`RESERVE` × k candidates after its k-th, as exact as the lists (−1 where unknown). A removal takes
 a list's lost members' places from its reserve; only a list whose reserve runs out is searched again
 (a full m × n search of those lists), which is what made removals slow.
+
+With an approximate (IVF) index "a full search" is a search with the run's kept index, which visits
+only the coarse lists its query probes: a list takes a new item only where that search reaches it
+(``merge_added``'s ``allowed``, :func:`fashion.catalog.kept.reach`), and the lists whose search turns
+from exact to bound or back are searched again (:func:`fashion.catalog.kept.thin_probes`,
+:func:`~fashion.catalog.kept.grown_probes`). With flat codes the lists then equal that search's; with PQ
+codes no kept list can (its candidates are its lists' best ``rerank`` codes, which new codes displace and
+no run stores): they hold what the search reaches, within a rebuild's recall.
 """
 
 from __future__ import annotations
@@ -187,9 +195,33 @@ def reachable(lists: Lists, query_vectors, new_vectors: np.ndarray, metric: str,
     return rows[hit]
 
 
+def nearest_allowed(index, Q: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's ``k`` nearest fitted rows of the exact ``index`` among the ones ``allowed`` for it ((q, n)
+    bool): (distances float32 (q, k), rows int64 (q, k)) by distance, then row; inf / −1 where fewer are
+    allowed. As the exact search ranks: candidates by float32 scores of one (q, n) product (the allowed
+    rows only), distances from :func:`~fashion.neighbors.distances.pair_distances` (bitwise what every backend
+    reports for the pair). ``Q``: raw query rows, normalised here for cosine as the index's own."""
+    from ..neighbors.distances import pair_distances, sq_norms
+
+    X = index.fitted_rows
+    Q = unit_rows(Q, keep_zero=True) if index.metric == "cosine" else np.ascontiguousarray(Q, np.float32)
+    k, n = min(int(k), len(X)), len(X)
+    score = Q @ X.T  # larger is nearer: q.x, or 2 q.x - |x|^2 for euclidean (in place: one (q, n) array)
+    if index.metric != "cosine":
+        score *= 2.0
+        score -= sq_norms(X).astype(np.float32)[None, :]
+    np.copyto(score, -np.inf, where=~allowed)
+    cand = (np.argpartition(score, n - k, axis=1)[:, n - k:] if k < n
+            else np.broadcast_to(np.arange(n), score.shape).copy())
+    dist = pair_distances(Q, X, cand, index.metric)
+    ok = np.take_along_axis(allowed, cand, 1)
+    ids, dist = _best(np.where(ok, cand, -1), np.where(ok, dist, np.inf), k)
+    return dist.astype(np.float32), ids
+
+
 def merge_added(lists: Lists, query_vectors: np.ndarray, new_index, new_ids: np.ndarray,
                 k: int | None = None, new_vectors: np.ndarray | None = None,
-                unit_queries=None, precision: str | None = None) -> tuple[Lists, int]:
+                unit_queries=None, precision: str | None = None, allowed=None) -> tuple[Lists, int]:
     """Existing lists after new gallery items arrive: one m × n search of the existing queries among the
     m new items (``new_index``, fitted on them; rows → ``new_ids``), each list merged with its new
     candidates. A list changes only where a new item comes closer than its k-th neighbour. Wide lists
@@ -198,6 +230,10 @@ def merge_added(lists: Lists, query_vectors: np.ndarray, new_index, new_ids: np.
     gallery, nothing further. With ``new_vectors`` (the new items' rows), only the lists one of them may
     enter (:func:`reachable`: one product, no top-k; ``unit_queries`` and ``precision`` passed on) are searched and merged;
     the others are as they were. ``query_vectors``: anything indexed by row numbers (read when indexed).
+    ``allowed``: None (every new item may enter every list), or a function of rows of ``lists`` → (rows, m)
+    bool, the new items each of those lists may take (an approximate index's search reaches only some:
+    :func:`fashion.catalog.kept.reach`), searched among those alone (:func:`nearest_allowed`), a block of
+    :data:`BLOCK` lists at a time.
     Returns (lists, how many lists changed in their first ``k`` columns)."""
     width, k = lists.k, lists.k if k is None else k
     if not len(lists.query_ids) or not len(new_ids):
@@ -207,8 +243,17 @@ def merge_added(lists: Lists, query_vectors: np.ndarray, new_index, new_ids: np.
     if not len(rows):
         return lists, 0
     part = lists.take(rows)
-    dist, found = new_index.kneighbors(np.asarray(query_vectors[rows]), n_neighbors=min(width, len(new_ids)))
-    ids, dist = _best(np.concatenate([part.ids, new_ids[found]], axis=1),
+    if allowed is None:
+        dist, found = new_index.kneighbors(np.asarray(query_vectors[rows]), n_neighbors=min(width, len(new_ids)))
+    else:
+        found = np.full((len(rows), min(width, len(new_ids))), -1, np.int64)
+        dist = np.full(found.shape, np.inf, np.float32)
+        for start in range(0, len(rows), BLOCK):
+            block = rows[start:start + BLOCK]
+            dist[start:start + BLOCK], found[start:start + BLOCK] = nearest_allowed(
+                new_index, np.asarray(query_vectors[block]), allowed(block), found.shape[1])
+    found = np.where(found >= 0, new_ids[np.maximum(found, 0)], -1)
+    ids, dist = _best(np.concatenate([part.ids, found], axis=1),
                       np.concatenate([part.dist, dist.astype(np.float32)], axis=1), width)
     unknown = np.arange(width)[None, :] >= (part.ids >= 0).sum(axis=1)[:, None]
     ids[unknown], dist[unknown] = -1, np.inf

@@ -173,8 +173,9 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
     """The new roles, index and lists after ``added`` ids arrived and ``removed`` ids left.
 
     Existing lists are merged with the new gallery items (one search of the existing queries among the m
-    new items) and the lists that lost a member (or, IVF-PQ, whose probed lists removals thinned:
-    :func:`~.kept.thin_probes`) are searched again; when the roles of the kept items or
+    new items; IVF-PQ: among those in the lists each query's search probes, :func:`~.kept.reach`) and the
+    lists that lost a member (or, IVF-PQ, whose probed lists removals thinned, :func:`~.kept.thin_probes`,
+    or adds filled again, :func:`~.kept.grown_probes`) are searched again; when the roles of the kept items or
     k itself change (k was clamped to a smaller gallery), or ``full``, every list is searched again. Returns
     (query, gallery, mode, index, k, lists); index is None where it is kept as its rows (:func:`row_kept`)
     and no list was searched."""
@@ -220,20 +221,27 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
             lists, cat.reserve = split(wide, k)
             return query, gallery, mode, index, k, lists
         held, lost = drop_removed(widen(cat.lists, cat.reserve, width), removed, k)
+        need = width + int(all_pairs)  # what each list's search asks its index for
         if len(removed) and index is not None:  # approximate: searched exactly where removals thinned its lists
-            lost = np.union1d(lost, kept.thin_probes(index, cat.vectors, held.query_ids, width + int(all_pairs),
+            lost = np.union1d(lost, kept.thin_probes(index, cat.vectors, held.query_ids, need,
                                                      kept.lost_cells(before, before_ids, removed)))
-        held = held.take(np.flatnonzero(~member(held.query_ids, lost)))
         new_gallery = np.sort(added[gallery[added]])
+        if len(new_gallery) and index is not None:  # and where adds filled the lists of an exact search again
+            lost = np.union1d(lost, kept.grown_probes(before, index, cat.vectors, held.query_ids, need))
+        held = held.take(np.flatnonzero(~member(held.query_ids, lost)))
         changed = 0
         fresh = np.union1d(lost, added[query[added]])
         searched = fitted() if len(fresh) else None
         if len(new_gallery):
             with timer("merge"):  # the existing lists a new item may enter (part of "search")
                 small = build_index("exact", metric=ref["metric"]).fit(cat.vectors[new_gallery])
+                reach = None if index is None else kept.reach(index, cat.vectors,
+                                                               np.searchsorted(gallery_ids, new_gallery), need)
+                allowed = None if reach is None else (lambda rows, ids=held.query_ids: reach(ids[rows]))
                 held, changed = merge_added(held, _ByRow(cat.vectors, held.query_ids), small, new_gallery, k,
                                             new_vectors=cat.vectors[new_gallery],
-                                            unit_queries=_unit_rows(searched, gallery_ids, held.query_ids))
+                                            unit_queries=_unit_rows(searched, gallery_ids, held.query_ids),
+                                            allowed=allowed)
         with timer("new_lists"):  # the new items' lists and the refills (part of "search")
             found = search(searched, gallery_ids, cat.vectors[fresh], fresh, width, all_pairs)
         wide = Lists.concat([held, found], width).sorted()

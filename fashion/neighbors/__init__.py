@@ -114,8 +114,7 @@ def load_index(path) -> NeighborIndex:
         params = dict(meta["params"])
         if name == "exact":  # files of the torch-engine era carry two knobs that no longer exist
             params.pop("block_size", None), params.pop("engine", None)
-        index = _BACKENDS[name](metric=meta["metric"], **params)
-        index._restore(as_matrix(arrays["data"], "data"), arrays)
+        index = _BACKENDS[name](metric=meta["metric"], **params).restore(as_matrix(arrays["data"], "data"), arrays)
     except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError, RuntimeError,
             zipfile.BadZipFile) as exc:
         reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)

@@ -1,7 +1,10 @@
 """What every index shares: input validation, the ``fit`` / ``kneighbors`` / ``save`` contract, and
 the distance recompute (:mod:`.distances`) that makes all backends report the same distance for a pair.
 
-Backends subclass :class:`NeighborIndex` and implement ``_build(X)`` and ``_search(Q, k)``.
+Backends subclass :class:`NeighborIndex` and implement ``_build(X)`` and ``_search(Q, k)``; one that
+holds more than its fitted rows (a faiss index) also implements the saved form's two public methods,
+:meth:`NeighborIndex.state_arrays` (what :meth:`~NeighborIndex.save` writes beside the rows) and
+:meth:`NeighborIndex.restore` (what :func:`fashion.neighbors.load_index` calls to make the index again).
 """
 
 from __future__ import annotations
@@ -259,7 +262,7 @@ class NeighborIndex:
         (a run's ``ids``: index row → item id) are stored beside them and ignored by :func:`load_index`."""
         self._check_fitted()
         meta = {"format_version": FORMAT_VERSION, "name": self.name, "metric": self.metric, "params": self.params}
-        arrays = {**extra, "__meta__": np.array(json.dumps(meta)), "data": self._X, **self._state_arrays()}
+        arrays = {**extra, "__meta__": np.array(json.dumps(meta)), "data": self._X, **self.state_arrays()}
         path = Path(path)
         with atomic_write(path, "wb") as f:
             np.savez(f, **arrays)
@@ -278,14 +281,21 @@ class NeighborIndex:
         scores, local = knn(Q, self._X[rows], k, self.metric)
         return scores, rows[local]
 
-    def _state_arrays(self) -> dict:
-        """Extra arrays to save beside the data (faiss: the serialised index)."""
+    # -- the saved form: what save writes and fashion.neighbors.load_index reads back ---------------
+    def state_arrays(self) -> dict:
+        """The arrays :meth:`save` writes beside the fitted rows (``data``) and :meth:`restore` reads back:
+        none by default (the index is built again from its rows); faiss backends: the serialised index."""
         return {}
 
-    def _restore(self, X: np.ndarray, arrays) -> None:
-        """Rebuild from saved arrays; by default rebuild from the data."""
+    def restore(self, X: np.ndarray, arrays) -> "NeighborIndex":
+        """Make this new, unfitted index the one that was saved, and return it: ``X`` the saved fitted rows
+        (float32, as :meth:`fit` left them: unit rows for cosine, not normalised again), ``arrays`` the
+        file's arrays (:meth:`state_arrays`' among them, read by name). By default the index is built again
+        from ``X``. A backend raises ValueError (or KeyError for a missing array) where the arrays do not
+        fit ``X``; :func:`fashion.neighbors.load_index` reports either as a file that is not an index."""
         self._build(X)
         self._X = X
+        return self
 
     # -- helpers ----------------------------------------------------------------------------------
     def _check_fitted(self) -> None:

@@ -93,17 +93,21 @@ class _FaissIndex(NeighborIndex):
                                          ef=int(np.ceil(max(int(self.params.get("efSearch", 64)), k) / share)))
         return self._index.search(Q, k, params=params)
 
-    def _state_arrays(self):
+    def state_arrays(self):
         import faiss
 
         return {"faiss_index": faiss.serialize_index(self._index)}
 
-    def _restore(self, X, arrays):
+    def restore(self, X, arrays):
         import faiss
 
         self._index = faiss.deserialize_index(np.ascontiguousarray(arrays["faiss_index"], dtype=np.uint8))
+        if self._index.ntotal != len(X) or self._index.d != X.shape[1]:
+            raise ValueError(f"the faiss index holds {self._index.ntotal} x {self._index.d} vectors, "
+                             f"the saved data {X.shape[0]} x {X.shape[1]}")
         self._X = X
         self._configure()
+        return self
 
 
 class FaissFlatIndex(_FaissIndex):

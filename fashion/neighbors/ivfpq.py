@@ -325,13 +325,13 @@ class FaissIVFPQIndex(NeighborIndex):
         nprobe = min(self._probe(), self._choice.nlist)
         return probed_lists(self._index, self._prepare(as_matrix(X, "X"), "X"), nprobe)
 
-    def _state_arrays(self):
+    def state_arrays(self):
         import faiss
 
         return {"faiss_index": faiss.serialize_index(self._index),
                 "ivfpq_params": np.array(json.dumps(asdict(self._choice)))}
 
-    def _restore(self, X, arrays):
+    def restore(self, X, arrays):
         import faiss
 
         self._index = faiss.deserialize_index(np.ascontiguousarray(arrays["faiss_index"], dtype=np.uint8))
@@ -340,3 +340,4 @@ class FaissIVFPQIndex(NeighborIndex):
             raise ValueError(f"the IVF-PQ index holds {self._index.ntotal} x {self._index.d} vectors, "
                              f"the saved data {X.shape[0]} x {X.shape[1]}")
         self._X = X
+        return self

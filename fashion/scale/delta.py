@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..neighbors.faiss import bitmap_selector, search_params
-from ..neighbors.ivfpq import IndexParams, coarse_lists, list_sizes, tune_quantizer
+from ..neighbors.ivfpq import IndexParams, coarse_lists, list_sizes, probed_lists, tune_quantizer
 from . import ivfpq
 
 log = logging.getLogger(__name__)
@@ -235,6 +235,22 @@ class LiveIndex:
     def coarse_lists(self, X: np.ndarray) -> np.ndarray:
         """The inverted list each unit row of ``X`` falls in."""
         return coarse_lists(self.base.index, np.asarray(X, np.float32))
+
+    def probed_cells(self, X: np.ndarray) -> np.ndarray:
+        """The inverted lists an unfiltered :meth:`search` of each unit row of ``X`` visits, in base and
+        delta alike (one quantiser), (q, nprobe) int64 (−1 where the quantiser found fewer)."""
+        nprobe = min(int(self.params.nprobe), int(self.params.nlist))
+        tune_quantizer(self.base.index, self.params.factory, nprobe)  # as search sets it: the same lists
+        return probed_lists(self.base.index, np.asarray(X, np.float32), nprobe)
+
+    def added_lists(self, ids: np.ndarray) -> np.ndarray | None:
+        """The inverted list of each of the items ``ids`` held in the delta (as encoded), or None where one
+        of them is not in it."""
+        ids = np.asarray(ids, np.int64)
+        pos = np.minimum(np.searchsorted(self.delta.ids, ids), max(len(self.delta) - 1, 0))
+        if not len(self.delta) or not np.array_equal(self.delta.ids[pos], ids):
+            return None
+        return self.delta.lists[pos].astype(np.int64)
 
     def changed(self, old_ids: np.ndarray, new_ids: np.ndarray, vectors_of) -> "LiveIndex":
         """This index after the gallery went from ``old_ids`` to ``new_ids`` (sorted item ids):

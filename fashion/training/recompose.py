@@ -39,7 +39,7 @@ from PIL import Image
 from .backdrops import garment_alpha, over, placement
 
 __all__ = ["Recompose", "SCALE", "STRIP", "background_strip", "recompose_background", "recompose_smaller",
-           "tile_strip"]
+           "recomposers", "tile_strip"]
 
 SCALE = (0.55, 0.9)  # the shrunk photo's side, a fraction of the frame's (the check's garment: 0.4–0.7)
 STRIP = 0.15  # depth of a border strip, a fraction of the photo's shorter side
@@ -97,7 +97,12 @@ class Recompose(RandTransform):
     time on another photo's background (:func:`recompose_background`; its own when none is pooled yet) and
     half the time smaller in the frame (:func:`recompose_smaller`). A photo whose border has no clean side
     (a garment filling the frame, a busy background) passes unchanged. Draws from Python's ``random``, which
-    fastai seeds for the run."""
+    fastai seeds for the run.
+
+    ``counts``: the photos it saw since :meth:`take_counts` last read them, by what it did to them
+    (:class:`fashion.training.callbacks.EpochLog` logs one epoch's and starts the next at zero). Counted in the
+    process that runs the transform: with DataLoader workers (``--workers N``) each worker counts its own
+    photos, and the training process sees none."""
 
     split_idx, order = 0, 2  # after Resize (order 1), before ToTensor
     in_tta = False  # fastai's tta runs the training transforms on test photos: not this one (evaluate.predict_tta)
@@ -123,3 +128,24 @@ class Recompose(RandTransform):
         self.strips.append(own)
         self.counts[kind] += 1
         return out  # fastcore casts it back to PILImage
+
+    def take_counts(self) -> dict:
+        """The counts so far (background, smaller, unchanged), the transform's own set to zero."""
+        counts, self.counts = self.counts, dict.fromkeys(self.counts, 0)
+        return counts
+
+    @staticmethod
+    def describe(counts: dict) -> str:
+        """One epoch's counts as a log line's words.
+
+        >>> Recompose.describe({"background": 150, "smaller": 71, "unchanged": 3179})
+        'recomposed 221 of 3400 photos: 150 on another background, 71 smaller'
+        """
+        changed = counts["background"] + counts["smaller"]
+        return (f"recomposed {changed} of {changed + counts['unchanged']} photos: {counts['background']} on "
+                f"another background, {counts['smaller']} smaller")
+
+
+def recomposers(dl) -> list[Recompose]:
+    """The :class:`Recompose` transforms among a fastai DataLoader's item transforms (none without the lever)."""
+    return [t for t in getattr(getattr(dl, "after_item", None), "fs", ()) if isinstance(t, Recompose)]
