@@ -135,6 +135,32 @@ def thin_probes(index, vectors, query_ids: np.ndarray, need: int, lost: np.ndarr
     return query_ids[np.concatenate(thin)]
 
 
+def widened_probes(before, vectors, query_ids: np.ndarray, need_before: int, need: int,
+                   block: int = 8192) -> np.ndarray:
+    """The ``query_ids`` (rows of ``vectors``) whose search in the in-memory IVF ``before`` (the index the
+    kept lists were searched in) was bound to its probed lists at the lists' own width (``need_before``
+    neighbours asked) but goes exact at the width the catalogue keeps with its reserve (``need``): the
+    first change of a run whose lists were made without a reserve. Their kept list is not what a fresh
+    search gives, so they are searched again (beside :func:`thin_probes` and :func:`grown_probes`, which
+    follow the lists' sizes at one width)."""
+    from ..neighbors.ivfpq import probed_total
+
+    query_ids = np.asarray(query_ids, np.int64)
+    probed = getattr(before, "probed_cells", None)
+    if probed is None or not len(query_ids):
+        return query_ids[:0]
+    n = before.n_samples_fit_
+    need_before, need = min(int(need_before), n), min(int(need), n)
+    if need_before >= need:
+        return query_ids[:0]
+    sizes = np.asarray(before.list_sizes(), np.int64)
+    flagged = []
+    for start in range(0, len(query_ids), block):
+        total = probed_total(probed(np.asarray(vectors[query_ids[start:start + block]])), sizes)
+        flagged.append((total >= need_before) & (total < need))
+    return query_ids[np.concatenate(flagged)]
+
+
 def reach(index, vectors, new_rows: np.ndarray, need: int):
     """Which new items a fresh search of a query can return, for :func:`.lists.merge_added`: None where
     any can (an exact index), else a function of query ids (rows of ``vectors``) → (q, m) bool over the

@@ -284,12 +284,17 @@ def drop_removed(lists: Lists, removed: np.ndarray, k: int | None = None) -> tup
     return kept, kept.query_ids[(ids >= 0).sum(axis=1) < k]
 
 
+def has_reserve(lists: Lists, reserve: "Lists | None", width: int) -> bool:
+    """Whether ``reserve`` holds the next candidates of ``lists``' own queries, ``width`` columns with them."""
+    return reserve is not None and np.array_equal(reserve.query_ids, lists.query_ids) and reserve.k >= width - lists.k
+
+
 def widen(lists: Lists, reserve: "Lists | None", width: int) -> Lists:
     """``lists`` with its ``reserve`` (the next candidates of each query: the exact ranks k+1… of the
     gallery, −1 where unknown) beside it, ``width`` columns in all; unknown entries where the reserve is
-    absent or belongs to other queries."""
+    absent or belongs to other queries (:func:`has_reserve`)."""
     extra = width - lists.k
-    if reserve is not None and np.array_equal(reserve.query_ids, lists.query_ids) and reserve.k >= extra:
+    if has_reserve(lists, reserve, width):
         ids = np.concatenate([lists.ids, reserve.ids[:, :extra]], axis=1)
         dist = np.concatenate([lists.dist, reserve.dist[:, :extra]], axis=1)
         return Lists(lists.query_ids, ids, dist)

@@ -24,7 +24,7 @@ from ..errors import DatasetError
 from ..neighbors import EXACT_INDEXES
 from ..run import layout, listcache, segments
 from . import kept
-from .lists import RESERVE, Lists, drop_removed, from_table, member, merge_added, search, split, widen
+from .lists import RESERVE, Lists, drop_removed, from_table, has_reserve, member, merge_added, search, split, widen
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +220,12 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
             cat.stats["lists_searched"] = len(query_ids)
             lists, cat.reserve = split(wide, k)
             return query, gallery, mode, index, k, lists
+        had_reserve = has_reserve(cat.lists, cat.reserve, width)
         held, lost = drop_removed(widen(cat.lists, cat.reserve, width), removed, k)
         need = width + int(all_pairs)  # what each list's search asks its index for
+        if not had_reserve and before is not None:  # lists searched k wide: where the wider search goes exact
+            lost = np.union1d(lost, kept.widened_probes(before, cat.vectors, held.query_ids,
+                                                        cat.lists.k + int(all_pairs), need))
         if len(removed) and index is not None:  # approximate: searched exactly where removals thinned its lists
             lost = np.union1d(lost, kept.thin_probes(index, cat.vectors, held.query_ids, need,
                                                      kept.lost_cells(before, before_ids, removed)))
