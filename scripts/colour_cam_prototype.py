@@ -49,13 +49,13 @@ from fashion.colour.constancy import corrected  # noqa: E402
 from fashion.colour.dominant import read_garment  # noqa: E402
 from fashion.colour.features import FEATURE_NAMES  # noqa: E402
 from fashion.colour.garment import SIZE  # noqa: E402
-from fashion.colour.labels import locate, read_labels  # noqa: E402
+from fashion.colour.labels import read_labels  # noqa: E402
 from fashion.colour.model import FIT_SPLITS, cross_validate, folds  # noqa: E402
 from fashion.colour.palette import FAMILIES, family_of_pixels  # noqa: E402
 from fashion.images import open_image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the maintainer script whose CV this repeats
-from fit_colour_model import DEFAULT_ROOT, FOLDS, GRID_C, GRID_SECOND, LABELS, SEEDS, scores  # noqa: E402
+from fit_colour_model import DEFAULT_ROOT, FOLDS, GRID_C, GRID_SECOND, LABELS, SEEDS, fit_photos, print_best, scores  # noqa: E402
 MAPS = ("norm", "gradcam")
 HOT = 0.5
 EXTRA = (*(f"cam_share_{f}" for f in FAMILIES), "cam_mean_L", "cam_mean_a", "cam_mean_b",
@@ -173,10 +173,7 @@ def main(argv=None) -> int:
                         help="skip the 57 features' own grid (printed by scripts/fit_colour_model.py)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    rows = [label for label in read_labels(args.labels) if label.split in FIT_SPLITS]
-    paths = locate(rows, args.root)
-    if any(p is None for p in paths):
-        raise SystemExit(f"labelled photos not found under {args.root}")
+    rows, paths = fit_photos(read_labels(args.labels), args.root)
     relpaths = np.array([r.relpath for r in rows])
     if args.cache.is_file():
         with np.load(args.cache) as data:
@@ -216,10 +213,7 @@ def main(argv=None) -> int:
         summary[name] = grid(np.hstack([base, extra[kind]]), y, y2, splits, name)
     if not args.no_baseline:
         summary["today (57)"] = grid(base, y, y2, splits, "today (57)")
-    print("\nsummary (best setting of each, mean of 3 seeds):")
-    for name, results in summary.items():
-        best = max(results, key=lambda key: results[key])
-        print(f"  {name:<18} C {best[0]:<5} second {best[1]:<4} top1 {results[best][0]:.4f} top2 {results[best][1]:.4f}")
+    print_best(summary, 18)
     print(f"{time.perf_counter() - start:.1f} s")
     return 0
 

@@ -46,12 +46,12 @@ sys.path.insert(0, str(REPO))
 
 from fashion.colour.dominant import read_garment  # noqa: E402
 from fashion.colour.garment import SIZE  # noqa: E402
-from fashion.colour.labels import locate, read_labels  # noqa: E402
+from fashion.colour.labels import read_labels  # noqa: E402
 from fashion.colour.model import FIT_SPLITS, cross_validate, fit, folds  # noqa: E402
 from fashion.images import open_image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the maintainer script whose CV this repeats
-from fit_colour_model import DEFAULT_ROOT, FOLDS, GRID_C, GRID_SECOND, LABELS, SEEDS, scores  # noqa: E402
+from fit_colour_model import DEFAULT_ROOT, FOLDS, GRID_C, GRID_SECOND, LABELS, SEEDS, fit_photos, print_best, scores  # noqa: E402
 LAYERS = ("head", "body")
 # cheapest first: the PCA variants fit 89 or 121 columns, the whole vectors 569 or 1,337
 VARIANTS = ("head-pca32", "head-pca64", "body-pca32", "body-pca64", "head", "body")
@@ -170,10 +170,7 @@ def main(argv=None) -> int:
                         help="also the 57 features' own grid (printed by scripts/fit_colour_model.py)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    rows = [label for label in read_labels(args.labels) if label.split in FIT_SPLITS]
-    paths = locate(rows, args.root)
-    if any(p is None for p in paths):
-        raise SystemExit(f"labelled photos not found under {args.root}")
+    rows, paths = fit_photos(read_labels(args.labels), args.root)
     relpaths = np.array([r.relpath for r in rows])
     emb = cached(args.cache, relpaths)
     if emb is None:
@@ -207,10 +204,7 @@ def main(argv=None) -> int:
         summary[variant] = grid(base, emb[layer], k, y, y2, splits, f"+{variant}")
     if args.baseline:
         summary["today (57)"] = grid(base, None, None, y, y2, splits, "today (57)")
-    print("\nsummary (best setting of each, mean of 3 seeds):")
-    for name, results in summary.items():
-        best = max(results, key=lambda key: results[key])
-        print(f"  {name:<12} C {best[0]:<5} second {best[1]:<4} top1 {results[best][0]:.4f} top2 {results[best][1]:.4f}")
+    print_best(summary, 12)
     print(f"{time.perf_counter() - start:.1f} s")
     return 0
 

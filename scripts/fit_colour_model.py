@@ -54,13 +54,19 @@ def palette_rule(shares) -> tuple[str, str | None]:
     return top, runner_up
 
 
-def read_features(labels, root: Path):
-    """(features (n, n_features), the palette rule's (family, runner-up) per photo, the labels used)."""
+def fit_photos(labels, root: Path):
+    """(the labels of the photos the model is fitted on, their paths under ``root``); exits naming a missing one."""
     rows = [label for label in labels if label.split in FIT_SPLITS]
     paths = locate(rows, root)
     missing = [label.relpath for label, path in zip(rows, paths) if path is None]
     if missing:
         raise SystemExit(f"{len(missing)} labelled photos not found under {root} (e.g. {missing[0]})")
+    return rows, paths
+
+
+def read_features(labels, root: Path):
+    """(features (n, n_features), the palette rule's (family, runner-up) per photo, the labels used)."""
+    rows, paths = fit_photos(labels, root)
     X, rule = [], []
     for path in paths:
         reading = read_garment(open_image(path, min_size=SIZE))  # as fashion.colour.table.file_colour reads it
@@ -73,6 +79,14 @@ def scores(first, second, y) -> tuple[float, float]:
     """(top-1, within-top-2) accuracy."""
     first, second, y = (np.asarray(v, dtype=object) for v in (first, second, y))
     return float(np.mean(first == y)), float(np.mean((first == y) | (second == y)))
+
+
+def print_best(summary: dict, width: int = 12) -> None:
+    """For each named grid ({(C, second weight): (top-1, top-2)}), its best setting by top-1 then top-2."""
+    print("\nsummary (best setting of each, mean of 3 seeds):")
+    for name, results in summary.items():
+        best = max(results, key=lambda key: results[key])
+        print(f"  {name:<{width}} C {best[0]:<5} second {best[1]:<4} top1 {results[best][0]:.4f} top2 {results[best][1]:.4f}")
 
 
 def main(argv=None) -> int:

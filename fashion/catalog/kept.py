@@ -123,16 +123,27 @@ def thin_probes(index, vectors, query_ids: np.ndarray, need: int, lost: np.ndarr
         lost = lost[sizes[lost] < need]  # a cell of `need` vectors alone keeps every search visiting it whole
         if not len(lost):
             return query_ids[:0]
-        touched = np.zeros(len(sizes) + 1, bool)  # the last slot: cell −1 (none found)
-        touched[lost] = True
-    thin = []
-    for start in range(0, len(query_ids), block):
-        cells = probed(np.asarray(vectors[query_ids[start:start + block]]))
+        touched = _cell_mask(lost, len(sizes))
+
+    def thin(cells):
         flags = probed_total(cells, sizes) < need
-        if lost is not None:
-            flags &= touched[cells].any(axis=1)
-        thin.append(flags)
-    return query_ids[np.concatenate(thin)]
+        return flags & touched[cells].any(axis=1) if lost is not None else flags
+    return _flagged(probed, vectors, query_ids, thin, block)
+
+
+def _cell_mask(cells: np.ndarray, n_cells: int) -> np.ndarray:
+    """A bool mask over ``n_cells`` cells + one last slot for cell −1 (none found), set at ``cells``."""
+    mask = np.zeros(n_cells + 1, bool)
+    mask[cells] = True
+    return mask
+
+
+def _flagged(probed, vectors, query_ids: np.ndarray, rule, block: int) -> np.ndarray:
+    """The ``query_ids`` whose probed cells (``probed`` of their rows of ``vectors``, (q, nprobe)) ``rule``
+    flags ((q, nprobe) → (q,) bool), read ``block`` rows at a time."""
+    flags = [rule(probed(np.asarray(vectors[query_ids[start:start + block]])))
+             for start in range(0, len(query_ids), block)]
+    return query_ids[np.concatenate(flags)] if flags else query_ids[:0]
 
 
 def widened_probes(before, vectors, query_ids: np.ndarray, need_before: int, need: int,
@@ -154,11 +165,11 @@ def widened_probes(before, vectors, query_ids: np.ndarray, need_before: int, nee
     if need_before >= need:
         return query_ids[:0]
     sizes = np.asarray(before.list_sizes(), np.int64)
-    flagged = []
-    for start in range(0, len(query_ids), block):
-        total = probed_total(probed(np.asarray(vectors[query_ids[start:start + block]])), sizes)
-        flagged.append((total >= need_before) & (total < need))
-    return query_ids[np.concatenate(flagged)]
+
+    def widened(cells):
+        total = probed_total(cells, sizes)
+        return (total >= need_before) & (total < need)
+    return _flagged(probed, vectors, query_ids, widened, block)
 
 
 def reach(index, vectors, new_rows: np.ndarray, need: int):
@@ -217,16 +228,14 @@ def grown_probes(before, index, vectors, query_ids: np.ndarray, need: int, block
     grown = np.flatnonzero((new > old) & (old < need_old))  # every list a thin search probed held < need_old
     if not len(grown) and need_new >= need_old:
         return query_ids[:0]
-    touched = np.zeros(len(new) + 1, bool)  # the last slot: list −1 (none found)
-    touched[grown] = True
-    flagged = []
-    for start in range(0, len(query_ids), block):
-        cells = probed(np.asarray(vectors[query_ids[start:start + block]]))
+    touched = _cell_mask(grown, len(new))
+
+    def turned(cells):
         flags = (probed_total(cells, old) < need_old) & (probed_total(cells, new) >= need_new)
         if need_new >= need_old:  # else a smaller gallery alone may have turned a search
             flags &= touched[cells].any(axis=1)
-        flagged.append(flags)
-    return query_ids[np.concatenate(flagged)]
+        return flags
+    return _flagged(probed, vectors, query_ids, turned, block)
 
 
 def write(out, index: OnDisk):
