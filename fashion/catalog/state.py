@@ -175,7 +175,8 @@ def update_lists(cat: Catalog, added: np.ndarray, removed: np.ndarray, timer, fu
     Existing lists are merged with the new gallery items (one search of the existing queries among the m
     new items; IVF-PQ: among those in the lists each query's search probes, :func:`~.kept.reach`) and the
     lists that lost a member (or, IVF-PQ, whose probed lists removals thinned, :func:`~.kept.thin_probes`,
-    or adds filled again, :func:`~.kept.grown_probes`) are searched again; when the roles of the kept items or
+    or adds filled again, :func:`~.kept.grown_probes`, or, at a run's first change, whose search goes exact
+    at the reserve's width, :func:`~.kept.widened_probes`) are searched again; when the roles of the kept items or
     k itself change (k was clamped to a smaller gallery), or ``full``, every list is searched again. Returns
     (query, gallery, mode, index, k, lists); index is None where it is kept as its rows (:func:`row_kept`)
     and no list was searched."""
