@@ -15,7 +15,7 @@ With an approximate (IVF) index "a full search" is a search with the run's kept 
 only the coarse lists its query probes: a list takes a new item only where that search reaches it
 (``merge_added``'s ``allowed``, :func:`fashion.catalog.kept.reach`), and the lists whose search turns
 from exact to bound or back are searched again (:func:`fashion.catalog.kept.thin_probes`,
-:func:`~fashion.catalog.kept.grown_probes`). With flat codes the lists then equal that search's; with PQ
+:func:`~fashion.catalog.kept.grown_probes`, :func:`~fashion.catalog.kept.widened_probes`). With flat codes the lists then equal that search's; with PQ
 codes no kept list can (its candidates are its lists' best ``rerank`` codes, which new codes displace and
 no run stores): they hold what the search reaches, within a rebuild's recall.
 """

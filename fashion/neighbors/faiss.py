@@ -54,6 +54,18 @@ def selected_params(index, rows: np.ndarray, n: int, nprobe: int | None = None, 
     return search_params(index, selector, nprobe, ef), (bits, selector)
 
 
+def saved_index(arrays, X: np.ndarray, what: str = "faiss"):
+    """The faiss index serialised in a saved index's ``faiss_index`` array, checked to hold the saved rows
+    ``X`` (ValueError where it does not: :func:`fashion.neighbors.load_index` reports a file that is not an index)."""
+    import faiss
+
+    index = faiss.deserialize_index(np.ascontiguousarray(arrays["faiss_index"], dtype=np.uint8))
+    if index.ntotal != len(X) or index.d != X.shape[1]:
+        raise ValueError(f"the {what} index holds {index.ntotal} x {index.d} vectors, "
+                         f"the saved data {X.shape[0]} x {X.shape[1]}")
+    return index
+
+
 class _FaissIndex(NeighborIndex):
     """faiss index on inner product of unit rows (cosine) or L2; subclasses make the index."""
 
@@ -99,12 +111,7 @@ class _FaissIndex(NeighborIndex):
         return {"faiss_index": faiss.serialize_index(self._index)}
 
     def restore(self, X, arrays):
-        import faiss
-
-        self._index = faiss.deserialize_index(np.ascontiguousarray(arrays["faiss_index"], dtype=np.uint8))
-        if self._index.ntotal != len(X) or self._index.d != X.shape[1]:
-            raise ValueError(f"the faiss index holds {self._index.ntotal} x {self._index.d} vectors, "
-                             f"the saved data {X.shape[0]} x {X.shape[1]}")
+        self._index = saved_index(arrays, X)
         self._X = X
         self._configure()
         return self

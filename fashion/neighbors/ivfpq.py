@@ -332,12 +332,9 @@ class FaissIVFPQIndex(NeighborIndex):
                 "ivfpq_params": np.array(json.dumps(asdict(self._choice)))}
 
     def restore(self, X, arrays):
-        import faiss
+        from .faiss import saved_index
 
-        self._index = faiss.deserialize_index(np.ascontiguousarray(arrays["faiss_index"], dtype=np.uint8))
+        self._index = saved_index(arrays, X, "IVF-PQ")
         self._choice = IndexParams(**json.loads(str(arrays["ivfpq_params"])))
-        if self._index.ntotal != len(X) or self._index.d != X.shape[1]:
-            raise ValueError(f"the IVF-PQ index holds {self._index.ntotal} x {self._index.d} vectors, "
-                             f"the saved data {X.shape[0]} x {X.shape[1]}")
         self._X = X
         return self
