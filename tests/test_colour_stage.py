@@ -88,8 +88,13 @@ def test_a_changed_method_or_photo_misses_the_cache(tmp_path, monkeypatch):
     from fashion.colour import constancy
 
     monkeypatch.setattr(stage, "METHOD_VERSION", stage.METHOD_VERSION - 1)
+    import types
+
     monkeypatch.setattr(constancy, "NONE_ABOVE", constancy.NONE_ABOVE + 1)  # the light correction's constants count
     assert stage.method_tag() != tag
+    monkeypatch.setattr(constancy, "NONE_ABOVE", constancy.NONE_ABOVE - 1)
+    monkeypatch.setattr(stage.model, "shipped", lambda: types.SimpleNamespace(digest="refitted"))
+    assert stage.method_tag() != tag  # a refitted family model misses the cache too
     from factories import PHOTO_COLOURS, garment_photo
 
     garment_photo(PHOTO_COLOURS["blue"], "wood", shape="tee", size=(120, 160)).save(items["path"].iloc[0])

@@ -5,8 +5,8 @@ CIE's perceptual colour difference); the swatch's family is the colour's family.
 named by :func:`family_of_pixels`: the same naming of each pixel rounded to whole Lab units, kept per
 process in a table, so that a photo's thousand pixels cost a look-up once the process has met their colours. Several swatches per
 family let one family cover shades far apart in Lab (``navy`` and ``dark teal``; ``pink`` and
-``magenta``) without stretching a single centre. ``multicolour`` is not a swatch: it is what
-:mod:`fashion.colour.dominant` calls a garment where no family holds most of the pixels.
+``magenta``) without stretching a single centre. ``multicolour`` is not a swatch: it is one of the
+classes of the fitted family decision (:mod:`fashion.colour.model`), for a garment no one family holds.
 
 Every swatch carries its sRGB hex and its CIELAB value (D65, skimage's ``rgb2lab``); ``tests/test_colour``
 checks that the two agree. The swatches are not textbook colours but where garments of each family fall
@@ -102,25 +102,26 @@ def _swatch_arrays() -> tuple[np.ndarray, np.ndarray]:
     return labs, families
 
 
-def nearest_swatch(lab: np.ndarray) -> np.ndarray:
-    """Index into :data:`PALETTE` of the nearest swatch (CIEDE2000) for each Lab colour of ``lab`` (..., 3)."""
+def _swatch_distances(lab: np.ndarray, swatches: np.ndarray | None = None) -> np.ndarray:
+    """CIEDE2000 distances (m, n) from each Lab colour of ``lab`` (..., 3, flattened) to each swatch
+    (``swatches``: a mask over :data:`PALETTE`; None: all)."""
     from skimage.color import deltaE_ciede2000
 
-    lab = np.asarray(lab, dtype=np.float64)
     labs, _ = _swatch_arrays()
-    flat = lab.reshape(-1, 1, 3)
-    distances = deltaE_ciede2000(flat, labs[None, :, :])  # (m, n swatches)
-    return distances.argmin(axis=1).reshape(lab.shape[:-1])
+    labs = labs if swatches is None else labs[swatches]
+    return deltaE_ciede2000(np.asarray(lab, dtype=np.float64).reshape(-1, 1, 3), labs[None, :, :])
+
+
+def nearest_swatch(lab: np.ndarray) -> np.ndarray:
+    """Index into :data:`PALETTE` of the nearest swatch (CIEDE2000) for each Lab colour of ``lab`` (..., 3)."""
+    return _swatch_distances(lab).argmin(axis=1).reshape(np.shape(lab)[:-1])
 
 
 def distance_to_family(lab: np.ndarray, family: str) -> np.ndarray:
     """CIEDE2000 distance from each Lab colour of ``lab`` (..., 3) to the nearest swatch of ``family``."""
-    from skimage.color import deltaE_ciede2000
-
-    lab = np.asarray(lab, dtype=np.float64)
-    labs, families = _swatch_arrays()
-    own = labs[families == FAMILIES.index(family)]
-    return deltaE_ciede2000(lab.reshape(-1, 1, 3), own[None, :, :]).min(axis=1).reshape(lab.shape[:-1])
+    _, families = _swatch_arrays()
+    own = families == FAMILIES.index(family)
+    return _swatch_distances(lab, own).min(axis=1).reshape(np.shape(lab)[:-1])
 
 
 def family_of(lab: np.ndarray) -> np.ndarray:
