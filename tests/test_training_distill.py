@@ -132,10 +132,26 @@ def test_a_teacher_of_another_normalisation_gets_the_photo_it_expects(teacher):
     (loaded,) = load_teachers([str(teacher)], ["blue", "green", "red"])
     other = dataclasses.replace(loaded.info, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     cb = Distill([str(teacher)], 0.5, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    pixels = torch.rand(2, 3, 8, 8)
+    side = loaded.info.input_size
+    pixels = torch.rand(2, 3, side, side)
     student_x = (pixels - torch.tensor(cb.mean).view(1, 3, 1, 1)) / torch.tensor(cb.std).view(1, 3, 1, 1)
     assert torch.allclose(cb._teacher_input(student_x, other), (pixels - 0.5) / 0.5, atol=1e-5)
     assert cb._teacher_input(student_x, dataclasses.replace(other, mean=cb.mean, std=cb.std)) is student_x
+
+
+def test_a_teacher_kept_at_another_size_sees_the_batch_at_its_own_size(teacher):
+    (loaded,) = load_teachers([str(teacher)], ["blue", "green", "red"])
+    cb = Distill([str(teacher)], 0.5, mean=loaded.info.mean, std=loaded.info.std)
+    x = torch.rand(2, 3, 12, 12)
+    larger = dataclasses.replace(loaded.info, size=12, final_size=18)  # kept at 18 px, as a Lite2 at 288
+    got = cb._teacher_input(x, larger)
+    assert got.shape == (2, 3, 18, 18)
+    assert torch.allclose(got, torch.nn.functional.interpolate(x, size=(18, 18), mode="bilinear", align_corners=False))
+    smaller = cb._teacher_input(x, dataclasses.replace(larger, final_size=6))  # anti-aliased when it shrinks
+    shrink = dict(size=(6, 6), mode="bilinear", align_corners=False)
+    assert torch.allclose(smaller, torch.nn.functional.interpolate(x, antialias=True, **shrink))
+    assert not torch.allclose(smaller, torch.nn.functional.interpolate(x, **shrink))
+    assert cb._teacher_input(x, dataclasses.replace(larger, final_size=None)) is x  # its size is the batch's
 
 
 def test_a_distilled_run_exports_a_model_that_loads_and_records_its_teachers(tmp_path, teacher):

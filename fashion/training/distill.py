@@ -62,8 +62,10 @@ def distillation_loss(student_logits, targets, temperature: float = TEMPERATURE)
 class Distill(Callback):
     """Mixes the distillation loss into each training batch's loss (see the module's docs).
 
-    The teachers see the student's batch as it is, re-normalised to their own mean / std when those
-    differ, and at the student's size (a larger teacher's own size is not restored)."""
+    The teachers see the student's batch re-normalised to their own mean / std when those differ, and
+    resized (bilinear) to the side their kept model was trained at (``ModelInfo.input_size``) when that
+    differs from the batch's: a Lite2 kept at 288 px judges a 224 px crop as it judges its own photos,
+    with the garment at the apparent size it learnt (FixRes, Touvron et al., 2019)."""
 
     order = -1  # before MetricLoss (order 0), so its term keeps its own weight beside the mixed one
 
@@ -90,6 +92,9 @@ class Distill(Callback):
     def _teacher_input(self, x, info):
         import torch
 
+        if tuple(x.shape[-2:]) != (info.input_size,) * 2:
+            x = torch.nn.functional.interpolate(x, size=(info.input_size,) * 2, mode="bilinear",
+                                                align_corners=False, antialias=info.input_size < x.shape[-1])
         if tuple(info.mean) == self.mean and tuple(info.std) == self.std:
             return x
         to = lambda v: torch.tensor(v, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)  # noqa: E731
