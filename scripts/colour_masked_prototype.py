@@ -26,7 +26,11 @@ for each of :data:`VARIANTS`. ``--paired`` prints the sixth round's per-seed dia
 
 The decision rule (written before the CV ran, in the commit message of this script): keep the lever only if the
 best (variant, C, second weight) reaches CV top-1 >= 0.651 on fit + dev and, at that same setting, top-2 >=
-0.8217 (the 57 features' 0.6307 / 0.8217, ``benchmarks/README.md``, fourth round).
+0.8217 (the 57 features' 0.6307 / 0.8217, ``benchmarks/README.md``, fourth round). It lost: the best,
+``s7-whole-mean-pca64`` (the last map, plain average) at C 0.03, second weight 0.3, reached 0.6458 / 0.8367; the
+best mask-pooled one, ``s7-mask-mean-pca64``, 0.6429 / 0.8338, and ``s14-mask-meanmax-pca64`` 0.6419 / 0.8353. The
+figures and the ``--paired`` diagnostic are in ``benchmarks/README.md``, "Round of 2026-12-07 (eighth)"; nothing
+of it is in the library.
 
     PYTHONPATH=. OPENBLAS_NUM_THREADS=1 nice -n 19 python scripts/colour_masked_prototype.py \\
         --cache /tmp/colournet/pooled.npz
