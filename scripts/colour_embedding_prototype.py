@@ -154,6 +154,21 @@ def cached(path: Path, relpaths: np.ndarray) -> dict | None:
         return {k: data[k] for k in data.files if k != "relpath"}
 
 
+def cached_or_computed(path: Path, relpaths: np.ndarray, paths: list, compute, what: str) -> dict:
+    """``compute([str(p) for p in paths])`` once, saved to ``path`` beside ``relpaths``; later runs read it."""
+    start = time.perf_counter()
+    data = cached(path, relpaths)
+    if data is None:
+        data = compute([str(p) for p in paths])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, relpath=relpaths, **data)
+        print(f"{what} of {len(paths)} photos computed and cached in {path}: {time.perf_counter() - start:.1f} s",
+              flush=True)
+    else:
+        print(f"{what} of {len(paths)} photos from {path}")
+    return data
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
@@ -172,15 +187,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     rows, paths = fit_photos(read_labels(args.labels), args.root)
     relpaths = np.array([r.relpath for r in rows])
-    emb = cached(args.cache, relpaths)
-    if emb is None:
-        emb = compute_embeddings([str(p) for p in paths])
-        args.cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(args.cache, relpath=relpaths, **emb)
-        print(f"embeddings of {len(rows)} photos computed and cached in {args.cache}: "
-              f"{time.perf_counter() - start:.1f} s", flush=True)
-    else:
-        print(f"embeddings of {len(rows)} photos from {args.cache}")
+    emb = cached_or_computed(args.cache, relpaths, paths, compute_embeddings, "embeddings")
     if args.embed_only:
         return 0
     features = args.features or args.cache.with_name(args.cache.stem + "-features.npz")

@@ -55,7 +55,7 @@ from fashion.colour.model import FIT_SPLITS, folds  # noqa: E402
 from fashion.images import open_image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the maintainer script and the sixth round's prototype
-from colour_embedding_prototype import cached, grid, paired, parse  # noqa: E402
+from colour_embedding_prototype import cached_or_computed, grid, paired, parse  # noqa: E402
 from fit_colour_model import DEFAULT_ROOT, FOLDS, LABELS, SEEDS, fit_photos, print_best  # noqa: E402
 
 INPUT = 224
@@ -141,14 +141,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     rows, paths = fit_photos(read_labels(args.labels), args.root)
     relpaths = np.array([r.relpath for r in rows])
-    data = cached(args.cache, relpaths)
-    if data is None:
-        data = compute([str(p) for p in paths])
-        args.cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(args.cache, relpath=relpaths, **data)
-        print(f"{len(rows)} photos computed and cached in {args.cache}: {time.perf_counter() - start:.1f} s", flush=True)
-    else:
-        print(f"{len(rows)} photos from {args.cache}")
+    data = cached_or_computed(args.cache, relpaths, paths, compute, "pooled vectors")
     if args.extract_only:
         return 0
     base = data["base"]
