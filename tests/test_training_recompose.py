@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastai")
+torch = pytest.importorskip("torch")
 
 from factories import PHOTO_COLOURS, garment_photo, make_garment_folder  # noqa: E402
 from fashion.errors import ConfigError  # noqa: E402
@@ -79,8 +80,15 @@ def test_recompose_transform_changes_training_photos_only_and_counts_them():
     assert tfm.counts["background"] > 0 and tfm.counts["smaller"] > 0 and sum(tfm.counts.values()) == 12
     assert len(tfm.strips) == 12
     assert all(o.tobytes() != image.tobytes() for o in outs)
-    assert tfm(image, split_idx=1).tobytes() == image.tobytes()  # validation and test: unchanged
-    assert rc.Recompose(p=0.0)(image, split_idx=0).tobytes() == image.tobytes()
+    assert tfm(image, split_idx=1).tobytes() == image.tobytes()  # validation and test: unchanged, not counted
+    assert sum(tfm.counts.values()) == 12
+    undrawn = rc.Recompose(p=0.0)
+    assert undrawn(image, split_idx=0).tobytes() == image.tobytes()
+    assert undrawn.counts == {"background": 0, "smaller": 0, "unchanged": 1}  # every training photo counts
+    some = rc.Recompose(p=0.3)
+    [some(image, split_idx=0) for _ in range(40)]
+    changed = some.counts["background"] + some.counts["smaller"]
+    assert sum(some.counts.values()) == 40 and 0 < changed < 40
 
 
 def test_recompose_transform_leaves_a_photo_without_a_clean_border():
@@ -98,7 +106,6 @@ def test_config_rejects_a_recompose_share_outside_0_1(bad):
 
 
 def test_recompose_option_reaches_the_training_loader(tmp_path):
-    import torch
 
     from fashion import datasets, training
     from fashion.cli import build_parser
@@ -120,6 +127,23 @@ def test_recompose_option_reaches_the_training_loader(tmp_path):
     recomposer = next(t for t in dls.train.after_item.fs if type(t).__name__ == "Recompose")
     dls.train.one_batch()
     assert sum(recomposer.counts.values()) >= 4
+
+
+def test_recompose_counts_the_photos_dataloader_workers_decode(tmp_path):
+    from fashion import datasets, training
+
+    root = make_garment_folder(tmp_path / "d", ["blue", "red"], per_family=4, size=(48, 64))
+    cfg = TrainConfig(epochs=0, size=32, final_size=32, batch_size=2, augment="none", recompose=1.0, num_workers=2,
+                      pretrained=False, leak_check=False, hard_check=False, seed=0)
+    splits = training.split_items(datasets.load(root, format="folder").frame, cfg)
+    dls = training.make_dataloaders(splits, 32, cfg, (0.5,) * 3, (0.5,) * 3)
+    (recomposer,) = rc.recomposers(dls.train)
+    assert dls.train.num_workers >= 1  # fastai may take fewer than asked for a loader this short
+    seen = sum(len(xb) for xb, _ in dls.train)  # one epoch, decoded in worker processes
+    counts = recomposer.take_counts()
+    assert seen > 0 and sum(counts.values()) >= seen  # fastai may decode a batch or two ahead
+    assert recomposer.counts == dict.fromkeys(rc.KINDS, 0)
+    assert sum(recomposer.tally[0].tolist()) == 0  # nothing was decoded in this process
 
 
 def test_test_time_augmentation_leaves_recompose_out(tmp_path):
@@ -175,7 +199,8 @@ def test_each_epoch_logs_what_recompose_did_to_that_epochs_photos(tmp_path, capl
 
 def test_take_counts_returns_the_counts_and_starts_again_at_zero():
     tfm = rc.Recompose(p=1.0)
-    tfm.counts.update(background=2, smaller=1, unchanged=5)
+    tfm.tally[0] = torch.tensor([2, 0, 4])  # the training process's row and a worker's: summed
+    tfm.tally[3] = torch.tensor([0, 1, 1])
     assert tfm.take_counts() == {"background": 2, "smaller": 1, "unchanged": 5}
     assert tfm.counts == {"background": 0, "smaller": 0, "unchanged": 0}
     assert rc.Recompose.describe(tfm.take_counts()) == "recomposed 0 of 0 photos: 0 on another background, 0 smaller"

@@ -37,8 +37,7 @@ class EpochLog(Callback):
     only record of it, at INFO. With the recompose lever (:class:`.recompose.Recompose` among the training
     loader's item transforms) one more INFO line, which no table shows, says what it did to the epoch's
     training photos ("s1 epoch 2: recomposed 221 of 3400 photos: 150 on another background, 71 smaller");
-    its counts start at zero with each epoch. None where the photos were decoded in DataLoader workers (the
-    counts are theirs: a DEBUG line says so).
+    its counts start at zero with each epoch and include the photos DataLoader workers decoded.
     """
 
     order = Recorder.order + 1  # after Recorder has filled its log
@@ -62,11 +61,7 @@ class EpochLog(Callback):
                 row["epoch"], self.stage.epochs, row["train_loss"], row["valid_loss"], row["accuracy"], row["time"])
         for recomposer in recomposers(self.learn.dls.train):
             counts = recomposer.take_counts()
-            if sum(counts.values()):
-                log.info("%s epoch %d: %s", self.stage.name, row["epoch"], recomposer.describe(counts))
-            else:
-                log.debug("%s epoch %d: no recompose counts here (the photos were decoded in DataLoader workers)",
-                          self.stage.name, row["epoch"])
+            log.info("%s epoch %d: %s", self.stage.name, row["epoch"], recomposer.describe(counts))
 
 
 class SaveBestModel(SaveModelCallback):

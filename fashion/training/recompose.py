@@ -32,6 +32,7 @@ import random
 from collections import deque
 
 import numpy as np
+import torch
 from fastai.vision.augment import RandTransform
 from fastai.vision.core import PILImage
 from PIL import Image
@@ -45,6 +46,8 @@ SCALE = (0.55, 0.9)  # the shrunk photo's side, a fraction of the frame's (the c
 STRIP = 0.15  # depth of a border strip, a fraction of the photo's shorter side
 CLEAN = 0.02  # a strip is background when the garment's mean opacity in it is below this
 POOL = 64  # background strips kept for the next photos
+KINDS = ("background", "smaller", "unchanged")  # what the transform did to a photo
+COUNTING_PROCESSES = 65  # rows of the shared tally: the training process and up to 64 DataLoader workers
 
 
 def background_strip(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray | None:
@@ -99,10 +102,12 @@ class Recompose(RandTransform):
     (a garment filling the frame, a busy background) passes unchanged. Draws from Python's ``random``, which
     fastai seeds for the run.
 
-    ``counts``: the photos it saw since :meth:`take_counts` last read them, by what it did to them
-    (:class:`fashion.training.callbacks.EpochLog` logs one epoch's and starts the next at zero). Counted in the
-    process that runs the transform: with DataLoader workers (``--workers N``) each worker counts its own
-    photos, and the training process sees none."""
+    ``counts``: the training photos it saw since :meth:`take_counts` last read them, by what it did to them
+    (``unchanged``: not drawn, or drawn without a clean border side)
+    (:class:`fashion.training.callbacks.EpochLog` logs one epoch's and starts the next at zero), wherever they
+    were decoded: the tally is a shared-memory tensor with one row per process (the training process, then each
+    DataLoader worker of ``--workers N`` by its id), so every writer adds to its own row and the training
+    process reads their sum between epochs, when the workers are idle."""
 
     split_idx, order = 0, 2  # after Resize (order 1), before ToTensor
     in_tta = False  # fastai's tta runs the training transforms on test photos: not this one (evaluate.predict_tta)
@@ -110,7 +115,13 @@ class Recompose(RandTransform):
     def __init__(self, p: float = 0.5):
         super().__init__(p=p)
         self.strips: deque = deque(maxlen=POOL)
-        self.counts = {"background": 0, "smaller": 0, "unchanged": 0}
+        self.tally = torch.zeros((COUNTING_PROCESSES, len(KINDS)), dtype=torch.int64).share_memory_()
+
+    def before_call(self, b, split_idx: int):
+        """fastai's draw (``self.do`` with probability ``p``); a training photo it leaves out counts as unchanged."""
+        super().before_call(b, split_idx)
+        if not self.do and split_idx == self.split_idx:
+            self._count("unchanged")
 
     def encodes(self, x: PILImage):
         seed = random.getrandbits(32)
@@ -118,7 +129,7 @@ class Recompose(RandTransform):
         rgb = np.asarray(x.convert("RGB"))
         own = background_strip(rgb, alpha) if method == "border" else None
         if own is None:
-            self.counts["unchanged"] += 1
+            self._count("unchanged")
             return x
         if random.random() < 0.5:
             strip = self.strips[random.randrange(len(self.strips))] if self.strips else own
@@ -126,12 +137,23 @@ class Recompose(RandTransform):
         else:
             out, kind = recompose_smaller(x, own, seed), "smaller"
         self.strips.append(own)
-        self.counts[kind] += 1
+        self._count(kind)
         return out  # fastcore casts it back to PILImage
 
+    def _count(self, kind: str) -> None:
+        worker = torch.utils.data.get_worker_info()
+        row = 0 if worker is None else 1 + worker.id % (COUNTING_PROCESSES - 1)
+        self.tally[row, KINDS.index(kind)] += 1
+
+    @property
+    def counts(self) -> dict:
+        """The photos seen since the last :meth:`take_counts`, by kind, summed over the processes."""
+        return dict(zip(KINDS, self.tally.sum(0).tolist()))
+
     def take_counts(self) -> dict:
-        """The counts so far (background, smaller, unchanged), the transform's own set to zero."""
-        counts, self.counts = self.counts, dict.fromkeys(self.counts, 0)
+        """The counts so far (background, smaller, unchanged), the tally set to zero."""
+        counts = self.counts
+        self.tally.zero_()
         return counts
 
     @staticmethod
