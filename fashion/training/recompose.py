@@ -103,9 +103,8 @@ class Recompose(RandTransform):
     fastai seeds for the run.
 
     ``counts``: the training photos it saw since :meth:`take_counts` last read them, by what it did to them
-    (``unchanged``: not drawn, or drawn without a clean border side)
-    (:class:`fashion.training.callbacks.EpochLog` logs one epoch's and starts the next at zero), wherever they
-    were decoded: the tally is a shared-memory tensor with one row per process (the training process, then each
+    (``unchanged``: not drawn, or drawn without a clean border side; :class:`fashion.training.callbacks.EpochLog`
+    logs one epoch's and starts the next at zero), wherever they were decoded: the tally is a shared-memory tensor with one row per process (the training process, then each
     DataLoader worker of ``--workers N`` by its id), so every writer adds to its own row and the training
     process reads their sum between epochs, when the workers are idle."""
 
@@ -147,7 +146,7 @@ class Recompose(RandTransform):
 
     @property
     def counts(self) -> dict:
-        """The photos seen since the last :meth:`take_counts`, by kind, summed over the processes."""
+        """The training photos seen since the last :meth:`take_counts`, by kind, summed over the processes."""
         return dict(zip(KINDS, self.tally.sum(0).tolist()))
 
     def take_counts(self) -> dict:
