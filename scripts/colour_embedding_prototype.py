@@ -169,6 +169,13 @@ def cached_or_computed(path: Path, relpaths: np.ndarray, paths: list, compute, w
     return data
 
 
+def labelled_vectors(args, compute, what: str) -> tuple[list, list, np.ndarray, dict]:
+    """The fit + dev photos of ``args.labels`` under ``args.root`` and their vectors, cached in ``args.cache``."""
+    rows, paths = fit_photos(read_labels(args.labels), args.root)
+    relpaths = np.array([r.relpath for r in rows])
+    return rows, paths, relpaths, cached_or_computed(args.cache, relpaths, paths, compute, what)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
@@ -185,9 +192,7 @@ def main(argv=None) -> int:
                         help="also the 57 features' own grid (printed by scripts/fit_colour_model.py)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    rows, paths = fit_photos(read_labels(args.labels), args.root)
-    relpaths = np.array([r.relpath for r in rows])
-    emb = cached_or_computed(args.cache, relpaths, paths, compute_embeddings, "embeddings")
+    rows, paths, relpaths, emb = labelled_vectors(args, compute_embeddings, "embeddings")
     if args.embed_only:
         return 0
     features = args.features or args.cache.with_name(args.cache.stem + "-features.npz")

@@ -50,13 +50,12 @@ sys.path.insert(0, str(REPO))
 
 from fashion.colour.dominant import read_garment  # noqa: E402
 from fashion.colour.garment import SIZE  # noqa: E402
-from fashion.colour.labels import read_labels  # noqa: E402
 from fashion.colour.model import FIT_SPLITS, folds  # noqa: E402
 from fashion.images import open_image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the maintainer script and the sixth round's prototype
-from colour_embedding_prototype import cached_or_computed, grid, paired, parse  # noqa: E402
-from fit_colour_model import DEFAULT_ROOT, FOLDS, LABELS, SEEDS, fit_photos, print_best  # noqa: E402
+from colour_embedding_prototype import grid, labelled_vectors, paired, parse  # noqa: E402
+from fit_colour_model import DEFAULT_ROOT, FOLDS, LABELS, SEEDS, print_best  # noqa: E402
 
 INPUT = 224
 LAYERS = {"s28": 2, "s14": 4, "s7": None}  # name -> index of the block stage whose output it is (None: the body's)
@@ -139,9 +138,7 @@ def main(argv=None) -> int:
                         help="no grid: at C 0.05, second weight 0.3, each variant against the 57 features per seed")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    rows, paths = fit_photos(read_labels(args.labels), args.root)
-    relpaths = np.array([r.relpath for r in rows])
-    data = cached_or_computed(args.cache, relpaths, paths, compute, "pooled vectors")
+    rows, _, _, data = labelled_vectors(args, compute, "pooled vectors")
     if args.extract_only:
         return 0
     base = data["base"]
