@@ -95,7 +95,7 @@ def compute(paths: list[str], batch: int = 8) -> dict[str, np.ndarray]:
     import torch
 
     from fashion.backbones import create_backbone
-    from fashion.resize import resize_image
+    from fashion.modelio import preprocess
 
     torch.set_num_threads(1)
     body, cfg = create_backbone("efficientnet_lite0")
@@ -105,15 +105,12 @@ def compute(paths: list[str], batch: int = 8) -> dict[str, np.ndarray]:
     for name, index in LAYERS.items():
         if index is not None:
             body.blocks[index].register_forward_hook(lambda _m, _i, out, name=name: seen.__setitem__(name, out))
-    mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.std).view(1, 3, 1, 1)
     out = {"base": []} | {f"{layer}-{pool}": [] for layer in LAYERS for pool in POOLS}
     start = time.perf_counter()
     for first in range(0, len(paths), batch):
         chunk = paths[first:first + batch]
         readings = [read_garment(open_image(p, min_size=SIZE)) for p in chunk]  # as fit_colour_model reads them
-        pixels = np.stack([resize_image(open_image(p), INPUT, "squish") for p in chunk])
-        x = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255 - mean) / std
+        x = preprocess([open_image(p) for p in chunk], INPUT, cfg.mean, cfg.std)  # as a run embeds them
         with torch.inference_mode():
             seen["s7"] = body(x)
         for i, reading in enumerate(readings):
