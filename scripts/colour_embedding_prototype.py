@@ -176,18 +176,44 @@ def labelled_vectors(args, compute, what: str) -> tuple[list, list, np.ndarray, 
     return rows, paths, relpaths, cached_or_computed(args.cache, relpaths, paths, compute, what)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def compare(base, vectors: dict, variants, rows, paired_only: bool, width: int, baseline: bool = False) -> None:
+    """Each ``<vector>-pca<k>`` variant beside the 57 ``base`` features: the grid of settings (the best printed
+    last, names ``width`` wide; ``baseline``: the 57 features' own grid too), or with ``paired_only`` the paired
+    per-seed comparison at one setting. The folds: ``fit_colour_model``'s, on ``rows``' families."""
+    y = [r.family for r in rows]
+    y2 = [r.family_2 or "" for r in rows]
+    splits = [folds(y, FOLDS, seed) for seed in SEEDS]
+    if paired_only:
+        paired(base, vectors, variants, y, y2, splits)
+        return
+    summary = {}
+    for variant in variants:
+        name, k = parse(variant)
+        summary[variant] = grid(base, vectors[name], k, y, y2, splits, f"+{variant}")
+    if baseline:
+        summary["today (57)"] = grid(base, None, None, y, y2, splits, "today (57)")
+    print_best(summary, width)
+
+
+def prototype_parser(description: str, what: str, variants, only: str) -> argparse.ArgumentParser:
+    """The options the colour prototypes share: photos, labels, the cache of ``what``, variants, ``--<only>-only``,
+    ``--paired``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--labels", type=Path, default=LABELS)
-    parser.add_argument("--cache", type=Path, required=True, help="the embeddings' .npz (computed when missing)")
+    parser.add_argument("--cache", type=Path, required=True, help=f"the {what}' .npz (computed when missing)")
+    parser.add_argument("--variants", nargs="+", choices=list(variants), default=list(variants))
+    parser.add_argument(f"--{only}-only", action="store_true", help=f"compute and cache the {what}, no CV")
+    parser.add_argument("--paired", action="store_true",
+                        help="no grid: at C 0.05, second weight 0.3, each variant against the 57 features per seed")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = prototype_parser(__doc__.splitlines()[0], "embeddings", VARIANTS, "embed")
     parser.add_argument("--features", type=Path,
                         help="the 57 features' .npz (array 'base'; default <cache stem>-features.npz, computed "
                              "when missing; scripts/colour_cam_prototype.py's cache holds the same)")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--embed-only", action="store_true", help="compute and cache the embeddings, no CV")
-    parser.add_argument("--paired", action="store_true",
-                        help="no grid: at C 0.05, second weight 0.3, each variant against the 57 features per seed")
     parser.add_argument("--baseline", action="store_true",
                         help="also the 57 features' own grid (printed by scripts/fit_colour_model.py)")
     args = parser.parse_args(argv)
@@ -204,19 +230,7 @@ def main(argv=None) -> int:
         base = stored["base"]
     print(f"{len(rows)} photos ({', '.join(f'{s} {sum(r.split == s for r in rows)}' for s in FIT_SPLITS)}), "
           f"{base.shape[1]} features read in {time.perf_counter() - start:.1f} s ({features})", flush=True)
-    y = [r.family for r in rows]
-    y2 = [r.family_2 or "" for r in rows]
-    splits = [folds(y, FOLDS, seed) for seed in SEEDS]
-    if args.paired:
-        paired(base, emb, args.variants, y, y2, splits)
-        return 0
-    summary = {}
-    for variant in args.variants:
-        layer, k = parse(variant)
-        summary[variant] = grid(base, emb[layer], k, y, y2, splits, f"+{variant}")
-    if args.baseline:
-        summary["today (57)"] = grid(base, None, None, y, y2, splits, "today (57)")
-    print_best(summary, 12)
+    compare(base, emb, args.variants, rows, args.paired, width=12, baseline=args.baseline)
     print(f"{time.perf_counter() - start:.1f} s")
     return 0
 

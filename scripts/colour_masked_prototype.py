@@ -38,7 +38,6 @@ of it is in the library.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -50,12 +49,11 @@ sys.path.insert(0, str(REPO))
 
 from fashion.colour.dominant import read_garment  # noqa: E402
 from fashion.colour.garment import SIZE  # noqa: E402
-from fashion.colour.model import FIT_SPLITS, folds  # noqa: E402
+from fashion.colour.model import FIT_SPLITS  # noqa: E402
 from fashion.images import open_image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the maintainer script and the sixth round's prototype
-from colour_embedding_prototype import grid, labelled_vectors, paired, parse  # noqa: E402
-from fit_colour_model import DEFAULT_ROOT, FOLDS, LABELS, SEEDS, print_best  # noqa: E402
+from colour_embedding_prototype import compare, labelled_vectors, parse, prototype_parser  # noqa: E402
 
 INPUT = 224
 LAYERS = {"s28": 2, "s14": 4, "s7": None}  # name -> index of the block stage whose output it is (None: the body's)
@@ -125,15 +123,7 @@ def compute(paths: list[str], batch: int = 8) -> dict[str, np.ndarray]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument("--labels", type=Path, default=LABELS)
-    parser.add_argument("--cache", type=Path, required=True, help="the pooled vectors' .npz (computed when missing)")
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--extract-only", action="store_true", help="compute and cache the vectors, no CV")
-    parser.add_argument("--paired", action="store_true",
-                        help="no grid: at C 0.05, second weight 0.3, each variant against the 57 features per seed")
-    args = parser.parse_args(argv)
+    args = prototype_parser(__doc__.splitlines()[0], "pooled vectors", VARIANTS, "extract").parse_args(argv)
     start = time.perf_counter()
     rows, _, _, data = labelled_vectors(args, compute, "pooled vectors")
     if args.extract_only:
@@ -141,22 +131,12 @@ def main(argv=None) -> int:
     base = data["base"]
     print(f"{len(rows)} photos ({', '.join(f'{s} {sum(r.split == s for r in rows)}' for s in FIT_SPLITS)}), "
           f"{base.shape[1]} garment features", flush=True)
-    y = [r.family for r in rows]
-    y2 = [r.family_2 or "" for r in rows]
-    splits = [folds(y, FOLDS, seed) for seed in SEEDS]
     vectors = {}  # the sixth round's naming: "<vector>-pca<k>" reads the vector "<vector>"
     for variant in args.variants:
         keys, k = VARIANTS[variant]
         vectors[parse(variant)[0]] = np.hstack([data[key] for key in keys])
         assert parse(variant)[1] == k
-    if args.paired:
-        paired(base, vectors, args.variants, y, y2, splits)
-        return 0
-    summary = {}
-    for variant in args.variants:
-        name, k = parse(variant)
-        summary[variant] = grid(base, vectors[name], k, y, y2, splits, f"+{variant}")
-    print_best(summary, 26)
+    compare(base, vectors, args.variants, rows, args.paired, width=26)
     print(f"{time.perf_counter() - start:.1f} s")
     return 0
 
