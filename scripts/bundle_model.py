@@ -9,7 +9,9 @@ point only reads the bundled one (:func:`fashion.modelio.bundled_model_dir`)::
 Writes, replacing ``DST`` as a whole:
 
 - ``model.safetensors``: the run's weights, floating tensors stored as float16 (``--dtype float32``
-  keeps them as trained); :func:`fashion.modelio.load_model` loads them into the float32 network;
+  keeps them as trained; ``--dtype int8`` stores weight matrices and kernels as int8 with a scale per
+  output channel, :mod:`fashion.modelio.storage`); :func:`fashion.modelio.load_model` loads them into
+  the float32 network;
 - ``model.json``: the run's, unchanged;
 - ``fp16_check.json``: with ``--data``, the test split's top-1 and that of its perturbed photos
   (:mod:`fashion.training.robustness`) for the run's float32 weights and the stored ones, the largest
@@ -28,14 +30,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from fashion.modelio import CONFIG_FILE, WEIGHTS_FILE, ModelInfo, load_model, save_state_dict
+from fashion.modelio import CONFIG_FILE, DTYPES, WEIGHTS_FILE, ModelInfo, load_model, save_state_dict, stored_state
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling maintainer script
 from make_sample import report, swap_in  # noqa: E402
 
 log = logging.getLogger("bundle_model")
 
-DTYPES = ("float16", "float32")
 CARD = "README.md"
 
 
@@ -55,8 +56,7 @@ def bundle_model(run_dir, dst, dtype: str = "float16", data=None) -> Path:
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
     try:
-        stored = {k: (v.to(getattr(torch, dtype)) if v.is_floating_point() else v)
-                  for k, v in loaded.model.state_dict().items()}
+        stored = stored_state(loaded.model.state_dict(), dtype)
         holder = torch.nn.Module()  # save_state_dict writes a module's state dict
 
         holder.state_dict = lambda: stored

@@ -55,6 +55,11 @@ def test_bundle_stores_float16_that_loads_into_the_float32_network(run_dir, tmp_
     bundle.bundle_model(run_dir, dst, dtype="float32")
     with torch.no_grad():
         assert torch.equal(ref.model(x), load_model(dst).model(x))
+    bundle.bundle_model(run_dir, dst, dtype="int8")  # weight matrices and kernels as int8, a scale per channel
+    assert (dst / WEIGHTS_FILE).stat().st_size < 0.3 * (run_dir / WEIGHTS_FILE).stat().st_size
+    with torch.no_grad():  # an untrained net has no accuracy to keep: the real one is checked on photos (--data)
+        expected = ref.model(x)
+        assert torch.allclose(expected, load_model(dst).model(x), atol=0.1 * expected.abs().max().item())
     assert sorted(p.name for p in dst.parent.iterdir()) == ["model"]  # no .building / .old left
 
 

@@ -12,6 +12,7 @@ from ..heads import penultimate
 from .classifier import build_model
 from .export import weights_file
 from .info import ModelInfo
+from .storage import float_state
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -100,7 +101,8 @@ def load_model(directory) -> LoadedModel:
     """Rebuild the classifier of a ``fashion train`` output directory; no pickled code is run.
 
     Reads ``model.json``, builds ``create_backbone(arch, pretrained=False)`` + the head, and loads
-    ``model.safetensors`` (or ``model.pth`` with ``torch.load(weights_only=True)``) strictly.
+    ``model.safetensors`` (or ``model.pth`` with ``torch.load(weights_only=True)``) strictly, its int8 or
+    float16 tensors (:mod:`.storage`: the bundled model's) into the float32 network.
     """
     from ..backbones import read_state_dict
 
@@ -111,7 +113,10 @@ def load_model(directory) -> LoadedModel:
         verify(directory)
     info = ModelInfo.read(directory)
     weights = weights_file(directory)
-    state = read_state_dict(weights)
+    try:
+        state = float_state(read_state_dict(weights))
+    except ValueError as exc:
+        raise FormatError(str(exc), weights) from None
     model = build_model(info)
     try:
         model.load_state_dict(state, strict=True)
