@@ -13,9 +13,10 @@ Writes, replacing ``DST`` as a whole:
   output channel, :mod:`fashion.modelio.storage`); :func:`fashion.modelio.load_model` loads them into
   the float32 network;
 - ``model.json``: the run's, unchanged;
-- ``fp16_check.json``: with ``--data``, the test split's top-1 and that of its perturbed photos
-  (:mod:`fashion.training.robustness`) for the run's float32 weights and the stored ones, the largest
-  difference of a class probability and the number of photos whose predicted class changed.
+- ``fp16_check.json`` (``int8_check.json``, ``fp32_check.json`` for the other types): with ``--data``,
+  the test split's top-1 and that of its perturbed photos (:mod:`fashion.training.robustness`) for the
+  run's float32 weights and the stored ones, the largest difference of a class probability and the
+  number of photos whose predicted class changed.
 
 The model card (``DST/README.md``) is written by hand from the run's figures; this script keeps it.
 """
@@ -44,7 +45,7 @@ def bundle_model(run_dir, dst, dtype: str = "float16", data=None) -> Path:
     """Copy the model of ``run_dir`` to ``dst`` with its floating tensors as ``dtype``; return ``dst``.
 
     ``data``: a clothing-dataset-small root whose ``test`` split the stored weights are checked on
-    against the run's (``fp16_check.json``)."""
+    against the run's (:func:`check_file`)."""
     import torch
 
     if dtype not in DTYPES:
@@ -66,7 +67,7 @@ def bundle_model(run_dir, dst, dtype: str = "float16", data=None) -> Path:
             shutil.copyfile(dst / CARD, building / CARD)
         if data is not None:
             check = precision_check(loaded, load_model(building), data)
-            (building / "fp16_check.json").write_text(json.dumps(check, indent=2) + "\n", encoding="utf-8")
+            (building / check_file(dtype)).write_text(json.dumps(check, indent=2) + "\n", encoding="utf-8")
             log.info("stored weights vs the run's: %s", json.dumps(check))
         swap_in(building, dst)
     except BaseException:
@@ -75,6 +76,11 @@ def bundle_model(run_dir, dst, dtype: str = "float16", data=None) -> Path:
     size = (dst / WEIGHTS_FILE).stat().st_size
     log.info("wrote %s (%.1f MB, %s)", dst / WEIGHTS_FILE, size / 1e6, dtype)
     return dst
+
+
+def check_file(dtype: str) -> str:
+    """The name of the stored-weights check for ``dtype``: ``fp16_check.json`` for the bundled float16."""
+    return {"float32": "fp32", "float16": "fp16"}.get(dtype, dtype) + "_check.json"
 
 
 def precision_check(reference, stored, data) -> dict:

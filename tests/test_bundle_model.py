@@ -69,6 +69,8 @@ def test_bundle_checks_the_stored_weights_on_a_test_split(run_dir, tmp_path):
     check = json.loads((dst / "fp16_check.json").read_text())
     assert check["n"] == 9 and check["changed_predictions"] <= 1 and check["max_prob_difference"] < 0.05
     assert set(check["run"]) == {"top1", "perturbed_top1"}
+    bundle.bundle_model(run_dir, dst, dtype="int8", data=data)  # the check is named for what it checked
+    assert sorted(p.name for p in dst.iterdir()) == ["int8_check.json", "model.json", "model.safetensors"]
 
 
 def test_bundle_command_refuses_a_directory_without_a_model(tmp_path):
