@@ -30,7 +30,11 @@ optimistic). ``--paired``: the photos the net turns right and wrong against the 
 
 The decision rule (written before the CV ran, in the commit message that set these defaults): keep the lever only
 if the net's CV top-1 on fit + dev (these folds) >= 0.651 and its top-2 >= 0.8217, or its stack's (both figures
-of the same candidate; the 57 features alone on these folds are printed beside them).
+of the same candidate; the 57 features alone on these folds are printed beside them). The first run (128 px,
+6 epochs, ``whole``) lost: net 0.5175 / 0.7172, stack 0.6341 / 0.8353, the 57 features 0.6341 / 0.8207. Its cuts
+came from an epoch mis-measured under the lead's training (6 s an epoch on quiet cores, not minutes), so the
+second run, with the same rule written before it, uses the uncut settings: ``--size 160 --epochs 10``, both
+variants.
 
     PYTHONPATH=. OPENBLAS_NUM_THREADS=1 nice -n 19 python scripts/colour_finetune_prototype.py \\
         --cache /tmp/colourft/photos160.npz --variants whole --stack --paired
