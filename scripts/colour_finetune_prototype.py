@@ -199,6 +199,34 @@ def paired(net_first, base_first, y) -> None:
                       for f in ALL_FAMILIES if (y == f).any()))
 
 
+def held_out(args, rows, data: dict, soft: np.ndarray) -> None:
+    """Once, after the CV passed the rule: each variant's net trained on all fit + dev photos names the ``holdout``
+    photos; beside it the 57 features' regression and the stack (fitted on fit + dev with the CV's out-of-fold
+    probabilities, applied to the final net's), all scored on ``holdout``."""
+    from fashion.colour.model import fit
+
+    y = np.array([r.family for r in rows], dtype=object)
+    y2 = [r.family_2 or "" for r in rows]
+    held = [r for r in read_labels(args.labels) if r.split == "holdout"]
+    hd = cached_or_computed(args.cache.with_name(args.cache.stem + "-holdout.npz"), np.array([r.relpath for r in held]),
+                            [args.root / r.relpath for r in held], compute, "holdout photos")
+    hy = np.array([r.family for r in held], dtype=object)
+    print(f"holdout: {len(held)} photos; trained on {len(rows)} fit + dev photos", flush=True)
+    b1, b2 = scores(*fit(data["base"], y, y2, C, SECOND_WEIGHT).top_two(hd["base"]), hy)
+    print(f"  57 features (C {C}, second {SECOND_WEIGHT}): top1 {b1:.4f} top2 {b2:.4f}", flush=True)
+    for variant in args.variants:
+        t0 = time.perf_counter()
+        net, cfg = train(data, np.arange(len(rows)), soft, variant, args.size, args.epochs, seed=0)
+        probs = predict(net, cfg, hd, np.arange(len(held)), variant, args.size)
+        n1, n2 = scores(*ranked(probs), hy)
+        with np.load(args.cache.with_name(f"{args.cache.stem}-oof-{variant}.npz")) as oof:
+            stack = fit(np.hstack([data["base"], oof["probs"]]), y, y2, C, SECOND_WEIGHT)
+        s1, s2 = scores(*stack.top_two(np.hstack([hd["base"], probs])), hy)
+        print(f"  {variant}: net top1 {n1:.4f} top2 {n2:.4f}; stacked top1 {s1:.4f} top2 {s2:.4f}; "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
+        paired(ranked(probs)[0], fit(data["base"], y, y2, C, SECOND_WEIGHT).top_two(hd["base"])[0], hy)
+
+
 def main(argv=None) -> int:
     parser = prototype_parser(__doc__.splitlines()[0], "photos", VARIANTS, "cache")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
@@ -207,6 +235,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-folds", type=int, default=FOLDS, help="train and score only the first folds")
     parser.add_argument("--spare", action="store_true", help="add the spare photos to every fold's training part")
     parser.add_argument("--stack", action="store_true", help="also the 57 features + the net's probabilities")
+    parser.add_argument("--holdout", action="store_true",
+                        help="no CV: train on all fit + dev photos and score holdout once (after the rule was met)")
     args = parser.parse_args(argv)
     import torch
 
@@ -235,6 +265,11 @@ def main(argv=None) -> int:
         data = {key: np.concatenate([data[key], extra[key]]) for key in data}
         soft = np.concatenate([soft, targets(spare)])
     spare_idx = np.arange(len(rows), len(soft))
+    if args.holdout:
+        if extra or args.limit:
+            parser.error("--holdout trains on the fit + dev photos only (no --spare, no --limit)")
+        held_out(args, rows, data, soft)
+        return 0
     splits = folds(y, FOLDS, SEEDS[0])[:args.max_folds]
     print(f"{len(rows)} photos ({', '.join(f'{s} {sum(r.split == s for r in rows)}' for s in FIT_SPLITS)})"
           f"{f' + {len(spare_idx)} spare in training' if extra else ''}; {len(splits)} of {FOLDS} folds (seed "
