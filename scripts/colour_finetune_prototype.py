@@ -34,7 +34,10 @@ of the same candidate; the 57 features alone on these folds are printed beside t
 6 epochs, ``whole``) lost: net 0.5175 / 0.7172, stack 0.6341 / 0.8353, the 57 features 0.6341 / 0.8207. Its cuts
 came from an epoch mis-measured under the lead's training (6 s an epoch on quiet cores, not minutes), so the
 second run, with the same rule written before it, uses the uncut settings: ``--size 160 --epochs 10``, both
-variants.
+variants: nets 0.5671 / 0.7566 (whole), 0.5671 / 0.7726 (masked); stacks 0.6516 / 0.8499 (whole: the rule met by
+under one photo, the best of six candidates) and 0.6414 / 0.8338. Held out once (``--holdout``): the whole stack
+0.6356 / 0.8533 against the 57 features' 0.6267 / 0.8489 (+2 / +1 of 225 photos); the net alone 0.5200 / 0.7778.
+``benchmarks/README.md``, "Round of 2026-12-07 (ninth)"; nothing of it is in the library.
 
     PYTHONPATH=. OPENBLAS_NUM_THREADS=1 nice -n 19 python scripts/colour_finetune_prototype.py \\
         --cache /tmp/colourft/photos160.npz --variants whole --stack --paired
