@@ -236,6 +236,8 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=SIZE_NET, help=f"the network's input, px (the cache holds {INPUT})")
     parser.add_argument("--limit", type=int, help="a dry run: only this many photos (a seeded sample)")
     parser.add_argument("--max-folds", type=int, default=FOLDS, help="train and score only the first folds")
+    parser.add_argument("--fold-seed", type=int, default=SEEDS[0], choices=SEEDS,
+                        help="which seed of fit_colour_model's folds (a diagnostic after the verdict: the rule's is 0)")
     parser.add_argument("--spare", action="store_true", help="add the spare photos to every fold's training part")
     parser.add_argument("--stack", action="store_true", help="also the 57 features + the net's probabilities")
     parser.add_argument("--holdout", action="store_true",
@@ -273,10 +275,10 @@ def main(argv=None) -> int:
             parser.error("--holdout trains on the fit + dev photos only (no --spare, no --limit)")
         held_out(args, rows, data, soft)
         return 0
-    splits = folds(y, FOLDS, SEEDS[0])[:args.max_folds]
+    splits = folds(y, FOLDS, args.fold_seed)[:args.max_folds]
     print(f"{len(rows)} photos ({', '.join(f'{s} {sum(r.split == s for r in rows)}' for s in FIT_SPLITS)})"
           f"{f' + {len(spare_idx)} spare in training' if extra else ''}; {len(splits)} of {FOLDS} folds (seed "
-          f"{SEEDS[0]}); {args.size} px input, {args.epochs} epochs, batch {BATCH}, torch threads {torch.get_num_threads()}",
+          f"{args.fold_seed}); {args.size} px input, {args.epochs} epochs, batch {BATCH}, torch threads {torch.get_num_threads()}",
           flush=True)
     base_first, base_second = cross_validate(data["base"][:len(rows)], y, y2, C, SECOND_WEIGHT, splits)
     scored = np.concatenate([test for _, test in splits])
@@ -300,7 +302,8 @@ def main(argv=None) -> int:
               f"second {SECOND_WEIGHT}) top1 {b1:.4f} top2 {b2:.4f}", flush=True)
         if args.paired:
             paired(first, base_first[scored], y[scored])
-        out = args.cache.with_name(f"{args.cache.stem}-oof-{variant}{'-spare' if extra else ''}.npz")
+        seed = f"-seed{args.fold_seed}" if args.fold_seed != SEEDS[0] else ""
+        out = args.cache.with_name(f"{args.cache.stem}-oof-{variant}{'-spare' if extra else ''}{seed}.npz")
         np.savez_compressed(out, relpath=relpaths[keep], probs=probs, classes=np.array(ALL_FAMILIES))
         if args.stack and len(splits) == FOLDS:
             s_first, s_second = cross_validate(np.hstack([data["base"][:len(rows)], probs]), y, y2, C, SECOND_WEIGHT,
