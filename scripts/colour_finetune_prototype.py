@@ -37,6 +37,8 @@ second run, with the same rule written before it, uses the uncut settings: ``--s
 variants: nets 0.5671 / 0.7566 (whole), 0.5671 / 0.7726 (masked); stacks 0.6516 / 0.8499 (whole: the rule met by
 under one photo, the best of six candidates) and 0.6414 / 0.8338. Held out once (``--holdout``): the whole stack
 0.6356 / 0.8533 against the 57 features' 0.6267 / 0.8489 (+2 / +1 of 225 photos); the net alone 0.5200 / 0.7778.
+On the other two seeds of folds (``--fold-seed``, after the verdict) the stack reached 0.6501 and 0.6385: 0.6467 /
+0.8421 over three seeds against the 57 features' 0.6307 / 0.8217, under 0.651.
 ``benchmarks/README.md``, "Round of 2026-12-07 (ninth)"; nothing of it is in the library.
 
     PYTHONPATH=. OPENBLAS_NUM_THREADS=1 nice -n 19 python scripts/colour_finetune_prototype.py \\
