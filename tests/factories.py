@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import pytest
 
+import importlib.util
 import io
+import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -373,3 +375,13 @@ def add_vectors(run_dir: Path, vectors: np.ndarray) -> np.ndarray:
         ids = state.append(cat, frame, vectors, np.ones(len(vectors), bool), [""] * len(vectors))
         state.commit(cat, {"op": "add", "count": len(ids)}, added=ids)
     return ids
+
+
+def load_script(relpath: str):
+    """A repository script (``scripts/NAME.py``, ``benchmarks/NAME.py``: not a package) imported as the module
+    NAME, registered in ``sys.modules`` (its dataclasses look themselves up there)."""
+    path = Path(__file__).resolve().parents[1] / relpath
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = sys.modules[path.stem] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

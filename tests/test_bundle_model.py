@@ -3,7 +3,6 @@ model (fashion/data/model) that entry points use when given no --model and no --
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -14,12 +13,10 @@ torch = pytest.importorskip("torch")
 
 from fashion.modelio import CONFIG_FILE, WEIGHTS_FILE, ModelInfo, build_classifier, export_model, load_model  # noqa: E402
 
-from factories import make_folder, one_thread  # noqa: E402,F401
+from factories import load_script, make_folder, one_thread  # noqa: E402,F401
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bundle_model.py"
-_spec = importlib.util.spec_from_file_location("bundle_model", SCRIPT)
-bundle = sys.modules["bundle_model"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bundle)
+bundle = load_script("scripts/bundle_model.py")
 
 COLORS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +13,10 @@ from fashion.datasets import load
 from fashion.errors import FashionError
 from fashion.images import open_image
 
+from factories import load_script
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_sample.py"
-_spec = importlib.util.spec_from_file_location("make_sample", SCRIPT)
-make_sample = sys.modules["make_sample"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up
-_spec.loader.exec_module(make_sample)
+make_sample = load_script("scripts/make_sample.py")
 build_sample = make_sample.build_sample
 
 CLASSES = ("dress", "hat", "t-shirt")

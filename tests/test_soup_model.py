@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,12 +11,9 @@ torch = pytest.importorskip("torch")
 
 from fashion.modelio import ModelInfo, build_classifier, export_model, load_model  # noqa: E402
 
-from factories import make_folder, one_thread  # noqa: E402,F401
+from factories import load_script, make_folder, one_thread  # noqa: E402,F401
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "soup_model.py"
-_spec = importlib.util.spec_from_file_location("soup_model", SCRIPT)
-soup = sys.modules["soup_model"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(soup)
+soup = load_script("scripts/soup_model.py")
 
 COLORS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
 
