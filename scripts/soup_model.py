@@ -72,11 +72,9 @@ def soup(runs, data, output=None) -> dict:
     import copy
 
     import numpy as np
-    import torch
 
     from fashion.modelio import CONFIG_FILE, export_model, load_model
 
-    torch.set_grad_enabled(False)
     loaded = [load_model(r) for r in runs]
     first = loaded[0].info
     for run, m in zip(runs, loaded):

@@ -45,6 +45,7 @@ def test_a_run_equal_to_the_first_enters_the_soup_and_the_soup_is_written(tmp_pa
     for f in first.iterdir():
         (twin / f.name).write_bytes(f.read_bytes())
     report = soup.soup([first, twin], data, output=tmp_path / "soup")
+    assert torch.is_grad_enabled()  # no global switch left behind for the tests that train after it
     assert len(report["ingredients"]) == 2  # the average of two equal runs: its loss does not rise
     for split, n in (("held_out", 4), ("test", 12)):  # 34 % of the 12 train photos held out, seeded
         assert report[f"soup_{split}"] == report[f"best_single_{split}"]
