@@ -46,8 +46,6 @@ def bundle_model(run_dir, dst, dtype: str = "float16", data=None) -> Path:
 
     ``data``: a clothing-dataset-small root whose ``test`` split the stored weights are checked on
     against the run's (:func:`check_file`)."""
-    import torch
-
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     run_dir, dst = Path(run_dir), Path(dst)
@@ -58,10 +56,7 @@ def bundle_model(run_dir, dst, dtype: str = "float16", data=None) -> Path:
     building.mkdir(parents=True)
     try:
         stored = stored_state(loaded.model.state_dict(), dtype)
-        holder = torch.nn.Module()  # save_state_dict writes a module's state dict
-
-        holder.state_dict = lambda: stored
-        save_state_dict(building / WEIGHTS_FILE, holder)
+        save_state_dict(building / WEIGHTS_FILE, stored)
         shutil.copyfile(run_dir / CONFIG_FILE, building / CONFIG_FILE)
         if (dst / CARD).is_file():
             shutil.copyfile(dst / CARD, building / CARD)

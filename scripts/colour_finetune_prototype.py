@@ -41,8 +41,12 @@ On the other two seeds of folds (``--fold-seed``, after the verdict) the stack r
 0.8421 over three seeds against the 57 features' 0.6307 / 0.8217, under 0.651.
 ``benchmarks/README.md``, "Round of 2026-12-07 (ninth)"; nothing of it is in the library.
 
+    # the second run (the recorded one; the defaults below are the first run's cut settings)
     PYTHONPATH=. OPENBLAS_NUM_THREADS=1 nice -n 19 python scripts/colour_finetune_prototype.py \\
-        --cache /tmp/colourft/photos160.npz --variants whole --stack --paired
+        --cache /tmp/colourft/photos160.npz --variants whole masked --size 160 --epochs 10 --stack --paired
+    # held out, once
+    PYTHONPATH=. OPENBLAS_NUM_THREADS=1 nice -n 19 python scripts/colour_finetune_prototype.py \\
+        --cache /tmp/colourft/photos160.npz --variants whole --size 160 --epochs 10 --holdout
 """
 
 from __future__ import annotations
@@ -69,10 +73,10 @@ from colour_embedding_prototype import cached_or_computed, labelled_vectors, pro
 from fit_colour_model import FOLDS, SEEDS, scores  # noqa: E402
 
 INPUT = 160  # the cache's photos, px
-SIZE_NET = 128  # the network's input, px: cut from 160 (a batch of 32 cost ~9 CPU-s at 160 px, shared cores)
+SIZE_NET = 128  # the first run's network input, px (cut from 160 on a mis-measured epoch; the second run: --size 160)
 VARIANTS = ("whole", "masked")
 GREY = 0.5  # the neutral grey of the masked variant's background, in [0, 1] before normalisation
-EPOCHS, BATCH = 6, 32  # 6 epochs: cut from 8 to fit the CV in ~40 min of two cores
+EPOCHS, BATCH = 6, 32  # the first run's 6 epochs (the second run: --epochs 10)
 LR_HEAD, LR_BODY, WEIGHT_DECAY = 3e-3, 3e-4, 0.02
 SECOND, SMOOTHING = 0.3, 0.1
 CROP_AREA, CROP_RATIO = (0.7, 1.0), (0.8, 1.25)
@@ -217,7 +221,8 @@ def held_out(args, rows, data: dict, soft: np.ndarray) -> None:
                             [args.root / r.relpath for r in held], compute, "holdout photos")
     hy = np.array([r.family for r in held], dtype=object)
     print(f"holdout: {len(held)} photos; trained on {len(rows)} fit + dev photos", flush=True)
-    b1, b2 = scores(*fit(data["base"], y, y2, C, SECOND_WEIGHT).top_two(hd["base"]), hy)
+    base_first, base_second = fit(data["base"], y, y2, C, SECOND_WEIGHT).top_two(hd["base"])
+    b1, b2 = scores(base_first, base_second, hy)
     print(f"  57 features (C {C}, second {SECOND_WEIGHT}): top1 {b1:.4f} top2 {b2:.4f}", flush=True)
     for variant in args.variants:
         t0 = time.perf_counter()
@@ -229,7 +234,7 @@ def held_out(args, rows, data: dict, soft: np.ndarray) -> None:
         s1, s2 = scores(*stack.top_two(np.hstack([hd["base"], probs])), hy)
         print(f"  {variant}: net top1 {n1:.4f} top2 {n2:.4f}; stacked top1 {s1:.4f} top2 {s2:.4f}; "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-        paired(ranked(probs)[0], fit(data["base"], y, y2, C, SECOND_WEIGHT).top_two(hd["base"])[0], hy)
+        paired(ranked(probs)[0], base_first, hy)
 
 
 def main(argv=None) -> int:

@@ -104,9 +104,10 @@ def soup(runs, data, output=None) -> dict:
     net.eval()
     single = loaded[order[0]].model
     report = {"ingredients": [str(runs[i]) for i in chosen], "best_single": str(runs[order[0]])}
-    for name, model in (("soup", net), ("best_single", single)):
-        report[name + "_held_out"] = figures(model, held, first, held_y)
-        report[name + "_test"] = figures(model, test, first, test_y)
+    for split, frame, targets in (("held_out", held, held_y), ("test", test, test_y)):
+        report[f"soup_{split}"] = figures(net, frame, first, targets)
+        report[f"best_single_{split}"] = (report[f"soup_{split}"] if len(chosen) == 1  # the same weights
+                                          else figures(single, frame, first, targets))
     for name in ("soup", "best_single"):
         for split, n in (("held_out", len(held)), ("test", len(test))):
             f = report[f"{name}_{split}"]

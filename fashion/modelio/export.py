@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ from ..atomic import atomic_write, write_json
 from .info import CONFIG_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
     from torch import nn
 
     from .info import ModelInfo
@@ -57,12 +59,13 @@ def weights_sha256(path) -> str:
     return digest
 
 
-def save_state_dict(path, model: "nn.Module") -> Path:
-    """Write ``model.state_dict()`` as safetensors, atomically (a failing disk: :class:`OutputError`,
-    decided by the OSError's errno in :mod:`fashion.atomic`)."""
+def save_state_dict(path, model: "nn.Module | Mapping[str, torch.Tensor]") -> Path:
+    """Write ``model.state_dict()`` (or a state dict itself: a stored one of :mod:`.storage`) as safetensors,
+    atomically (a failing disk: :class:`OutputError`, decided by the OSError's errno in :mod:`fashion.atomic`)."""
     from safetensors.torch import save
 
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = model if isinstance(model, Mapping) else model.state_dict()
+    state = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     data = save(state, metadata={"format": "fashion"})  # bytes: the write itself is plain Python I/O
     with atomic_write(path, "wb") as f:
         f.write(data)

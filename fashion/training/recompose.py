@@ -104,9 +104,10 @@ class Recompose(RandTransform):
 
     ``counts``: the training photos it saw since :meth:`take_counts` last read them, by what it did to them
     (``unchanged``: not drawn, or drawn without a clean border side; :class:`fashion.training.callbacks.EpochLog`
-    logs one epoch's and starts the next at zero), wherever they were decoded: the tally is a shared-memory tensor with one row per process (the training process, then each
-    DataLoader worker of ``--workers N`` by its id), so every writer adds to its own row and the training
-    process reads their sum between epochs, when the workers are idle."""
+    logs one epoch's and starts the next at zero), wherever they were decoded: the tally is a shared-memory
+    tensor with one row per process (the training process, then each DataLoader worker of ``--workers N`` by
+    its id), so every writer adds to its own row and the training process reads their sum between epochs,
+    when the workers are idle."""
 
     split_idx, order = 0, 2  # after Resize (order 1), before ToTensor
     in_tta = False  # fastai's tta runs the training transforms on test photos: not this one (evaluate.predict_tta)
