@@ -93,6 +93,27 @@ def test_bundled_model_is_small_loads_and_has_a_card():
         assert needed in card, needed
 
 
+def test_the_model_card_states_the_bundled_files_own_figures():
+    """The card is written by hand; a re-bundle that leaves its headline figures or its command stale fails
+    here: they are read back from the bundled model.json and fp16_check.json."""
+    from fashion.modelio import bundled_model_dir
+
+    directory = bundled_model_dir()
+    card = (directory / "README.md").read_text()
+    written = json.loads((directory / CONFIG_FILE).read_text())
+    metrics, config = written["metrics"], written["train_config"]
+    three = lambda figures: f"{figures['1']:.3f}** / {figures['3']:.3f}"  # noqa: E731
+    assert f"| **{three(metrics['topk'])} / {metrics['topk']['5']:.3f} |" in card, "test top-1 / 3 / 5"
+    assert f"| **{three(metrics['perturbed'])} |" in card, "perturbed top-1 / 3"
+    assert f"| {metrics['perturbed_background']['1']:.3f} / {metrics['perturbed_scale']['1']:.3f} |" in card
+    assert f"| {metrics['tta']['1']:.3f} |" in card, "test top-1 with TTA"
+    check = json.loads((directory / bundle.check_file("float16")).read_text())
+    assert f"**{check['stored']['top1']:.3f}** ({check['changed_predictions']} of {check['n']} predictions changed" in card
+    epochs = ",".join(str(n) for n in config["epochs"])
+    assert f"--epochs {epochs} " in card and f"--seed {config['seed']}" in card
+    assert f"--distill-weight {config['distill_weight']}" in card and ",".join(config["distill"]) in card
+
+
 def test_no_model_and_no_arch_means_the_bundled_model():
     from fashion.embedding.spec import resolve_model
     from fashion.modelio import bundled_model_dir
