@@ -3,7 +3,8 @@
 ``tests/data/sample_fingerprint.json`` holds what ``measure_sim.py --output_dir out`` (torch runtime,
 the default exact index, cosine) produced on the untouched code; a refactor must reproduce it bit for
 bit. Regenerate it only for a change that means to move the numbers:
-``python tests/test_fingerprint.py --write`` (and say why in the commit).
+``python tests/test_fingerprint.py --write`` (and say why in the commit; README.md's quick start quotes the
+AMD EPYC figures, and a test holds it to them).
 
 Bitwise holds on one kind of CPU only: oneDNN picks its convolution kernels by instruction set (AMX,
 AVX-512 BF16, VNNI ...), and the bf16 vectors round differently on each (seen: the same commit gave
@@ -124,6 +125,19 @@ def test_sample_run_matches_the_stored_fingerprint(tmp_path):
     assert got["embeddings_npy_sha256"] == expected["embeddings_npy_sha256"], "embedding vectors changed"
     assert got["neighbors_sha256"] == expected["neighbors_sha256"], "neighbours or distances changed"
 
+
+
+def test_readme_quotes_a_stored_fingerprint():
+    """README.md's quick start quotes what the command prints on an AMD EPYC: a stored AMD fingerprint's
+    figures, so a fingerprint regenerated for new weights cannot leave them stale."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    quoted = re.search(r"prints `precision@10 = ([0-9.]+)\s+mAP@10 = ([0-9.]+)`", readme)
+    assert quoted, "README.md no longer quotes the quick start's figures"
+    amd = [fp["metrics"] for kind, fp in stored().items() if kind.startswith("AuthenticAMD")]
+    assert amd, "no AMD fingerprint stored"
+    assert any((f"{m['precision_at_k']:.4f}", f"{m['map_at_k']:.4f}") == quoted.groups() for m in amd), quoted.groups()
 
 if __name__ == "__main__":  # python tests/test_fingerprint.py --write: add or replace this machine's entry
     import tempfile
