@@ -126,7 +126,6 @@ def test_sample_run_matches_the_stored_fingerprint(tmp_path):
     assert got["neighbors_sha256"] == expected["neighbors_sha256"], "neighbours or distances changed"
 
 
-
 def test_readme_quotes_a_stored_fingerprint():
     """README.md's quick start quotes what the command prints on an AMD EPYC: a stored AMD fingerprint's
     figures, so a fingerprint regenerated for new weights cannot leave them stale."""
@@ -138,6 +137,7 @@ def test_readme_quotes_a_stored_fingerprint():
     amd = [fp["metrics"] for kind, fp in stored().items() if kind.startswith("AuthenticAMD")]
     assert amd, "no AMD fingerprint stored"
     assert any((f"{m['precision_at_k']:.4f}", f"{m['map_at_k']:.4f}") == quoted.groups() for m in amd), quoted.groups()
+
 
 if __name__ == "__main__":  # python tests/test_fingerprint.py --write: add or replace this machine's entry
     import tempfile
